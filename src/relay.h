@@ -1,0 +1,52 @@
+/*
+ * relay: what the TCP and UDP relays of one event loop share: the loop, a pool of buffers, and
+ * the list of open connections (for draining at shutdown).
+ *
+ * Buffers are taken from the pool only while bytes are in flight and given back as soon as they
+ * are drained, so an idle connection holds none. The pool keeps at most RELAY_POOL_KEEP spare
+ * buffers; the rest go back to malloc.
+ */
+#ifndef PORTGATE_RELAY_H
+#define PORTGATE_RELAY_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+#include "loop.h"
+
+#define RELAY_BUF_SIZE (64u * 1024u - 64u)
+#define RELAY_POOL_KEEP 256
+
+struct buf {
+    struct buf *next; /* in the pool */
+    uint32_t off, len;
+    char data[RELAY_BUF_SIZE];
+};
+
+struct tcp_conn;
+struct relay_ctx;
+
+/* Called when the last TCP connection of a draining relay has closed. */
+typedef void (*relay_idle_cb)(struct relay_ctx *ctx);
+
+struct relay_ctx {
+    struct loop *loop;
+    struct buf *pool;
+    size_t pool_len;
+    struct tcp_conn *conns; /* all open TCP connections, for drain */
+    size_t nconns;
+    relay_idle_cb on_idle; /* set while draining */
+    uint64_t hash_seed;    /* for the UDP session tables */
+    uint8_t dgram[65536];  /* one datagram in flight at a time in a single-threaded loop */
+};
+
+void relay_ctx_init(struct relay_ctx *ctx, struct loop *loop);
+/* Frees the pool. Connections must be closed first. */
+void relay_ctx_fini(struct relay_ctx *ctx);
+
+/* Returns an empty buffer, or NULL when out of memory. */
+struct buf *relay_buf_get(struct relay_ctx *ctx);
+/* Returns a buffer to the pool; relay_buf_put(ctx, NULL) is a no-op. */
+void relay_buf_put(struct relay_ctx *ctx, struct buf *b);
+
+#endif

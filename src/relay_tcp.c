@@ -1,0 +1,534 @@
+#include "relay_tcp.h"
+
+#include <errno.h>
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/socket.h>
+#include <unistd.h>
+
+#include "log.h"
+#include "sock.h"
+
+#define ACCEPT_BATCH 64
+#define ACCEPT_BACKOFF_MS 100
+#define REFUSE_LOG_INTERVAL_MS 1000
+
+struct tcp_side {
+    struct loop_io io;
+    struct tcp_conn *conn;
+    bool readable; /* no EAGAIN from recv since the last readiness event */
+    bool writable; /* no EAGAIN from send since the last readiness event */
+    bool rdhup;    /* the peer's FIN or a reset was reported: read until recv says so */
+    bool eof;      /* recv returned 0 */
+    bool shut;     /* we have shut down writing to this side */
+};
+
+struct tcp_conn {
+    struct tcp_side cli, tgt;
+    struct buf *in[2];  /* filtered path: bytes read, not yet seen by the filter */
+    struct buf *out[2]; /* bytes to write to the other side */
+    uint64_t bytes[2];  /* written to the other side */
+    struct relay_ctx *ctx;
+    struct mapping *map;
+    const struct tcp_filter *filter;
+    void *fst;
+    struct sockaddr_storage client, target;
+    uint64_t start_ms, last_ms;
+    struct loop_timer timer; /* connect timeout, then idle timeout */
+    bool connected;
+    const char *first_eof; /* "client" or "target": who closed first */
+    struct tcp_conn *prev, *next;
+};
+
+struct tcp_listener {
+    struct loop_io io;
+    struct relay_ctx *ctx;
+    struct mapping *map;
+    uint16_t port;
+    struct loop_timer backoff;
+    struct log_ratelimit emfile_log;
+};
+
+/* ---- closing: the one way out of a connection ---- */
+
+static void conn_close(struct tcp_conn *c, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
+
+static void conn_close(struct tcp_conn *c, const char *fmt, ...)
+{
+    struct relay_ctx *ctx = c->ctx;
+    char reason[256], cs[ADDR_STRLEN], ts[ADDR_STRLEN];
+    va_list ap;
+    va_start(ap, fmt);
+    vsnprintf(reason, sizeof(reason), fmt, ap);
+    va_end(ap);
+    uint64_t ms = loop_now(ctx->loop) - c->start_ms;
+    log_info("map %s: tcp %s -> %s ended after %llu.%03llus, %llu bytes to target, %llu bytes to "
+             "client: %s",
+             c->map->conf.name, addr_format(&c->client, cs, sizeof(cs)),
+             addr_format(&c->target, ts, sizeof(ts)), (unsigned long long)(ms / 1000),
+             (unsigned long long)(ms % 1000), (unsigned long long)c->bytes[TCP_UP],
+             (unsigned long long)c->bytes[TCP_DOWN], reason);
+    struct map_stats *st = &c->map->state->stats;
+    st->bytes_in += c->bytes[TCP_UP];
+    st->bytes_out += c->bytes[TCP_DOWN];
+
+    loop_timer_stop(ctx->loop, &c->timer);
+    struct tcp_side *sides[2] = {&c->cli, &c->tgt};
+    for (int i = 0; i < 2; i++) {
+        if (sides[i]->io.fd >= 0) {
+            loop_io_del(ctx->loop, &sides[i]->io);
+            close(sides[i]->io.fd);
+        }
+        relay_buf_put(ctx, c->in[i]);
+        relay_buf_put(ctx, c->out[i]);
+    }
+    if (c->filter != NULL && c->fst != NULL) {
+        c->filter->close(c->fst);
+    }
+    mapping_release(c->map, &c->client);
+    mapping_unref(c->map);
+    if (c->prev) {
+        c->prev->next = c->next;
+    } else {
+        ctx->conns = c->next;
+    }
+    if (c->next) {
+        c->next->prev = c->prev;
+    }
+    ctx->nconns--;
+    free(c);
+    if (ctx->nconns == 0 && ctx->on_idle != NULL) {
+        ctx->on_idle(ctx);
+    }
+}
+
+static const char *side_name(const struct tcp_conn *c, const struct tcp_side *s)
+{
+    return s == &c->cli ? "client" : "target";
+}
+
+/*
+ * A syscall on side s failed with err. A reset (or a write to a side that reset) is passed on to
+ * the other side as a reset, so both ends see what a direct connection would have shown them.
+ */
+static void conn_fail(struct tcp_conn *c, struct tcp_side *s, int err, const char *op)
+{
+    struct tcp_side *other = s == &c->cli ? &c->tgt : &c->cli;
+    if (err == ECONNRESET || err == EPIPE) {
+        if (other->io.fd >= 0) {
+            sock_set_linger0(other->io.fd);
+        }
+        conn_close(c, "%s reset the connection", side_name(c, s));
+        return;
+    }
+    if (other->io.fd >= 0) {
+        sock_set_linger0(other->io.fd);
+    }
+    conn_close(c, "%s %s: %s", op, side_name(c, s), strerror(err));
+}
+
+/* ---- moving bytes ---- */
+
+/* Runs the filter on what direction d has read. Returns 1 if it produced or consumed, 0 if it
+ * needs more input, -1 if the connection was closed. c->out[d] is empty on entry. */
+static int run_filter(struct tcp_conn *c, enum tcp_dir d, bool eof)
+{
+    struct buf *in = c->in[d];
+    struct buf *out = c->out[d] ? c->out[d] : relay_buf_get(c->ctx);
+    if (out == NULL) {
+        conn_close(c, "out of memory");
+        return -1;
+    }
+    c->out[d] = out;
+    size_t produced = 0;
+    const char *reason = "protocol error";
+    ssize_t used = c->filter->data(c->fst, d, in->data + in->off, in->len, eof, out->data,
+                                   RELAY_BUF_SIZE, &produced, &reason);
+    if (used < 0) {
+        conn_close(c, "%s filter: %s", c->filter->name, reason);
+        return -1;
+    }
+    in->off += (uint32_t)used;
+    in->len -= (uint32_t)used;
+    out->off = 0;
+    out->len = (uint32_t)produced;
+    if (in->len == 0) {
+        relay_buf_put(c->ctx, in);
+        c->in[d] = NULL;
+    } else if (used == 0 && produced == 0 && in->off + in->len == RELAY_BUF_SIZE) {
+        if (in->off == 0) {
+            conn_close(c, "%s filter: message larger than %u bytes", c->filter->name,
+                       RELAY_BUF_SIZE);
+            return -1;
+        }
+        memmove(in->data, in->data + in->off, in->len);
+        in->off = 0;
+    }
+    return used > 0 || produced > 0;
+}
+
+/*
+ * Moves what can be moved in direction d without blocking: write what is buffered, then read
+ * more, until the writer or the reader would block. Returns 0, or -1 if the connection was
+ * closed.
+ */
+static int pump(struct tcp_conn *c, enum tcp_dir d)
+{
+    struct tcp_side *src = d == TCP_UP ? &c->cli : &c->tgt;
+    struct tcp_side *dst = d == TCP_UP ? &c->tgt : &c->cli;
+    struct relay_ctx *ctx = c->ctx;
+    for (;;) {
+        struct buf *o = c->out[d];
+        if (o != NULL && o->len > 0) {
+            if (!dst->writable) {
+                return 0;
+            }
+            ssize_t n = send(dst->io.fd, o->data + o->off, o->len, MSG_NOSIGNAL);
+            if (n == -1) {
+                if (errno == EAGAIN) {
+                    dst->writable = false;
+                    return 0;
+                }
+                if (errno == EINTR) {
+                    continue;
+                }
+                conn_fail(c, dst, errno, "send to");
+                return -1;
+            }
+            o->off += (uint32_t)n;
+            o->len -= (uint32_t)n;
+            c->bytes[d] += (uint64_t)n;
+            c->last_ms = loop_now(ctx->loop);
+            continue;
+        }
+        if (o != NULL) {
+            relay_buf_put(ctx, o);
+            c->out[d] = NULL;
+        }
+        if (c->filter != NULL && c->in[d] != NULL) {
+            int r = run_filter(c, d, src->eof);
+            if (r < 0) {
+                return -1;
+            }
+            if (r > 0) {
+                continue;
+            }
+        }
+        if (src->eof) {
+            if (!dst->shut) {
+                /* Half-close: the bytes before the FIN are written, pass the FIN on. */
+                if (shutdown(dst->io.fd, SHUT_WR) == -1 && errno != ENOTCONN) {
+                    conn_fail(c, dst, errno, "shutdown");
+                    return -1;
+                }
+                dst->shut = true;
+            }
+            return 0;
+        }
+        if (!src->readable) {
+            return 0;
+        }
+        struct buf **slot = c->filter != NULL ? &c->in[d] : &c->out[d];
+        if (*slot == NULL && (*slot = relay_buf_get(ctx)) == NULL) {
+            conn_close(c, "out of memory");
+            return -1;
+        }
+        struct buf *b = *slot;
+        size_t room = RELAY_BUF_SIZE - b->off - b->len;
+        if (room == 0) {
+            return 0; /* filtered path waiting for the filter: cannot happen on the opaque path */
+        }
+        ssize_t n = recv(src->io.fd, b->data + b->off + b->len, room, 0);
+        if (n > 0) {
+            b->len += (uint32_t)n;
+            c->last_ms = loop_now(ctx->loop);
+            /* Edge-triggered: a short read emptied the socket, and new bytes bring a new event,
+             * so skip the recv that would only say EAGAIN. Not after a FIN was reported: the
+             * FIN brings no further event, so read on until recv returns 0. */
+            if ((size_t)n < room && !src->rdhup) {
+                src->readable = false;
+            }
+            continue;
+        }
+        if (n == 0) {
+            src->eof = true;
+            if (c->first_eof == NULL) {
+                c->first_eof = side_name(c, src);
+            }
+            continue;
+        }
+        if (errno == EAGAIN) {
+            src->readable = false;
+            if (b->len == 0) {
+                relay_buf_put(ctx, b);
+                *slot = NULL;
+            }
+            return 0;
+        }
+        if (errno == EINTR) {
+            continue;
+        }
+        conn_fail(c, src, errno, "recv from");
+        return -1;
+    }
+}
+
+static void conn_run(struct tcp_conn *c)
+{
+    if (pump(c, TCP_UP) < 0 || pump(c, TCP_DOWN) < 0) {
+        return;
+    }
+    if (c->cli.shut && c->tgt.shut) {
+        conn_close(c, "closed by %s, then by %s", c->first_eof,
+                   strcmp(c->first_eof, "client") == 0 ? "target" : "client");
+    }
+}
+
+/* ---- events ---- */
+
+static void on_connected(struct tcp_conn *c)
+{
+    int err = sock_error(c->tgt.io.fd);
+    if (err != 0) {
+        char ts[ADDR_STRLEN];
+        c->map->state->stats.connect_failed++;
+        conn_close(c, "connect to %s: %s", addr_format(&c->target, ts, sizeof(ts)), strerror(err));
+        return;
+    }
+    c->connected = true;
+    c->last_ms = loop_now(c->ctx->loop);
+    if (c->map->conf.idle_timeout_ms != 0) {
+        loop_timer_start(c->ctx->loop, &c->timer, c->map->conf.idle_timeout_ms);
+    } else {
+        loop_timer_stop(c->ctx->loop, &c->timer);
+    }
+    conn_run(c);
+}
+
+static void side_event(struct loop_io *io, uint32_t ev)
+{
+    struct tcp_side *s = container_of(io, struct tcp_side, io);
+    struct tcp_conn *c = s->conn;
+    if (ev & (LOOP_IN | LOOP_RDHUP | LOOP_HUP | LOOP_ERR)) {
+        s->readable = true;
+    }
+    if (ev & (LOOP_RDHUP | LOOP_HUP | LOOP_ERR)) {
+        s->rdhup = true;
+    }
+    if (ev & (LOOP_OUT | LOOP_HUP | LOOP_ERR)) {
+        s->writable = true;
+    }
+    if (!c->connected) {
+        if (s == &c->tgt && s->writable) {
+            on_connected(c);
+        } else if (s == &c->cli && (ev & (LOOP_HUP | LOOP_ERR))) {
+            conn_close(c, "client left before the target answered");
+        }
+        return;
+    }
+    conn_run(c);
+}
+
+static void conn_timer(struct loop_timer *t)
+{
+    struct tcp_conn *c = container_of(t, struct tcp_conn, timer);
+    struct loop *loop = c->ctx->loop;
+    if (!c->connected) {
+        char ts[ADDR_STRLEN];
+        c->map->state->stats.connect_failed++;
+        conn_close(c, "connect to %s: no answer within %ums", addr_format(&c->target, ts, sizeof(ts)),
+                   c->map->conf.connect_timeout_ms);
+        return;
+    }
+    uint64_t deadline = c->last_ms + c->map->conf.idle_timeout_ms;
+    if (loop_now(loop) >= deadline) {
+        conn_close(c, "idle for %ums (idle-timeout)", c->map->conf.idle_timeout_ms);
+        return;
+    }
+    loop_timer_start_at(loop, &c->timer, deadline);
+}
+
+static void refuse(struct tcp_listener *l, int fd, const struct sockaddr_storage *client,
+                   enum map_verdict v)
+{
+    struct map_state *st = l->map->state;
+    uint64_t suppressed;
+    if (log_ratelimit_ok(&st->refuse_log, loop_now(l->ctx->loop), REFUSE_LOG_INTERVAL_MS,
+                         &suppressed)) {
+        char cs[ADDR_STRLEN];
+        log_warn("map %s: tcp refused %s: %s (%llu more refusals not logged)", l->map->conf.name,
+                 addr_format(client, cs, sizeof(cs)), map_verdict_reason(v),
+                 (unsigned long long)suppressed);
+    }
+    sock_set_linger0(fd);
+    close(fd);
+}
+
+static void conn_start(struct tcp_listener *l, int fd, const struct sockaddr_storage *client)
+{
+    struct relay_ctx *ctx = l->ctx;
+    struct mapping *m = l->map;
+    enum map_verdict v = mapping_admit(m, client);
+    if (v != MAP_ADMIT) {
+        refuse(l, fd, client, v);
+        return;
+    }
+    struct tcp_conn *c = calloc(1, sizeof(*c));
+    if (c == NULL) {
+        log_error("map %s: out of memory; closing a new connection", m->conf.name);
+        mapping_release(m, client);
+        close(fd);
+        return;
+    }
+    c->ctx = ctx;
+    c->map = mapping_ref(m);
+    c->client = *client;
+    c->cli.conn = c->tgt.conn = c;
+    c->cli.io.fd = fd;
+    c->tgt.io.fd = -1;
+    c->start_ms = c->last_ms = loop_now(ctx->loop);
+    loop_timer_init(&c->timer, conn_timer);
+    mapping_target(m, l->port, &c->target);
+    c->next = ctx->conns;
+    if (ctx->conns) {
+        ctx->conns->prev = c;
+    }
+    ctx->conns = c;
+    ctx->nconns++;
+
+    sock_set_nodelay(fd);
+    int rc = loop_io_add(ctx->loop, &c->cli.io, fd, LOOP_IN | LOOP_OUT | LOOP_RDHUP | LOOP_ET,
+                         side_event);
+    if (rc < 0) {
+        c->cli.io.fd = -1;
+        close(fd);
+        conn_close(c, "epoll: %s", strerror(-rc));
+        return;
+    }
+    int in_progress;
+    int tfd = sock_connect(&c->target, SOCK_STREAM, &in_progress);
+    if (tfd < 0) {
+        char ts[ADDR_STRLEN];
+        m->state->stats.connect_failed++;
+        conn_close(c, "connect to %s: %s", addr_format(&c->target, ts, sizeof(ts)), strerror(-tfd));
+        return;
+    }
+    rc = loop_io_add(ctx->loop, &c->tgt.io, tfd, LOOP_IN | LOOP_OUT | LOOP_RDHUP | LOOP_ET,
+                     side_event);
+    if (rc < 0) {
+        close(tfd);
+        conn_close(c, "epoll: %s", strerror(-rc));
+        return;
+    }
+    if (log_enabled(LOG_LVL_DEBUG)) {
+        char cs[ADDR_STRLEN], ts[ADDR_STRLEN];
+        log_debug("map %s: tcp %s -> %s: connecting", m->conf.name,
+                  addr_format(client, cs, sizeof(cs)), addr_format(&c->target, ts, sizeof(ts)));
+    }
+    if (in_progress) {
+        loop_timer_start(ctx->loop, &c->timer, m->conf.connect_timeout_ms);
+    } else {
+        c->tgt.writable = true;
+        on_connected(c);
+    }
+}
+
+static void listener_backoff_done(struct loop_timer *t)
+{
+    struct tcp_listener *l = container_of(t, struct tcp_listener, backoff);
+    loop_io_mod(l->ctx->loop, &l->io, LOOP_IN);
+}
+
+static void listener_event(struct loop_io *io, uint32_t ev)
+{
+    (void)ev;
+    struct tcp_listener *l = container_of(io, struct tcp_listener, io);
+    for (int i = 0; i < ACCEPT_BATCH; i++) {
+        struct sockaddr_storage ss;
+        socklen_t len = sizeof(ss);
+        int fd = accept4(io->fd, (struct sockaddr *)&ss, &len, SOCK_NONBLOCK | SOCK_CLOEXEC);
+        if (fd == -1) {
+            switch (errno) {
+            case EAGAIN:
+                return;
+            case EINTR:
+            case ECONNABORTED:
+            case EPROTO:
+            case EPERM:
+                continue;
+            case EMFILE:
+            case ENFILE:
+            case ENOBUFS:
+            case ENOMEM: {
+                /* Out of descriptors or memory: stop polling this listener for a moment instead
+                 * of spinning on a connection we cannot take. It stays in the backlog. */
+                int e = errno;
+                uint64_t suppressed;
+                if (log_ratelimit_ok(&l->emfile_log, loop_now(l->ctx->loop), 1000, &suppressed)) {
+                    log_error("map %s: accept on port %u: %s; pausing accepts for %dms (%llu "
+                              "more pauses not logged)",
+                              l->map->conf.name, l->port, strerror(e), ACCEPT_BACKOFF_MS,
+                              (unsigned long long)suppressed);
+                }
+                loop_io_mod(l->ctx->loop, io, 0);
+                loop_timer_start(l->ctx->loop, &l->backoff, ACCEPT_BACKOFF_MS);
+                return;
+            }
+            default:
+                log_error("map %s: accept on port %u: %s", l->map->conf.name, l->port,
+                          strerror(errno));
+                return;
+            }
+        }
+        conn_start(l, fd, &ss);
+    }
+}
+
+struct tcp_listener *tcp_listener_new(struct relay_ctx *ctx, int fd, struct mapping *m,
+                                      uint16_t port)
+{
+    struct tcp_listener *l = calloc(1, sizeof(*l));
+    if (l == NULL) {
+        close(fd);
+        return NULL;
+    }
+    l->ctx = ctx;
+    l->map = mapping_ref(m);
+    l->port = port;
+    loop_timer_init(&l->backoff, listener_backoff_done);
+    if (loop_io_add(ctx->loop, &l->io, fd, LOOP_IN, listener_event) < 0) {
+        close(fd);
+        mapping_unref(l->map);
+        free(l);
+        return NULL;
+    }
+    return l;
+}
+
+void tcp_listener_set_mapping(struct tcp_listener *l, struct mapping *m)
+{
+    struct mapping *old = l->map;
+    l->map = mapping_ref(m);
+    mapping_unref(old);
+}
+
+void tcp_listener_free(struct tcp_listener *l)
+{
+    if (l == NULL) {
+        return;
+    }
+    loop_timer_stop(l->ctx->loop, &l->backoff);
+    loop_io_del(l->ctx->loop, &l->io);
+    close(l->io.fd);
+    mapping_unref(l->map);
+    free(l);
+}
+
+void tcp_close_all(struct relay_ctx *ctx, const char *reason)
+{
+    while (ctx->conns != NULL) {
+        conn_close(ctx->conns, "%s", reason);
+    }
+}

@@ -1,0 +1,468 @@
+#include "relay_udp.h"
+
+#include <errno.h>
+#include <netinet/in.h>
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/socket.h>
+#include <unistd.h>
+
+#include "log.h"
+#include "sock.h"
+
+#define UDP_BATCH 64
+#define DROP_LOG_INTERVAL_MS 1000
+
+struct udp_sess {
+    struct loop_io io; /* socket connect()ed to the target */
+    struct udp_listener *l;
+    struct mapping *map;
+    struct sockaddr_storage client, local, target;
+    int ifindex;
+    bool has_local;
+    uint64_t start_ms, last_ms;
+    uint64_t pkts[2], bytes[2]; /* [0] client -> target, [1] target -> client */
+    uint64_t icmp_errors, dropped;
+    struct udp_sess *hnext;        /* hash chain */
+    struct udp_sess *lprev, *lnext; /* least recently active first */
+    struct loop_timer timer;
+};
+
+struct udp_listener {
+    struct loop_io io;
+    struct relay_ctx *ctx;
+    struct mapping *map;
+    uint16_t port;
+    bool pktinfo;
+    struct udp_sess **buckets;
+    size_t nbuckets, nsess;
+    struct udp_sess *lru_head, *lru_tail;
+};
+
+/* ---- the session table ---- */
+
+static uint64_t mix(uint64_t h, uint64_t v)
+{
+    h ^= v;
+    h *= 0x9e3779b97f4a7c15ull;
+    return h ^ (h >> 29);
+}
+
+static size_t sess_hash(const struct udp_listener *l, const struct sockaddr_storage *ss)
+{
+    uint64_t h = l->ctx->hash_seed, w[2] = {0, 0};
+    if (ss->ss_family == AF_INET6) {
+        const struct sockaddr_in6 *s6 = (const struct sockaddr_in6 *)ss;
+        memcpy(w, &s6->sin6_addr, 16);
+        h = mix(h, s6->sin6_port);
+    } else {
+        const struct sockaddr_in *s4 = (const struct sockaddr_in *)ss;
+        memcpy(w, &s4->sin_addr, 4);
+        h = mix(h, s4->sin_port);
+    }
+    h = mix(mix(h, w[0]), w[1]);
+    return (size_t)(h & (l->nbuckets - 1));
+}
+
+static struct udp_sess **sess_find(struct udp_listener *l, const struct sockaddr_storage *ss)
+{
+    struct udp_sess **pp = &l->buckets[sess_hash(l, ss)];
+    while (*pp != NULL && !addr_equal(&(*pp)->client, ss)) {
+        pp = &(*pp)->hnext;
+    }
+    return pp;
+}
+
+static void table_grow(struct udp_listener *l)
+{
+    size_t n = l->nbuckets * 2;
+    struct udp_sess **b = calloc(n, sizeof(*b));
+    if (b == NULL) {
+        return; /* chains get longer; still correct */
+    }
+    struct udp_sess **old = l->buckets;
+    size_t oldn = l->nbuckets;
+    l->buckets = b;
+    l->nbuckets = n;
+    for (size_t i = 0; i < oldn; i++) {
+        for (struct udp_sess *s = old[i], *next; s != NULL; s = next) {
+            next = s->hnext;
+            size_t h = sess_hash(l, &s->client);
+            s->hnext = b[h];
+            b[h] = s;
+        }
+    }
+    free(old);
+}
+
+static void lru_unlink(struct udp_listener *l, struct udp_sess *s)
+{
+    if (s->lprev) {
+        s->lprev->lnext = s->lnext;
+    } else {
+        l->lru_head = s->lnext;
+    }
+    if (s->lnext) {
+        s->lnext->lprev = s->lprev;
+    } else {
+        l->lru_tail = s->lprev;
+    }
+    s->lprev = s->lnext = NULL;
+}
+
+static void lru_append(struct udp_listener *l, struct udp_sess *s)
+{
+    s->lprev = l->lru_tail;
+    s->lnext = NULL;
+    if (l->lru_tail) {
+        l->lru_tail->lnext = s;
+    } else {
+        l->lru_head = s;
+    }
+    l->lru_tail = s;
+}
+
+static void sess_touch(struct udp_sess *s)
+{
+    s->last_ms = loop_now(s->l->ctx->loop);
+    if (s->l->lru_tail != s) {
+        lru_unlink(s->l, s);
+        lru_append(s->l, s);
+    }
+}
+
+/* ---- session life ---- */
+
+static void sess_end(struct udp_sess *s, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
+
+static void sess_end(struct udp_sess *s, const char *fmt, ...)
+{
+    struct udp_listener *l = s->l;
+    struct loop *loop = l->ctx->loop;
+    char reason[256], cs[ADDR_STRLEN], ts[ADDR_STRLEN];
+    va_list ap;
+    va_start(ap, fmt);
+    vsnprintf(reason, sizeof(reason), fmt, ap);
+    va_end(ap);
+    uint64_t ms = loop_now(loop) - s->start_ms;
+    log_info("map %s: udp %s -> %s ended after %llu.%03llus, %llu datagrams (%llu bytes) to "
+             "target, %llu datagrams (%llu bytes) to client, %llu dropped, %llu ICMP errors: %s",
+             s->map->conf.name, addr_format(&s->client, cs, sizeof(cs)),
+             addr_format(&s->target, ts, sizeof(ts)), (unsigned long long)(ms / 1000),
+             (unsigned long long)(ms % 1000), (unsigned long long)s->pkts[0],
+             (unsigned long long)s->bytes[0], (unsigned long long)s->pkts[1],
+             (unsigned long long)s->bytes[1], (unsigned long long)s->dropped,
+             (unsigned long long)s->icmp_errors, reason);
+    struct map_state *st = s->map->state;
+    st->stats.bytes_in += s->bytes[0];
+    st->stats.bytes_out += s->bytes[1];
+    st->stats.dgrams_in += s->pkts[0];
+    st->stats.dgrams_out += s->pkts[1];
+    st->stats.dgrams_dropped += s->dropped;
+    st->active--;
+
+    struct udp_sess **pp = sess_find(l, &s->client);
+    if (*pp == s) {
+        *pp = s->hnext;
+    }
+    lru_unlink(l, s);
+    l->nsess--;
+    loop_timer_stop(loop, &s->timer);
+    loop_io_del(loop, &s->io);
+    close(s->io.fd);
+    mapping_unref(s->map);
+    free(s);
+}
+
+static void sess_timer(struct loop_timer *t)
+{
+    struct udp_sess *s = container_of(t, struct udp_sess, timer);
+    struct loop *loop = s->l->ctx->loop;
+    uint64_t deadline = s->last_ms + s->map->conf.idle_timeout_ms;
+    if (loop_now(loop) >= deadline) {
+        sess_end(s, "idle for %ums (idle-timeout)", s->map->conf.idle_timeout_ms);
+        return;
+    }
+    loop_timer_start_at(loop, &s->timer, deadline);
+}
+
+/* Sends a reply to the session's client through the listener socket, from the address the
+ * client sent to. */
+static void send_to_client(struct udp_sess *s, const void *data, size_t len)
+{
+    struct udp_listener *l = s->l;
+    struct iovec iov = {.iov_base = (void *)data, .iov_len = len};
+    union {
+        char buf[CMSG_SPACE(sizeof(struct in6_pktinfo))];
+        struct cmsghdr align;
+    } cbuf;
+    struct msghdr mh = {.msg_name = &s->client,
+                        .msg_namelen = addr_len(&s->client),
+                        .msg_iov = &iov,
+                        .msg_iovlen = 1};
+    if (s->has_local) {
+        memset(&cbuf, 0, sizeof(cbuf));
+        mh.msg_control = cbuf.buf;
+        struct cmsghdr *cm = (struct cmsghdr *)cbuf.buf;
+        if (s->local.ss_family == AF_INET6) {
+            struct in6_pktinfo pi = {.ipi6_addr = ((struct sockaddr_in6 *)&s->local)->sin6_addr,
+                                     .ipi6_ifindex = (unsigned)s->ifindex};
+            cm->cmsg_level = IPPROTO_IPV6;
+            cm->cmsg_type = IPV6_PKTINFO;
+            cm->cmsg_len = CMSG_LEN(sizeof(pi));
+            memcpy(CMSG_DATA(cm), &pi, sizeof(pi));
+            mh.msg_controllen = CMSG_SPACE(sizeof(pi));
+        } else {
+            struct in_pktinfo pi = {.ipi_spec_dst = ((struct sockaddr_in *)&s->local)->sin_addr};
+            cm->cmsg_level = IPPROTO_IP;
+            cm->cmsg_type = IP_PKTINFO;
+            cm->cmsg_len = CMSG_LEN(sizeof(pi));
+            memcpy(CMSG_DATA(cm), &pi, sizeof(pi));
+            mh.msg_controllen = CMSG_SPACE(sizeof(pi));
+        }
+    }
+    if (sendmsg(l->io.fd, &mh, MSG_DONTWAIT) == -1) {
+        s->dropped++; /* a full socket buffer or an unreachable client: UDP may drop */
+        return;
+    }
+    s->pkts[1]++;
+    s->bytes[1] += len;
+}
+
+static void sess_event(struct loop_io *io, uint32_t ev)
+{
+    (void)ev;
+    struct udp_sess *s = container_of(io, struct udp_sess, io);
+    uint8_t *buf = s->l->ctx->dgram;
+    for (int i = 0; i < UDP_BATCH; i++) {
+        ssize_t n = recv(io->fd, buf, sizeof(s->l->ctx->dgram), 0);
+        if (n == -1) {
+            if (errno == EAGAIN) {
+                return;
+            }
+            if (errno == EINTR) {
+                continue;
+            }
+            /* An ICMP error (port unreachable...) for an earlier datagram: the target is not
+             * there now; it may be later. Count it and keep the session. */
+            s->icmp_errors++;
+            continue;
+        }
+        sess_touch(s);
+        send_to_client(s, buf, (size_t)n);
+    }
+}
+
+static void log_drop(struct udp_listener *l, const struct sockaddr_storage *client,
+                     const char *why)
+{
+    uint64_t suppressed;
+    if (log_ratelimit_ok(&l->map->state->refuse_log, loop_now(l->ctx->loop), DROP_LOG_INTERVAL_MS,
+                         &suppressed)) {
+        char cs[ADDR_STRLEN];
+        log_warn("map %s: udp dropped datagram from %s: %s (%llu more not logged)",
+                 l->map->conf.name, addr_format(client, cs, sizeof(cs)), why,
+                 (unsigned long long)suppressed);
+    }
+}
+
+static struct udp_sess *sess_new(struct udp_listener *l, const struct sockaddr_storage *client,
+                                 const struct sockaddr_storage *local, int ifindex)
+{
+    struct mapping *m = l->map;
+    struct map_state *st = m->state;
+    if (mapping_check_acl(m, client) != MAP_ADMIT) {
+        st->stats.refused_acl++;
+        log_drop(l, client, map_verdict_reason(MAP_DENIED));
+        return NULL;
+    }
+    if (l->nsess >= m->conf.max_sessions && l->lru_head != NULL) {
+        st->stats.evicted++;
+        sess_end(l->lru_head, "evicted: max-sessions (%u) reached and a new client came",
+                 m->conf.max_sessions);
+    }
+    struct udp_sess *s = calloc(1, sizeof(*s));
+    if (s == NULL) {
+        log_drop(l, client, "out of memory");
+        return NULL;
+    }
+    mapping_target(m, l->port, &s->target);
+    int in_progress;
+    int fd = sock_connect(&s->target, SOCK_DGRAM, &in_progress);
+    if (fd < 0) {
+        char ts[ADDR_STRLEN], why[128];
+        snprintf(why, sizeof(why), "socket to %s: %s", addr_format(&s->target, ts, sizeof(ts)),
+                 strerror(-fd));
+        log_drop(l, client, why);
+        free(s);
+        return NULL;
+    }
+    if (loop_io_add(l->ctx->loop, &s->io, fd, LOOP_IN, sess_event) < 0) {
+        log_drop(l, client, "epoll registration failed");
+        close(fd);
+        free(s);
+        return NULL;
+    }
+    s->l = l;
+    s->map = mapping_ref(m);
+    s->client = *client;
+    if (local != NULL) {
+        s->local = *local;
+        s->has_local = true;
+        s->ifindex = ifindex;
+    }
+    s->start_ms = s->last_ms = loop_now(l->ctx->loop);
+    loop_timer_init(&s->timer, sess_timer);
+    if (m->conf.idle_timeout_ms != 0) {
+        loop_timer_start(l->ctx->loop, &s->timer, m->conf.idle_timeout_ms);
+    }
+    struct udp_sess **pp = sess_find(l, client);
+    s->hnext = *pp;
+    *pp = s;
+    lru_append(l, s);
+    st->active++;
+    st->stats.accepted++;
+    if (++l->nsess > l->nbuckets) {
+        table_grow(l);
+    }
+    if (log_enabled(LOG_LVL_DEBUG)) {
+        char cs[ADDR_STRLEN], ts[ADDR_STRLEN];
+        log_debug("map %s: udp %s -> %s: new session", m->conf.name,
+                  addr_format(client, cs, sizeof(cs)), addr_format(&s->target, ts, sizeof(ts)));
+    }
+    return s;
+}
+
+/* Reads the local address a datagram was sent to from its IP_PKTINFO / IPV6_PKTINFO. */
+static bool local_from_cmsg(struct msghdr *mh, uint16_t port, struct sockaddr_storage *local,
+                            int *ifindex)
+{
+    for (struct cmsghdr *cm = CMSG_FIRSTHDR(mh); cm != NULL; cm = CMSG_NXTHDR(mh, cm)) {
+        memset(local, 0, sizeof(*local));
+        if (cm->cmsg_level == IPPROTO_IP && cm->cmsg_type == IP_PKTINFO) {
+            struct in_pktinfo pi;
+            memcpy(&pi, CMSG_DATA(cm), sizeof(pi));
+            struct sockaddr_in *sin = (struct sockaddr_in *)local;
+            sin->sin_family = AF_INET;
+            sin->sin_addr = pi.ipi_addr;
+            sin->sin_port = htons(port);
+            *ifindex = pi.ipi_ifindex;
+            return true;
+        }
+        if (cm->cmsg_level == IPPROTO_IPV6 && cm->cmsg_type == IPV6_PKTINFO) {
+            struct in6_pktinfo pi;
+            memcpy(&pi, CMSG_DATA(cm), sizeof(pi));
+            struct sockaddr_in6 *sin6 = (struct sockaddr_in6 *)local;
+            sin6->sin6_family = AF_INET6;
+            sin6->sin6_addr = pi.ipi6_addr;
+            sin6->sin6_port = htons(port);
+            *ifindex = (int)pi.ipi6_ifindex;
+            return true;
+        }
+    }
+    return false;
+}
+
+static void listener_event(struct loop_io *io, uint32_t ev)
+{
+    (void)ev;
+    struct udp_listener *l = container_of(io, struct udp_listener, io);
+    uint8_t *buf = l->ctx->dgram;
+    for (int i = 0; i < UDP_BATCH; i++) {
+        struct sockaddr_storage client;
+        union {
+            char buf[CMSG_SPACE(sizeof(struct in6_pktinfo)) + CMSG_SPACE(sizeof(struct in_pktinfo))];
+            struct cmsghdr align;
+        } cbuf;
+        struct iovec iov = {.iov_base = buf, .iov_len = sizeof(l->ctx->dgram)};
+        struct msghdr mh = {.msg_name = &client,
+                            .msg_namelen = sizeof(client),
+                            .msg_iov = &iov,
+                            .msg_iovlen = 1,
+                            .msg_control = l->pktinfo ? cbuf.buf : NULL,
+                            .msg_controllen = l->pktinfo ? sizeof(cbuf.buf) : 0};
+        ssize_t n = recvmsg(io->fd, &mh, 0);
+        if (n == -1) {
+            if (errno == EAGAIN) {
+                return;
+            }
+            /* EINTR, or an error queued on the socket: the listener lives on. */
+            continue;
+        }
+        struct udp_sess **pp = sess_find(l, &client);
+        struct udp_sess *s = *pp;
+        if (s == NULL) {
+            struct sockaddr_storage local;
+            int ifindex = 0;
+            bool has_local = l->pktinfo && local_from_cmsg(&mh, l->port, &local, &ifindex);
+            s = sess_new(l, &client, has_local ? &local : NULL, ifindex);
+            if (s == NULL) {
+                continue;
+            }
+        }
+        sess_touch(s);
+        if (send(s->io.fd, buf, (size_t)n, MSG_DONTWAIT) == -1) {
+            if (errno == ECONNREFUSED) {
+                s->icmp_errors++; /* reported for an earlier datagram; this one is lost too */
+            } else {
+                s->dropped++;
+            }
+            continue;
+        }
+        s->pkts[0]++;
+        s->bytes[0] += (uint64_t)n;
+    }
+}
+
+struct udp_listener *udp_listener_new(struct relay_ctx *ctx, int fd, struct mapping *m,
+                                      uint16_t port)
+{
+    struct udp_listener *l = calloc(1, sizeof(*l));
+    if (l == NULL || (l->buckets = calloc(64, sizeof(*l->buckets))) == NULL) {
+        free(l);
+        close(fd);
+        return NULL;
+    }
+    l->nbuckets = 64;
+    l->ctx = ctx;
+    l->map = mapping_ref(m);
+    l->port = port;
+    l->pktinfo = addr_is_any(&m->conf.listen);
+    if (loop_io_add(ctx->loop, &l->io, fd, LOOP_IN, listener_event) < 0) {
+        close(fd);
+        mapping_unref(l->map);
+        free(l->buckets);
+        free(l);
+        return NULL;
+    }
+    return l;
+}
+
+void udp_listener_set_mapping(struct udp_listener *l, struct mapping *m)
+{
+    struct mapping *old = l->map;
+    l->map = mapping_ref(m);
+    mapping_unref(old);
+}
+
+size_t udp_listener_sessions(const struct udp_listener *l)
+{
+    return l->nsess;
+}
+
+void udp_listener_free(struct udp_listener *l, const char *reason)
+{
+    if (l == NULL) {
+        return;
+    }
+    while (l->lru_head != NULL) {
+        sess_end(l->lru_head, "%s", reason);
+    }
+    loop_io_del(l->ctx->loop, &l->io);
+    close(l->io.fd);
+    mapping_unref(l->map);
+    free(l->buckets);
+    free(l);
+}

@@ -1,0 +1,25 @@
+/*
+ * sock: the few socket set-ups the relays share. Every function returns a descriptor or 0 on
+ * success, and -errno on failure; none logs (the caller knows which mapping it is for).
+ */
+#ifndef PORTGATE_SOCK_H
+#define PORTGATE_SOCK_H
+
+#include <sys/socket.h>
+
+/* A non-blocking listening TCP socket bound to addr. IPv6 sockets are IPv6-only, so that
+ * 0.0.0.0:P and [::]:P can be two mappings. Returns the fd or -errno. */
+int sock_listen_tcp(const struct sockaddr_storage *addr, int backlog);
+/* A non-blocking UDP socket bound to addr; with pktinfo, it reports each datagram's local
+ * address (for wildcard listeners, so replies leave from the address the client used). */
+int sock_bind_udp(const struct sockaddr_storage *addr, int pktinfo);
+/* A non-blocking socket of addr's family and type, connect()ed to addr. For TCP the connect may
+ * still be in progress (*in_progress set). Returns the fd or -errno. */
+int sock_connect(const struct sockaddr_storage *addr, int type, int *in_progress);
+/* Makes the next close() send a reset instead of a FIN. */
+void sock_set_linger0(int fd);
+void sock_set_nodelay(int fd);
+/* The pending error of a socket (SO_ERROR), as a positive errno or 0. */
+int sock_error(int fd);
+
+#endif
