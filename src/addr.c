@@ -351,6 +351,9 @@ int cidr_set_add_list(struct cidr_set *set, const char *list, char *err, size_t 
             len--;
         }
         char item[INET6_ADDRSTRLEN + 8];
+        if (len == 0 && end == NULL && p != list) {
+            return 0; /* a trailing comma, as at the end of a line continued on the next */
+        }
         if (len == 0) {
             snprintf(err, errlen, "\"%s\": empty entry in list", list);
             return -1;

@@ -70,7 +70,8 @@ struct cidr_set {
     size_t n, cap;
 };
 
-/* Adds every entry of a comma-separated list ("192.0.2.0/24, 2001:db8::/32"). Returns 0, or -1
+/* Adds every entry of a comma-separated list ("192.0.2.0/24, 2001:db8::/32"; a trailing comma is
+ * allowed, an empty entry elsewhere is not). Returns 0, or -1
  * with err set (-ENOMEM is reported the same way). Entries before the bad one stay added. */
 int cidr_set_add_list(struct cidr_set *set, const char *list, char *err, size_t errlen);
 bool cidr_set_contains(const struct cidr_set *set, const struct sockaddr_storage *ss);

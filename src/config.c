@@ -470,8 +470,11 @@ static char *read_line(char *str, int num, void *stream)
     str[copy] = '\n';
     str[copy + 1] = '\0';
 
-    /* Classify the line. */
+    /* Classify the line (inih skips a UTF-8 byte order mark on the first line; so do we). */
     const char *s = str;
+    if (st->line == 1 && strncmp(s, "\xEF\xBB\xBF", 3) == 0) {
+        s += 3;
+    }
     bool indented = *s == ' ' || *s == '\t';
     while (*s == ' ' || *s == '\t' || *s == '\r') {
         s++;
@@ -750,6 +753,16 @@ int config_finish(struct config *c, bool resolve)
     }
     for (size_t i = 0; i < c->nmaps; i++) {
         struct map_conf *a = &c->maps[i];
+        for (size_t j = 0; j < i; j++) {
+            /* The file refuses a second [map NAME] as it reads it; a --map name= can still clash. */
+            if (strcmp(a->name, c->maps[j].name) == 0) {
+                char at[CONFIG_SOURCELEN + 16], bt[CONFIG_SOURCELEN + 16];
+                where(at, sizeof(at), a->source, a->line);
+                where(bt, sizeof(bt), c->maps[j].source, c->maps[j].line);
+                add_error(c, "%s: name \"%s\" is already used by [map %s] at %s", at, a->name,
+                          a->name, bt);
+            }
+        }
         if (!a->enabled || a->listen_lo == 0) {
             continue;
         }

@@ -1,0 +1,284 @@
+"""Shared fixtures: the real portgate binary, echo servers, and helpers to talk to them."""
+import os
+import random
+import signal
+import socket
+import subprocess
+import threading
+import time
+
+import pytest
+
+ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+BINARY = os.environ.get("PORTGATE") or os.path.join(ROOT, "build", "portgate")
+
+
+def free_ports(n=1, host="127.0.0.1", family=socket.AF_INET):
+    """n consecutive ports free for both TCP and UDP on host."""
+    for _ in range(200):
+        base = random.randint(20000, 60000 - n)
+        socks = []
+        try:
+            for p in range(base, base + n):
+                for typ in (socket.SOCK_STREAM, socket.SOCK_DGRAM):
+                    s = socket.socket(family, typ)
+                    socks.append(s)
+                    s.bind((host, p))
+            return base if n == 1 else list(range(base, base + n))
+        except OSError:
+            continue
+        finally:
+            for s in socks:
+                s.close()
+    raise RuntimeError("no free ports")
+
+
+class Gateway:
+    """A portgate process. Its stderr goes to a file that tests read."""
+    count = 0
+
+    def __init__(self, tmp_path, args, config=None, env=None, preexec_fn=None):
+        Gateway.count += 1
+        self.tmp_path = tmp_path
+        self.conf = tmp_path / "portgate.conf"
+        if config is not None:
+            self.conf.write_text(config)
+            args = ["-c", str(self.conf)] + list(args)
+        self.logpath = tmp_path / f"portgate-{Gateway.count}.log"
+        self.logf = open(self.logpath, "ab")
+        self.proc = subprocess.Popen([BINARY, "run"] + list(args), stdout=self.logf,
+                                     stderr=self.logf, env=env, preexec_fn=preexec_fn)
+
+    def log(self):
+        return self.logpath.read_text(errors="replace")
+
+    def wait_log(self, text, count=1, timeout=10):
+        deadline = time.time() + timeout
+        while time.time() < deadline:
+            if self.log().count(text) >= count:
+                return
+            if self.proc.poll() is not None:
+                break
+            time.sleep(0.02)
+        raise AssertionError(f"log never showed {text!r} x{count}; log:\n{self.log()}")
+
+    def wait_ready(self, timeout=10):
+        self.wait_log("configuration applied", timeout=timeout)
+
+    def reload(self, config=None):
+        if config is not None:
+            self.conf.write_text(config)
+        n = self.log().count("reloading the configuration")
+        self.proc.send_signal(signal.SIGHUP)
+        self.wait_log("reloading the configuration", n + 1)
+        # Wait for the outcome of that reload.
+        deadline = time.time() + 10
+        while time.time() < deadline:
+            tail = self.log().split("reloading the configuration")[n + 1]
+            if "configuration applied" in tail or "reload failed" in tail:
+                return tail
+            time.sleep(0.02)
+        raise AssertionError("reload had no outcome:\n" + self.log())
+
+    def stop(self, sig=signal.SIGTERM, timeout=15):
+        if self.proc.poll() is None:
+            self.proc.send_signal(sig)
+        try:
+            rc = self.proc.wait(timeout)
+        except subprocess.TimeoutExpired:
+            self.proc.kill()
+            self.proc.wait()
+            raise
+        self.logf.close()
+        return rc
+
+    def fds(self):
+        return len(os.listdir(f"/proc/{self.proc.pid}/fd"))
+
+    def rss_kib(self):
+        with open(f"/proc/{self.proc.pid}/status") as f:
+            for line in f:
+                if line.startswith("VmRSS:"):
+                    return int(line.split()[1])
+        return 0
+
+
+@pytest.fixture
+def gateway(tmp_path):
+    started = []
+
+    def start(*args, config=None, ready=True, **kw):
+        g = Gateway(tmp_path, args, config=config, **kw)
+        started.append(g)
+        if ready:
+            g.wait_ready()
+        return g
+
+    yield start
+    for g in started:
+        if g.proc.poll() is None:
+            g.proc.kill()
+            g.proc.wait()
+        rc = g.proc.returncode
+        log = g.log()
+        # Sanitizer reports (ASan/UBSan/LSan) fail the test that produced them.
+        assert "ERROR: AddressSanitizer" not in log, log
+        assert "ERROR: LeakSanitizer" not in log, log
+        assert "runtime error:" not in log, log
+        del rc
+
+
+class TcpServer:
+    """A threaded TCP server on an ephemeral port. handler(conn) runs per connection."""
+
+    def __init__(self, handler, host="127.0.0.1", family=socket.AF_INET, backlog=128, port=0):
+        self.sock = socket.socket(family, socket.SOCK_STREAM)
+        self.sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        self.sock.bind((host, port))
+        self.sock.listen(backlog)
+        self.port = self.sock.getsockname()[1]
+        self.handler = handler
+        self.conns = []
+        self.accepted = 0
+        self.stopped = False
+        self.thread = threading.Thread(target=self._run, daemon=True)
+        self.thread.start()
+
+    def _run(self):
+        while not self.stopped:
+            try:
+                c, _ = self.sock.accept()
+            except OSError:
+                return
+            self.accepted += 1
+            self.conns.append(c)
+            threading.Thread(target=self._serve, args=(c,), daemon=True).start()
+
+    def _serve(self, c):
+        try:
+            self.handler(c)
+        except OSError:
+            pass
+        finally:
+            try:
+                c.close()
+            except OSError:
+                pass
+
+    def close(self):
+        self.stopped = True
+        try:
+            self.sock.shutdown(socket.SHUT_RDWR)
+        except OSError:
+            pass
+        self.sock.close()
+
+
+def echo_handler(c):
+    while True:
+        d = c.recv(262144)
+        if not d:
+            return
+        c.sendall(d)
+
+
+@pytest.fixture
+def tcp_echo():
+    servers = []
+
+    def make(host="127.0.0.1", family=socket.AF_INET, handler=echo_handler, **kw):
+        s = TcpServer(handler, host=host, family=family, **kw)
+        servers.append(s)
+        return s
+
+    yield make
+    for s in servers:
+        s.close()
+
+
+class UdpEcho:
+    """Echoes every datagram back to its sender, from the address it was sent to."""
+
+    def __init__(self, host="127.0.0.1", family=socket.AF_INET):
+        self.sock = socket.socket(family, socket.SOCK_DGRAM)
+        self.sock.bind((host, 0))
+        self.port = self.sock.getsockname()[1]
+        self.peers = set()
+        self.thread = threading.Thread(target=self._run, daemon=True)
+        self.thread.start()
+
+    def _run(self):
+        while True:
+            try:
+                d, a = self.sock.recvfrom(65536)
+            except OSError:
+                return
+            self.peers.add(a)
+            self.sock.sendto(d, a)
+
+    def close(self):
+        self.sock.close()
+
+
+@pytest.fixture
+def udp_echo():
+    servers = []
+
+    def make(host="127.0.0.1", family=socket.AF_INET):
+        s = UdpEcho(host, family)
+        servers.append(s)
+        return s
+
+    yield make
+    for s in servers:
+        s.close()
+
+
+def connect(port, host="127.0.0.1", family=socket.AF_INET, timeout=5, source=None):
+    s = socket.socket(family, socket.SOCK_STREAM)
+    s.settimeout(timeout)
+    if source:
+        s.bind((source, 0))
+    s.connect((host, port))
+    return s
+
+
+def recv_all(s, limit=None):
+    """Reads until EOF; returns the bytes."""
+    chunks = []
+    n = 0
+    while True:
+        d = s.recv(262144)
+        if not d:
+            break
+        chunks.append(d)
+        n += len(d)
+        if limit is not None and n >= limit:
+            break
+    return b"".join(chunks)
+
+
+def echo_roundtrip(port, payload=b"hello portgate", **kw):
+    s = connect(port, **kw)
+    s.sendall(payload)
+    s.shutdown(socket.SHUT_WR)
+    got = recv_all(s)
+    s.close()
+    return got
+
+
+def is_refused(port, **kw):
+    """True if a connection through the gateway is closed without any byte of the echo."""
+    try:
+        s = connect(port, **kw)
+    except (ConnectionRefusedError, ConnectionResetError):
+        return True
+    try:
+        s.sendall(b"ping")
+        return s.recv(16) == b""
+    except (ConnectionResetError, BrokenPipeError):
+        return True
+    except socket.timeout:
+        return False
+    finally:
+        s.close()

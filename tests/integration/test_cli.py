@@ -1,0 +1,274 @@
+"""The command line, reload, shutdown, and start-up errors."""
+import os
+import signal
+import socket
+import subprocess
+import threading
+import time
+
+from conftest import BINARY, ROOT, connect, echo_roundtrip, free_ports, recv_all
+
+
+def run(*args, **kw):
+    return subprocess.run([BINARY] + list(args), capture_output=True, text=True, timeout=30, **kw)
+
+
+def test_help_and_version():
+    r = run("--help")
+    assert r.returncode == 0 and "run" in r.stdout and "check" in r.stdout
+    r = run("--version")
+    assert r.returncode == 0 and r.stdout.startswith("portgate ")
+    for cmd in ("run", "check"):
+        r = run(cmd, "--help")
+        assert r.returncode == 0
+        for opt in ("--config", "--map", "PROTO:LISTEN=TARGET", "max-conns-per-ip"):
+            assert opt in r.stdout, (cmd, opt)
+
+
+def test_usage_errors():
+    r = run()
+    assert r.returncode == 2
+    r = run("frobnicate")
+    assert r.returncode == 2 and 'unknown command "frobnicate"' in r.stderr
+    r = run("run")
+    assert r.returncode == 2 and "no mappings" in r.stderr
+    r = run("check")
+    assert r.returncode == 2 and "no mappings" in r.stderr
+    r = run("run", "--bogus")
+    assert r.returncode == 2 and "unknown option --bogus" in r.stderr
+    r = run("run", "--map")
+    assert r.returncode == 2 and "needs a value" in r.stderr
+    r = run("check", "-c", "a", "-c", "b")
+    assert r.returncode == 2 and "-c given twice" in r.stderr
+    r = run("check", "--map", "tcp:0.0.0.0:1=192.0.2.1:1", "extra")
+    assert r.returncode == 2 and 'unexpected argument "extra"' in r.stderr
+
+
+def test_check_example_config():
+    r = run("check", "-c", os.path.join(ROOT, "examples", "portgate.conf"))
+    assert r.returncode == 0, r.stderr
+    lines = r.stdout.splitlines()
+    assert lines[0] == "ok"
+    assert lines[1].split()[:4] == ["NAME", "PROTO", "LISTEN", "TARGET"]
+    assert any("encoder-web" in l for l in lines)
+
+
+def test_check_reports_every_error(tmp_path):
+    conf = tmp_path / "bad.conf"
+    conf.write_text("[gateway]\nlog-level = chatty\n"
+                    "[map web]\nproto = tcp\nlisten = 0.0.0.0:80\ntarget = 192.0.2.10:80\n"
+                    "allow = 10.0.0.0/33\n"
+                    "[map web]\n"
+                    "[map rtp]\nproto = udp\nlisten = 0.0.0.0:5000\ntarget = 192.0.2.10:5000\n"
+                    "idle-timeout = soon\ncolour = red\n")
+    r = run("check", "-c", str(conf), "--map", "tcp:0.0.0.0:80=192.0.2.1:80")
+    assert r.returncode == 1
+    assert r.stdout == ""
+    err = r.stderr
+    assert f'{conf}:2: [gateway] log-level: "chatty": expected error, warn, info or debug' in err
+    assert f'{conf}:7: [map web] allow: "10.0.0.0/33": prefix longer than 32' in err
+    assert f"{conf}:8: [map web] is defined twice (first at {conf}:3)" in err
+    assert f'{conf}:13: [map rtp] idle-timeout: "soon": expected a duration' in err
+    assert f'{conf}:14: [map rtp] unknown key "colour"' in err
+    assert f"--map 1: [map cli-1] listen: tcp ports 80-80 overlap [map web] at {conf}:3" in err
+    assert "6 errors" in err
+    # Fix the file, and the clash with the --map is still reported.
+    conf.write_text("[map web]\nproto = tcp\nlisten = 0.0.0.0:80\ntarget = 192.0.2.10:80\n")
+    r = run("check", "-c", str(conf), "--map", "tcp:0.0.0.0:80=192.0.2.1:80")
+    assert r.returncode == 1
+    assert "--map 1: [map cli-1] listen: tcp ports 80-80 overlap [map web]" in r.stderr
+    # check binds nothing: a port in use is not its business.
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        s.listen()
+        p = s.getsockname()[1]
+        r = run("check", "--map", f"tcp:127.0.0.1:{p}=192.0.2.1:80")
+        assert r.returncode == 0 and r.stdout.startswith("ok\n")
+
+
+def test_run_with_bad_config_exits_1(tmp_path):
+    conf = tmp_path / "bad.conf"
+    conf.write_text("[map x]\nproto = tcp\n")
+    r = run("run", "-c", str(conf))
+    assert r.returncode == 1
+    assert f"{conf}:1: [map x] missing listen" in r.stderr
+
+
+def test_port_in_use(gateway):
+    with socket.socket() as s:
+        s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        s.bind(("127.0.0.1", 0))
+        s.listen()
+        p = s.getsockname()[1]
+        other = free_ports()
+        g = gateway("--map", f"tcp:127.0.0.1:{other}=192.0.2.1:80,name=free",
+                    "--map", f"tcp:127.0.0.1:{p}=192.0.2.1:80,name=busy", ready=False)
+        assert g.proc.wait(10) == 1
+        log = g.log()
+        assert f"map busy: cannot listen on tcp 127.0.0.1:{p}: Address already in use" in log
+        # Nothing was left listening.
+        with socket.socket() as t:
+            assert t.connect_ex(("127.0.0.1", other)) != 0
+
+
+CONF = """[gateway]
+drain-timeout = {drain}
+
+[map keep]
+proto = tcp
+listen = 127.0.0.1:{p_keep}
+target = 127.0.0.1:{t}
+{extra}
+"""
+
+
+def test_reload_keeps_running_transfer(gateway, tcp_echo, tmp_path):
+    """A long transfer on an unchanged mapping survives reloads that add and remove others."""
+    total = 40 * 1024 * 1024
+    got = {"n": 0}
+
+    def sink(c):
+        while True:
+            d = c.recv(1 << 20)
+            if not d:
+                break
+            got["n"] += len(d)
+        c.sendall(b"%d" % got["n"])
+
+    srv = tcp_echo(handler=sink)
+    echo = tcp_echo()
+    p_keep, p_new = free_ports(), free_ports()
+    base = dict(drain="30s", p_keep=p_keep, t=srv.port)
+    g = gateway(config=CONF.format(extra="", **base))
+
+    c = connect(p_keep, timeout=30)
+    done = threading.Event()
+    err = []
+
+    def pump():
+        try:
+            chunk = b"r" * 65536
+            sent = 0
+            while sent < total:
+                c.sendall(chunk)
+                sent += len(chunk)
+                time.sleep(0.001)
+            c.shutdown(socket.SHUT_WR)
+            err.append(recv_all(c))
+        except Exception as e:  # noqa: BLE001
+            err.append(e)
+        done.set()
+
+    t = threading.Thread(target=pump)
+    t.start()
+    added = CONF.format(extra=f"\n[map added]\nproto = tcp\nlisten = 127.0.0.1:{p_new}\n"
+                              f"target = 127.0.0.1:{echo.port}\n", **base)
+    out = g.reload(added)
+    assert "1 mappings added, 0 changed, 0 removed, 1 unchanged" in out
+    assert echo_roundtrip(p_new) == b"hello portgate"
+    out = g.reload(CONF.format(extra="", **base))
+    assert "0 mappings added, 0 changed, 1 removed, 1 unchanged" in out
+    with socket.socket() as s:
+        assert s.connect_ex(("127.0.0.1", p_new)) != 0  # stopped listening
+    assert not done.is_set()  # the transfer was still running during the reloads
+    t.join(60)
+    assert err == [b"%d" % total]
+
+
+def test_reload_changed_mapping_applies_to_new_connections(gateway, tcp_echo):
+    a, b = tcp_echo(), tcp_echo()
+    port = free_ports()
+    conf = "[map m]\nproto = tcp\nlisten = 127.0.0.1:{p}\ntarget = 127.0.0.1:{t}\n"
+    g = gateway(config=conf.format(p=port, t=a.port))
+    old = connect(port)
+    old.sendall(b"1")
+    assert old.recv(1) == b"1"
+    out = g.reload(conf.format(p=port, t=b.port))
+    assert "0 mappings added, 1 changed" in out
+    assert echo_roundtrip(port) == b"hello portgate"
+    assert b.accepted == 1  # new connections go to the new target
+    old.sendall(b"2")
+    assert old.recv(1) == b"2"  # the established one still talks to the old target
+    assert a.accepted == 1
+    old.close()
+
+
+def test_reload_with_broken_config_keeps_running(gateway, tcp_echo):
+    srv = tcp_echo()
+    port = free_ports()
+    conf = f"[map m]\nproto = tcp\nlisten = 127.0.0.1:{port}\ntarget = 127.0.0.1:{srv.port}\n"
+    g = gateway(config=conf)
+    out = g.reload(conf + "max-conns = many\n")
+    assert 'max-conns: "many": expected a whole number' in out
+    assert "reload failed: 1 errors; keeping the running configuration" in out
+    assert echo_roundtrip(port) == b"hello portgate"
+    # A reload whose bind fails changes nothing either.
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        s.listen()
+        busy = s.getsockname()[1]
+        out = g.reload(conf + f"[map n]\nproto = tcp\nlisten = 127.0.0.1:{busy}\n"
+                              f"target = 127.0.0.1:{srv.port}\n")
+        assert f"map n: cannot listen on tcp 127.0.0.1:{busy}: Address already in use" in out
+        assert "reload failed; keeping the running configuration" in out
+    assert echo_roundtrip(port) == b"hello portgate"
+    out = g.reload(conf)  # and a good one still applies
+    assert "configuration applied" in out
+
+
+def test_sigterm_drains(gateway, tcp_echo):
+    srv = tcp_echo()
+    port = free_ports()
+    g = gateway(config=f"[gateway]\ndrain-timeout = 10s\n[map m]\nproto = tcp\n"
+                       f"listen = 127.0.0.1:{port}\ntarget = 127.0.0.1:{srv.port}\n")
+    c = connect(port)
+    c.sendall(b"a")
+    assert c.recv(1) == b"a"
+    g.proc.send_signal(signal.SIGTERM)
+    g.wait_log("stopped accepting; waiting up to 10000ms for 1 connections")
+    with socket.socket() as s:
+        assert s.connect_ex(("127.0.0.1", port)) != 0  # not accepting any more
+    c.sendall(b"b")
+    assert c.recv(1) == b"b"  # the established connection still works
+    assert g.proc.poll() is None
+    c.close()
+    assert g.proc.wait(5) == 0
+
+
+def test_sigterm_drain_timeout(gateway, tcp_echo):
+    srv = tcp_echo()
+    port = free_ports()
+    g = gateway(config=f"[gateway]\ndrain-timeout = 500ms\n[map m]\nproto = tcp\n"
+                       f"listen = 127.0.0.1:{port}\ntarget = 127.0.0.1:{srv.port}\n")
+    c = connect(port)
+    c.sendall(b"a")
+    assert c.recv(1) == b"a"
+    t0 = time.time()
+    assert g.stop() == 0
+    assert 0.4 < time.time() - t0 < 5
+    assert c.recv(1) == b""
+    assert "drain-timeout reached" in g.log()
+
+
+def test_sigint_without_connections_exits_at_once(gateway, tcp_echo):
+    srv = tcp_echo()
+    g = gateway("--map", f"tcp:127.0.0.1:{free_ports()}=127.0.0.1:{srv.port}")
+    assert g.stop(signal.SIGINT) == 0
+    assert "SIGINT: stopping; no open connections" in g.log()
+
+
+def test_config_and_map_combined(gateway, tcp_echo, tmp_path):
+    srv = tcp_echo()
+    p1, p2 = free_ports(), free_ports()
+    gateway("--map", f"tcp:127.0.0.1:{p2}=127.0.0.1:{srv.port}",
+            config=f"[map f]\nproto = tcp\nlisten = 127.0.0.1:{p1}\ntarget = 127.0.0.1:{srv.port}\n")
+    assert echo_roundtrip(p1) == b"hello portgate"
+    assert echo_roundtrip(p2) == b"hello portgate"
+
+
+def test_target_host_name(gateway, tcp_echo):
+    srv = tcp_echo()
+    port = free_ports()
+    g = gateway("--map", f"tcp:127.0.0.1:{port}=localhost:{srv.port}")
+    assert echo_roundtrip(port) == b"hello portgate"
+    assert f"-> 127.0.0.1:{srv.port}" in g.log() or f"-> [::1]:{srv.port}" in g.log()

@@ -1,0 +1,373 @@
+"""TCP mappings through the real binary over loopback sockets."""
+import hashlib
+import os
+import resource
+import socket
+import threading
+import time
+
+import pytest
+
+from conftest import connect, echo_roundtrip, free_ports, is_refused, recv_all
+
+
+def test_echo(gateway, tcp_echo):
+    srv = tcp_echo()
+    port = free_ports()
+    g = gateway("--map", f"tcp:127.0.0.1:{port}=127.0.0.1:{srv.port}")
+    assert echo_roundtrip(port) == b"hello portgate"
+    g.wait_log("ended after")
+    line = [l for l in g.log().splitlines() if "ended after" in l][0]
+    # One line per connection: mapping, client, target, bytes each way, duration, why.
+    assert "map cli-1: tcp 127.0.0.1:" in line
+    assert f"-> 127.0.0.1:{srv.port}" in line
+    assert "14 bytes to target, 14 bytes to client" in line
+    assert "closed by client, then by target" in line
+    assert g.stop() == 0
+
+
+def _sha_sink(conn, result):
+    h = hashlib.sha256()
+    n = 0
+    while True:
+        d = conn.recv(1 << 20)
+        if not d:
+            break
+        h.update(d)
+        n += len(d)
+    result["sha"] = h.hexdigest()
+    result["n"] = n
+
+
+@pytest.mark.parametrize("size", [50 * 1024 * 1024])
+def test_large_transfer_each_way(gateway, tcp_echo, size):
+    data = os.urandom(1 << 20)
+    want = hashlib.sha256(data * (size // len(data))).hexdigest()
+
+    # Upload: client -> target, checksummed at the target.
+    up = {}
+
+    def sink(c):
+        _sha_sink(c, up)
+        c.sendall(b"done")
+
+    # Download: target -> client, checksummed at the client.
+    def source(c):
+        for _ in range(size // len(data)):
+            c.sendall(data)
+        c.shutdown(socket.SHUT_WR)
+        recv_all(c)
+
+    s_up = tcp_echo(handler=sink)
+    s_down = tcp_echo(handler=source)
+    p1, p2 = free_ports(), free_ports()
+    g = gateway("--map", f"tcp:127.0.0.1:{p1}=127.0.0.1:{s_up.port}",
+                "--map", f"tcp:127.0.0.1:{p2}=127.0.0.1:{s_down.port}")
+    c = connect(p1, timeout=30)
+    for _ in range(size // len(data)):
+        c.sendall(data)
+    c.shutdown(socket.SHUT_WR)
+    assert recv_all(c) == b"done"
+    c.close()
+    assert up["n"] == size and up["sha"] == want
+
+    c = connect(p2, timeout=30)
+    h = hashlib.sha256()
+    n = 0
+    while True:
+        d = c.recv(1 << 20)
+        if not d:
+            break
+        h.update(d)
+        n += len(d)
+    c.close()
+    assert n == size and h.hexdigest() == want
+    g.wait_log(f"{size} bytes to client", 1)
+    g.wait_log(f"{size} bytes to target", 1)
+
+
+def test_half_close(gateway, tcp_echo):
+    """The client's FIN reaches the target while the target can still answer."""
+    def handler(c):
+        got = recv_all(c)           # until the client's FIN arrives through the gateway
+        c.sendall(b"got %d bytes" % len(got))
+        time.sleep(0.2)
+        c.sendall(b"; still talking after your FIN")
+
+    srv = tcp_echo(handler=handler)
+    port = free_ports()
+    g = gateway("--map", f"tcp:127.0.0.1:{port}=127.0.0.1:{srv.port}")
+    c = connect(port)
+    c.sendall(b"x" * 100000)
+    c.shutdown(socket.SHUT_WR)
+    assert recv_all(c) == b"got 100000 bytes; still talking after your FIN"
+    c.close()
+    g.wait_log("closed by client, then by target")
+
+
+def test_target_half_close(gateway, tcp_echo):
+    """The target's FIN reaches the client, which can still send."""
+    result = {}
+
+    def handler(c):
+        c.sendall(b"hello")
+        c.shutdown(socket.SHUT_WR)
+        result["got"] = recv_all(c)
+
+    srv = tcp_echo(handler=handler)
+    port = free_ports()
+    g = gateway("--map", f"tcp:127.0.0.1:{port}=127.0.0.1:{srv.port}")
+    c = connect(port)
+    assert recv_all(c) == b"hello"
+    c.sendall(b"after your FIN")
+    c.close()
+    g.wait_log("closed by target, then by client")
+    deadline = time.time() + 5
+    while "got" not in result and time.time() < deadline:
+        time.sleep(0.02)
+    assert result["got"] == b"after your FIN"
+
+
+def test_reset_propagates(gateway, tcp_echo):
+    def handler(c):
+        c.recv(10)
+        c.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, b"\x01\x00\x00\x00\x00\x00\x00\x00")
+        c.close()  # RST
+
+    srv = tcp_echo(handler=handler)
+    port = free_ports()
+    g = gateway("--map", f"tcp:127.0.0.1:{port}=127.0.0.1:{srv.port}")
+    c = connect(port)
+    c.sendall(b"hi")
+    with pytest.raises(ConnectionResetError):
+        c.recv(10)
+        c.recv(10)
+    g.wait_log("target reset the connection")
+
+
+def test_target_refuses(gateway):
+    dead = free_ports()  # nothing listens there
+    port = free_ports()
+    g = gateway("--map", f"tcp:127.0.0.1:{port}=127.0.0.1:{dead}")
+    c = connect(port)
+    t0 = time.time()
+    assert c.recv(10) == b""  # closed promptly
+    assert time.time() - t0 < 1
+    g.wait_log(f"connect to 127.0.0.1:{dead}: Connection refused")
+
+
+def test_target_does_not_answer(gateway):
+    # A listener whose accept queue is full drops further SYNs: the connect hangs.
+    full = socket.socket()
+    full.bind(("127.0.0.1", 0))
+    full.listen(0)
+    fport = full.getsockname()[1]
+    fillers = []
+    for _ in range(3):
+        s = socket.socket()
+        s.setblocking(False)
+        s.connect_ex(("127.0.0.1", fport))
+        fillers.append(s)
+    time.sleep(0.2)
+    port = free_ports()
+    g = gateway("--map", f"tcp:127.0.0.1:{port}=127.0.0.1:{fport},connect-timeout=700ms")
+    c = connect(port)
+    t0 = time.time()
+    assert c.recv(10) == b""
+    elapsed = time.time() - t0
+    assert 0.5 < elapsed < 5, elapsed
+    g.wait_log("no answer within 700ms")
+    for s in fillers:
+        s.close()
+    full.close()
+
+
+def test_idle_timeout(gateway, tcp_echo):
+    srv = tcp_echo()
+    port = free_ports()
+    g = gateway("--map", f"tcp:127.0.0.1:{port}=127.0.0.1:{srv.port},idle-timeout=600ms")
+    c = connect(port)
+    # Activity keeps it open past the timeout...
+    for _ in range(4):
+        c.sendall(b"a")
+        assert c.recv(1) == b"a"
+        time.sleep(0.3)
+    # ...silence ends it.
+    t0 = time.time()
+    assert c.recv(1) == b""
+    assert time.time() - t0 < 3
+    g.wait_log("idle for 600ms (idle-timeout)")
+
+
+def test_ipv6_and_v6_to_v4(gateway, tcp_echo):
+    srv4 = tcp_echo()
+    srv6 = tcp_echo(host="::1", family=socket.AF_INET6)
+    p1 = free_ports(host="::1", family=socket.AF_INET6)
+    p2 = free_ports(host="::1", family=socket.AF_INET6)
+    g = gateway("--map", f"tcp:[::1]:{p1}=[::1]:{srv6.port}",
+                "--map", f"tcp:[::1]:{p2}=127.0.0.1:{srv4.port}")
+    assert echo_roundtrip(p1, host="::1", family=socket.AF_INET6) == b"hello portgate"
+    assert echo_roundtrip(p2, host="::1", family=socket.AF_INET6) == b"hello portgate"
+    g.wait_log(f"tcp [::1]:", 2)
+    assert f"-> 127.0.0.1:{srv4.port} ended" in g.log()
+
+
+def test_v4_and_v6_wildcards_coexist(gateway, tcp_echo):
+    srv = tcp_echo()
+    port = free_ports()
+    gateway("--map", f"tcp:0.0.0.0:{port}=127.0.0.1:{srv.port}",
+            "--map", f"tcp:[::]:{port}=127.0.0.1:{srv.port}")
+    assert echo_roundtrip(port) == b"hello portgate"
+    assert echo_roundtrip(port, host="::1", family=socket.AF_INET6) == b"hello portgate"
+
+
+def test_port_range(gateway, tcp_echo):
+    servers = [tcp_echo() for _ in range(3)]
+    # Three listening ports to a target range built from the servers' ports would need them
+    # consecutive; instead map a range to one port, and a range to a range on an echo farm.
+    listen = free_ports(3)
+    g = gateway("--map", f"tcp:127.0.0.1:{listen[0]}-{listen[2]}=127.0.0.1:{servers[0].port}")
+    for p in listen:
+        assert echo_roundtrip(p, payload=b"port %d" % p) == b"port %d" % p
+    assert servers[0].accepted == 3
+    g.stop()
+
+    # Range to range: targets are consecutive free ports with echo servers on them.
+    tports = free_ports(3)
+    farm = [tcp_echo(port=tp) for tp in tports]
+    listen = free_ports(3)
+    gateway("--map", f"tcp:127.0.0.1:{listen[0]}-{listen[2]}=127.0.0.1:{tports[0]}-{tports[2]}")
+    for i, p in enumerate(listen):
+        assert echo_roundtrip(p) == b"hello portgate"
+        assert farm[i].accepted == 1
+
+
+def test_allow_deny(gateway, tcp_echo):
+    srv = tcp_echo()
+    p1, p2 = free_ports(), free_ports()
+    g = gateway("--map", f"tcp:0.0.0.0:{p1}=127.0.0.1:{srv.port},allow=127.0.0.0/24,deny=127.0.0.3",
+                "--map", f"tcp:0.0.0.0:{p2}=127.0.0.1:{srv.port},deny=127.0.0.2/32")
+    assert echo_roundtrip(p1, source="127.0.0.1") == b"hello portgate"
+    assert echo_roundtrip(p1, source="127.0.0.2") == b"hello portgate"
+    assert is_refused(p1, source="127.0.0.3")        # deny wins over allow
+    assert is_refused(p1, host="127.0.1.1", source="127.0.1.1")  # not in allow
+    assert echo_roundtrip(p2, source="127.0.0.1") == b"hello portgate"
+    assert is_refused(p2, source="127.0.0.2")
+    assert srv.accepted == 3  # refused clients never reached the target
+    g.wait_log("tcp refused 127.0.0.3:")
+    assert "not allowed by allow/deny" in g.log()
+
+
+def test_refusal_logging_is_rate_limited(gateway, tcp_echo):
+    srv = tcp_echo()
+    port = free_ports()
+    g = gateway("--map", f"tcp:127.0.0.1:{port}=127.0.0.1:{srv.port},allow=192.0.2.0/24")
+    for _ in range(50):
+        assert is_refused(port)
+    time.sleep(1.1)
+    assert is_refused(port)
+    g.wait_log("tcp refused", 2)
+    assert g.log().count("tcp refused") <= 3
+    assert "more refusals not logged" in g.log()
+
+
+def test_max_conns_and_per_ip(gateway, tcp_echo):
+    srv = tcp_echo()
+    p1, p2 = free_ports(), free_ports()
+    g = gateway("--map", f"tcp:0.0.0.0:{p1}=127.0.0.1:{srv.port},max-conns=2",
+                "--map", f"tcp:0.0.0.0:{p2}=127.0.0.1:{srv.port},max-conns-per-ip=1")
+    held = [connect(p1), connect(p1)]
+    for s in held:
+        s.sendall(b"x")
+        assert s.recv(1) == b"x"
+    assert is_refused(p1)
+    held.pop().close()
+    time.sleep(0.2)
+    assert echo_roundtrip(p1) == b"hello portgate"  # a slot is free again
+    g.wait_log("max-conns reached")
+
+    a = connect(p2, source="127.0.0.1")
+    a.sendall(b"x")
+    assert a.recv(1) == b"x"
+    assert is_refused(p2, source="127.0.0.1")
+    assert echo_roundtrip(p2, source="127.0.0.2") == b"hello portgate"  # another address
+    g.wait_log("max-conns-per-ip reached")
+    a.close()
+    for s in held:
+        s.close()
+
+
+def test_slow_reader_bounds_memory(gateway, tcp_echo):
+    """A target that does not read stops the reads from the client: no unbounded buffering."""
+    release = threading.Event()
+
+    def stalled(c):
+        release.wait(20)
+        recv_all(c)
+
+    srv = tcp_echo(handler=stalled)
+    port = free_ports()
+    g = gateway("--map", f"tcp:127.0.0.1:{port}=127.0.0.1:{srv.port}")
+    rss0 = g.rss_kib()
+    c = connect(port)
+    c.setblocking(False)
+    sent = 0
+    chunk = b"z" * 65536
+    deadline = time.time() + 3
+    while time.time() < deadline:
+        try:
+            sent += c.send(chunk)
+        except BlockingIOError:
+            time.sleep(0.05)
+    # What got through is what fits in the kernel's socket buffers plus one relay buffer.
+    assert sent < 64 * 1024 * 1024, sent
+    assert g.rss_kib() - rss0 < 4096
+    release.set()
+    c.close()
+
+
+def test_many_concurrent_connections(gateway, tcp_echo):
+    srv = tcp_echo()
+    port = free_ports()
+    g = gateway("--map", f"tcp:127.0.0.1:{port}=127.0.0.1:{srv.port}")
+    base = g.fds()
+    socks = [connect(port) for _ in range(200)]
+    for i, s in enumerate(socks):
+        s.sendall(b"%d;" % i)
+    for i, s in enumerate(socks):
+        assert s.recv(16) == b"%d;" % i
+    for s in socks:
+        s.close()
+    g.wait_log("ended after", 200)
+    assert g.fds() == base  # every socket was closed
+
+
+def test_emfile_backoff_and_recovery(gateway, tcp_echo):
+    srv = tcp_echo()
+    port = free_ports()
+
+    def limit():
+        resource.setrlimit(resource.RLIMIT_NOFILE, (40, 40))
+
+    g = gateway("--map", f"tcp:127.0.0.1:{port}=127.0.0.1:{srv.port}", preexec_fn=limit)
+    held = []
+    for _ in range(30):  # two descriptors each: well past 40
+        s = socket.socket()
+        s.settimeout(5)
+        s.connect(("127.0.0.1", port))  # the kernel completes it even if portgate can't accept
+        held.append(s)
+    time.sleep(1.0)
+    g.wait_log("Too many open files; pausing accepts")
+    # Not spinning: a paused listener costs no CPU.
+    with open(f"/proc/{g.proc.pid}/stat") as f:
+        f1 = f.read().split()
+    time.sleep(1.0)
+    with open(f"/proc/{g.proc.pid}/stat") as f:
+        f2 = f.read().split()
+    cpu_ticks = (int(f2[13]) + int(f2[14])) - (int(f1[13]) + int(f1[14]))
+    assert cpu_ticks < 30, cpu_ticks  # < 0.3 s of CPU in 1 s
+    for s in held:
+        s.close()
+    time.sleep(0.5)
+    assert echo_roundtrip(port) == b"hello portgate"  # recovered
+    assert g.proc.poll() is None

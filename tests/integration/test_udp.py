@@ -1,0 +1,173 @@
+"""UDP mappings through the real binary over loopback sockets."""
+import os
+import socket
+import threading
+import time
+
+from conftest import free_ports
+
+
+def udp_client(host="127.0.0.1", family=socket.AF_INET, source=None, timeout=3):
+    s = socket.socket(family, socket.SOCK_DGRAM)
+    s.settimeout(timeout)
+    if source:
+        s.bind((source, 0))
+    return s
+
+
+def test_echo(gateway, udp_echo):
+    srv = udp_echo()
+    port = free_ports()
+    g = gateway("--map", f"udp:127.0.0.1:{port}=127.0.0.1:{srv.port},idle-timeout=500ms")
+    c = udp_client()
+    for i in range(20):
+        c.sendto(b"dgram %d" % i, ("127.0.0.1", port))
+        d, a = c.recvfrom(100)
+        assert d == b"dgram %d" % i and a == ("127.0.0.1", port)
+    # One session: the target saw one peer for all of them.
+    assert len(srv.peers) == 1
+    g.wait_log("idle for 500ms (idle-timeout)")
+    line = [l for l in g.log().splitlines() if "ended after" in l][0]
+    assert "20 datagrams (" in line and "to target, 20 datagrams" in line
+
+
+def test_many_concurrent_clients(gateway, udp_echo):
+    srv = udp_echo()
+    port = free_ports()
+    g = gateway("--map", f"udp:127.0.0.1:{port}=127.0.0.1:{srv.port},idle-timeout=1s")
+    n = 100
+    clients = [udp_client() for _ in range(n)]
+    errors = []
+
+    def run(i, c):
+        try:
+            for j in range(10):
+                msg = b"client %d msg %d" % (i, j)
+                c.sendto(msg, ("127.0.0.1", port))
+                d, _ = c.recvfrom(100)
+                if d != msg:
+                    errors.append((i, j, d))
+        except Exception as e:  # noqa: BLE001 - reported below
+            errors.append((i, repr(e)))
+
+    threads = [threading.Thread(target=run, args=(i, c)) for i, c in enumerate(clients)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    assert errors == []
+    assert len(srv.peers) == n  # one session, so one socket towards the target, per client
+    # Idle expiry ends every session, and their sockets are closed.
+    g.wait_log("idle for 1000ms (idle-timeout)", n, timeout=10)
+    fds = g.fds()
+    assert fds < 20, fds
+    for c in clients:
+        c.close()
+
+
+def test_reply_from_the_address_the_client_used(gateway, udp_echo):
+    """A wildcard listener answers from the local address each client sent to."""
+    srv = udp_echo()
+    port = free_ports(host="0.0.0.0")
+    gateway("--map", f"udp:0.0.0.0:{port}=127.0.0.1:{srv.port}")
+    for local in ("127.0.0.1", "127.0.0.2", "127.0.0.3"):
+        c = udp_client()
+        c.sendto(b"x", (local, port))
+        d, a = c.recvfrom(10)
+        assert a == (local, port), a
+        c.close()
+
+
+def test_ipv6_and_v6_to_v4(gateway, udp_echo):
+    srv4 = udp_echo()
+    srv6 = udp_echo(host="::1", family=socket.AF_INET6)
+    p1 = free_ports(host="::1", family=socket.AF_INET6)
+    p2 = free_ports(host="::", family=socket.AF_INET6)
+    gateway("--map", f"udp:[::1]:{p1}=[::1]:{srv6.port}",
+            "--map", f"udp:[::]:{p2}=127.0.0.1:{srv4.port}")
+    for port, srv in ((p1, srv6), (p2, srv4)):
+        c = udp_client(family=socket.AF_INET6)
+        c.sendto(b"six", ("::1", port))
+        d, a = c.recvfrom(10)
+        assert d == b"six" and a[0] == "::1" and a[1] == port
+        c.close()
+
+
+def test_port_range(gateway, udp_echo):
+    srv = udp_echo()
+    ports = free_ports(4)
+    gateway("--map", f"udp:127.0.0.1:{ports[0]}-{ports[-1]}=127.0.0.1:{srv.port}")
+    for p in ports:
+        c = udp_client()
+        c.sendto(b"%d" % p, ("127.0.0.1", p))
+        assert c.recvfrom(10)[0] == b"%d" % p
+        c.close()
+
+
+def test_allow_deny(gateway, udp_echo):
+    srv = udp_echo()
+    port = free_ports(host="0.0.0.0")
+    g = gateway("--map", f"udp:0.0.0.0:{port}=127.0.0.1:{srv.port},allow=127.0.0.0/30,deny=127.0.0.2")
+    ok = udp_client(source="127.0.0.1")
+    ok.sendto(b"a", ("127.0.0.1", port))
+    assert ok.recvfrom(10)[0] == b"a"
+    bad = udp_client(source="127.0.0.2", timeout=0.5)
+    bad.sendto(b"b", ("127.0.0.1", port))
+    try:
+        bad.recvfrom(10)
+        raise AssertionError("a denied client got an answer")
+    except socket.timeout:
+        pass
+    g.wait_log("udp dropped datagram from 127.0.0.2:")
+    assert len(srv.peers) == 1
+
+
+def test_max_sessions_evicts_the_oldest(gateway, udp_echo):
+    srv = udp_echo()
+    port = free_ports()
+    g = gateway("--map", f"udp:127.0.0.1:{port}=127.0.0.1:{srv.port},max-sessions=3")
+    clients = [udp_client() for _ in range(4)]
+    for c in clients:
+        c.sendto(b"hi", ("127.0.0.1", port))
+        assert c.recvfrom(10)[0] == b"hi"
+        time.sleep(0.05)
+    g.wait_log("evicted: max-sessions (3) reached")
+    # The first client's session was the one idle longest.
+    evicted = [l for l in g.log().splitlines() if "evicted" in l][0]
+    assert f"udp 127.0.0.1:{clients[0].getsockname()[1]} ->" in evicted
+    # It gets a new session when it comes back.
+    clients[0].sendto(b"back", ("127.0.0.1", port))
+    assert clients[0].recvfrom(10)[0] == b"back"
+
+
+def test_icmp_errors_do_not_kill_the_listener(gateway, udp_echo):
+    dead = free_ports()
+    port = free_ports()
+    g = gateway("--map", f"udp:127.0.0.1:{port}=127.0.0.1:{dead},idle-timeout=300ms")
+    c = udp_client(timeout=0.3)
+    for _ in range(5):
+        c.sendto(b"anyone?", ("127.0.0.1", port))
+        time.sleep(0.05)
+    g.wait_log("ICMP errors: idle for 300ms")
+    line = [l for l in g.log().splitlines() if "ended after" in l][0]
+    assert " 0 ICMP errors" not in line
+    # The target comes up on that port: the same mapping now works.
+    srv = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+    srv.bind(("127.0.0.1", dead))
+    c.sendto(b"now?", ("127.0.0.1", port))
+    d, a = srv.recvfrom(10)
+    srv.sendto(b"yes", a)
+    assert c.recvfrom(10)[0] == b"yes"
+    srv.close()
+    assert g.proc.poll() is None
+
+
+def test_large_datagrams(gateway, udp_echo):
+    srv = udp_echo()
+    port = free_ports()
+    gateway("--map", f"udp:127.0.0.1:{port}=127.0.0.1:{srv.port}")
+    c = udp_client()
+    for size in (0, 1, 1400, 9000, 65507):
+        payload = os.urandom(size)
+        c.sendto(payload, ("127.0.0.1", port))
+        assert c.recvfrom(70000)[0] == payload
