@@ -1,0 +1,146 @@
+"""Three hosts in network namespaces: a client outside, the gateway with two interfaces, and a
+device inside that the outside cannot route to. The outside reaches the device only through a
+mapping, for TCP and UDP, over IPv4 and IPv6.
+
+    client (pgc)              gateway (pgg)                 device (pgd)
+    198.51.100.2  ---------- 198.51.100.1 | 192.0.2.1 ---------- 192.0.2.10
+    2001:db8:1::2            2001:db8:1::1 | 2001:db8:2::1        2001:db8:2::10
+
+The gateway does not forward packets (ip_forward = 0): only portgate carries traffic across.
+"""
+import os
+import shutil
+import subprocess
+import sys
+import time
+
+import pytest
+
+from conftest import BINARY
+
+HELPER = os.path.join(os.path.dirname(os.path.abspath(__file__)), "nethelper.py")
+PY = sys.executable
+
+pytestmark = pytest.mark.skipif(
+    os.geteuid() != 0 or shutil.which("ip") is None,
+    reason="topology tests need root and iproute2 (ip netns) to build network namespaces")
+
+
+def sh(*args, check=True):
+    return subprocess.run(list(args), capture_output=True, text=True, check=check, timeout=30)
+
+
+class Topology:
+    def __init__(self):
+        tag = str(os.getpid() % 100000)
+        self.c, self.g, self.d = f"pgc{tag}", f"pgg{tag}", f"pgd{tag}"
+        self.procs = []
+
+    def ns(self, ns, *cmd, check=True):
+        return sh("ip", "netns", "exec", ns, *cmd, check=check)
+
+    def up(self):
+        for n in (self.c, self.g, self.d):
+            sh("ip", "netns", "add", n)
+            self.ns(n, "ip", "link", "set", "lo", "up")
+        sh("ip", "link", "add", "pgc0", "netns", self.c, "type", "veth", "peer", "name", "pgge",
+           "netns", self.g)
+        sh("ip", "link", "add", "pgd0", "netns", self.d, "type", "veth", "peer", "name", "pggi",
+           "netns", self.g)
+        for ns, dev, addrs in ((self.c, "pgc0", ["198.51.100.2/24", "2001:db8:1::2/64"]),
+                               (self.g, "pgge", ["198.51.100.1/24", "2001:db8:1::1/64"]),
+                               (self.g, "pggi", ["192.0.2.1/24", "2001:db8:2::1/64"]),
+                               (self.d, "pgd0", ["192.0.2.10/24", "2001:db8:2::10/64"])):
+            for a in addrs:
+                extra = ["nodad"] if ":" in a else []
+                self.ns(ns, "ip", "addr", "add", a, "dev", dev, *extra)
+            self.ns(ns, "ip", "link", "set", dev, "up")
+        for v in ("net.ipv4.ip_forward=0", "net.ipv6.conf.all.forwarding=0"):
+            self.ns(self.g, "sysctl", "-qw", v)
+        # The client even knows a route to the inside through the gateway, and the device one
+        # back: if anything but portgate carried packets across, the direct tests would pass.
+        self.ns(self.c, "ip", "route", "add", "192.0.2.0/24", "via", "198.51.100.1")
+        self.ns(self.c, "ip", "-6", "route", "add", "2001:db8:2::/64", "via", "2001:db8:1::1")
+        self.ns(self.d, "ip", "route", "add", "198.51.100.0/24", "via", "192.0.2.1")
+        self.ns(self.d, "ip", "-6", "route", "add", "2001:db8:1::/64", "via", "2001:db8:2::1")
+
+    def start(self, ns, *cmd, wait_ready=True, **kw):
+        p = subprocess.Popen(["ip", "netns", "exec", ns] + list(cmd), stdout=subprocess.PIPE,
+                             stderr=subprocess.STDOUT, text=True, **kw)
+        self.procs.append(p)
+        if wait_ready:
+            line = p.stdout.readline()
+            assert line.strip() == "ready", line
+        return p
+
+    def down(self):
+        for p in self.procs:
+            p.kill()
+            p.wait()
+        for n in (self.c, self.g, self.d):
+            sh("ip", "netns", "del", n, check=False)
+
+
+@pytest.fixture(scope="module")
+def topo(tmp_path_factory):
+    t = Topology()
+    try:
+        t.up()
+        for host in ("192.0.2.10", "2001:db8:2::10"):
+            t.start(t.d, PY, HELPER, "tcp-echo", host, "80")
+            t.start(t.d, PY, HELPER, "udp-echo", host, "5000")
+        log = tmp_path_factory.mktemp("topo") / "portgate.log"
+        logf = open(log, "w")
+        gw = subprocess.Popen(
+            ["ip", "netns", "exec", t.g, BINARY, "run",
+             "--map", "tcp:198.51.100.1:8080=192.0.2.10:80,name=web4",
+             "--map", "udp:198.51.100.1:5000=192.0.2.10:5000,name=udp4",
+             "--map", "tcp:[2001:db8:1::1]:8080=[2001:db8:2::10]:80,name=web6",
+             "--map", "udp:[::]:5000=[2001:db8:2::10]:5000,name=udp6",
+             "--map", "tcp:[2001:db8:1::1]:8081=192.0.2.10:80,name=web6to4"],
+            stdout=logf, stderr=logf)
+        t.procs.append(gw)
+        deadline = time.time() + 10
+        while "configuration applied" not in log.read_text() and time.time() < deadline:
+            time.sleep(0.05)
+        t.log = log
+        yield t
+    finally:
+        t.down()
+
+
+def client(t, mode, host, port, msg):
+    return t.ns(t.c, PY, HELPER, mode, host, str(port), msg, check=False)
+
+
+@pytest.mark.parametrize("mode,host,port", [
+    ("tcp-client", "198.51.100.1", 8080),
+    ("udp-client", "198.51.100.1", 5000),
+    ("tcp-client", "2001:db8:1::1", 8080),
+    ("udp-client", "2001:db8:1::1", 5000),
+    ("tcp-client", "2001:db8:1::1", 8081),
+])
+def test_outside_reaches_device_through_mapping(topo, mode, host, port):
+    r = client(topo, mode, host, port, f"via gateway {host} {port}")
+    assert r.returncode == 0, r.stderr + topo.log.read_text()
+    assert r.stdout.strip() == f"via gateway {host} {port}"
+
+
+@pytest.mark.parametrize("mode,host,port", [
+    ("tcp-client", "192.0.2.10", 80),
+    ("udp-client", "192.0.2.10", 5000),
+    ("tcp-client", "2001:db8:2::10", 80),
+    ("udp-client", "2001:db8:2::10", 5000),
+    ("tcp-client", "198.51.100.1", 80),     # not mapped
+    ("udp-client", "198.51.100.1", 5001),   # not mapped
+])
+def test_outside_cannot_reach_device_directly(topo, mode, host, port):
+    r = client(topo, mode, host, port, "direct")
+    assert r.returncode != 0, r.stdout
+
+
+def test_device_sees_the_gateway_not_the_client(topo):
+    r = client(topo, "tcp-client", "198.51.100.1", 8080, "who")
+    assert r.returncode == 0
+    log = topo.log.read_text()
+    assert "map web4: tcp 198.51.100.2:" in log and "-> 192.0.2.10:80 ended" in log
