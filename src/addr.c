@@ -52,8 +52,9 @@ int addr_parse_endpoint(const char *s, struct endpoint *out, char *err, size_t e
             return -1;
         }
         if (memchr(s, ':', (size_t)(host_end - s)) != NULL) {
-            snprintf(err, errlen, "\"%s\": an IPv6 address must be written in brackets, as [%.*s]:PORT",
-                     s, (int)(host_end - s), s);
+            snprintf(err, errlen,
+                     "\"%s\": an IPv6 address must be written in brackets, as [%.*s]:PORT", s,
+                     (int)(host_end - s), s);
             return -1;
         }
         ports = host_end + 1;
@@ -77,8 +78,8 @@ int addr_parse_endpoint(const char *s, struct endpoint *out, char *err, size_t e
         }
     } else {
         for (const char *p = out->host; *p; p++) {
-            if (!((*p >= 'a' && *p <= 'z') || (*p >= 'A' && *p <= 'Z') || (*p >= '0' && *p <= '9') ||
-                  *p == '-' || *p == '.' || *p == '_')) {
+            if (!((*p >= 'a' && *p <= 'z') || (*p >= 'A' && *p <= 'Z') ||
+                  (*p >= '0' && *p <= '9') || *p == '-' || *p == '.' || *p == '_')) {
                 snprintf(err, errlen, "\"%s\": \"%s\" is neither an IP address nor a host name", s,
                          out->host);
                 return -1;
@@ -97,8 +98,8 @@ int addr_parse_endpoint(const char *s, struct endpoint *out, char *err, size_t e
     const char *dash = strchr(ports, '-');
     size_t lo_len = dash ? (size_t)(dash - ports) : strlen(ports);
     if (parse_port(ports, lo_len, &out->port_lo) != 0) {
-        snprintf(err, errlen, "\"%s\": port \"%.*s\" is not a number from 1 to 65535", s, (int)lo_len,
-                 ports);
+        snprintf(err, errlen, "\"%s\": port \"%.*s\" is not a number from 1 to 65535", s,
+                 (int)lo_len, ports);
         return -1;
     }
     out->port_hi = out->port_lo;
@@ -274,8 +275,9 @@ int cidr_parse(const char *s, struct cidr *out, char *err, size_t errlen)
     if (memcmp(masked, out->net, (size_t)maxbits / 8) != 0) {
         char fixed[INET6_ADDRSTRLEN];
         inet_ntop(out->family, masked, fixed, sizeof(fixed));
-        snprintf(err, errlen, "\"%s\": address has bits set beyond the /%d prefix (did you mean %s/%d?)",
-                 s, prefix, fixed, prefix);
+        snprintf(err, errlen,
+                 "\"%s\": address has bits set beyond the /%d prefix (did you mean %s/%d?)", s,
+                 prefix, fixed, prefix);
         return -1;
     }
     out->prefix = (uint8_t)prefix;

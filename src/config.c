@@ -29,8 +29,18 @@ enum key {
 };
 
 static const char *const key_names[K_COUNT] = {
-    "proto",     "listen",          "target",       "allow",   "deny", "max-conns", "max-conns-per-ip",
-    "max-sessions", "connect-timeout", "idle-timeout", "enabled", "name",
+    "proto",
+    "listen",
+    "target",
+    "allow",
+    "deny",
+    "max-conns",
+    "max-conns-per-ip",
+    "max-sessions",
+    "connect-timeout",
+    "idle-timeout",
+    "enabled",
+    "name",
 };
 
 /* ---- errors ---- */
@@ -258,8 +268,8 @@ static int map_set(struct map_conf *m, struct map_build *b, const char *key, con
             m->target_hi = ep.port_hi;
             if (addr_parse_ip(ep.host, &m->target) == 0) {
                 if (addr_is_any(&m->target)) {
-                    snprintf(why, sizeof(why), "\"%s\": a target must be a device's address, not %s",
-                             val, ep.host);
+                    snprintf(why, sizeof(why),
+                             "\"%s\": a target must be a device's address, not %s", val, ep.host);
                     rc = -1;
                 }
                 addr_set_port(&m->target, ep.port_lo);
@@ -300,8 +310,8 @@ static int map_set(struct map_conf *m, struct map_build *b, const char *key, con
         break;
     case K_NAME:
         if (!valid_name(val)) {
-            snprintf(why, sizeof(why),
-                     "\"%s\": use 1 to %d letters, digits, '.', '_' or '-'", val, MAP_NAMELEN - 1);
+            snprintf(why, sizeof(why), "\"%s\": use 1 to %d letters, digits, '.', '_' or '-'", val,
+                     MAP_NAMELEN - 1);
             rc = -1;
         } else {
             snprintf(m->name, sizeof(m->name), "%s", val);
@@ -341,7 +351,8 @@ static void map_validate(struct config *c, struct map_conf *m, unsigned seen)
         }
     }
     if (m->proto == MAP_TCP && (seen & (1u << K_MAX_SESSIONS))) {
-        add_error(c, "%s: [map %s] max-sessions applies to udp mappings only (use max-conns for tcp)",
+        add_error(c,
+                  "%s: [map %s] max-sessions applies to udp mappings only (use max-conns for tcp)",
                   at, m->name);
     }
     if (!complete || m->target_lo == 0 || m->listen_lo == 0) {
@@ -462,8 +473,10 @@ static char *read_line(char *str, int num, void *stream)
     st->line++;
     size_t copy = linelen;
     if (copy > (size_t)num - 2) {
-        add_error(st->c, "%s:%d: line longer than %d characters (split allow/deny lists over "
-                  "several lines)", st->source, st->line, num - 2);
+        add_error(st->c,
+                  "%s:%d: line longer than %d characters (split allow/deny lists over "
+                  "several lines)",
+                  st->source, st->line, num - 2);
         copy = 0; /* hand inih an empty line: the rest of the file is still checked */
     }
     memcpy(str, p, copy);
@@ -754,7 +767,8 @@ int config_finish(struct config *c, bool resolve)
     for (size_t i = 0; i < c->nmaps; i++) {
         struct map_conf *a = &c->maps[i];
         for (size_t j = 0; j < i; j++) {
-            /* The file refuses a second [map NAME] as it reads it; a --map name= can still clash. */
+            /* The file refuses a second [map NAME] as it reads it; a --map name= can still clash.
+             */
             if (strcmp(a->name, c->maps[j].name) == 0) {
                 char at[CONFIG_SOURCELEN + 16], bt[CONFIG_SOURCELEN + 16];
                 where(at, sizeof(at), a->source, a->line);
@@ -843,7 +857,8 @@ int map_conf_copy(struct map_conf *dst, const struct map_conf *src)
     *dst = *src;
     memset(&dst->allow, 0, sizeof(dst->allow));
     memset(&dst->deny, 0, sizeof(dst->deny));
-    if (cidr_set_copy(&dst->allow, &src->allow) != 0 || cidr_set_copy(&dst->deny, &src->deny) != 0) {
+    if (cidr_set_copy(&dst->allow, &src->allow) != 0 ||
+        cidr_set_copy(&dst->deny, &src->deny) != 0) {
         map_conf_clear(dst);
         return -ENOMEM;
     }
@@ -864,7 +879,8 @@ void config_print(const struct config *c, FILE *out)
             snprintf(listen + n, sizeof(listen) - (size_t)n, "-%u", m->listen_hi);
         }
         bool v6 = strchr(m->target_host, ':') != NULL;
-        n = snprintf(target, sizeof(target), v6 ? "[%s]:%u" : "%s:%u", m->target_host, m->target_lo);
+        n = snprintf(target, sizeof(target), v6 ? "[%s]:%u" : "%s:%u", m->target_host,
+                     m->target_lo);
         if (m->target_hi != m->target_lo) {
             snprintf(target + n, sizeof(target) - (size_t)n, "-%u", m->target_hi);
         }

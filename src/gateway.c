@@ -32,8 +32,8 @@ struct listener {
 struct gateway {
     struct loop *loop;
     struct relay_ctx ctx;
-    struct config *cfg;     /* the current configuration snapshot, replaced by reload */
-    struct mapping **maps;  /* one per enabled mapping of cfg */
+    struct config *cfg;    /* the current configuration snapshot, replaced by reload */
+    struct mapping **maps; /* one per enabled mapping of cfg */
     size_t nmaps;
     struct listener *ls;
     size_t nls;
@@ -158,9 +158,9 @@ static int apply(struct gateway *g, struct config *cfg)
                               fd == -EADDRINUSE ? " (another program, or another mapping, uses "
                                                   "this port)"
                               : fd == -EADDRNOTAVAIL ? " (no interface has this address)"
-                              : fd == -EACCES ? " (ports below 1024 need root or "
-                                                "CAP_NET_BIND_SERVICE)"
-                                              : "");
+                              : fd == -EACCES        ? " (ports below 1024 need root or "
+                                                       "CAP_NET_BIND_SERVICE)"
+                                                     : "");
                     goto fail;
                 }
                 l->fd = fd;

@@ -220,7 +220,7 @@ int main(int argc, char **argv)
     if (strcmp(cmd, "check") == 0) {
         return cmd_check(argc - 1, argv + 1);
     }
-    fprintf(stderr, "portgate: unknown command \"%s\" (commands: run, check; see portgate --help)\n",
-            cmd);
+    fprintf(stderr,
+            "portgate: unknown command \"%s\" (commands: run, check; see portgate --help)\n", cmd);
     return 2;
 }

@@ -46,6 +46,7 @@ struct tcp_listener {
     struct loop_io io;
     struct relay_ctx *ctx;
     struct mapping *map;
+    const struct tcp_filter *filter;
     uint16_t port;
     struct loop_timer backoff;
     struct log_ratelimit emfile_log;
@@ -53,7 +54,8 @@ struct tcp_listener {
 
 /* ---- closing: the one way out of a connection ---- */
 
-static void conn_close(struct tcp_conn *c, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
+static void conn_close(struct tcp_conn *c, const char *fmt, ...)
+    __attribute__((format(printf, 2, 3)));
 
 static void conn_close(struct tcp_conn *c, const char *fmt, ...)
 {
@@ -338,8 +340,8 @@ static void conn_timer(struct loop_timer *t)
     if (!c->connected) {
         char ts[ADDR_STRLEN];
         c->map->state->stats.connect_failed++;
-        conn_close(c, "connect to %s: no answer within %ums", addr_format(&c->target, ts, sizeof(ts)),
-                   c->map->conf.connect_timeout_ms);
+        conn_close(c, "connect to %s: no answer within %ums",
+                   addr_format(&c->target, ts, sizeof(ts)), c->map->conf.connect_timeout_ms);
         return;
     }
     uint64_t deadline = c->last_ms + c->map->conf.idle_timeout_ms;
@@ -398,6 +400,21 @@ static void conn_start(struct tcp_listener *l, int fd, const struct sockaddr_sto
     ctx->conns = c;
     ctx->nconns++;
 
+    if (l->filter != NULL) {
+        struct sockaddr_storage local;
+        socklen_t len = sizeof(local);
+        if (getsockname(fd, (struct sockaddr *)&local, &len) == -1) {
+            memset(&local, 0, sizeof(local));
+        }
+        c->fst = l->filter->open(m, client, &local, &c->target);
+        if (c->fst == NULL) {
+            close(fd);
+            c->cli.io.fd = -1;
+            conn_close(c, "%s filter: out of memory", l->filter->name);
+            return;
+        }
+        c->filter = l->filter;
+    }
     sock_set_nodelay(fd);
     int rc = loop_io_add(ctx->loop, &c->cli.io, fd, LOOP_IN | LOOP_OUT | LOOP_RDHUP | LOOP_ET,
                          side_event);
@@ -505,6 +522,11 @@ struct tcp_listener *tcp_listener_new(struct relay_ctx *ctx, int fd, struct mapp
         return NULL;
     }
     return l;
+}
+
+void tcp_listener_set_filter(struct tcp_listener *l, const struct tcp_filter *f)
+{
+    l->filter = f;
 }
 
 void tcp_listener_set_mapping(struct tcp_listener *l, struct mapping *m)

@@ -48,6 +48,9 @@ struct tcp_listener;
  * or if the fd cannot be registered (fd is then closed). */
 struct tcp_listener *tcp_listener_new(struct relay_ctx *ctx, int fd, struct mapping *m,
                                       uint16_t port);
+/* Makes the listener's new connections take the filtered path through f (NULL: opaque). The
+ * protocol of a mapping chooses it; f must outlive the listener and its connections. */
+void tcp_listener_set_filter(struct tcp_listener *l, const struct tcp_filter *f);
 /* Points the listener at another generation of its mapping: new connections use it. */
 void tcp_listener_set_mapping(struct tcp_listener *l, struct mapping *m);
 /* Closes the listening socket. Connections it accepted go on. NULL is a no-op. */

@@ -25,7 +25,7 @@ struct udp_sess {
     uint64_t start_ms, last_ms;
     uint64_t pkts[2], bytes[2]; /* [0] client -> target, [1] target -> client */
     uint64_t icmp_errors, dropped;
-    struct udp_sess *hnext;        /* hash chain */
+    struct udp_sess *hnext;         /* hash chain */
     struct udp_sess *lprev, *lnext; /* least recently active first */
     struct loop_timer timer;
 };
@@ -135,7 +135,8 @@ static void sess_touch(struct udp_sess *s)
 
 /* ---- session life ---- */
 
-static void sess_end(struct udp_sess *s, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
+static void sess_end(struct udp_sess *s, const char *fmt, ...)
+    __attribute__((format(printf, 2, 3)));
 
 static void sess_end(struct udp_sess *s, const char *fmt, ...)
 {
@@ -255,8 +256,7 @@ static void sess_event(struct loop_io *io, uint32_t ev)
     }
 }
 
-static void log_drop(struct udp_listener *l, const struct sockaddr_storage *client,
-                     const char *why)
+static void log_drop(struct udp_listener *l, const struct sockaddr_storage *client, const char *why)
 {
     uint64_t suppressed;
     if (log_ratelimit_ok(&l->map->state->refuse_log, loop_now(l->ctx->loop), DROP_LOG_INTERVAL_MS,
@@ -373,7 +373,8 @@ static void listener_event(struct loop_io *io, uint32_t ev)
     for (int i = 0; i < UDP_BATCH; i++) {
         struct sockaddr_storage client;
         union {
-            char buf[CMSG_SPACE(sizeof(struct in6_pktinfo)) + CMSG_SPACE(sizeof(struct in_pktinfo))];
+            char
+                buf[CMSG_SPACE(sizeof(struct in6_pktinfo)) + CMSG_SPACE(sizeof(struct in_pktinfo))];
             struct cmsghdr align;
         } cbuf;
         struct iovec iov = {.iov_base = buf, .iov_len = sizeof(l->ctx->dgram)};

@@ -25,7 +25,8 @@ int sock_listen_tcp(const struct sockaddr_storage *addr, int backlog)
     }
     int one = 1, rc;
     if (setsockopt(fd, SOL_SOCKET, SO_REUSEADDR, &one, sizeof(one)) == -1 ||
-        (rc = set_v6only(fd, addr)) < 0 || bind(fd, (const struct sockaddr *)addr, addr_len(addr)) == -1 ||
+        (rc = set_v6only(fd, addr)) < 0 ||
+        bind(fd, (const struct sockaddr *)addr, addr_len(addr)) == -1 ||
         listen(fd, backlog) == -1) {
         int e = errno;
         close(fd);

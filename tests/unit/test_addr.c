@@ -3,6 +3,7 @@
 #include <stdarg.h>
 #include <stddef.h>
 #include <stdint.h>
+
 #include <cmocka.h>
 #include <string.h>
 
@@ -180,9 +181,9 @@ static void test_cidr_set(void **state)
     (void)state;
     struct cidr_set s = {0};
     char err[256];
-    assert_int_equal(cidr_set_add_list(&s, "192.0.2.0/24, 198.51.100.128/25,2001:db8::/48", err,
-                                       sizeof(err)),
-                     0);
+    assert_int_equal(
+        cidr_set_add_list(&s, "192.0.2.0/24, 198.51.100.128/25,2001:db8::/48", err, sizeof(err)),
+        0);
     assert_int_equal(s.n, 3);
     assert_true(in_set(&s, "192.0.2.0"));
     assert_true(in_set(&s, "192.0.2.255"));
@@ -232,8 +233,10 @@ static void test_cidr_set(void **state)
 int main(void)
 {
     const struct CMUnitTest tests[] = {
-        cmocka_unit_test(test_endpoint_ok),        cmocka_unit_test(test_endpoint_errors),
-        cmocka_unit_test(test_addr_format_and_compare), cmocka_unit_test(test_cidr_parse),
+        cmocka_unit_test(test_endpoint_ok),
+        cmocka_unit_test(test_endpoint_errors),
+        cmocka_unit_test(test_addr_format_and_compare),
+        cmocka_unit_test(test_cidr_parse),
         cmocka_unit_test(test_cidr_set),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);

@@ -1,9 +1,10 @@
+#include <fcntl.h>
 #include <setjmp.h>
 #include <stdarg.h>
 #include <stddef.h>
 #include <stdint.h>
+
 #include <cmocka.h>
-#include <fcntl.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -56,8 +57,9 @@ static void test_duration(void **state)
     static const struct {
         const char *in;
         uint32_t ms;
-    } ok[] = {{"0", 0},          {"500ms", 500},     {"30s", 30000},       {"5m", 300000},
-              {"1h", 3600000},   {"2d", 172800000},  {"49d", 4233600000u}, {"4294967295ms", 4294967295u}};
+    } ok[] = {
+        {"0", 0},        {"500ms", 500},    {"30s", 30000},       {"5m", 300000},
+        {"1h", 3600000}, {"2d", 172800000}, {"49d", 4233600000u}, {"4294967295ms", 4294967295u}};
     for (size_t i = 0; i < sizeof(ok) / sizeof(ok[0]); i++) {
         uint32_t ms = 1;
         char err[128];
@@ -68,10 +70,14 @@ static void test_duration(void **state)
     }
     static const struct {
         const char *in, *msg;
-    } bad[] = {{"", "expected a duration"},  {"s", "expected a duration"},
-               {"-1s", "expected a duration"}, {"30", "missing unit"},
-               {"30x", "unknown unit \"x\""},   {"1.5s", "unknown unit \".5s\""},
-               {"50d", "too long"},            {"99999999999s", "too long"},
+    } bad[] = {{"", "expected a duration"},
+               {"s", "expected a duration"},
+               {"-1s", "expected a duration"},
+               {"30", "missing unit"},
+               {"30x", "unknown unit \"x\""},
+               {"1.5s", "unknown unit \".5s\""},
+               {"50d", "too long"},
+               {"99999999999s", "too long"},
                {"30 s", "unknown unit"}};
     for (size_t i = 0; i < sizeof(bad) / sizeof(bad[0]); i++) {
         uint32_t ms;
@@ -92,15 +98,15 @@ static void test_duration(void **state)
 static void test_file_ok(void **state)
 {
     (void)state;
-    struct config *c = load("; a comment\n# another\n[gateway]\nlog-level = debug\n"
-                            "drain-timeout = 5s\n\n" MAP_OK
-                            "allow = 198.51.100.0/24 ; inline comment\n"
-                            "allow = 203.0.113.0/24,\n  2001:db8::/32\n"
-                            "deny = 198.51.100.7\nmax-conns = 100\nmax-conns-per-ip = 4\n"
-                            "connect-timeout = 3s\nidle-timeout = 10m\n"
-                            "[map rtp]\nproto = udp\nlisten = [::]:5000-5009\n"
-                            "target = 192.0.2.10:6000-6009\nmax-sessions = 10\nenabled = no\n",
-                            false);
+    struct config *c =
+        load("; a comment\n# another\n[gateway]\nlog-level = debug\n"
+             "drain-timeout = 5s\n\n" MAP_OK "allow = 198.51.100.0/24 ; inline comment\n"
+             "allow = 203.0.113.0/24,\n  2001:db8::/32\n"
+             "deny = 198.51.100.7\nmax-conns = 100\nmax-conns-per-ip = 4\n"
+             "connect-timeout = 3s\nidle-timeout = 10m\n"
+             "[map rtp]\nproto = udp\nlisten = [::]:5000-5009\n"
+             "target = 192.0.2.10:6000-6009\nmax-sessions = 10\nenabled = no\n",
+             false);
     for (size_t i = 0; i < c->nerrors; i++) {
         fprintf(stderr, "%s\n", c->errors[i]);
     }
@@ -160,7 +166,8 @@ static void test_file_errors(void **state)
     expect_error("[map we/b]\n", "t.conf:1: [map we/b]: a mapping name is");
     expect_error("[map ]\n", "a mapping name is");
     expect_error(MAP_OK "[map web]\n", "t.conf:5: [map web] is defined twice (first at t.conf:1)");
-    expect_error(MAP_OK "just words\n", "t.conf:5: expected KEY = VALUE or [section], got \"just words\"");
+    expect_error(MAP_OK "just words\n",
+                 "t.conf:5: expected KEY = VALUE or [section], got \"just words\"");
     expect_error("proto = tcp\n" MAP_OK, "t.conf:1: key outside any section");
     expect_error(MAP_OK "proto\n", "t.conf:5: expected KEY = VALUE");
     {
@@ -203,7 +210,8 @@ static void test_file_errors(void **state)
     expect_error(MAP_OK "allow = 10.0.0.0/33\n",
                  "t.conf:5: [map web] allow: \"10.0.0.0/33\": prefix longer than 32");
     expect_error(MAP_OK "deny = 10.0.0.1/8\n", "t.conf:5: [map web] deny: \"10.0.0.1/8\"");
-    expect_error(MAP_OK "max-conns = lots\n", "[map web] max-conns: \"lots\": expected a whole number");
+    expect_error(MAP_OK "max-conns = lots\n",
+                 "[map web] max-conns: \"lots\": expected a whole number");
     expect_error(MAP_OK "max-conns = -1\n", "max-conns: \"-1\": expected a whole number");
     expect_error(MAP_OK "max-conns-per-ip = 99999999999\n", "max-conns-per-ip: \"99999999999\"");
     expect_error(MAP_OK "max-conns = 20000000\n", "max-conns: \"20000000\": at most 10000000");
@@ -213,11 +221,14 @@ static void test_file_errors(void **state)
     /* A mapping as a whole. */
     expect_error("[map web]\nlisten = 0.0.0.0:80\ntarget = 192.0.2.1:80\n",
                  "t.conf:1: [map web] missing proto");
-    expect_error("[map web]\nproto = tcp\ntarget = 192.0.2.1:80\n", "t.conf:1: [map web] missing listen");
-    expect_error("[map web]\nproto = tcp\nlisten = 0.0.0.0:80\n", "t.conf:1: [map web] missing target");
+    expect_error("[map web]\nproto = tcp\ntarget = 192.0.2.1:80\n",
+                 "t.conf:1: [map web] missing listen");
+    expect_error("[map web]\nproto = tcp\nlisten = 0.0.0.0:80\n",
+                 "t.conf:1: [map web] missing target");
     expect_error("[map web]\n", "t.conf:1: [map web] missing proto");
-    expect_error("[map rtp]\nproto = udp\nlisten = 0.0.0.0:80\ntarget = 192.0.2.1:80\nmax-conns = 3\n",
-                 "t.conf:1: [map rtp] max-conns applies to tcp mappings only");
+    expect_error(
+        "[map rtp]\nproto = udp\nlisten = 0.0.0.0:80\ntarget = 192.0.2.1:80\nmax-conns = 3\n",
+        "t.conf:1: [map rtp] max-conns applies to tcp mappings only");
     expect_error("[map rtp]\nproto = udp\nlisten = 0.0.0.0:80\ntarget = 192.0.2.1:80\n"
                  "connect-timeout = 3s\n",
                  "[map rtp] connect-timeout applies to tcp mappings only");
@@ -225,10 +236,12 @@ static void test_file_errors(void **state)
     expect_error("[map rtp]\nproto = udp\nlisten = 0.0.0.0:80\ntarget = 192.0.2.1:80\n"
                  "max-sessions = 0\n",
                  "max-sessions: \"0\": must be at least 1");
-    expect_error("[map r]\nproto = tcp\nlisten = 0.0.0.0:6000-6009\ntarget = 192.0.2.1:7000-7004\n",
-                 "t.conf:1: [map r] target: 5 ports (7000-7004) for 10 listening ports (6000-6009)");
+    expect_error(
+        "[map r]\nproto = tcp\nlisten = 0.0.0.0:6000-6009\ntarget = 192.0.2.1:7000-7004\n",
+        "t.conf:1: [map r] target: 5 ports (7000-7004) for 10 listening ports (6000-6009)");
     /* Across mappings. */
-    expect_error(MAP_OK "[map web2]\nproto = tcp\nlisten = 127.0.0.1:8000-8080\ntarget = 192.0.2.1:80\n",
+    expect_error(MAP_OK
+                 "[map web2]\nproto = tcp\nlisten = 127.0.0.1:8000-8080\ntarget = 192.0.2.1:80\n",
                  "t.conf:5: [map web2] listen: tcp ports 8000-8080 overlap [map web] at t.conf:1");
     expect_error("", "no mappings");
     expect_error("[gateway]\nlog-level = info\n", "no mappings");
@@ -239,13 +252,14 @@ static void test_file_no_false_errors(void **state)
     (void)state;
     /* Same port on different protocols, families, or distinct addresses is fine; so is overlap
      * with a disabled mapping. */
-    struct config *c = load(MAP_OK "[map u]\nproto = udp\nlisten = 0.0.0.0:8080\ntarget = 192.0.2.1:80\n"
-                                   "[map v6]\nproto = tcp\nlisten = [::]:8080\ntarget = 192.0.2.1:80\n"
-                                   "[map off]\nproto = tcp\nlisten = 0.0.0.0:8080\ntarget = "
-                                   "192.0.2.1:80\nenabled = no\n"
-                                   "[map a]\nproto = tcp\nlisten = 127.0.0.1:9000\ntarget = 192.0.2.1:80\n"
-                                   "[map b]\nproto = tcp\nlisten = 127.0.0.2:9000\ntarget = 192.0.2.1:80\n",
-                            false);
+    struct config *c =
+        load(MAP_OK "[map u]\nproto = udp\nlisten = 0.0.0.0:8080\ntarget = 192.0.2.1:80\n"
+                    "[map v6]\nproto = tcp\nlisten = [::]:8080\ntarget = 192.0.2.1:80\n"
+                    "[map off]\nproto = tcp\nlisten = 0.0.0.0:8080\ntarget = "
+                    "192.0.2.1:80\nenabled = no\n"
+                    "[map a]\nproto = tcp\nlisten = 127.0.0.1:9000\ntarget = 192.0.2.1:80\n"
+                    "[map b]\nproto = tcp\nlisten = 127.0.0.2:9000\ntarget = 192.0.2.1:80\n",
+             false);
     for (size_t i = 0; i < c->nerrors; i++) {
         fprintf(stderr, "%s\n", c->errors[i]);
     }
@@ -382,7 +396,8 @@ static void test_resolve(void **state)
     config_add_spec(c, "tcp:0.0.0.0:80=localhost:8080", 1);
     config_add_spec(c, "tcp:0.0.0.0:81=no-such-host.invalid:80", 2);
     assert_int_equal(config_finish(c, true), -1);
-    assert_true(has_error(c, "--map 2: [map cli-2] target: cannot resolve \"no-such-host.invalid\""));
+    assert_true(
+        has_error(c, "--map 2: [map cli-2] target: cannot resolve \"no-such-host.invalid\""));
     assert_true(c->maps[0].target.ss_family == AF_INET || c->maps[0].target.ss_family == AF_INET6);
     assert_int_equal(addr_port(&c->maps[0].target), 8080);
     config_free(c);
@@ -394,8 +409,8 @@ static void test_equal_and_copy(void **state)
     struct config *a = load(MAP_OK "allow = 192.0.2.0/24\n", false);
     struct config *b = load(MAP_OK "allow = 192.0.2.0/24\n", false);
     struct config *d = load(MAP_OK "allow = 192.0.3.0/24\n", false);
-    struct config *e = load("[map web]\nproto = tcp\nlisten = 0.0.0.0:8080\ntarget = 192.0.2.11:80\n",
-                            false);
+    struct config *e =
+        load("[map web]\nproto = tcp\nlisten = 0.0.0.0:8080\ntarget = 192.0.2.11:80\n", false);
     assert_true(map_conf_equal(&a->maps[0], &b->maps[0]));
     assert_false(map_conf_equal(&a->maps[0], &d->maps[0]));
     assert_true(map_conf_same_listen(&a->maps[0], &d->maps[0]));
@@ -413,10 +428,10 @@ static void test_equal_and_copy(void **state)
 int main(void)
 {
     const struct CMUnitTest tests[] = {
-        cmocka_unit_test(test_duration),     cmocka_unit_test(test_file_ok),
-        cmocka_unit_test(test_file_errors),  cmocka_unit_test(test_file_no_false_errors),
+        cmocka_unit_test(test_duration),       cmocka_unit_test(test_file_ok),
+        cmocka_unit_test(test_file_errors),    cmocka_unit_test(test_file_no_false_errors),
         cmocka_unit_test(test_file_io_errors), cmocka_unit_test(test_spec_ok),
-        cmocka_unit_test(test_spec_errors),  cmocka_unit_test(test_resolve),
+        cmocka_unit_test(test_spec_errors),    cmocka_unit_test(test_resolve),
         cmocka_unit_test(test_equal_and_copy),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);

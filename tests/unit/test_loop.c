@@ -2,6 +2,7 @@
 #include <stdarg.h>
 #include <stddef.h>
 #include <stdint.h>
+
 #include <cmocka.h>
 #include <stdlib.h>
 #include <unistd.h>
@@ -38,7 +39,7 @@ static void test_timers_fire_in_order(void **state)
         loop_timer_init(&r[i].t, on_timer);
         assert_int_equal(loop_timer_start(l, &r[i].t, after[i]), 0);
     }
-    loop_timer_stop(l, &r[5].t);                /* a stopped timer never fires */
+    loop_timer_stop(l, &r[5].t); /* a stopped timer never fires */
     assert_false(loop_timer_armed(&r[5].t));
     assert_int_equal(loop_timer_start(l, &r[2].t, 1), 0); /* re-arming moves it */
     assert_int_equal(loop_run(l), 0);
