@@ -217,10 +217,11 @@ static int apply(struct gateway *g, struct config *cfg)
     g->nmaps = nmaps;
     config_free(g->cfg);
     g->cfg = cfg;
-    log_set_level(cfg->gw.log_level);
+    /* The outcome is logged at the level in force when the reload was asked for. */
     log_info("configuration applied: %u mappings added, %u changed, %u removed, %u unchanged; %zu "
              "listening sockets",
              added, changed, removed, same, nls);
+    log_set_level(cfg->gw.log_level);
     return 0;
 
 nomem:

@@ -272,3 +272,22 @@ def test_target_host_name(gateway, tcp_echo):
     g = gateway("--map", f"tcp:127.0.0.1:{port}=localhost:{srv.port}")
     assert echo_roundtrip(port) == b"hello portgate"
     assert f"-> 127.0.0.1:{srv.port}" in g.log() or f"-> [::1]:{srv.port}" in g.log()
+
+
+def test_reload_applies_log_level(gateway, tcp_echo):
+    srv = tcp_echo()
+    port = free_ports()
+    conf = (f"[gateway]\nlog-level = {{lvl}}\n[map m]\nproto = tcp\nlisten = 127.0.0.1:{port}\n"
+            f"target = 127.0.0.1:{srv.port}\n")
+    g = gateway(config=conf.format(lvl="info"))
+    echo_roundtrip(port)
+    g.wait_log("ended after")
+    assert ": connecting" not in g.log()
+    g.reload(conf.format(lvl="debug"))
+    echo_roundtrip(port)
+    g.wait_log(": connecting")  # debug lines now
+    g.reload(conf.format(lvl="warn"))
+    n = g.log().count("ended after")
+    echo_roundtrip(port)
+    time.sleep(0.3)
+    assert g.log().count("ended after") == n  # info lines are off

@@ -371,3 +371,29 @@ def test_emfile_backoff_and_recovery(gateway, tcp_echo):
     time.sleep(0.5)
     assert echo_roundtrip(port) == b"hello portgate"  # recovered
     assert g.proc.poll() is None
+
+
+def test_client_reset_propagates(gateway, tcp_echo):
+    seen = {}
+
+    def handler(c):
+        try:
+            while c.recv(100):
+                pass
+            seen["how"] = "eof"
+        except ConnectionResetError:
+            seen["how"] = "reset"
+
+    srv = tcp_echo(handler=handler)
+    port = free_ports()
+    g = gateway("--map", f"tcp:127.0.0.1:{port}=127.0.0.1:{srv.port}")
+    c = connect(port)
+    c.sendall(b"hi")
+    time.sleep(0.2)
+    c.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, b"\x01\x00\x00\x00\x00\x00\x00\x00")
+    c.close()
+    g.wait_log("client reset the connection")
+    deadline = time.time() + 5
+    while "how" not in seen and time.time() < deadline:
+        time.sleep(0.02)
+    assert seen["how"] == "reset"

@@ -171,3 +171,26 @@ def test_large_datagrams(gateway, udp_echo):
         payload = os.urandom(size)
         c.sendto(payload, ("127.0.0.1", port))
         assert c.recvfrom(70000)[0] == payload
+
+
+def test_reload_keeps_udp_sessions(gateway, udp_echo):
+    """Sessions of an unchanged mapping survive a reload that adds and removes another."""
+    srv, other = udp_echo(), udp_echo()
+    p1, p2 = free_ports(), free_ports()
+    conf = f"[map u]\nproto = udp\nlisten = 127.0.0.1:{p1}\ntarget = 127.0.0.1:{srv.port}\n"
+    g = gateway(config=conf)
+    c = udp_client()
+    c.sendto(b"1", ("127.0.0.1", p1))
+    assert c.recvfrom(10)[0] == b"1"
+    out = g.reload(conf + f"[map v]\nproto = udp\nlisten = 127.0.0.1:{p2}\n"
+                          f"target = 127.0.0.1:{other.port}\n")
+    assert "1 mappings added, 0 changed, 0 removed, 1 unchanged" in out
+    c.sendto(b"2", ("127.0.0.1", p2))
+    assert c.recvfrom(10)[0] == b"2"
+    out = g.reload(conf)
+    assert "1 removed, 1 unchanged" in out
+    g.wait_log("its mapping was removed or moved")  # v's session ended with its socket
+    c.sendto(b"3", ("127.0.0.1", p1))
+    assert c.recvfrom(10)[0] == b"3"
+    assert len(srv.peers) == 1  # the same session (one socket towards the target) throughout
+    assert f"udp 127.0.0.1:{c.getsockname()[1]} -> 127.0.0.1:{srv.port} ended" not in g.log()
