@@ -26,7 +26,8 @@ def test_echo(gateway, tcp_echo):
     assert g.stop() == 0
 
 
-def _sha_sink(conn, result):
+def _sha_read(conn):
+    """Reads until EOF; returns (bytes read, sha256 hex)."""
     h = hashlib.sha256()
     n = 0
     while True:
@@ -35,8 +36,7 @@ def _sha_sink(conn, result):
             break
         h.update(d)
         n += len(d)
-    result["sha"] = h.hexdigest()
-    result["n"] = n
+    return n, h.hexdigest()
 
 
 @pytest.mark.parametrize("size", [50 * 1024 * 1024])
@@ -48,7 +48,7 @@ def test_large_transfer_each_way(gateway, tcp_echo, size):
     up = {}
 
     def sink(c):
-        _sha_sink(c, up)
+        up["n"], up["sha"] = _sha_read(c)
         c.sendall(b"done")
 
     # Download: target -> client, checksummed at the client.
@@ -72,16 +72,9 @@ def test_large_transfer_each_way(gateway, tcp_echo, size):
     assert up["n"] == size and up["sha"] == want
 
     c = connect(p2, timeout=30)
-    h = hashlib.sha256()
-    n = 0
-    while True:
-        d = c.recv(1 << 20)
-        if not d:
-            break
-        h.update(d)
-        n += len(d)
+    n, sha = _sha_read(c)
     c.close()
-    assert n == size and h.hexdigest() == want
+    assert n == size and sha == want
     g.wait_log(f"{size} bytes to client", 1)
     g.wait_log(f"{size} bytes to target", 1)
 
