@@ -279,6 +279,27 @@ static void begin_drain(struct gateway *g, const char *signame)
     loop_timer_start(g->loop, &g->drain, ms);
 }
 
+/* One line of counters per running mapping (SIGUSR1). Bytes and datagrams count ended
+ * connections and sessions; "open" is what runs now. */
+static void log_stats(struct gateway *g)
+{
+    for (size_t i = 0; i < g->nmaps; i++) {
+        const struct mapping *m = g->maps[i];
+        const struct map_stats *st = &m->state->stats;
+        log_info(
+            "map %s: stats: %u open, %llu accepted, %llu refused by allow/deny, %llu refused by "
+            "limits, %llu connect failures, %llu evicted, %llu bytes to targets, %llu bytes to "
+            "clients, %llu datagrams to targets, %llu datagrams to clients, %llu datagrams "
+            "dropped",
+            m->conf.name, m->state->active, (unsigned long long)st->accepted,
+            (unsigned long long)st->refused_acl, (unsigned long long)st->refused_limit,
+            (unsigned long long)st->connect_failed, (unsigned long long)st->evicted,
+            (unsigned long long)st->bytes_in, (unsigned long long)st->bytes_out,
+            (unsigned long long)st->dgrams_in, (unsigned long long)st->dgrams_out,
+            (unsigned long long)st->dgrams_dropped);
+    }
+}
+
 static void on_signal(struct loop_io *io, uint32_t ev)
 {
     (void)ev;
@@ -298,6 +319,9 @@ static void on_signal(struct loop_io *io, uint32_t ev)
             break;
         case SIGINT:
             begin_drain(g, "SIGINT");
+            break;
+        case SIGUSR1:
+            log_stats(g);
             break;
         default:
             break;
@@ -331,6 +355,7 @@ struct gateway *gateway_new(const char *path, char *const *specs, int nspecs)
     sigaddset(&set, SIGHUP);
     sigaddset(&set, SIGTERM);
     sigaddset(&set, SIGINT);
+    sigaddset(&set, SIGUSR1);
     int fd = signalfd(-1, &set, SFD_NONBLOCK | SFD_CLOEXEC);
     if (fd == -1 || sigprocmask(SIG_BLOCK, &set, NULL) == -1 ||
         loop_io_add(g->loop, &g->sig, fd, LOOP_IN, on_signal) < 0) {

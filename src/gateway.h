@@ -9,6 +9,7 @@
  *     others are bound before anything changes, and a failed bind cancels the whole reload;
  *   - then listeners no longer needed close (their TCP connections go on; their UDP sessions
  *     end), and kept ones move to the new generation of their mapping (new connections only).
+ * SIGUSR1 logs each mapping's counters.
  * SIGTERM and SIGINT stop accepting and wait for the TCP connections up to drain-timeout; a second
  * signal ends them at once.
  */

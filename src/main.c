@@ -52,7 +52,8 @@ static const char usage_run[] =
     "Runs the gateway in the foreground. Logs go to stderr (with syslog priorities when stderr\n"
     "is the systemd journal). Signals: SIGHUP reloads the configuration (an invalid one is\n"
     "reported and the running one kept); SIGTERM or SIGINT stop accepting and let open\n"
-    "connections finish for up to drain-timeout (a second signal ends them at once).\n"
+    "connections finish for up to drain-timeout (a second signal ends them at once); SIGUSR1\n"
+    "logs each mapping's counters.\n"
     "\n"
     "Options:\n";
 

@@ -6,7 +6,7 @@ import subprocess
 import threading
 import time
 
-from conftest import BINARY, ROOT, connect, echo_roundtrip, free_ports, recv_all
+from conftest import BINARY, ROOT, connect, echo_roundtrip, free_ports, is_refused, recv_all
 
 
 def run(*args, **kw):
@@ -291,3 +291,23 @@ def test_reload_applies_log_level(gateway, tcp_echo):
     echo_roundtrip(port)
     time.sleep(0.3)
     assert g.log().count("ended after") == n  # info lines are off
+
+
+def test_sigusr1_logs_counters(gateway, tcp_echo, udp_echo):
+    srv, usrv = tcp_echo(), udp_echo()
+    p1, p2 = free_ports(), free_ports()
+    g = gateway("--map", f"tcp:127.0.0.1:{p1}=127.0.0.1:{srv.port},allow=127.0.0.1,name=t",
+                "--map", f"udp:127.0.0.1:{p2}=127.0.0.1:{usrv.port},name=u")
+    echo_roundtrip(p1)
+    assert is_refused(p1, source="127.0.0.2")
+    u = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+    u.settimeout(3)
+    u.sendto(b"x", ("127.0.0.1", p2))
+    assert u.recv(10) == b"x"
+    g.wait_log("ended after")
+    g.proc.send_signal(signal.SIGUSR1)
+    g.wait_log("map u: stats:")
+    log = g.log()
+    assert ("map t: stats: 0 open, 1 accepted, 1 refused by allow/deny, 0 refused by limits, "
+            "0 connect failures, 0 evicted, 14 bytes to targets, 14 bytes to clients") in log
+    assert "map u: stats: 1 open, 1 accepted, 0 refused by allow/deny" in log
