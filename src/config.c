@@ -550,6 +550,12 @@ static int gateway_set(struct ini_state *st, const char *key, const char *val)
     } else if (strcmp(key, "drain-timeout") == 0) {
         bit = 2;
         rc = config_parse_duration(val, &c->gw.drain_timeout_ms, why, sizeof(why));
+    } else if (strcmp(key, "splice") == 0) {
+        bit = 4;
+        rc = parse_bool(val, &c->gw.splice, why, sizeof(why));
+    } else if (strcmp(key, "max-pipes") == 0) {
+        bit = 8;
+        rc = parse_uint(val, 1000000, &c->gw.max_pipes, why, sizeof(why));
     } else {
         add_error(c, "%s:%d: [gateway] unknown key \"%s\" (see docs/configuration.md)", st->source,
                   st->line, key);
@@ -810,6 +816,7 @@ struct config *config_new(void)
     }
     c->gw.log_level = LOG_LVL_INFO;
     c->gw.drain_timeout_ms = DEFAULT_DRAIN_TIMEOUT_MS;
+    c->gw.splice = true;
     return c;
 }
 

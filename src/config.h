@@ -53,6 +53,8 @@ struct map_conf {
 struct gateway_conf {
     enum log_level log_level;
     uint32_t drain_timeout_ms;
+    bool splice;        /* relay opaque TCP with splice() */
+    uint32_t max_pipes; /* pipes in use at most; 0: a quarter of the descriptor limit */
 };
 
 struct config {

@@ -58,6 +58,16 @@ static void raise_fd_limit(void)
     }
 }
 
+/* A pipe is two descriptors and a connection two more: a quarter of the limit leaves room. */
+static size_t default_max_pipes(void)
+{
+    struct rlimit rl;
+    if (getrlimit(RLIMIT_NOFILE, &rl) != 0 || rl.rlim_cur == RLIM_INFINITY) {
+        return 1024;
+    }
+    return rl.rlim_cur / 4 > 0 ? (size_t)(rl.rlim_cur / 4) : 1;
+}
+
 static struct mapping *find_map(struct mapping **maps, size_t n, const char *name)
 {
     for (size_t i = 0; i < n; i++) {
@@ -217,6 +227,8 @@ static int apply(struct gateway *g, struct config *cfg)
     g->nmaps = nmaps;
     config_free(g->cfg);
     g->cfg = cfg;
+    g->ctx.splice = cfg->gw.splice;
+    g->ctx.max_pipes = cfg->gw.max_pipes != 0 ? cfg->gw.max_pipes : default_max_pipes();
     /* The outcome is logged at the level in force when the reload was asked for. */
     log_info("configuration applied: %u mappings added, %u changed, %u removed, %u unchanged; %zu "
              "listening sockets",
@@ -283,20 +295,23 @@ static void begin_drain(struct gateway *g, const char *signame)
  * connections and sessions; "open" is what runs now. */
 static void log_stats(struct gateway *g)
 {
+    log_info("relay: %zu tcp connections open, splice %s, %zu pipes in use (at most %zu), %zu "
+             "spare, %llu reads copied for want of a pipe",
+             g->ctx.nconns, g->ctx.splice ? "on" : "off", g->ctx.pipes_used, g->ctx.max_pipes,
+             g->ctx.pipe_pool_len, (unsigned long long)g->ctx.pipe_failures);
     for (size_t i = 0; i < g->nmaps; i++) {
         const struct mapping *m = g->maps[i];
         const struct map_stats *st = &m->state->stats;
-        log_info(
-            "map %s: stats: %u open, %llu accepted, %llu refused by allow/deny, %llu refused by "
-            "limits, %llu connect failures, %llu evicted, %llu bytes to targets, %llu bytes to "
-            "clients, %llu datagrams to targets, %llu datagrams to clients, %llu datagrams "
-            "dropped",
-            m->conf.name, m->state->active, (unsigned long long)st->accepted,
-            (unsigned long long)st->refused_acl, (unsigned long long)st->refused_limit,
-            (unsigned long long)st->connect_failed, (unsigned long long)st->evicted,
-            (unsigned long long)st->bytes_in, (unsigned long long)st->bytes_out,
-            (unsigned long long)st->dgrams_in, (unsigned long long)st->dgrams_out,
-            (unsigned long long)st->dgrams_dropped);
+        log_info("map %s: stats: %u open, %llu accepted, %llu refused by allow/deny, %llu refused "
+                 "by limits, %llu connect failures, %llu evicted, %llu bytes to targets, %llu "
+                 "bytes to clients, %llu bytes spliced, %llu datagrams to targets, %llu datagrams "
+                 "to clients, %llu datagrams dropped",
+                 m->conf.name, m->state->active, (unsigned long long)st->accepted,
+                 (unsigned long long)st->refused_acl, (unsigned long long)st->refused_limit,
+                 (unsigned long long)st->connect_failed, (unsigned long long)st->evicted,
+                 (unsigned long long)st->bytes_in, (unsigned long long)st->bytes_out,
+                 (unsigned long long)st->bytes_spliced, (unsigned long long)st->dgrams_in,
+                 (unsigned long long)st->dgrams_out, (unsigned long long)st->dgrams_dropped);
     }
 }
 

@@ -1,6 +1,8 @@
 #include "relay.h"
 
+#include <fcntl.h>
 #include <stdlib.h>
+#include <unistd.h>
 #include <string.h>
 #include <sys/random.h>
 
@@ -15,6 +17,13 @@ void relay_ctx_init(struct relay_ctx *ctx, struct loop *loop)
 
 void relay_ctx_fini(struct relay_ctx *ctx)
 {
+    for (size_t i = 0; i < ctx->pipe_pool_len; i++) {
+        close(ctx->pipe_pool[i].rfd);
+        close(ctx->pipe_pool[i].wfd);
+    }
+    free(ctx->pipe_pool);
+    ctx->pipe_pool = NULL;
+    ctx->pipe_pool_len = 0;
     while (ctx->pool != NULL) {
         struct buf *b = ctx->pool;
         ctx->pool = b->next;
@@ -52,4 +61,51 @@ void relay_buf_put(struct relay_ctx *ctx, struct buf *b)
     b->next = ctx->pool;
     ctx->pool = b;
     ctx->pool_len++;
+}
+
+int relay_pipe_get(struct relay_ctx *ctx, struct relay_pipe *p)
+{
+    if (ctx->pipes_used >= ctx->max_pipes) {
+        ctx->pipe_failures++;
+        return -1;
+    }
+    if (ctx->pipe_pool_len > 0) {
+        *p = ctx->pipe_pool[--ctx->pipe_pool_len];
+    } else {
+        int fds[2];
+        if (pipe2(fds, O_NONBLOCK | O_CLOEXEC) == -1) {
+            ctx->pipe_failures++;
+            return -1;
+        }
+        /* A larger pipe moves more per splice() call; the kernel may refuse (pipe-max-size,
+         * per-user limits), and the default size still works. */
+        fcntl(fds[0], F_SETPIPE_SZ, (int)RELAY_PIPE_SIZE);
+        p->rfd = fds[0];
+        p->wfd = fds[1];
+    }
+    p->len = 0;
+    ctx->pipes_used++;
+    return 0;
+}
+
+void relay_pipe_put(struct relay_ctx *ctx, struct relay_pipe *p)
+{
+    if (p->rfd < 0) {
+        return;
+    }
+    ctx->pipes_used--;
+    if (p->len == 0 && ctx->pipe_pool_len < RELAY_PIPE_KEEP) {
+        if (ctx->pipe_pool == NULL) {
+            ctx->pipe_pool = malloc(RELAY_PIPE_KEEP * sizeof(*ctx->pipe_pool));
+        }
+        if (ctx->pipe_pool != NULL) {
+            ctx->pipe_pool[ctx->pipe_pool_len++] = *p;
+            p->rfd = p->wfd = -1;
+            return;
+        }
+    }
+    close(p->rfd);
+    close(p->wfd);
+    p->rfd = p->wfd = -1;
+    p->len = 0;
 }

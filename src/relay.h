@@ -23,6 +23,16 @@ struct buf {
     char data[RELAY_BUF_SIZE];
 };
 
+/* A pipe that carries spliced bytes from one socket to another, holding len bytes. Embedded in
+ * the connection; rfd is -1 while the connection holds no pipe. */
+struct relay_pipe {
+    int rfd, wfd;
+    uint32_t len;
+};
+
+#define RELAY_PIPE_SIZE (256u * 1024u)
+#define RELAY_PIPE_KEEP 64
+
 struct tcp_conn;
 struct relay_ctx;
 
@@ -36,6 +46,13 @@ struct relay_ctx {
     struct tcp_conn *conns; /* all open TCP connections, for drain */
     size_t nconns;
     relay_idle_cb on_idle; /* set while draining */
+    /* splice(): pipes are taken only while bytes are in flight. */
+    bool splice;             /* new connections may splice (gateway key splice) */
+    size_t max_pipes;        /* at most this many in use; then connections copy */
+    size_t pipes_used;       /* handed out now */
+    struct relay_pipe *pipe_pool; /* spare pipes, a stack */
+    size_t pipe_pool_len;
+    uint64_t pipe_failures; /* pipe2 failed or max_pipes reached: a read was copied instead */
     uint64_t hash_seed;    /* for the UDP session tables */
     uint8_t dgram[65536];  /* one datagram in flight at a time in a single-threaded loop */
 };
@@ -43,6 +60,17 @@ struct relay_ctx {
 void relay_ctx_init(struct relay_ctx *ctx, struct loop *loop);
 /* Frees the pool. Connections must be closed first. */
 void relay_ctx_fini(struct relay_ctx *ctx);
+
+/*
+ * Fills p with an empty pipe, one of the spare ones or a new one (of RELAY_PIPE_SIZE where the
+ * kernel allows). Returns 0, or -1 when max_pipes are in use or pipe2 fails: the caller copies
+ * instead.
+ */
+int relay_pipe_get(struct relay_ctx *ctx, struct relay_pipe *p);
+/* Gives back p's pipe and sets p->rfd to -1; a no-op if p holds none. A pipe that still holds
+ * bytes (its connection ended mid-flight) is closed, since they cannot be discarded; an empty one
+ * is kept for reuse, up to RELAY_PIPE_KEEP. */
+void relay_pipe_put(struct relay_ctx *ctx, struct relay_pipe *p);
 
 /* Returns an empty buffer, or NULL when out of memory. */
 struct buf *relay_buf_get(struct relay_ctx *ctx);

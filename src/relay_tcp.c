@@ -5,6 +5,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <fcntl.h>
 #include <sys/socket.h>
 #include <unistd.h>
 
@@ -29,7 +30,9 @@ struct tcp_conn {
     struct tcp_side cli, tgt;
     struct buf *in[2];  /* filtered path: bytes read, not yet seen by the filter */
     struct buf *out[2]; /* bytes to write to the other side */
-    uint64_t bytes[2];  /* written to the other side */
+    struct relay_pipe pipe[2]; /* splice path: bytes read, not yet written */
+    uint64_t bytes[2];         /* written to the other side */
+    uint64_t spliced;          /* of which moved by splice() */
     struct relay_ctx *ctx;
     struct mapping *map;
     const struct tcp_filter *filter;
@@ -38,6 +41,7 @@ struct tcp_conn {
     uint64_t start_ms, last_ms;
     struct loop_timer timer; /* connect timeout, then idle timeout */
     bool connected;
+    bool splice; /* opaque path through pipes; off with a filter, or when splice() fails */
     const char *first_eof; /* "client" or "target": who closed first */
     struct tcp_conn *prev, *next;
 };
@@ -75,6 +79,7 @@ static void conn_close(struct tcp_conn *c, const char *fmt, ...)
     struct map_stats *st = &c->map->state->stats;
     st->bytes_in += c->bytes[TCP_UP];
     st->bytes_out += c->bytes[TCP_DOWN];
+    st->bytes_spliced += c->spliced;
 
     loop_timer_stop(ctx->loop, &c->timer);
     struct tcp_side *sides[2] = {&c->cli, &c->tgt};
@@ -85,6 +90,7 @@ static void conn_close(struct tcp_conn *c, const char *fmt, ...)
         }
         relay_buf_put(ctx, c->in[i]);
         relay_buf_put(ctx, c->out[i]);
+        relay_pipe_put(ctx, &c->pipe[i]);
     }
     if (c->filter != NULL && c->fst != NULL) {
         c->filter->close(c->fst);
@@ -181,7 +187,32 @@ static int pump(struct tcp_conn *c, enum tcp_dir d)
     struct tcp_side *src = d == TCP_UP ? &c->cli : &c->tgt;
     struct tcp_side *dst = d == TCP_UP ? &c->tgt : &c->cli;
     struct relay_ctx *ctx = c->ctx;
+    struct relay_pipe *pp = &c->pipe[d];
     for (;;) {
+        if (pp->len > 0) {
+            if (!dst->writable) {
+                return 0;
+            }
+            ssize_t n = splice(pp->rfd, NULL, dst->io.fd, NULL, pp->len,
+                               SPLICE_F_MOVE | SPLICE_F_NONBLOCK);
+            if (n == -1) {
+                if (errno == EAGAIN) {
+                    dst->writable = false;
+                    return 0;
+                }
+                if (errno == EINTR) {
+                    continue;
+                }
+                conn_fail(c, dst, errno, "splice to");
+                return -1;
+            }
+            pp->len -= (uint32_t)n;
+            c->bytes[d] += (uint64_t)n;
+            c->spliced += (uint64_t)n;
+            c->last_ms = loop_now(ctx->loop);
+            continue;
+        }
+        relay_pipe_put(ctx, pp); /* drained: a pipe is held only while bytes are in flight */
         struct buf *o = c->out[d];
         if (o != NULL && o->len > 0) {
             if (!dst->writable) {
@@ -231,6 +262,42 @@ static int pump(struct tcp_conn *c, enum tcp_dir d)
         }
         if (!src->readable) {
             return 0;
+        }
+        if (c->splice && relay_pipe_get(ctx, pp) == 0) {
+            ssize_t n = splice(src->io.fd, NULL, pp->wfd, NULL, RELAY_PIPE_SIZE,
+                               SPLICE_F_MOVE | SPLICE_F_NONBLOCK);
+            if (n > 0) {
+                /* No short-read shortcut here: a non-blocking splice from TCP may return less
+                 * than is queued, so only EAGAIN says the socket is empty. */
+                pp->len = (uint32_t)n;
+                c->last_ms = loop_now(ctx->loop);
+                continue;
+            }
+            int e = n == 0 ? 0 : errno;
+            relay_pipe_put(ctx, pp);
+            if (n == 0) {
+                src->eof = true;
+                if (c->first_eof == NULL) {
+                    c->first_eof = side_name(c, src);
+                }
+                continue;
+            }
+            if (e == EAGAIN) {
+                src->readable = false; /* the pipe was empty, so the socket is */
+                return 0;
+            }
+            if (e == EINTR) {
+                continue;
+            }
+            if (e == EINVAL || e == ENOSYS || e == EOPNOTSUPP) {
+                /* This kernel or socket cannot splice: copy, and say so once per connection. */
+                log_warn("map %s: splice from %s: %s; copying instead", c->map->conf.name,
+                         side_name(c, src), strerror(e));
+                c->splice = false;
+                continue;
+            }
+            conn_fail(c, src, e, "splice from");
+            return -1;
         }
         struct buf **slot = c->filter != NULL ? &c->in[d] : &c->out[d];
         if (*slot == NULL && (*slot = relay_buf_get(ctx)) == NULL) {
@@ -390,6 +457,8 @@ static void conn_start(struct tcp_listener *l, int fd, const struct sockaddr_sto
     c->cli.conn = c->tgt.conn = c;
     c->cli.io.fd = fd;
     c->tgt.io.fd = -1;
+    c->pipe[0].rfd = c->pipe[0].wfd = c->pipe[1].rfd = c->pipe[1].wfd = -1;
+    c->splice = ctx->splice && l->filter == NULL;
     c->start_ms = c->last_ms = loop_now(ctx->loop);
     loop_timer_init(&c->timer, conn_timer);
     mapping_target(m, l->port, &c->target);

@@ -1,6 +1,7 @@
 """Shared fixtures: the real portgate binary, echo servers, and helpers to talk to them."""
 import os
 import random
+import re
 import signal
 import socket
 import subprocess
@@ -95,6 +96,31 @@ class Gateway:
     def fds(self):
         return len(os.listdir(f"/proc/{self.proc.pid}/fd"))
 
+    def relay_stats(self):
+        """Asks for the counters (SIGUSR1) and returns the relay line's numbers by name."""
+        n = self.log().count("relay: ")
+        self.proc.send_signal(signal.SIGUSR1)
+        self.wait_log("relay: ", n + 1)
+        line = [l for l in self.log().splitlines() if "relay: " in l][n]
+        m = re.search(r"relay: (\d+) tcp connections open, splice (\w+), (\d+) pipes in use "
+                      r"\(at most (\d+)\), (\d+) spare, (\d+) reads copied", line)
+        assert m, line
+        return {"open": int(m[1]), "splice": m[2], "pipes": int(m[3]), "max_pipes": int(m[4]),
+                "spare": int(m[5]), "copied_reads": int(m[6])}
+
+    def map_stats(self, name):
+        """The counters of one mapping, by name ("bytes spliced", "accepted", ...)."""
+        n = self.log().count(f"map {name}: stats:")
+        self.proc.send_signal(signal.SIGUSR1)
+        self.wait_log(f"map {name}: stats:", n + 1)
+        line = [l for l in self.log().splitlines() if f"map {name}: stats:" in l][n]
+        body = line.split(": stats: ", 1)[1]
+        out = {}
+        for part in body.split(", "):
+            num, key = part.split(" ", 1)
+            out[key] = int(num)
+        return out
+
     def rss_kib(self):
         with open(f"/proc/{self.proc.pid}/status") as f:
             for line in f:
@@ -103,11 +129,29 @@ class Gateway:
         return 0
 
 
+def _with_gateway_keys(config, keys):
+    """config text with keys added to its [gateway] section (made if missing)."""
+    if config is None:
+        return "[gateway]\n" + keys
+    if "[gateway]\n" in config:
+        return config.replace("[gateway]\n", "[gateway]\n" + keys, 1)
+    return "[gateway]\n" + keys + config
+
+
 @pytest.fixture
-def gateway(tmp_path):
+def relay_path(request):
+    """Tests parametrized (indirectly) with relay_path run once on each TCP relay path."""
+    return getattr(request, "param", None)
+
+
+@pytest.fixture
+def gateway(tmp_path, relay_path):
     started = []
+    path = relay_path
 
     def start(*args, config=None, ready=True, **kw):
+        if path == "copy":
+            config = _with_gateway_keys(config, "splice = no\n")
         g = Gateway(tmp_path, args, config=config, **kw)
         started.append(g)
         if ready:

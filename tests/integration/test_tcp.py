@@ -10,6 +10,10 @@ import pytest
 
 from conftest import connect, echo_roundtrip, free_ports, is_refused, recv_all
 
+# Every test here runs on both TCP relay paths: splice() through pipes, and copying through
+# buffers (splice = no, and the path filters use).
+pytestmark = pytest.mark.parametrize("relay_path", ["splice", "copy"], indirect=True)
+
 
 def test_echo(gateway, tcp_echo):
     srv = tcp_echo()
@@ -39,8 +43,10 @@ def _sha_read(conn):
     return n, h.hexdigest()
 
 
-@pytest.mark.parametrize("size", [50 * 1024 * 1024])
-def test_large_transfer_each_way(gateway, tcp_echo, size):
+@pytest.mark.parametrize("size", [50 * 1024 * 1024, 1024 * 1024 * 1024], ids=["50MB", "1GB"])
+def test_large_transfer_each_way(gateway, tcp_echo, size, relay_path):
+    if size > 100 * 1024 * 1024 and relay_path == "copy":
+        pytest.skip("the 1 GB transfer is for the splice path; 50 MB covers copying")
     data = os.urandom(1 << 20)
     want = hashlib.sha256(data * (size // len(data))).hexdigest()
 
@@ -77,6 +83,14 @@ def test_large_transfer_each_way(gateway, tcp_echo, size):
     assert n == size and sha == want
     g.wait_log(f"{size} bytes to client", 1)
     g.wait_log(f"{size} bytes to target", 1)
+    st = g.map_stats("cli-1")
+    # Prove which path carried the bytes: all of them spliced, or none.
+    assert st["bytes to targets"] == size
+    want = st["bytes to targets"] + st["bytes to clients"] if relay_path == "splice" else 0
+    assert st["bytes spliced"] == want
+    st = g.map_stats("cli-2")
+    assert st["bytes spliced"] == (st["bytes to clients"] + st["bytes to targets"]
+                                   if relay_path == "splice" else 0)
 
 
 def test_half_close(gateway, tcp_echo):
@@ -332,7 +346,10 @@ def test_many_concurrent_connections(gateway, tcp_echo):
     for s in socks:
         s.close()
     g.wait_log("ended after", 200)
-    assert g.fds() == base  # every socket was closed
+    r = g.relay_stats()
+    assert r["open"] == 0 and r["pipes"] == 0
+    # Every socket was closed; the only descriptors added are the spare pipes kept for reuse.
+    assert g.fds() == base + 2 * r["spare"]
 
 
 def test_emfile_backoff_and_recovery(gateway, tcp_echo):
@@ -390,3 +407,45 @@ def test_client_reset_propagates(gateway, tcp_echo):
     while "how" not in seen and time.time() < deadline:
         time.sleep(0.02)
     assert seen["how"] == "reset"
+
+
+def test_pipe_pool_exhaustion_falls_back(gateway, tcp_echo, relay_path):
+    """With fewer pipes than busy connections, the others copy: every transfer completes."""
+    if relay_path == "copy":
+        pytest.skip("pipes are for the splice path")
+    srv = tcp_echo()
+    port = free_ports()
+    g = gateway("--map", f"tcp:127.0.0.1:{port}=127.0.0.1:{srv.port}",
+                config="[gateway]\nmax-pipes = 1\n")
+    size = 8 * 1024 * 1024
+    data = os.urandom(size)
+    results = []
+
+    def transfer():
+        c = connect(port, timeout=30)
+        got = []
+
+        def reader():
+            got.append(recv_all(c))
+
+        t = threading.Thread(target=reader)
+        t.start()
+        c.sendall(data)
+        c.shutdown(socket.SHUT_WR)
+        t.join(60)
+        c.close()
+        results.append(got[0] == data)
+
+    threads = [threading.Thread(target=transfer) for _ in range(8)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join(90)
+    assert results == [True] * 8
+    r = g.relay_stats()
+    assert r["max_pipes"] == 1 and r["pipes"] == 0
+    assert r["copied_reads"] > 0
+    st = g.map_stats("cli-1")
+    total = st["bytes to targets"] + st["bytes to clients"]
+    assert total == 2 * 8 * size
+    assert 0 < st["bytes spliced"] < total

@@ -163,7 +163,8 @@ static void stop_when_idle(struct relay_ctx *ctx)
 }
 
 /* Runs one connection through a listener; returns what the client got back. */
-static struct client_job run_one(const struct tcp_filter *f, const char *payload, size_t repeat)
+static struct client_job run_one(const struct tcp_filter *f, const char *payload, size_t repeat,
+                                 bool splice, uint64_t *spliced)
 {
     struct sockaddr_storage any;
     addr_parse_ip("127.0.0.1", &any);
@@ -187,6 +188,8 @@ static struct client_job run_one(const struct tcp_filter *f, const char *payload
     struct loop *loop = loop_new();
     struct relay_ctx ctx;
     relay_ctx_init(&ctx, loop);
+    ctx.splice = splice;
+    ctx.max_pipes = 4;
     struct tcp_listener *l = tcp_listener_new(&ctx, listen_fd, m, addr_port(&lss));
     tcp_listener_set_filter(l, f);
     int stop[2];
@@ -213,6 +216,8 @@ static struct client_job run_one(const struct tcp_filter *f, const char *payload
         assert_int_equal(loop_run(loop), 0);
     }
     assert_int_equal(ctx.nconns, 0);
+    assert_int_equal(ctx.pipes_used, 0); /* every pipe came back */
+    *spliced = m->state->stats.bytes_spliced;
     pthread_join(tt, NULL);
     tcp_close_all(&ctx, "test over");
     tcp_listener_free(l);
@@ -226,15 +231,30 @@ static struct client_job run_one(const struct tcp_filter *f, const char *payload
     return job;
 }
 
-static void test_opaque_path(void **state)
+static void opaque(bool splice)
+{
+    const char *p = "the opaque path carries bytes unchanged\n";
+    uint64_t spliced;
+    struct client_job j = run_one(NULL, p, 20000, splice, &spliced); /* 800 KB */
+    assert_int_equal(j.got_len, strlen(p) * 20000);
+    for (size_t off = 0; off < j.got_len; off += strlen(p)) {
+        assert_memory_equal(j.got + off, p, strlen(p));
+    }
+    free(j.got);
+    /* Both directions, all of it through pipes, or none. */
+    assert_int_equal(spliced, splice ? 2 * strlen(p) * 20000 : 0);
+}
+
+static void test_opaque_copy(void **state)
 {
     (void)state;
-    const char *p = "the opaque path carries bytes unchanged\n";
-    struct client_job j = run_one(NULL, p, 20000); /* 800 KB */
-    assert_int_equal(j.got_len, strlen(p) * 20000);
-    assert_memory_equal(j.got, p, strlen(p));
-    assert_memory_equal(j.got + j.got_len - strlen(p), p, strlen(p));
-    free(j.got);
+    opaque(false);
+}
+
+static void test_opaque_splice(void **state)
+{
+    (void)state;
+    opaque(true);
 }
 
 static void test_filtered_path(void **state)
@@ -243,7 +263,10 @@ static void test_filtered_path(void **state)
     filter_opened = filter_closed = 0;
     /* Lines that straddle reads: the filter keeps partial lines until the rest arrives. */
     const char *p = "a line that the filter rewrites, split across reads\n";
-    struct client_job j = run_one(&upper, p, 20000);
+    uint64_t spliced;
+    /* A filter always takes the copy path, even where splice is on. */
+    struct client_job j = run_one(&upper, p, 20000, true, &spliced);
+    assert_int_equal(spliced, 0);
     size_t want = strlen(p) * 20000;
     assert_int_equal(j.got_len, want);
     const char *up = "A LINE THAT THE FILTER REWRITES, SPLIT ACROSS READS\n";
@@ -259,7 +282,8 @@ static void test_filter_error_closes(void **state)
 {
     (void)state;
     filter_opened = filter_closed = 0;
-    struct client_job j = run_one(&upper, "BAD\n", 1);
+    uint64_t spliced;
+    struct client_job j = run_one(&upper, "BAD\n", 1, false, &spliced);
     assert_int_equal(j.got_len, 0); /* the connection was closed by the filter */
     free(j.got);
     assert_int_equal(filter_closed, 1);
@@ -268,7 +292,8 @@ static void test_filter_error_closes(void **state)
 int main(void)
 {
     const struct CMUnitTest tests[] = {
-        cmocka_unit_test(test_opaque_path),
+        cmocka_unit_test(test_opaque_copy),
+        cmocka_unit_test(test_opaque_splice),
         cmocka_unit_test(test_filtered_path),
         cmocka_unit_test(test_filter_error_closes),
     };
