@@ -2,9 +2,9 @@
 
 #include <fcntl.h>
 #include <stdlib.h>
-#include <unistd.h>
 #include <string.h>
 #include <sys/random.h>
+#include <unistd.h>
 
 void relay_ctx_init(struct relay_ctx *ctx, struct loop *loop)
 {
@@ -23,6 +23,8 @@ void relay_ctx_fini(struct relay_ctx *ctx)
     }
     free(ctx->pipe_pool);
     ctx->pipe_pool = NULL;
+    free(ctx->dgrams);
+    ctx->dgrams = NULL;
     ctx->pipe_pool_len = 0;
     while (ctx->pool != NULL) {
         struct buf *b = ctx->pool;

@@ -16,6 +16,8 @@
 
 #define RELAY_BUF_SIZE (64u * 1024u - 64u)
 #define RELAY_POOL_KEEP 256
+#define RELAY_UDP_BATCH 32
+#define RELAY_DGRAM_MAX 65536
 
 struct buf {
     struct buf *next; /* in the pool */
@@ -47,14 +49,17 @@ struct relay_ctx {
     size_t nconns;
     relay_idle_cb on_idle; /* set while draining */
     /* splice(): pipes are taken only while bytes are in flight. */
-    bool splice;             /* new connections may splice (gateway key splice) */
-    size_t max_pipes;        /* at most this many in use; then connections copy */
-    size_t pipes_used;       /* handed out now */
+    bool splice;                  /* new connections may splice (gateway key splice) */
+    size_t max_pipes;             /* at most this many in use; then connections copy */
+    size_t pipes_used;            /* handed out now */
     struct relay_pipe *pipe_pool; /* spare pipes, a stack */
     size_t pipe_pool_len;
     uint64_t pipe_failures; /* pipe2 failed or max_pipes reached: a read was copied instead */
-    uint64_t hash_seed;    /* for the UDP session tables */
-    uint8_t dgram[65536];  /* one datagram in flight at a time in a single-threaded loop */
+    uint64_t hash_seed;     /* for the UDP session tables */
+    /* UDP: RELAY_UDP_BATCH slots of RELAY_DGRAM_MAX bytes, allocated with the first UDP
+     * listener; one batch is in flight at a time in a loop. Only the pages datagrams touch
+     * become resident. */
+    uint8_t *dgrams;
 };
 
 void relay_ctx_init(struct relay_ctx *ctx, struct loop *loop);

@@ -12,7 +12,6 @@
 #include "log.h"
 #include "sock.h"
 
-#define UDP_BATCH 64
 #define DROP_LOG_INTERVAL_MS 1000
 
 struct udp_sess {
@@ -189,70 +188,106 @@ static void sess_timer(struct loop_timer *t)
     loop_timer_start_at(loop, &s->timer, deadline);
 }
 
-/* Sends a reply to the session's client through the listener socket, from the address the
- * client sent to. */
-static void send_to_client(struct udp_sess *s, const void *data, size_t len)
+/* Fills a control buffer with the IP_PKTINFO / IPV6_PKTINFO that makes a reply leave from the
+ * address the client sent to. Returns its length. */
+static size_t pktinfo_cmsg(const struct udp_sess *s, char *buf, size_t len)
 {
-    struct udp_listener *l = s->l;
-    struct iovec iov = {.iov_base = (void *)data, .iov_len = len};
-    union {
-        char buf[CMSG_SPACE(sizeof(struct in6_pktinfo))];
-        struct cmsghdr align;
-    } cbuf;
-    struct msghdr mh = {.msg_name = &s->client,
-                        .msg_namelen = addr_len(&s->client),
-                        .msg_iov = &iov,
-                        .msg_iovlen = 1};
-    if (s->has_local) {
-        memset(&cbuf, 0, sizeof(cbuf));
-        mh.msg_control = cbuf.buf;
-        struct cmsghdr *cm = (struct cmsghdr *)cbuf.buf;
-        if (s->local.ss_family == AF_INET6) {
-            struct in6_pktinfo pi = {.ipi6_addr = ((struct sockaddr_in6 *)&s->local)->sin6_addr,
-                                     .ipi6_ifindex = (unsigned)s->ifindex};
-            cm->cmsg_level = IPPROTO_IPV6;
-            cm->cmsg_type = IPV6_PKTINFO;
-            cm->cmsg_len = CMSG_LEN(sizeof(pi));
-            memcpy(CMSG_DATA(cm), &pi, sizeof(pi));
-            mh.msg_controllen = CMSG_SPACE(sizeof(pi));
-        } else {
-            struct in_pktinfo pi = {.ipi_spec_dst = ((struct sockaddr_in *)&s->local)->sin_addr};
-            cm->cmsg_level = IPPROTO_IP;
-            cm->cmsg_type = IP_PKTINFO;
-            cm->cmsg_len = CMSG_LEN(sizeof(pi));
-            memcpy(CMSG_DATA(cm), &pi, sizeof(pi));
-            mh.msg_controllen = CMSG_SPACE(sizeof(pi));
-        }
+    memset(buf, 0, len);
+    struct cmsghdr *cm = (struct cmsghdr *)buf;
+    if (s->local.ss_family == AF_INET6) {
+        struct in6_pktinfo pi = {.ipi6_addr = ((const struct sockaddr_in6 *)&s->local)->sin6_addr,
+                                 .ipi6_ifindex = (unsigned)s->ifindex};
+        cm->cmsg_level = IPPROTO_IPV6;
+        cm->cmsg_type = IPV6_PKTINFO;
+        cm->cmsg_len = CMSG_LEN(sizeof(pi));
+        memcpy(CMSG_DATA(cm), &pi, sizeof(pi));
+        return CMSG_SPACE(sizeof(pi));
     }
-    if (sendmsg(l->io.fd, &mh, MSG_DONTWAIT) == -1) {
-        s->dropped++; /* a full socket buffer or an unreachable client: UDP may drop */
-        return;
-    }
-    s->pkts[1]++;
-    s->bytes[1] += len;
+    struct in_pktinfo pi = {.ipi_spec_dst = ((const struct sockaddr_in *)&s->local)->sin_addr};
+    cm->cmsg_level = IPPROTO_IP;
+    cm->cmsg_type = IP_PKTINFO;
+    cm->cmsg_len = CMSG_LEN(sizeof(pi));
+    memcpy(CMSG_DATA(cm), &pi, sizeof(pi));
+    return CMSG_SPACE(sizeof(pi));
 }
 
+/* Points the n messages' buffers at the batch slots, for recvmmsg. */
+static void batch_prepare(uint8_t *slots, struct mmsghdr *m, struct iovec *iov, int n)
+{
+    for (int i = 0; i < n; i++) {
+        iov[i].iov_base = slots + (size_t)i * RELAY_DGRAM_MAX;
+        iov[i].iov_len = RELAY_DGRAM_MAX;
+        memset(&m[i].msg_hdr, 0, sizeof(m[i].msg_hdr));
+        m[i].msg_hdr.msg_iov = &iov[i];
+        m[i].msg_hdr.msg_iovlen = 1;
+    }
+}
+
+/* Sends n received messages on fd with sendmmsg, each its received length long, to name (NULL
+ * on a connected socket) with the given control data. Returns how many left; errno is set
+ * when fewer than n did. */
+static int batch_send(int fd, struct mmsghdr *m, int n, struct sockaddr_storage *name,
+                      void *control, size_t controllen)
+{
+    for (int k = 0; k < n; k++) {
+        m[k].msg_hdr.msg_iov->iov_len = m[k].msg_len;
+        m[k].msg_hdr.msg_name = name;
+        m[k].msg_hdr.msg_namelen = name ? addr_len(name) : 0;
+        m[k].msg_hdr.msg_control = control;
+        m[k].msg_hdr.msg_controllen = controllen;
+        m[k].msg_hdr.msg_flags = 0;
+    }
+    int sent = 0;
+    while (sent < n) {
+        int r = sendmmsg(fd, m + sent, (unsigned)(n - sent), MSG_DONTWAIT);
+        if (r == -1) {
+            if (errno == EINTR) {
+                continue;
+            }
+            break;
+        }
+        sent += r;
+    }
+    return sent;
+}
+
+/* Target -> client: a batch from the session's socket goes out of the listener socket. */
 static void sess_event(struct loop_io *io, uint32_t ev)
 {
     (void)ev;
     struct udp_sess *s = container_of(io, struct udp_sess, io);
-    uint8_t *buf = s->l->ctx->dgram;
-    for (int i = 0; i < UDP_BATCH; i++) {
-        ssize_t n = recv(io->fd, buf, sizeof(s->l->ctx->dgram), 0);
+    struct udp_listener *l = s->l;
+    struct mmsghdr m[RELAY_UDP_BATCH];
+    struct iovec iov[RELAY_UDP_BATCH];
+    union {
+        char buf[CMSG_SPACE(sizeof(struct in6_pktinfo))];
+        struct cmsghdr align;
+    } cbuf;
+    size_t clen = s->has_local ? pktinfo_cmsg(s, cbuf.buf, sizeof(cbuf.buf)) : 0;
+    for (int round = 0; round < 4; round++) {
+        batch_prepare(l->ctx->dgrams, m, iov, RELAY_UDP_BATCH);
+        int n = recvmmsg(io->fd, m, RELAY_UDP_BATCH, MSG_DONTWAIT, NULL);
         if (n == -1) {
             if (errno == EAGAIN) {
                 return;
             }
-            if (errno == EINTR) {
-                continue;
+            if (errno != EINTR) {
+                /* An ICMP error (port unreachable...) for an earlier datagram: the target is
+                 * not there now; it may be later. Count it and keep the session. */
+                s->icmp_errors++;
             }
-            /* An ICMP error (port unreachable...) for an earlier datagram: the target is not
-             * there now; it may be later. Count it and keep the session. */
-            s->icmp_errors++;
             continue;
         }
         sess_touch(s);
-        send_to_client(s, buf, (size_t)n);
+        int sent = batch_send(l->io.fd, m, n, &s->client, clen ? cbuf.buf : NULL, clen);
+        for (int k = 0; k < sent; k++) {
+            s->bytes[1] += m[k].msg_len;
+        }
+        s->pkts[1] += (uint64_t)sent;
+        s->dropped += (uint64_t)(n - sent); /* a full socket buffer: UDP may drop */
+        if (n < RELAY_UDP_BATCH) {
+            return;
+        }
     }
 }
 
@@ -365,55 +400,68 @@ static bool local_from_cmsg(struct msghdr *mh, uint16_t port, struct sockaddr_st
     return false;
 }
 
+/* Client -> target: a batch from the listener is dispatched to sessions, and each run of
+ * datagrams from one client goes to its target in one sendmmsg. */
 static void listener_event(struct loop_io *io, uint32_t ev)
 {
     (void)ev;
     struct udp_listener *l = container_of(io, struct udp_listener, io);
-    uint8_t *buf = l->ctx->dgram;
-    for (int i = 0; i < UDP_BATCH; i++) {
-        struct sockaddr_storage client;
-        union {
-            char
-                buf[CMSG_SPACE(sizeof(struct in6_pktinfo)) + CMSG_SPACE(sizeof(struct in_pktinfo))];
-            struct cmsghdr align;
-        } cbuf;
-        struct iovec iov = {.iov_base = buf, .iov_len = sizeof(l->ctx->dgram)};
-        struct msghdr mh = {.msg_name = &client,
-                            .msg_namelen = sizeof(client),
-                            .msg_iov = &iov,
-                            .msg_iovlen = 1,
-                            .msg_control = l->pktinfo ? cbuf.buf : NULL,
-                            .msg_controllen = l->pktinfo ? sizeof(cbuf.buf) : 0};
-        ssize_t n = recvmsg(io->fd, &mh, 0);
-        if (n == -1) {
-            if (errno == EAGAIN) {
-                return;
+    struct mmsghdr m[RELAY_UDP_BATCH];
+    struct iovec iov[RELAY_UDP_BATCH];
+    struct sockaddr_storage peer[RELAY_UDP_BATCH];
+    union {
+        char buf[CMSG_SPACE(sizeof(struct in6_pktinfo)) + CMSG_SPACE(sizeof(struct in_pktinfo))];
+        struct cmsghdr align;
+    } cbuf[RELAY_UDP_BATCH];
+    for (int round = 0; round < 4; round++) {
+        batch_prepare(l->ctx->dgrams, m, iov, RELAY_UDP_BATCH);
+        for (int i = 0; i < RELAY_UDP_BATCH; i++) {
+            m[i].msg_hdr.msg_name = &peer[i];
+            m[i].msg_hdr.msg_namelen = sizeof(peer[i]);
+            if (l->pktinfo) {
+                m[i].msg_hdr.msg_control = cbuf[i].buf;
+                m[i].msg_hdr.msg_controllen = sizeof(cbuf[i].buf);
             }
-            /* EINTR, or an error queued on the socket: the listener lives on. */
-            continue;
         }
-        struct udp_sess **pp = sess_find(l, &client);
-        struct udp_sess *s = *pp;
-        if (s == NULL) {
-            struct sockaddr_storage local;
-            int ifindex = 0;
-            bool has_local = l->pktinfo && local_from_cmsg(&mh, l->port, &local, &ifindex);
-            s = sess_new(l, &client, has_local ? &local : NULL, ifindex);
-            if (s == NULL) {
+        int n = recvmmsg(io->fd, m, RELAY_UDP_BATCH, MSG_DONTWAIT, NULL);
+        if (n == -1) {
+            if (errno == EINTR) {
                 continue;
             }
+            return; /* EAGAIN, or an error queued on the socket: the listener lives on */
         }
-        sess_touch(s);
-        if (send(s->io.fd, buf, (size_t)n, MSG_DONTWAIT) == -1) {
-            if (errno == ECONNREFUSED) {
-                s->icmp_errors++; /* reported for an earlier datagram; this one is lost too */
-            } else {
-                s->dropped++;
+        for (int i = 0; i < n;) {
+            struct udp_sess *s = *sess_find(l, &peer[i]);
+            if (s == NULL) {
+                struct sockaddr_storage local;
+                int ifindex = 0;
+                bool has_local =
+                    l->pktinfo && local_from_cmsg(&m[i].msg_hdr, l->port, &local, &ifindex);
+                s = sess_new(l, &peer[i], has_local ? &local : NULL, ifindex);
+                if (s == NULL) {
+                    i++;
+                    continue;
+                }
             }
-            continue;
+            int j = i + 1;
+            while (j < n && addr_equal(&peer[j], &s->client)) {
+                j++;
+            }
+            sess_touch(s);
+            int sent = batch_send(s->io.fd, m + i, j - i, NULL, NULL, 0);
+            if (sent < j - i && errno == ECONNREFUSED) {
+                s->icmp_errors++; /* reported for an earlier datagram; the rest is lost */
+            }
+            for (int k = i; k < i + sent; k++) {
+                s->bytes[0] += m[k].msg_len;
+            }
+            s->pkts[0] += (uint64_t)sent;
+            s->dropped += (uint64_t)(j - i - sent);
+            i = j;
         }
-        s->pkts[0]++;
-        s->bytes[0] += (uint64_t)n;
+        if (n < RELAY_UDP_BATCH) {
+            return;
+        }
     }
 }
 
@@ -422,6 +470,13 @@ struct udp_listener *udp_listener_new(struct relay_ctx *ctx, int fd, struct mapp
 {
     struct udp_listener *l = calloc(1, sizeof(*l));
     if (l == NULL || (l->buckets = calloc(64, sizeof(*l->buckets))) == NULL) {
+        free(l);
+        close(fd);
+        return NULL;
+    }
+    if (ctx->dgrams == NULL &&
+        (ctx->dgrams = malloc((size_t)RELAY_UDP_BATCH * RELAY_DGRAM_MAX)) == NULL) {
+        free(l->buckets);
         free(l);
         close(fd);
         return NULL;
