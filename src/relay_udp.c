@@ -2,6 +2,7 @@
 
 #include <errno.h>
 #include <netinet/in.h>
+#include <netinet/udp.h>
 #include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -35,6 +36,7 @@ struct udp_listener {
     struct mapping *map;
     uint16_t port;
     bool pktinfo;
+    bool gso; /* UDP segmentation offload works: runs of equal datagrams go in one send */
     struct udp_sess **buckets;
     size_t nbuckets, nsess;
     struct udp_sess *lru_head, *lru_tail;
@@ -251,6 +253,101 @@ static int batch_send(int fd, struct mmsghdr *m, int n, struct sockaddr_storage 
     return sent;
 }
 
+/* Linux accepts at most 64 segments in one UDP GSO send, and the whole must fit a UDP length. */
+#define GSO_MAX_SEGS 64
+#define GSO_MAX_BYTES 65000
+
+/* Length of the run of equal-sized datagrams at m[0], as one GSO send may carry. */
+static int gso_run(const struct mmsghdr *m, int n)
+{
+    uint32_t sz = m[0].msg_len;
+    int e = 1;
+    while (e < n && e < GSO_MAX_SEGS && m[e].msg_len == sz &&
+           (uint64_t)(e + 1) * sz <= GSO_MAX_BYTES) {
+        e++;
+    }
+    return sz == 0 ? 1 : e;
+}
+
+/* Sends n equal-sized datagrams as one UDP GSO send: one trip through the stack, which the
+ * kernel splits into datagrams of m[0].msg_len at the last moment. control holds prefix bytes
+ * of ancillary data (pktinfo) to which the segment size is added. Returns 0 or -errno. */
+static int gso_send(int fd, struct mmsghdr *m, int n, struct sockaddr_storage *name,
+                    const void *prefix, size_t prefix_len)
+{
+    struct iovec iov[GSO_MAX_SEGS];
+    for (int k = 0; k < n; k++) {
+        iov[k].iov_base = m[k].msg_hdr.msg_iov->iov_base;
+        iov[k].iov_len = m[k].msg_len;
+    }
+    union {
+        char buf[CMSG_SPACE(sizeof(struct in6_pktinfo)) + CMSG_SPACE(sizeof(uint16_t))];
+        struct cmsghdr align;
+    } cbuf;
+    memset(&cbuf, 0, sizeof(cbuf));
+    memcpy(cbuf.buf, prefix, prefix_len);
+    struct cmsghdr *cm = (struct cmsghdr *)(cbuf.buf + prefix_len);
+    uint16_t seg = (uint16_t)m[0].msg_len;
+    cm->cmsg_level = SOL_UDP;
+    cm->cmsg_type = UDP_SEGMENT;
+    cm->cmsg_len = CMSG_LEN(sizeof(seg));
+    memcpy(CMSG_DATA(cm), &seg, sizeof(seg));
+    struct msghdr mh = {.msg_name = name,
+                        .msg_namelen = name ? addr_len(name) : 0,
+                        .msg_iov = iov,
+                        .msg_iovlen = (size_t)n,
+                        .msg_control = cbuf.buf,
+                        .msg_controllen = prefix_len + CMSG_SPACE(sizeof(seg))};
+    for (;;) {
+        if (sendmsg(fd, &mh, MSG_DONTWAIT) != -1) {
+            return 0;
+        }
+        if (errno != EINTR) {
+            return -errno;
+        }
+    }
+}
+
+/*
+ * Sends n received datagrams on fd (to name, NULL on a connected socket, with the ancillary
+ * data in control): runs of equal size as UDP GSO sends while *gso holds, the others together
+ * in sendmmsg calls. A GSO send the kernel refuses as unsupported turns *gso off for good.
+ * Returns how many were sent, with errno set when fewer than n.
+ */
+static int send_datagrams(int fd, struct mmsghdr *m, int n, struct sockaddr_storage *name,
+                          void *control, size_t controllen, bool *gso)
+{
+    int k = 0;
+    while (k < n) {
+        int e = *gso ? gso_run(m + k, n - k) : 1;
+        if (e > 1) {
+            int rc = gso_send(fd, m + k, e, name, control, controllen);
+            if (rc == 0) {
+                k += e;
+                continue;
+            }
+            if (rc != -EIO && rc != -EINVAL && rc != -ENOPROTOOPT && rc != -EOPNOTSUPP) {
+                errno = -rc;
+                return k;
+            }
+            *gso = false; /* this kernel or route cannot segment: plain sends from now on */
+            log_warn("udp: segmentation offload refused (%s); sending datagram by datagram",
+                     strerror(-rc));
+        }
+        /* Datagrams up to the next run worth a GSO send go together in one sendmmsg. */
+        int f = k + 1;
+        while (f < n && !(*gso && gso_run(m + f, n - f) > 1)) {
+            f++;
+        }
+        int sent = batch_send(fd, m + k, f - k, name, control, controllen);
+        if (sent < f - k) {
+            return k + sent;
+        }
+        k = f;
+    }
+    return n;
+}
+
 /* Target -> client: a batch from the session's socket goes out of the listener socket. */
 static void sess_event(struct loop_io *io, uint32_t ev)
 {
@@ -279,7 +376,8 @@ static void sess_event(struct loop_io *io, uint32_t ev)
             continue;
         }
         sess_touch(s);
-        int sent = batch_send(l->io.fd, m, n, &s->client, clen ? cbuf.buf : NULL, clen);
+        int sent =
+            send_datagrams(l->io.fd, m, n, &s->client, clen ? cbuf.buf : NULL, clen, &l->gso);
         for (int k = 0; k < sent; k++) {
             s->bytes[1] += m[k].msg_len;
         }
@@ -448,7 +546,7 @@ static void listener_event(struct loop_io *io, uint32_t ev)
                 j++;
             }
             sess_touch(s);
-            int sent = batch_send(s->io.fd, m + i, j - i, NULL, NULL, 0);
+            int sent = send_datagrams(s->io.fd, m + i, j - i, NULL, NULL, 0, &l->gso);
             if (sent < j - i && errno == ECONNREFUSED) {
                 s->icmp_errors++; /* reported for an earlier datagram; the rest is lost */
             }
@@ -486,6 +584,7 @@ struct udp_listener *udp_listener_new(struct relay_ctx *ctx, int fd, struct mapp
     l->map = mapping_ref(m);
     l->port = port;
     l->pktinfo = addr_is_any(&m->conf.listen);
+    l->gso = true;
     if (loop_io_add(ctx->loop, &l->io, fd, LOOP_IN, listener_event) < 0) {
         close(fd);
         mapping_unref(l->map);

@@ -35,12 +35,21 @@ int sock_listen_tcp(const struct sockaddr_storage *addr, int backlog)
     return fd;
 }
 
+void sock_set_udp_buffers(int fd)
+{
+    /* Bursts (a video frame is dozens of datagrams) overflow the default ~208 KiB before the
+     * loop runs; the kernel caps this at net.core.rmem_max, and global UDP memory limits apply. */
+    int size = SOCK_UDP_BUF;
+    setsockopt(fd, SOL_SOCKET, SO_RCVBUF, &size, sizeof(size));
+}
+
 int sock_bind_udp(const struct sockaddr_storage *addr, int pktinfo)
 {
     int fd = socket(addr->ss_family, SOCK_DGRAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
     if (fd == -1) {
         return -errno;
     }
+    sock_set_udp_buffers(fd);
     int one = 1;
     int rc = set_v6only(fd, addr);
     if (rc == 0 && pktinfo) {
@@ -68,6 +77,8 @@ int sock_connect(const struct sockaddr_storage *addr, int type, int *in_progress
     *in_progress = 0;
     if (type == SOCK_STREAM) {
         sock_set_nodelay(fd);
+    } else {
+        sock_set_udp_buffers(fd);
     }
     if (connect(fd, (const struct sockaddr *)addr, addr_len(addr)) == -1) {
         if (errno != EINPROGRESS) {

@@ -16,6 +16,9 @@ int sock_bind_udp(const struct sockaddr_storage *addr, int pktinfo);
 /* A non-blocking socket of addr's family and type, connect()ed to addr. For TCP the connect may
  * still be in progress (*in_progress set). Returns the fd or -errno. */
 int sock_connect(const struct sockaddr_storage *addr, int type, int *in_progress);
+/* Receive buffer asked for on UDP sockets. */
+#define SOCK_UDP_BUF (2 * 1024 * 1024)
+void sock_set_udp_buffers(int fd);
 /* Makes the next close() send a reset instead of a FIN. */
 void sock_set_linger0(int fd);
 void sock_set_nodelay(int fd);
