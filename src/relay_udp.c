@@ -285,7 +285,9 @@ static int gso_send(int fd, struct mmsghdr *m, int n, struct sockaddr_storage *n
         struct cmsghdr align;
     } cbuf;
     memset(&cbuf, 0, sizeof(cbuf));
-    memcpy(cbuf.buf, prefix, prefix_len);
+    if (prefix_len > 0) {
+        memcpy(cbuf.buf, prefix, prefix_len);
+    }
     struct cmsghdr *cm = (struct cmsghdr *)(cbuf.buf + prefix_len);
     uint16_t seg = (uint16_t)m[0].msg_len;
     cm->cmsg_level = SOL_UDP;
