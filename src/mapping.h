@@ -22,8 +22,8 @@ struct map_stats {
     uint64_t refused_acl;   /* clients refused by allow/deny */
     uint64_t refused_limit; /* refused by max-conns / max-conns-per-ip / max-sessions */
     uint64_t connect_failed;
-    uint64_t bytes_in;  /* client -> target */
-    uint64_t bytes_out; /* target -> client */
+    uint64_t bytes_in;      /* client -> target */
+    uint64_t bytes_out;     /* target -> client */
     uint64_t bytes_spliced; /* of bytes_in + bytes_out, moved by splice() without a copy */
     uint64_t dgrams_in, dgrams_out, dgrams_dropped;
     uint64_t evicted;

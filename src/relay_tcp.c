@@ -1,11 +1,11 @@
 #include "relay_tcp.h"
 
 #include <errno.h>
+#include <fcntl.h>
 #include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <fcntl.h>
 #include <sys/socket.h>
 #include <unistd.h>
 
@@ -28,8 +28,8 @@ struct tcp_side {
 
 struct tcp_conn {
     struct tcp_side cli, tgt;
-    struct buf *in[2];  /* filtered path: bytes read, not yet seen by the filter */
-    struct buf *out[2]; /* bytes to write to the other side */
+    struct buf *in[2];         /* filtered path: bytes read, not yet seen by the filter */
+    struct buf *out[2];        /* bytes to write to the other side */
     struct relay_pipe pipe[2]; /* splice path: bytes read, not yet written */
     uint64_t bytes[2];         /* written to the other side */
     uint64_t spliced;          /* of which moved by splice() */
@@ -178,6 +178,31 @@ static int run_filter(struct tcp_conn *c, enum tcp_dir d, bool eof)
 }
 
 /*
+ * Accounts for a write (send or splice) to dst in direction d that returned *n. Returns 1 if *n
+ * bytes went (the caller advances its buffer or pipe by *n; EINTR sets *n to 0, so the caller
+ * tries again), 0 if dst would block, or -1 if the write failed and the connection was closed.
+ */
+static int wrote(struct tcp_conn *c, enum tcp_dir d, struct tcp_side *dst, ssize_t *n,
+                 const char *op)
+{
+    if (*n == -1) {
+        if (errno == EINTR) {
+            *n = 0;
+            return 1;
+        }
+        if (errno == EAGAIN) {
+            dst->writable = false;
+            return 0;
+        }
+        conn_fail(c, dst, errno, op);
+        return -1;
+    }
+    c->bytes[d] += (uint64_t)*n;
+    c->last_ms = loop_now(c->ctx->loop);
+    return 1;
+}
+
+/*
  * Moves what can be moved in direction d without blocking: write what is buffered, then read
  * more, until the writer or the reader would block. Returns 0, or -1 if the connection was
  * closed.
@@ -193,23 +218,14 @@ static int pump(struct tcp_conn *c, enum tcp_dir d)
             if (!dst->writable) {
                 return 0;
             }
-            ssize_t n = splice(pp->rfd, NULL, dst->io.fd, NULL, pp->len,
-                               SPLICE_F_MOVE | SPLICE_F_NONBLOCK);
-            if (n == -1) {
-                if (errno == EAGAIN) {
-                    dst->writable = false;
-                    return 0;
-                }
-                if (errno == EINTR) {
-                    continue;
-                }
-                conn_fail(c, dst, errno, "splice to");
-                return -1;
+            ssize_t n =
+                splice(pp->rfd, NULL, dst->io.fd, NULL, pp->len, SPLICE_F_MOVE | SPLICE_F_NONBLOCK);
+            int r = wrote(c, d, dst, &n, "splice to");
+            if (r <= 0) {
+                return r;
             }
             pp->len -= (uint32_t)n;
-            c->bytes[d] += (uint64_t)n;
             c->spliced += (uint64_t)n;
-            c->last_ms = loop_now(ctx->loop);
             continue;
         }
         relay_pipe_put(ctx, pp); /* drained: a pipe is held only while bytes are in flight */
@@ -219,21 +235,12 @@ static int pump(struct tcp_conn *c, enum tcp_dir d)
                 return 0;
             }
             ssize_t n = send(dst->io.fd, o->data + o->off, o->len, MSG_NOSIGNAL);
-            if (n == -1) {
-                if (errno == EAGAIN) {
-                    dst->writable = false;
-                    return 0;
-                }
-                if (errno == EINTR) {
-                    continue;
-                }
-                conn_fail(c, dst, errno, "send to");
-                return -1;
+            int r = wrote(c, d, dst, &n, "send to");
+            if (r <= 0) {
+                return r;
             }
             o->off += (uint32_t)n;
             o->len -= (uint32_t)n;
-            c->bytes[d] += (uint64_t)n;
-            c->last_ms = loop_now(ctx->loop);
             continue;
         }
         if (o != NULL) {
