@@ -47,6 +47,10 @@ static const char *const key_names[K_COUNT] = {
 
 static void add_error(struct config *c, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
 
+/* Stands in for a message that could not be stored: an error is never dropped, so a config with
+ * errors is never taken for a good one. Never freed. */
+static char oom_message[] = "out of memory while recording a configuration error";
+
 static void add_error(struct config *c, const char *fmt, ...)
 {
     char buf[1024];
@@ -54,15 +58,22 @@ static void add_error(struct config *c, const char *fmt, ...)
     va_start(ap, fmt);
     vsnprintf(buf, sizeof(buf), fmt, ap);
     va_end(ap);
-    char **v = realloc(c->errors, (c->nerrors + 1) * sizeof(*v));
-    if (v == NULL) {
-        return; /* the count of errors stays > 0 below only if something was stored */
+    if (c->nerrors > 0 && c->errors[c->nerrors - 1] == oom_message) {
+        return; /* already out of memory: the marker stands for the rest */
     }
-    c->errors = v;
-    c->errors[c->nerrors] = strdup(buf);
-    if (c->errors[c->nerrors] != NULL) {
-        c->nerrors++;
+    /* Keep one slot beyond the last error, so the marker always fits. */
+    if (c->nerrors + 2 > c->errors_cap) {
+        size_t cap = c->errors_cap ? c->errors_cap * 2 : 8;
+        char **v = realloc(c->errors, cap * sizeof(*v));
+        if (v == NULL) {
+            c->errors[c->nerrors++] = oom_message; /* the reserved slot */
+            return;
+        }
+        c->errors = v;
+        c->errors_cap = cap;
     }
+    char *msg = strdup(buf);
+    c->errors[c->nerrors++] = msg != NULL ? msg : oom_message;
 }
 
 /* "FILE:LINE: " or "--map 2: " */
@@ -814,6 +825,12 @@ struct config *config_new(void)
     if (c == NULL) {
         return NULL;
     }
+    c->errors = malloc(8 * sizeof(*c->errors)); /* the reserved slot exists from the start */
+    if (c->errors == NULL) {
+        free(c);
+        return NULL;
+    }
+    c->errors_cap = 8;
     c->gw.log_level = LOG_LVL_INFO;
     c->gw.drain_timeout_ms = DEFAULT_DRAIN_TIMEOUT_MS;
     c->gw.splice = true;
@@ -836,7 +853,9 @@ void config_free(struct config *c)
     }
     free(c->maps);
     for (size_t i = 0; i < c->nerrors; i++) {
-        free(c->errors[i]);
+        if (c->errors[i] != oom_message) {
+            free(c->errors[i]);
+        }
     }
     free(c->errors);
     free(c);

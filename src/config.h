@@ -61,9 +61,9 @@ struct config {
     struct gateway_conf gw;
     struct map_conf *maps;
     size_t nmaps;
-    /* Errors collected so far, one line each. */
+    /* Errors collected so far, one line each (private: errors_cap). */
     char **errors;
-    size_t nerrors;
+    size_t nerrors, errors_cap;
 };
 
 /* Returns an empty config with defaults, or NULL when out of memory. */

@@ -117,6 +117,15 @@ static const char *side_name(const struct tcp_conn *c, const struct tcp_side *s)
     return s == &c->cli ? "client" : "target";
 }
 
+/* Side s sent its FIN: it sends nothing more. Remembers who closed first, for the log line. */
+static void saw_eof(struct tcp_conn *c, struct tcp_side *s)
+{
+    s->eof = true;
+    if (c->first_eof == NULL) {
+        c->first_eof = side_name(c, s);
+    }
+}
+
 /*
  * A syscall on side s failed with err. A reset (or a write to a side that reset) is passed on to
  * the other side as a reset, so both ends see what a direct connection would have shown them.
@@ -283,10 +292,7 @@ static int pump(struct tcp_conn *c, enum tcp_dir d)
             int e = n == 0 ? 0 : errno;
             relay_pipe_put(ctx, pp);
             if (n == 0) {
-                src->eof = true;
-                if (c->first_eof == NULL) {
-                    c->first_eof = side_name(c, src);
-                }
+                saw_eof(c, src);
                 continue;
             }
             if (e == EAGAIN) {
@@ -329,10 +335,7 @@ static int pump(struct tcp_conn *c, enum tcp_dir d)
             continue;
         }
         if (n == 0) {
-            src->eof = true;
-            if (c->first_eof == NULL) {
-                c->first_eof = side_name(c, src);
-            }
+            saw_eof(c, src);
             continue;
         }
         if (errno == EAGAIN) {
