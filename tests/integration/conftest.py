@@ -15,9 +15,15 @@ BINARY = os.environ.get("PORTGATE") or os.path.join(ROOT, "build", "portgate")
 
 
 def free_ports(n=1, host="127.0.0.1", family=socket.AF_INET):
-    """n consecutive ports free for both TCP and UDP on host."""
+    """n consecutive ports free for both TCP and UDP on host (and on 0.0.0.0 for IPv4, since
+    tests also listen on the wildcard). Drawn below the kernel's ephemeral range, where client
+    sockets of earlier tests cannot be holding them."""
+    if family == socket.AF_INET:
+        host = "0.0.0.0"
+    with open("/proc/sys/net/ipv4/ip_local_port_range") as f:
+        ephemeral_low = int(f.read().split()[0])
     for _ in range(200):
-        base = random.randint(20000, 60000 - n)
+        base = random.randint(10000, ephemeral_low - n - 1)
         socks = []
         try:
             for p in range(base, base + n):
