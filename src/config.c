@@ -567,6 +567,19 @@ static int gateway_set(struct ini_state *st, const char *key, const char *val)
     } else if (strcmp(key, "max-pipes") == 0) {
         bit = 8;
         rc = parse_uint(val, 1000000, &c->gw.max_pipes, why, sizeof(why));
+    } else if (strcmp(key, "workers") == 0) {
+        bit = 16;
+        if (strcmp(val, "auto") == 0) {
+            c->gw.workers = 0;
+        } else if (val[0] == '\0' || strspn(val, "0123456789") != strlen(val)) {
+            snprintf(why, sizeof(why), "\"%s\": expected a whole number or auto", val);
+            rc = -1;
+        } else if ((rc = parse_uint(val, CONFIG_MAX_WORKERS, &c->gw.workers, why, sizeof(why))) ==
+                       0 &&
+                   c->gw.workers == 0) {
+            snprintf(why, sizeof(why), "\"%s\": at least 1 (or auto: one per CPU)", val);
+            rc = -1;
+        }
     } else {
         add_error(c, "%s:%d: [gateway] unknown key \"%s\" (see docs/configuration.md)", st->source,
                   st->line, key);

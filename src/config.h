@@ -55,7 +55,10 @@ struct gateway_conf {
     uint32_t drain_timeout_ms;
     bool splice;        /* relay opaque TCP with splice() */
     uint32_t max_pipes; /* pipes in use at most; 0: a quarter of the descriptor limit */
+    uint32_t workers;   /* event loop threads; 0 ("auto"): one per CPU the process may run on */
 };
+
+#define CONFIG_MAX_WORKERS 256
 
 struct config {
     struct gateway_conf gw;

@@ -1,14 +1,23 @@
 #include "log.h"
 
+#include <pthread.h>
 #include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/time.h>
 #include <time.h>
+#include <unistd.h>
 
-static enum log_level cur_level = LOG_LVL_INFO;
-static int journal = -1; /* -1: not yet known */
+/* Written by the control thread at start and reload, read by every worker: relaxed atomics. */
+static int cur_level = LOG_LVL_INFO;
+static bool journal;
+static pthread_once_t journal_once = PTHREAD_ONCE_INIT;
+
+static void journal_init(void)
+{
+    journal = getenv("JOURNAL_STREAM") != NULL;
+}
 
 static const char *const names[] = {"error", "warn", "info", "debug"};
 /* syslog priorities: err, warning, info, debug */
@@ -32,12 +41,12 @@ const char *log_level_name(enum log_level lvl)
 
 void log_set_level(enum log_level lvl)
 {
-    cur_level = lvl;
+    __atomic_store_n(&cur_level, (int)lvl, __ATOMIC_RELAXED);
 }
 
 bool log_enabled(enum log_level lvl)
 {
-    return lvl <= cur_level;
+    return (int)lvl <= __atomic_load_n(&cur_level, __ATOMIC_RELAXED);
 }
 
 void log_msg(enum log_level lvl, const char *fmt, ...)
@@ -45,9 +54,7 @@ void log_msg(enum log_level lvl, const char *fmt, ...)
     if (!log_enabled(lvl)) {
         return;
     }
-    if (journal < 0) {
-        journal = getenv("JOURNAL_STREAM") != NULL;
-    }
+    pthread_once(&journal_once, journal_init);
     /* Build the whole line first so that one write(2) carries it: lines never interleave. */
     char line[2048];
     int n;
@@ -74,7 +81,10 @@ void log_msg(enum log_level lvl, const char *fmt, ...)
         len = sizeof(line) - 2; /* truncated */
     }
     line[len++] = '\n';
-    fwrite(line, 1, len, stderr);
+    /* One write(2) per line: lines from different threads never interleave. A log that cannot
+     * be written has nowhere to report that. */
+    ssize_t w = write(STDERR_FILENO, line, len);
+    (void)w;
 }
 
 bool log_ratelimit_ok(struct log_ratelimit *rl, uint64_t now_ms, uint64_t interval_ms,

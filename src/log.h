@@ -5,7 +5,8 @@
  * sd-daemon(3)), each line starts with a "<N>" syslog priority so journald files it at the right
  * level and no timestamp is printed (the journal adds its own); otherwise a line is
  * "YYYY-mm-ddTHH:MM:SS.mmm LEVEL message". The level filter is process-wide and may be changed at
- * reload: it is the only mutable global in this module.
+ * reload: it is the only mutable global in this module. Every function may be called from any
+ * thread; a line is written with one write(2), so lines of different workers never interleave.
  */
 #ifndef PORTGATE_LOG_H
 #define PORTGATE_LOG_H

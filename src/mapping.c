@@ -67,7 +67,7 @@ static int ip_grow(struct map_state *st)
 
 static void state_unref(struct map_state *st)
 {
-    if (st == NULL || --st->refs > 0) {
+    if (st == NULL || __atomic_sub_fetch(&st->refs, 1, __ATOMIC_ACQ_REL) > 0) {
         return;
     }
     for (size_t i = 0; i < st->nbuckets; i++) {
@@ -77,10 +77,29 @@ static void state_unref(struct map_state *st)
         }
     }
     free(st->buckets);
+    pthread_mutex_destroy(&st->ip_lock);
+    free(st->shards);
     free(st);
 }
 
-struct mapping *mapping_new(const struct map_conf *conf, struct map_state *state)
+static struct map_state *state_new(unsigned nworkers)
+{
+    struct map_state *st = calloc(1, sizeof(*st));
+    if (st == NULL) {
+        return NULL;
+    }
+    st->nshards = nworkers > 0 ? nworkers : 1;
+    st->shards = aligned_alloc(_Alignof(struct map_shard), st->nshards * sizeof(*st->shards));
+    if (st->shards == NULL) {
+        free(st);
+        return NULL;
+    }
+    memset(st->shards, 0, st->nshards * sizeof(*st->shards));
+    pthread_mutex_init(&st->ip_lock, NULL);
+    return st;
+}
+
+struct mapping *mapping_new(const struct map_conf *conf, struct map_state *state, unsigned nworkers)
 {
     struct mapping *m = calloc(1, sizeof(*m));
     if (m == NULL) {
@@ -90,15 +109,12 @@ struct mapping *mapping_new(const struct map_conf *conf, struct map_state *state
         free(m);
         return NULL;
     }
-    if (state == NULL) {
-        state = calloc(1, sizeof(*state));
-        if (state == NULL) {
-            map_conf_clear(&m->conf);
-            free(m);
-            return NULL;
-        }
+    if (state == NULL && (state = state_new(nworkers)) == NULL) {
+        map_conf_clear(&m->conf);
+        free(m);
+        return NULL;
     }
-    state->refs++;
+    __atomic_add_fetch(&state->refs, 1, __ATOMIC_RELAXED);
     m->state = state;
     m->refs = 1;
     return m;
@@ -106,18 +122,38 @@ struct mapping *mapping_new(const struct map_conf *conf, struct map_state *state
 
 struct mapping *mapping_ref(struct mapping *m)
 {
-    m->refs++;
+    __atomic_add_fetch(&m->refs, 1, __ATOMIC_RELAXED);
     return m;
 }
 
 void mapping_unref(struct mapping *m)
 {
-    if (m == NULL || --m->refs > 0) {
+    if (m == NULL || __atomic_sub_fetch(&m->refs, 1, __ATOMIC_ACQ_REL) > 0) {
         return;
     }
     state_unref(m->state);
     map_conf_clear(&m->conf);
     free(m);
+}
+
+_Static_assert(sizeof(struct map_stats) % sizeof(uint64_t) == 0,
+               "map_stats: only uint64_t counters");
+
+void mapping_stats_sum(const struct map_state *st, struct map_stats *out)
+{
+    memset(out, 0, sizeof(*out));
+    uint64_t *o = (uint64_t *)out;
+    for (unsigned w = 0; w < st->nshards; w++) {
+        const uint64_t *in = (const uint64_t *)&st->shards[w].stats;
+        for (size_t i = 0; i < sizeof(*out) / sizeof(uint64_t); i++) {
+            o[i] += __atomic_load_n(&in[i], __ATOMIC_RELAXED);
+        }
+    }
+}
+
+uint32_t mapping_active(const struct map_state *st)
+{
+    return __atomic_load_n(&st->active, __ATOMIC_RELAXED);
 }
 
 enum map_verdict mapping_check_acl(const struct mapping *m, const struct sockaddr_storage *client)
@@ -131,36 +167,32 @@ enum map_verdict mapping_check_acl(const struct mapping *m, const struct sockadd
     return MAP_ADMIT;
 }
 
-enum map_verdict mapping_admit(struct mapping *m, const struct sockaddr_storage *client)
+/* Takes a place among max places in *count (max 0: no limit); false if none is left. */
+static bool take_place(uint32_t *count, uint32_t max)
 {
-    struct map_state *st = m->state;
-    enum map_verdict v = mapping_check_acl(m, client);
-    if (v != MAP_ADMIT) {
-        st->stats.refused_acl++;
-        return v;
+    uint32_t n = __atomic_add_fetch(count, 1, __ATOMIC_RELAXED);
+    if (max != 0 && n > max) {
+        __atomic_sub_fetch(count, 1, __ATOMIC_RELAXED);
+        return false;
     }
-    if (m->conf.max_conns != 0 && st->active >= m->conf.max_conns) {
-        st->stats.refused_limit++;
-        return MAP_FULL;
-    }
-    /* Per-address counts are kept whether or not a limit is set now, so that a reload that sets
-     * max-conns-per-ip applies to the clients already connected. */
-    int family;
-    uint8_t ip[16];
-    ip_key(client, &family, ip);
+    return true;
+}
+
+/* Counts one more connection from ip. Returns MAP_ADMIT, MAP_FULL_PER_IP, or MAP_FULL (out of
+ * memory). Called with ip_lock held. */
+static enum map_verdict ip_take(struct map_state *st, uint32_t max, int family,
+                                const uint8_t ip[16])
+{
     if (st->nbuckets == 0 && ip_grow(st) != 0) {
-        st->stats.refused_limit++;
         return MAP_FULL;
     }
     struct ip_count **pp = ip_find(st, family, ip);
-    if (*pp != NULL && m->conf.max_conns_per_ip != 0 && (*pp)->n >= m->conf.max_conns_per_ip) {
-        st->stats.refused_limit++;
+    if (*pp != NULL && max != 0 && (*pp)->n >= max) {
         return MAP_FULL_PER_IP;
     }
     if (*pp == NULL) {
         struct ip_count *e = calloc(1, sizeof(*e));
         if (e == NULL) {
-            st->stats.refused_limit++;
             return MAP_FULL;
         }
         e->family = family;
@@ -172,8 +204,36 @@ enum map_verdict mapping_admit(struct mapping *m, const struct sockaddr_storage 
         pp = ip_find(st, family, ip);
     }
     (*pp)->n++;
-    st->active++;
-    st->stats.accepted++;
+    return MAP_ADMIT;
+}
+
+enum map_verdict mapping_admit(struct mapping *m, unsigned w, const struct sockaddr_storage *client)
+{
+    struct map_state *st = m->state;
+    struct map_stats *stats = &st->shards[w].stats;
+    enum map_verdict v = mapping_check_acl(m, client);
+    if (v != MAP_ADMIT) {
+        STAT_ADD(stats->refused_acl, 1);
+        return v;
+    }
+    if (!take_place(&st->active, m->conf.max_conns)) {
+        STAT_ADD(stats->refused_limit, 1);
+        return MAP_FULL;
+    }
+    /* Per-address counts are kept whether or not a limit is set now, so that a reload that sets
+     * max-conns-per-ip applies to the clients already connected. */
+    int family;
+    uint8_t ip[16];
+    ip_key(client, &family, ip);
+    pthread_mutex_lock(&st->ip_lock);
+    v = ip_take(st, m->conf.max_conns_per_ip, family, ip);
+    pthread_mutex_unlock(&st->ip_lock);
+    if (v != MAP_ADMIT) {
+        __atomic_sub_fetch(&st->active, 1, __ATOMIC_RELAXED);
+        STAT_ADD(stats->refused_limit, 1);
+        return v;
+    }
+    STAT_ADD(stats->accepted, 1);
     return MAP_ADMIT;
 }
 
@@ -183,8 +243,11 @@ void mapping_release(struct mapping *m, const struct sockaddr_storage *client)
     int family;
     uint8_t ip[16];
     ip_key(client, &family, ip);
-    assert(st->active > 0 && st->nbuckets > 0);
-    st->active--;
+    uint32_t was = __atomic_fetch_sub(&st->active, 1, __ATOMIC_RELAXED);
+    assert(was > 0);
+    (void)was;
+    pthread_mutex_lock(&st->ip_lock);
+    assert(st->nbuckets > 0);
     struct ip_count **pp = ip_find(st, family, ip);
     assert(*pp != NULL && (*pp)->n > 0);
     if (--(*pp)->n == 0) {
@@ -193,6 +256,19 @@ void mapping_release(struct mapping *m, const struct sockaddr_storage *client)
         free(e);
         st->nips--;
     }
+    pthread_mutex_unlock(&st->ip_lock);
+}
+
+bool mapping_session_begin(struct mapping *m)
+{
+    return take_place(&m->state->active, m->conf.max_sessions);
+}
+
+void mapping_session_end(struct mapping *m)
+{
+    uint32_t was = __atomic_fetch_sub(&m->state->active, 1, __ATOMIC_RELAXED);
+    assert(was > 0);
+    (void)was;
 }
 
 const char *map_verdict_reason(enum map_verdict v)

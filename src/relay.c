@@ -6,10 +6,11 @@
 #include <sys/random.h>
 #include <unistd.h>
 
-void relay_ctx_init(struct relay_ctx *ctx, struct loop *loop)
+void relay_ctx_init(struct relay_ctx *ctx, struct loop *loop, unsigned worker)
 {
     memset(ctx, 0, sizeof(*ctx));
     ctx->loop = loop;
+    ctx->worker = worker;
     if (getrandom(&ctx->hash_seed, sizeof(ctx->hash_seed), 0) != sizeof(ctx->hash_seed)) {
         ctx->hash_seed = (uint64_t)(uintptr_t)ctx ^ loop_now(loop);
     }

@@ -1,6 +1,7 @@
 /*
- * relay: what the TCP and UDP relays of one event loop share: the loop, a pool of buffers, and
- * the list of open connections (for draining at shutdown).
+ * relay: what the TCP and UDP relays of one event loop (one worker) share: the loop, a pool of
+ * buffers and one of pipes, and the list of open connections (for draining at shutdown). Nothing
+ * here is shared between workers.
  *
  * Buffers are taken from the pool only while bytes are in flight and given back as soon as they
  * are drained, so an idle connection holds none. The pool keeps at most RELAY_POOL_KEEP spare
@@ -43,6 +44,7 @@ typedef void (*relay_idle_cb)(struct relay_ctx *ctx);
 
 struct relay_ctx {
     struct loop *loop;
+    unsigned worker; /* which worker's loop: the index of its counter shard in every mapping */
     struct buf *pool;
     size_t pool_len;
     struct tcp_conn *conns; /* all open TCP connections, for drain */
@@ -62,7 +64,7 @@ struct relay_ctx {
     uint8_t *dgrams;
 };
 
-void relay_ctx_init(struct relay_ctx *ctx, struct loop *loop);
+void relay_ctx_init(struct relay_ctx *ctx, struct loop *loop, unsigned worker);
 /* Frees the pool. Connections must be closed first. */
 void relay_ctx_fini(struct relay_ctx *ctx);
 

@@ -76,10 +76,10 @@ static void conn_close(struct tcp_conn *c, const char *fmt, ...)
              addr_format(&c->target, ts, sizeof(ts)), (unsigned long long)(ms / 1000),
              (unsigned long long)(ms % 1000), (unsigned long long)c->bytes[TCP_UP],
              (unsigned long long)c->bytes[TCP_DOWN], reason);
-    struct map_stats *st = &c->map->state->stats;
-    st->bytes_in += c->bytes[TCP_UP];
-    st->bytes_out += c->bytes[TCP_DOWN];
-    st->bytes_spliced += c->spliced;
+    struct map_stats *st = &mapping_shard(c->map, ctx->worker)->stats;
+    STAT_ADD(st->bytes_in, c->bytes[TCP_UP]);
+    STAT_ADD(st->bytes_out, c->bytes[TCP_DOWN]);
+    STAT_ADD(st->bytes_spliced, c->spliced);
 
     loop_timer_stop(ctx->loop, &c->timer);
     struct tcp_side *sides[2] = {&c->cli, &c->tgt};
@@ -372,7 +372,7 @@ static void on_connected(struct tcp_conn *c)
     int err = sock_error(c->tgt.io.fd);
     if (err != 0) {
         char ts[ADDR_STRLEN];
-        c->map->state->stats.connect_failed++;
+        STAT_ADD(mapping_shard(c->map, c->ctx->worker)->stats.connect_failed, 1);
         conn_close(c, "connect to %s: %s", addr_format(&c->target, ts, sizeof(ts)), strerror(err));
         return;
     }
@@ -416,7 +416,7 @@ static void conn_timer(struct loop_timer *t)
     struct loop *loop = c->ctx->loop;
     if (!c->connected) {
         char ts[ADDR_STRLEN];
-        c->map->state->stats.connect_failed++;
+        STAT_ADD(mapping_shard(c->map, c->ctx->worker)->stats.connect_failed, 1);
         conn_close(c, "connect to %s: no answer within %ums",
                    addr_format(&c->target, ts, sizeof(ts)), c->map->conf.connect_timeout_ms);
         return;
@@ -432,10 +432,9 @@ static void conn_timer(struct loop_timer *t)
 static void refuse(struct tcp_listener *l, int fd, const struct sockaddr_storage *client,
                    enum map_verdict v)
 {
-    struct map_state *st = l->map->state;
     uint64_t suppressed;
-    if (log_ratelimit_ok(&st->refuse_log, loop_now(l->ctx->loop), REFUSE_LOG_INTERVAL_MS,
-                         &suppressed)) {
+    if (log_ratelimit_ok(&mapping_shard(l->map, l->ctx->worker)->refuse_log, loop_now(l->ctx->loop),
+                         REFUSE_LOG_INTERVAL_MS, &suppressed)) {
         char cs[ADDR_STRLEN];
         log_warn("map %s: tcp refused %s: %s (%llu more refusals not logged)", l->map->conf.name,
                  addr_format(client, cs, sizeof(cs)), map_verdict_reason(v),
@@ -449,7 +448,7 @@ static void conn_start(struct tcp_listener *l, int fd, const struct sockaddr_sto
 {
     struct relay_ctx *ctx = l->ctx;
     struct mapping *m = l->map;
-    enum map_verdict v = mapping_admit(m, client);
+    enum map_verdict v = mapping_admit(m, ctx->worker, client);
     if (v != MAP_ADMIT) {
         refuse(l, fd, client, v);
         return;
@@ -507,7 +506,7 @@ static void conn_start(struct tcp_listener *l, int fd, const struct sockaddr_sto
     int tfd = sock_connect(&c->target, SOCK_STREAM, &in_progress);
     if (tfd < 0) {
         char ts[ADDR_STRLEN];
-        m->state->stats.connect_failed++;
+        STAT_ADD(mapping_shard(m, ctx->worker)->stats.connect_failed, 1);
         conn_close(c, "connect to %s: %s", addr_format(&c->target, ts, sizeof(ts)), strerror(-tfd));
         return;
     }

@@ -157,13 +157,13 @@ static void sess_end(struct udp_sess *s, const char *fmt, ...)
              (unsigned long long)s->bytes[0], (unsigned long long)s->pkts[1],
              (unsigned long long)s->bytes[1], (unsigned long long)s->dropped,
              (unsigned long long)s->icmp_errors, reason);
-    struct map_state *st = s->map->state;
-    st->stats.bytes_in += s->bytes[0];
-    st->stats.bytes_out += s->bytes[1];
-    st->stats.dgrams_in += s->pkts[0];
-    st->stats.dgrams_out += s->pkts[1];
-    st->stats.dgrams_dropped += s->dropped;
-    st->active--;
+    struct map_stats *st = &mapping_shard(s->map, l->ctx->worker)->stats;
+    STAT_ADD(st->bytes_in, s->bytes[0]);
+    STAT_ADD(st->bytes_out, s->bytes[1]);
+    STAT_ADD(st->dgrams_in, s->pkts[0]);
+    STAT_ADD(st->dgrams_out, s->pkts[1]);
+    STAT_ADD(st->dgrams_dropped, s->dropped);
+    mapping_session_end(s->map);
 
     struct udp_sess **pp = sess_find(l, &s->client);
     if (*pp == s) {
@@ -394,8 +394,8 @@ static void sess_event(struct loop_io *io, uint32_t ev)
 static void log_drop(struct udp_listener *l, const struct sockaddr_storage *client, const char *why)
 {
     uint64_t suppressed;
-    if (log_ratelimit_ok(&l->map->state->refuse_log, loop_now(l->ctx->loop), DROP_LOG_INTERVAL_MS,
-                         &suppressed)) {
+    if (log_ratelimit_ok(&mapping_shard(l->map, l->ctx->worker)->refuse_log, loop_now(l->ctx->loop),
+                         DROP_LOG_INTERVAL_MS, &suppressed)) {
         char cs[ADDR_STRLEN];
         log_warn("map %s: udp dropped datagram from %s: %s (%llu more not logged)",
                  l->map->conf.name, addr_format(client, cs, sizeof(cs)), why,
@@ -407,19 +407,32 @@ static struct udp_sess *sess_new(struct udp_listener *l, const struct sockaddr_s
                                  const struct sockaddr_storage *local, int ifindex)
 {
     struct mapping *m = l->map;
-    struct map_state *st = m->state;
+    struct map_stats *st = &mapping_shard(m, l->ctx->worker)->stats;
     if (mapping_check_acl(m, client) != MAP_ADMIT) {
-        st->stats.refused_acl++;
+        STAT_ADD(st->refused_acl, 1);
         log_drop(l, client, map_verdict_reason(MAP_DENIED));
         return NULL;
     }
-    if (l->nsess >= m->conf.max_sessions && l->lru_head != NULL) {
-        st->stats.evicted++;
+    /* max-sessions counts the sessions of every worker; when it is reached, the session idle
+     * the longest on this listener makes room. A worker with none to evict drops the datagram. */
+    if (!mapping_session_begin(m)) {
+        if (l->lru_head == NULL) {
+            STAT_ADD(st->refused_limit, 1);
+            log_drop(l, client, "max-sessions reached (the sessions are on other workers)");
+            return NULL;
+        }
+        STAT_ADD(st->evicted, 1);
         sess_end(l->lru_head, "evicted: max-sessions (%u) reached and a new client came",
                  m->conf.max_sessions);
+        if (!mapping_session_begin(m)) {
+            STAT_ADD(st->refused_limit, 1);
+            log_drop(l, client, "max-sessions reached");
+            return NULL;
+        }
     }
     struct udp_sess *s = calloc(1, sizeof(*s));
     if (s == NULL) {
+        mapping_session_end(m);
         log_drop(l, client, "out of memory");
         return NULL;
     }
@@ -432,12 +445,14 @@ static struct udp_sess *sess_new(struct udp_listener *l, const struct sockaddr_s
                  strerror(-fd));
         log_drop(l, client, why);
         free(s);
+        mapping_session_end(m);
         return NULL;
     }
     if (loop_io_add(l->ctx->loop, &s->io, fd, LOOP_IN, sess_event) < 0) {
         log_drop(l, client, "epoll registration failed");
         close(fd);
         free(s);
+        mapping_session_end(m);
         return NULL;
     }
     s->l = l;
@@ -457,8 +472,7 @@ static struct udp_sess *sess_new(struct udp_listener *l, const struct sockaddr_s
     s->hnext = *pp;
     *pp = s;
     lru_append(l, s);
-    st->active++;
-    st->stats.accepted++;
+    STAT_ADD(st->accepted, 1);
     if (++l->nsess > l->nbuckets) {
         table_grow(l);
     }

@@ -17,7 +17,13 @@ static int set_v6only(int fd, const struct sockaddr_storage *addr)
     return 0;
 }
 
-int sock_listen_tcp(const struct sockaddr_storage *addr, int backlog)
+static int set_reuseport(int fd, int reuseport)
+{
+    int one = 1;
+    return reuseport ? setsockopt(fd, SOL_SOCKET, SO_REUSEPORT, &one, sizeof(one)) : 0;
+}
+
+int sock_listen_tcp(const struct sockaddr_storage *addr, int backlog, int reuseport)
 {
     int fd = socket(addr->ss_family, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
     if (fd == -1) {
@@ -25,9 +31,9 @@ int sock_listen_tcp(const struct sockaddr_storage *addr, int backlog)
     }
     int one = 1, rc;
     if (setsockopt(fd, SOL_SOCKET, SO_REUSEADDR, &one, sizeof(one)) == -1 ||
-        (rc = set_v6only(fd, addr)) < 0 ||
+        set_reuseport(fd, reuseport) == -1 || (rc = set_v6only(fd, addr)) < 0 ||
         bind(fd, (const struct sockaddr *)addr, addr_len(addr)) == -1 ||
-        listen(fd, backlog) == -1) {
+        (backlog > 0 && listen(fd, backlog) == -1)) {
         int e = errno;
         close(fd);
         return -e;
@@ -43,7 +49,7 @@ void sock_set_udp_buffers(int fd)
     setsockopt(fd, SOL_SOCKET, SO_RCVBUF, &size, sizeof(size));
 }
 
-int sock_bind_udp(const struct sockaddr_storage *addr, int pktinfo)
+int sock_bind_udp(const struct sockaddr_storage *addr, int pktinfo, int reuseport)
 {
     int fd = socket(addr->ss_family, SOCK_DGRAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
     if (fd == -1) {
@@ -52,6 +58,9 @@ int sock_bind_udp(const struct sockaddr_storage *addr, int pktinfo)
     sock_set_udp_buffers(fd);
     int one = 1;
     int rc = set_v6only(fd, addr);
+    if (rc == 0 && set_reuseport(fd, reuseport) == -1) {
+        rc = -errno;
+    }
     if (rc == 0 && pktinfo) {
         rc = addr->ss_family == AF_INET6
                  ? setsockopt(fd, IPPROTO_IPV6, IPV6_RECVPKTINFO, &one, sizeof(one))

@@ -109,10 +109,12 @@ class Gateway:
         self.wait_log("relay: ", n + 1)
         line = [l for l in self.log().splitlines() if "relay: " in l][n]
         m = re.search(r"relay: (\d+) tcp connections open, splice (\w+), (\d+) pipes in use "
-                      r"\(at most (\d+)\), (\d+) spare, (\d+) reads copied", line)
+                      r"\(at most (\d+)\), (\d+) spare, (\d+) reads copied .*; (\d+) workers, "
+                      r"connections per worker:([\d ]+)$", line)
         assert m, line
         return {"open": int(m[1]), "splice": m[2], "pipes": int(m[3]), "max_pipes": int(m[4]),
-                "spare": int(m[5]), "copied_reads": int(m[6])}
+                "spare": int(m[5]), "copied_reads": int(m[6]), "workers": int(m[7]),
+                "per_worker": [int(x) for x in m[8].split()]}
 
     def map_stats(self, name):
         """The counters of one mapping, by name ("bytes spliced", "accepted", ...)."""
@@ -144,20 +146,40 @@ def _with_gateway_keys(config, keys):
     return "[gateway]\n" + keys + config
 
 
-@pytest.fixture
-def relay_path(request):
-    """Tests parametrized (indirectly) with relay_path run once on each TCP relay path."""
-    return getattr(request, "param", None)
+class Variant(str):
+    """How a parametrized test runs the gateway: "splice-2w" is the splice path on 2 workers,
+    "copy-1w" the copy path on 1. Tests without a variant get the defaults (splice, a worker per
+    CPU)."""
+
+    @property
+    def copy(self):
+        return self.startswith("copy")
+
+    @property
+    def workers(self):
+        m = re.search(r"(\d+)w", self)
+        return int(m[1]) if m else None
+
+
+# Every TCP test runs on both relay paths, and with one worker and with several.
+TCP_VARIANTS = ["splice-1w", "splice-2w", "copy-2w"]
 
 
 @pytest.fixture
-def gateway(tmp_path, relay_path):
+def variant(request):
+    """Tests parametrized (indirectly) with variant run once per variant."""
+    return Variant(getattr(request, "param", ""))
+
+
+@pytest.fixture
+def gateway(tmp_path, variant):
     started = []
-    path = relay_path
 
     def start(*args, config=None, ready=True, **kw):
-        if path == "copy":
+        if variant.copy:
             config = _with_gateway_keys(config, "splice = no\n")
+        if variant.workers and "workers" not in (config or ""):
+            config = _with_gateway_keys(config, f"workers = {variant.workers}\n")
         g = Gateway(tmp_path, args, config=config, **kw)
         started.append(g)
         if ready:
@@ -180,10 +202,11 @@ def gateway(tmp_path, relay_path):
                     g.proc.kill()
                     g.proc.wait()
         log = g.log()
-        # Sanitizer reports (ASan/UBSan/LSan) fail the test that produced them.
+        # Sanitizer reports (ASan/UBSan/LSan/TSan) fail the test that produced them.
         assert "ERROR: AddressSanitizer" not in log, log
         assert "ERROR: LeakSanitizer" not in log, log
         assert "runtime error:" not in log, log
+        assert "WARNING: ThreadSanitizer" not in log, log
 
 
 class TcpServer:

@@ -6,7 +6,13 @@ import subprocess
 import threading
 import time
 
+import pytest
+
 from conftest import BINARY, ROOT, connect, echo_roundtrip, free_ports, is_refused, recv_all
+
+# Reload, drain and counters are coordinated across the workers: these run with one and with
+# more workers than this machine has cores.
+WORKERS = pytest.mark.parametrize("variant", ["1w", "4w"], indirect=True)
 
 
 def run(*args, **kw):
@@ -122,6 +128,7 @@ target = 127.0.0.1:{t}
 """
 
 
+@WORKERS
 def test_reload_keeps_running_transfer(gateway, tcp_echo, tmp_path):
     """A long transfer on an unchanged mapping survives reloads that add and remove others."""
     total = 40 * 1024 * 1024
@@ -175,6 +182,7 @@ def test_reload_keeps_running_transfer(gateway, tcp_echo, tmp_path):
     assert err == [b"%d" % total]
 
 
+@WORKERS
 def test_reload_changed_mapping_applies_to_new_connections(gateway, tcp_echo):
     a, b = tcp_echo(), tcp_echo()
     port = free_ports()
@@ -193,6 +201,7 @@ def test_reload_changed_mapping_applies_to_new_connections(gateway, tcp_echo):
     old.close()
 
 
+@WORKERS
 def test_reload_with_broken_config_keeps_running(gateway, tcp_echo):
     srv = tcp_echo()
     port = free_ports()
@@ -216,6 +225,7 @@ def test_reload_with_broken_config_keeps_running(gateway, tcp_echo):
     assert "configuration applied" in out
 
 
+@WORKERS
 def test_sigterm_drains(gateway, tcp_echo):
     srv = tcp_echo()
     port = free_ports()
@@ -235,6 +245,7 @@ def test_sigterm_drains(gateway, tcp_echo):
     assert g.proc.wait(5) == 0
 
 
+@WORKERS
 def test_sigterm_drain_timeout(gateway, tcp_echo):
     srv = tcp_echo()
     port = free_ports()
@@ -250,6 +261,7 @@ def test_sigterm_drain_timeout(gateway, tcp_echo):
     assert "drain-timeout reached" in g.log()
 
 
+@WORKERS
 def test_sigint_without_connections_exits_at_once(gateway, tcp_echo):
     srv = tcp_echo()
     g = gateway("--map", f"tcp:127.0.0.1:{free_ports()}=127.0.0.1:{srv.port}")
@@ -293,6 +305,7 @@ def test_reload_applies_log_level(gateway, tcp_echo):
     assert g.log().count("ended after") == n  # info lines are off
 
 
+@WORKERS
 def test_sigusr1_logs_counters(gateway, tcp_echo, udp_echo):
     srv, usrv = tcp_echo(), udp_echo()
     p1, p2 = free_ports(), free_ports()

@@ -8,11 +8,11 @@ import time
 
 import pytest
 
-from conftest import connect, echo_roundtrip, free_ports, is_refused, recv_all
+from conftest import TCP_VARIANTS, connect, echo_roundtrip, free_ports, is_refused, recv_all
 
-# Every test here runs on both TCP relay paths: splice() through pipes, and copying through
-# buffers (splice = no, and the path filters use).
-pytestmark = pytest.mark.parametrize("relay_path", ["splice", "copy"], indirect=True)
+# Every test here runs on both TCP relay paths, splice() through pipes and copying through
+# buffers (splice = no, and the path filters use), and with one worker and with two.
+pytestmark = pytest.mark.parametrize("variant", TCP_VARIANTS, indirect=True)
 
 
 def test_echo(gateway, tcp_echo):
@@ -44,8 +44,8 @@ def _sha_read(conn):
 
 
 @pytest.mark.parametrize("size", [50 * 1024 * 1024, 1024 * 1024 * 1024], ids=["50MB", "1GB"])
-def test_large_transfer_each_way(gateway, tcp_echo, size, relay_path):
-    if size > 100 * 1024 * 1024 and relay_path == "copy":
+def test_large_transfer_each_way(gateway, tcp_echo, size, variant):
+    if size > 100 * 1024 * 1024 and variant != "splice-2w":
         pytest.skip("the 1 GB transfer is for the splice path; 50 MB covers copying")
     data = os.urandom(1 << 20)
     want = hashlib.sha256(data * (size // len(data))).hexdigest()
@@ -86,11 +86,11 @@ def test_large_transfer_each_way(gateway, tcp_echo, size, relay_path):
     st = g.map_stats("cli-1")
     # Prove which path carried the bytes: all of them spliced, or none.
     assert st["bytes to targets"] == size
-    want = st["bytes to targets"] + st["bytes to clients"] if relay_path == "splice" else 0
+    want = st["bytes to targets"] + st["bytes to clients"] if not variant.copy else 0
     assert st["bytes spliced"] == want
     st = g.map_stats("cli-2")
     assert st["bytes spliced"] == (st["bytes to clients"] + st["bytes to targets"]
-                                   if relay_path == "splice" else 0)
+                                   if not variant.copy else 0)
 
 
 def test_half_close(gateway, tcp_echo):
@@ -409,14 +409,15 @@ def test_client_reset_propagates(gateway, tcp_echo):
     assert seen["how"] == "reset"
 
 
-def test_pipe_pool_exhaustion_falls_back(gateway, tcp_echo, relay_path):
+def test_pipe_pool_exhaustion_falls_back(gateway, tcp_echo, variant):
     """With fewer pipes than busy connections, the others copy: every transfer completes."""
-    if relay_path == "copy":
+    if variant.copy:
         pytest.skip("pipes are for the splice path")
     srv = tcp_echo()
     port = free_ports()
+    # One pipe per worker: max-pipes is shared out among the workers.
     g = gateway("--map", f"tcp:127.0.0.1:{port}=127.0.0.1:{srv.port}",
-                config="[gateway]\nmax-pipes = 1\n")
+                config=f"[gateway]\nmax-pipes = {variant.workers}\n")
     size = 8 * 1024 * 1024
     data = os.urandom(size)
     results = []
@@ -443,9 +444,35 @@ def test_pipe_pool_exhaustion_falls_back(gateway, tcp_echo, relay_path):
         t.join(90)
     assert results == [True] * 8
     r = g.relay_stats()
-    assert r["max_pipes"] == 1 and r["pipes"] == 0
+    assert r["max_pipes"] == variant.workers and r["pipes"] == 0
     assert r["copied_reads"] > 0
     st = g.map_stats("cli-1")
     total = st["bytes to targets"] + st["bytes to clients"]
     assert total == 2 * 8 * size
     assert 0 < st["bytes spliced"] < total
+
+
+def test_connections_spread_over_workers(gateway, tcp_echo, variant):
+    """With several workers, the kernel spreads a port's connections over their sockets
+    (SO_REUSEPORT), every worker relays its own, and the counters add up across them."""
+    srv = tcp_echo()
+    port = free_ports()
+    g = gateway("--map", f"tcp:127.0.0.1:{port}=127.0.0.1:{srv.port},name=spread")
+    conns = [connect(port) for _ in range(24)]
+    for i, c in enumerate(conns):
+        c.sendall(b"ping %d" % i)
+    for i, c in enumerate(conns):
+        assert c.recv(64) == b"ping %d" % i
+    r = g.relay_stats()
+    assert r["workers"] == variant.workers and len(r["per_worker"]) == variant.workers
+    assert r["open"] == 24 and sum(r["per_worker"]) == 24
+    if variant.workers > 1:
+        # 24 connections all on one worker: 2 * 2^-24 by chance.
+        assert all(n > 0 for n in r["per_worker"]), r
+    for c in conns:
+        c.close()
+    g.wait_log("ended after", 24)
+    st = g.map_stats("spread")
+    assert st["accepted"] == 24 and st["open"] == 0
+    assert st["bytes to targets"] == st["bytes to clients"] == sum(len(b"ping %d" % i)
+                                                                    for i in range(24))

@@ -4,7 +4,13 @@ import socket
 import threading
 import time
 
+import pytest
+
 from conftest import free_ports
+
+# Every test here runs with one worker and with several: a client's datagrams must keep reaching
+# the one worker that holds its session.
+pytestmark = pytest.mark.parametrize("variant", ["1w", "3w"], indirect=True)
 
 
 def udp_client(host="127.0.0.1", family=socket.AF_INET, source=None, timeout=3):
@@ -122,7 +128,9 @@ def test_allow_deny(gateway, udp_echo):
     assert len(srv.peers) == 1
 
 
-def test_max_sessions_evicts_the_oldest(gateway, udp_echo):
+def test_max_sessions_evicts_the_oldest(gateway, udp_echo, variant):
+    if variant.workers != 1:
+        pytest.skip("which session is evicted is exact with one worker; see the next test")
     srv = udp_echo()
     port = free_ports()
     g = gateway("--map", f"udp:127.0.0.1:{port}=127.0.0.1:{srv.port},max-sessions=3")
@@ -138,6 +146,31 @@ def test_max_sessions_evicts_the_oldest(gateway, udp_echo):
     # It gets a new session when it comes back.
     clients[0].sendto(b"back", ("127.0.0.1", port))
     assert clients[0].recvfrom(10)[0] == b"back"
+
+
+def test_max_sessions_across_workers(gateway, udp_echo, variant):
+    """max-sessions bounds the sessions of all workers together."""
+    if variant.workers == 1:
+        pytest.skip("for several workers")
+    srv = udp_echo()
+    port = free_ports()
+    g = gateway("--map", f"udp:127.0.0.1:{port}=127.0.0.1:{srv.port},max-sessions=3,name=u")
+    clients = [udp_client(timeout=0.5) for _ in range(12)]
+    answered = 0
+    for c in clients:
+        c.sendto(b"hi", ("127.0.0.1", port))
+        try:
+            answered += c.recvfrom(10)[0] == b"hi"
+        except socket.timeout:
+            pass
+        assert g.map_stats("u")["open"] <= 3
+    st = g.map_stats("u")
+    assert st["open"] == 3
+    # Each new client beyond 3 either evicted an idle session on its worker, or (its worker
+    # having none) was dropped and counted.
+    assert st["evicted"] + st["refused by limits"] == 12 - 3
+    assert answered == 12 - st["refused by limits"]
+    assert st["accepted"] == answered
 
 
 def test_icmp_errors_do_not_kill_the_listener(gateway, udp_echo):

@@ -98,21 +98,22 @@ static void test_duration(void **state)
 static void test_file_ok(void **state)
 {
     (void)state;
-    struct config *c =
-        load("; a comment\n# another\n[gateway]\nlog-level = debug\n"
-             "drain-timeout = 5s\n\n" MAP_OK "allow = 198.51.100.0/24 ; inline comment\n"
-             "allow = 203.0.113.0/24,\n  2001:db8::/32\n"
-             "deny = 198.51.100.7\nmax-conns = 100\nmax-conns-per-ip = 4\n"
-             "connect-timeout = 3s\nidle-timeout = 10m\n"
-             "[map rtp]\nproto = udp\nlisten = [::]:5000-5009\n"
-             "target = 192.0.2.10:6000-6009\nmax-sessions = 10\nenabled = no\n",
-             false);
+    struct config *c = load("; a comment\n# another\n[gateway]\nlog-level = debug\n"
+                            "drain-timeout = 5s\nworkers = 3\n\n" MAP_OK
+                            "allow = 198.51.100.0/24 ; inline comment\n"
+                            "allow = 203.0.113.0/24,\n  2001:db8::/32\n"
+                            "deny = 198.51.100.7\nmax-conns = 100\nmax-conns-per-ip = 4\n"
+                            "connect-timeout = 3s\nidle-timeout = 10m\n"
+                            "[map rtp]\nproto = udp\nlisten = [::]:5000-5009\n"
+                            "target = 192.0.2.10:6000-6009\nmax-sessions = 10\nenabled = no\n",
+                            false);
     for (size_t i = 0; i < c->nerrors; i++) {
         fprintf(stderr, "%s\n", c->errors[i]);
     }
     assert_int_equal(c->nerrors, 0);
     assert_int_equal(c->gw.log_level, LOG_LVL_DEBUG);
     assert_int_equal(c->gw.drain_timeout_ms, 5000);
+    assert_int_equal(c->gw.workers, 3);
     assert_int_equal(c->nmaps, 2);
     const struct map_conf *m = &c->maps[0];
     assert_string_equal(m->name, "web");
@@ -126,7 +127,7 @@ static void test_file_ok(void **state)
     assert_int_equal(m->max_conns_per_ip, 4);
     assert_int_equal(m->connect_timeout_ms, 3000);
     assert_int_equal(m->idle_timeout_ms, 600000);
-    assert_int_equal(m->line, 7);
+    assert_int_equal(m->line, 8);
     assert_true(m->enabled);
     m = &c->maps[1];
     assert_int_equal(m->proto, MAP_UDP);
@@ -187,6 +188,12 @@ static void test_file_errors(void **state)
                  "t.conf:2: [gateway] log-level: \"loud\": expected error, warn, info or debug");
     expect_error("[gateway]\ndrain-timeout = 30\n" MAP_OK,
                  "t.conf:2: [gateway] drain-timeout: \"30\": missing unit");
+    expect_error("[gateway]\nworkers = 0\n" MAP_OK,
+                 "t.conf:2: [gateway] workers: \"0\": at least 1 (or auto: one per CPU)");
+    expect_error("[gateway]\nworkers = 257\n" MAP_OK,
+                 "t.conf:2: [gateway] workers: \"257\": at most 256");
+    expect_error("[gateway]\nworkers = many\n" MAP_OK,
+                 "t.conf:2: [gateway] workers: \"many\": expected a whole number or auto");
     expect_error("[gateway]\nworkerz = 2\n" MAP_OK, "t.conf:2: [gateway] unknown key \"workerz\"");
     expect_error("[gateway]\nlog-level = info\nlog-level = warn\n" MAP_OK,
                  "t.conf:3: [gateway] log-level: set twice");

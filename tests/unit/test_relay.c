@@ -169,8 +169,8 @@ static struct client_job run_one(const struct tcp_filter *f, const char *payload
     struct sockaddr_storage any;
     addr_parse_ip("127.0.0.1", &any);
     addr_set_port(&any, 0);
-    int target_fd = sock_listen_tcp(&any, 8);
-    int listen_fd = sock_listen_tcp(&any, 8);
+    int target_fd = sock_listen_tcp(&any, 8, 0);
+    int listen_fd = sock_listen_tcp(&any, 8, 0);
     assert_true(target_fd >= 0 && listen_fd >= 0);
     struct sockaddr_storage tss, lss;
     socklen_t len = sizeof(tss);
@@ -182,12 +182,12 @@ static struct client_job run_one(const struct tcp_filter *f, const char *payload
     snprintf(spec, sizeof(spec), "tcp:127.0.0.1:%u=127.0.0.1:%u", addr_port(&lss), addr_port(&tss));
     struct config *c = config_new();
     assert_int_equal(config_add_spec(c, spec, 1), 0);
-    struct mapping *m = mapping_new(&c->maps[0], NULL);
+    struct mapping *m = mapping_new(&c->maps[0], NULL, 1);
     config_free(c);
 
     struct loop *loop = loop_new();
     struct relay_ctx ctx;
-    relay_ctx_init(&ctx, loop);
+    relay_ctx_init(&ctx, loop, 0);
     ctx.splice = splice;
     ctx.max_pipes = 4;
     struct tcp_listener *l = tcp_listener_new(&ctx, listen_fd, m, addr_port(&lss));
@@ -217,7 +217,7 @@ static struct client_job run_one(const struct tcp_filter *f, const char *payload
     }
     assert_int_equal(ctx.nconns, 0);
     assert_int_equal(ctx.pipes_used, 0); /* every pipe came back */
-    *spliced = m->state->stats.bytes_spliced;
+    *spliced = mapping_shard(m, 0)->stats.bytes_spliced;
     pthread_join(tt, NULL);
     tcp_close_all(&ctx, "test over");
     tcp_listener_free(l);
