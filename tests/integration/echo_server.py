@@ -1,5 +1,6 @@
-"""A single-threaded epoll echo server for the idle-memory measurement: holds thousands of
-connections cheaply. Usage: echo_server.py PORT (prints "ready")."""
+"""A single-threaded epoll echo server that holds thousands of connections cheaply (the scale
+test and the benchmark's idle-memory measurement). Usage: echo_server.py PORT [PORT...] on
+127.0.0.1; prints "ready" once listening."""
 import resource
 import selectors
 import socket
@@ -8,16 +9,20 @@ import sys
 soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
 resource.setrlimit(resource.RLIMIT_NOFILE, (hard, hard))
 sel = selectors.EpollSelector()
-ls = socket.socket()
-ls.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-ls.bind(("127.0.0.1", int(sys.argv[1])))
-ls.listen(4096)
-ls.setblocking(False)
-sel.register(ls, selectors.EVENT_READ)
+listeners = set()
+for port in sys.argv[1:]:
+    ls = socket.socket()
+    ls.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+    ls.bind(("127.0.0.1", int(port)))
+    ls.listen(4096)
+    ls.setblocking(False)
+    sel.register(ls, selectors.EVENT_READ)
+    listeners.add(ls)
 print("ready", flush=True)
 while True:
     for key, _ in sel.select():
-        if key.fileobj is ls:
+        if key.fileobj in listeners:
+            ls = key.fileobj
             while True:
                 try:
                     c, _ = ls.accept()
