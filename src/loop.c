@@ -89,12 +89,8 @@ int loop_io_mod(struct loop *l, struct loop_io *io, uint32_t events)
     return 0;
 }
 
-void loop_io_del(struct loop *l, struct loop_io *io)
+static void forget(struct loop *l, struct loop_io *io)
 {
-    if (io->fd < 0 || io->cb == NULL) {
-        return;
-    }
-    epoll_ctl(l->epfd, EPOLL_CTL_DEL, io->fd, NULL);
     io->cb = NULL;
     io->events = 0;
     /* The owner may free io right after this: forget any event of this batch still pending. */
@@ -103,6 +99,27 @@ void loop_io_del(struct loop *l, struct loop_io *io)
             l->ev[i].data.ptr = NULL;
         }
     }
+}
+
+void loop_io_close(struct loop *l, struct loop_io *io)
+{
+    if (io->fd < 0) {
+        return;
+    }
+    if (io->cb != NULL) {
+        forget(l, io);
+    }
+    close(io->fd);
+    io->fd = -1;
+}
+
+void loop_io_del(struct loop *l, struct loop_io *io)
+{
+    if (io->fd < 0 || io->cb == NULL) {
+        return;
+    }
+    epoll_ctl(l->epfd, EPOLL_CTL_DEL, io->fd, NULL);
+    forget(l, io);
 }
 
 /* ---- timers: a binary heap keyed by deadline ---- */

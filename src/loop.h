@@ -64,6 +64,10 @@ int loop_io_add(struct loop *l, struct loop_io *io, int fd, uint32_t events, loo
 int loop_io_mod(struct loop *l, struct loop_io *io, uint32_t events);
 /* Unregisters. Safe to call on an io that was never added (fd < 0). Does not close the fd. */
 void loop_io_del(struct loop *l, struct loop_io *io);
+/* Unregisters and closes io->fd, and sets it to -1, without the EPOLL_CTL_DEL: close(2) takes a
+ * descriptor out of epoll when no other descriptor refers to its file, which holds for every
+ * socket portgate opens (none is dup()ed, and the process never forks). Safe on fd < 0. */
+void loop_io_close(struct loop *l, struct loop_io *io);
 
 void loop_timer_init(struct loop_timer *t, loop_timer_cb cb);
 /* Arms (or re-arms) the timer to fire once, after_ms from now. Returns 0 or -ENOMEM. */

@@ -34,6 +34,8 @@ struct relay_pipe {
 };
 
 #define RELAY_PIPE_SIZE (256u * 1024u)
+/* A direction splices while its reads bring at least this much; below, it copies (see pump()). */
+#define RELAY_SPLICE_MIN (16u * 1024u)
 #define RELAY_PIPE_KEEP 64
 
 struct tcp_conn;

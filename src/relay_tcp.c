@@ -41,7 +41,8 @@ struct tcp_conn {
     uint64_t start_ms, last_ms;
     struct loop_timer timer; /* connect timeout, then idle timeout */
     bool connected;
-    bool splice; /* opaque path through pipes; off with a filter, or when splice() fails */
+    bool splice;  /* opaque path through pipes; off with a filter, or when splice() fails */
+    bool bulk[2]; /* splice path: this direction carries a bulk flow, so its reads splice */
     const char *first_eof; /* "client" or "target": who closed first */
     struct tcp_conn *prev, *next;
 };
@@ -84,10 +85,7 @@ static void conn_close(struct tcp_conn *c, const char *fmt, ...)
     loop_timer_stop(ctx->loop, &c->timer);
     struct tcp_side *sides[2] = {&c->cli, &c->tgt};
     for (int i = 0; i < 2; i++) {
-        if (sides[i]->io.fd >= 0) {
-            loop_io_del(ctx->loop, &sides[i]->io);
-            close(sides[i]->io.fd);
-        }
+        loop_io_close(ctx->loop, &sides[i]->io);
         relay_buf_put(ctx, c->in[i]);
         relay_buf_put(ctx, c->out[i]);
         relay_pipe_put(ctx, &c->pipe[i]);
@@ -266,7 +264,11 @@ static int pump(struct tcp_conn *c, enum tcp_dir d)
             }
         }
         if (src->eof) {
-            if (!dst->shut) {
+            if (!dst->shut && dst->eof && src->shut) {
+                /* The other direction has ended both ways: the connection closes now, and
+                 * close() sends this FIN (dst has nothing unread left, so it is not a reset). */
+                dst->shut = true;
+            } else if (!dst->shut) {
                 /* Half-close: the bytes before the FIN are written, pass the FIN on. */
                 if (shutdown(dst->io.fd, SHUT_WR) == -1 && errno != ENOTCONN) {
                     conn_fail(c, dst, errno, "shutdown");
@@ -279,13 +281,21 @@ static int pump(struct tcp_conn *c, enum tcp_dir d)
         if (!src->readable) {
             return 0;
         }
-        if (c->splice && relay_pipe_get(ctx, pp) == 0) {
+        /* Small messages (requests, a ping-pong) are cheaper to copy: one recv that comes back
+         * short says the socket is empty, where splice needs a further call to learn it, and a
+         * few hundred bytes cost nothing to copy. So a direction starts on recv, and moves to
+         * splice once a read fills a whole buffer; it goes back when a splice brings less than
+         * RELAY_SPLICE_MIN (the flow is no longer bulk). */
+        if (c->bulk[d] && relay_pipe_get(ctx, pp) == 0) {
             ssize_t n = splice(src->io.fd, NULL, pp->wfd, NULL, RELAY_PIPE_SIZE,
                                SPLICE_F_MOVE | SPLICE_F_NONBLOCK);
             if (n > 0) {
                 /* No short-read shortcut here: a non-blocking splice from TCP may return less
                  * than is queued, so only EAGAIN says the socket is empty. */
                 pp->len = (uint32_t)n;
+                if ((size_t)n < RELAY_SPLICE_MIN) {
+                    c->bulk[d] = false;
+                }
                 c->last_ms = loop_now(ctx->loop);
                 continue;
             }
@@ -307,6 +317,7 @@ static int pump(struct tcp_conn *c, enum tcp_dir d)
                 log_warn("map %s: splice from %s: %s; copying instead", c->map->conf.name,
                          side_name(c, src), strerror(e));
                 c->splice = false;
+                c->bulk[TCP_UP] = c->bulk[TCP_DOWN] = false;
                 continue;
             }
             conn_fail(c, src, e, "splice from");
@@ -326,6 +337,9 @@ static int pump(struct tcp_conn *c, enum tcp_dir d)
         if (n > 0) {
             b->len += (uint32_t)n;
             c->last_ms = loop_now(ctx->loop);
+            if ((size_t)n == room && c->splice) {
+                c->bulk[d] = true; /* a full buffer: from now on, splice */
+            }
             /* Edge-triggered: a short read emptied the socket, and new bytes bring a new event,
              * so skip the recv that would only say EAGAIN. Not after a FIN was reported: the
              * FIN brings no further event, so read on until recv returns 0. */
@@ -367,9 +381,11 @@ static void conn_run(struct tcp_conn *c)
 
 /* ---- events ---- */
 
-static void on_connected(struct tcp_conn *c)
+/* The target's socket became writable (ev: its epoll events; 0 when connect() finished at
+ * once). A failed connect always comes with EPOLLERR, so only then is SO_ERROR read. */
+static void on_connected(struct tcp_conn *c, uint32_t ev)
 {
-    int err = sock_error(c->tgt.io.fd);
+    int err = ev & (LOOP_ERR | LOOP_HUP) ? sock_error(c->tgt.io.fd) : 0;
     if (err != 0) {
         char ts[ADDR_STRLEN];
         STAT_ADD(mapping_shard(c->map, c->ctx->worker)->stats.connect_failed, 1);
@@ -401,7 +417,7 @@ static void side_event(struct loop_io *io, uint32_t ev)
     }
     if (!c->connected) {
         if (s == &c->tgt && s->writable) {
-            on_connected(c);
+            on_connected(c, ev);
         } else if (s == &c->cli && (ev & (LOOP_HUP | LOOP_ERR))) {
             conn_close(c, "client left before the target answered");
         }
@@ -493,7 +509,9 @@ static void conn_start(struct tcp_listener *l, int fd, const struct sockaddr_sto
         }
         c->filter = l->filter;
     }
-    sock_set_nodelay(fd);
+    /* TCP_NODELAY: inherited from the listening socket. The relay writes what it has read as
+     * soon as it has read it; Nagle on our side would only delay small writes the client (or the
+     * target) already chose to send, so both sides relay without it. */
     int rc = loop_io_add(ctx->loop, &c->cli.io, fd, LOOP_IN | LOOP_OUT | LOOP_RDHUP | LOOP_ET,
                          side_event);
     if (rc < 0) {
@@ -526,7 +544,7 @@ static void conn_start(struct tcp_listener *l, int fd, const struct sockaddr_sto
         loop_timer_start(ctx->loop, &c->timer, m->conf.connect_timeout_ms);
     } else {
         c->tgt.writable = true;
-        on_connected(c);
+        on_connected(c, 0);
     }
 }
 

@@ -172,8 +172,7 @@ static void sess_end(struct udp_sess *s, const char *fmt, ...)
     lru_unlink(l, s);
     l->nsess--;
     loop_timer_stop(loop, &s->timer);
-    loop_io_del(loop, &s->io);
-    close(s->io.fd);
+    loop_io_close(loop, &s->io);
     mapping_unref(s->map);
     free(s);
 }

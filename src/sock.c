@@ -32,6 +32,7 @@ int sock_listen_tcp(const struct sockaddr_storage *addr, int backlog, int reusep
     int one = 1, rc;
     if (setsockopt(fd, SOL_SOCKET, SO_REUSEADDR, &one, sizeof(one)) == -1 ||
         set_reuseport(fd, reuseport) == -1 || (rc = set_v6only(fd, addr)) < 0 ||
+        setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof(one)) == -1 ||
         bind(fd, (const struct sockaddr *)addr, addr_len(addr)) == -1 ||
         (backlog > 0 && listen(fd, backlog) == -1)) {
         int e = errno;

@@ -10,15 +10,17 @@
 /* A non-blocking listening TCP socket bound to addr. IPv6 sockets are IPv6-only, so that
  * 0.0.0.0:P and [::]:P can be two mappings. With reuseport (SO_REUSEPORT), sockets of this
  * process bound the same way share the port, and the kernel spreads new connections over them.
- * backlog 0 binds without listening (a probe that the port is free). Returns the fd or -errno. */
+ * backlog 0 binds without listening (a probe that the port is free). TCP_NODELAY is set on the
+ * listening socket, and Linux copies it to every accepted one, which saves a setsockopt per
+ * connection. Returns the fd or -errno. */
 int sock_listen_tcp(const struct sockaddr_storage *addr, int backlog, int reuseport);
 /* A non-blocking UDP socket bound to addr; with pktinfo, it reports each datagram's local
  * address (for wildcard listeners, so replies leave from the address the client used). With
  * reuseport, the kernel spreads datagrams over the sockets sharing the port by a hash of the
  * addresses and ports, so one client's datagrams always reach the same socket. */
 int sock_bind_udp(const struct sockaddr_storage *addr, int pktinfo, int reuseport);
-/* A non-blocking socket of addr's family and type, connect()ed to addr. For TCP the connect may
- * still be in progress (*in_progress set). Returns the fd or -errno. */
+/* A non-blocking socket of addr's family and type, connect()ed to addr (TCP with TCP_NODELAY).
+ * For TCP the connect may still be in progress (*in_progress set). Returns the fd or -errno. */
 int sock_connect(const struct sockaddr_storage *addr, int type, int *in_progress);
 /* Receive buffer asked for on UDP sockets. */
 #define SOCK_UDP_BUF (2 * 1024 * 1024)

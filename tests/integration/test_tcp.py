@@ -83,14 +83,17 @@ def test_large_transfer_each_way(gateway, tcp_echo, size, variant):
     assert n == size and sha == want
     g.wait_log(f"{size} bytes to client", 1)
     g.wait_log(f"{size} bytes to target", 1)
-    st = g.map_stats("cli-1")
-    # Prove which path carried the bytes: all of them spliced, or none.
-    assert st["bytes to targets"] == size
-    want = st["bytes to targets"] + st["bytes to clients"] if not variant.copy else 0
-    assert st["bytes spliced"] == want
-    st = g.map_stats("cli-2")
-    assert st["bytes spliced"] == (st["bytes to clients"] + st["bytes to targets"]
-                                   if not variant.copy else 0)
+    # Prove which path carried the bytes. On the splice path a direction starts on recv and
+    # splices from its first full buffer on (and copies again for a while if the flow thins
+    # out): nearly everything is spliced. On the copy path nothing is.
+    for name in ("cli-1", "cli-2"):
+        st = g.map_stats(name)
+        moved = st["bytes to targets"] + st["bytes to clients"]
+        assert moved == size + (4 if name == "cli-1" else 0)
+        if variant.copy:
+            assert st["bytes spliced"] == 0
+        else:
+            assert st["bytes spliced"] >= 0.95 * size, (name, st)
 
 
 def test_half_close(gateway, tcp_echo):
