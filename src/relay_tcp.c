@@ -22,6 +22,7 @@ struct tcp_side {
     bool readable; /* no EAGAIN from recv since the last readiness event */
     bool writable; /* no EAGAIN from send since the last readiness event */
     bool rdhup;    /* the peer's FIN or a reset was reported: read until recv says so */
+    bool fin;      /* a FIN alone was reported (RDHUP without HUP or ERR): no reset */
     bool eof;      /* recv returned 0 */
     bool shut;     /* we have shut down writing to this side */
 };
@@ -341,10 +342,16 @@ static int pump(struct tcp_conn *c, enum tcp_dir d)
                 c->bulk[d] = true; /* a full buffer: from now on, splice */
             }
             /* Edge-triggered: a short read emptied the socket, and new bytes bring a new event,
-             * so skip the recv that would only say EAGAIN. Not after a FIN was reported: the
-             * FIN brings no further event, so read on until recv returns 0. */
-            if ((size_t)n < room && !src->rdhup) {
-                src->readable = false;
+             * so skip the recv that would only say EAGAIN. After a FIN was reported, nothing
+             * can follow the bytes before it: a short read has read them all, and the recv
+             * that would return 0 is skipped too. After a reset or an error, read on until
+             * recv reports it, so that it is passed on as a reset and not as a FIN. */
+            if ((size_t)n < room) {
+                if (src->fin) {
+                    saw_eof(c, src);
+                } else if (!src->rdhup) {
+                    src->readable = false;
+                }
             }
             continue;
         }
@@ -411,6 +418,7 @@ static void side_event(struct loop_io *io, uint32_t ev)
     }
     if (ev & (LOOP_RDHUP | LOOP_HUP | LOOP_ERR)) {
         s->rdhup = true;
+        s->fin = (ev & (LOOP_HUP | LOOP_ERR)) == 0;
     }
     if (ev & (LOOP_OUT | LOOP_HUP | LOOP_ERR)) {
         s->writable = true;
