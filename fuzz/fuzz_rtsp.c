@@ -11,8 +11,8 @@
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size);
 
 static const struct rtsp_rewrite rws[2] = {
-    {{"192.0.2.10", 8554}, {"2001:db8::1", 554}},
-    {{"2001:db8::1", 554}, {"192.0.2.10", 8554}},
+    {{"192.0.2.10", 8554}, {"2001:db8::1", 554}, ""},
+    {{"2001:db8::1", 554}, {"192.0.2.10", 8554}, ""},
 };
 
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)

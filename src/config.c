@@ -24,23 +24,15 @@ enum key {
     K_CONNECT_TIMEOUT,
     K_IDLE_TIMEOUT,
     K_ENABLED,
+    K_RTP_PORTS,
     K_NAME, /* SPEC only */
     K_COUNT
 };
 
 static const char *const key_names[K_COUNT] = {
-    "proto",
-    "listen",
-    "target",
-    "allow",
-    "deny",
-    "max-conns",
-    "max-conns-per-ip",
-    "max-sessions",
-    "connect-timeout",
-    "idle-timeout",
-    "enabled",
-    "name",
+    "proto",     "listen",           "target",       "allow",           "deny",
+    "max-conns", "max-conns-per-ip", "max-sessions", "connect-timeout", "idle-timeout",
+    "enabled",   "rtp-ports",        "name",
 };
 
 /* ---- errors ---- */
@@ -191,7 +183,7 @@ static bool valid_name(const char *s)
 
 const char *map_proto_name(enum map_proto p)
 {
-    return p == MAP_UDP ? "udp" : "tcp";
+    return p == MAP_UDP ? "udp" : p == MAP_RTSP ? "rtsp" : "tcp";
 }
 
 /* ---- one mapping ---- */
@@ -211,6 +203,36 @@ static void map_init(struct map_conf *m, const char *name, const char *source, i
     m->enabled = true;
     m->connect_timeout_ms = DEFAULT_CONNECT_TIMEOUT_MS;
     m->max_sessions = DEFAULT_UDP_MAX_SESSIONS;
+    m->rtp_lo = DEFAULT_RTP_PORT_LO;
+    m->rtp_hi = DEFAULT_RTP_PORT_HI;
+}
+
+/* rtp-ports: "LO-HI", an even start and an odd end, room for one stream (two pairs) at least. */
+static int parse_rtp_ports(const char *val, uint16_t *lo, uint16_t *hi, char *why, size_t len)
+{
+    unsigned a, b;
+    int n = 0;
+    if (sscanf(val, "%5u-%5u%n", &a, &b, &n) != 2 || (size_t)n != strlen(val) ||
+        strspn(val, "0123456789-") != strlen(val)) {
+        snprintf(why, len, "\"%s\": expected a port range such as 16384-17407", val);
+        return -1;
+    }
+    if (a < 1024 || b > 65535 || a > b) {
+        snprintf(why, len, "\"%s\": ports between 1024 and 65535, low to high", val);
+        return -1;
+    }
+    if (a % 2 != 0 || b % 2 != 1) {
+        snprintf(why, len, "\"%s\": RTP pairs start at an even port: an even start, an odd end",
+                 val);
+        return -1;
+    }
+    if (b - a + 1 < 4) {
+        snprintf(why, len, "\"%s\": a stream takes two pairs (4 ports) at least", val);
+        return -1;
+    }
+    *lo = (uint16_t)a;
+    *hi = (uint16_t)b;
+    return 0;
 }
 
 static int find_key(const char *key)
@@ -251,8 +273,10 @@ static int map_set(struct map_conf *m, struct map_build *b, const char *key, con
             m->proto = MAP_TCP;
         } else if (strcmp(val, "udp") == 0) {
             m->proto = MAP_UDP;
+        } else if (strcmp(val, "rtsp") == 0) {
+            m->proto = MAP_RTSP;
         } else {
-            snprintf(why, sizeof(why), "\"%s\": expected tcp or udp", val);
+            snprintf(why, sizeof(why), "\"%s\": expected tcp, udp or rtsp", val);
             rc = -1;
         }
         break;
@@ -319,6 +343,9 @@ static int map_set(struct map_conf *m, struct map_build *b, const char *key, con
     case K_ENABLED:
         rc = parse_bool(val, &m->enabled, why, sizeof(why));
         break;
+    case K_RTP_PORTS:
+        rc = parse_rtp_ports(val, &m->rtp_lo, &m->rtp_hi, why, sizeof(why));
+        break;
     case K_NAME:
         if (!valid_name(val)) {
             snprintf(why, sizeof(why), "\"%s\": use 1 to %d letters, digits, '.', '_' or '-'", val,
@@ -363,8 +390,15 @@ static void map_validate(struct config *c, struct map_conf *m, unsigned seen)
     }
     if (m->proto == MAP_TCP && (seen & (1u << K_MAX_SESSIONS))) {
         add_error(c,
-                  "%s: [map %s] max-sessions applies to udp mappings only (use max-conns for tcp)",
+                  "%s: [map %s] max-sessions applies to udp and rtsp mappings only (use max-conns "
+                  "for tcp)",
                   at, m->name);
+    }
+    if (m->proto != MAP_RTSP && (seen & (1u << K_RTP_PORTS))) {
+        add_error(c, "%s: [map %s] rtp-ports applies to rtsp mappings only", at, m->name);
+    }
+    if (m->proto == MAP_RTSP && !(seen & (1u << K_MAX_SESSIONS))) {
+        m->max_sessions = DEFAULT_RTSP_MAX_SESSIONS;
     }
     if (!complete || m->target_lo == 0 || m->listen_lo == 0) {
         return;
@@ -752,7 +786,8 @@ int config_add_spec(struct config *c, const char *spec, int index)
 
 static bool listen_overlaps(const struct map_conf *a, const struct map_conf *b)
 {
-    if (a->proto != b->proto || a->listen.ss_family != b->listen.ss_family) {
+    if (map_proto_is_tcp(a->proto) != map_proto_is_tcp(b->proto) ||
+        a->listen.ss_family != b->listen.ss_family) {
         return false;
     }
     if (a->listen_hi < b->listen_lo || b->listen_hi < a->listen_lo) {
@@ -887,8 +922,9 @@ bool map_conf_equal(const struct map_conf *a, const struct map_conf *b)
            a->target_hi == b->target_hi && cidr_set_equal(&a->allow, &b->allow) &&
            cidr_set_equal(&a->deny, &b->deny) && a->max_conns == b->max_conns &&
            a->max_conns_per_ip == b->max_conns_per_ip && a->max_sessions == b->max_sessions &&
-           a->connect_timeout_ms == b->connect_timeout_ms &&
-           a->idle_timeout_ms == b->idle_timeout_ms && a->enabled == b->enabled;
+           a->connect_timeout_ms == b->connect_timeout_ms && a->rtp_lo == b->rtp_lo &&
+           a->rtp_hi == b->rtp_hi && a->idle_timeout_ms == b->idle_timeout_ms &&
+           a->enabled == b->enabled;
 }
 
 int map_conf_copy(struct map_conf *dst, const struct map_conf *src)
@@ -942,7 +978,7 @@ void config_print(const struct config *c, FILE *out)
             char l[512];
             OPT("deny=%s ", cidr_set_format(&m->deny, l, sizeof(l)));
         }
-        if (m->proto == MAP_TCP) {
+        if (map_proto_is_tcp(m->proto)) {
             if (m->max_conns) {
                 OPT("max-conns=%u ", m->max_conns);
             }
@@ -950,7 +986,10 @@ void config_print(const struct config *c, FILE *out)
                 OPT("max-conns-per-ip=%u ", m->max_conns_per_ip);
             }
             OPT("connect-timeout=%s ", config_format_duration(m->connect_timeout_ms, d, sizeof(d)));
-        } else {
+        }
+        if (m->proto == MAP_RTSP) {
+            OPT("rtp-ports=%u-%u max-sessions=%u ", m->rtp_lo, m->rtp_hi, m->max_sessions);
+        } else if (m->proto == MAP_UDP) {
             OPT("max-sessions=%u ", m->max_sessions);
         }
         OPT("idle-timeout=%s", config_format_duration(m->idle_timeout_ms, d, sizeof(d)));

@@ -21,13 +21,17 @@
 #define MAP_NAMELEN 64
 #define CONFIG_SOURCELEN 256
 
-enum map_proto { MAP_TCP, MAP_UDP };
+/* rtsp is TCP with the RTSP filter (rtsp_proxy) and RTP ports of its own. */
+enum map_proto { MAP_TCP, MAP_UDP, MAP_RTSP };
 
 /* Defaults, documented in docs/configuration.md. */
 #define DEFAULT_CONNECT_TIMEOUT_MS 10000u
 #define DEFAULT_TCP_IDLE_TIMEOUT_MS 3600000u
 #define DEFAULT_UDP_IDLE_TIMEOUT_MS 60000u
 #define DEFAULT_UDP_MAX_SESSIONS 4096u
+#define DEFAULT_RTSP_MAX_SESSIONS 64u
+#define DEFAULT_RTP_PORT_LO 16384u
+#define DEFAULT_RTP_PORT_HI 17407u
 #define DEFAULT_DRAIN_TIMEOUT_MS 30000u
 
 struct map_conf {
@@ -41,7 +45,8 @@ struct map_conf {
     struct cidr_set allow, deny;
     uint32_t max_conns;        /* TCP, 0 = no limit */
     uint32_t max_conns_per_ip; /* TCP, 0 = no limit */
-    uint32_t max_sessions;     /* UDP */
+    uint32_t max_sessions;     /* UDP sessions; RTSP sessions with RTP over UDP */
+    uint16_t rtp_lo, rtp_hi;   /* RTSP: UDP ports for RTP/RTCP pairs, lo even, hi odd */
     uint32_t connect_timeout_ms;
     uint32_t idle_timeout_ms; /* 0 = never */
     bool enabled;
@@ -105,6 +110,11 @@ bool map_conf_same_listen(const struct map_conf *a, const struct map_conf *b);
 int map_conf_copy(struct map_conf *dst, const struct map_conf *src);
 void map_conf_clear(struct map_conf *m);
 const char *map_proto_name(enum map_proto p);
+/* tcp and rtsp listen on TCP sockets. */
+static inline bool map_proto_is_tcp(enum map_proto p)
+{
+    return p != MAP_UDP;
+}
 
 /* Prints the mapping table as `portgate check` shows it. */
 void config_print(const struct config *c, FILE *out);

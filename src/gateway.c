@@ -17,6 +17,7 @@
 #include "relay.h"
 #include "relay_tcp.h"
 #include "relay_udp.h"
+#include "rtsp_proxy.h"
 #include "sock.h"
 #include "worker.h"
 
@@ -190,10 +191,13 @@ static const char *bind_hint(int err)
  */
 static int bind_slots(struct gateway *g, struct listener *l)
 {
-    int reuseport = g->nworkers > 1;
-    bool tcp = l->proto == MAP_TCP;
+    /* An RTSP mapping runs on worker 0 only: its sessions, their RTP ports and the connections
+     * that control them stay together on one loop. */
+    unsigned nsockets = l->proto == MAP_RTSP ? 1 : g->nworkers;
+    int reuseport = nsockets > 1;
+    bool tcp = map_proto_is_tcp(l->proto);
     int pktinfo = addr_is_any(&l->addr);
-    for (unsigned w = 0; w <= g->nworkers; w++) {
+    for (unsigned w = 0; w <= nsockets; w++) {
         int fd;
         if (w == 0) {
             if (!reuseport) {
@@ -241,8 +245,11 @@ static void w_apply(struct worker *w, void *arg)
             int fd = s->fd;
             s->fd = -1;
             uint16_t port = addr_port(&l->addr);
-            if (l->proto == MAP_TCP) {
+            if (map_proto_is_tcp(l->proto)) {
                 s->tcp = tcp_listener_new(&w->ctx, fd, l->map, port);
+                if (s->tcp != NULL && l->proto == MAP_RTSP) {
+                    tcp_listener_set_filter(s->tcp, &rtsp_proxy_filter);
+                }
             } else {
                 s->udp = udp_listener_new(&w->ctx, fd, l->map, port);
             }
@@ -541,13 +548,19 @@ static void log_stats(struct gateway *g)
         log_info("map %s: stats: %u open, %llu accepted, %llu refused by allow/deny, %llu refused "
                  "by limits, %llu connect failures, %llu evicted, %llu bytes to targets, %llu "
                  "bytes to clients, %llu bytes spliced, %llu datagrams to targets, %llu datagrams "
-                 "to clients, %llu datagrams dropped",
+                 "to clients, %llu datagrams dropped, %llu rtsp sessions, %llu rtsp requests "
+                 "refused, %llu rtp bytes to targets, %llu rtp bytes to clients, %llu rtp "
+                 "datagrams from strangers, %llu rtp datagrams not sent",
                  m->conf.name, mapping_active(m->state), (unsigned long long)st.accepted,
                  (unsigned long long)st.refused_acl, (unsigned long long)st.refused_limit,
                  (unsigned long long)st.connect_failed, (unsigned long long)st.evicted,
                  (unsigned long long)st.bytes_in, (unsigned long long)st.bytes_out,
                  (unsigned long long)st.bytes_spliced, (unsigned long long)st.dgrams_in,
-                 (unsigned long long)st.dgrams_out, (unsigned long long)st.dgrams_dropped);
+                 (unsigned long long)st.dgrams_out, (unsigned long long)st.dgrams_dropped,
+                 (unsigned long long)st.rtsp_sessions, (unsigned long long)st.rtsp_refused,
+                 (unsigned long long)st.rtp_bytes_in, (unsigned long long)st.rtp_bytes_out,
+                 (unsigned long long)st.rtp_dropped_source,
+                 (unsigned long long)st.rtp_dropped_send);
     }
 }
 

@@ -259,14 +259,19 @@ void mapping_release(struct mapping *m, const struct sockaddr_storage *client)
     pthread_mutex_unlock(&st->ip_lock);
 }
 
-bool mapping_session_begin(struct mapping *m)
+static uint32_t *session_count(const struct mapping *m)
 {
-    return take_place(&m->state->active, m->conf.max_sessions);
+    return m->conf.proto == MAP_RTSP ? &m->state->streams : &m->state->active;
 }
 
-void mapping_session_end(struct mapping *m)
+bool mapping_session_begin(const struct mapping *m)
 {
-    uint32_t was = __atomic_fetch_sub(&m->state->active, 1, __ATOMIC_RELAXED);
+    return take_place(session_count(m), m->conf.max_sessions);
+}
+
+void mapping_session_end(const struct mapping *m)
+{
+    uint32_t was = __atomic_fetch_sub(session_count(m), 1, __ATOMIC_RELAXED);
     assert(was > 0);
     (void)was;
 }

@@ -28,6 +28,11 @@ struct map_stats {
     uint64_t bytes_spliced; /* of bytes_in + bytes_out, moved by splice() without a copy */
     uint64_t dgrams_in, dgrams_out, dgrams_dropped;
     uint64_t evicted;
+    /* rtsp: sessions with RTP over UDP, SETUPs the gateway refused itself (461, 453, 400), and
+     * the RTP/RTCP bytes and drops of their streams (packets count in dgrams_in/out). */
+    uint64_t rtsp_sessions, rtsp_refused;
+    uint64_t rtp_bytes_in, rtp_bytes_out;
+    uint64_t rtp_dropped_source, rtp_dropped_send;
 };
 
 /*
@@ -47,6 +52,7 @@ struct ip_count;
 struct map_state {
     unsigned refs;    /* atomic */
     uint32_t active;  /* atomic: open connections or sessions, across workers */
+    uint32_t streams; /* atomic: rtsp mappings: sessions holding RTP ports (max-sessions) */
     unsigned nshards; /* one per worker */
     struct map_shard *shards;
     /* Open connections per client address, for max-conns-per-ip: shared by the workers, so
@@ -94,11 +100,13 @@ enum map_verdict mapping_admit(struct mapping *m, unsigned w,
                                const struct sockaddr_storage *client);
 void mapping_release(struct mapping *m, const struct sockaddr_storage *client);
 /*
- * A new UDP session: takes a place in the count of open sessions (across workers) if fewer than
- * max-sessions are open and returns true, or returns false. mapping_session_end() gives it back.
+ * A new UDP session, or an RTSP session that takes RTP ports: takes a place in the count of open
+ * sessions (across workers) if fewer than max-sessions are open and returns true, or returns
+ * false. mapping_session_end() gives it back. (An RTSP session's control connection counts
+ * against max-conns as a connection besides.)
  */
-bool mapping_session_begin(struct mapping *m);
-void mapping_session_end(struct mapping *m);
+bool mapping_session_begin(const struct mapping *m);
+void mapping_session_end(const struct mapping *m);
 const char *map_verdict_reason(enum map_verdict v);
 
 /* The target address for a connection that arrived on listen port `port`. */

@@ -151,7 +151,7 @@ static void conn_fail(struct tcp_conn *c, struct tcp_side *s, int err, const cha
  * needs more input, -1 if the connection was closed. c->out[d] is empty on entry. */
 static int run_filter(struct tcp_conn *c, enum tcp_dir d, bool eof)
 {
-    struct buf *in = c->in[d];
+    struct buf *in = c->in[d]; /* NULL: the filter has output of its own (pending()) */
     struct buf *out = c->out[d] ? c->out[d] : relay_buf_get(c->ctx);
     if (out == NULL) {
         conn_close(c, "out of memory");
@@ -160,16 +160,19 @@ static int run_filter(struct tcp_conn *c, enum tcp_dir d, bool eof)
     c->out[d] = out;
     size_t produced = 0;
     const char *reason = "protocol error";
-    ssize_t used = c->filter->data(c->fst, d, in->data + in->off, in->len, eof, out->data,
-                                   RELAY_BUF_SIZE, &produced, &reason);
+    ssize_t used = c->filter->data(c->fst, d, in ? in->data + in->off : NULL, in ? in->len : 0, eof,
+                                   out->data, RELAY_BUF_SIZE, &produced, &reason);
     if (used < 0) {
         conn_close(c, "%s filter: %s", c->filter->name, reason);
         return -1;
     }
-    in->off += (uint32_t)used;
-    in->len -= (uint32_t)used;
     out->off = 0;
     out->len = (uint32_t)produced;
+    if (in == NULL) {
+        return produced > 0;
+    }
+    in->off += (uint32_t)used;
+    in->len -= (uint32_t)used;
     if (in->len == 0) {
         relay_buf_put(c->ctx, in);
         c->in[d] = NULL;
@@ -255,7 +258,8 @@ static int pump(struct tcp_conn *c, enum tcp_dir d)
             relay_buf_put(ctx, o);
             c->out[d] = NULL;
         }
-        if (c->filter != NULL && c->in[d] != NULL) {
+        if (c->filter != NULL &&
+            (c->in[d] != NULL || (c->filter->pending && c->filter->pending(c->fst, d)))) {
             int r = run_filter(c, d, src->eof);
             if (r < 0) {
                 return -1;
@@ -399,6 +403,19 @@ static void on_connected(struct tcp_conn *c, uint32_t ev)
         conn_close(c, "connect to %s: %s", addr_format(&c->target, ts, sizeof(ts)), strerror(err));
         return;
     }
+    if (c->filter != NULL) {
+        struct tcp_filter_conn fc = {
+            .ctx = c->ctx, .map = c->map, .client = c->client, .target = c->target};
+        socklen_t len = sizeof(fc.client_local);
+        getsockname(c->cli.io.fd, (struct sockaddr *)&fc.client_local, &len);
+        len = sizeof(fc.target_local);
+        getsockname(c->tgt.io.fd, (struct sockaddr *)&fc.target_local, &len);
+        c->fst = c->filter->open(&fc);
+        if (c->fst == NULL) {
+            conn_close(c, "%s filter: out of memory", c->filter->name);
+            return;
+        }
+    }
     c->connected = true;
     c->last_ms = loop_now(c->ctx->loop);
     if (c->map->conf.idle_timeout_ms != 0) {
@@ -502,21 +519,7 @@ static void conn_start(struct tcp_listener *l, int fd, const struct sockaddr_sto
     ctx->conns = c;
     ctx->nconns++;
 
-    if (l->filter != NULL) {
-        struct sockaddr_storage local;
-        socklen_t len = sizeof(local);
-        if (getsockname(fd, (struct sockaddr *)&local, &len) == -1) {
-            memset(&local, 0, sizeof(local));
-        }
-        c->fst = l->filter->open(m, client, &local, &c->target);
-        if (c->fst == NULL) {
-            close(fd);
-            c->cli.io.fd = -1;
-            conn_close(c, "%s filter: out of memory", l->filter->name);
-            return;
-        }
-        c->filter = l->filter;
-    }
+    c->filter = l->filter; /* opened once the target has accepted */
     /* TCP_NODELAY: inherited from the listening socket. The relay writes what it has read as
      * soon as it has read it; Nagle on our side would only delay small writes the client (or the
      * target) already chose to send, so both sides relay without it. */

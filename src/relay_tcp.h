@@ -27,18 +27,30 @@
 
 enum tcp_dir { TCP_UP = 0 /* client -> target */, TCP_DOWN = 1 /* target -> client */ };
 
+/* What a filter learns of its connection when it opens. */
+struct tcp_filter_conn {
+    struct relay_ctx *ctx; /* the worker's: for sockets the filter opens (RTP ports) */
+    const struct mapping *map;
+    struct sockaddr_storage client, client_local; /* the client, and our address it used */
+    struct sockaddr_storage target, target_local; /* the target, and our address towards it */
+};
+
 /*
- * A stream filter. data() is given the unconsumed bytes read in direction dir, and appends
- * what should be sent on to out (at most out_room bytes at out). It returns how many input bytes
- * it consumed (it may keep a partial message unconsumed until more arrives) and sets *out_len;
- * or -1 to end the connection, with *reason set. eof says no more input will come.
+ * A stream filter. open() is called once the target has accepted (so both ends are known) and
+ * returns the filter's state, or NULL when out of memory. data() is given the unconsumed bytes
+ * read in direction dir, and appends what should be sent on to out (at most out_room bytes). It
+ * returns how many input bytes it consumed (it may keep a partial message until more arrives)
+ * and sets *out_len; or -1 to end the connection, with *reason set. eof says no more input
+ * will come. A filter that makes output of its own (an answer to the client that the target
+ * never sees) says so with pending(): data() is then called for that direction even with no
+ * input (in == NULL, len 0). pending may be NULL.
  */
 struct tcp_filter {
     const char *name;
-    void *(*open)(const struct mapping *m, const struct sockaddr_storage *client,
-                  const struct sockaddr_storage *local, const struct sockaddr_storage *target);
+    void *(*open)(const struct tcp_filter_conn *fc);
     ssize_t (*data)(void *st, enum tcp_dir dir, const char *in, size_t len, bool eof, char *out,
                     size_t out_room, size_t *out_len, const char **reason);
+    bool (*pending)(void *st, enum tcp_dir dir);
     void (*close)(void *st);
 };
 

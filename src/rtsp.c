@@ -367,6 +367,63 @@ static bool put_url(struct out *o, struct rtsp_str url, const struct rtsp_rewrit
     return true;
 }
 
+int rtsp_url_endpoint(struct rtsp_str url, struct rtsp_endpoint *ep)
+{
+    size_t a, b;
+    if (url_authority(url, &a, &b) != 0) {
+        return -1;
+    }
+    const char *p = url.p + a, *end = url.p + b;
+    const char *at = memchr(p, '@', (size_t)(end - p));
+    if (at != NULL) {
+        p = at + 1;
+    }
+    const char *host = p, *host_end, *port = NULL;
+    if (p < end && *p == '[') {
+        const char *close = memchr(p, ']', (size_t)(end - p));
+        if (close == NULL) {
+            return -1;
+        }
+        host = p + 1;
+        host_end = close;
+        if (close + 1 < end) {
+            if (close[1] != ':') {
+                return -1;
+            }
+            port = close + 2;
+        }
+    } else {
+        const char *colon = memchr(p, ':', (size_t)(end - p));
+        host_end = colon != NULL ? colon : end;
+        port = colon != NULL ? colon + 1 : NULL;
+    }
+    size_t hn = (size_t)(host_end - host);
+    if (hn == 0 || hn >= sizeof(ep->host)) {
+        return -1;
+    }
+    unsigned long pv = 554;
+    if (port != NULL) {
+        size_t pn = (size_t)(end - port);
+        if (pn == 0 || pn > 5) {
+            return -1;
+        }
+        pv = 0;
+        for (size_t i = 0; i < pn; i++) {
+            if (port[i] < '0' || port[i] > '9') {
+                return -1;
+            }
+            pv = pv * 10 + (unsigned long)(port[i] - '0');
+        }
+        if (pv == 0 || pv > 65535) {
+            return -1;
+        }
+    }
+    memcpy(ep->host, host, hn);
+    ep->host[hn] = '\0';
+    ep->port = (uint16_t)pv;
+    return 0;
+}
+
 ssize_t rtsp_rewrite_url(struct rtsp_str url, const struct rtsp_rewrite *rw, char *out,
                          size_t out_room)
 {
@@ -432,9 +489,10 @@ static void put_sdp_addr(struct out *o, struct rtsp_str line, size_t at,
         put(o, line.p, line.n);
         return;
     }
+    const char *to = rw->to_ip[0] != '\0' ? rw->to_ip : rw->to.host;
     put(o, line.p, at);
-    put_str(o, strchr(rw->to.host, ':') != NULL ? "IN IP6 " : "IN IP4 ");
-    put_str(o, rw->to.host);
+    put_str(o, strchr(to, ':') != NULL ? "IN IP6 " : "IN IP4 ");
+    put_str(o, to);
     put(o, addr + hn, an - hn);
 }
 

@@ -74,6 +74,7 @@ struct rtsp_endpoint {
 
 struct rtsp_rewrite {
     struct rtsp_endpoint from, to;
+    char to_ip[64]; /* the address o= and c= lines get (an IP literal); empty: to.host */
 };
 
 /*
@@ -90,6 +91,10 @@ ssize_t rtsp_rewrite(const char *in, const struct rtsp_msg *m, const struct rtsp
  * RTSP_ERROR when out_room is too small. */
 ssize_t rtsp_rewrite_url(struct rtsp_str url, const struct rtsp_rewrite *rw, char *out,
                          size_t out_room);
+
+/* The host and port an absolute rtsp URL names (554 when it gives none). Returns 0, or -1 for
+ * anything else ("*", a relative URL, another scheme, a host too long). */
+int rtsp_url_endpoint(struct rtsp_str url, struct rtsp_endpoint *ep);
 
 /*
  * Transport (RFC 2326 12.39, RFC 7826 18.54): a comma-separated list of transport specs, each a

@@ -205,7 +205,7 @@ static void test_file_errors(void **state)
                  "t.conf:6: [map web] max-conns: only allow and deny may continue");
     expect_error(MAP_OK "max-conns =\n", "t.conf:5: [map web] max-conns: empty value");
     expect_error("[map web]\nproto = sctp\nlisten = 0.0.0.0:1\ntarget = 192.0.2.1:1\n",
-                 "t.conf:2: [map web] proto: \"sctp\": expected tcp or udp");
+                 "t.conf:2: [map web] proto: \"sctp\": expected tcp, udp or rtsp");
     expect_error("[map web]\nproto = tcp\nlisten = 0.0.0.0\ntarget = 192.0.2.1:1\n",
                  "t.conf:3: [map web] listen: \"0.0.0.0\": expected HOST:PORT");
     expect_error("[map web]\nproto = tcp\nlisten = gw.example:80\ntarget = 192.0.2.1:1\n",
@@ -240,6 +240,24 @@ static void test_file_errors(void **state)
                  "connect-timeout = 3s\n",
                  "[map rtp] connect-timeout applies to tcp mappings only");
     expect_error(MAP_OK "max-sessions = 3\n", "t.conf:1: [map web] max-sessions applies to udp");
+    expect_error(MAP_OK "rtp-ports = 20000-20003\n",
+                 "t.conf:1: [map web] rtp-ports applies to rtsp mappings only");
+    const char *rtsp = "[map enc]\nproto = rtsp\nlisten = 0.0.0.0:554\ntarget = 192.0.2.10:8554\n";
+    char buf[256];
+    snprintf(buf, sizeof(buf), "%srtp-ports = 20001-20010\n", rtsp);
+    expect_error(buf, "t.conf:5: [map enc] rtp-ports: \"20001-20010\": RTP pairs start at an even "
+                      "port: an even start, an odd end");
+    snprintf(buf, sizeof(buf), "%srtp-ports = 20000-20001\n", rtsp);
+    expect_error(buf, "t.conf:5: [map enc] rtp-ports: \"20000-20001\": a stream takes two pairs");
+    snprintf(buf, sizeof(buf), "%srtp-ports = 100-201\n", rtsp);
+    expect_error(buf, "t.conf:5: [map enc] rtp-ports: \"100-201\": ports between 1024 and 65535");
+    snprintf(buf, sizeof(buf), "%srtp-ports = 20000\n", rtsp);
+    expect_error(buf, "t.conf:5: [map enc] rtp-ports: \"20000\": expected a port range");
+    snprintf(buf, sizeof(buf),
+             "%s[map web]\nproto = tcp\nlisten = 0.0.0.0:554\ntarget = "
+             "192.0.2.11:80\n",
+             rtsp);
+    expect_error(buf, "[map web] listen: tcp ports 554-554 overlap [map enc]");
     expect_error("[map rtp]\nproto = udp\nlisten = 0.0.0.0:80\ntarget = 192.0.2.1:80\n"
                  "max-sessions = 0\n",
                  "max-sessions: \"0\": must be at least 1");
@@ -309,6 +327,36 @@ static struct config *spec(const char *s)
     return c;
 }
 
+static void test_rtsp_ok(void **state)
+{
+    (void)state;
+    struct config *c = config_new();
+    assert_int_equal(config_add_spec(c, "rtsp:0.0.0.0:554=192.0.2.10:8554", 1), 0);
+    assert_int_equal(config_add_spec(c,
+                                     "rtsp:[::]:8554=192.0.2.11:554,rtp-ports=20000-20099,"
+                                     "max-sessions=5,max-conns=10",
+                                     2),
+                     0);
+    assert_int_equal(config_finish(c, false), 0);
+    assert_int_equal(c->maps[0].proto, MAP_RTSP);
+    assert_string_equal(map_proto_name(c->maps[0].proto), "rtsp");
+    assert_int_equal(c->maps[0].max_sessions, DEFAULT_RTSP_MAX_SESSIONS);
+    assert_int_equal(c->maps[0].rtp_lo, DEFAULT_RTP_PORT_LO);
+    assert_int_equal(c->maps[0].rtp_hi, DEFAULT_RTP_PORT_HI);
+    assert_int_equal(c->maps[0].idle_timeout_ms, DEFAULT_TCP_IDLE_TIMEOUT_MS);
+    assert_int_equal(c->maps[1].rtp_lo, 20000);
+    assert_int_equal(c->maps[1].rtp_hi, 20099);
+    assert_int_equal(c->maps[1].max_sessions, 5);
+    assert_int_equal(c->maps[1].max_conns, 10);
+    struct map_conf copy;
+    assert_int_equal(map_conf_copy(&copy, &c->maps[1]), 0);
+    assert_true(map_conf_equal(&copy, &c->maps[1]));
+    copy.rtp_hi = 20101;
+    assert_false(map_conf_equal(&copy, &c->maps[1]));
+    map_conf_clear(&copy);
+    config_free(c);
+}
+
 static void test_spec_ok(void **state)
 {
     (void)state;
@@ -362,7 +410,7 @@ static void test_spec_errors(void **state)
         {"tcp", "expected PROTO:LISTEN=TARGET"},
         {"tcp:0.0.0.0:80", "expected PROTO:LISTEN=TARGET"},
         {"=tcp:0.0.0.0:80", "expected PROTO:LISTEN=TARGET"},
-        {"sctp:0.0.0.0:80=192.0.2.1:80", "--map 1: proto: \"sctp\": expected tcp or udp"},
+        {"sctp:0.0.0.0:80=192.0.2.1:80", "--map 1: proto: \"sctp\": expected tcp, udp or rtsp"},
         {"tcp:0.0.0.0=192.0.2.1:80", "--map 1: listen: \"0.0.0.0\": expected HOST:PORT"},
         {"tcp:0.0.0.0:80=192.0.2.1", "--map 1: target: \"192.0.2.1\": expected HOST:PORT"},
         {"tcp:0.0.0.0:80=", "target: \"\": expected HOST:PORT"},
@@ -438,8 +486,8 @@ int main(void)
         cmocka_unit_test(test_duration),       cmocka_unit_test(test_file_ok),
         cmocka_unit_test(test_file_errors),    cmocka_unit_test(test_file_no_false_errors),
         cmocka_unit_test(test_file_io_errors), cmocka_unit_test(test_spec_ok),
-        cmocka_unit_test(test_spec_errors),    cmocka_unit_test(test_resolve),
-        cmocka_unit_test(test_equal_and_copy),
+        cmocka_unit_test(test_rtsp_ok),        cmocka_unit_test(test_spec_errors),
+        cmocka_unit_test(test_resolve),        cmocka_unit_test(test_equal_and_copy),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }

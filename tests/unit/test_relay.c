@@ -28,13 +28,13 @@
 
 static int filter_opened, filter_closed;
 
-static void *upper_open(const struct mapping *m, const struct sockaddr_storage *client,
-                        const struct sockaddr_storage *local, const struct sockaddr_storage *target)
+static void *upper_open(const struct tcp_filter_conn *fc)
 {
-    (void)m;
-    (void)client;
-    (void)target;
-    assert_int_equal(local->ss_family, AF_INET); /* the address the client connected to */
+    /* Both ends and our addresses on both sides are known when it opens. */
+    assert_int_equal(fc->client_local.ss_family, AF_INET);
+    assert_int_equal(fc->target_local.ss_family, AF_INET);
+    assert_true(addr_port(&fc->client_local) != 0 && addr_port(&fc->target_local) != 0);
+    assert_non_null(fc->ctx);
     filter_opened++;
     return &filter_opened;
 }
@@ -69,7 +69,7 @@ static void upper_close(void *st)
     filter_closed++;
 }
 
-static const struct tcp_filter upper = {"upper", upper_open, upper_data, upper_close};
+static const struct tcp_filter upper = {"upper", upper_open, upper_data, NULL, upper_close};
 
 /* ---- peers ---- */
 

@@ -132,8 +132,8 @@ static void test_frames(void **state)
     assert_int_equal(rtsp_frame_len(f, 8), 7);
 }
 
-static const struct rtsp_rewrite out_rw = {{"192.0.2.10", 8554}, {"203.0.113.1", 554}};
-static const struct rtsp_rewrite in_rw = {{"203.0.113.1", 554}, {"192.0.2.10", 8554}};
+static const struct rtsp_rewrite out_rw = {{"192.0.2.10", 8554}, {"203.0.113.1", 554}, ""};
+static const struct rtsp_rewrite in_rw = {{"203.0.113.1", 554}, {"192.0.2.10", 8554}, ""};
 
 static void expect_url(const struct rtsp_rewrite *rw, const char *url, const char *want)
 {
@@ -166,11 +166,26 @@ static void test_urls(void **state)
     expect_url(&in_rw, "rtsp://203.0.113.1:554/live", "rtsp://192.0.2.10:8554/live");
 
     /* IPv6 on either side. */
-    const struct rtsp_rewrite v6 = {{"192.0.2.10", 554}, {"2001:db8::1", 8554}};
+    const struct rtsp_rewrite v6 = {{"192.0.2.10", 554}, {"2001:db8::1", 8554}, ""};
     expect_url(&v6, "rtsp://192.0.2.10/x", "rtsp://[2001:db8::1]:8554/x");
-    const struct rtsp_rewrite v6in = {{"2001:db8::1", 8554}, {"192.0.2.10", 554}};
+    const struct rtsp_rewrite v6in = {{"2001:db8::1", 8554}, {"192.0.2.10", 554}, ""};
     expect_url(&v6in, "rtsp://[2001:DB8::1]:8554/x", "rtsp://192.0.2.10/x");
     expect_url(&v6in, "rtsp://[2001:db8::1/x", NULL);
+
+    struct rtsp_endpoint ep;
+    const char *e1 = "rtsp://user:pw@[2001:db8::1]:8554/live";
+    assert_int_equal(rtsp_url_endpoint((struct rtsp_str){e1, strlen(e1)}, &ep), 0);
+    assert_string_equal(ep.host, "2001:db8::1");
+    assert_int_equal(ep.port, 8554);
+    const char *e2 = "rtsp://gw.example.com/live";
+    assert_int_equal(rtsp_url_endpoint((struct rtsp_str){e2, strlen(e2)}, &ep), 0);
+    assert_string_equal(ep.host, "gw.example.com");
+    assert_int_equal(ep.port, 554);
+    const char *bad[] = {
+        "*", "live/trackID=0", "rtsp://:554/", "rtsp://h:99999/", "rtsp://[::1/", "rtsp://h:/"};
+    for (size_t i = 0; i < sizeof(bad) / sizeof(bad[0]); i++) {
+        assert_int_equal(rtsp_url_endpoint((struct rtsp_str){bad[i], strlen(bad[i])}, &ep), -1);
+    }
 
     char small[8];
     const char *u = "rtsp://192.0.2.10:8554/live";
@@ -255,7 +270,7 @@ static void test_rewrite_vlc_describe(void **state)
 static void test_rewrite_gstreamer(void **state)
 {
     (void)state;
-    const struct rtsp_rewrite rw = {{"192.0.2.10", 8554}, {"2001:db8::1", 554}};
+    const struct rtsp_rewrite rw = {{"192.0.2.10", 8554}, {"2001:db8::1", 554}, ""};
     const char *sdp = "v=0\n"
                       "o=- 1188340656180883 1 IN IP4 192.0.2.10\n"
                       "s=Session streamed with GStreamer\n"

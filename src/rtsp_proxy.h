@@ -1,0 +1,23 @@
+/*
+ * rtsp_proxy: the stream filter of proto = rtsp mappings. It follows the RTSP conversation on a
+ * control connection and makes it work through the gateway:
+ *   - requests go to the device with their URLs naming the device; answers come back with the
+ *     device's URLs and SDP addresses naming the address the client used (rtsp.c);
+ *   - a SETUP for RTP over UDP gets a stream (rtsp_session.c): the device is told the inside
+ *     pair as the client's ports, the client the outside pair as the server's, and the RTP and
+ *     RTCP between them are relayed; interleaved TCP passes as it is;
+ *   - what the gateway refuses it answers itself, in order with the device's answers: multicast
+ *     or unknown transports (461), no RTP ports or max-sessions reached (453), malformed
+ *     requests (400, then the connection closes). A device that sends malformed RTSP loses the
+ *     connection.
+ * Streams end with TEARDOWN's answer or with the control connection. Requests and answers are
+ * matched by CSeq (in order when a device leaves it out, as VLC does in errors).
+ */
+#ifndef PORTGATE_RTSP_PROXY_H
+#define PORTGATE_RTSP_PROXY_H
+
+#include "relay_tcp.h"
+
+extern const struct tcp_filter rtsp_proxy_filter;
+
+#endif

@@ -1,0 +1,245 @@
+"""RTSP mappings through the real binary, with a real encoder: VLC serving an H.264 clip, and
+ffprobe (and raw requests) as the player. On loopback; the namespace topology is in
+test_topology.py."""
+import os
+import re
+import shutil
+import socket
+import subprocess
+import tempfile
+import threading
+import time
+
+import pytest
+
+from conftest import free_ports
+
+pytestmark = pytest.mark.skipif(
+    not all(shutil.which(t) for t in ("cvlc", "ffmpeg", "ffprobe", "setpriv")),
+    reason="needs vlc-bin, ffmpeg (tools/bootstrap installs them)")
+
+
+@pytest.fixture(scope="session")
+def clip():
+    """A 10 s H.264 test pattern, readable by the unprivileged user VLC runs as."""
+    d = tempfile.mkdtemp(prefix="portgate-rtsp-")
+    os.chmod(d, 0o755)
+    path = os.path.join(d, "clip.mp4")
+    subprocess.run(["ffmpeg", "-hide_banner", "-loglevel", "error", "-y", "-f", "lavfi", "-i",
+                    "testsrc=size=320x240:rate=25", "-t", "10", "-c:v", "libx264", "-g", "25",
+                    "-pix_fmt", "yuv420p", path], check=True, timeout=120)
+    os.chmod(path, 0o644)
+    yield path
+    shutil.rmtree(d, ignore_errors=True)
+
+
+def wait_tcp(host, port, timeout=15):
+    deadline = time.time() + timeout
+    while time.time() < deadline:
+        with socket.socket() as s:
+            if s.connect_ex((host, port)) == 0:
+                return
+        time.sleep(0.1)
+    raise AssertionError(f"nothing listens on {host}:{port}")
+
+
+def start_vlc(clip, host, port):
+    """VLC 3 as the encoder: RTSP on host:port, path /live (VLC refuses to run as root)."""
+    p = subprocess.Popen(["setpriv", "--reuid=65534", "--regid=65534", "--clear-groups",
+                          "cvlc", "-q", clip, "--loop",
+                          "--sout", f"#rtp{{sdp=rtsp://{host}:{port}/live}}", "--sout-keep"],
+                         stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    wait_tcp(host, port)
+    return p
+
+
+@pytest.fixture
+def vlc(clip):
+    procs = []
+
+    def make(host="127.0.0.1"):
+        port = free_ports()
+        procs.append(start_vlc(clip, host, port))
+        return port
+
+    yield make
+    for p in procs:
+        p.kill()
+        p.wait()
+
+
+def frames(url, transport="udp", seconds=3):
+    """Video frames ffprobe decodes from url in the first seconds."""
+    r = subprocess.run(["ffprobe", "-v", "error", "-rtsp_transport", transport, "-count_frames",
+                        "-select_streams", "v", "-show_entries", "stream=nb_read_frames",
+                        "-read_intervals", f"%+{seconds}", url],
+                       capture_output=True, text=True, timeout=60)
+    m = re.search(r"nb_read_frames=(\d+)", r.stdout)
+    return int(m[1]) if m else 0
+
+
+class Rtsp:
+    """A raw RTSP client: one request, one answer."""
+
+    def __init__(self, port, host="127.0.0.1"):
+        self.s = socket.create_connection((host, port), timeout=10)
+        self.buf = b""
+        self.cseq = 0
+
+    def read_answer(self):
+        while b"\r\n\r\n" not in self.buf:
+            d = self.s.recv(65536)
+            if not d:
+                raise EOFError(self.buf)
+            self.buf += d
+        head, rest = self.buf.split(b"\r\n\r\n", 1)
+        lines = head.decode().split("\r\n")
+        headers = {}
+        for line in lines[1:]:
+            k, v = line.split(":", 1)
+            headers[k.strip().lower()] = v.strip()
+        n = int(headers.get("content-length", "0"))
+        while len(rest) < n:
+            rest += self.s.recv(65536)
+        self.buf = rest[n:]
+        return int(lines[0].split()[1]), headers, rest[:n].decode()
+
+    def ask(self, method, url, **headers):
+        self.cseq += 1
+        text = f"{method} {url} RTSP/1.0\r\nCSeq: {self.cseq}\r\n"
+        text += "".join(f"{k.replace('_', '-')}: {v}\r\n" for k, v in headers.items())
+        self.s.sendall(text.encode() + b"\r\n")
+        return self.read_answer()
+
+    def close(self):
+        self.s.close()
+
+
+def track_url(c, port):
+    """The control URL of the video track, from a DESCRIBE on connection c."""
+    status, _, sdp = c.ask("DESCRIBE", f"rtsp://127.0.0.1:{port}/live", Accept="application/sdp")
+    assert status == 200
+    return re.findall(r"a=control:(\S+)", sdp)[-1]
+
+
+def rtsp_gateway(gateway, device_port, extra="", rtp="20000-20199"):
+    port = free_ports()
+    g = gateway("--map", f"rtsp:127.0.0.1:{port}=127.0.0.1:{device_port},rtp-ports={rtp},"
+                f"name=enc{extra}")
+    return g, port
+
+
+def test_udp_stream_decodes_through_the_gateway(gateway, vlc):
+    dev = vlc()
+    g, port = rtsp_gateway(gateway, dev)
+    base = g.fds()
+    assert frames(f"rtsp://127.0.0.1:{port}/live") >= 25
+    g.wait_log("stream ended (TEARDOWN)")
+    st = g.map_stats("enc")
+    # The RTP went through the gateway's ports, not straight from the device to the player.
+    assert st["rtsp sessions"] == 1
+    assert st["datagrams to clients"] >= 25
+    assert st["rtp bytes to clients"] > 10000
+    assert st["rtp datagrams from strangers"] == 0
+    assert g.fds() == base  # the four RTP sockets are closed again
+
+
+def test_two_players_at_once(gateway, vlc):
+    dev = vlc()
+    g, port = rtsp_gateway(gateway, dev)
+    got = []
+    threads = [threading.Thread(target=lambda: got.append(frames(f"rtsp://127.0.0.1:{port}/live")))
+               for _ in range(2)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    assert len(got) == 2 and min(got) >= 25, got
+    g.wait_log("stream ended (TEARDOWN)", 2)
+    assert g.map_stats("enc")["rtsp sessions"] == 2
+
+
+def test_describe_and_setup_name_the_gateway(gateway, vlc):
+    dev = vlc()
+    g, port = rtsp_gateway(gateway, dev)
+    c = Rtsp(port)
+    status, h, sdp = c.ask("DESCRIBE", f"rtsp://127.0.0.1:{port}/live", Accept="application/sdp")
+    assert status == 200
+    assert h["content-base"].startswith(f"rtsp://127.0.0.1:{port}/live")
+    controls = re.findall(r"a=control:(\S+)", sdp)
+    assert controls and all(u.startswith(f"rtsp://127.0.0.1:{port}/") for u in controls)
+    assert f":{dev}" not in sdp and f":{dev}" not in h["content-base"]
+    assert int(h["content-length"]) == len(sdp)
+
+    status, h, _ = c.ask("SETUP", controls[-1], Transport="RTP/AVP;unicast;client_port=5000-5001")
+    assert status == 200, h
+    m = re.search(r"client_port=(\d+)-(\d+)", h["transport"])
+    assert (int(m[1]), int(m[2])) == (5000, 5001)  # what the client announced, as it was
+    m = re.search(r"server_port=(\d+)-(\d+)", h["transport"])
+    assert 20000 <= int(m[1]) < 20200 and int(m[2]) == int(m[1]) + 1 and int(m[1]) % 2 == 0
+    # Closing the control connection frees the stream.
+    c.close()
+    g.wait_log("stream ended (the control connection closed)")
+
+
+def test_multicast_is_refused_in_order(gateway, vlc):
+    """The gateway answers what it refuses itself, in order among the device's answers."""
+    dev = vlc()
+    g, port = rtsp_gateway(gateway, dev)
+    c = Rtsp(port)
+    url = f"rtsp://127.0.0.1:{port}/live"
+    # Pipelined: the SETUP's refusal must wait for the device's answer to the OPTIONS before
+    # it. (VLC itself answers only the first of pipelined requests, so only one goes to it.)
+    c.s.sendall((f"OPTIONS {url} RTSP/1.0\r\nCSeq: 1\r\n\r\n"
+                 f"SETUP {url}/trackID=1 RTSP/1.0\r\nCSeq: 2\r\n"
+                 "Transport: RTP/AVP;multicast;destination=233.252.0.1;port=5000-5001\r\n\r\n"
+                 ).encode())
+    answers = [c.read_answer() for _ in range(2)]
+    c.s.sendall(f"OPTIONS {url} RTSP/1.0\r\nCSeq: 3\r\n\r\n".encode())
+    answers.append(c.read_answer())
+    assert [a[1].get("cseq") for a in answers] == ["1", "2", "3"]
+    assert answers[0][0] == 200 and answers[2][0] == 200
+    assert answers[1][0] == 461 and answers[1][1]["server"] == "portgate"
+    g.wait_log("SETUP refused: multicast transports are not relayed")
+    assert g.map_stats("enc")["rtsp requests refused"] == 1
+    c.close()
+
+
+def test_max_sessions_and_rtp_ports_exhausted(gateway, vlc):
+    dev = vlc()
+    port, tiny = free_ports(2)
+    g = gateway("--map", f"rtsp:127.0.0.1:{port}=127.0.0.1:{dev},max-sessions=1,name=one",
+                "--map", f"rtsp:127.0.0.1:{tiny}=127.0.0.1:{dev},rtp-ports=20300-20303,name=tiny")
+    a, b = Rtsp(port), Rtsp(port)
+    url = track_url(a, port)
+    assert a.ask("SETUP", url, Transport="RTP/AVP;unicast;client_port=5000-5001")[0] == 200
+    status, h, _ = b.ask("SETUP", url, Transport="RTP/AVP;unicast;client_port=5002-5003")
+    assert status == 453
+    g.wait_log("SETUP refused: max-sessions (1) reached")
+    a.close()
+    g.wait_log("stream ended (the control connection closed)")
+    # The place is free again.
+    assert b.ask("SETUP", url, Transport="RTP/AVP;unicast;client_port=5002-5003")[0] == 200
+    b.close()
+
+    a, b = Rtsp(tiny), Rtsp(tiny)
+    url = track_url(a, tiny)
+    assert a.ask("SETUP", url, Transport="RTP/AVP;unicast;client_port=5000-5001")[0] == 200
+    assert b.ask("SETUP", url, Transport="RTP/AVP;unicast;client_port=5002-5003")[0] == 453
+    g.wait_log("SETUP refused: every pair of rtp-ports is in use")
+    a.close()
+    b.close()
+
+
+def test_malformed_request_gets_400_and_close(gateway, vlc):
+    dev = vlc()
+    g, port = rtsp_gateway(gateway, dev)
+    c = Rtsp(port)
+    c.s.sendall(b"GARBAGE\r\n\r\n")
+    status, h, _ = c.read_answer()
+    assert status == 400
+    assert c.s.recv(100) == b""
+    g.wait_log("the client sent malformed RTSP (start line without a space)")
+    c.close()
+    # The mapping goes on serving.
+    assert Rtsp(port).ask("OPTIONS", f"rtsp://127.0.0.1:{port}/live")[0] == 200
