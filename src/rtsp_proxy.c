@@ -391,8 +391,10 @@ static ssize_t answer(struct proxy *p, const char *msg, const struct rtsp_msg *m
     }
     if (e != NULL) {
         if (e->stream != NULL && !udp) {
-            stream_end(p, e->stream,
-                       ok ? "the device chose another transport" : "the device refused the SETUP");
+            char what[64];
+            snprintf(what, sizeof(what), "the device answered the SETUP with %d%s", m->status,
+                     ok ? " but not with RTP over UDP" : "");
+            stream_end(p, e->stream, what);
         }
         if (e->kind == REQ_TEARDOWN && ok) {
             streams_end(p, "TEARDOWN");

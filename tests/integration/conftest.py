@@ -4,7 +4,9 @@ import random
 import re
 import signal
 import socket
+import shutil
 import subprocess
+import tempfile
 import threading
 import time
 
@@ -366,3 +368,41 @@ def is_refused(port, **kw):
         return False
     finally:
         s.close()
+
+
+@pytest.fixture(scope="session")
+def clip():
+    """A 5-minute H.264 test pattern, readable by the unprivileged user VLC runs as. Longer than
+    the tests: VLC renumbers its tracks when a looped clip starts over, and a SETUP for the old
+    track then gets 404."""
+    d = tempfile.mkdtemp(prefix="portgate-rtsp-")
+    os.chmod(d, 0o755)
+    path = os.path.join(d, "clip.mp4")
+    subprocess.run(["ffmpeg", "-hide_banner", "-loglevel", "error", "-y", "-f", "lavfi", "-i",
+                    "testsrc=size=320x240:rate=25", "-t", "300", "-c:v", "libx264", "-preset",
+                    "ultrafast", "-g", "25", "-pix_fmt", "yuv420p", path], check=True, timeout=300)
+    os.chmod(path, 0o644)
+    yield path
+    shutil.rmtree(d, ignore_errors=True)
+
+
+def vlc_command(clip, host, port):
+    """VLC 3 as an encoder: the clip, looped, over RTSP on host:port at /live. VLC refuses to
+    run as root, so it runs as nobody."""
+    h = f"[{host}]" if ":" in host else host
+    return ["setpriv", "--reuid=65534", "--regid=65534", "--clear-groups", "cvlc", "-q", clip,
+            "--loop", "--sout", f"#rtp{{sdp=rtsp://{h}:{port}/live}}", "--sout-keep"]
+
+
+def ffprobe_frames(url, transport="udp", seconds=3, prefix=(), timeout=60):
+    """Video frames ffprobe decodes from url in its first seconds (0 if it fails or hangs).
+    prefix runs it elsewhere (ip netns exec NS)."""
+    try:
+        r = subprocess.run(list(prefix) + [
+            "ffprobe", "-v", "error", "-rtsp_transport", transport, "-count_frames",
+            "-select_streams", "v", "-show_entries", "stream=nb_read_frames", "-read_intervals",
+            f"%+{seconds}", url], capture_output=True, text=True, timeout=timeout)
+    except subprocess.TimeoutExpired:
+        return 0
+    m = re.search(r"nb_read_frames=(\d+)", r.stdout)
+    return int(m[1]) if m else 0

@@ -4,10 +4,16 @@
   nethelper.py udp-echo HOST PORT          datagram echo server; prints "ready"
   nethelper.py tcp-client HOST PORT MSG    prints what the echo returned, exit 1 on failure
   nethelper.py udp-client HOST PORT MSG    same over UDP
+  nethelper.py wait-tcp HOST PORT          waits until something listens there (exit 1 after 20 s)
+  nethelper.py gst-rtsp HOST PORT [USER PASSWORD]
+                                           GStreamer's RTSP server with a live H.264 test
+                                           pattern at /test (Digest authentication when a user
+                                           is given); prints "ready"
 """
 import socket
 import sys
 import threading
+import time
 
 
 def family(host):
@@ -64,6 +70,50 @@ def udp_client(host, port, msg):
     print(d.decode())
 
 
+def wait_tcp(host, port):
+    deadline = time.time() + 20
+    while time.time() < deadline:
+        with socket.socket(family(host), socket.SOCK_STREAM) as s:
+            if s.connect_ex((host, port)) == 0:
+                return
+        time.sleep(0.1)
+    raise OSError(f"nothing listens on {host}:{port}")
+
+
+def gst_rtsp(host, port, user=None, password=None):
+    import gi
+    gi.require_version("Gst", "1.0")
+    gi.require_version("GstRtsp", "1.0")
+    gi.require_version("GstRtspServer", "1.0")
+    from gi.repository import GLib, Gst, GstRtsp, GstRtspServer
+    Gst.init(None)
+    server = GstRtspServer.RTSPServer()
+    server.set_address(host)
+    server.set_service(str(port))
+    factory = GstRtspServer.RTSPMediaFactory()
+    factory.set_launch("( videotestsrc is-live=true ! video/x-raw,width=320,height=240,"
+                       "framerate=25/1 ! x264enc tune=zerolatency speed-preset=ultrafast "
+                       "key-int-max=25 ! rtph264pay name=pay0 pt=96 )")
+    factory.set_shared(True)
+    if user:
+        auth = GstRtspServer.RTSPAuth()
+        auth.set_supported_methods(GstRtsp.RTSPAuthMethod.DIGEST)
+        token = GstRtspServer.RTSPToken()
+        token.set_string(GstRtspServer.RTSP_TOKEN_MEDIA_FACTORY_ROLE, "user")
+        auth.add_digest(user, password, token)
+        server.set_auth(auth)
+        perms = GstRtspServer.RTSPPermissions()
+        for perm in (GstRtspServer.RTSP_PERM_MEDIA_FACTORY_ACCESS,
+                     GstRtspServer.RTSP_PERM_MEDIA_FACTORY_CONSTRUCT):
+            perms.add_permission_for_role("user", perm, True)
+        factory.set_permissions(perms)
+    server.get_mount_points().add_factory("/test", factory)
+    if server.attach(None) == 0:
+        raise OSError(f"cannot listen on {host}:{port}")
+    print("ready", flush=True)
+    GLib.MainLoop().run()
+
+
 def main():
     mode, host, port = sys.argv[1], sys.argv[2], int(sys.argv[3])
     try:
@@ -75,6 +125,10 @@ def main():
             tcp_client(host, port, sys.argv[4])
         elif mode == "udp-client":
             udp_client(host, port, sys.argv[4])
+        elif mode == "wait-tcp":
+            wait_tcp(host, port)
+        elif mode == "gst-rtsp":
+            gst_rtsp(host, port, *sys.argv[4:6])
     except OSError as e:
         print(f"error: {e}", file=sys.stderr)
         sys.exit(1)

@@ -6,31 +6,16 @@ import re
 import shutil
 import socket
 import subprocess
-import tempfile
 import threading
 import time
 
 import pytest
 
-from conftest import free_ports
+from conftest import ffprobe_frames, free_ports, vlc_command
 
 pytestmark = pytest.mark.skipif(
     not all(shutil.which(t) for t in ("cvlc", "ffmpeg", "ffprobe", "setpriv")),
     reason="needs vlc-bin, ffmpeg (tools/bootstrap installs them)")
-
-
-@pytest.fixture(scope="session")
-def clip():
-    """A 10 s H.264 test pattern, readable by the unprivileged user VLC runs as."""
-    d = tempfile.mkdtemp(prefix="portgate-rtsp-")
-    os.chmod(d, 0o755)
-    path = os.path.join(d, "clip.mp4")
-    subprocess.run(["ffmpeg", "-hide_banner", "-loglevel", "error", "-y", "-f", "lavfi", "-i",
-                    "testsrc=size=320x240:rate=25", "-t", "10", "-c:v", "libx264", "-g", "25",
-                    "-pix_fmt", "yuv420p", path], check=True, timeout=120)
-    os.chmod(path, 0o644)
-    yield path
-    shutil.rmtree(d, ignore_errors=True)
 
 
 def wait_tcp(host, port, timeout=15):
@@ -44,11 +29,8 @@ def wait_tcp(host, port, timeout=15):
 
 
 def start_vlc(clip, host, port):
-    """VLC 3 as the encoder: RTSP on host:port, path /live (VLC refuses to run as root)."""
-    p = subprocess.Popen(["setpriv", "--reuid=65534", "--regid=65534", "--clear-groups",
-                          "cvlc", "-q", clip, "--loop",
-                          "--sout", f"#rtp{{sdp=rtsp://{host}:{port}/live}}", "--sout-keep"],
-                         stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    p = subprocess.Popen(vlc_command(clip, host, port), stdout=subprocess.DEVNULL,
+                         stderr=subprocess.DEVNULL)
     wait_tcp(host, port)
     return p
 
@@ -68,14 +50,8 @@ def vlc(clip):
         p.wait()
 
 
-def frames(url, transport="udp", seconds=3):
-    """Video frames ffprobe decodes from url in the first seconds."""
-    r = subprocess.run(["ffprobe", "-v", "error", "-rtsp_transport", transport, "-count_frames",
-                        "-select_streams", "v", "-show_entries", "stream=nb_read_frames",
-                        "-read_intervals", f"%+{seconds}", url],
-                       capture_output=True, text=True, timeout=60)
-    m = re.search(r"nb_read_frames=(\d+)", r.stdout)
-    return int(m[1]) if m else 0
+def frames(url, transport="udp"):
+    return ffprobe_frames(url, transport)
 
 
 class Rtsp:

@@ -7,16 +7,23 @@ mapping, for TCP and UDP, over IPv4 and IPv6.
     2001:db8:1::2            2001:db8:1::1 | 2001:db8:2::1        2001:db8:2::10
 
 The gateway does not forward packets (ip_forward = 0): only portgate carries traffic across.
+
+The device also runs two encoders: VLC 3 serving an H.264 clip over RTSP (192.0.2.10:8554, RTP
+over UDP only), and GStreamer's RTSP server (192.0.2.10:8556, UDP or interleaved TCP, Digest
+authentication). Players outside (ffprobe, GStreamer's rtspsrc) must decode frames through the
+rtsp mappings, and a plain TCP forward of the same port must fail, as it does on a router.
 """
 import os
+import re
 import shutil
+import signal
 import subprocess
 import sys
 import time
 
 import pytest
 
-from conftest import BINARY
+from conftest import BINARY, ffprobe_frames, vlc_command
 
 HELPER = os.path.join(os.path.dirname(os.path.abspath(__file__)), "nethelper.py")
 PY = sys.executable
@@ -81,14 +88,22 @@ class Topology:
             sh("ip", "netns", "del", n, check=False)
 
 
+RTSP_TOOLS = all(shutil.which(t) for t in ("cvlc", "ffmpeg", "ffprobe", "gst-launch-1.0"))
+
+
 @pytest.fixture(scope="module")
-def topo(tmp_path_factory):
+def topo(tmp_path_factory, request):
     t = Topology()
     try:
         t.up()
         for host in ("192.0.2.10", "2001:db8:2::10"):
             t.start(t.d, PY, HELPER, "tcp-echo", host, "80")
             t.start(t.d, PY, HELPER, "udp-echo", host, "5000")
+        if RTSP_TOOLS:
+            clip = request.getfixturevalue("clip")
+            t.start(t.d, *vlc_command(clip, "192.0.2.10", 8554), wait_ready=False)
+            t.ns(t.d, PY, HELPER, "wait-tcp", "192.0.2.10", "8554")
+            t.start(t.d, PY, HELPER, "gst-rtsp", "192.0.2.10", "8556", "admin", "secret")
         log = tmp_path_factory.mktemp("topo") / "portgate.log"
         logf = open(log, "w")
         gw = subprocess.Popen(
@@ -97,7 +112,11 @@ def topo(tmp_path_factory):
              "--map", "udp:198.51.100.1:5000=192.0.2.10:5000,name=udp4",
              "--map", "tcp:[2001:db8:1::1]:8080=[2001:db8:2::10]:80,name=web6",
              "--map", "udp:[::]:5000=[2001:db8:2::10]:5000,name=udp6",
-             "--map", "tcp:[2001:db8:1::1]:8081=192.0.2.10:80,name=web6to4"],
+             "--map", "tcp:[2001:db8:1::1]:8081=192.0.2.10:80,name=web6to4",
+             "--map", "rtsp:198.51.100.1:554=192.0.2.10:8554,rtp-ports=30000-30099,name=enc4",
+             "--map", "rtsp:[2001:db8:1::1]:554=192.0.2.10:8554,rtp-ports=30100-30199,name=enc6",
+             "--map", "rtsp:198.51.100.1:8556=192.0.2.10:8556,rtp-ports=30200-30299,name=gst",
+             "--map", "tcp:198.51.100.1:8554=192.0.2.10:8554,name=plain"],
             stdout=logf, stderr=logf)
         t.procs.append(gw)
         deadline = time.time() + 10
@@ -105,6 +124,13 @@ def topo(tmp_path_factory):
             time.sleep(0.05)
         t.log = log
         yield t
+        # Stop it as an operator would, so sanitizer builds report leaks, and fail on a report.
+        gw.send_signal(signal.SIGTERM)
+        gw.wait(20)
+        text = log.read_text()
+        for bad in ("ERROR: AddressSanitizer", "ERROR: LeakSanitizer", "runtime error:",
+                    "WARNING: ThreadSanitizer"):
+            assert bad not in text, text
     finally:
         t.down()
 
@@ -144,3 +170,91 @@ def test_device_sees_the_gateway_not_the_client(topo):
     assert r.returncode == 0
     log = topo.log.read_text()
     assert "map web4: tcp 198.51.100.2:" in log and "-> 192.0.2.10:80 ended" in log
+
+
+# ---- RTSP: an encoder inside, players outside ----
+
+rtsp = pytest.mark.skipif(not RTSP_TOOLS, reason="needs vlc-bin, ffmpeg and GStreamer")
+
+
+def outside(t):
+    return ("ip", "netns", "exec", t.c)
+
+
+def rtp_sockets(t, lo, hi):
+    """The gateway's UDP sockets bound in [lo, hi]."""
+    out = t.ns(t.g, "ss", "-Huan").stdout
+    ports = [int(m[1]) for m in re.finditer(r"\S+:(\d+)\s+\S+\s*$", out, re.M)]
+    return [p for p in ports if lo <= p <= hi]
+
+
+def wait_no_rtp_sockets(t, lo, hi, timeout=10):
+    deadline = time.time() + timeout
+    while rtp_sockets(t, lo, hi):
+        assert time.time() < deadline, rtp_sockets(t, lo, hi)
+        time.sleep(0.1)
+
+
+@rtsp
+def test_plain_forward_breaks_rtsp_over_udp(topo):
+    """The problem the rtsp mappings solve: VLC sends RTP to the gateway's inside address,
+    where nothing listens, and leaks its own address in its answers."""
+    assert ffprobe_frames("rtsp://198.51.100.1:8554/live", "udp", prefix=outside(topo),
+                          timeout=20) == 0
+
+
+@rtsp
+@pytest.mark.parametrize("url,lo", [("rtsp://198.51.100.1/live", 30000),
+                                    ("rtsp://[2001:db8:1::1]/live", 30100)])
+def test_vlc_over_udp_through_the_gateway(topo, url, lo):
+    assert ffprobe_frames(url, "udp", prefix=outside(topo)) >= 25
+    # TEARDOWN frees the ports.
+    wait_no_rtp_sockets(topo, lo, lo + 99)
+
+
+@rtsp
+def test_two_players_at_once(topo):
+    procs = [subprocess.Popen(list(outside(topo)) + [
+        "ffprobe", "-v", "error", "-rtsp_transport", "udp", "-count_frames", "-select_streams",
+        "v", "-show_entries", "stream=nb_read_frames", "-read_intervals", "%+3",
+        "rtsp://198.51.100.1/live"], stdout=subprocess.PIPE, text=True) for _ in range(2)]
+    outs = [p.communicate(timeout=60)[0] for p in procs]
+    counts = [int(re.search(r"nb_read_frames=(\d+)", o)[1]) for o in outs]
+    assert min(counts) >= 10, counts
+    wait_no_rtp_sockets(topo, 30000, 30099)
+
+
+@rtsp
+@pytest.mark.parametrize("transport,lo", [("tcp", None), ("udp", 30200)])
+def test_gstreamer_server_with_digest(topo, transport, lo):
+    """Interleaved TCP passes through; UDP is relayed; Digest (computed by the client over the
+    URL it used) still verifies at the device."""
+    url = "rtsp://admin:secret@198.51.100.1:8556/test"
+    assert ffprobe_frames(url, transport, prefix=outside(topo)) >= 25
+    assert ffprobe_frames(url.replace("secret", "wrong"), transport, prefix=outside(topo)) == 0
+    if lo is not None:
+        wait_no_rtp_sockets(topo, lo, lo + 99)
+
+
+@rtsp
+def test_gstreamer_player(topo):
+    r = topo.ns(topo.c, "timeout", "25", "gst-launch-1.0", "-q", "rtspsrc",
+                "location=rtsp://198.51.100.1:8556/test", "user-id=admin", "user-pw=secret",
+                "protocols=udp", "!", "rtph264depay", "!", "h264parse", "!", "fakesink",
+                "num-buffers=50", check=False)
+    assert r.returncode == 0, r.stdout + r.stderr
+
+
+@rtsp
+def test_abrupt_disconnect_frees_the_ports(topo):
+    p = subprocess.Popen(list(outside(topo)) + [
+        "ffprobe", "-v", "error", "-rtsp_transport", "udp", "-count_frames", "-read_intervals",
+        "%+30", "rtsp://198.51.100.1/live"], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    deadline = time.time() + 15
+    while len(rtp_sockets(topo, 30000, 30099)) < 4:
+        assert time.time() < deadline, "the stream never started"
+        time.sleep(0.1)
+    p.send_signal(signal.SIGKILL)
+    p.wait()
+    wait_no_rtp_sockets(topo, 30000, 30099)
+    assert "stream ended (the control connection closed)" in topo.log.read_text()
