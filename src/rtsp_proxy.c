@@ -15,6 +15,9 @@
 #define MAX_STREAMS 8  /* SETUPs over UDP per control connection */
 #define REPLY_MAX 256
 #define TRANSPORT_MAX 512
+/* RFC 2326 12.37: a session without a timeout= in its Session header times out after 60 s. */
+#define SESSION_TIMEOUT_DEFAULT_MS 60000u
+#define SESSION_TIMEOUT_MAX_MS 86400000u
 
 enum req_kind { REQ_OTHER, REQ_SETUP, REQ_TEARDOWN };
 
@@ -42,9 +45,12 @@ struct proxy {
     size_t qlen;
     struct rtsp_stream *streams[MAX_STREAMS];
     size_t nstreams;
-    bool session;   /* holds a place in max-sessions */
-    bool closing;   /* a 400 was queued: the client's input is dropped */
-    bool close_now; /* the 400 went out: end the connection */
+    bool session;            /* holds a place in max-sessions */
+    uint32_t timeout_ms;     /* the session's timeout, as the device announced it */
+    uint64_t last_rtsp_ms;   /* the last RTSP message or interleaved frame, either way */
+    struct loop_timer timer; /* session timeout, armed while streams exist */
+    bool closing;            /* a 400 was queued: the client's input is dropped */
+    bool close_now;          /* the 400 went out: end the connection */
     char close_reason[160];
 };
 
@@ -97,6 +103,50 @@ static void streams_end(struct proxy *p, const char *why)
 {
     while (p->nstreams > 0) {
         stream_end(p, p->streams[p->nstreams - 1], why);
+    }
+    loop_timer_stop(p->ctx->loop, &p->timer);
+}
+
+/* The session timed out when neither RTSP (keep-alives) nor RTP went either way for its
+ * timeout: the device has let it go, and its ports go too. The control connection stays. */
+static void session_timer(struct loop_timer *t)
+{
+    struct proxy *p = container_of(t, struct proxy, timer);
+    uint64_t last = p->last_rtsp_ms;
+    for (size_t i = 0; i < p->nstreams; i++) {
+        uint64_t l = rtsp_stream_stats(p->streams[i])->last_ms;
+        last = l > last ? l : last;
+    }
+    if (loop_now(p->ctx->loop) - last >= p->timeout_ms) {
+        char why[96];
+        snprintf(why, sizeof(why), "no RTSP nor RTP for %ums: session timeout", p->timeout_ms);
+        streams_end(p, why);
+        return;
+    }
+    loop_timer_start_at(p->ctx->loop, &p->timer, last + p->timeout_ms);
+}
+
+/* The timeout= of a Session header (seconds), if any. */
+static void session_timeout(struct proxy *p, const struct rtsp_msg *m)
+{
+    const struct rtsp_str *v = rtsp_header(m, "Session");
+    if (v == NULL) {
+        return;
+    }
+    for (size_t i = 0; i + 8 <= v->n; i++) {
+        if (strncasecmp(v->p + i, "timeout=", 8) == 0) {
+            uint64_t n = 0;
+            size_t j = i + 8;
+            for (; j < v->n && v->p[j] >= '0' && v->p[j] <= '9' && n <= SESSION_TIMEOUT_MAX_MS;
+                 j++) {
+                n = n * 10 + (uint64_t)(v->p[j] - '0');
+            }
+            n *= 1000;
+            if (j > i + 8 && n > 0) {
+                p->timeout_ms = (uint32_t)(n < SESSION_TIMEOUT_MAX_MS ? n : SESSION_TIMEOUT_MAX_MS);
+            }
+            return;
+        }
     }
 }
 
@@ -278,6 +328,9 @@ static int setup_transport(struct proxy *p, const struct rtsp_msg *m, struct pen
             STAT_ADD(stats(p)->rtsp_sessions, 1);
         }
         p->streams[p->nstreams++] = s;
+        if (!loop_timer_armed(&p->timer)) {
+            loop_timer_start(p->ctx->loop, &p->timer, p->timeout_ms);
+        }
         slot->stream = s;
         slot->client_port[0] = t.client_port[0];
         slot->client_port[1] = t.client_port[1];
@@ -361,6 +414,8 @@ static bool answer_transport(struct proxy *p, const struct rtsp_msg *m, const st
         return false;
     }
     rtsp_stream_set_server(e->stream, t.server_port);
+    session_timeout(p, m);
+    loop_timer_start(p->ctx->loop, &p->timer, p->timeout_ms); /* from the device's timeout */
     struct rtsp_str proto = spec_proto(t.spec);
     size_t len = (size_t)snprintf(
         tbuf, TRANSPORT_MAX, "%.*s;unicast;client_port=%u-%u;server_port=%u-%u", (int)proto.n,
@@ -427,6 +482,9 @@ static void *proxy_open(const struct tcp_filter_conn *fc)
     p->down.from = device;
     p->down.to = view;
     snprintf(p->down.to_ip, sizeof(p->down.to_ip), "%s", view.host);
+    p->timeout_ms = SESSION_TIMEOUT_DEFAULT_MS;
+    p->last_rtsp_ms = loop_now(p->ctx->loop);
+    loop_timer_init(&p->timer, session_timer);
     return p;
 }
 
@@ -467,6 +525,7 @@ static ssize_t proxy_data(void *st, enum tcp_dir dir, const char *in, size_t len
             }
             used += n;
             produced += n;
+            p->last_rtsp_ms = loop_now(p->ctx->loop);
             continue;
         }
         struct rtsp_msg m;
@@ -510,6 +569,7 @@ static ssize_t proxy_data(void *st, enum tcp_dir dir, const char *in, size_t len
         }
         produced += (size_t)n;
         used += (size_t)head + m.body_len;
+        p->last_rtsp_ms = loop_now(p->ctx->loop);
         if (dir == TCP_DOWN) {
             flush_local(p, out, room, &produced);
         }
@@ -528,6 +588,7 @@ static void proxy_close(void *st)
 {
     struct proxy *p = st;
     streams_end(p, "the control connection closed");
+    loop_timer_stop(p->ctx->loop, &p->timer);
     free(p);
 }
 

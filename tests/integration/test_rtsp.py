@@ -219,3 +219,81 @@ def test_malformed_request_gets_400_and_close(gateway, vlc):
     c.close()
     # The mapping goes on serving.
     assert Rtsp(port).ask("OPTIONS", f"rtsp://127.0.0.1:{port}/live")[0] == 200
+
+
+def fake_device(tcp_echo, timeout=60, garbage=False):
+    """A minimal RTSP device: 200 to everything, a Transport with server ports for SETUP, and
+    a Session with the given timeout. With garbage, it answers nonsense instead."""
+    def handler(c):
+        buf = b""
+        while True:
+            d = c.recv(65536)
+            if not d:
+                return
+            buf += d
+            while b"\r\n\r\n" in buf:
+                head, buf = buf.split(b"\r\n\r\n", 1)
+                if garbage:
+                    c.sendall(b"HTTP/1.1 200 OK\r\n\r\n")
+                    continue
+                lines = head.decode().split("\r\n")
+                hdr = dict((k.strip().lower(), v.strip())
+                           for k, v in (l.split(":", 1) for l in lines[1:]))
+                extra = ""
+                if lines[0].startswith("SETUP"):
+                    cp = re.search(r"client_port=(\d+-\d+)", hdr["transport"])[1]
+                    extra = (f"Transport: RTP/AVP;unicast;client_port={cp};server_port=6970-6971;"
+                             f"source=127.0.0.1;ssrc=1A2B3C4D\r\n"
+                             f"Session: 12345678;timeout={timeout}\r\n")
+                c.sendall(f"RTSP/1.0 200 OK\r\nCSeq: {hdr['cseq']}\r\n{extra}\r\n".encode())
+    return tcp_echo(handler=handler)
+
+
+def test_thousands_of_sessions_leak_nothing(gateway, tcp_echo):
+    dev = fake_device(tcp_echo)
+    g, port = rtsp_gateway(gateway, dev.port, rtp="20400-20419")  # 5 streams at a time at most
+    base = g.fds()
+    url = f"rtsp://127.0.0.1:{port}/x"
+    n = 1500
+    for i in range(n):
+        c = Rtsp(port)
+        status, h, _ = c.ask("SETUP", url, Transport="RTP/AVP;unicast;client_port=5000-5001")
+        assert status == 200, (i, status)
+        assert "source=127.0.0.1" in h["transport"] and "ssrc=1A2B3C4D" in h["transport"]
+        if i % 2 == 0:
+            assert c.ask("TEARDOWN", url, Session="12345678")[0] == 200
+        c.close()  # every other one without TEARDOWN
+    deadline = time.time() + 30
+    while g.map_stats("enc")["open"] > 0:
+        assert time.time() < deadline
+        time.sleep(0.1)
+    st = g.map_stats("enc")
+    assert st["rtsp sessions"] == n
+    assert g.fds() == base
+    assert g.log().count("stream ended (TEARDOWN)") == n // 2
+    assert g.log().count("stream ended (the control connection closed)") == n // 2
+
+
+def test_session_timeout_frees_the_ports(gateway, tcp_echo):
+    dev = fake_device(tcp_echo, timeout=1)
+    g, port = rtsp_gateway(gateway, dev.port)
+    base = g.fds()
+    c = Rtsp(port)
+    assert c.ask("SETUP", f"rtsp://127.0.0.1:{port}/x",
+                 Transport="RTP/AVP;unicast;client_port=5000-5001")[0] == 200
+    assert g.fds() == base + 2 + 4  # the connection's two sockets, the stream's four
+    g.wait_log("stream ended (no RTSP nor RTP for 1000ms: session timeout)", timeout=5)
+    assert g.fds() == base + 2
+    # The control connection goes on.
+    assert c.ask("OPTIONS", f"rtsp://127.0.0.1:{port}/x")[0] == 200
+    c.close()
+
+
+def test_malformed_device_loses_the_connection(gateway, tcp_echo):
+    dev = fake_device(tcp_echo, garbage=True)
+    g, port = rtsp_gateway(gateway, dev.port)
+    c = Rtsp(port)
+    with pytest.raises((EOFError, ConnectionResetError)):
+        c.ask("OPTIONS", f"rtsp://127.0.0.1:{port}/x")
+    g.wait_log("rtsp filter: the device sent malformed RTSP (bad method)")
+    c.close()
