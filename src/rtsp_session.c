@@ -29,14 +29,24 @@ struct rtsp_stream {
     struct rtsp_stream_stats st;
 };
 
-static bool same_ip(const struct sockaddr_storage *a, const struct sockaddr_storage *b)
+/* Is from (a datagram's source) the peer's address? peer is stored unmapped (stream_new);
+ * from is unmapped only when it is a v4-mapped IPv6 address, so the common case copies
+ * nothing per datagram. */
+static bool same_ip(const struct sockaddr_storage *from, const struct sockaddr_storage *peer)
 {
-    struct sockaddr_storage x = *a, y = *b;
+    if (from->ss_family == AF_INET && peer->ss_family == AF_INET) {
+        return ((const struct sockaddr_in *)from)->sin_addr.s_addr ==
+               ((const struct sockaddr_in *)peer)->sin_addr.s_addr;
+    }
+    if (from->ss_family == AF_INET6 && peer->ss_family == AF_INET6) {
+        return memcmp(&((const struct sockaddr_in6 *)from)->sin6_addr,
+                      &((const struct sockaddr_in6 *)peer)->sin6_addr, 16) == 0;
+    }
+    struct sockaddr_storage x = *from;
     addr_unmap(&x);
-    addr_unmap(&y);
-    addr_set_port(&x, 0);
-    addr_set_port(&y, 0);
-    return addr_equal(&x, &y);
+    return x.ss_family == AF_INET && peer->ss_family == AF_INET &&
+           ((const struct sockaddr_in *)&x)->sin_addr.s_addr ==
+               ((const struct sockaddr_in *)peer)->sin_addr.s_addr;
 }
 
 static void on_datagram(struct loop_io *io, uint32_t ev)
@@ -146,6 +156,8 @@ struct rtsp_stream *rtsp_stream_new(struct relay_ctx *ctx, const struct rtsp_str
     s->ctx = ctx;
     s->client = conf->client;
     s->device = conf->device;
+    addr_unmap(&s->client);
+    addr_unmap(&s->device);
     int fds[4] = {-1, -1, -1, -1};
     int rc = bind_pair(&conf->in_local, conf->port_lo, conf->port_hi, &fds[IN_RTP], in_port);
     if (rc == 0) {
