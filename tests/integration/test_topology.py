@@ -238,11 +238,13 @@ def test_gstreamer_server_with_digest(topo, transport, lo):
 
 @rtsp
 def test_gstreamer_player(topo):
-    r = topo.ns(topo.c, "timeout", "25", "gst-launch-1.0", "-q", "rtspsrc",
+    r = topo.ns(topo.c, "timeout", "25", "gst-launch-1.0", "rtspsrc",
                 "location=rtsp://198.51.100.1:8556/test", "user-id=admin", "user-pw=secret",
                 "protocols=udp", "!", "rtph264depay", "!", "h264parse", "!", "fakesink",
                 "num-buffers=50", check=False)
-    assert r.returncode == 0, r.stdout + r.stderr
+    # The sink ends the pipeline (EOS) once 50 frames came through. rtspsrc sometimes reports
+    # an error while it tears down after that, which says nothing about the relay.
+    assert "Got EOS from element \"pipeline0\"" in r.stdout, r.stdout + r.stderr
 
 
 @rtsp
