@@ -13,6 +13,8 @@
 
 #define MAX_PENDING 16 /* requests awaiting an answer; the client is not read beyond */
 #define MAX_STREAMS 8  /* SETUPs over UDP per control connection */
+#define STR_(x) #x
+#define STR(x) STR_(x)
 #define REPLY_MAX 256
 #define TRANSPORT_MAX 512
 /* RFC 2326 12.37: a session without a timeout= in its Session header times out after 60 s. */
@@ -210,6 +212,20 @@ static void reply(struct proxy *p, const struct rtsp_msg *m, int status, const c
     STAT_ADD(stats(p)->rtsp_refused, 1);
 }
 
+/* Refuses a SETUP: the log line (at most one a second per mapping and worker, like other
+ * refusals, since a client can repeat a SETUP at will) and the answer. */
+static void refuse_setup(struct proxy *p, const struct rtsp_msg *m, int status, const char *text,
+                         const char *why)
+{
+    uint64_t suppressed;
+    if (log_ratelimit_ok(&mapping_shard(p->map, p->ctx->worker)->refuse_log, loop_now(p->ctx->loop),
+                         1000, &suppressed)) {
+        log_warn("map %s: rtsp %s: SETUP refused: %s (%llu more refusals not logged)",
+                 p->map->conf.name, p->client_str, why, (unsigned long long)suppressed);
+    }
+    reply(p, m, status, text);
+}
+
 /* Writes the gateway's answers now at the head of the queue (their turn has come). */
 static void flush_local(struct proxy *p, char *out, size_t room, size_t *produced)
 {
@@ -296,10 +312,15 @@ static int setup_transport(struct proxy *p, const struct rtsp_msg *m, struct pen
         if (!t.has_client_port) {
             continue;
         }
-        if (p->nstreams == MAX_STREAMS || (!p->session && !mapping_session_begin(p->map))) {
-            log_warn("map %s: rtsp %s: SETUP refused: max-sessions (%u) reached", p->map->conf.name,
-                     p->client_str, p->map->conf.max_sessions);
-            reply(p, m, 453, "Not Enough Bandwidth");
+        if (p->nstreams == MAX_STREAMS) {
+            refuse_setup(p, m, 453, "Not Enough Bandwidth",
+                         "this connection already has " STR(MAX_STREAMS) " streams");
+            return 0;
+        }
+        if (!p->session && !mapping_session_begin(p->map)) {
+            char limit[64];
+            snprintf(limit, sizeof(limit), "max-sessions (%u) reached", p->map->conf.max_sessions);
+            refuse_setup(p, m, 453, "Not Enough Bandwidth", limit);
             return 0;
         }
         bool took_session = !p->session;
@@ -319,9 +340,8 @@ static int setup_transport(struct proxy *p, const struct rtsp_msg *m, struct pen
                 mapping_session_end(p->map);
                 p->session = false;
             }
-            log_warn("map %s: rtsp %s: SETUP refused: %s", p->map->conf.name, p->client_str,
-                     err == -EADDRINUSE ? "every pair of rtp-ports is in use" : strerror(-err));
-            reply(p, m, 453, "Not Enough Bandwidth");
+            refuse_setup(p, m, 453, "Not Enough Bandwidth",
+                         err == -EADDRINUSE ? "every pair of rtp-ports is in use" : strerror(-err));
             return 0;
         }
         if (took_session) {
@@ -342,9 +362,9 @@ static int setup_transport(struct proxy *p, const struct rtsp_msg *m, struct pen
         *have_transport = true;
         return 1;
     }
-    log_warn("map %s: rtsp %s: SETUP refused: %s", p->map->conf.name, p->client_str,
-             multicast ? "multicast transports are not relayed" : "no RTP transport it can carry");
-    reply(p, m, 461, "Unsupported Transport");
+    refuse_setup(p, m, 461, "Unsupported Transport",
+                 multicast ? "multicast transports are not relayed"
+                           : "no RTP transport it can carry");
     return 0;
 }
 
