@@ -509,6 +509,9 @@ static void begin_drain(struct gateway *g, const char *signame)
     g->draining = true;
     size_t n = open_conns(g);
     uint32_t ms = g->cfg->gw.drain_timeout_ms;
+    /* Every worker has closed its listeners when this returns, so the line below is true when
+     * it is read; each reports (on_idle) when its last connection is gone. */
+    call_all(g, w_drain);
     if (n == 0) {
         log_info("%s: stopping; no open connections", signame);
     } else {
@@ -516,7 +519,6 @@ static void begin_drain(struct gateway *g, const char *signame)
                  ms, n);
         loop_timer_start(g->loop, &g->drain, ms);
     }
-    call_all(g, w_drain); /* each worker reports when its last connection is gone */
 }
 
 /* One line for the relays and one of counters per running mapping (SIGUSR1). Bytes and
