@@ -40,6 +40,7 @@ struct relay_pipe {
 
 struct tcp_conn;
 struct relay_ctx;
+struct rtsp_proxy_session;
 
 /* Called when the last TCP connection of a draining relay has closed. */
 typedef void (*relay_idle_cb)(struct relay_ctx *ctx);
@@ -64,6 +65,9 @@ struct relay_ctx {
      * listener; one batch is in flight at a time in a loop. Only the pages datagrams touch
      * become resident. */
     uint8_t *dgrams;
+    /* The RTSP sessions of this worker's proto = rtsp connections (rtsp_proxy.c), so that a
+     * connection can find a session another one set up. */
+    struct rtsp_proxy_session *rtsp_sessions;
 };
 
 void relay_ctx_init(struct relay_ctx *ctx, struct loop *loop, unsigned worker);

@@ -12,7 +12,10 @@
 #include "rtsp_session.h"
 
 #define MAX_PENDING 16 /* requests awaiting an answer; the client is not read beyond */
-#define MAX_STREAMS 8  /* SETUPs over UDP per control connection */
+#define MAX_STREAMS 8  /* SETUPs over UDP in one session */
+#define MAX_HELD 8     /* sessions one control connection holds */
+#define MAX_HOLDERS 4  /* control connections holding one session */
+#define SESSION_ID_MAX 64
 #define STR_(x) #x
 #define STR(x) STR_(x)
 #define REPLY_MAX 256
@@ -28,12 +31,41 @@ enum req_kind { REQ_OTHER, REQ_SETUP, REQ_TEARDOWN };
 struct pending {
     enum req_kind kind;
     bool local;
+    bool reserved; /* a SETUP for a new session: it holds a place in max-sessions */
     char cseq[24];
-    struct rtsp_stream *stream; /* a SETUP over UDP */
-    uint16_t client_port[2];    /* what the client announced */
-    uint16_t out_port;          /* the outside pair the client is told */
+    char session[SESSION_ID_MAX + 1]; /* the request's Session id, "" without one */
+    struct rtsp_stream *stream;       /* a SETUP over UDP: owned here until the answer */
+    uint16_t client_port[2];          /* what the client announced */
+    uint16_t out_port;                /* the outside pair the client is told */
     char reply[REPLY_MAX];
     size_t reply_len;
+};
+
+struct proxy;
+
+/*
+ * A session of the device (RFC 2326 3.4), as far as the gateway relays it over UDP: the streams
+ * its SETUPs made, held by the control connections that use it. RFC 2326 lets a session span
+ * connections (some players send keep-alives or TEARDOWN on a new one), so a later connection
+ * from the same client address naming the session's id holds it too, and when the connection
+ * that set it up closes, the session goes on while another holds it. It ends with a TEARDOWN's
+ * answer on any connection, when its last holder closes, or when neither RTSP on a holder nor
+ * RTP has gone either way for its timeout. Each worker lists its sessions (relay_ctx), since the
+ * connections of an RTSP mapping all run on one worker.
+ */
+struct rtsp_proxy_session {
+    struct rtsp_proxy_session *next; /* the worker's list */
+    struct relay_ctx *ctx;
+    const struct map_state *state;  /* its mapping, across reloads */
+    struct sockaddr_storage client; /* the client's address, unmapped (the port is not part) */
+    char client_str[ADDR_STRLEN];
+    char id[SESSION_ID_MAX + 1]; /* the device's Session id; "" if its answer named none */
+    struct proxy *holders[MAX_HOLDERS];
+    size_t nholders;
+    struct rtsp_stream *streams[MAX_STREAMS];
+    size_t nstreams;
+    uint32_t timeout_ms; /* as the device announced it */
+    struct loop_timer timer;
 };
 
 struct proxy {
@@ -45,14 +77,11 @@ struct proxy {
     struct rtsp_rewrite down; /* answers: the device -> the client's view */
     struct pending q[MAX_PENDING];
     size_t qlen;
-    struct rtsp_stream *streams[MAX_STREAMS];
-    size_t nstreams;
-    bool session;            /* holds a place in max-sessions */
-    uint32_t timeout_ms;     /* the session's timeout, as the device announced it */
-    uint64_t last_rtsp_ms;   /* the last RTSP message or interleaved frame, either way */
-    struct loop_timer timer; /* session timeout, armed while streams exist */
-    bool closing;            /* a 400 was queued: the client's input is dropped */
-    bool close_now;          /* the 400 went out: end the connection */
+    struct rtsp_proxy_session *held[MAX_HELD];
+    size_t nheld;
+    uint64_t last_rtsp_ms; /* the last RTSP message or interleaved frame, either way */
+    bool closing;          /* a 400 was queued: the client's input is dropped */
+    bool close_now;        /* the 400 went out: end the connection */
     char close_reason[160];
 };
 
@@ -64,17 +93,24 @@ static void endpoint_of(const struct sockaddr_storage *ss, struct rtsp_endpoint 
     ep->port = addr_port(ss);
 }
 
+static struct map_stats *stats_of(const struct mapping *map, const struct relay_ctx *ctx)
+{
+    return &mapping_shard(map, ctx->worker)->stats;
+}
+
 static struct map_stats *stats(struct proxy *p)
 {
-    return &mapping_shard(p->map, p->ctx->worker)->stats;
+    return stats_of(p->map, p->ctx);
 }
 
 /* ---- streams ---- */
 
-static void stream_end(struct proxy *p, struct rtsp_stream *s, const char *why)
+/* Adds a stream's figures to the mapping's counters, logs its end and frees it. */
+static void stream_end(const struct mapping *map, struct relay_ctx *ctx, const char *client,
+                       struct rtsp_stream *s, const char *why)
 {
     const struct rtsp_stream_stats *st = rtsp_stream_stats(s);
-    struct map_stats *ms = stats(p);
+    struct map_stats *ms = stats_of(map, ctx);
     uint64_t down = st->pkts[RTSP_RTP_DOWN] + st->pkts[RTSP_RTCP_DOWN];
     uint64_t up = st->pkts[RTSP_RTP_UP] + st->pkts[RTSP_RTCP_UP];
     STAT_ADD(ms->dgrams_out, down);
@@ -85,57 +121,52 @@ static void stream_end(struct proxy *p, struct rtsp_stream *s, const char *why)
     STAT_ADD(ms->rtp_dropped_send, st->dropped_send);
     log_info("map %s: rtsp %s: stream ended (%s): %llu RTP/RTCP packets to the client, %llu to "
              "the device, %llu dropped from strangers, %llu not sent",
-             p->map->conf.name, p->client_str, why, (unsigned long long)down,
-             (unsigned long long)up, (unsigned long long)st->dropped_source,
-             (unsigned long long)st->dropped_send);
+             map->conf.name, client, why, (unsigned long long)down, (unsigned long long)up,
+             (unsigned long long)st->dropped_source, (unsigned long long)st->dropped_send);
     rtsp_stream_free(s);
-    for (size_t i = 0; i < p->nstreams; i++) {
-        if (p->streams[i] == s) {
-            p->streams[i] = p->streams[--p->nstreams];
-            break;
-        }
+}
+
+/* A pending SETUP's stream and place, given back when it will not join a session. */
+static void pending_release(struct proxy *p, struct pending *e, const char *why)
+{
+    if (e->stream != NULL) {
+        stream_end(p->map, p->ctx, p->client_str, e->stream, why);
+        e->stream = NULL;
     }
-    if (p->nstreams == 0 && p->session) {
+    if (e->reserved) {
         mapping_session_end(p->map);
-        p->session = false;
+        e->reserved = false;
     }
 }
 
-static void streams_end(struct proxy *p, const char *why)
-{
-    while (p->nstreams > 0) {
-        stream_end(p, p->streams[p->nstreams - 1], why);
-    }
-    loop_timer_stop(p->ctx->loop, &p->timer);
-}
+/* ---- sessions ---- */
 
-/* The session timed out when neither RTSP (keep-alives) nor RTP went either way for its
- * timeout: the device has let it go, and its ports go too. The control connection stays. */
-static void session_timer(struct loop_timer *t)
-{
-    struct proxy *p = container_of(t, struct proxy, timer);
-    uint64_t last = p->last_rtsp_ms;
-    for (size_t i = 0; i < p->nstreams; i++) {
-        uint64_t l = rtsp_stream_stats(p->streams[i])->last_ms;
-        last = l > last ? l : last;
-    }
-    if (loop_now(p->ctx->loop) - last >= p->timeout_ms) {
-        char why[96];
-        snprintf(why, sizeof(why), "no RTSP nor RTP for %ums: session timeout", p->timeout_ms);
-        streams_end(p, why);
-        return;
-    }
-    loop_timer_start_at(p->ctx->loop, &p->timer, last + p->timeout_ms);
-}
-
-/* The timeout= of a Session header (seconds), if any. */
-static void session_timeout(struct proxy *p, const struct rtsp_msg *m)
+/* The Session id of a message (up to its parameters), into id. Returns false without one, or
+ * when it is longer than the gateway tracks (the message still goes on). */
+static bool session_id(const struct rtsp_msg *m, char id[SESSION_ID_MAX + 1])
 {
     const struct rtsp_str *v = rtsp_header(m, "Session");
+    id[0] = '\0';
     if (v == NULL) {
-        return;
+        return false;
     }
-    for (size_t i = 0; i + 8 <= v->n; i++) {
+    size_t n = 0;
+    while (n < v->n && v->p[n] != ';' && v->p[n] != ' ' && v->p[n] != '\t') {
+        n++;
+    }
+    if (n == 0 || n > SESSION_ID_MAX) {
+        return false;
+    }
+    memcpy(id, v->p, n);
+    id[n] = '\0';
+    return true;
+}
+
+/* The timeout= of a Session header in milliseconds, or 0 without one. */
+static uint32_t session_timeout(const struct rtsp_msg *m)
+{
+    const struct rtsp_str *v = rtsp_header(m, "Session");
+    for (size_t i = 0; v != NULL && i + 8 <= v->n; i++) {
         if (strncasecmp(v->p + i, "timeout=", 8) == 0) {
             uint64_t n = 0;
             size_t j = i + 8;
@@ -144,12 +175,147 @@ static void session_timeout(struct proxy *p, const struct rtsp_msg *m)
                 n = n * 10 + (uint64_t)(v->p[j] - '0');
             }
             n *= 1000;
-            if (j > i + 8 && n > 0) {
-                p->timeout_ms = (uint32_t)(n < SESSION_TIMEOUT_MAX_MS ? n : SESSION_TIMEOUT_MAX_MS);
-            }
+            return j > i + 8 ? (uint32_t)(n < SESSION_TIMEOUT_MAX_MS ? n : SESSION_TIMEOUT_MAX_MS)
+                             : 0;
+        }
+    }
+    return 0;
+}
+
+/* The session of this mapping and client address with that id, or NULL. */
+static struct rtsp_proxy_session *session_find(const struct proxy *p, const char *id)
+{
+    if (id[0] == '\0') {
+        return NULL;
+    }
+    for (struct rtsp_proxy_session *s = p->ctx->rtsp_sessions; s != NULL; s = s->next) {
+        if (s->state == p->map->state && strcmp(s->id, id) == 0 &&
+            addr_ip_equal(&s->client, &p->client)) {
+            return s;
+        }
+    }
+    return NULL;
+}
+
+static bool session_held_by(const struct rtsp_proxy_session *s, const struct proxy *p)
+{
+    for (size_t i = 0; i < s->nholders; i++) {
+        if (s->holders[i] == p) {
+            return true;
+        }
+    }
+    return false;
+}
+
+/* Makes p a holder of s. Returns false when either has no room left. */
+static bool session_hold(struct rtsp_proxy_session *s, struct proxy *p)
+{
+    if (session_held_by(s, p)) {
+        return true;
+    }
+    if (s->nholders == MAX_HOLDERS || p->nheld == MAX_HELD) {
+        return false;
+    }
+    s->holders[s->nholders++] = p;
+    p->held[p->nheld++] = s;
+    return true;
+}
+
+/* Undoes one link between a session and a holder; both sides keep no order. */
+static void unlink_held(struct proxy *p, const struct rtsp_proxy_session *s)
+{
+    for (size_t i = 0; i < p->nheld; i++) {
+        if (p->held[i] == s) {
+            p->held[i] = p->held[--p->nheld];
             return;
         }
     }
+}
+
+static void unlink_holder(struct rtsp_proxy_session *s, const struct proxy *p)
+{
+    for (size_t i = 0; i < s->nholders; i++) {
+        if (s->holders[i] == p) {
+            s->holders[i] = s->holders[--s->nholders];
+            return;
+        }
+    }
+}
+
+/* Ends s: its streams, its place in max-sessions, its holders' references. map is the mapping
+ * of a holder (for the counters and the log). */
+static void session_end(struct rtsp_proxy_session *s, const struct mapping *map, const char *why)
+{
+    for (size_t i = 0; i < s->nstreams; i++) {
+        stream_end(map, s->ctx, s->client_str, s->streams[i], why);
+    }
+    for (size_t i = 0; i < s->nholders; i++) {
+        unlink_held(s->holders[i], s);
+    }
+    struct rtsp_proxy_session **pp = &s->ctx->rtsp_sessions;
+    while (*pp != s) {
+        pp = &(*pp)->next;
+    }
+    *pp = s->next;
+    loop_timer_stop(s->ctx->loop, &s->timer);
+    mapping_session_end(map);
+    free(s);
+}
+
+/* p lets go of s; the last holder to go ends it. */
+static void session_release(struct rtsp_proxy_session *s, struct proxy *p)
+{
+    if (s->nholders == 1) {
+        session_end(s, p->map, "the control connection closed");
+        return;
+    }
+    unlink_holder(s, p);
+    unlink_held(p, s);
+    log_info("map %s: rtsp %s: session %s goes on, held by another connection of the client",
+             p->map->conf.name, p->client_str, s->id);
+}
+
+/* The session timed out when neither RTSP (keep-alives, on any holder) nor RTP went either way
+ * for its timeout: the device has let it go, and its ports go too. The connections stay. */
+static void session_timer(struct loop_timer *t)
+{
+    struct rtsp_proxy_session *s = container_of(t, struct rtsp_proxy_session, timer);
+    uint64_t last = 0;
+    for (size_t i = 0; i < s->nholders; i++) {
+        last = s->holders[i]->last_rtsp_ms > last ? s->holders[i]->last_rtsp_ms : last;
+    }
+    for (size_t i = 0; i < s->nstreams; i++) {
+        uint64_t l = rtsp_stream_stats(s->streams[i])->last_ms;
+        last = l > last ? l : last;
+    }
+    if (loop_now(s->ctx->loop) - last >= s->timeout_ms) {
+        char why[96];
+        snprintf(why, sizeof(why), "no RTSP nor RTP for %ums: session timeout", s->timeout_ms);
+        session_end(s, s->holders[0]->map, why);
+        return;
+    }
+    loop_timer_start_at(s->ctx->loop, &s->timer, last + s->timeout_ms);
+}
+
+/* Sets up s (zeroed) as a new session of p's client, held by p, and lists it. Its place in
+ * max-sessions was taken by the caller. */
+static struct rtsp_proxy_session *session_new(struct proxy *p, struct rtsp_proxy_session *s,
+                                              const char *id)
+{
+    s->ctx = p->ctx;
+    s->state = p->map->state;
+    s->client = p->client;
+    addr_unmap(&s->client);
+    memcpy(s->client_str, p->client_str, sizeof(s->client_str));
+    snprintf(s->id, sizeof(s->id), "%s", id);
+    s->timeout_ms = SESSION_TIMEOUT_DEFAULT_MS;
+    loop_timer_init(&s->timer, session_timer);
+    s->holders[s->nholders++] = p;
+    p->held[p->nheld++] = s;
+    s->next = p->ctx->rtsp_sessions;
+    p->ctx->rtsp_sessions = s;
+    STAT_ADD(stats(p)->rtsp_sessions, 1);
+    return s;
 }
 
 /* ---- the queue of requests ---- */
@@ -194,6 +360,18 @@ static ssize_t q_match(struct proxy *p, const struct rtsp_msg *m)
     return cseq == NULL ? first : -1;
 }
 
+/* Formats the gateway's own answer into buf. Returns its length (truncated to fit). */
+static size_t format_reply(char *buf, size_t room, int major, int minor, int status,
+                           const char *text, const char *cseq)
+{
+    int n = snprintf(buf, room, "RTSP/%d.%d %d %s\r\n", major, minor, status, text);
+    if (cseq[0] != '\0') {
+        n += snprintf(buf + n, room - (size_t)n, "CSeq: %s\r\n", cseq);
+    }
+    n += snprintf(buf + n, room - (size_t)n, "Server: portgate\r\n\r\n");
+    return (size_t)n < room ? (size_t)n : room - 1;
+}
+
 /* Queues the gateway's own answer to request m. */
 static void reply(struct proxy *p, const struct rtsp_msg *m, int status, const char *text)
 {
@@ -202,20 +380,14 @@ static void reply(struct proxy *p, const struct rtsp_msg *m, int status, const c
         return; /* cannot happen: requests are only read while the queue has room */
     }
     e->local = true;
-    int n = snprintf(e->reply, sizeof(e->reply), "RTSP/%d.%d %d %s\r\n", m ? m->major : 1,
-                     m ? m->minor : 0, status, text);
-    if (e->cseq[0] != '\0') {
-        n += snprintf(e->reply + n, sizeof(e->reply) - (size_t)n, "CSeq: %s\r\n", e->cseq);
-    }
-    n += snprintf(e->reply + n, sizeof(e->reply) - (size_t)n, "Server: portgate\r\n\r\n");
-    e->reply_len = (size_t)n < sizeof(e->reply) ? (size_t)n : sizeof(e->reply) - 1;
+    e->reply_len = format_reply(e->reply, sizeof(e->reply), m ? m->major : 1, m ? m->minor : 0,
+                                status, text, e->cseq);
     STAT_ADD(stats(p)->rtsp_refused, 1);
 }
 
-/* Refuses a SETUP: the log line (at most one a second per mapping and worker, like other
- * refusals, since a client can repeat a SETUP at will) and the answer. */
-static void refuse_setup(struct proxy *p, const struct rtsp_msg *m, int status, const char *text,
-                         const char *why)
+/* Logs a refusal: at most one line a second per mapping and worker, like other refusals, since
+ * a client can repeat a SETUP at will. */
+static void log_refusal(struct proxy *p, const char *why)
 {
     uint64_t suppressed;
     if (log_ratelimit_ok(&mapping_shard(p->map, p->ctx->worker)->refuse_log, loop_now(p->ctx->loop),
@@ -223,6 +395,13 @@ static void refuse_setup(struct proxy *p, const struct rtsp_msg *m, int status, 
         log_warn("map %s: rtsp %s: SETUP refused: %s (%llu more refusals not logged)",
                  p->map->conf.name, p->client_str, why, (unsigned long long)suppressed);
     }
+}
+
+/* Refuses a SETUP: the log line and the answer. */
+static void refuse_setup(struct proxy *p, const struct rtsp_msg *m, int status, const char *text,
+                         const char *why)
+{
+    log_refusal(p, why);
     reply(p, m, status, text);
 }
 
@@ -312,19 +491,27 @@ static int setup_transport(struct proxy *p, const struct rtsp_msg *m, struct pen
         if (!t.has_client_port) {
             continue;
         }
-        if (p->nstreams == MAX_STREAMS) {
+        /* A SETUP naming a session the client has here adds a stream to it; any other
+         * makes a new session, whose place in max-sessions is taken now so that the client
+         * hears 453 before the device sets anything up. */
+        const struct rtsp_proxy_session *sess = session_find(p, slot->session);
+        if (sess != NULL && sess->nstreams == MAX_STREAMS) {
             refuse_setup(p, m, 453, "Not Enough Bandwidth",
-                         "this connection already has " STR(MAX_STREAMS) " streams");
+                         "the session already has " STR(MAX_STREAMS) " streams");
             return 0;
         }
-        if (!p->session && !mapping_session_begin(p->map)) {
+        if (sess == NULL && p->nheld == MAX_HELD) {
+            refuse_setup(p, m, 453, "Not Enough Bandwidth",
+                         "this connection already holds " STR(MAX_HELD) " sessions");
+            return 0;
+        }
+        if (sess == NULL && !mapping_session_begin(p->map)) {
             char limit[64];
             snprintf(limit, sizeof(limit), "max-sessions (%u) reached", p->map->conf.max_sessions);
             refuse_setup(p, m, 453, "Not Enough Bandwidth", limit);
             return 0;
         }
-        bool took_session = !p->session;
-        p->session = true;
+        slot->reserved = sess == NULL;
         struct rtsp_stream_conf sc = {.out_local = p->client_local,
                                       .in_local = p->target_local,
                                       .client = p->client,
@@ -336,20 +523,10 @@ static int setup_transport(struct proxy *p, const struct rtsp_msg *m, struct pen
         int err = 0;
         struct rtsp_stream *s = rtsp_stream_new(p->ctx, &sc, &in_port, &out_port, &err);
         if (s == NULL) {
-            if (took_session) {
-                mapping_session_end(p->map);
-                p->session = false;
-            }
+            pending_release(p, slot, NULL);
             refuse_setup(p, m, 453, "Not Enough Bandwidth",
                          err == -EADDRINUSE ? "every pair of rtp-ports is in use" : strerror(-err));
             return 0;
-        }
-        if (took_session) {
-            STAT_ADD(stats(p)->rtsp_sessions, 1);
-        }
-        p->streams[p->nstreams++] = s;
-        if (!loop_timer_armed(&p->timer)) {
-            loop_timer_start(p->ctx->loop, &p->timer, p->timeout_ms);
         }
         slot->stream = s;
         slot->client_port[0] = t.client_port[0];
@@ -383,6 +560,7 @@ static ssize_t request(struct proxy *p, const char *msg, const struct rtsp_msg *
     slot.kind = rtsp_str_ieq(m->method, "SETUP")      ? REQ_SETUP
                 : rtsp_str_ieq(m->method, "TEARDOWN") ? REQ_TEARDOWN
                                                       : REQ_OTHER;
+    session_id(m, slot.session);
     char tbuf[TRANSPORT_MAX];
     bool have_transport = false;
     if (slot.kind == REQ_SETUP && setup_transport(p, m, &slot, tbuf, &have_transport) == 0) {
@@ -391,10 +569,15 @@ static ssize_t request(struct proxy *p, const char *msg, const struct rtsp_msg *
     const char *why;
     ssize_t n = rtsp_rewrite(msg, m, &p->up, have_transport ? tbuf : NULL, out, room, &why);
     if (n < 0) {
-        if (slot.stream != NULL) {
-            stream_end(p, slot.stream, "no room to forward the SETUP");
-        }
+        pending_release(p, &slot, "no room to forward the SETUP");
         return -2;
+    }
+    /* A request naming a session of this client's that another connection set up (a
+     * keep-alive or a TEARDOWN sent on a new connection): this one holds it too, so the
+     * session outlives the connection that made it while this one is open. */
+    struct rtsp_proxy_session *s = session_find(p, slot.session);
+    if (s != NULL) {
+        session_hold(s, p);
     }
     struct pending *e = q_push(p, m);
     slot.local = false;
@@ -420,34 +603,128 @@ static void bad_request(struct proxy *p, const char *why)
 
 /* ---- answers: device -> client ---- */
 
-/* What the client is told of the stream the device set up, into tbuf. Returns false if the
- * device did not set up RTP over UDP (it chose interleaved, or answered nonsense). */
-static bool answer_transport(struct proxy *p, const struct rtsp_msg *m, const struct pending *e,
-                             char *tbuf)
+/* The Transport of a SETUP answer, if the device set up RTP over UDP (not interleaved, not
+ * nonsense). */
+static bool udp_transport(const struct rtsp_msg *m, struct rtsp_transport *t)
 {
     const struct rtsp_str *tv = rtsp_header(m, "Transport");
     size_t pos = 0;
-    struct rtsp_transport t;
     const char *why;
-    if (tv == NULL || rtsp_transport_next(*tv, &pos, &t, &why) != 1 || t.lower != RTSP_UDP ||
-        !t.has_server_port) {
-        return false;
-    }
-    rtsp_stream_set_server(e->stream, t.server_port);
-    session_timeout(p, m);
-    loop_timer_start(p->ctx->loop, &p->timer, p->timeout_ms); /* from the device's timeout */
-    struct rtsp_str proto = spec_proto(t.spec);
+    return tv != NULL && rtsp_transport_next(*tv, &pos, t, &why) == 1 && t->lower == RTSP_UDP &&
+           t->has_server_port;
+}
+
+/* What the client is told of the stream the device set up (t), into tbuf. */
+static void client_transport(struct proxy *p, const struct pending *e,
+                             const struct rtsp_transport *t, char *tbuf)
+{
+    struct rtsp_str proto = spec_proto(t->spec);
     size_t len = (size_t)snprintf(
         tbuf, TRANSPORT_MAX, "%.*s;unicast;client_port=%u-%u;server_port=%u-%u", (int)proto.n,
         proto.p, e->client_port[0], e->client_port[1], e->out_port, e->out_port + 1);
-    copy_params(t.spec, udp_skip, tbuf, TRANSPORT_MAX, &len);
-    if (t.source.n > 0 && len < TRANSPORT_MAX) {
+    copy_params(t->spec, udp_skip, tbuf, TRANSPORT_MAX, &len);
+    if (t->source.n > 0 && len < TRANSPORT_MAX) {
         char ip[ADDR_STRLEN];
         struct sockaddr_storage u = p->client_local;
         addr_unmap(&u);
         snprintf(tbuf + len, TRANSPORT_MAX - len, ";source=%s", addr_format_ip(&u, ip, sizeof(ip)));
     }
-    return true;
+}
+
+/*
+ * A SETUP the device answered with RTP over UDP (t): the pending stream joins the session the
+ * answer names (or else the request), if this client has it here, or a new one. When it can
+ * join none (the session is full, or it ended while the SETUP was on its way and max-sessions
+ * is reached), the stream is not relayed and the client is answered 453 instead. Returns the
+ * bytes written, or -2 when out has no room (nothing changed).
+ */
+static ssize_t answer_setup(struct proxy *p, const char *msg, const struct rtsp_msg *m,
+                            struct pending *e, const struct rtsp_transport *t, char *out,
+                            size_t room)
+{
+    char id[SESSION_ID_MAX + 1];
+    if (!session_id(m, id)) {
+        memcpy(id, e->session, sizeof(id));
+    }
+    struct rtsp_proxy_session *s = session_find(p, id);
+    const char *refusal = NULL;
+    if (s != NULL) {
+        if (s->nstreams == MAX_STREAMS) {
+            refusal = "the session already has " STR(MAX_STREAMS) " streams";
+        } else if (!session_held_by(s, p) && (s->nholders == MAX_HOLDERS || p->nheld == MAX_HELD)) {
+            refusal = "the session is held by " STR(MAX_HOLDERS) " connections already";
+        }
+    } else if (p->nheld == MAX_HELD) {
+        refusal = "this connection already holds " STR(MAX_HELD) " sessions";
+    }
+    /* A new session needs a place (the one its SETUP reserved, unless that SETUP named a
+     * session that has ended since) and memory. */
+    bool took = false;
+    struct rtsp_proxy_session *fresh = NULL;
+    if (refusal == NULL && s == NULL) {
+        if (!e->reserved && !(took = mapping_session_begin(p->map))) {
+            refusal = "max-sessions reached";
+        } else if ((fresh = calloc(1, sizeof(*fresh))) == NULL) {
+            refusal = "out of memory";
+        }
+    }
+    if (refusal != NULL) {
+        if (took) {
+            mapping_session_end(p->map);
+        }
+        if (room < REPLY_MAX) {
+            return -2;
+        }
+        log_refusal(p, refusal);
+        STAT_ADD(stats(p)->rtsp_refused, 1);
+        pending_release(p, e, refusal);
+        return (ssize_t)format_reply(out, room, m->major, m->minor, 453, "Not Enough Bandwidth",
+                                     e->cseq);
+    }
+    char tbuf[TRANSPORT_MAX];
+    client_transport(p, e, t, tbuf);
+    const char *why;
+    ssize_t n = rtsp_rewrite(msg, m, &p->down, tbuf, out, room, &why);
+    if (n < 0) {
+        if (took) {
+            mapping_session_end(p->map);
+        }
+        free(fresh);
+        return -2;
+    }
+    if (fresh != NULL) {
+        s = session_new(p, fresh, id); /* with the place e reserved or took */
+        e->reserved = false;
+    } else if (e->reserved) {
+        mapping_session_end(p->map); /* it joined a session after all */
+        e->reserved = false;
+    }
+    session_hold(s, p);
+    rtsp_stream_set_server(e->stream, t->server_port);
+    s->streams[s->nstreams++] = e->stream;
+    e->stream = NULL;
+    uint32_t timeout = session_timeout(m);
+    if (timeout > 0) {
+        s->timeout_ms = timeout;
+    }
+    loop_timer_start(s->ctx->loop, &s->timer, s->timeout_ms);
+    return n;
+}
+
+/* A TEARDOWN the device accepted ends the session it named, whichever connection holds it; one
+ * naming none, every session this connection holds. */
+static void teardown(struct proxy *p, const char *id)
+{
+    if (id[0] != '\0') {
+        struct rtsp_proxy_session *s = session_find(p, id);
+        if (s != NULL) {
+            session_end(s, p->map, "TEARDOWN");
+        }
+        return;
+    }
+    while (p->nheld > 0) {
+        session_end(p->held[p->nheld - 1], p->map, "TEARDOWN");
+    }
 }
 
 /* One answer. Returns the bytes written, or -2 when out has no room (nothing changed). */
@@ -456,23 +733,27 @@ static ssize_t answer(struct proxy *p, const char *msg, const struct rtsp_msg *m
 {
     ssize_t i = q_match(p, m);
     struct pending *e = i >= 0 ? &p->q[i] : NULL;
-    char tbuf[TRANSPORT_MAX];
     bool ok = m->status >= 200 && m->status < 300;
-    bool udp = e != NULL && e->stream != NULL && ok && answer_transport(p, m, e, tbuf);
+    struct rtsp_transport t;
+    ssize_t n;
     const char *why;
-    ssize_t n = rtsp_rewrite(msg, m, &p->down, udp ? tbuf : NULL, out, room, &why);
+    if (e != NULL && e->stream != NULL && ok && udp_transport(m, &t)) {
+        n = answer_setup(p, msg, m, e, &t, out, room);
+    } else {
+        n = rtsp_rewrite(msg, m, &p->down, NULL, out, room, &why);
+    }
     if (n < 0) {
         return -2;
     }
     if (e != NULL) {
-        if (e->stream != NULL && !udp) {
+        if (e->stream != NULL) {
             char what[64];
             snprintf(what, sizeof(what), "the device answered the SETUP with %d%s", m->status,
                      ok ? " but not with RTP over UDP" : "");
-            stream_end(p, e->stream, what);
+            pending_release(p, e, what);
         }
         if (e->kind == REQ_TEARDOWN && ok) {
-            streams_end(p, "TEARDOWN");
+            teardown(p, e->session);
         }
         q_remove(p, (size_t)i);
     }
@@ -502,9 +783,7 @@ static void *proxy_open(const struct tcp_filter_conn *fc)
     p->down.from = device;
     p->down.to = view;
     snprintf(p->down.to_ip, sizeof(p->down.to_ip), "%s", view.host);
-    p->timeout_ms = SESSION_TIMEOUT_DEFAULT_MS;
     p->last_rtsp_ms = loop_now(p->ctx->loop);
-    loop_timer_init(&p->timer, session_timer);
     return p;
 }
 
@@ -607,8 +886,12 @@ static bool proxy_pending(void *st, enum tcp_dir dir)
 static void proxy_close(void *st)
 {
     struct proxy *p = st;
-    streams_end(p, "the control connection closed");
-    loop_timer_stop(p->ctx->loop, &p->timer);
+    for (size_t i = 0; i < p->qlen; i++) {
+        pending_release(p, &p->q[i], "the control connection closed");
+    }
+    while (p->nheld > 0) {
+        session_release(p->held[p->nheld - 1], p);
+    }
     free(p);
 }
 

@@ -10,10 +10,12 @@
  *     or unknown transports (461), no RTP ports or max-sessions reached (453), malformed
  *     requests (400, then the connection closes). A device that sends malformed RTSP loses the
  *     connection.
- * Streams end with TEARDOWN's answer, with the control connection, or when neither RTSP nor
- * RTP has gone either way for the session's timeout (the device's Session timeout=, 60 s by
- * default): the device has dropped the session by then. Requests and answers are
- * matched by CSeq (in order when a device leaves it out, as VLC does in errors).
+ * Streams belong to the device's session (its Session id), which every control connection of
+ * the same client naming the id holds (RFC 2326 lets a session span connections). A session ends
+ * with a TEARDOWN's answer on any of them, when the last one holding it closes, or when neither
+ * RTSP nor RTP has gone either way for its timeout (the device's Session timeout=, 60 s by
+ * default): the device has dropped the session by then. Requests and answers are matched by
+ * CSeq (in order when a device leaves it out, as VLC does in errors).
  */
 #ifndef PORTGATE_RTSP_PROXY_H
 #define PORTGATE_RTSP_PROXY_H

@@ -57,8 +57,9 @@ def frames(url, transport="udp"):
 class Rtsp:
     """A raw RTSP client: one request, one answer."""
 
-    def __init__(self, port, host="127.0.0.1"):
-        self.s = socket.create_connection((host, port), timeout=10)
+    def __init__(self, port, host="127.0.0.1", source=None):
+        self.s = socket.create_connection((host, port), timeout=10,
+                                          source_address=(source, 0) if source else None)
         self.buf = b""
         self.cseq = 0
 
@@ -221,9 +222,13 @@ def test_malformed_request_gets_400_and_close(gateway, vlc):
     assert Rtsp(port).ask("OPTIONS", f"rtsp://127.0.0.1:{port}/live")[0] == 200
 
 
-def fake_device(tcp_echo, timeout=60, garbage=False):
+def fake_device(tcp_echo, timeout=60, garbage=False, server_port=6970):
     """A minimal RTSP device: 200 to everything, a Transport with server ports for SETUP, and
-    a Session with the given timeout. With garbage, it answers nonsense instead."""
+    a new Session (with the given timeout) for a SETUP that names none. With garbage, it
+    answers nonsense instead. The client ports the gateway announced are in .client_ports."""
+    sessions = iter(range(10000000, 99999999))
+    client_ports = []
+
     def handler(c):
         buf = b""
         while True:
@@ -241,12 +246,21 @@ def fake_device(tcp_echo, timeout=60, garbage=False):
                            for k, v in (l.split(":", 1) for l in lines[1:]))
                 extra = ""
                 if lines[0].startswith("SETUP"):
-                    cp = re.search(r"client_port=(\d+-\d+)", hdr["transport"])[1]
-                    extra = (f"Transport: RTP/AVP;unicast;client_port={cp};server_port=6970-6971;"
+                    cp = re.search(r"client_port=(\d+)-(\d+)", hdr["transport"])
+                    client_ports.append((int(cp[1]), int(cp[2])))
+                    sid = hdr.get("session") or str(next(sessions))
+                    extra = (f"Transport: RTP/AVP;unicast;client_port={cp[1]}-{cp[2]};"
+                             f"server_port={server_port}-{server_port + 1};"
                              f"source=127.0.0.1;ssrc=1A2B3C4D\r\n"
-                             f"Session: 12345678;timeout={timeout}\r\n")
+                             f"Session: {sid};timeout={timeout}\r\n")
                 c.sendall(f"RTSP/1.0 200 OK\r\nCSeq: {hdr['cseq']}\r\n{extra}\r\n".encode())
-    return tcp_echo(handler=handler)
+    dev = tcp_echo(handler=handler)
+    dev.client_ports = client_ports
+    return dev
+
+
+def session_of(headers):
+    return headers["session"].split(";")[0]
 
 
 def test_thousands_of_sessions_leak_nothing(gateway, tcp_echo):
@@ -261,7 +275,7 @@ def test_thousands_of_sessions_leak_nothing(gateway, tcp_echo):
         assert status == 200, (i, status)
         assert "source=127.0.0.1" in h["transport"] and "ssrc=1A2B3C4D" in h["transport"]
         if i % 2 == 0:
-            assert c.ask("TEARDOWN", url, Session="12345678")[0] == 200
+            assert c.ask("TEARDOWN", url, Session=session_of(h))[0] == 200
         c.close()  # every other one without TEARDOWN
     deadline = time.time() + 30
     while g.map_stats("enc")["open"] > 0:
@@ -297,3 +311,60 @@ def test_malformed_device_loses_the_connection(gateway, tcp_echo):
         c.ask("OPTIONS", f"rtsp://127.0.0.1:{port}/x")
     g.wait_log("rtsp filter: the device sent malformed RTSP (bad method)")
     c.close()
+
+
+def test_session_spans_connections(gateway, tcp_echo):
+    """RFC 2326 lets a session use several connections: a player may send its keep-alives or
+    its TEARDOWN on a new one and close the first. The session's ports stay while a connection
+    of the same client that named its id is open, and no longer."""
+    device_rtp, player_rtp = free_ports(2), free_ports(2)
+    dev = fake_device(tcp_echo, server_port=device_rtp[0])
+    g, port = rtsp_gateway(gateway, dev.port)
+    base = g.fds()
+    url = f"rtsp://127.0.0.1:{port}/x"
+    a = Rtsp(port)
+    status, h, _ = a.ask("SETUP", url,
+                         Transport=f"RTP/AVP;unicast;client_port={player_rtp[0]}-{player_rtp[1]}")
+    assert status == 200
+    sid = session_of(h)
+    out_port = int(re.search(r"server_port=(\d+)", h["transport"])[1])
+    # A second track of the same session, on the same connection: no second session.
+    assert a.ask("SETUP", url + "/2", Session=sid,
+                 Transport="RTP/AVP;unicast;client_port=5002-5003")[0] == 200
+    assert g.fds() == base + 2 + 8
+    b = Rtsp(port)
+    assert b.ask("GET_PARAMETER", url, Session=sid)[0] == 200  # a keep-alive on a new connection
+    a.close()
+    g.wait_log(f"session {sid} goes on, held by another connection of the client")
+    assert g.fds() == base + 2 + 8
+
+    # The stream still relays: RTP from the device's server port to the gateway's inside port
+    # reaches the player from the outside port it was told.
+    with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as d, \
+            socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as player:
+        d.bind(("127.0.0.1", device_rtp[0]))
+        player.bind(("127.0.0.1", player_rtp[0]))
+        player.settimeout(5)
+        d.sendto(b"\x80" + b"rtp" * 10, ("127.0.0.1", dev.client_ports[0][0]))
+        data, src = player.recvfrom(2048)
+        assert data == b"\x80" + b"rtp" * 10 and src == ("127.0.0.1", out_port)
+
+    # A TEARDOWN on the second connection ends the session the first one set up.
+    assert b.ask("TEARDOWN", url, Session=sid)[0] == 200
+    g.wait_log("stream ended (TEARDOWN)", 2)
+    assert g.fds() == base + 2
+    b.close()
+    assert g.map_stats("enc")["rtsp sessions"] == 1
+
+    # Another client address naming the id does not keep a session alive: the session ends
+    # with the connection that set it up.
+    a = Rtsp(port)
+    status, h, _ = a.ask("SETUP", url, Transport="RTP/AVP;unicast;client_port=5000-5001")
+    sid = session_of(h)
+    stranger = Rtsp(port, source="127.0.0.2")
+    assert stranger.ask("GET_PARAMETER", url, Session=sid)[0] == 200
+    a.close()
+    g.wait_log("stream ended (the control connection closed)")
+    assert g.fds() == base + 2
+    stranger.close()
+    assert f"session {sid} goes on" not in g.log()
