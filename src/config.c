@@ -3,12 +3,15 @@
 #include <errno.h>
 #include <fcntl.h>
 #include <ini.h>
+#include <limits.h>
 #include <netdb.h>
 #include <stdarg.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/stat.h>
 #include <unistd.h>
+
+#include "loop.h" /* LOOP_BUSY_POLL_MAX_US */
 
 #define CONFIG_MAX_FILE (4u << 20)
 
@@ -172,6 +175,27 @@ static int parse_bool(const char *s, bool *out, char *err, size_t errlen)
     }
     snprintf(err, errlen, "\"%s\": expected yes or no", s);
     return -1;
+}
+
+/* busy-poll: "off", "0", or a time in microseconds ("50us") up to LOOP_BUSY_POLL_MAX_US. */
+static int parse_busy_poll(const char *s, uint32_t *out_us, char *err, size_t errlen)
+{
+    if (strcasecmp(s, "off") == 0 || strcmp(s, "0") == 0) {
+        *out_us = 0;
+        return 0;
+    }
+    size_t digits = strspn(s, "0123456789");
+    unsigned long v = digits > 0 && digits <= 7 ? strtoul(s, NULL, 10) : ULONG_MAX;
+    if (digits == 0 || strcmp(s + digits, "us") != 0) {
+        snprintf(err, errlen, "\"%s\": expected off or microseconds such as 50us", s);
+        return -1;
+    }
+    if (v > LOOP_BUSY_POLL_MAX_US) {
+        snprintf(err, errlen, "\"%s\": at most %uus", s, LOOP_BUSY_POLL_MAX_US);
+        return -1;
+    }
+    *out_us = (uint32_t)v;
+    return 0;
 }
 
 static bool valid_name(const char *s)
@@ -614,6 +638,9 @@ static int gateway_set(struct ini_state *st, const char *key, const char *val)
             snprintf(why, sizeof(why), "\"%s\": at least 1 (or auto: one per CPU)", val);
             rc = -1;
         }
+    } else if (strcmp(key, "busy-poll") == 0) {
+        bit = 32;
+        rc = parse_busy_poll(val, &c->gw.busy_poll_us, why, sizeof(why));
     } else {
         add_error(c, "%s:%d: [gateway] unknown key \"%s\" (see docs/configuration.md)", st->source,
                   st->line, key);

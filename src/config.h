@@ -58,9 +58,10 @@ struct map_conf {
 struct gateway_conf {
     enum log_level log_level;
     uint32_t drain_timeout_ms;
-    bool splice;        /* relay opaque TCP with splice() */
-    uint32_t max_pipes; /* pipes in use at most; 0: a quarter of the descriptor limit */
-    uint32_t workers;   /* event loop threads; 0 ("auto"): one per CPU the process may run on */
+    bool splice;           /* relay opaque TCP with splice() */
+    uint32_t max_pipes;    /* pipes in use at most; 0: a quarter of the descriptor limit */
+    uint32_t workers;      /* event loop threads; 0 ("auto"): one per CPU the process may run on */
+    uint32_t busy_poll_us; /* see loop_set_busy_poll; 0: off */
 };
 
 #define CONFIG_MAX_WORKERS 256

@@ -67,7 +67,8 @@ struct gateway {
     struct listener *old_ls; /* apply: the listeners being replaced */
     size_t old_nls;
     bool splice;
-    size_t max_pipes; /* in all: shared out among the workers */
+    uint32_t busy_poll_us; /* the workers' loops poll this long before sleeping */
+    size_t max_pipes;      /* in all: shared out among the workers */
     const char *close_reason;
     struct relay_snapshot *snaps;
 };
@@ -262,6 +263,7 @@ static void w_apply(struct worker *w, void *arg)
         }
     }
     w->ctx.splice = g->splice;
+    loop_set_busy_poll(w->loop, g->busy_poll_us);
     w->ctx.max_pipes = g->max_pipes / g->nworkers + (w->id < g->max_pipes % g->nworkers);
 }
 
@@ -358,6 +360,7 @@ static int apply(struct gateway *g, struct config *cfg)
     g->ls = ls;
     g->nls = nls;
     g->splice = cfg->gw.splice;
+    g->busy_poll_us = cfg->gw.busy_poll_us;
     g->max_pipes = cfg->gw.max_pipes != 0 ? cfg->gw.max_pipes : default_max_pipes();
     call_all(g, w_apply);
     for (size_t i = 0; i < nls; i++) {

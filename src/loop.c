@@ -2,6 +2,7 @@
 
 #include <assert.h>
 #include <errno.h>
+#include <sched.h>
 #include <stdlib.h>
 #include <time.h>
 #include <unistd.h>
@@ -12,6 +13,7 @@ struct loop {
     int epfd;
     bool stop;
     uint64_t now_ms;
+    uint32_t busy_poll_us;
     /* The events of the current iteration, so that loop_io_del can forget pending ones. */
     struct epoll_event ev[LOOP_BATCH];
     int nev;
@@ -20,11 +22,16 @@ struct loop {
     size_t heap_len, heap_cap;
 };
 
-static uint64_t mono_ms(void)
+static uint64_t mono_us(void)
 {
     struct timespec ts;
     clock_gettime(CLOCK_MONOTONIC, &ts);
-    return (uint64_t)ts.tv_sec * 1000u + (uint64_t)ts.tv_nsec / 1000000u;
+    return (uint64_t)ts.tv_sec * 1000000u + (uint64_t)ts.tv_nsec / 1000u;
+}
+
+static uint64_t mono_ms(void)
+{
+    return mono_us() / 1000u;
 }
 
 struct loop *loop_new(void)
@@ -238,11 +245,35 @@ static void run_timers(struct loop *l)
     }
 }
 
+void loop_set_busy_poll(struct loop *l, uint32_t us)
+{
+    l->busy_poll_us = us < LOOP_BUSY_POLL_MAX_US ? us : LOOP_BUSY_POLL_MAX_US;
+}
+
+/* epoll_wait, after busy polling (loop_set_busy_poll) unless a timer is due. */
+static int wait_events(struct loop *l)
+{
+    int timeout = next_timeout(l);
+    if (l->busy_poll_us > 0 && timeout != 0) {
+        uint64_t until = mono_us() + l->busy_poll_us;
+        do {
+            int n = epoll_wait(l->epfd, l->ev, LOOP_BATCH, 0);
+            if (n != 0) {
+                return n;
+            }
+            sched_yield(); /* a thread that has work on this CPU goes first */
+        } while (mono_us() < until);
+        l->now_ms = mono_ms(); /* the next timer is nearer by the time spent polling */
+        timeout = next_timeout(l);
+    }
+    return epoll_wait(l->epfd, l->ev, LOOP_BATCH, timeout);
+}
+
 int loop_run(struct loop *l)
 {
     l->stop = false;
     while (!l->stop) {
-        int n = epoll_wait(l->epfd, l->ev, LOOP_BATCH, next_timeout(l));
+        int n = wait_events(l);
         if (n == -1) {
             if (errno == EINTR) {
                 continue;

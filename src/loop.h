@@ -58,6 +58,16 @@ uint64_t loop_now(const struct loop *l);
 /* Reads the clock again (after blocking work such as a reload). */
 void loop_update_time(struct loop *l);
 
+/*
+ * Busy polling: after each round of events, poll without sleeping for up to us microseconds
+ * (at most LOOP_BUSY_POLL_MAX_US; 0, the default, turns it off) before blocking in epoll_wait,
+ * yielding the CPU to any other runnable thread between polls. A message that arrives in that
+ * time is handled without the wake-up of a sleeping thread, which in a virtual machine or on a
+ * CPU in a deep idle state costs tens of microseconds; the price is CPU time spent polling.
+ */
+#define LOOP_BUSY_POLL_MAX_US 1000u
+void loop_set_busy_poll(struct loop *l, uint32_t us);
+
 /* Registers io->fd for events (LOOP_IN | LOOP_OUT | LOOP_ET ...). Returns 0 or -errno. */
 int loop_io_add(struct loop *l, struct loop_io *io, int fd, uint32_t events, loop_io_cb cb);
 /* Changes the registered events. Returns 0 or -errno. Costs a syscall only if they differ. */

@@ -324,3 +324,23 @@ def test_sigusr1_logs_counters(gateway, tcp_echo, udp_echo):
     assert ("map t: stats: 0 open, 1 accepted, 1 refused by allow/deny, 0 refused by limits, "
             "0 connect failures, 0 evicted, 14 bytes to targets, 14 bytes to clients") in log
     assert "map u: stats: 1 open, 1 accepted, 0 refused by allow/deny" in log
+
+
+def test_busy_poll_relays_and_applies_at_reload(gateway, tcp_echo):
+    srv = tcp_echo()
+    port = free_ports()
+    conf = ("[gateway]\nworkers = 2\nbusy-poll = {bp}\n"
+            f"[map m]\nproto = tcp\nlisten = 127.0.0.1:{port}\ntarget = 127.0.0.1:{srv.port}\n")
+    g = gateway(config=conf.format(bp="200us"))
+    c = connect(port)
+    for i in range(200):  # round trips, each relayed while or after the worker polls
+        c.sendall(b"%d" % i)
+        assert c.recv(16) == b"%d" % i
+    assert "configuration applied" in g.reload(conf.format(bp="off"))
+    c.sendall(b"after")
+    assert c.recv(16) == b"after"
+    c.close()
+    out = g.reload(conf.format(bp="50"))
+    assert 'busy-poll: "50": expected off or microseconds such as 50us' in out
+    assert "keeping the running configuration" in out
+    assert echo_roundtrip(port) == b"hello portgate"

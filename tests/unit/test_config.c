@@ -99,7 +99,7 @@ static void test_file_ok(void **state)
 {
     (void)state;
     struct config *c = load("; a comment\n# another\n[gateway]\nlog-level = debug\n"
-                            "drain-timeout = 5s\nworkers = 3\n\n" MAP_OK
+                            "drain-timeout = 5s\nworkers = 3\nbusy-poll = 50us\n\n" MAP_OK
                             "allow = 198.51.100.0/24 ; inline comment\n"
                             "allow = 203.0.113.0/24,\n  2001:db8::/32\n"
                             "deny = 198.51.100.7\nmax-conns = 100\nmax-conns-per-ip = 4\n"
@@ -114,6 +114,7 @@ static void test_file_ok(void **state)
     assert_int_equal(c->gw.log_level, LOG_LVL_DEBUG);
     assert_int_equal(c->gw.drain_timeout_ms, 5000);
     assert_int_equal(c->gw.workers, 3);
+    assert_int_equal(c->gw.busy_poll_us, 50);
     assert_int_equal(c->nmaps, 2);
     const struct map_conf *m = &c->maps[0];
     assert_string_equal(m->name, "web");
@@ -127,7 +128,7 @@ static void test_file_ok(void **state)
     assert_int_equal(m->max_conns_per_ip, 4);
     assert_int_equal(m->connect_timeout_ms, 3000);
     assert_int_equal(m->idle_timeout_ms, 600000);
-    assert_int_equal(m->line, 8);
+    assert_int_equal(m->line, 9);
     assert_true(m->enabled);
     m = &c->maps[1];
     assert_int_equal(m->proto, MAP_UDP);
@@ -192,6 +193,13 @@ static void test_file_errors(void **state)
                  "t.conf:2: [gateway] workers: \"0\": at least 1 (or auto: one per CPU)");
     expect_error("[gateway]\nworkers = 257\n" MAP_OK,
                  "t.conf:2: [gateway] workers: \"257\": at most 256");
+    expect_error(
+        "[gateway]\nbusy-poll = 50\n" MAP_OK,
+        "t.conf:2: [gateway] busy-poll: \"50\": expected off or microseconds such as 50us");
+    expect_error("[gateway]\nbusy-poll = 1001us\n" MAP_OK,
+                 "t.conf:2: [gateway] busy-poll: \"1001us\": at most 1000us");
+    expect_error("[gateway]\nbusy-poll = 99999999999us\n" MAP_OK,
+                 "t.conf:2: [gateway] busy-poll: \"99999999999us\": at most 1000us");
     expect_error("[gateway]\nworkers = many\n" MAP_OK,
                  "t.conf:2: [gateway] workers: \"many\": expected a whole number or auto");
     expect_error("[gateway]\nworkerz = 2\n" MAP_OK, "t.conf:2: [gateway] unknown key \"workerz\"");

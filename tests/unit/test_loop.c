@@ -96,11 +96,61 @@ static void test_io_and_deletion_in_batch(void **state)
     loop_free(l);
 }
 
+/* Busy polling: a timer writes to a pipe, the pipe's callback re-arms the timer; every event
+ * is still delivered, and timers still fire, while the loop polls between them. */
+struct chain {
+    struct loop_timer t;
+    struct loop_io io;
+    struct loop *l;
+    int wfd, timers, reads;
+};
+
+static void chain_timer(struct loop_timer *t)
+{
+    struct chain *c = container_of(t, struct chain, t);
+    c->timers++;
+    assert_int_equal(write(c->wfd, "x", 1), 1);
+}
+
+static void chain_read(struct loop_io *io, uint32_t ev)
+{
+    (void)ev;
+    struct chain *c = container_of(io, struct chain, io);
+    char b[8];
+    c->reads += (int)read(io->fd, b, sizeof(b));
+    if (c->reads == 5) {
+        loop_stop(c->l);
+    } else {
+        loop_timer_start(c->l, &c->t, 2);
+    }
+}
+
+static void test_busy_poll_delivers_events_and_timers(void **state)
+{
+    (void)state;
+    struct loop *l = loop_new();
+    int p[2];
+    assert_int_equal(pipe(p), 0);
+    loop_set_busy_poll(l, 5000); /* clamped to LOOP_BUSY_POLL_MAX_US */
+    struct chain c = {.l = l, .wfd = p[1]};
+    loop_timer_init(&c.t, chain_timer);
+    assert_int_equal(loop_io_add(l, &c.io, p[0], LOOP_IN, chain_read), 0);
+    assert_int_equal(loop_timer_start(l, &c.t, 2), 0);
+    assert_int_equal(loop_run(l), 0);
+    assert_int_equal(c.timers, 5);
+    assert_int_equal(c.reads, 5);
+    loop_io_del(l, &c.io);
+    close(p[0]);
+    close(p[1]);
+    loop_free(l);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_timers_fire_in_order),
         cmocka_unit_test(test_io_and_deletion_in_batch),
+        cmocka_unit_test(test_busy_poll_delivers_events_and_timers),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
