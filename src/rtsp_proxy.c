@@ -72,6 +72,7 @@ struct proxy {
     struct relay_ctx *ctx;
     const struct mapping *map; /* the connection holds the reference */
     struct sockaddr_storage client, client_local, target, target_local;
+    struct sockaddr_storage client_ip; /* the client's address unmapped, as sessions keep it */
     char client_str[ADDR_STRLEN];
     struct rtsp_rewrite up;   /* requests: the client's view of the device -> the device */
     struct rtsp_rewrite down; /* answers: the device -> the client's view */
@@ -190,7 +191,7 @@ static struct rtsp_proxy_session *session_find(const struct proxy *p, const char
     }
     for (struct rtsp_proxy_session *s = p->ctx->rtsp_sessions; s != NULL; s = s->next) {
         if (s->state == p->map->state && strcmp(s->id, id) == 0 &&
-            addr_ip_equal(&s->client, &p->client)) {
+            addr_ip_equal(&s->client, &p->client_ip)) {
             return s;
         }
     }
@@ -304,8 +305,7 @@ static struct rtsp_proxy_session *session_new(struct proxy *p, struct rtsp_proxy
 {
     s->ctx = p->ctx;
     s->state = p->map->state;
-    s->client = p->client;
-    addr_unmap(&s->client);
+    s->client = p->client_ip;
     memcpy(s->client_str, p->client_str, sizeof(s->client_str));
     snprintf(s->id, sizeof(s->id), "%s", id);
     s->timeout_ms = SESSION_TIMEOUT_DEFAULT_MS;
@@ -771,6 +771,8 @@ static void *proxy_open(const struct tcp_filter_conn *fc)
     p->ctx = fc->ctx;
     p->map = fc->map;
     p->client = fc->client;
+    p->client_ip = fc->client;
+    addr_unmap(&p->client_ip);
     p->client_local = fc->client_local;
     p->target = fc->target;
     p->target_local = fc->target_local;
