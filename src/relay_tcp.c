@@ -6,6 +6,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/ioctl.h>
 #include <sys/socket.h>
 #include <unistd.h>
 
@@ -485,6 +486,18 @@ static void refuse(struct tcp_listener *l, int fd, const struct sockaddr_storage
     close(fd);
 }
 
+/*
+ * Whether the client has bytes waiting: a client that speaks first (HTTP, TLS, RTSP) has usually
+ * sent its request by the time its connection is accepted. Then the target's handshake can end
+ * with that request (SOCK_SEND_FIRST), since pump() relays it the moment the target accepts.
+ * One ioctl: the bytes stay where they are, so no buffer is held while connecting.
+ */
+static bool client_spoke_first(int fd)
+{
+    int queued = 0;
+    return ioctl(fd, FIONREAD, &queued) == 0 && queued > 0;
+}
+
 static void conn_start(struct tcp_listener *l, int fd, const struct sockaddr_storage *client)
 {
     struct relay_ctx *ctx = l->ctx;
@@ -532,7 +545,8 @@ static void conn_start(struct tcp_listener *l, int fd, const struct sockaddr_sto
         return;
     }
     int in_progress;
-    int tfd = sock_connect(&c->target, SOCK_STREAM, &in_progress);
+    int tfd = sock_connect(&c->target, SOCK_STREAM, client_spoke_first(fd) ? SOCK_SEND_FIRST : 0,
+                           &in_progress);
     if (tfd < 0) {
         char ts[ADDR_STRLEN];
         STAT_ADD(mapping_shard(m, ctx->worker)->stats.connect_failed, 1);

@@ -437,7 +437,7 @@ static struct udp_sess *sess_new(struct udp_listener *l, const struct sockaddr_s
     }
     mapping_target(m, l->port, &s->target);
     int in_progress;
-    int fd = sock_connect(&s->target, SOCK_DGRAM, &in_progress);
+    int fd = sock_connect(&s->target, SOCK_DGRAM, 0, &in_progress);
     if (fd < 0) {
         char ts[ADDR_STRLEN], why[128];
         snprintf(why, sizeof(why), "socket to %s: %s", addr_format(&s->target, ts, sizeof(ts)),

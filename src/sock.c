@@ -78,7 +78,7 @@ int sock_bind_udp(const struct sockaddr_storage *addr, int pktinfo, int reusepor
     return fd;
 }
 
-int sock_connect(const struct sockaddr_storage *addr, int type, int *in_progress)
+int sock_connect(const struct sockaddr_storage *addr, int type, int flags, int *in_progress)
 {
     int fd = socket(addr->ss_family, type | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
     if (fd == -1) {
@@ -87,6 +87,10 @@ int sock_connect(const struct sockaddr_storage *addr, int type, int *in_progress
     *in_progress = 0;
     if (type == SOCK_STREAM) {
         sock_set_nodelay(fd);
+        if (flags & SOCK_SEND_FIRST) {
+            int zero = 0;
+            setsockopt(fd, IPPROTO_TCP, TCP_QUICKACK, &zero, sizeof(zero));
+        }
     } else {
         sock_set_udp_buffers(fd);
     }

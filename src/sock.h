@@ -20,8 +20,13 @@ int sock_listen_tcp(const struct sockaddr_storage *addr, int backlog, int reusep
  * addresses and ports, so one client's datagrams always reach the same socket. */
 int sock_bind_udp(const struct sockaddr_storage *addr, int pktinfo, int reuseport);
 /* A non-blocking socket of addr's family and type, connect()ed to addr (TCP with TCP_NODELAY).
- * For TCP the connect may still be in progress (*in_progress set). Returns the fd or -errno. */
-int sock_connect(const struct sockaddr_storage *addr, int type, int *in_progress);
+ * For TCP the connect may still be in progress (*in_progress set). Returns the fd or -errno.
+ * SOCK_SEND_FIRST (TCP): the caller has bytes to send as soon as the connection is up, so the
+ * handshake's last ACK is held back (TCP_QUICKACK off) to travel with them: one segment less,
+ * and the peer accepts the connection and reads its first bytes in one wake-up. Without bytes
+ * to send the kernel would hold that ACK for up to 200ms, so only say it when they are there. */
+#define SOCK_SEND_FIRST 1
+int sock_connect(const struct sockaddr_storage *addr, int type, int flags, int *in_progress);
 /* Receive buffer asked for on UDP sockets. */
 #define SOCK_UDP_BUF (2 * 1024 * 1024)
 void sock_set_udp_buffers(int fd);

@@ -2,7 +2,9 @@
 import hashlib
 import os
 import resource
+import signal
 import socket
+import struct
 import threading
 import time
 
@@ -136,6 +138,111 @@ def test_target_half_close(gateway, tcp_echo):
     while "got" not in result and time.time() < deadline:
         time.sleep(0.02)
     assert result["got"] == b"after your FIN"
+
+
+class Paused:
+    """The gateway stopped (SIGSTOP) inside the block: connections wait in its backlog, and what
+    their clients send waits in the accepted sockets, until it goes on at the end."""
+
+    def __init__(self, g):
+        self.pid = g.proc.pid
+
+    def _threads_in(self, states):
+        tasks = os.listdir(f"/proc/{self.pid}/task")
+        for t in tasks:
+            with open(f"/proc/{self.pid}/task/{t}/stat") as f:
+                if f.read().rsplit(")", 1)[1].split()[0] not in states:
+                    return False
+        return True
+
+    def __enter__(self):
+        os.kill(self.pid, signal.SIGSTOP)
+        deadline = time.time() + 5
+        while not self._threads_in("Tt"):
+            assert time.time() < deadline, "the gateway did not stop"
+            time.sleep(0.01)
+        return self
+
+    def __exit__(self, *exc):
+        time.sleep(0.1)  # the client's last bytes are in the kernel before the gateway reads
+        os.kill(self.pid, signal.SIGCONT)
+
+
+def _segs_in(c):
+    """How many segments a TCP socket has received (tcp_info.tcpi_segs_in)."""
+    return struct.unpack_from("I", c.getsockopt(socket.IPPROTO_TCP, socket.TCP_INFO, 256), 140)[0]
+
+
+def test_first_bytes_ride_on_the_handshake(gateway, tcp_echo):
+    """A client that speaks first (HTTP, TLS, RTSP) has usually sent its request by the time the
+    gateway accepts it. The request then goes to the target with the handshake's last ACK: the
+    target's socket has received SYN and request, 2 segments, where ACK then request are 3.
+    A target that speaks first gets a plain handshake, and its banner flows before the client
+    has sent anything."""
+    seen = []
+
+    def handler(c):
+        c.sendall(b"banner\n")
+        got = c.recv(100)
+        seen.append((got, _segs_in(c)))
+        c.sendall(got)
+
+    srv = tcp_echo(handler=handler)
+    port = free_ports()
+    g = gateway("--map", f"tcp:127.0.0.1:{port}=127.0.0.1:{srv.port}")
+    # The client speaks first.
+    with Paused(g):
+        c = connect(port)
+        c.sendall(b"request")
+    assert recv_all_until(c, b"banner\nrequest") == b"banner\nrequest"
+    c.close()
+    assert seen[-1] == (b"request", 2)
+    # The target speaks first: the client sends only once it has the banner.
+    with Paused(g):
+        c = connect(port)
+    assert recv_all_until(c, b"banner\n") == b"banner\n"
+    c.sendall(b"reply")
+    assert recv_all_until(c, b"reply") == b"reply"
+    c.close()
+    assert seen[-1][0] == b"reply"
+
+
+def recv_all_until(c, want):
+    got = b""
+    while len(got) < len(want):
+        d = c.recv(len(want) - len(got))
+        if not d:
+            break
+        got += d
+    return got
+
+
+@pytest.mark.parametrize("case", ["request-and-fin", "more-than-a-buffer", "fin-alone"])
+def test_bytes_sent_before_accept(gateway, tcp_echo, case):
+    """Whatever the client sent before the gateway accepted it reaches the target, in order and
+    with its FIN: bytes and a FIN, more than one read buffer (64 KiB) of bytes, a FIN alone."""
+    result = {}
+
+    def handler(c):
+        got = recv_all(c)
+        result["got"] = got
+        c.sendall(b"got %d bytes" % len(got))
+
+    srv = tcp_echo(handler=handler)
+    port = free_ports()
+    g = gateway("--map", f"tcp:127.0.0.1:{port}=127.0.0.1:{srv.port}")
+    payload = {"request-and-fin": b"GET / HTTP/1.0\r\n\r\n", "more-than-a-buffer":
+               os.urandom(300 * 1024), "fin-alone": b""}[case]
+    with Paused(g):
+        c = connect(port)
+        # More than the socket buffers hold while the gateway is stopped: the rest follows.
+        sender = threading.Thread(target=lambda: (c.sendall(payload), c.shutdown(socket.SHUT_WR)))
+        sender.start()
+    sender.join(10)
+    assert recv_all(c) == b"got %d bytes" % len(payload)
+    c.close()
+    assert hashlib.sha256(result["got"]).digest() == hashlib.sha256(payload).digest()
+    g.wait_log(f"{len(payload)} bytes to target")
 
 
 def test_reset_propagates(gateway, tcp_echo):
