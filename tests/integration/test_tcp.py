@@ -207,6 +207,25 @@ def test_first_bytes_ride_on_the_handshake(gateway, tcp_echo):
     assert seen[-1][0] == b"reply"
 
 
+def test_last_bytes_and_fin_leave_together(gateway, tcp_echo):
+    """A target that answers and closes (HTTP/1.0, Connection: close) sends its answer and its
+    FIN in one segment; the gateway passes them on as one too. The client's socket receives
+    SYN-ACK, the ACK of its request, and answer + FIN: 3 segments, where answer then FIN are 4."""
+    def handler(c):
+        c.recv(100)
+        c.send(b"response", socket.MSG_MORE)
+        c.close()
+
+    srv = tcp_echo(handler=handler)
+    port = free_ports()
+    gateway("--map", f"tcp:127.0.0.1:{port}=127.0.0.1:{srv.port}")
+    c = connect(port)
+    c.sendall(b"request")
+    assert recv_all(c) == b"response"
+    assert _segs_in(c) == 3
+    c.close()
+
+
 def recv_all_until(c, want):
     got = b""
     while len(got) < len(want):
