@@ -493,7 +493,8 @@ static void refuse(struct tcp_listener *l, int fd, const struct sockaddr_storage
 /*
  * Whether the client has bytes waiting: a client that speaks first (HTTP, TLS, RTSP) has usually
  * sent its request by the time its connection is accepted. Then the target's handshake can end
- * with that request (SOCK_SEND_FIRST), since pump() relays it the moment the target accepts.
+ * with that request (SOCK_SEND_FIRST), since pump() relays it the moment the target accepts (a
+ * filter, once it has a whole message: until then the target has nothing to do either).
  * One ioctl: the bytes stay where they are, so no buffer is held while connecting.
  */
 static bool client_spoke_first(int fd)
