@@ -173,6 +173,17 @@ def _segs_in(c):
     return struct.unpack_from("I", c.getsockopt(socket.IPPROTO_TCP, socket.TCP_INFO, 256), 140)[0]
 
 
+def recv_all_until(c, want):
+    """Reads until it has as many bytes as want, or EOF; returns them."""
+    got = b""
+    while len(got) < len(want):
+        d = c.recv(len(want) - len(got))
+        if not d:
+            break
+        got += d
+    return got
+
+
 def test_first_bytes_ride_on_the_handshake(gateway, tcp_echo):
     """A client that speaks first (HTTP, TLS, RTSP) has usually sent its request by the time the
     gateway accepts it. The request then goes to the target with the handshake's last ACK: the
@@ -224,16 +235,6 @@ def test_last_bytes_and_fin_leave_together(gateway, tcp_echo):
     assert recv_all(c) == b"response"
     assert _segs_in(c) == 3
     c.close()
-
-
-def recv_all_until(c, want):
-    got = b""
-    while len(got) < len(want):
-        d = c.recv(len(want) - len(got))
-        if not d:
-            break
-        got += d
-    return got
 
 
 @pytest.mark.parametrize("case", ["request-and-fin", "more-than-a-buffer", "fin-alone"])
