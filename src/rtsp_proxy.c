@@ -651,8 +651,10 @@ static ssize_t answer_setup(struct proxy *p, const char *msg, const struct rtsp_
     if (s != NULL) {
         if (s->nstreams == MAX_STREAMS) {
             refusal = "the session already has " STR(MAX_STREAMS) " streams";
-        } else if (!session_held_by(s, p) && (s->nholders == MAX_HOLDERS || p->nheld == MAX_HELD)) {
+        } else if (!session_held_by(s, p) && s->nholders == MAX_HOLDERS) {
             refusal = "the session is held by " STR(MAX_HOLDERS) " connections already";
+        } else if (!session_held_by(s, p) && p->nheld == MAX_HELD) {
+            refusal = "this connection already holds " STR(MAX_HELD) " sessions";
         }
     } else if (p->nheld == MAX_HELD) {
         refusal = "this connection already holds " STR(MAX_HELD) " sessions";
