@@ -360,15 +360,18 @@ static ssize_t q_match(struct proxy *p, const struct rtsp_msg *m)
     return cseq == NULL ? first : -1;
 }
 
-/* Formats the gateway's own answer into buf. Returns its length (truncated to fit). */
+/* Formats the gateway's own answer into buf (room > 0). Returns its length, truncated to fit:
+ * one snprintf, so a truncation cannot turn into a write past the end. */
 static size_t format_reply(char *buf, size_t room, int major, int minor, int status,
                            const char *text, const char *cseq)
 {
-    int n = snprintf(buf, room, "RTSP/%d.%d %d %s\r\n", major, minor, status, text);
-    if (cseq[0] != '\0') {
-        n += snprintf(buf + n, room - (size_t)n, "CSeq: %s\r\n", cseq);
+    bool has_cseq = cseq[0] != '\0';
+    int n = snprintf(buf, room, "RTSP/%d.%d %d %s\r\n%s%s%sServer: portgate\r\n\r\n", major, minor,
+                     status, text, has_cseq ? "CSeq: " : "", cseq, has_cseq ? "\r\n" : "");
+    if (n < 0) {
+        buf[0] = '\0';
+        return 0;
     }
-    n += snprintf(buf + n, room - (size_t)n, "Server: portgate\r\n\r\n");
     return (size_t)n < room ? (size_t)n : room - 1;
 }
 
@@ -380,8 +383,11 @@ static void reply(struct proxy *p, const struct rtsp_msg *m, int status, const c
         return; /* cannot happen: requests are only read while the queue has room */
     }
     e->local = true;
+    /* A copy: GCC's -Wrestrict cannot tell the two fields of *e apart once this is inlined. */
+    char cseq[sizeof(e->cseq)];
+    memcpy(cseq, e->cseq, sizeof(cseq));
     e->reply_len = format_reply(e->reply, sizeof(e->reply), m ? m->major : 1, m ? m->minor : 0,
-                                status, text, e->cseq);
+                                status, text, cseq);
     STAT_ADD(stats(p)->rtsp_refused, 1);
 }
 
