@@ -654,15 +654,12 @@ static ssize_t answer_setup(struct proxy *p, const char *msg, const struct rtsp_
     }
     struct rtsp_proxy_session *s = session_find(p, id);
     const char *refusal = NULL;
-    if (s != NULL) {
-        if (s->nstreams == MAX_STREAMS) {
-            refusal = "the session already has " STR(MAX_STREAMS) " streams";
-        } else if (!session_held_by(s, p) && s->nholders == MAX_HOLDERS) {
-            refusal = "the session is held by " STR(MAX_HOLDERS) " connections already";
-        } else if (!session_held_by(s, p) && p->nheld == MAX_HELD) {
-            refusal = "this connection already holds " STR(MAX_HELD) " sessions";
-        }
-    } else if (p->nheld == MAX_HELD) {
+    bool holds_more = s == NULL || !session_held_by(s, p); /* the connection takes one more */
+    if (s != NULL && s->nstreams == MAX_STREAMS) {
+        refusal = "the session already has " STR(MAX_STREAMS) " streams";
+    } else if (s != NULL && holds_more && s->nholders == MAX_HOLDERS) {
+        refusal = "the session is held by " STR(MAX_HOLDERS) " connections already";
+    } else if (holds_more && p->nheld == MAX_HELD) {
         refusal = "this connection already holds " STR(MAX_HELD) " sessions";
     }
     /* A new session needs a place (the one its SETUP reserved, unless that SETUP named a
