@@ -1,0 +1,112 @@
+/* libFuzzer target: the rtsp proxy filter (the conversation state: pending requests, local
+ * answers, sessions, streams and their RTP ports) driven by both sides of two control
+ * connections of one client at once, so that sessions held by both are exercised too. The input
+ * is a series of chunks: a byte whose bit 0 is the direction (0: client -> device, 1: device ->
+ * client) and bit 1 the connection, a length byte, then that many bytes. Each side's unconsumed
+ * bytes are kept and offered again with the next chunk, as the relay does; what the filter
+ * writes is checked to fit and then dropped. A connection the filter ends is closed and its
+ * chunks are skipped. Streams bind real UDP ports on 127.0.0.1 from a small range. */
+#include <stddef.h>
+#include <stdint.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "gateway/config.h"
+#include "core/loop.h"
+#include "forward/mapping.h"
+#include "forward/relay.h"
+#include "proto/rtsp/rtsp_proxy.h"
+
+int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size);
+
+static struct loop *loop;
+static struct relay_ctx ctx;
+static struct mapping *map;
+
+static void setup(void)
+{
+    log_set_level(LOG_LVL_ERROR);
+    loop = loop_new();
+    relay_ctx_init(&ctx, loop, 0);
+    struct config *c = config_new();
+    config_add_spec(c, "rtsp:127.0.0.1:554=127.0.0.1:8554,rtp-ports=31000-31019,max-sessions=3", 1);
+    map = mapping_new(&c->maps[0], NULL, 1);
+    config_free(c);
+    if (map == NULL) {
+        abort();
+    }
+}
+
+int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
+{
+    if (loop == NULL) {
+        setup();
+    }
+    const struct tcp_filter *f = &rtsp_proxy_filter;
+    void *st[2];
+    static char in[2][2][1 << 16];
+    static char out[RELAY_BUF_SIZE];
+    size_t have[2][2] = {{0, 0}, {0, 0}};
+    for (int c = 0; c < 2; c++) {
+        struct tcp_filter_conn fc = {.ctx = &ctx, .map = map};
+        addr_parse_ip("198.51.100.2", &fc.client);
+        addr_set_port(&fc.client, (uint16_t)(40000 + c));
+        addr_parse_ip("127.0.0.1", &fc.client_local);
+        addr_set_port(&fc.client_local, 554);
+        addr_parse_ip("127.0.0.1", &fc.target);
+        addr_set_port(&fc.target, 8554);
+        addr_parse_ip("127.0.0.1", &fc.target_local);
+        st[c] = f->open(&fc);
+    }
+    size_t i = 0;
+    while (i + 2 <= size) {
+        int c = (data[i] >> 1) & 1;
+        enum tcp_dir d = (data[i] & 1) ? TCP_DOWN : TCP_UP;
+        size_t n = data[i + 1];
+        i += 2;
+        if (n > size - i) {
+            n = size - i;
+        }
+        if (st[c] == NULL || n > sizeof(in[c][d]) - have[c][d]) {
+            i += n;
+            continue;
+        }
+        memcpy(in[c][d] + have[c][d], data + i, n);
+        have[c][d] += n;
+        i += n;
+        for (int round = 0; round < 4 && st[c] != NULL; round++) {
+            for (int dir = 0; dir < 2; dir++) {
+                bool pend = f->pending(st[c], (enum tcp_dir)dir);
+                if (have[c][dir] == 0 && !pend) {
+                    continue;
+                }
+                size_t produced = 0;
+                const char *reason = NULL;
+                ssize_t used = f->data(st[c], (enum tcp_dir)dir, have[c][dir] ? in[c][dir] : NULL,
+                                       have[c][dir], false, out, sizeof(out), &produced, &reason);
+                if (used < 0) {
+                    if (reason == NULL) {
+                        abort(); /* a refusal always says why */
+                    }
+                    f->close(st[c]);
+                    st[c] = NULL;
+                    break;
+                }
+                if ((size_t)used > have[c][dir] || produced > sizeof(out)) {
+                    abort();
+                }
+                memmove(in[c][dir], in[c][dir] + used, have[c][dir] - (size_t)used);
+                have[c][dir] -= (size_t)used;
+            }
+        }
+    }
+    for (int c = 0; c < 2; c++) {
+        if (st[c] != NULL) {
+            f->close(st[c]);
+        }
+    }
+    if (ctx.rtsp_sessions != NULL) {
+        abort(); /* a session outlived every connection that held it */
+    }
+    return 0;
+}

@@ -1,0 +1,115 @@
+/*
+ * mapping: a mapping at run time. Its settings (an immutable copy of the map_conf), whom it
+ * admits, and its counters.
+ *
+ * A struct mapping is reference-counted: listeners hold one reference, and so does every TCP
+ * connection and UDP session it accepted, so a connection keeps the settings it started with
+ * when a reload changes or removes its mapping. What must outlive a reload that changes a mapping
+ * (the count of connections against max-conns, the count per client address, the counters, the
+ * rate limit of refusal logs) lives in a struct map_state that the new generation of a mapping of
+ * the same name inherits.
+ */
+#ifndef PORTGATE_MAPPING_H
+#define PORTGATE_MAPPING_H
+
+#include <pthread.h>
+#include <stdint.h>
+
+#include "gateway/config.h"
+#include "core/log.h"
+
+struct map_stats {
+    uint64_t accepted;      /* TCP connections / UDP sessions admitted */
+    uint64_t refused_acl;   /* clients refused by allow/deny */
+    uint64_t refused_limit; /* refused by max-conns / max-conns-per-ip / max-sessions */
+    uint64_t connect_failed;
+    uint64_t bytes_in;      /* client -> target */
+    uint64_t bytes_out;     /* target -> client */
+    uint64_t bytes_spliced; /* of bytes_in + bytes_out, moved by splice() without a copy */
+    uint64_t dgrams_in, dgrams_out, dgrams_dropped;
+    uint64_t evicted;
+    /* rtsp: sessions with RTP over UDP, SETUPs the gateway refused itself (461, 453, 400), and
+     * the RTP/RTCP bytes and drops of their streams (packets count in dgrams_in/out). */
+    uint64_t rtsp_sessions, rtsp_refused;
+    uint64_t rtp_bytes_in, rtp_bytes_out;
+    uint64_t rtp_dropped_source, rtp_dropped_send;
+};
+
+/*
+ * Counters are kept per worker: a worker only ever writes its own shard, so the data path shares
+ * no cache line and takes no lock, and a reader sums the shards (mapping_stats_sum). A counter is
+ * bumped with STAT_ADD, which the one writer may do without a read-modify-write instruction.
+ */
+#define STAT_ADD(field, n) __atomic_store_n(&(field), (field) + (uint64_t)(n), __ATOMIC_RELAXED)
+
+struct map_shard {
+    struct map_stats stats;
+    struct log_ratelimit refuse_log;
+} __attribute__((aligned(64)));
+
+struct ip_count;
+
+struct map_state {
+    unsigned refs;    /* atomic */
+    uint32_t active;  /* atomic: open connections or sessions, across workers */
+    uint32_t streams; /* atomic: rtsp mappings: sessions holding RTP ports (max-sessions) */
+    unsigned nshards; /* one per worker */
+    struct map_shard *shards;
+    /* Open connections per client address, for max-conns-per-ip: shared by the workers, so
+     * under a lock taken only when a connection is admitted or ends, never on the data path. */
+    pthread_mutex_t ip_lock;
+    struct ip_count **buckets;
+    size_t nbuckets, nips;
+};
+
+struct mapping {
+    unsigned refs; /* atomic */
+    struct map_conf conf;
+    struct map_state *state;
+};
+
+/* Copies conf. state is the map_state of the mapping this one replaces (a reference is taken),
+ * or NULL for a fresh one with nworkers counter shards. Returns NULL when out of memory. The new
+ * mapping has one reference. References may be taken and dropped from any thread. */
+struct mapping *mapping_new(const struct map_conf *conf, struct map_state *state,
+                            unsigned nworkers);
+struct mapping *mapping_ref(struct mapping *m);
+/* Drops a reference; the last one frees. mapping_unref(NULL) is a no-op. */
+void mapping_unref(struct mapping *m);
+
+/* Worker w's counters (w < the nworkers the state was made with). */
+static inline struct map_shard *mapping_shard(const struct mapping *m, unsigned w)
+{
+    return &m->state->shards[w];
+}
+/* The counters of all workers added up; safe while they run. */
+void mapping_stats_sum(const struct map_state *st, struct map_stats *out);
+/* Open connections or sessions of the mapping, across workers. */
+uint32_t mapping_active(const struct map_state *st);
+
+enum map_verdict { MAP_ADMIT, MAP_DENIED, MAP_FULL, MAP_FULL_PER_IP };
+
+/* Access control: allow/deny. Deny wins; a non-empty allow list refuses everything else. */
+enum map_verdict mapping_check_acl(const struct mapping *m, const struct sockaddr_storage *client);
+/*
+ * The whole admission of a new TCP connection by worker w: access control, then max-conns and
+ * max-conns-per-ip (across all workers). Refusals are counted in w's shard. On MAP_ADMIT the
+ * connection is counted: call mapping_release() when it ends.
+ */
+enum map_verdict mapping_admit(struct mapping *m, unsigned w,
+                               const struct sockaddr_storage *client);
+void mapping_release(struct mapping *m, const struct sockaddr_storage *client);
+/*
+ * A new UDP session, or an RTSP session that takes RTP ports: takes a place in the count of open
+ * sessions (across workers) if fewer than max-sessions are open and returns true, or returns
+ * false. mapping_session_end() gives it back. (An RTSP session's control connection counts
+ * against max-conns as a connection besides.)
+ */
+bool mapping_session_begin(const struct mapping *m);
+void mapping_session_end(const struct mapping *m);
+const char *map_verdict_reason(enum map_verdict v);
+
+/* The target address for a connection that arrived on listen port `port`. */
+void mapping_target(const struct mapping *m, uint16_t port, struct sockaddr_storage *out);
+
+#endif

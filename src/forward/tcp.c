@@ -1,0 +1,682 @@
+#include "forward/tcp.h"
+
+#include <errno.h>
+#include <fcntl.h>
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/ioctl.h>
+#include <sys/socket.h>
+#include <unistd.h>
+
+#include "core/log.h"
+#include "core/sock.h"
+
+#define ACCEPT_BATCH 64
+#define ACCEPT_BACKOFF_MS 100
+#define REFUSE_LOG_INTERVAL_MS 1000
+
+struct tcp_side {
+    struct loop_io io;
+    struct tcp_conn *conn;
+    bool readable; /* no EAGAIN from recv since the last readiness event */
+    bool writable; /* no EAGAIN from send since the last readiness event */
+    bool rdhup;    /* the peer's FIN or a reset was reported: read until recv says so */
+    bool fin;      /* a FIN alone was reported (RDHUP without HUP or ERR): no reset */
+    bool eof;      /* recv returned 0 */
+    bool shut;     /* we have shut down writing to this side */
+};
+
+struct tcp_conn {
+    struct tcp_side cli, tgt;
+    struct buf *in[2];         /* filtered path: bytes read, not yet seen by the filter */
+    struct buf *out[2];        /* bytes to write to the other side */
+    struct relay_pipe pipe[2]; /* splice path: bytes read, not yet written */
+    uint64_t bytes[2];         /* written to the other side */
+    uint64_t spliced;          /* of which moved by splice() */
+    struct relay_ctx *ctx;
+    struct mapping *map;
+    const struct tcp_filter *filter;
+    void *fst;
+    struct sockaddr_storage client, target;
+    uint64_t start_ms, last_ms;
+    struct loop_timer timer; /* connect timeout, then idle timeout */
+    bool connected;
+    bool splice;  /* opaque path through pipes; off with a filter, or when splice() fails */
+    bool bulk[2]; /* splice path: this direction carries a bulk flow, so its reads splice */
+    const char *first_eof; /* "client" or "target": who closed first */
+    struct tcp_conn *prev, *next;
+};
+
+struct tcp_listener {
+    struct loop_io io;
+    struct relay_ctx *ctx;
+    struct mapping *map;
+    const struct tcp_filter *filter;
+    uint16_t port;
+    struct loop_timer backoff;
+    struct log_ratelimit emfile_log;
+};
+
+/* ---- closing: the one way out of a connection ---- */
+
+static void conn_close(struct tcp_conn *c, const char *fmt, ...)
+    __attribute__((format(printf, 2, 3)));
+
+static void conn_close(struct tcp_conn *c, const char *fmt, ...)
+{
+    struct relay_ctx *ctx = c->ctx;
+    char reason[256], cs[ADDR_STRLEN], ts[ADDR_STRLEN];
+    va_list ap;
+    va_start(ap, fmt);
+    vsnprintf(reason, sizeof(reason), fmt, ap);
+    va_end(ap);
+    uint64_t ms = loop_now(ctx->loop) - c->start_ms;
+    log_info("map %s: tcp %s -> %s ended after %llu.%03llus, %llu bytes to target, %llu bytes to "
+             "client: %s",
+             c->map->conf.name, addr_format(&c->client, cs, sizeof(cs)),
+             addr_format(&c->target, ts, sizeof(ts)), (unsigned long long)(ms / 1000),
+             (unsigned long long)(ms % 1000), (unsigned long long)c->bytes[TCP_UP],
+             (unsigned long long)c->bytes[TCP_DOWN], reason);
+    struct map_stats *st = &mapping_shard(c->map, ctx->worker)->stats;
+    STAT_ADD(st->bytes_in, c->bytes[TCP_UP]);
+    STAT_ADD(st->bytes_out, c->bytes[TCP_DOWN]);
+    STAT_ADD(st->bytes_spliced, c->spliced);
+
+    loop_timer_stop(ctx->loop, &c->timer);
+    struct tcp_side *sides[2] = {&c->cli, &c->tgt};
+    for (int i = 0; i < 2; i++) {
+        loop_io_close(ctx->loop, &sides[i]->io);
+        relay_buf_put(ctx, c->in[i]);
+        relay_buf_put(ctx, c->out[i]);
+        relay_pipe_put(ctx, &c->pipe[i]);
+    }
+    if (c->filter != NULL && c->fst != NULL) {
+        c->filter->close(c->fst);
+    }
+    mapping_release(c->map, &c->client);
+    mapping_unref(c->map);
+    if (c->prev) {
+        c->prev->next = c->next;
+    } else {
+        ctx->conns = c->next;
+    }
+    if (c->next) {
+        c->next->prev = c->prev;
+    }
+    ctx->nconns--;
+    free(c);
+    if (ctx->nconns == 0 && ctx->on_idle != NULL) {
+        ctx->on_idle(ctx);
+    }
+}
+
+static const char *side_name(const struct tcp_conn *c, const struct tcp_side *s)
+{
+    return s == &c->cli ? "client" : "target";
+}
+
+/* Side s sent its FIN: it sends nothing more. Remembers who closed first, for the log line. */
+static void saw_eof(struct tcp_conn *c, struct tcp_side *s)
+{
+    s->eof = true;
+    if (c->first_eof == NULL) {
+        c->first_eof = side_name(c, s);
+    }
+}
+
+/*
+ * A syscall on side s failed with err. A reset (or a write to a side that reset) is passed on to
+ * the other side as a reset, so both ends see what a direct connection would have shown them.
+ */
+static void conn_fail(struct tcp_conn *c, struct tcp_side *s, int err, const char *op)
+{
+    struct tcp_side *other = s == &c->cli ? &c->tgt : &c->cli;
+    if (err == ECONNRESET || err == EPIPE) {
+        if (other->io.fd >= 0) {
+            sock_set_linger0(other->io.fd);
+        }
+        conn_close(c, "%s reset the connection", side_name(c, s));
+        return;
+    }
+    if (other->io.fd >= 0) {
+        sock_set_linger0(other->io.fd);
+    }
+    conn_close(c, "%s %s: %s", op, side_name(c, s), strerror(err));
+}
+
+/* ---- moving bytes ---- */
+
+/* Runs the filter on what direction d has read. Returns 1 if it produced or consumed, 0 if it
+ * needs more input, -1 if the connection was closed. c->out[d] is empty on entry. */
+static int run_filter(struct tcp_conn *c, enum tcp_dir d, bool eof)
+{
+    struct buf *in = c->in[d]; /* NULL: the filter has output of its own (pending()) */
+    struct buf *out = c->out[d] ? c->out[d] : relay_buf_get(c->ctx);
+    if (out == NULL) {
+        conn_close(c, "out of memory");
+        return -1;
+    }
+    c->out[d] = out;
+    size_t produced = 0;
+    const char *reason = "protocol error";
+    ssize_t used = c->filter->data(c->fst, d, in ? in->data + in->off : NULL, in ? in->len : 0, eof,
+                                   out->data, RELAY_BUF_SIZE, &produced, &reason);
+    if (used < 0) {
+        conn_close(c, "%s filter: %s", c->filter->name, reason);
+        return -1;
+    }
+    out->off = 0;
+    out->len = (uint32_t)produced;
+    if (in == NULL) {
+        return produced > 0;
+    }
+    in->off += (uint32_t)used;
+    in->len -= (uint32_t)used;
+    if (in->len == 0) {
+        relay_buf_put(c->ctx, in);
+        c->in[d] = NULL;
+    } else if (used == 0 && produced == 0 && in->off + in->len == RELAY_BUF_SIZE) {
+        if (in->off == 0) {
+            conn_close(c, "%s filter: message larger than %u bytes", c->filter->name,
+                       RELAY_BUF_SIZE);
+            return -1;
+        }
+        memmove(in->data, in->data + in->off, in->len);
+        in->off = 0;
+    }
+    return used > 0 || produced > 0;
+}
+
+/*
+ * Accounts for a write (send or splice) to dst in direction d that returned *n. Returns 1 if *n
+ * bytes went (the caller advances its buffer or pipe by *n; EINTR sets *n to 0, so the caller
+ * tries again), 0 if dst would block, or -1 if the write failed and the connection was closed.
+ */
+static int wrote(struct tcp_conn *c, enum tcp_dir d, struct tcp_side *dst, ssize_t *n,
+                 const char *op)
+{
+    if (*n == -1) {
+        if (errno == EINTR) {
+            *n = 0;
+            return 1;
+        }
+        if (errno == EAGAIN) {
+            dst->writable = false;
+            return 0;
+        }
+        conn_fail(c, dst, errno, op);
+        return -1;
+    }
+    c->bytes[d] += (uint64_t)*n;
+    c->last_ms = loop_now(c->ctx->loop);
+    return 1;
+}
+
+/*
+ * Moves what can be moved in direction d without blocking: write what is buffered, then read
+ * more, until the writer or the reader would block. Returns 0, or -1 if the connection was
+ * closed.
+ */
+static int pump(struct tcp_conn *c, enum tcp_dir d)
+{
+    struct tcp_side *src = d == TCP_UP ? &c->cli : &c->tgt;
+    struct tcp_side *dst = d == TCP_UP ? &c->tgt : &c->cli;
+    struct relay_ctx *ctx = c->ctx;
+    struct relay_pipe *pp = &c->pipe[d];
+    for (;;) {
+        if (pp->len > 0) {
+            if (!dst->writable) {
+                return 0;
+            }
+            ssize_t n =
+                splice(pp->rfd, NULL, dst->io.fd, NULL, pp->len, SPLICE_F_MOVE | SPLICE_F_NONBLOCK);
+            int r = wrote(c, d, dst, &n, "splice to");
+            if (r <= 0) {
+                return r;
+            }
+            pp->len -= (uint32_t)n;
+            c->spliced += (uint64_t)n;
+            continue;
+        }
+        relay_pipe_put(ctx, pp); /* drained: a pipe is held only while bytes are in flight */
+        struct buf *o = c->out[d];
+        if (o != NULL && o->len > 0) {
+            if (!dst->writable) {
+                return 0;
+            }
+            /* The last bytes before a FIN: MSG_MORE holds a short tail for the shutdown() or
+             * close() that follows in this same loop, so the bytes and the FIN leave as one
+             * segment (an answer then a close, as HTTP/1.0 does, saves two segments). */
+            ssize_t n = send(dst->io.fd, o->data + o->off, o->len,
+                             MSG_NOSIGNAL | (src->eof ? MSG_MORE : 0));
+            int r = wrote(c, d, dst, &n, "send to");
+            if (r <= 0) {
+                return r;
+            }
+            o->off += (uint32_t)n;
+            o->len -= (uint32_t)n;
+            continue;
+        }
+        if (o != NULL) {
+            relay_buf_put(ctx, o);
+            c->out[d] = NULL;
+        }
+        if (c->filter != NULL &&
+            (c->in[d] != NULL || (c->filter->pending && c->filter->pending(c->fst, d)))) {
+            int r = run_filter(c, d, src->eof);
+            if (r < 0) {
+                return -1;
+            }
+            if (r > 0) {
+                continue;
+            }
+        }
+        if (src->eof) {
+            if (!dst->shut && dst->eof && src->shut) {
+                /* The other direction has ended both ways: the connection closes now, and
+                 * close() sends this FIN (dst has nothing unread left, so it is not a reset). */
+                dst->shut = true;
+            } else if (!dst->shut) {
+                /* Half-close: the bytes before the FIN are written, pass the FIN on. */
+                if (shutdown(dst->io.fd, SHUT_WR) == -1 && errno != ENOTCONN) {
+                    conn_fail(c, dst, errno, "shutdown");
+                    return -1;
+                }
+                dst->shut = true;
+            }
+            return 0;
+        }
+        if (!src->readable) {
+            return 0;
+        }
+        /* Small messages (requests, a ping-pong) are cheaper to copy: one recv that comes back
+         * short says the socket is empty, where splice needs a further call to learn it, and a
+         * few hundred bytes cost nothing to copy. So a direction starts on recv, and moves to
+         * splice once a read fills a whole buffer; it goes back when a splice brings less than
+         * RELAY_SPLICE_MIN (the flow is no longer bulk). */
+        if (c->bulk[d] && relay_pipe_get(ctx, pp) == 0) {
+            ssize_t n = splice(src->io.fd, NULL, pp->wfd, NULL, RELAY_PIPE_SIZE,
+                               SPLICE_F_MOVE | SPLICE_F_NONBLOCK);
+            if (n > 0) {
+                /* No short-read shortcut here: a non-blocking splice from TCP may return less
+                 * than is queued, so only EAGAIN says the socket is empty. */
+                pp->len = (uint32_t)n;
+                if ((size_t)n < RELAY_SPLICE_MIN) {
+                    c->bulk[d] = false;
+                }
+                c->last_ms = loop_now(ctx->loop);
+                continue;
+            }
+            int e = n == 0 ? 0 : errno;
+            relay_pipe_put(ctx, pp);
+            if (n == 0) {
+                saw_eof(c, src);
+                continue;
+            }
+            if (e == EAGAIN) {
+                src->readable = false; /* the pipe was empty, so the socket is */
+                return 0;
+            }
+            if (e == EINTR) {
+                continue;
+            }
+            if (e == EINVAL || e == ENOSYS || e == EOPNOTSUPP) {
+                /* This kernel or socket cannot splice: copy, and say so once per connection. */
+                log_warn("map %s: splice from %s: %s; copying instead", c->map->conf.name,
+                         side_name(c, src), strerror(e));
+                c->splice = false;
+                c->bulk[TCP_UP] = c->bulk[TCP_DOWN] = false;
+                continue;
+            }
+            conn_fail(c, src, e, "splice from");
+            return -1;
+        }
+        struct buf **slot = c->filter != NULL ? &c->in[d] : &c->out[d];
+        if (*slot == NULL && (*slot = relay_buf_get(ctx)) == NULL) {
+            conn_close(c, "out of memory");
+            return -1;
+        }
+        struct buf *b = *slot;
+        size_t room = RELAY_BUF_SIZE - b->off - b->len;
+        if (room == 0) {
+            return 0; /* filtered path waiting for the filter: cannot happen on the opaque path */
+        }
+        ssize_t n = recv(src->io.fd, b->data + b->off + b->len, room, 0);
+        if (n > 0) {
+            b->len += (uint32_t)n;
+            c->last_ms = loop_now(ctx->loop);
+            if ((size_t)n == room && c->splice) {
+                c->bulk[d] = true; /* a full buffer: from now on, splice */
+            }
+            /* Edge-triggered: a short read emptied the socket, and new bytes bring a new event,
+             * so skip the recv that would only say EAGAIN. After a FIN was reported, nothing
+             * can follow the bytes before it: a short read has read them all, and the recv
+             * that would return 0 is skipped too. After a reset or an error, read on until
+             * recv reports it, so that it is passed on as a reset and not as a FIN. */
+            if ((size_t)n < room) {
+                if (src->fin) {
+                    saw_eof(c, src);
+                } else if (!src->rdhup) {
+                    src->readable = false;
+                }
+            }
+            continue;
+        }
+        if (n == 0) {
+            saw_eof(c, src);
+            continue;
+        }
+        if (errno == EAGAIN) {
+            src->readable = false;
+            if (b->len == 0) {
+                relay_buf_put(ctx, b);
+                *slot = NULL;
+            }
+            return 0;
+        }
+        if (errno == EINTR) {
+            continue;
+        }
+        conn_fail(c, src, errno, "recv from");
+        return -1;
+    }
+}
+
+static void conn_run(struct tcp_conn *c)
+{
+    if (pump(c, TCP_UP) < 0 || pump(c, TCP_DOWN) < 0) {
+        return;
+    }
+    if (c->cli.shut && c->tgt.shut) {
+        conn_close(c, "closed by %s, then by %s", c->first_eof,
+                   strcmp(c->first_eof, "client") == 0 ? "target" : "client");
+    }
+}
+
+/* ---- events ---- */
+
+/* The target's socket became writable (ev: its epoll events; 0 when connect() finished at
+ * once). A failed connect always comes with EPOLLERR, so only then is SO_ERROR read. */
+static void on_connected(struct tcp_conn *c, uint32_t ev)
+{
+    int err = ev & (LOOP_ERR | LOOP_HUP) ? sock_error(c->tgt.io.fd) : 0;
+    if (err != 0) {
+        char ts[ADDR_STRLEN];
+        STAT_ADD(mapping_shard(c->map, c->ctx->worker)->stats.connect_failed, 1);
+        conn_close(c, "connect to %s: %s", addr_format(&c->target, ts, sizeof(ts)), strerror(err));
+        return;
+    }
+    if (c->filter != NULL) {
+        struct tcp_filter_conn fc = {
+            .ctx = c->ctx, .map = c->map, .client = c->client, .target = c->target};
+        socklen_t len = sizeof(fc.client_local);
+        getsockname(c->cli.io.fd, (struct sockaddr *)&fc.client_local, &len);
+        len = sizeof(fc.target_local);
+        getsockname(c->tgt.io.fd, (struct sockaddr *)&fc.target_local, &len);
+        c->fst = c->filter->open(&fc);
+        if (c->fst == NULL) {
+            conn_close(c, "%s filter: out of memory", c->filter->name);
+            return;
+        }
+    }
+    c->connected = true;
+    c->last_ms = loop_now(c->ctx->loop);
+    if (c->map->conf.idle_timeout_ms != 0) {
+        loop_timer_start(c->ctx->loop, &c->timer, c->map->conf.idle_timeout_ms);
+    } else {
+        loop_timer_stop(c->ctx->loop, &c->timer);
+    }
+    conn_run(c);
+}
+
+static void side_event(struct loop_io *io, uint32_t ev)
+{
+    struct tcp_side *s = container_of(io, struct tcp_side, io);
+    struct tcp_conn *c = s->conn;
+    if (ev & (LOOP_IN | LOOP_RDHUP | LOOP_HUP | LOOP_ERR)) {
+        s->readable = true;
+    }
+    if (ev & (LOOP_RDHUP | LOOP_HUP | LOOP_ERR)) {
+        s->rdhup = true;
+        s->fin = (ev & (LOOP_HUP | LOOP_ERR)) == 0;
+    }
+    if (ev & (LOOP_OUT | LOOP_HUP | LOOP_ERR)) {
+        s->writable = true;
+    }
+    if (!c->connected) {
+        if (s == &c->tgt && s->writable) {
+            on_connected(c, ev);
+        } else if (s == &c->cli && (ev & (LOOP_HUP | LOOP_ERR))) {
+            conn_close(c, "client left before the target answered");
+        }
+        return;
+    }
+    conn_run(c);
+}
+
+static void conn_timer(struct loop_timer *t)
+{
+    struct tcp_conn *c = container_of(t, struct tcp_conn, timer);
+    struct loop *loop = c->ctx->loop;
+    if (!c->connected) {
+        char ts[ADDR_STRLEN];
+        STAT_ADD(mapping_shard(c->map, c->ctx->worker)->stats.connect_failed, 1);
+        conn_close(c, "connect to %s: no answer within %ums",
+                   addr_format(&c->target, ts, sizeof(ts)), c->map->conf.connect_timeout_ms);
+        return;
+    }
+    uint64_t deadline = c->last_ms + c->map->conf.idle_timeout_ms;
+    if (loop_now(loop) >= deadline) {
+        conn_close(c, "idle for %ums (idle-timeout)", c->map->conf.idle_timeout_ms);
+        return;
+    }
+    loop_timer_start_at(loop, &c->timer, deadline);
+}
+
+static void refuse(struct tcp_listener *l, int fd, const struct sockaddr_storage *client,
+                   enum map_verdict v)
+{
+    uint64_t suppressed;
+    if (log_ratelimit_ok(&mapping_shard(l->map, l->ctx->worker)->refuse_log, loop_now(l->ctx->loop),
+                         REFUSE_LOG_INTERVAL_MS, &suppressed)) {
+        char cs[ADDR_STRLEN];
+        log_warn("map %s: tcp refused %s: %s (%llu more refusals not logged)", l->map->conf.name,
+                 addr_format(client, cs, sizeof(cs)), map_verdict_reason(v),
+                 (unsigned long long)suppressed);
+    }
+    sock_set_linger0(fd);
+    close(fd);
+}
+
+/*
+ * Whether the client has bytes waiting: a client that speaks first (HTTP, TLS, RTSP) has usually
+ * sent its request by the time its connection is accepted. Then the target's handshake can end
+ * with that request (SOCK_SEND_FIRST), since pump() relays it the moment the target accepts (a
+ * filter, once it has a whole message: until then the target has nothing to do either).
+ * One ioctl: the bytes stay where they are, so no buffer is held while connecting.
+ */
+static bool client_spoke_first(int fd)
+{
+    int queued = 0;
+    return ioctl(fd, FIONREAD, &queued) == 0 && queued > 0;
+}
+
+static void conn_start(struct tcp_listener *l, int fd, const struct sockaddr_storage *client)
+{
+    struct relay_ctx *ctx = l->ctx;
+    struct mapping *m = l->map;
+    enum map_verdict v = mapping_admit(m, ctx->worker, client);
+    if (v != MAP_ADMIT) {
+        refuse(l, fd, client, v);
+        return;
+    }
+    struct tcp_conn *c = calloc(1, sizeof(*c));
+    if (c == NULL) {
+        log_error("map %s: out of memory; closing a new connection", m->conf.name);
+        mapping_release(m, client);
+        close(fd);
+        return;
+    }
+    c->ctx = ctx;
+    c->map = mapping_ref(m);
+    c->client = *client;
+    c->cli.conn = c->tgt.conn = c;
+    c->cli.io.fd = fd;
+    c->tgt.io.fd = -1;
+    c->pipe[0].rfd = c->pipe[0].wfd = c->pipe[1].rfd = c->pipe[1].wfd = -1;
+    c->splice = ctx->splice && l->filter == NULL;
+    c->start_ms = c->last_ms = loop_now(ctx->loop);
+    loop_timer_init(&c->timer, conn_timer);
+    mapping_target(m, l->port, &c->target);
+    c->next = ctx->conns;
+    if (ctx->conns) {
+        ctx->conns->prev = c;
+    }
+    ctx->conns = c;
+    ctx->nconns++;
+
+    c->filter = l->filter; /* opened once the target has accepted */
+    /* TCP_NODELAY: inherited from the listening socket. The relay writes what it has read as
+     * soon as it has read it; Nagle on our side would only delay small writes the client (or the
+     * target) already chose to send, so both sides relay without it. */
+    int rc = loop_io_add(ctx->loop, &c->cli.io, fd, LOOP_IN | LOOP_OUT | LOOP_RDHUP | LOOP_ET,
+                         side_event);
+    if (rc < 0) {
+        c->cli.io.fd = -1;
+        close(fd);
+        conn_close(c, "epoll: %s", strerror(-rc));
+        return;
+    }
+    int in_progress;
+    int tfd = sock_connect(&c->target, SOCK_STREAM, client_spoke_first(fd) ? SOCK_SEND_FIRST : 0,
+                           &in_progress);
+    if (tfd < 0) {
+        char ts[ADDR_STRLEN];
+        STAT_ADD(mapping_shard(m, ctx->worker)->stats.connect_failed, 1);
+        conn_close(c, "connect to %s: %s", addr_format(&c->target, ts, sizeof(ts)), strerror(-tfd));
+        return;
+    }
+    rc = loop_io_add(ctx->loop, &c->tgt.io, tfd, LOOP_IN | LOOP_OUT | LOOP_RDHUP | LOOP_ET,
+                     side_event);
+    if (rc < 0) {
+        close(tfd);
+        conn_close(c, "epoll: %s", strerror(-rc));
+        return;
+    }
+    if (log_enabled(LOG_LVL_DEBUG)) {
+        char cs[ADDR_STRLEN], ts[ADDR_STRLEN];
+        log_debug("map %s: tcp %s -> %s: connecting", m->conf.name,
+                  addr_format(client, cs, sizeof(cs)), addr_format(&c->target, ts, sizeof(ts)));
+    }
+    if (in_progress) {
+        loop_timer_start(ctx->loop, &c->timer, m->conf.connect_timeout_ms);
+    } else {
+        c->tgt.writable = true;
+        on_connected(c, 0);
+    }
+}
+
+static void listener_backoff_done(struct loop_timer *t)
+{
+    struct tcp_listener *l = container_of(t, struct tcp_listener, backoff);
+    loop_io_mod(l->ctx->loop, &l->io, LOOP_IN);
+}
+
+static void listener_event(struct loop_io *io, uint32_t ev)
+{
+    (void)ev;
+    struct tcp_listener *l = container_of(io, struct tcp_listener, io);
+    for (int i = 0; i < ACCEPT_BATCH; i++) {
+        struct sockaddr_storage ss;
+        socklen_t len = sizeof(ss);
+        int fd = accept4(io->fd, (struct sockaddr *)&ss, &len, SOCK_NONBLOCK | SOCK_CLOEXEC);
+        if (fd == -1) {
+            switch (errno) {
+            case EAGAIN:
+                return;
+            case EINTR:
+            case ECONNABORTED:
+            case EPROTO:
+            case EPERM:
+                continue;
+            case EMFILE:
+            case ENFILE:
+            case ENOBUFS:
+            case ENOMEM: {
+                /* Out of descriptors or memory: stop polling this listener for a moment instead
+                 * of spinning on a connection we cannot take. It stays in the backlog. */
+                int e = errno;
+                uint64_t suppressed;
+                if (log_ratelimit_ok(&l->emfile_log, loop_now(l->ctx->loop), 1000, &suppressed)) {
+                    log_error("map %s: accept on port %u: %s; pausing accepts for %dms (%llu "
+                              "more pauses not logged)",
+                              l->map->conf.name, l->port, strerror(e), ACCEPT_BACKOFF_MS,
+                              (unsigned long long)suppressed);
+                }
+                loop_io_mod(l->ctx->loop, io, 0);
+                loop_timer_start(l->ctx->loop, &l->backoff, ACCEPT_BACKOFF_MS);
+                return;
+            }
+            default:
+                log_error("map %s: accept on port %u: %s", l->map->conf.name, l->port,
+                          strerror(errno));
+                return;
+            }
+        }
+        conn_start(l, fd, &ss);
+    }
+}
+
+struct tcp_listener *tcp_listener_new(struct relay_ctx *ctx, int fd, struct mapping *m,
+                                      uint16_t port)
+{
+    struct tcp_listener *l = calloc(1, sizeof(*l));
+    if (l == NULL) {
+        close(fd);
+        return NULL;
+    }
+    l->ctx = ctx;
+    l->map = mapping_ref(m);
+    l->port = port;
+    loop_timer_init(&l->backoff, listener_backoff_done);
+    if (loop_io_add(ctx->loop, &l->io, fd, LOOP_IN, listener_event) < 0) {
+        close(fd);
+        mapping_unref(l->map);
+        free(l);
+        return NULL;
+    }
+    return l;
+}
+
+void tcp_listener_set_filter(struct tcp_listener *l, const struct tcp_filter *f)
+{
+    l->filter = f;
+}
+
+void tcp_listener_set_mapping(struct tcp_listener *l, struct mapping *m)
+{
+    struct mapping *old = l->map;
+    l->map = mapping_ref(m);
+    mapping_unref(old);
+}
+
+void tcp_listener_free(struct tcp_listener *l)
+{
+    if (l == NULL) {
+        return;
+    }
+    loop_timer_stop(l->ctx->loop, &l->backoff);
+    loop_io_del(l->ctx->loop, &l->io);
+    close(l->io.fd);
+    mapping_unref(l->map);
+    free(l);
+}
+
+void tcp_close_all(struct relay_ctx *ctx, const char *reason)
+{
+    while (ctx->conns != NULL) {
+        conn_close(ctx->conns, "%s", reason);
+    }
+}

@@ -1,0 +1,74 @@
+/*
+ * relay_tcp: TCP listeners and the connections they accept.
+ *
+ * A listener owns one listening socket (one port of a mapping) and a reference to its mapping,
+ * which a reload may swap (tcp_listener_set_mapping); connections keep the mapping they started
+ * with. A connection pairs the accepted client socket with a non-blocking connect to the target
+ * and relays both ways:
+ *   - opaque path: bytes read from one side are written to the other unchanged;
+ *   - filtered path: a struct tcp_filter sees the bytes of each direction and writes what goes
+ *     on (a protocol module: RTSP, HTTP, TLS in later work).
+ * Memory is bounded: each direction holds at most one buffer (two on the filtered path), and a
+ * side is not read while the buffer towards the other side is full, so a slow reader stops the
+ * reads from the fast writer. Buffers come from the relay pool only while bytes are in flight.
+ * A FIN from one side is passed on as shutdown(SHUT_WR) once the bytes before it are written;
+ * the connection ends when both directions have ended, or on a reset (passed on as a reset), an
+ * error, the idle timeout, or shutdown. Every end goes through one close path that logs one line.
+ */
+#ifndef PORTGATE_TCP_H
+#define PORTGATE_TCP_H
+
+#include <stdbool.h>
+#include <stdint.h>
+#include <sys/types.h>
+
+#include "forward/mapping.h"
+#include "forward/relay.h"
+
+enum tcp_dir { TCP_UP = 0 /* client -> target */, TCP_DOWN = 1 /* target -> client */ };
+
+/* What a filter learns of its connection when it opens. */
+struct tcp_filter_conn {
+    struct relay_ctx *ctx; /* the worker's: for sockets the filter opens (RTP ports) */
+    const struct mapping *map;
+    struct sockaddr_storage client, client_local; /* the client, and our address it used */
+    struct sockaddr_storage target, target_local; /* the target, and our address towards it */
+};
+
+/*
+ * A stream filter. open() is called once the target has accepted (so both ends are known) and
+ * returns the filter's state, or NULL when out of memory. data() is given the unconsumed bytes
+ * read in direction dir, and appends what should be sent on to out (at most out_room bytes). It
+ * returns how many input bytes it consumed (it may keep a partial message until more arrives)
+ * and sets *out_len; or -1 to end the connection, with *reason set. eof says no more input
+ * will come. A filter that makes output of its own (an answer to the client that the target
+ * never sees) says so with pending(): data() is then called for that direction even with no
+ * input (in == NULL, len 0). pending may be NULL.
+ */
+struct tcp_filter {
+    const char *name;
+    void *(*open)(const struct tcp_filter_conn *fc);
+    ssize_t (*data)(void *st, enum tcp_dir dir, const char *in, size_t len, bool eof, char *out,
+                    size_t out_room, size_t *out_len, const char **reason);
+    bool (*pending)(void *st, enum tcp_dir dir);
+    void (*close)(void *st);
+};
+
+struct tcp_listener;
+
+/* Takes ownership of fd (a listening socket) and a new reference to m. Returns NULL on ENOMEM
+ * or if the fd cannot be registered (fd is then closed). */
+struct tcp_listener *tcp_listener_new(struct relay_ctx *ctx, int fd, struct mapping *m,
+                                      uint16_t port);
+/* Makes the listener's new connections take the filtered path through f (NULL: opaque). The
+ * protocol of a mapping chooses it; f must outlive the listener and its connections. */
+void tcp_listener_set_filter(struct tcp_listener *l, const struct tcp_filter *f);
+/* Points the listener at another generation of its mapping: new connections use it. */
+void tcp_listener_set_mapping(struct tcp_listener *l, struct mapping *m);
+/* Closes the listening socket. Connections it accepted go on. NULL is a no-op. */
+void tcp_listener_free(struct tcp_listener *l);
+
+/* Closes every open connection with the given reason (shutdown after drain-timeout). */
+void tcp_close_all(struct relay_ctx *ctx, const char *reason);
+
+#endif

@@ -1,0 +1,746 @@
+#include "gateway/gateway.h"
+
+#include <errno.h>
+#include <sched.h>
+#include <signal.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/eventfd.h>
+#include <sys/resource.h>
+#include <sys/signalfd.h>
+#include <unistd.h>
+
+#include "core/log.h"
+#include "core/loop.h"
+#include "forward/mapping.h"
+#include "forward/relay.h"
+#include "forward/tcp.h"
+#include "forward/udp.h"
+#include "proto/rtsp/rtsp_proxy.h"
+#include "core/sock.h"
+#include "core/worker.h"
+
+#define LISTEN_BACKLOG 1024
+
+/* One listening socket of one worker. */
+struct lslot {
+    struct tcp_listener *tcp;
+    struct udp_listener *udp;
+    int fd; /* during apply: a socket bound but not yet handed to the worker's relay */
+};
+
+/* One port of one mapping: a listening socket per worker (SO_REUSEPORT when there are several). */
+struct listener {
+    enum map_proto proto;
+    struct sockaddr_storage addr; /* with the port */
+    struct mapping *map;          /* borrowed: the relay listeners hold references */
+    struct lslot *slots;          /* nworkers; NULL once handed to a new generation */
+    ssize_t from;                 /* during apply: the running listener taken over, or -1 */
+    bool keep;                    /* during apply: still needed */
+};
+
+/* What a worker reports for SIGUSR1. */
+struct relay_snapshot {
+    size_t nconns, pipes_used, max_pipes, spare_pipes;
+    uint64_t pipe_failures;
+};
+
+struct gateway {
+    struct loop *loop; /* the control thread's: signals, drain */
+    struct worker *workers;
+    unsigned nworkers;
+    struct config *cfg;    /* the current configuration snapshot, replaced by reload */
+    struct mapping **maps; /* one per enabled mapping of cfg */
+    size_t nmaps;
+    struct listener *ls;
+    size_t nls;
+    const char *path;
+    char *const *specs;
+    int nspecs;
+    struct loop_io sig;
+    struct loop_io idle; /* eventfd: +1 per worker whose last connection closed while draining */
+    unsigned nidle;
+    struct loop_timer drain;
+    bool draining;
+    /* What the posted worker functions work on; set by the control thread before posting. */
+    struct listener *old_ls; /* apply: the listeners being replaced */
+    size_t old_nls;
+    bool splice;
+    uint32_t busy_poll_us; /* the workers' loops poll this long before sleeping */
+    size_t max_pipes;      /* in all: shared out among the workers */
+    const char *close_reason;
+    struct relay_snapshot *snaps;
+};
+
+/* Runs fn on every worker at once and returns when all have run it. */
+static void call_all(struct gateway *g, worker_fn fn)
+{
+    for (unsigned i = 0; i < g->nworkers; i++) {
+        worker_post(&g->workers[i], fn, g);
+    }
+    for (unsigned i = 0; i < g->nworkers; i++) {
+        worker_wait(&g->workers[i]);
+    }
+}
+
+static void raise_fd_limit(void)
+{
+    struct rlimit rl;
+    if (getrlimit(RLIMIT_NOFILE, &rl) == 0 && rl.rlim_cur < rl.rlim_max) {
+        rlim_t old = rl.rlim_cur;
+        rl.rlim_cur = rl.rlim_max;
+        if (setrlimit(RLIMIT_NOFILE, &rl) == 0) {
+            log_debug("raised the open files limit from %llu to %llu", (unsigned long long)old,
+                      (unsigned long long)rl.rlim_max);
+        }
+    }
+}
+
+/* A pipe is two descriptors and a connection two more: a quarter of the limit leaves room. */
+static size_t default_max_pipes(void)
+{
+    struct rlimit rl;
+    if (getrlimit(RLIMIT_NOFILE, &rl) != 0 || rl.rlim_cur == RLIM_INFINITY) {
+        return 1024;
+    }
+    return rl.rlim_cur / 4 > 0 ? (size_t)(rl.rlim_cur / 4) : 1;
+}
+
+static unsigned cpu_count(void)
+{
+    cpu_set_t set;
+    if (sched_getaffinity(0, sizeof(set), &set) == 0 && CPU_COUNT(&set) > 0) {
+        return (unsigned)CPU_COUNT(&set);
+    }
+    long n = sysconf(_SC_NPROCESSORS_ONLN);
+    return n > 0 ? (unsigned)n : 1;
+}
+
+static unsigned resolve_workers(const struct config *cfg)
+{
+    unsigned n = cfg->gw.workers != 0 ? cfg->gw.workers : cpu_count();
+    return n > CONFIG_MAX_WORKERS ? CONFIG_MAX_WORKERS : n;
+}
+
+static struct mapping *find_map(struct mapping **maps, size_t n, const char *name)
+{
+    for (size_t i = 0; i < n; i++) {
+        if (strcmp(maps[i]->conf.name, name) == 0) {
+            return maps[i];
+        }
+    }
+    return NULL;
+}
+
+static void free_maps(struct mapping **maps, size_t n)
+{
+    for (size_t i = 0; i < n; i++) {
+        mapping_unref(maps[i]);
+    }
+    free(maps);
+}
+
+/* On worker w: closes its socket of listener l. */
+static void slot_close(struct lslot *s, const char *reason)
+{
+    tcp_listener_free(s->tcp);
+    udp_listener_free(s->udp, reason);
+    if (s->fd >= 0) {
+        close(s->fd);
+    }
+    s->tcp = NULL;
+    s->udp = NULL;
+    s->fd = -1;
+}
+
+static void free_slots(struct listener *ls, size_t n, unsigned nworkers)
+{
+    for (size_t i = 0; i < n; i++) {
+        if (ls[i].slots == NULL) {
+            continue;
+        }
+        for (unsigned w = 0; w < nworkers; w++) {
+            if (ls[i].slots[w].fd >= 0) {
+                close(ls[i].slots[w].fd);
+            }
+        }
+        free(ls[i].slots);
+    }
+    free(ls);
+}
+
+static const char *bind_hint(int err)
+{
+    switch (err) {
+    case -EADDRINUSE:
+        return " (another program, or another mapping, uses this port)";
+    case -EADDRNOTAVAIL:
+        return " (no interface has this address)";
+    case -EACCES:
+        return " (ports below 1024 need root or CAP_NET_BIND_SERVICE)";
+    default:
+        return "";
+    }
+}
+
+/*
+ * Binds a socket per worker for l. With several workers they share the port with SO_REUSEPORT;
+ * a probe bound first without it makes sure no other program holds the port, since sockets of
+ * another process of the same user could otherwise join the group and take a share of the
+ * clients. Returns 0, or -1 (logged; the sockets bound so far stay in l->slots for the caller).
+ */
+static int bind_slots(struct gateway *g, struct listener *l)
+{
+    /* An RTSP mapping runs on worker 0 only: its sessions, their RTP ports and the connections
+     * that control them stay together on one loop. */
+    unsigned nsockets = l->proto == MAP_RTSP ? 1 : g->nworkers;
+    int reuseport = nsockets > 1;
+    bool tcp = map_proto_is_tcp(l->proto);
+    int pktinfo = addr_is_any(&l->addr);
+    for (unsigned w = 0; w <= nsockets; w++) {
+        int fd;
+        if (w == 0) {
+            if (!reuseport) {
+                continue;
+            }
+            fd = tcp ? sock_listen_tcp(&l->addr, 0, 0) : sock_bind_udp(&l->addr, 0, 0);
+        } else {
+            fd = tcp ? sock_listen_tcp(&l->addr, LISTEN_BACKLOG, reuseport)
+                     : sock_bind_udp(&l->addr, pktinfo, reuseport);
+        }
+        if (fd < 0) {
+            char as[ADDR_STRLEN];
+            log_error("map %s: cannot listen on %s %s: %s%s", l->map->conf.name,
+                      map_proto_name(l->proto), addr_format(&l->addr, as, sizeof(as)),
+                      strerror(-fd), bind_hint(fd));
+            return -1;
+        }
+        if (w == 0) {
+            close(fd); /* the probe */
+        } else {
+            l->slots[w - 1].fd = fd;
+        }
+    }
+    return 0;
+}
+
+/* On each worker during apply: closes the sockets of listeners no longer needed, moves kept ones
+ * to the new generation of their mapping, and takes over the new sockets. */
+static void w_apply(struct worker *w, void *arg)
+{
+    struct gateway *g = arg;
+    for (size_t j = 0; j < g->old_nls; j++) {
+        if (g->old_ls[j].slots != NULL) {
+            slot_close(&g->old_ls[j].slots[w->id], "its mapping was removed or moved");
+        }
+    }
+    for (size_t i = 0; i < g->nls; i++) {
+        struct listener *l = &g->ls[i];
+        struct lslot *s = &l->slots[w->id];
+        if (s->tcp != NULL) {
+            tcp_listener_set_mapping(s->tcp, l->map);
+        } else if (s->udp != NULL) {
+            udp_listener_set_mapping(s->udp, l->map);
+        } else if (s->fd >= 0) {
+            int fd = s->fd;
+            s->fd = -1;
+            uint16_t port = addr_port(&l->addr);
+            if (map_proto_is_tcp(l->proto)) {
+                s->tcp = tcp_listener_new(&w->ctx, fd, l->map, port);
+                if (s->tcp != NULL && l->proto == MAP_RTSP) {
+                    tcp_listener_set_filter(s->tcp, &rtsp_proxy_filter);
+                }
+            } else {
+                s->udp = udp_listener_new(&w->ctx, fd, l->map, port);
+            }
+            if (s->tcp == NULL && s->udp == NULL) {
+                char as[ADDR_STRLEN];
+                log_error("map %s: worker %u: out of memory setting up %s; this worker does not "
+                          "serve this port",
+                          l->map->conf.name, w->id, addr_format(&l->addr, as, sizeof(as)));
+            }
+        }
+    }
+    w->ctx.splice = g->splice;
+    loop_set_busy_poll(w->loop, g->busy_poll_us);
+    w->ctx.max_pipes = g->max_pipes / g->nworkers + (w->id < g->max_pipes % g->nworkers);
+}
+
+/*
+ * Makes cfg the running configuration. All-or-nothing: on any failure (logged) the gateway is
+ * as it was and cfg is not taken. On success the gateway owns cfg.
+ */
+static int apply(struct gateway *g, struct config *cfg)
+{
+    struct mapping **maps = calloc(cfg->nmaps + 1, sizeof(*maps));
+    size_t nmaps = 0, nls = 0, cap = 0;
+    struct listener *ls = NULL;
+    unsigned added = 0, changed = 0, same = 0, removed = 0;
+    if (maps == NULL) {
+        goto nomem;
+    }
+    for (size_t i = 0; i < g->nls; i++) {
+        g->ls[i].keep = false;
+    }
+    for (size_t i = 0; i < cfg->nmaps; i++) {
+        const struct map_conf *mc = &cfg->maps[i];
+        if (!mc->enabled) {
+            continue;
+        }
+        struct mapping *old = find_map(g->maps, g->nmaps, mc->name);
+        struct mapping *m;
+        if (old != NULL && map_conf_equal(&old->conf, mc)) {
+            m = mapping_ref(old);
+            same++;
+        } else {
+            m = mapping_new(mc, old ? old->state : NULL, g->nworkers);
+            if (m == NULL) {
+                goto nomem;
+            }
+            old ? changed++ : added++;
+        }
+        maps[nmaps++] = m;
+        for (unsigned port = mc->listen_lo; port <= mc->listen_hi; port++) {
+            if (nls == cap) {
+                cap = cap ? cap * 2 : 16;
+                struct listener *v = realloc(ls, cap * sizeof(*v));
+                if (v == NULL) {
+                    goto nomem;
+                }
+                ls = v;
+            }
+            struct listener *l = &ls[nls];
+            memset(l, 0, sizeof(*l));
+            l->proto = mc->proto;
+            l->addr = mc->listen;
+            addr_set_port(&l->addr, (uint16_t)port);
+            l->map = m;
+            l->from = -1;
+            nls++;
+            for (size_t j = 0; j < g->nls; j++) {
+                struct listener *o = &g->ls[j];
+                if (!o->keep && o->proto == l->proto && addr_equal(&o->addr, &l->addr)) {
+                    o->keep = true;
+                    l->from = (ssize_t)j;
+                    break;
+                }
+            }
+            if (l->from < 0) {
+                l->slots = calloc(g->nworkers, sizeof(*l->slots));
+                if (l->slots == NULL) {
+                    goto nomem;
+                }
+                for (unsigned w = 0; w < g->nworkers; w++) {
+                    l->slots[w].fd = -1;
+                }
+                if (bind_slots(g, l) != 0) {
+                    goto fail;
+                }
+            }
+        }
+    }
+
+    /* Commit: nothing below can fail in a way that needs undoing. Kept listeners move to the
+     * new table; the workers close the others and take over the new sockets. */
+    for (size_t i = 0; i < nls; i++) {
+        if (ls[i].from >= 0) {
+            ls[i].slots = g->ls[ls[i].from].slots;
+            g->ls[ls[i].from].slots = NULL;
+        }
+    }
+    for (size_t i = 0; i < g->nmaps; i++) {
+        if (find_map(maps, nmaps, g->maps[i]->conf.name) == NULL) {
+            removed++;
+            log_info("map %s: removed; its established connections go on", g->maps[i]->conf.name);
+        }
+    }
+    g->old_ls = g->ls;
+    g->old_nls = g->nls;
+    g->ls = ls;
+    g->nls = nls;
+    g->splice = cfg->gw.splice;
+    g->busy_poll_us = cfg->gw.busy_poll_us;
+    g->max_pipes = cfg->gw.max_pipes != 0 ? cfg->gw.max_pipes : default_max_pipes();
+    call_all(g, w_apply);
+    for (size_t i = 0; i < nls; i++) {
+        struct listener *l = &ls[i];
+        if (l->from < 0) {
+            char as[ADDR_STRLEN], ts[ADDR_STRLEN];
+            struct sockaddr_storage t;
+            mapping_target(l->map, addr_port(&l->addr), &t);
+            log_info("map %s: listening on %s %s -> %s", l->map->conf.name,
+                     map_proto_name(l->proto), addr_format(&l->addr, as, sizeof(as)),
+                     addr_format(&t, ts, sizeof(ts)));
+        }
+    }
+    free_slots(g->old_ls, g->old_nls, g->nworkers);
+    g->old_ls = NULL;
+    g->old_nls = 0;
+    free_maps(g->maps, g->nmaps);
+    g->maps = maps;
+    g->nmaps = nmaps;
+    if (g->cfg != NULL && resolve_workers(cfg) != g->nworkers) {
+        log_warn("workers: %u running; a change takes effect when portgate is restarted",
+                 g->nworkers);
+    }
+    config_free(g->cfg);
+    g->cfg = cfg;
+    /* The outcome is logged at the level in force when the reload was asked for. */
+    log_info("configuration applied: %u mappings added, %u changed, %u removed, %u unchanged; %zu "
+             "ports listening on %u workers",
+             added, changed, removed, same, nls, g->nworkers);
+    log_set_level(cfg->gw.log_level);
+    return 0;
+
+nomem:
+    log_error("out of memory applying the configuration");
+fail:
+    for (size_t i = 0; i < nls; i++) {
+        if (ls[i].from >= 0) {
+            ls[i].slots = NULL; /* still the running listener's */
+        }
+    }
+    free_slots(ls, nls, g->nworkers);
+    free_maps(maps, nmaps);
+    for (size_t j = 0; j < g->nls; j++) {
+        g->ls[j].keep = false;
+    }
+    return -1;
+}
+
+/* On each worker: closes its listening sockets (draining or stopping). */
+static void w_close_listeners(struct worker *w, void *arg)
+{
+    struct gateway *g = arg;
+    for (size_t i = 0; i < g->nls; i++) {
+        slot_close(&g->ls[i].slots[w->id], "gateway stopping");
+    }
+}
+
+static void w_idle(struct relay_ctx *ctx)
+{
+    struct worker *w = container_of(ctx, struct worker, ctx);
+    struct gateway *g = w->owner;
+    uint64_t one = 1;
+    ctx->on_idle = NULL; /* once */
+    if (write(g->idle.fd, &one, sizeof(one)) != sizeof(one)) {
+        log_error("worker %u: telling the control thread it is idle: %s", w->id, strerror(errno));
+    }
+}
+
+static void w_drain(struct worker *w, void *arg)
+{
+    w_close_listeners(w, arg);
+    w->ctx.on_idle = w_idle;
+    if (w->ctx.nconns == 0) {
+        w_idle(&w->ctx);
+    }
+}
+
+static void w_close_all(struct worker *w, void *arg)
+{
+    struct gateway *g = arg;
+    tcp_close_all(&w->ctx, g->close_reason);
+}
+
+static void w_stop(struct worker *w, void *arg)
+{
+    w_close_listeners(w, arg);
+    w->ctx.on_idle = NULL;
+    tcp_close_all(&w->ctx, "gateway stopping");
+    worker_stop_loop(w);
+}
+
+static void w_snapshot(struct worker *w, void *arg)
+{
+    struct gateway *g = arg;
+    struct relay_snapshot *s = &g->snaps[w->id];
+    s->nconns = w->ctx.nconns;
+    s->pipes_used = w->ctx.pipes_used;
+    s->max_pipes = w->ctx.max_pipes;
+    s->spare_pipes = w->ctx.pipe_pool_len;
+    s->pipe_failures = w->ctx.pipe_failures;
+}
+
+static size_t open_conns(struct gateway *g)
+{
+    call_all(g, w_snapshot);
+    size_t n = 0;
+    for (unsigned i = 0; i < g->nworkers; i++) {
+        n += g->snaps[i].nconns;
+    }
+    return n;
+}
+
+static void close_all_now(struct gateway *g, const char *why)
+{
+    log_warn("%s: closing %zu connections", why, open_conns(g));
+    g->close_reason = why;
+    call_all(g, w_close_all);
+    loop_stop(g->loop);
+}
+
+static void drain_expired(struct loop_timer *t)
+{
+    struct gateway *g = container_of(t, struct gateway, drain);
+    close_all_now(g, "gateway stopping: drain-timeout reached");
+}
+
+static void on_idle(struct loop_io *io, uint32_t ev)
+{
+    (void)ev;
+    struct gateway *g = container_of(io, struct gateway, idle);
+    uint64_t n;
+    if (read(io->fd, &n, sizeof(n)) == sizeof(n)) {
+        g->nidle += (unsigned)n;
+    }
+    if (g->draining && g->nidle >= g->nworkers) {
+        log_info("all connections finished");
+        loop_stop(g->loop);
+    }
+}
+
+static void begin_drain(struct gateway *g, const char *signame)
+{
+    if (g->draining) {
+        char why[64];
+        snprintf(why, sizeof(why), "gateway stopping: second %s", signame);
+        close_all_now(g, why);
+        return;
+    }
+    g->draining = true;
+    size_t n = open_conns(g);
+    uint32_t ms = g->cfg->gw.drain_timeout_ms;
+    /* Every worker has closed its listeners when this returns, so the line below is true when
+     * it is read; each reports (on_idle) when its last connection is gone. */
+    call_all(g, w_drain);
+    if (n == 0) {
+        log_info("%s: stopping; no open connections", signame);
+    } else {
+        log_info("%s: stopped accepting; waiting up to %ums for %zu connections to finish", signame,
+                 ms, n);
+        loop_timer_start(g->loop, &g->drain, ms);
+    }
+}
+
+/* One line for the relays and one of counters per running mapping (SIGUSR1). Bytes and
+ * datagrams count ended connections and sessions; "open" is what runs now. */
+static void log_stats(struct gateway *g)
+{
+    call_all(g, w_snapshot);
+    struct relay_snapshot sum = {0};
+    char per[CONFIG_MAX_WORKERS * 12] = "";
+    size_t off = 0;
+    for (unsigned i = 0; i < g->nworkers; i++) {
+        const struct relay_snapshot *s = &g->snaps[i];
+        sum.nconns += s->nconns;
+        sum.pipes_used += s->pipes_used;
+        sum.max_pipes += s->max_pipes;
+        sum.spare_pipes += s->spare_pipes;
+        sum.pipe_failures += s->pipe_failures;
+        int n = snprintf(per + off, sizeof(per) - off, " %zu", s->nconns);
+        off += n > 0 && (size_t)n < sizeof(per) - off ? (size_t)n : 0;
+    }
+    log_info("relay: %zu tcp connections open, splice %s, %zu pipes in use (at most %zu), %zu "
+             "spare, %llu reads copied for want of a pipe; %u workers, connections per worker:%s",
+             sum.nconns, g->splice ? "on" : "off", sum.pipes_used, sum.max_pipes, sum.spare_pipes,
+             (unsigned long long)sum.pipe_failures, g->nworkers, per);
+    for (size_t i = 0; i < g->nmaps; i++) {
+        const struct mapping *m = g->maps[i];
+        struct map_stats st;
+        mapping_stats_sum(m->state, &st);
+        log_info("map %s: stats: %u open, %llu accepted, %llu refused by allow/deny, %llu refused "
+                 "by limits, %llu connect failures, %llu evicted, %llu bytes to targets, %llu "
+                 "bytes to clients, %llu bytes spliced, %llu datagrams to targets, %llu datagrams "
+                 "to clients, %llu datagrams dropped, %llu rtsp sessions, %llu rtsp requests "
+                 "refused, %llu rtp bytes to targets, %llu rtp bytes to clients, %llu rtp "
+                 "datagrams from strangers, %llu rtp datagrams not sent",
+                 m->conf.name, mapping_active(m->state), (unsigned long long)st.accepted,
+                 (unsigned long long)st.refused_acl, (unsigned long long)st.refused_limit,
+                 (unsigned long long)st.connect_failed, (unsigned long long)st.evicted,
+                 (unsigned long long)st.bytes_in, (unsigned long long)st.bytes_out,
+                 (unsigned long long)st.bytes_spliced, (unsigned long long)st.dgrams_in,
+                 (unsigned long long)st.dgrams_out, (unsigned long long)st.dgrams_dropped,
+                 (unsigned long long)st.rtsp_sessions, (unsigned long long)st.rtsp_refused,
+                 (unsigned long long)st.rtp_bytes_in, (unsigned long long)st.rtp_bytes_out,
+                 (unsigned long long)st.rtp_dropped_source,
+                 (unsigned long long)st.rtp_dropped_send);
+    }
+}
+
+static void on_signal(struct loop_io *io, uint32_t ev)
+{
+    (void)ev;
+    struct gateway *g = container_of(io, struct gateway, sig);
+    struct signalfd_siginfo si;
+    while (read(io->fd, &si, sizeof(si)) == sizeof(si)) {
+        switch (si.ssi_signo) {
+        case SIGHUP:
+            if (g->draining) {
+                log_warn("SIGHUP while stopping: ignored");
+            } else {
+                gateway_reload(g);
+            }
+            break;
+        case SIGTERM:
+            begin_drain(g, "SIGTERM");
+            break;
+        case SIGINT:
+            begin_drain(g, "SIGINT");
+            break;
+        case SIGUSR1:
+            log_stats(g);
+            break;
+        default:
+            break;
+        }
+    }
+}
+
+struct gateway *gateway_new(const char *path, char *const *specs, int nspecs)
+{
+    struct gateway *g = calloc(1, sizeof(*g));
+    if (g == NULL) {
+        log_error("out of memory");
+        return NULL;
+    }
+    g->path = path;
+    g->specs = specs;
+    g->nspecs = nspecs;
+    g->sig.fd = -1;
+    g->idle.fd = -1;
+    g->loop = loop_new();
+    if (g->loop == NULL) {
+        log_error("epoll_create1: %s", strerror(errno));
+        free(g);
+        return NULL;
+    }
+    loop_timer_init(&g->drain, drain_expired);
+    raise_fd_limit();
+
+    sigset_t set;
+    sigemptyset(&set);
+    sigaddset(&set, SIGHUP);
+    sigaddset(&set, SIGTERM);
+    sigaddset(&set, SIGINT);
+    sigaddset(&set, SIGUSR1);
+    int fd = signalfd(-1, &set, SFD_NONBLOCK | SFD_CLOEXEC);
+    if (fd == -1 || sigprocmask(SIG_BLOCK, &set, NULL) == -1 ||
+        loop_io_add(g->loop, &g->sig, fd, LOOP_IN, on_signal) < 0) {
+        log_error("signal set-up: %s", strerror(errno));
+        if (fd >= 0) {
+            close(fd);
+        }
+        gateway_free(g);
+        return NULL;
+    }
+    fd = eventfd(0, EFD_NONBLOCK | EFD_CLOEXEC);
+    if (fd == -1 || loop_io_add(g->loop, &g->idle, fd, LOOP_IN, on_idle) < 0) {
+        log_error("eventfd: %s", strerror(errno));
+        if (fd >= 0) {
+            close(fd);
+        }
+        gateway_free(g);
+        return NULL;
+    }
+    signal(SIGPIPE, SIG_IGN);
+    return g;
+}
+
+int gateway_start(struct gateway *g, struct config *cfg)
+{
+    log_set_level(cfg->gw.log_level);
+    unsigned n = resolve_workers(cfg);
+    g->workers = calloc(n, sizeof(*g->workers));
+    g->snaps = calloc(n, sizeof(*g->snaps));
+    if (g->workers == NULL || g->snaps == NULL) {
+        log_error("out of memory starting %u workers", n);
+        return -1;
+    }
+    for (unsigned i = 0; i < n; i++) {
+        struct worker *w = &g->workers[i];
+        int rc = worker_init(w, i);
+        g->nworkers = i + 1; /* gateway_free() undoes what was done */
+        w->owner = g;
+        if (rc == 0) {
+            rc = worker_start(w);
+        }
+        if (rc < 0) {
+            log_error("starting worker %u of %u: %s", i + 1, n, strerror(-rc));
+            return -1;
+        }
+    }
+    return apply(g, cfg);
+}
+
+int gateway_reload(struct gateway *g)
+{
+    log_info("reloading the configuration");
+    struct config *cfg = config_build(g->path, g->specs, g->nspecs, true);
+    loop_update_time(g->loop); /* name resolution may have blocked */
+    if (cfg == NULL) {
+        log_error("reload failed: out of memory; keeping the running configuration");
+        return -1;
+    }
+    if (cfg->nerrors > 0) {
+        for (size_t i = 0; i < cfg->nerrors; i++) {
+            log_error("%s", cfg->errors[i]);
+        }
+        log_error("reload failed: %zu errors; keeping the running configuration", cfg->nerrors);
+        config_free(cfg);
+        return -1;
+    }
+    if (apply(g, cfg) != 0) {
+        log_error("reload failed; keeping the running configuration");
+        config_free(cfg);
+        return -1;
+    }
+    return 0;
+}
+
+int gateway_run(struct gateway *g)
+{
+    int rc = loop_run(g->loop);
+    if (rc < 0) {
+        log_error("event loop: %s", strerror(-rc));
+        return 1;
+    }
+    log_info("stopped");
+    return 0;
+}
+
+void gateway_free(struct gateway *g)
+{
+    if (g == NULL) {
+        return;
+    }
+    /* Workers that run are stopped first: they close their listeners and connections. */
+    for (unsigned i = 0; i < g->nworkers; i++) {
+        if (g->workers[i].started) {
+            worker_post(&g->workers[i], w_stop, g);
+        }
+    }
+    for (unsigned i = 0; i < g->nworkers; i++) {
+        if (g->workers[i].started) {
+            worker_wait(&g->workers[i]);
+        }
+        worker_fini(&g->workers[i]);
+    }
+    free(g->workers);
+    free(g->snaps);
+    free_slots(g->ls, g->nls, g->nworkers);
+    free_maps(g->maps, g->nmaps);
+    config_free(g->cfg);
+    if (g->sig.fd >= 0) {
+        loop_io_del(g->loop, &g->sig);
+        close(g->sig.fd);
+    }
+    if (g->idle.fd >= 0) {
+        loop_io_del(g->loop, &g->idle);
+        close(g->idle.fd);
+    }
+    loop_timer_stop(g->loop, &g->drain);
+    loop_free(g->loop);
+    free(g);
+}

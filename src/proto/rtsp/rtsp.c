@@ -1,0 +1,729 @@
+#include "proto/rtsp/rtsp.h"
+
+#include <string.h>
+#include <strings.h>
+
+/* ---- parsing ---- */
+
+static bool is_token_char(unsigned char c)
+{
+    /* RFC 2616 2.2 token, as RFC 2326 uses it: no controls, no separators. */
+    return c > 32 && c < 127 && strchr("()<>@,;:\\\"/[]?={}", c) == NULL;
+}
+
+bool rtsp_str_ieq(struct rtsp_str s, const char *lit)
+{
+    size_t n = strlen(lit);
+    return s.n == n && strncasecmp(s.p, lit, n) == 0;
+}
+
+/* The end of the line starting at p (the CR of CRLF, or the LF), or NULL if none before end. A
+ * bare CR is not a line end here: *bad is set. */
+static const char *line_end(const char *p, const char *end, bool *bad)
+{
+    const char *lf = memchr(p, '\n', (size_t)(end - p));
+    if (lf == NULL) {
+        /* A CR not followed by LF in what we have is either the last byte (wait) or an error. */
+        const char *cr = memchr(p, '\r', (size_t)(end - p));
+        if (cr != NULL && cr + 1 < end) {
+            *bad = true;
+        }
+        return NULL;
+    }
+    const char *cr = memchr(p, '\r', (size_t)(lf - p));
+    if (cr != NULL && cr + 1 != lf) {
+        *bad = true;
+        return NULL;
+    }
+    return cr != NULL ? cr : lf;
+}
+
+static const char *next_line(const char *eol)
+{
+    return *eol == '\r' ? eol + 2 : eol + 1;
+}
+
+static int parse_version(const char *p, size_t n, int *major, int *minor)
+{
+    /* "RTSP/" DIGIT "." DIGIT */
+    if (n != 8 || strncmp(p, "RTSP/", 5) != 0 || p[5] < '0' || p[5] > '9' || p[6] != '.' ||
+        p[7] < '0' || p[7] > '9') {
+        return -1;
+    }
+    *major = p[5] - '0';
+    *minor = p[7] - '0';
+    return 0;
+}
+
+static int parse_start_line(const char *p, const char *eol, struct rtsp_msg *m, const char **why)
+{
+    const char *sp1 = memchr(p, ' ', (size_t)(eol - p));
+    if (sp1 == NULL) {
+        *why = "start line without a space";
+        return -1;
+    }
+    if ((size_t)(sp1 - p) == 8 && strncmp(p, "RTSP/", 5) == 0) {
+        /* Status-Line: RTSP-Version SP Status-Code SP Reason-Phrase */
+        m->response = true;
+        if (parse_version(p, 8, &m->major, &m->minor) != 0) {
+            *why = "bad RTSP version";
+            return -1;
+        }
+        const char *c = sp1 + 1;
+        if (eol - c < 3 || c[0] < '1' || c[0] > '5' || c[1] < '0' || c[1] > '9' || c[2] < '0' ||
+            c[2] > '9' || (eol - c > 3 && c[3] != ' ')) {
+            *why = "bad status code";
+            return -1;
+        }
+        m->status = (c[0] - '0') * 100 + (c[1] - '0') * 10 + (c[2] - '0');
+        m->reason.p = eol - c > 3 ? c + 4 : eol;
+        m->reason.n = (size_t)(eol - m->reason.p);
+        return 0;
+    }
+    /* Request-Line: Method SP Request-URI SP RTSP-Version */
+    m->response = false;
+    for (const char *q = p; q < sp1; q++) {
+        if (!is_token_char((unsigned char)*q)) {
+            *why = "bad method";
+            return -1;
+        }
+    }
+    const char *sp2 = memchr(sp1 + 1, ' ', (size_t)(eol - sp1 - 1));
+    if (sp1 == p || sp2 == NULL || sp2 == sp1 + 1) {
+        *why = "bad request line";
+        return -1;
+    }
+    for (const char *q = sp1 + 1; q < sp2; q++) {
+        if ((unsigned char)*q <= 32 || *q == 127) {
+            *why = "bad request URI";
+            return -1;
+        }
+    }
+    if (parse_version(sp2 + 1, (size_t)(eol - sp2 - 1), &m->major, &m->minor) != 0) {
+        *why = "bad RTSP version";
+        return -1;
+    }
+    m->method = (struct rtsp_str){p, (size_t)(sp1 - p)};
+    m->uri = (struct rtsp_str){sp1 + 1, (size_t)(sp2 - sp1 - 1)};
+    return 0;
+}
+
+/* Content-Length: digits only, at most 9 of them (the relay's buffers are far smaller anyway). */
+static int parse_length(struct rtsp_str v, size_t *out)
+{
+    if (v.n == 0 || v.n > 9) {
+        return -1;
+    }
+    size_t n = 0;
+    for (size_t i = 0; i < v.n; i++) {
+        if (v.p[i] < '0' || v.p[i] > '9') {
+            return -1;
+        }
+        n = n * 10 + (size_t)(v.p[i] - '0');
+    }
+    *out = n;
+    return 0;
+}
+
+ssize_t rtsp_parse(const char *buf, size_t len, struct rtsp_msg *m, const char **why)
+{
+    const char *p = buf, *end = buf + len;
+    bool bad = false;
+    memset(m, 0, sizeof(*m));
+    *why = "malformed message";
+    const char *eol = line_end(p, end, &bad);
+    if (eol == NULL) {
+        if (bad) {
+            *why = "bare CR in the start line";
+            return RTSP_ERROR;
+        }
+        return RTSP_PARTIAL;
+    }
+    if (parse_start_line(p, eol, m, why) != 0) {
+        return RTSP_ERROR;
+    }
+    bool have_length = false;
+    for (p = next_line(eol);; p = next_line(eol)) {
+        eol = line_end(p, end, &bad);
+        if (eol == NULL) {
+            if (bad) {
+                *why = "bare CR in a header";
+                return RTSP_ERROR;
+            }
+            return RTSP_PARTIAL;
+        }
+        if (eol == p) {
+            break; /* the empty line */
+        }
+        if (*p == ' ' || *p == '\t') {
+            *why = "folded header line";
+            return RTSP_ERROR;
+        }
+        const char *colon = memchr(p, ':', (size_t)(eol - p));
+        if (colon == NULL || colon == p) {
+            *why = "header without a name";
+            return RTSP_ERROR;
+        }
+        for (const char *q = p; q < colon; q++) {
+            if (!is_token_char((unsigned char)*q)) {
+                *why = "bad header name";
+                return RTSP_ERROR;
+            }
+        }
+        if (m->nhdr == RTSP_MAX_HEADERS) {
+            *why = "too many headers";
+            return RTSP_ERROR;
+        }
+        const char *v = colon + 1, *ve = eol;
+        while (v < ve && (*v == ' ' || *v == '\t')) {
+            v++;
+        }
+        while (ve > v && (ve[-1] == ' ' || ve[-1] == '\t')) {
+            ve--;
+        }
+        struct rtsp_header *h = &m->hdr[m->nhdr++];
+        h->name = (struct rtsp_str){p, (size_t)(colon - p)};
+        h->value = (struct rtsp_str){v, (size_t)(ve - v)};
+        if (rtsp_str_ieq(h->name, "Content-Length")) {
+            size_t n;
+            if (parse_length(h->value, &n) != 0 || (have_length && n != m->body_len)) {
+                *why = "bad Content-Length";
+                return RTSP_ERROR;
+            }
+            have_length = true;
+            m->body_len = n;
+        }
+    }
+    m->head_len = (size_t)(next_line(eol) - buf);
+    return (ssize_t)m->head_len;
+}
+
+const struct rtsp_str *rtsp_header(const struct rtsp_msg *m, const char *name)
+{
+    for (size_t i = 0; i < m->nhdr; i++) {
+        if (rtsp_str_ieq(m->hdr[i].name, name)) {
+            return &m->hdr[i].value;
+        }
+    }
+    return NULL;
+}
+
+ssize_t rtsp_frame_len(const char *buf, size_t len)
+{
+    if (len < 4) {
+        return RTSP_PARTIAL;
+    }
+    size_t n = 4 + ((size_t)(unsigned char)buf[2] << 8 | (unsigned char)buf[3]);
+    return len >= n ? (ssize_t)n : RTSP_PARTIAL;
+}
+
+/* ---- writing ---- */
+
+struct out {
+    char *p;
+    size_t len, room;
+    bool overflow;
+};
+
+static void put(struct out *o, const char *s, size_t n)
+{
+    if (o->overflow || n > o->room - o->len) {
+        o->overflow = true;
+        return;
+    }
+    memcpy(o->p + o->len, s, n);
+    o->len += n;
+}
+
+static void put_str(struct out *o, const char *s)
+{
+    put(o, s, strlen(s));
+}
+
+static void put_uint(struct out *o, unsigned long v)
+{
+    char tmp[24];
+    size_t n = 0;
+    do {
+        tmp[sizeof(tmp) - ++n] = (char)('0' + v % 10);
+        v /= 10;
+    } while (v != 0);
+    put(o, tmp + sizeof(tmp) - n, n);
+}
+
+/* host as it goes in a URL authority: an IPv6 literal in brackets. */
+static void put_host(struct out *o, const char *host, bool url)
+{
+    bool v6 = strchr(host, ':') != NULL;
+    if (v6 && url) {
+        put(o, "[", 1);
+    }
+    put_str(o, host);
+    if (v6 && url) {
+        put(o, "]", 1);
+    }
+}
+
+/* ---- URLs ---- */
+
+/* Splits url into scheme end (just after "://") and the authority [start, end). Returns -1 if
+ * it is not an rtsp URL. */
+static int url_authority(struct rtsp_str url, size_t *a, size_t *b)
+{
+    static const char *const schemes[] = {"rtsp://", "rtsps://", "rtspu://"};
+    for (size_t i = 0; i < 3; i++) {
+        size_t n = strlen(schemes[i]);
+        if (url.n >= n && strncasecmp(url.p, schemes[i], n) == 0) {
+            size_t e = n;
+            while (e < url.n && url.p[e] != '/' && url.p[e] != '?' && url.p[e] != '#' &&
+                   url.p[e] != ';' && url.p[e] != ' ') {
+                e++;
+            }
+            *a = n;
+            *b = e;
+            return 0;
+        }
+    }
+    return -1;
+}
+
+static bool host_eq(const char *h, size_t n, const char *want)
+{
+    return strlen(want) == n && strncasecmp(h, want, n) == 0;
+}
+
+/* Does the authority (userinfo@host:port) name ep? Sets *host_at to where the host starts (after
+ * any userinfo), to keep the userinfo when rewriting. */
+static bool authority_matches(const char *p, size_t n, const struct rtsp_endpoint *ep,
+                              size_t *host_at)
+{
+    const char *at = memchr(p, '@', n);
+    size_t h = at != NULL ? (size_t)(at - p) + 1 : 0;
+    *host_at = h;
+    const char *host = p + h;
+    size_t rest = n - h, hn;
+    const char *port = NULL;
+    if (rest > 0 && host[0] == '[') {
+        const char *close = memchr(host, ']', rest);
+        if (close == NULL) {
+            return false;
+        }
+        hn = (size_t)(close - host) + 1;
+        if (hn < rest) {
+            if (host[hn] != ':') {
+                return false;
+            }
+            port = host + hn + 1;
+        }
+        if (!host_eq(host + 1, hn - 2, ep->host)) {
+            return false;
+        }
+    } else {
+        const char *colon = memchr(host, ':', rest);
+        hn = colon != NULL ? (size_t)(colon - host) : rest;
+        port = colon != NULL ? colon + 1 : NULL;
+        if (!host_eq(host, hn, ep->host)) {
+            return false;
+        }
+    }
+    unsigned long pv = 554;
+    if (port != NULL) {
+        size_t pn = (size_t)(p + n - port);
+        if (pn == 0 || pn > 5) {
+            return false;
+        }
+        pv = 0;
+        for (size_t i = 0; i < pn; i++) {
+            if (port[i] < '0' || port[i] > '9') {
+                return false;
+            }
+            pv = pv * 10 + (unsigned long)(port[i] - '0');
+        }
+    }
+    return pv == ep->port;
+}
+
+static void put_authority(struct out *o, const struct rtsp_endpoint *ep)
+{
+    put_host(o, ep->host, true);
+    if (ep->port != 554) {
+        put(o, ":", 1);
+        put_uint(o, ep->port);
+    }
+}
+
+/* Writes url, rewritten if it names rw->from. Returns true if it was rewritten. */
+static bool put_url(struct out *o, struct rtsp_str url, const struct rtsp_rewrite *rw)
+{
+    size_t a, b, host_at;
+    if (url_authority(url, &a, &b) != 0 ||
+        !authority_matches(url.p + a, b - a, &rw->from, &host_at)) {
+        put(o, url.p, url.n);
+        return false;
+    }
+    put(o, url.p, a + host_at);
+    put_authority(o, &rw->to);
+    put(o, url.p + b, url.n - b);
+    return true;
+}
+
+int rtsp_url_endpoint(struct rtsp_str url, struct rtsp_endpoint *ep)
+{
+    size_t a, b;
+    if (url_authority(url, &a, &b) != 0) {
+        return -1;
+    }
+    const char *p = url.p + a, *end = url.p + b;
+    const char *at = memchr(p, '@', (size_t)(end - p));
+    if (at != NULL) {
+        p = at + 1;
+    }
+    const char *host = p, *host_end, *port = NULL;
+    if (p < end && *p == '[') {
+        const char *close = memchr(p, ']', (size_t)(end - p));
+        if (close == NULL) {
+            return -1;
+        }
+        host = p + 1;
+        host_end = close;
+        if (close + 1 < end) {
+            if (close[1] != ':') {
+                return -1;
+            }
+            port = close + 2;
+        }
+    } else {
+        const char *colon = memchr(p, ':', (size_t)(end - p));
+        host_end = colon != NULL ? colon : end;
+        port = colon != NULL ? colon + 1 : NULL;
+    }
+    size_t hn = (size_t)(host_end - host);
+    if (hn == 0 || hn >= sizeof(ep->host)) {
+        return -1;
+    }
+    unsigned long pv = 554;
+    if (port != NULL) {
+        size_t pn = (size_t)(end - port);
+        if (pn == 0 || pn > 5) {
+            return -1;
+        }
+        pv = 0;
+        for (size_t i = 0; i < pn; i++) {
+            if (port[i] < '0' || port[i] > '9') {
+                return -1;
+            }
+            pv = pv * 10 + (unsigned long)(port[i] - '0');
+        }
+        if (pv == 0 || pv > 65535) {
+            return -1;
+        }
+    }
+    memcpy(ep->host, host, hn);
+    ep->host[hn] = '\0';
+    ep->port = (uint16_t)pv;
+    return 0;
+}
+
+ssize_t rtsp_rewrite_url(struct rtsp_str url, const struct rtsp_rewrite *rw, char *out,
+                         size_t out_room)
+{
+    struct out o = {out, 0, out_room, false};
+    bool changed = put_url(&o, url, rw);
+    if (o.overflow) {
+        return RTSP_ERROR;
+    }
+    return changed ? (ssize_t)o.len : 0;
+}
+
+/* RTP-Info (RFC 2326 12.33): url=URL;seq=..;rtptime=.., url=... Rewrites each url=. A URL may
+ * contain ';' only in its parameters, which RTP-Info separates with ';' too: the URL ends at the
+ * first ';' or ','. */
+static void put_rtp_info(struct out *o, struct rtsp_str v, const struct rtsp_rewrite *rw)
+{
+    size_t i = 0;
+    while (i < v.n) {
+        if (v.n - i >= 4 && strncasecmp(v.p + i, "url=", 4) == 0 &&
+            (i == 0 || v.p[i - 1] == ',' || v.p[i - 1] == ' ' || v.p[i - 1] == ';')) {
+            put(o, v.p + i, 4);
+            i += 4;
+            bool quoted = i < v.n && v.p[i] == '"';
+            size_t s = i + quoted, e = s;
+            while (e < v.n && (quoted ? v.p[e] != '"' : v.p[e] != ';' && v.p[e] != ',')) {
+                e++;
+            }
+            if (quoted) {
+                put(o, "\"", 1);
+            }
+            put_url(o, (struct rtsp_str){v.p + s, e - s}, rw);
+            i = e;
+            if (quoted && i < v.n) {
+                put(o, "\"", 1);
+                i++;
+            }
+            continue;
+        }
+        put(o, v.p + i, 1);
+        i++;
+    }
+}
+
+/* ---- SDP (RFC 8866) ---- */
+
+/* "IN IP4 addr" / "IN IP6 addr" at the end of an o= or c= line: rewritten when addr is the
+ * device's. c= may carry a TTL or count after a '/' (multicast), which stays. */
+static void put_sdp_addr(struct out *o, struct rtsp_str line, size_t at,
+                         const struct rtsp_rewrite *rw)
+{
+    /* line.p[at..] is "IN IP4 addr[/...]" */
+    const char *p = line.p + at;
+    size_t n = line.n - at;
+    if (n < 7 || strncmp(p, "IN IP", 5) != 0 || (p[5] != '4' && p[5] != '6') || p[6] != ' ') {
+        put(o, line.p, line.n);
+        return;
+    }
+    const char *addr = p + 7;
+    size_t an = n - 7;
+    const char *slash = memchr(addr, '/', an);
+    size_t hn = slash != NULL ? (size_t)(slash - addr) : an;
+    if (!host_eq(addr, hn, rw->from.host)) {
+        put(o, line.p, line.n);
+        return;
+    }
+    const char *to = rw->to_ip[0] != '\0' ? rw->to_ip : rw->to.host;
+    put(o, line.p, at);
+    put_str(o, strchr(to, ':') != NULL ? "IN IP6 " : "IN IP4 ");
+    put_str(o, to);
+    put(o, addr + hn, an - hn);
+}
+
+static void put_sdp(struct out *o, const char *body, size_t n, const struct rtsp_rewrite *rw)
+{
+    const char *p = body, *end = body + n;
+    while (p < end) {
+        const char *lf = memchr(p, '\n', (size_t)(end - p));
+        const char *le = lf != NULL ? lf : end; /* line without its LF */
+        const char *ce = le > p && le[-1] == '\r' ? le - 1 : le;
+        struct rtsp_str line = {p, (size_t)(ce - p)};
+        if (line.n > 10 && strncmp(p, "a=control:", 10) == 0) {
+            put(o, p, 10);
+            put_url(o, (struct rtsp_str){p + 10, line.n - 10}, rw);
+        } else if (line.n > 2 && strncmp(p, "c=", 2) == 0) {
+            put_sdp_addr(o, line, 2, rw);
+        } else if (line.n > 2 && strncmp(p, "o=", 2) == 0) {
+            /* o=<username> <sess-id> <sess-version> IN IP4 <addr>: after the third space. */
+            size_t at = 2;
+            for (int spaces = 0; at < line.n && spaces < 3; at++) {
+                spaces += p[at] == ' ';
+            }
+            put_sdp_addr(o, line, at, rw);
+        } else {
+            put(o, line.p, line.n);
+        }
+        put(o, ce, (size_t)(le - ce) + (lf != NULL)); /* the line end as it was */
+        p = lf != NULL ? lf + 1 : end;
+    }
+}
+
+/* ---- whole messages ---- */
+
+static bool is_sdp(const struct rtsp_msg *m)
+{
+    const struct rtsp_str *ct = rtsp_header(m, "Content-Type");
+    return ct != NULL && ct->n >= 15 && strncasecmp(ct->p, "application/sdp", 15) == 0;
+}
+
+ssize_t rtsp_rewrite(const char *in, const struct rtsp_msg *m, const struct rtsp_rewrite *rw,
+                     const char *transport, char *out, size_t out_room, const char **why)
+{
+    struct out o = {out, 0, out_room, false};
+    /* An SDP body changes length when rewritten, and its Content-Length comes before it: that
+     * header is written as a 9-digit placeholder, fixed once the body is out. */
+    const char *body = in + m->head_len;
+    bool sdp = m->body_len > 0 && is_sdp(m);
+
+    /* Start line. */
+    const char *eol = memchr(in, '\n', m->head_len);
+    const char *sl_end = eol > in && eol[-1] == '\r' ? eol - 1 : eol;
+    if (!m->response) {
+        put(&o, m->method.p, m->method.n);
+        put(&o, " ", 1);
+        put_url(&o, m->uri, rw);
+        put(&o, m->uri.p + m->uri.n, (size_t)(sl_end - (m->uri.p + m->uri.n)));
+    } else {
+        put(&o, in, (size_t)(sl_end - in));
+    }
+    put(&o, "\r\n", 2);
+
+    size_t length_at = (size_t)-1;
+    for (size_t i = 0; i < m->nhdr; i++) {
+        const struct rtsp_header *h = &m->hdr[i];
+        if (sdp && length_at != (size_t)-1 && rtsp_str_ieq(h->name, "Content-Length")) {
+            continue; /* a repeated Content-Length (the parser made sure it agreed): one is enough
+                       */
+        }
+        put(&o, h->name.p, h->name.n);
+        put(&o, ": ", 2);
+        if (rtsp_str_ieq(h->name, "Content-Base") || rtsp_str_ieq(h->name, "Content-Location") ||
+            rtsp_str_ieq(h->name, "Location")) {
+            put_url(&o, h->value, rw);
+        } else if (rtsp_str_ieq(h->name, "RTP-Info")) {
+            put_rtp_info(&o, h->value, rw);
+        } else if (transport != NULL && rtsp_str_ieq(h->name, "Transport")) {
+            put_str(&o, transport);
+        } else if (sdp && rtsp_str_ieq(h->name, "Content-Length")) {
+            length_at = o.len;
+            put(&o, "000000000", 9); /* fixed below, once the body is written */
+        } else {
+            put(&o, h->value.p, h->value.n);
+        }
+        put(&o, "\r\n", 2);
+    }
+    put(&o, "\r\n", 2);
+    if (!sdp) {
+        put(&o, body, m->body_len);
+    } else {
+        size_t body_at = o.len;
+        put_sdp(&o, body, m->body_len, rw);
+        if (!o.overflow) {
+            /* Write the real length over the placeholder and close the gap. */
+            size_t blen = o.len - body_at;
+            char num[16];
+            struct out t = {num, 0, sizeof(num), false};
+            put_uint(&t, blen);
+            size_t gap = 9 - t.len;
+            memcpy(out + length_at, num, t.len);
+            memmove(out + length_at + t.len, out + length_at + 9, o.len - length_at - 9);
+            o.len -= gap;
+        }
+    }
+    if (o.overflow) {
+        *why = "rewritten message too large";
+        return RTSP_ERROR;
+    }
+    return (ssize_t)o.len;
+}
+
+/* ---- Transport ---- */
+
+static bool param_is(struct rtsp_str p, const char *name, struct rtsp_str *value)
+{
+    size_t n = strlen(name);
+    if (p.n < n || strncasecmp(p.p, name, n) != 0) {
+        return false;
+    }
+    if (p.n == n) {
+        *value = (struct rtsp_str){p.p + n, 0};
+        return true;
+    }
+    if (p.p[n] != '=') {
+        return false;
+    }
+    *value = (struct rtsp_str){p.p + n + 1, p.n - n - 1};
+    return true;
+}
+
+/* "a" or "a-b" port numbers; a single port is RTP and the next one RTCP (RFC 2326 12.39). */
+static int parse_ports(struct rtsp_str v, uint16_t out[2])
+{
+    unsigned long a = 0, b = 0;
+    size_t i = 0, digits = 0;
+    for (; i < v.n && v.p[i] >= '0' && v.p[i] <= '9' && digits < 6; i++, digits++) {
+        a = a * 10 + (unsigned long)(v.p[i] - '0');
+    }
+    if (digits == 0 || a == 0 || a > 65535) {
+        return -1;
+    }
+    if (i == v.n) {
+        if (a == 65535) {
+            return -1;
+        }
+        out[0] = (uint16_t)a;
+        out[1] = (uint16_t)(a + 1);
+        return 0;
+    }
+    if (v.p[i] != '-') {
+        return -1;
+    }
+    digits = 0;
+    for (i++; i < v.n && v.p[i] >= '0' && v.p[i] <= '9' && digits < 6; i++, digits++) {
+        b = b * 10 + (unsigned long)(v.p[i] - '0');
+    }
+    if (digits == 0 || i != v.n || b == 0 || b > 65535) {
+        return -1;
+    }
+    out[0] = (uint16_t)a;
+    out[1] = (uint16_t)b;
+    return 0;
+}
+
+int rtsp_transport_next(struct rtsp_str value, size_t *pos, struct rtsp_transport *t,
+                        const char **why)
+{
+    size_t i = *pos;
+    while (i < value.n && (value.p[i] == ' ' || value.p[i] == '\t' || value.p[i] == ',')) {
+        i++;
+    }
+    if (i >= value.n) {
+        *pos = i;
+        return 0;
+    }
+    /* The spec ends at a comma outside quotes. */
+    size_t s = i;
+    bool quoted = false;
+    for (; i < value.n && (quoted || value.p[i] != ','); i++) {
+        quoted ^= value.p[i] == '"';
+    }
+    *pos = i;
+    memset(t, 0, sizeof(*t));
+    t->spec = (struct rtsp_str){value.p + s, i - s};
+    while (t->spec.n > 0 && (t->spec.p[t->spec.n - 1] == ' ' || t->spec.p[t->spec.n - 1] == '\t')) {
+        t->spec.n--;
+    }
+    const char *p = t->spec.p, *end = t->spec.p + t->spec.n;
+    const char *semi = memchr(p, ';', t->spec.n);
+    struct rtsp_str proto = {p, (size_t)((semi != NULL ? semi : end) - p)};
+    if (rtsp_str_ieq(proto, "RTP/AVP") || rtsp_str_ieq(proto, "RTP/AVP/UDP") ||
+        rtsp_str_ieq(proto, "RTP/SAVP") || rtsp_str_ieq(proto, "RTP/SAVP/UDP") ||
+        rtsp_str_ieq(proto, "RTP/AVPF") || rtsp_str_ieq(proto, "RTP/AVPF/UDP") ||
+        rtsp_str_ieq(proto, "RTP/SAVPF") || rtsp_str_ieq(proto, "RTP/SAVPF/UDP")) {
+        t->lower = RTSP_UDP;
+    } else if (rtsp_str_ieq(proto, "RTP/AVP/TCP") || rtsp_str_ieq(proto, "RTP/SAVP/TCP") ||
+               rtsp_str_ieq(proto, "RTP/AVPF/TCP") || rtsp_str_ieq(proto, "RTP/SAVPF/TCP")) {
+        t->lower = RTSP_TCP;
+    } else {
+        *why = "Transport is not RTP";
+        return RTSP_ERROR;
+    }
+    for (p = semi; p != NULL && p < end;) {
+        p++; /* past ';' */
+        const char *e = memchr(p, ';', (size_t)(end - p));
+        struct rtsp_str par = {p, (size_t)((e != NULL ? e : end) - p)}, v;
+        if (param_is(par, "multicast", &v)) {
+            t->multicast = true;
+        } else if (param_is(par, "unicast", &v)) {
+            t->multicast = false;
+        } else if (param_is(par, "client_port", &v)) {
+            if (parse_ports(v, t->client_port) != 0) {
+                *why = "bad client_port in Transport";
+                return RTSP_ERROR;
+            }
+            t->has_client_port = true;
+        } else if (param_is(par, "server_port", &v)) {
+            if (parse_ports(v, t->server_port) != 0) {
+                *why = "bad server_port in Transport";
+                return RTSP_ERROR;
+            }
+            t->has_server_port = true;
+        } else if (param_is(par, "interleaved", &v)) {
+            t->has_interleaved = true;
+        } else if (param_is(par, "source", &v)) {
+            t->source = v;
+        } else if (param_is(par, "destination", &v)) {
+            t->destination = v;
+        } else if (param_is(par, "mode", &v)) {
+            t->record = (v.n >= 6 && strncasecmp(v.p + (v.p[0] == '"'), "record", 6) == 0);
+        }
+        p = e;
+    }
+    return 1;
+}

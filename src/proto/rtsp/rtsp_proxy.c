@@ -1,0 +1,906 @@
+#include "proto/rtsp/rtsp_proxy.h"
+
+#include <errno.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <strings.h>
+
+#include "core/addr.h"
+#include "core/log.h"
+#include "proto/rtsp/rtsp.h"
+#include "proto/rtsp/rtsp_stream.h"
+
+#define MAX_PENDING 16 /* requests awaiting an answer; the client is not read beyond */
+#define MAX_STREAMS 8  /* SETUPs over UDP in one session */
+#define MAX_HELD 8     /* sessions one control connection holds */
+#define MAX_HOLDERS 4  /* control connections holding one session */
+#define SESSION_ID_MAX 64
+#define STR_(x) #x
+#define STR(x) STR_(x)
+#define REPLY_MAX 256
+#define TRANSPORT_MAX 512
+/* RFC 2326 12.37: a session without a timeout= in its Session header times out after 60 s. */
+#define SESSION_TIMEOUT_DEFAULT_MS 60000u
+#define SESSION_TIMEOUT_MAX_MS 86400000u
+
+enum req_kind { REQ_OTHER, REQ_SETUP, REQ_TEARDOWN };
+
+/* A request the client sent, in order: forwarded (awaiting the device's answer) or answered by
+ * the gateway itself (local, with the answer ready). */
+struct pending {
+    enum req_kind kind;
+    bool local;
+    bool reserved; /* a SETUP for a new session: it holds a place in max-sessions */
+    char cseq[24];
+    char session[SESSION_ID_MAX + 1]; /* the request's Session id, "" without one */
+    struct rtsp_stream *stream;       /* a SETUP over UDP: owned here until the answer */
+    uint16_t client_port[2];          /* what the client announced */
+    uint16_t out_port;                /* the outside pair the client is told */
+    char reply[REPLY_MAX];
+    size_t reply_len;
+};
+
+struct proxy;
+
+/*
+ * A session of the device (RFC 2326 3.4), as far as the gateway relays it over UDP: the streams
+ * its SETUPs made, held by the control connections that use it. RFC 2326 lets a session span
+ * connections (some players send keep-alives or TEARDOWN on a new one), so a later connection
+ * from the same client address naming the session's id holds it too, and when the connection
+ * that set it up closes, the session goes on while another holds it. It ends with a TEARDOWN's
+ * answer on any connection, when its last holder closes, or when neither RTSP on a holder nor
+ * RTP has gone either way for its timeout. Each worker lists its sessions (relay_ctx), since the
+ * connections of an RTSP mapping all run on one worker.
+ */
+struct rtsp_proxy_session {
+    struct rtsp_proxy_session *next; /* the worker's list */
+    struct relay_ctx *ctx;
+    const struct map_state *state;  /* its mapping, across reloads */
+    struct sockaddr_storage client; /* the client's address, unmapped (the port is not part) */
+    char client_str[ADDR_STRLEN];
+    char id[SESSION_ID_MAX + 1]; /* the device's Session id; "" if its answer named none */
+    struct proxy *holders[MAX_HOLDERS];
+    size_t nholders;
+    struct rtsp_stream *streams[MAX_STREAMS];
+    size_t nstreams;
+    uint32_t timeout_ms; /* as the device announced it */
+    struct loop_timer timer;
+};
+
+struct proxy {
+    struct relay_ctx *ctx;
+    const struct mapping *map; /* the connection holds the reference */
+    struct sockaddr_storage client, client_local, target, target_local;
+    struct sockaddr_storage client_ip; /* the client's address unmapped, as sessions keep it */
+    char client_str[ADDR_STRLEN];
+    struct rtsp_rewrite up;   /* requests: the client's view of the device -> the device */
+    struct rtsp_rewrite down; /* answers: the device -> the client's view */
+    struct pending q[MAX_PENDING];
+    size_t qlen;
+    struct rtsp_proxy_session *held[MAX_HELD];
+    size_t nheld;
+    uint64_t last_rtsp_ms; /* the last RTSP message or interleaved frame, either way */
+    bool closing;          /* a 400 was queued: the client's input is dropped */
+    bool close_now;        /* the 400 went out: end the connection */
+    char close_reason[160];
+};
+
+static void endpoint_of(const struct sockaddr_storage *ss, struct rtsp_endpoint *ep)
+{
+    struct sockaddr_storage u = *ss;
+    addr_unmap(&u);
+    addr_format_ip(&u, ep->host, sizeof(ep->host));
+    ep->port = addr_port(ss);
+}
+
+static struct map_stats *stats_of(const struct mapping *map, const struct relay_ctx *ctx)
+{
+    return &mapping_shard(map, ctx->worker)->stats;
+}
+
+static struct map_stats *stats(struct proxy *p)
+{
+    return stats_of(p->map, p->ctx);
+}
+
+/* ---- streams ---- */
+
+/* Adds a stream's figures to the mapping's counters, logs its end and frees it. */
+static void stream_end(const struct mapping *map, struct relay_ctx *ctx, const char *client,
+                       struct rtsp_stream *s, const char *why)
+{
+    const struct rtsp_stream_stats *st = rtsp_stream_stats(s);
+    struct map_stats *ms = stats_of(map, ctx);
+    uint64_t down = st->pkts[RTSP_RTP_DOWN] + st->pkts[RTSP_RTCP_DOWN];
+    uint64_t up = st->pkts[RTSP_RTP_UP] + st->pkts[RTSP_RTCP_UP];
+    STAT_ADD(ms->dgrams_out, down);
+    STAT_ADD(ms->dgrams_in, up);
+    STAT_ADD(ms->rtp_bytes_out, st->bytes[RTSP_RTP_DOWN] + st->bytes[RTSP_RTCP_DOWN]);
+    STAT_ADD(ms->rtp_bytes_in, st->bytes[RTSP_RTP_UP] + st->bytes[RTSP_RTCP_UP]);
+    STAT_ADD(ms->rtp_dropped_source, st->dropped_source);
+    STAT_ADD(ms->rtp_dropped_send, st->dropped_send);
+    log_info("map %s: rtsp %s: stream ended (%s): %llu RTP/RTCP packets to the client, %llu to "
+             "the device, %llu dropped from strangers, %llu not sent",
+             map->conf.name, client, why, (unsigned long long)down, (unsigned long long)up,
+             (unsigned long long)st->dropped_source, (unsigned long long)st->dropped_send);
+    rtsp_stream_free(s);
+}
+
+/* A pending SETUP's stream and place, given back when it will not join a session. */
+static void pending_release(struct proxy *p, struct pending *e, const char *why)
+{
+    if (e->stream != NULL) {
+        stream_end(p->map, p->ctx, p->client_str, e->stream, why);
+        e->stream = NULL;
+    }
+    if (e->reserved) {
+        mapping_session_end(p->map);
+        e->reserved = false;
+    }
+}
+
+/* ---- sessions ---- */
+
+/* The Session id of a message (up to its parameters), into id. Returns false without one, or
+ * when it is longer than the gateway tracks (the message still goes on). */
+static bool session_id(const struct rtsp_msg *m, char id[SESSION_ID_MAX + 1])
+{
+    const struct rtsp_str *v = rtsp_header(m, "Session");
+    id[0] = '\0';
+    if (v == NULL) {
+        return false;
+    }
+    size_t n = 0;
+    while (n < v->n && v->p[n] != ';' && v->p[n] != ' ' && v->p[n] != '\t') {
+        n++;
+    }
+    if (n == 0 || n > SESSION_ID_MAX) {
+        return false;
+    }
+    memcpy(id, v->p, n);
+    id[n] = '\0';
+    return true;
+}
+
+/* The timeout= of a Session header in milliseconds, or 0 without one. */
+static uint32_t session_timeout(const struct rtsp_msg *m)
+{
+    const struct rtsp_str *v = rtsp_header(m, "Session");
+    for (size_t i = 0; v != NULL && i + 8 <= v->n; i++) {
+        if (strncasecmp(v->p + i, "timeout=", 8) == 0) {
+            uint64_t n = 0;
+            size_t j = i + 8;
+            for (; j < v->n && v->p[j] >= '0' && v->p[j] <= '9' && n <= SESSION_TIMEOUT_MAX_MS;
+                 j++) {
+                n = n * 10 + (uint64_t)(v->p[j] - '0');
+            }
+            n *= 1000;
+            return j > i + 8 ? (uint32_t)(n < SESSION_TIMEOUT_MAX_MS ? n : SESSION_TIMEOUT_MAX_MS)
+                             : 0;
+        }
+    }
+    return 0;
+}
+
+/* The session of this mapping and client address with that id, or NULL. */
+static struct rtsp_proxy_session *session_find(const struct proxy *p, const char *id)
+{
+    if (id[0] == '\0') {
+        return NULL;
+    }
+    for (struct rtsp_proxy_session *s = p->ctx->rtsp_sessions; s != NULL; s = s->next) {
+        if (s->state == p->map->state && strcmp(s->id, id) == 0 &&
+            addr_ip_equal(&s->client, &p->client_ip)) {
+            return s;
+        }
+    }
+    return NULL;
+}
+
+static bool session_held_by(const struct rtsp_proxy_session *s, const struct proxy *p)
+{
+    for (size_t i = 0; i < s->nholders; i++) {
+        if (s->holders[i] == p) {
+            return true;
+        }
+    }
+    return false;
+}
+
+/* Makes p a holder of s. Returns false when either has no room left. */
+static bool session_hold(struct rtsp_proxy_session *s, struct proxy *p)
+{
+    if (session_held_by(s, p)) {
+        return true;
+    }
+    if (s->nholders == MAX_HOLDERS || p->nheld == MAX_HELD) {
+        return false;
+    }
+    s->holders[s->nholders++] = p;
+    p->held[p->nheld++] = s;
+    return true;
+}
+
+/* Undoes one link between a session and a holder; both sides keep no order. */
+static void unlink_held(struct proxy *p, const struct rtsp_proxy_session *s)
+{
+    for (size_t i = 0; i < p->nheld; i++) {
+        if (p->held[i] == s) {
+            p->held[i] = p->held[--p->nheld];
+            return;
+        }
+    }
+}
+
+static void unlink_holder(struct rtsp_proxy_session *s, const struct proxy *p)
+{
+    for (size_t i = 0; i < s->nholders; i++) {
+        if (s->holders[i] == p) {
+            s->holders[i] = s->holders[--s->nholders];
+            return;
+        }
+    }
+}
+
+/* Ends s: its streams, its place in max-sessions, its holders' references. map is the mapping
+ * of a holder (for the counters and the log). */
+static void session_end(struct rtsp_proxy_session *s, const struct mapping *map, const char *why)
+{
+    for (size_t i = 0; i < s->nstreams; i++) {
+        stream_end(map, s->ctx, s->client_str, s->streams[i], why);
+    }
+    for (size_t i = 0; i < s->nholders; i++) {
+        unlink_held(s->holders[i], s);
+    }
+    struct rtsp_proxy_session **pp = &s->ctx->rtsp_sessions;
+    while (*pp != s) {
+        pp = &(*pp)->next;
+    }
+    *pp = s->next;
+    loop_timer_stop(s->ctx->loop, &s->timer);
+    mapping_session_end(map);
+    free(s);
+}
+
+/* p lets go of s; the last holder to go ends it. */
+static void session_release(struct rtsp_proxy_session *s, struct proxy *p)
+{
+    if (s->nholders == 1) {
+        session_end(s, p->map, "the control connection closed");
+        return;
+    }
+    unlink_holder(s, p);
+    unlink_held(p, s);
+    log_info("map %s: rtsp %s: session %s goes on, held by another connection of the client",
+             p->map->conf.name, p->client_str, s->id);
+}
+
+/* The session timed out when neither RTSP (keep-alives, on any holder) nor RTP went either way
+ * for its timeout: the device has let it go, and its ports go too. The connections stay. */
+static void session_timer(struct loop_timer *t)
+{
+    struct rtsp_proxy_session *s = container_of(t, struct rtsp_proxy_session, timer);
+    uint64_t last = 0;
+    for (size_t i = 0; i < s->nholders; i++) {
+        last = s->holders[i]->last_rtsp_ms > last ? s->holders[i]->last_rtsp_ms : last;
+    }
+    for (size_t i = 0; i < s->nstreams; i++) {
+        uint64_t l = rtsp_stream_stats(s->streams[i])->last_ms;
+        last = l > last ? l : last;
+    }
+    if (loop_now(s->ctx->loop) - last >= s->timeout_ms) {
+        char why[96];
+        snprintf(why, sizeof(why), "no RTSP nor RTP for %ums: session timeout", s->timeout_ms);
+        session_end(s, s->holders[0]->map, why);
+        return;
+    }
+    loop_timer_start_at(s->ctx->loop, &s->timer, last + s->timeout_ms);
+}
+
+/* Sets up s (zeroed) as a new session of p's client, held by p, and lists it. Its place in
+ * max-sessions was taken by the caller. */
+static struct rtsp_proxy_session *session_new(struct proxy *p, struct rtsp_proxy_session *s,
+                                              const char *id)
+{
+    s->ctx = p->ctx;
+    s->state = p->map->state;
+    s->client = p->client_ip;
+    memcpy(s->client_str, p->client_str, sizeof(s->client_str));
+    snprintf(s->id, sizeof(s->id), "%s", id);
+    s->timeout_ms = SESSION_TIMEOUT_DEFAULT_MS;
+    loop_timer_init(&s->timer, session_timer);
+    s->holders[s->nholders++] = p;
+    p->held[p->nheld++] = s;
+    s->next = p->ctx->rtsp_sessions;
+    p->ctx->rtsp_sessions = s;
+    STAT_ADD(stats(p)->rtsp_sessions, 1);
+    return s;
+}
+
+/* ---- the queue of requests ---- */
+
+static struct pending *q_push(struct proxy *p, const struct rtsp_msg *m)
+{
+    if (p->qlen == MAX_PENDING) {
+        return NULL;
+    }
+    struct pending *e = &p->q[p->qlen++];
+    memset(e, 0, sizeof(*e));
+    const struct rtsp_str *cseq = m != NULL ? rtsp_header(m, "CSeq") : NULL;
+    if (cseq != NULL && cseq->n < sizeof(e->cseq)) {
+        memcpy(e->cseq, cseq->p, cseq->n);
+    }
+    return e;
+}
+
+static void q_remove(struct proxy *p, size_t i)
+{
+    memmove(&p->q[i], &p->q[i + 1], (p->qlen - i - 1) * sizeof(p->q[0]));
+    p->qlen--;
+}
+
+/* The forwarded request an answer is for: by CSeq, else the oldest. */
+static ssize_t q_match(struct proxy *p, const struct rtsp_msg *m)
+{
+    const struct rtsp_str *cseq = rtsp_header(m, "CSeq");
+    ssize_t first = -1;
+    for (size_t i = 0; i < p->qlen; i++) {
+        if (p->q[i].local) {
+            continue;
+        }
+        if (first < 0) {
+            first = (ssize_t)i;
+        }
+        if (cseq != NULL && cseq->n == strlen(p->q[i].cseq) &&
+            memcmp(cseq->p, p->q[i].cseq, cseq->n) == 0) {
+            return (ssize_t)i;
+        }
+    }
+    return cseq == NULL ? first : -1;
+}
+
+/* Formats the gateway's own answer into buf (room > 0). Returns its length, truncated to fit:
+ * one snprintf, so a truncation cannot turn into a write past the end. */
+static size_t format_reply(char *buf, size_t room, int major, int minor, int status,
+                           const char *text, const char *cseq)
+{
+    bool has_cseq = cseq[0] != '\0';
+    int n = snprintf(buf, room, "RTSP/%d.%d %d %s\r\n%s%s%sServer: portgate\r\n\r\n", major, minor,
+                     status, text, has_cseq ? "CSeq: " : "", cseq, has_cseq ? "\r\n" : "");
+    if (n < 0) {
+        buf[0] = '\0';
+        return 0;
+    }
+    return (size_t)n < room ? (size_t)n : room - 1;
+}
+
+/* Queues the gateway's own answer to request m. */
+static void reply(struct proxy *p, const struct rtsp_msg *m, int status, const char *text)
+{
+    struct pending *e = q_push(p, m);
+    if (e == NULL) {
+        return; /* cannot happen: requests are only read while the queue has room */
+    }
+    e->local = true;
+    /* A copy: GCC's -Wrestrict cannot tell the two fields of *e apart once this is inlined. */
+    char cseq[sizeof(e->cseq)];
+    memcpy(cseq, e->cseq, sizeof(cseq));
+    e->reply_len = format_reply(e->reply, sizeof(e->reply), m ? m->major : 1, m ? m->minor : 0,
+                                status, text, cseq);
+    STAT_ADD(stats(p)->rtsp_refused, 1);
+}
+
+/* Logs a refusal: at most one line a second per mapping and worker, like other refusals, since
+ * a client can repeat a SETUP at will. */
+static void log_refusal(struct proxy *p, const char *why)
+{
+    uint64_t suppressed;
+    if (log_ratelimit_ok(&mapping_shard(p->map, p->ctx->worker)->refuse_log, loop_now(p->ctx->loop),
+                         1000, &suppressed)) {
+        log_warn("map %s: rtsp %s: SETUP refused: %s (%llu more refusals not logged)",
+                 p->map->conf.name, p->client_str, why, (unsigned long long)suppressed);
+    }
+}
+
+/* Refuses a SETUP: the log line and the answer. */
+static void refuse_setup(struct proxy *p, const struct rtsp_msg *m, int status, const char *text,
+                         const char *why)
+{
+    log_refusal(p, why);
+    reply(p, m, status, text);
+}
+
+/* Writes the gateway's answers now at the head of the queue (their turn has come). */
+static void flush_local(struct proxy *p, char *out, size_t room, size_t *produced)
+{
+    while (p->qlen > 0 && p->q[0].local && p->q[0].reply_len <= room - *produced) {
+        memcpy(out + *produced, p->q[0].reply, p->q[0].reply_len);
+        *produced += p->q[0].reply_len;
+        q_remove(p, 0);
+    }
+    if (p->closing && p->qlen == 0) {
+        p->close_now = true;
+    }
+}
+
+/* ---- Transport ---- */
+
+/* Appends ";param" for each parameter of spec not named in skip (NULL-terminated). */
+static void copy_params(struct rtsp_str spec, const char *const *skip, char *buf, size_t room,
+                        size_t *len)
+{
+    const char *p = memchr(spec.p, ';', spec.n), *end = spec.p + spec.n;
+    while (p != NULL && p < end) {
+        p++;
+        const char *e = memchr(p, ';', (size_t)(end - p));
+        size_t n = (size_t)((e != NULL ? e : end) - p);
+        bool keep = n > 0;
+        for (size_t i = 0; keep && skip[i] != NULL; i++) {
+            size_t k = strlen(skip[i]);
+            if (n >= k && strncasecmp(p, skip[i], k) == 0 && (n == k || p[k] == '=')) {
+                keep = false;
+            }
+        }
+        if (keep && *len + n + 1 < room) {
+            buf[(*len)++] = ';';
+            memcpy(buf + *len, p, n);
+            *len += n;
+        }
+        p = e;
+    }
+    buf[*len] = '\0';
+}
+
+static const char *const udp_skip[] = {"unicast",     "multicast", "client_port", "server_port",
+                                       "destination", "source",    NULL};
+
+/* The spec's protocol (up to the first ';'). */
+static struct rtsp_str spec_proto(struct rtsp_str spec)
+{
+    const char *semi = memchr(spec.p, ';', spec.n);
+    return (struct rtsp_str){spec.p, semi != NULL ? (size_t)(semi - spec.p) : spec.n};
+}
+
+/* ---- requests: client -> device ---- */
+
+/* A SETUP: picks the first transport the gateway can carry and fills *tbuf with what the device
+ * is told. Returns 1 (forward), 0 (answered locally), with e's stream set for UDP. */
+static int setup_transport(struct proxy *p, const struct rtsp_msg *m, struct pending *slot,
+                           char *tbuf, bool *have_transport)
+{
+    const struct rtsp_str *tv = rtsp_header(m, "Transport");
+    *have_transport = false;
+    if (tv == NULL) {
+        return 1; /* the device will answer what it answers to a SETUP without one */
+    }
+    size_t pos = 0;
+    struct rtsp_transport t;
+    const char *why;
+    int r;
+    bool multicast = false;
+    while ((r = rtsp_transport_next(*tv, &pos, &t, &why)) != 0) {
+        if (r < 0) {
+            continue; /* not RTP: maybe a later alternative is */
+        }
+        if (t.multicast) {
+            multicast = true;
+            continue;
+        }
+        if (t.lower == RTSP_TCP) {
+            /* Interleaved: RTP rides on this connection. Only this spec goes on, so the device
+             * cannot pick a UDP one whose ports nobody rewrote. */
+            snprintf(tbuf, TRANSPORT_MAX, "%.*s", (int)t.spec.n, t.spec.p);
+            *have_transport = true;
+            return 1;
+        }
+        if (!t.has_client_port) {
+            continue;
+        }
+        /* A SETUP naming a session the client has here adds a stream to it; any other
+         * makes a new session, whose place in max-sessions is taken now so that the client
+         * hears 453 before the device sets anything up. */
+        const struct rtsp_proxy_session *sess = session_find(p, slot->session);
+        if (sess != NULL && sess->nstreams == MAX_STREAMS) {
+            refuse_setup(p, m, 453, "Not Enough Bandwidth",
+                         "the session already has " STR(MAX_STREAMS) " streams");
+            return 0;
+        }
+        if (sess == NULL && p->nheld == MAX_HELD) {
+            refuse_setup(p, m, 453, "Not Enough Bandwidth",
+                         "this connection already holds " STR(MAX_HELD) " sessions");
+            return 0;
+        }
+        if (sess == NULL && !mapping_session_begin(p->map)) {
+            char limit[64];
+            snprintf(limit, sizeof(limit), "max-sessions (%u) reached", p->map->conf.max_sessions);
+            refuse_setup(p, m, 453, "Not Enough Bandwidth", limit);
+            return 0;
+        }
+        slot->reserved = sess == NULL;
+        struct rtsp_stream_conf sc = {.out_local = p->client_local,
+                                      .in_local = p->target_local,
+                                      .client = p->client,
+                                      .client_port = {t.client_port[0], t.client_port[1]},
+                                      .device = p->target,
+                                      .port_lo = p->map->conf.rtp_lo,
+                                      .port_hi = p->map->conf.rtp_hi};
+        uint16_t in_port = 0, out_port = 0;
+        int err = 0;
+        struct rtsp_stream *s = rtsp_stream_new(p->ctx, &sc, &in_port, &out_port, &err);
+        if (s == NULL) {
+            pending_release(p, slot, NULL);
+            refuse_setup(p, m, 453, "Not Enough Bandwidth",
+                         err == -EADDRINUSE ? "every pair of rtp-ports is in use" : strerror(-err));
+            return 0;
+        }
+        slot->stream = s;
+        slot->client_port[0] = t.client_port[0];
+        slot->client_port[1] = t.client_port[1];
+        slot->out_port = out_port;
+        struct rtsp_str proto = spec_proto(t.spec);
+        size_t len = (size_t)snprintf(tbuf, TRANSPORT_MAX, "%.*s;unicast;client_port=%u-%u",
+                                      (int)proto.n, proto.p, in_port, in_port + 1);
+        copy_params(t.spec, udp_skip, tbuf, TRANSPORT_MAX, &len);
+        *have_transport = true;
+        return 1;
+    }
+    refuse_setup(p, m, 461, "Unsupported Transport",
+                 multicast ? "multicast transports are not relayed"
+                           : "no RTP transport it can carry");
+    return 0;
+}
+
+/* One request. Returns the bytes written to out, 0 when the gateway answers it itself, or -2
+ * when out has no room (nothing changed). */
+static ssize_t request(struct proxy *p, const char *msg, const struct rtsp_msg *m, char *out,
+                       size_t room)
+{
+    struct rtsp_endpoint view;
+    if (rtsp_url_endpoint(m->uri, &view) == 0) {
+        /* The address the client uses for the device: answers name it. */
+        p->up.from = view;
+        p->down.to = view;
+    }
+    struct pending slot = {0};
+    slot.kind = rtsp_str_ieq(m->method, "SETUP")      ? REQ_SETUP
+                : rtsp_str_ieq(m->method, "TEARDOWN") ? REQ_TEARDOWN
+                                                      : REQ_OTHER;
+    session_id(m, slot.session);
+    char tbuf[TRANSPORT_MAX];
+    bool have_transport = false;
+    if (slot.kind == REQ_SETUP && setup_transport(p, m, &slot, tbuf, &have_transport) == 0) {
+        return 0;
+    }
+    const char *why;
+    ssize_t n = rtsp_rewrite(msg, m, &p->up, have_transport ? tbuf : NULL, out, room, &why);
+    if (n < 0) {
+        pending_release(p, &slot, "no room to forward the SETUP");
+        return -2;
+    }
+    /* A request naming a session of this client's that another connection set up (a
+     * keep-alive or a TEARDOWN sent on a new connection): this one holds it too, so the
+     * session outlives the connection that made it while this one is open. */
+    struct rtsp_proxy_session *s = session_find(p, slot.session);
+    if (s != NULL) {
+        session_hold(s, p);
+    }
+    struct pending *e = q_push(p, m);
+    slot.local = false;
+    memcpy(slot.cseq, e->cseq, sizeof(slot.cseq));
+    *e = slot;
+    return n;
+}
+
+static void bad_request(struct proxy *p, const char *why)
+{
+    log_warn("map %s: rtsp %s: malformed request (%s): answering 400 and closing",
+             p->map->conf.name, p->client_str, why);
+    snprintf(p->close_reason, sizeof(p->close_reason), "the client sent malformed RTSP (%s)", why);
+    p->closing = true;
+    struct pending *e = q_push(p, NULL);
+    if (e != NULL) {
+        e->local = true;
+        e->reply_len = (size_t)snprintf(e->reply, sizeof(e->reply),
+                                        "RTSP/1.0 400 Bad Request\r\nServer: portgate\r\n\r\n");
+        STAT_ADD(stats(p)->rtsp_refused, 1);
+    }
+}
+
+/* ---- answers: device -> client ---- */
+
+/* The Transport of a SETUP answer, if the device set up RTP over UDP (not interleaved, not
+ * nonsense). */
+static bool udp_transport(const struct rtsp_msg *m, struct rtsp_transport *t)
+{
+    const struct rtsp_str *tv = rtsp_header(m, "Transport");
+    size_t pos = 0;
+    const char *why;
+    return tv != NULL && rtsp_transport_next(*tv, &pos, t, &why) == 1 && t->lower == RTSP_UDP &&
+           t->has_server_port;
+}
+
+/* What the client is told of the stream the device set up (t), into tbuf. */
+static void client_transport(struct proxy *p, const struct pending *e,
+                             const struct rtsp_transport *t, char *tbuf)
+{
+    struct rtsp_str proto = spec_proto(t->spec);
+    size_t len = (size_t)snprintf(
+        tbuf, TRANSPORT_MAX, "%.*s;unicast;client_port=%u-%u;server_port=%u-%u", (int)proto.n,
+        proto.p, e->client_port[0], e->client_port[1], e->out_port, e->out_port + 1);
+    copy_params(t->spec, udp_skip, tbuf, TRANSPORT_MAX, &len);
+    if (t->source.n > 0 && len < TRANSPORT_MAX) {
+        char ip[ADDR_STRLEN];
+        struct sockaddr_storage u = p->client_local;
+        addr_unmap(&u);
+        snprintf(tbuf + len, TRANSPORT_MAX - len, ";source=%s", addr_format_ip(&u, ip, sizeof(ip)));
+    }
+}
+
+/*
+ * A SETUP the device answered with RTP over UDP (t): the pending stream joins the session the
+ * answer names (or else the request), if this client has it here, or a new one. When it can
+ * join none (the session is full, or it ended while the SETUP was on its way and max-sessions
+ * is reached), the stream is not relayed and the client is answered 453 instead. Returns the
+ * bytes written, or -2 when out has no room (nothing changed).
+ */
+static ssize_t answer_setup(struct proxy *p, const char *msg, const struct rtsp_msg *m,
+                            struct pending *e, const struct rtsp_transport *t, char *out,
+                            size_t room)
+{
+    char id[SESSION_ID_MAX + 1];
+    if (!session_id(m, id)) {
+        memcpy(id, e->session, sizeof(id));
+    }
+    struct rtsp_proxy_session *s = session_find(p, id);
+    const char *refusal = NULL;
+    bool holds_more = s == NULL || !session_held_by(s, p); /* the connection takes one more */
+    if (s != NULL && s->nstreams == MAX_STREAMS) {
+        refusal = "the session already has " STR(MAX_STREAMS) " streams";
+    } else if (s != NULL && holds_more && s->nholders == MAX_HOLDERS) {
+        refusal = "the session is held by " STR(MAX_HOLDERS) " connections already";
+    } else if (holds_more && p->nheld == MAX_HELD) {
+        refusal = "this connection already holds " STR(MAX_HELD) " sessions";
+    }
+    /* A new session needs a place (the one its SETUP reserved, unless that SETUP named a
+     * session that has ended since) and memory. */
+    bool took = false;
+    struct rtsp_proxy_session *fresh = NULL;
+    if (refusal == NULL && s == NULL) {
+        if (!e->reserved && !(took = mapping_session_begin(p->map))) {
+            refusal = "max-sessions reached";
+        } else if ((fresh = calloc(1, sizeof(*fresh))) == NULL) {
+            refusal = "out of memory";
+        }
+    }
+    if (refusal != NULL) {
+        if (took) {
+            mapping_session_end(p->map);
+        }
+        if (room < REPLY_MAX) {
+            return -2;
+        }
+        log_refusal(p, refusal);
+        STAT_ADD(stats(p)->rtsp_refused, 1);
+        pending_release(p, e, refusal);
+        return (ssize_t)format_reply(out, room, m->major, m->minor, 453, "Not Enough Bandwidth",
+                                     e->cseq);
+    }
+    char tbuf[TRANSPORT_MAX];
+    client_transport(p, e, t, tbuf);
+    const char *why;
+    ssize_t n = rtsp_rewrite(msg, m, &p->down, tbuf, out, room, &why);
+    if (n < 0) {
+        if (took) {
+            mapping_session_end(p->map);
+        }
+        free(fresh);
+        return -2;
+    }
+    if (fresh != NULL) {
+        s = session_new(p, fresh, id); /* with the place e reserved or took */
+        e->reserved = false;
+    } else if (e->reserved) {
+        mapping_session_end(p->map); /* it joined a session after all */
+        e->reserved = false;
+    }
+    session_hold(s, p);
+    rtsp_stream_set_server(e->stream, t->server_port);
+    s->streams[s->nstreams++] = e->stream;
+    e->stream = NULL;
+    uint32_t timeout = session_timeout(m);
+    if (timeout > 0) {
+        s->timeout_ms = timeout;
+    }
+    loop_timer_start(s->ctx->loop, &s->timer, s->timeout_ms);
+    return n;
+}
+
+/* A TEARDOWN the device accepted ends the session it named, whichever connection holds it; one
+ * naming none, every session this connection holds. */
+static void teardown(struct proxy *p, const char *id)
+{
+    if (id[0] != '\0') {
+        struct rtsp_proxy_session *s = session_find(p, id);
+        if (s != NULL) {
+            session_end(s, p->map, "TEARDOWN");
+        }
+        return;
+    }
+    while (p->nheld > 0) {
+        session_end(p->held[p->nheld - 1], p->map, "TEARDOWN");
+    }
+}
+
+/* One answer. Returns the bytes written, or -2 when out has no room (nothing changed). */
+static ssize_t answer(struct proxy *p, const char *msg, const struct rtsp_msg *m, char *out,
+                      size_t room)
+{
+    ssize_t i = q_match(p, m);
+    struct pending *e = i >= 0 ? &p->q[i] : NULL;
+    bool ok = m->status >= 200 && m->status < 300;
+    struct rtsp_transport t;
+    ssize_t n;
+    const char *why;
+    if (e != NULL && e->stream != NULL && ok && udp_transport(m, &t)) {
+        n = answer_setup(p, msg, m, e, &t, out, room);
+    } else {
+        n = rtsp_rewrite(msg, m, &p->down, NULL, out, room, &why);
+    }
+    if (n < 0) {
+        return -2;
+    }
+    if (e != NULL) {
+        if (e->stream != NULL) {
+            char what[64];
+            snprintf(what, sizeof(what), "the device answered the SETUP with %d%s", m->status,
+                     ok ? " but not with RTP over UDP" : "");
+            pending_release(p, e, what);
+        }
+        if (e->kind == REQ_TEARDOWN && ok) {
+            teardown(p, e->session);
+        }
+        q_remove(p, (size_t)i);
+    }
+    return n;
+}
+
+/* ---- the filter ---- */
+
+static void *proxy_open(const struct tcp_filter_conn *fc)
+{
+    struct proxy *p = calloc(1, sizeof(*p));
+    if (p == NULL) {
+        return NULL;
+    }
+    p->ctx = fc->ctx;
+    p->map = fc->map;
+    p->client = fc->client;
+    p->client_ip = fc->client;
+    addr_unmap(&p->client_ip);
+    p->client_local = fc->client_local;
+    p->target = fc->target;
+    p->target_local = fc->target_local;
+    addr_format(&fc->client, p->client_str, sizeof(p->client_str));
+    struct rtsp_endpoint device, view;
+    endpoint_of(&fc->target, &device);
+    endpoint_of(&fc->client_local, &view);
+    p->up.from = view;
+    p->up.to = device;
+    p->down.from = device;
+    p->down.to = view;
+    snprintf(p->down.to_ip, sizeof(p->down.to_ip), "%s", view.host);
+    p->last_rtsp_ms = loop_now(p->ctx->loop);
+    return p;
+}
+
+/* Copies an interleaved frame if whole and if it fits. Returns its length, 0 to wait. */
+static size_t frame(const char *in, size_t len, char *out, size_t room)
+{
+    ssize_t n = rtsp_frame_len(in, len);
+    if (n < 0 || (size_t)n > room) {
+        return 0;
+    }
+    memcpy(out, in, (size_t)n);
+    return (size_t)n;
+}
+
+static ssize_t proxy_data(void *st, enum tcp_dir dir, const char *in, size_t len, bool eof,
+                          char *out, size_t room, size_t *out_len, const char **reason)
+{
+    (void)eof;
+    struct proxy *p = st;
+    size_t used = 0, produced = 0;
+    if (dir == TCP_DOWN) {
+        if (p->close_now) {
+            *reason = p->close_reason;
+            return -1;
+        }
+        flush_local(p, out, room, &produced);
+    } else if (p->closing) {
+        *out_len = 0;
+        return (ssize_t)len; /* after a malformed request, the rest is not RTSP either */
+    }
+    while (used < len) {
+        const char *msg = in + used;
+        size_t left = len - used;
+        if (msg[0] == '$') {
+            size_t n = frame(msg, left, out + produced, room - produced);
+            if (n == 0) {
+                break;
+            }
+            used += n;
+            produced += n;
+            p->last_rtsp_ms = loop_now(p->ctx->loop);
+            continue;
+        }
+        struct rtsp_msg m;
+        const char *why;
+        ssize_t head = rtsp_parse(msg, left, &m, &why);
+        if (head == RTSP_PARTIAL || (head > 0 && (size_t)head + m.body_len > left)) {
+            break;
+        }
+        if (head == RTSP_ERROR) {
+            if (dir == TCP_DOWN) {
+                snprintf(p->close_reason, sizeof(p->close_reason),
+                         "the device sent malformed RTSP (%s)", why);
+                *reason = p->close_reason;
+                return -1;
+            }
+            bad_request(p, why);
+            used = len;
+            break;
+        }
+        ssize_t n;
+        if (dir == TCP_UP && !m.response) {
+            if (p->qlen == MAX_PENDING) {
+                break; /* wait for answers before reading more requests */
+            }
+            n = request(p, msg, &m, out + produced, room - produced);
+        } else if (dir == TCP_DOWN && m.response) {
+            n = answer(p, msg, &m, out + produced, room - produced);
+        } else {
+            /* A request of the device to the client (RTSP allows them), or the client's answer
+             * to one: rewritten, not matched. */
+            n = rtsp_rewrite(msg, &m, dir == TCP_UP ? &p->up : &p->down, NULL, out + produced,
+                             room - produced, &why);
+            n = n < 0 ? -2 : n;
+        }
+        if (n == -2) {
+            if (produced == 0) {
+                *reason = "a rewritten message does not fit in a buffer";
+                return -1;
+            }
+            break;
+        }
+        produced += (size_t)n;
+        used += (size_t)head + m.body_len;
+        p->last_rtsp_ms = loop_now(p->ctx->loop);
+        if (dir == TCP_DOWN) {
+            flush_local(p, out, room, &produced);
+        }
+    }
+    *out_len = produced;
+    return (ssize_t)used;
+}
+
+static bool proxy_pending(void *st, enum tcp_dir dir)
+{
+    struct proxy *p = st;
+    return dir == TCP_DOWN && (p->close_now || (p->qlen > 0 && p->q[0].local));
+}
+
+static void proxy_close(void *st)
+{
+    struct proxy *p = st;
+    for (size_t i = 0; i < p->qlen; i++) {
+        pending_release(p, &p->q[i], "the control connection closed");
+    }
+    while (p->nheld > 0) {
+        session_release(p->held[p->nheld - 1], p);
+    }
+    free(p);
+}
+
+const struct tcp_filter rtsp_proxy_filter = {"rtsp", proxy_open, proxy_data, proxy_pending,
+                                             proxy_close};

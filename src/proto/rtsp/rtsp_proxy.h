@@ -1,0 +1,27 @@
+/*
+ * rtsp_proxy: the stream filter of proto = rtsp mappings. It follows the RTSP conversation on a
+ * control connection and makes it work through the gateway:
+ *   - requests go to the device with their URLs naming the device; answers come back with the
+ *     device's URLs and SDP addresses naming the address the client used (rtsp.c);
+ *   - a SETUP for RTP over UDP gets a stream (rtsp_session.c): the device is told the inside
+ *     pair as the client's ports, the client the outside pair as the server's, and the RTP and
+ *     RTCP between them are relayed; interleaved TCP passes as it is;
+ *   - what the gateway refuses it answers itself, in order with the device's answers: multicast
+ *     or unknown transports (461), no RTP ports or max-sessions reached (453), malformed
+ *     requests (400, then the connection closes). A device that sends malformed RTSP loses the
+ *     connection.
+ * Streams belong to the device's session (its Session id), which every control connection of
+ * the same client naming the id holds (RFC 2326 lets a session span connections). A session ends
+ * with a TEARDOWN's answer on any of them, when the last one holding it closes, or when neither
+ * RTSP nor RTP has gone either way for its timeout (the device's Session timeout=, 60 s by
+ * default): the device has dropped the session by then. Requests and answers are matched by
+ * CSeq (in order when a device leaves it out, as VLC does in errors).
+ */
+#ifndef PORTGATE_RTSP_PROXY_H
+#define PORTGATE_RTSP_PROXY_H
+
+#include "forward/tcp.h"
+
+extern const struct tcp_filter rtsp_proxy_filter;
+
+#endif

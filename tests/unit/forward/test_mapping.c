@@ -1,0 +1,203 @@
+#include <setjmp.h>
+#include <stdarg.h>
+#include <stddef.h>
+#include <stdint.h>
+
+#include <arpa/inet.h>
+#include <cmocka.h>
+#include <pthread.h>
+#include <string.h>
+
+#include "gateway/config.h"
+#include "forward/mapping.h"
+
+static struct sockaddr_storage ip(const char *s, uint16_t port)
+{
+    struct sockaddr_storage ss;
+    assert_int_equal(addr_parse_ip(s, &ss), 0);
+    addr_set_port(&ss, port);
+    return ss;
+}
+
+static struct mapping *make(const char *spec_text)
+{
+    struct config *c = config_new();
+    assert_int_equal(config_add_spec(c, spec_text, 1), 0);
+    struct mapping *m = mapping_new(&c->maps[0], NULL, 2); /* two workers */
+    assert_non_null(m);
+    config_free(c); /* the mapping owns a deep copy */
+    return m;
+}
+
+static void test_acl(void **state)
+{
+    (void)state;
+    struct mapping *m = make("tcp:0.0.0.0:80=192.0.2.1:80");
+    struct sockaddr_storage a = ip("203.0.113.5", 1);
+    assert_int_equal(mapping_check_acl(m, &a), MAP_ADMIT); /* no lists: everyone */
+    mapping_unref(m);
+
+    m = make("tcp:0.0.0.0:80=192.0.2.1:80,allow=198.51.100.0/24,2001:db8::/32,deny=198.51.100.7");
+    struct sockaddr_storage in = ip("198.51.100.8", 1), denied = ip("198.51.100.7", 1),
+                            out = ip("203.0.113.5", 1), v6 = ip("2001:db8::5", 1),
+                            mapped = ip("::ffff:198.51.100.8", 1),
+                            mapped_denied = ip("::ffff:198.51.100.7", 1);
+    assert_int_equal(mapping_check_acl(m, &in), MAP_ADMIT);
+    assert_int_equal(mapping_check_acl(m, &denied), MAP_DENIED); /* deny wins */
+    assert_int_equal(mapping_check_acl(m, &out), MAP_DENIED);    /* not in allow */
+    assert_int_equal(mapping_check_acl(m, &v6), MAP_ADMIT);
+    assert_int_equal(mapping_check_acl(m, &mapped), MAP_ADMIT);
+    assert_int_equal(mapping_check_acl(m, &mapped_denied), MAP_DENIED);
+    mapping_unref(m);
+
+    m = make("tcp:0.0.0.0:80=192.0.2.1:80,deny=203.0.113.0/24"); /* deny only */
+    assert_int_equal(mapping_check_acl(m, &out), MAP_DENIED);
+    assert_int_equal(mapping_check_acl(m, &in), MAP_ADMIT);
+    mapping_unref(m);
+}
+
+static void test_limits(void **state)
+{
+    (void)state;
+    struct mapping *m = make("tcp:0.0.0.0:80=192.0.2.1:80,max-conns=3,max-conns-per-ip=2");
+    struct sockaddr_storage a = ip("198.51.100.1", 1000), b = ip("198.51.100.2", 1000),
+                            a2 = ip("::ffff:198.51.100.1", 2000);
+    /* The limits hold across workers (0 and 1); each worker counts in its own shard. */
+    assert_int_equal(mapping_admit(m, 0, &a), MAP_ADMIT);
+    assert_int_equal(mapping_admit(m, 1, &a2), MAP_ADMIT); /* same client, v4-mapped */
+    assert_int_equal(mapping_admit(m, 0, &a), MAP_FULL_PER_IP);
+    assert_int_equal(mapping_admit(m, 1, &b), MAP_ADMIT);
+    assert_int_equal(mapping_admit(m, 1, &b), MAP_FULL); /* 3 open */
+    assert_int_equal(mapping_active(m->state), 3);
+    assert_int_equal(mapping_shard(m, 0)->stats.refused_limit, 1);
+    assert_int_equal(mapping_shard(m, 1)->stats.refused_limit, 1);
+    struct map_stats sum;
+    mapping_stats_sum(m->state, &sum);
+    assert_int_equal(sum.refused_limit, 2);
+    assert_int_equal(sum.accepted, 3);
+    mapping_release(m, &a);
+    assert_int_equal(mapping_admit(m, 0, &b), MAP_ADMIT);
+    mapping_release(m, &a2);
+    mapping_release(m, &b);
+    mapping_release(m, &b);
+    assert_int_equal(mapping_active(m->state), 0);
+    assert_int_equal(m->state->nips, 0);
+
+    /* Many clients: the per-address table grows and shrinks back. */
+    for (int i = 0; i < 1000; i++) {
+        struct sockaddr_storage c = ip("2001:db8::", 1);
+        ((struct sockaddr_in6 *)&c)->sin6_addr.s6_addr[14] = (uint8_t)(i >> 8);
+        ((struct sockaddr_in6 *)&c)->sin6_addr.s6_addr[15] = (uint8_t)i;
+        if (i < 3) {
+            assert_int_equal(mapping_admit(m, 0, &c), MAP_ADMIT);
+        }
+    }
+    mapping_unref(m);
+
+    /* The state carries over to the next generation of the mapping. */
+    m = make("tcp:0.0.0.0:80=192.0.2.1:80,max-conns=1");
+    assert_int_equal(mapping_admit(m, 0, &a), MAP_ADMIT);
+    struct config *c = config_new();
+    config_add_spec(c, "tcp:0.0.0.0:80=192.0.2.2:80,max-conns=1", 1);
+    struct mapping *next = mapping_new(&c->maps[0], m->state, 2);
+    config_free(c);
+    assert_int_equal(mapping_admit(next, 1, &b), MAP_FULL);
+    mapping_release(m, &a);
+    assert_int_equal(mapping_admit(next, 1, &b), MAP_ADMIT);
+    mapping_release(next, &b);
+    mapping_unref(m);
+    mapping_unref(next);
+}
+
+/* max-sessions counts the sessions of every worker. */
+static void test_sessions(void **state)
+{
+    (void)state;
+    struct mapping *m = make("udp:0.0.0.0:5000=192.0.2.1:5000,max-sessions=2");
+    assert_true(mapping_session_begin(m));
+    assert_true(mapping_session_begin(m));
+    assert_false(mapping_session_begin(m));
+    mapping_session_end(m);
+    assert_true(mapping_session_begin(m));
+    assert_int_equal(mapping_active(m->state), 2);
+    mapping_session_end(m);
+    mapping_session_end(m);
+    assert_int_equal(mapping_active(m->state), 0);
+    mapping_unref(m);
+}
+
+/* Two workers admit and release at once: the limits and the counts stay exact. */
+struct racer {
+    struct mapping *m;
+    unsigned worker;
+    unsigned admitted;
+    uint32_t max_seen;
+};
+
+static void *race(void *arg)
+{
+    struct racer *r = arg;
+    for (int i = 0; i < 200000; i++) {
+        struct sockaddr_storage c = ip("198.51.100.1", 1);
+        ((struct sockaddr_in *)&c)->sin_addr.s_addr ^= htonl((uint32_t)(i % 7));
+        struct mapping *ref = mapping_ref(r->m);
+        if (mapping_admit(ref, r->worker, &c) == MAP_ADMIT) {
+            r->admitted++;
+            uint32_t n = mapping_active(ref->state);
+            r->max_seen = n > r->max_seen ? n : r->max_seen;
+            mapping_release(ref, &c);
+        }
+        mapping_unref(ref);
+    }
+    return NULL;
+}
+
+static void test_workers_race(void **state)
+{
+    (void)state;
+    struct mapping *m = make("tcp:0.0.0.0:80=192.0.2.1:80,max-conns=3,max-conns-per-ip=1");
+    struct racer r[2] = {{m, 0, 0, 0}, {m, 1, 0, 0}};
+    pthread_t t[2];
+    for (int i = 0; i < 2; i++) {
+        assert_int_equal(pthread_create(&t[i], NULL, race, &r[i]), 0);
+    }
+    for (int i = 0; i < 2; i++) {
+        pthread_join(t[i], NULL);
+    }
+    assert_true(r[0].max_seen <= 3 && r[1].max_seen <= 3);
+    assert_int_equal(mapping_active(m->state), 0);
+    assert_int_equal(m->state->nips, 0);
+    assert_int_equal(m->refs, 1);
+    struct map_stats sum;
+    mapping_stats_sum(m->state, &sum);
+    assert_int_equal(sum.accepted, r[0].admitted + r[1].admitted);
+    assert_int_equal(sum.accepted + sum.refused_limit, 400000);
+    assert_int_equal(mapping_shard(m, 0)->stats.accepted, r[0].admitted);
+    mapping_unref(m);
+}
+
+static void test_target(void **state)
+{
+    (void)state;
+    struct mapping *m = make("tcp:0.0.0.0:6000-6009=192.0.2.1:7000-7009");
+    struct sockaddr_storage t;
+    mapping_target(m, 6000, &t);
+    assert_int_equal(addr_port(&t), 7000);
+    mapping_target(m, 6009, &t);
+    assert_int_equal(addr_port(&t), 7009);
+    mapping_unref(m);
+    m = make("tcp:0.0.0.0:6000-6009=192.0.2.1:7000");
+    mapping_target(m, 6005, &t);
+    assert_int_equal(addr_port(&t), 7000);
+    mapping_unref(m);
+}
+
+int main(void)
+{
+    const struct CMUnitTest tests[] = {
+        cmocka_unit_test(test_acl),      cmocka_unit_test(test_limits),
+        cmocka_unit_test(test_sessions), cmocka_unit_test(test_workers_race),
+        cmocka_unit_test(test_target),
+    };
+    return cmocka_run_group_tests(tests, NULL, NULL);
+}

@@ -1,0 +1,501 @@
+#include <fcntl.h>
+#include <setjmp.h>
+#include <stdarg.h>
+#include <stddef.h>
+#include <stdint.h>
+
+#include <cmocka.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+#include "gateway/config.h"
+#include "guard.h"
+
+/* Parses text as portgate.conf (placed against a guard page) and finishes it. */
+static struct config *load(const char *text, bool resolve)
+{
+    struct config *c = config_new();
+    assert_non_null(c);
+    struct guarded g = guard_bytes(text, strlen(text));
+    config_load_buffer(c, "t.conf", g.p, strlen(text));
+    guard_free(g);
+    config_finish(c, resolve);
+    return c;
+}
+
+static bool has_error(const struct config *c, const char *want)
+{
+    for (size_t i = 0; i < c->nerrors; i++) {
+        if (strstr(c->errors[i], want) != NULL) {
+            return true;
+        }
+    }
+    return false;
+}
+
+static void expect_error(const char *text, const char *want)
+{
+    struct config *c = load(text, false);
+    if (!has_error(c, want)) {
+        fprintf(stderr, "config:\n%s\nerrors (%zu):\n", text, c->nerrors);
+        for (size_t i = 0; i < c->nerrors; i++) {
+            fprintf(stderr, "  %s\n", c->errors[i]);
+        }
+        config_free(c);
+        fail_msg("missing error \"%s\"", want);
+    }
+    config_free(c);
+}
+
+#define MAP_OK "[map web]\nproto = tcp\nlisten = 0.0.0.0:8080\ntarget = 192.0.2.10:80\n"
+
+static void test_duration(void **state)
+{
+    (void)state;
+    static const struct {
+        const char *in;
+        uint32_t ms;
+    } ok[] = {
+        {"0", 0},        {"500ms", 500},    {"30s", 30000},       {"5m", 300000},
+        {"1h", 3600000}, {"2d", 172800000}, {"49d", 4233600000u}, {"4294967295ms", 4294967295u}};
+    for (size_t i = 0; i < sizeof(ok) / sizeof(ok[0]); i++) {
+        uint32_t ms = 1;
+        char err[128];
+        struct guarded g = guard_str(ok[i].in);
+        assert_int_equal(config_parse_duration(g.p, &ms, err, sizeof(err)), 0);
+        guard_free(g);
+        assert_int_equal(ms, ok[i].ms);
+    }
+    static const struct {
+        const char *in, *msg;
+    } bad[] = {{"", "expected a duration"},
+               {"s", "expected a duration"},
+               {"-1s", "expected a duration"},
+               {"30", "missing unit"},
+               {"30x", "unknown unit \"x\""},
+               {"1.5s", "unknown unit \".5s\""},
+               {"50d", "too long"},
+               {"99999999999s", "too long"},
+               {"30 s", "unknown unit"}};
+    for (size_t i = 0; i < sizeof(bad) / sizeof(bad[0]); i++) {
+        uint32_t ms;
+        char err[128] = "";
+        struct guarded g = guard_str(bad[i].in);
+        assert_int_equal(config_parse_duration(g.p, &ms, err, sizeof(err)), -1);
+        guard_free(g);
+        if (strstr(err, bad[i].msg) == NULL) {
+            fail_msg("%s: got \"%s\", want \"%s\"", bad[i].in, err, bad[i].msg);
+        }
+    }
+    char buf[32];
+    assert_string_equal(config_format_duration(90000, buf, sizeof(buf)), "90s");
+    assert_string_equal(config_format_duration(120000, buf, sizeof(buf)), "2m");
+    assert_string_equal(config_format_duration(1500, buf, sizeof(buf)), "1500ms");
+}
+
+static void test_file_ok(void **state)
+{
+    (void)state;
+    struct config *c = load("; a comment\n# another\n[gateway]\nlog-level = debug\n"
+                            "drain-timeout = 5s\nworkers = 3\nbusy-poll = 50us\n\n" MAP_OK
+                            "allow = 198.51.100.0/24 ; inline comment\n"
+                            "allow = 203.0.113.0/24,\n  2001:db8::/32\n"
+                            "deny = 198.51.100.7\nmax-conns = 100\nmax-conns-per-ip = 4\n"
+                            "connect-timeout = 3s\nidle-timeout = 10m\n"
+                            "[map rtp]\nproto = udp\nlisten = [::]:5000-5009\n"
+                            "target = 192.0.2.10:6000-6009\nmax-sessions = 10\nenabled = no\n",
+                            false);
+    for (size_t i = 0; i < c->nerrors; i++) {
+        fprintf(stderr, "%s\n", c->errors[i]);
+    }
+    assert_int_equal(c->nerrors, 0);
+    assert_int_equal(c->gw.log_level, LOG_LVL_DEBUG);
+    assert_int_equal(c->gw.drain_timeout_ms, 5000);
+    assert_int_equal(c->gw.workers, 3);
+    assert_int_equal(c->gw.busy_poll_us, 50);
+    assert_int_equal(c->nmaps, 2);
+    const struct map_conf *m = &c->maps[0];
+    assert_string_equal(m->name, "web");
+    assert_int_equal(m->proto, MAP_TCP);
+    assert_int_equal(m->listen_lo, 8080);
+    assert_int_equal(m->target_lo, 80);
+    assert_int_equal(addr_port(&m->target), 80);
+    assert_int_equal(m->allow.n, 3);
+    assert_int_equal(m->deny.n, 1);
+    assert_int_equal(m->max_conns, 100);
+    assert_int_equal(m->max_conns_per_ip, 4);
+    assert_int_equal(m->connect_timeout_ms, 3000);
+    assert_int_equal(m->idle_timeout_ms, 600000);
+    assert_int_equal(m->line, 9);
+    assert_true(m->enabled);
+    m = &c->maps[1];
+    assert_int_equal(m->proto, MAP_UDP);
+    assert_int_equal(m->listen.ss_family, AF_INET6);
+    assert_int_equal(m->listen_hi, 5009);
+    assert_int_equal(m->target_hi, 6009);
+    assert_int_equal(m->max_sessions, 10);
+    assert_int_equal(m->idle_timeout_ms, DEFAULT_UDP_IDLE_TIMEOUT_MS);
+    assert_false(m->enabled);
+    config_free(c);
+
+    /* Defaults. */
+    c = load(MAP_OK, false);
+    assert_int_equal(c->nerrors, 0);
+    assert_int_equal(c->gw.drain_timeout_ms, DEFAULT_DRAIN_TIMEOUT_MS);
+    assert_int_equal(c->maps[0].idle_timeout_ms, DEFAULT_TCP_IDLE_TIMEOUT_MS);
+    assert_int_equal(c->maps[0].connect_timeout_ms, DEFAULT_CONNECT_TIMEOUT_MS);
+    assert_int_equal(c->maps[0].max_conns, 0);
+    config_free(c);
+
+    /* CRLF line ends and a UTF-8 byte order mark. */
+    c = load("\xEF\xBB\xBF[map web]\r\nproto = tcp\r\nlisten = 0.0.0.0:8080\r\ntarget = "
+             "192.0.2.10:80\r\n",
+             false);
+    assert_int_equal(c->nerrors, 0);
+    assert_int_equal(c->maps[0].target_lo, 80);
+    config_free(c);
+}
+
+static void test_file_errors(void **state)
+{
+    (void)state;
+    /* Structure. */
+    expect_error("[map web\nproto = tcp\n", "t.conf:1: section header without ']'");
+    expect_error("[maps web]\n", "t.conf:1: unknown section [maps web]");
+    expect_error("[gateway]\n[gateway]\n", "t.conf:2: [gateway] appears twice");
+    expect_error("[map we/b]\n", "t.conf:1: [map we/b]: a mapping name is");
+    expect_error("[map ]\n", "a mapping name is");
+    expect_error(MAP_OK "[map web]\n", "t.conf:5: [map web] is defined twice (first at t.conf:1)");
+    expect_error(MAP_OK "just words\n",
+                 "t.conf:5: expected KEY = VALUE or [section], got \"just words\"");
+    expect_error("proto = tcp\n" MAP_OK, "t.conf:1: key outside any section");
+    expect_error(MAP_OK "proto\n", "t.conf:5: expected KEY = VALUE");
+    {
+        char text[600];
+        snprintf(text, sizeof(text), MAP_OK "allow = %0300d\n", 0);
+        expect_error(text, "t.conf:5: line longer than 198 characters");
+    }
+    {
+        static const char nul[] = "[map web]\nproto = t\0cp\n";
+        struct config *c = config_new();
+        config_load_buffer(c, "t.conf", nul, sizeof(nul) - 1);
+        assert_true(has_error(c, "t.conf:2: NUL byte in line"));
+        config_free(c);
+    }
+    /* [gateway] keys. */
+    expect_error("[gateway]\nlog-level = loud\n" MAP_OK,
+                 "t.conf:2: [gateway] log-level: \"loud\": expected error, warn, info or debug");
+    expect_error("[gateway]\ndrain-timeout = 30\n" MAP_OK,
+                 "t.conf:2: [gateway] drain-timeout: \"30\": missing unit");
+    expect_error("[gateway]\nworkers = 0\n" MAP_OK,
+                 "t.conf:2: [gateway] workers: \"0\": at least 1 (or auto: one per CPU)");
+    expect_error("[gateway]\nworkers = 257\n" MAP_OK,
+                 "t.conf:2: [gateway] workers: \"257\": at most 256");
+    expect_error(
+        "[gateway]\nbusy-poll = 50\n" MAP_OK,
+        "t.conf:2: [gateway] busy-poll: \"50\": expected off or microseconds such as 50us");
+    expect_error("[gateway]\nbusy-poll = 1001us\n" MAP_OK,
+                 "t.conf:2: [gateway] busy-poll: \"1001us\": at most 1000us");
+    expect_error("[gateway]\nbusy-poll = 99999999999us\n" MAP_OK,
+                 "t.conf:2: [gateway] busy-poll: \"99999999999us\": at most 1000us");
+    expect_error("[gateway]\nworkers = many\n" MAP_OK,
+                 "t.conf:2: [gateway] workers: \"many\": expected a whole number or auto");
+    expect_error("[gateway]\nworkerz = 2\n" MAP_OK, "t.conf:2: [gateway] unknown key \"workerz\"");
+    expect_error("[gateway]\nlog-level = info\nlog-level = warn\n" MAP_OK,
+                 "t.conf:3: [gateway] log-level: set twice");
+    /* Mapping keys. */
+    expect_error(MAP_OK "colour = blue\n", "t.conf:5: [map web] unknown key \"colour\"");
+    expect_error(MAP_OK "name = other\n", "t.conf:5: [map web] unknown key \"name\"");
+    expect_error(MAP_OK "proto = udp\n", "t.conf:5: [map web] proto: set twice in this mapping");
+    expect_error(MAP_OK "max-conns = 1\n  2\n",
+                 "t.conf:6: [map web] max-conns: only allow and deny may continue");
+    expect_error(MAP_OK "max-conns =\n", "t.conf:5: [map web] max-conns: empty value");
+    expect_error("[map web]\nproto = sctp\nlisten = 0.0.0.0:1\ntarget = 192.0.2.1:1\n",
+                 "t.conf:2: [map web] proto: \"sctp\": expected tcp, udp or rtsp");
+    expect_error("[map web]\nproto = tcp\nlisten = 0.0.0.0\ntarget = 192.0.2.1:1\n",
+                 "t.conf:3: [map web] listen: \"0.0.0.0\": expected HOST:PORT");
+    expect_error("[map web]\nproto = tcp\nlisten = gw.example:80\ntarget = 192.0.2.1:1\n",
+                 "t.conf:3: [map web] listen: \"gw.example:80\": listen on an IP address");
+    expect_error("[map web]\nproto = tcp\nlisten = 0.0.0.0:80\ntarget = 192.0.2.1:99999\n",
+                 "t.conf:4: [map web] target: \"192.0.2.1:99999\": port \"99999\" is not a number");
+    expect_error("[map web]\nproto = tcp\nlisten = 0.0.0.0:80\ntarget = 0.0.0.0:80\n",
+                 "target must be a device's address, not 0.0.0.0");
+    expect_error(MAP_OK "allow = 10.0.0.0/33\n",
+                 "t.conf:5: [map web] allow: \"10.0.0.0/33\": prefix longer than 32");
+    expect_error(MAP_OK "deny = 10.0.0.1/8\n", "t.conf:5: [map web] deny: \"10.0.0.1/8\"");
+    expect_error(MAP_OK "max-conns = lots\n",
+                 "[map web] max-conns: \"lots\": expected a whole number");
+    expect_error(MAP_OK "max-conns = -1\n", "max-conns: \"-1\": expected a whole number");
+    expect_error(MAP_OK "max-conns-per-ip = 99999999999\n", "max-conns-per-ip: \"99999999999\"");
+    expect_error(MAP_OK "max-conns = 20000000\n", "max-conns: \"20000000\": at most 10000000");
+    expect_error(MAP_OK "connect-timeout = 0\n", "connect-timeout: \"0\": must be longer than 0");
+    expect_error(MAP_OK "idle-timeout = 5 minutes\n", "idle-timeout: \"5 minutes\": unknown unit");
+    expect_error(MAP_OK "enabled = maybe\n", "enabled: \"maybe\": expected yes or no");
+    /* A mapping as a whole. */
+    expect_error("[map web]\nlisten = 0.0.0.0:80\ntarget = 192.0.2.1:80\n",
+                 "t.conf:1: [map web] missing proto");
+    expect_error("[map web]\nproto = tcp\ntarget = 192.0.2.1:80\n",
+                 "t.conf:1: [map web] missing listen");
+    expect_error("[map web]\nproto = tcp\nlisten = 0.0.0.0:80\n",
+                 "t.conf:1: [map web] missing target");
+    expect_error("[map web]\n", "t.conf:1: [map web] missing proto");
+    expect_error(
+        "[map rtp]\nproto = udp\nlisten = 0.0.0.0:80\ntarget = 192.0.2.1:80\nmax-conns = 3\n",
+        "t.conf:1: [map rtp] max-conns applies to tcp mappings only");
+    expect_error("[map rtp]\nproto = udp\nlisten = 0.0.0.0:80\ntarget = 192.0.2.1:80\n"
+                 "connect-timeout = 3s\n",
+                 "[map rtp] connect-timeout applies to tcp mappings only");
+    expect_error(MAP_OK "max-sessions = 3\n", "t.conf:1: [map web] max-sessions applies to udp");
+    expect_error(MAP_OK "rtp-ports = 20000-20003\n",
+                 "t.conf:1: [map web] rtp-ports applies to rtsp mappings only");
+    const char *rtsp = "[map enc]\nproto = rtsp\nlisten = 0.0.0.0:554\ntarget = 192.0.2.10:8554\n";
+    char buf[256];
+    snprintf(buf, sizeof(buf), "%srtp-ports = 20001-20010\n", rtsp);
+    expect_error(buf, "t.conf:5: [map enc] rtp-ports: \"20001-20010\": RTP pairs start at an even "
+                      "port: an even start, an odd end");
+    snprintf(buf, sizeof(buf), "%srtp-ports = 20000-20001\n", rtsp);
+    expect_error(buf, "t.conf:5: [map enc] rtp-ports: \"20000-20001\": a stream takes two pairs");
+    snprintf(buf, sizeof(buf), "%srtp-ports = 100-201\n", rtsp);
+    expect_error(buf, "t.conf:5: [map enc] rtp-ports: \"100-201\": ports between 1024 and 65535");
+    snprintf(buf, sizeof(buf), "%srtp-ports = 20000\n", rtsp);
+    expect_error(buf, "t.conf:5: [map enc] rtp-ports: \"20000\": expected a port range");
+    snprintf(buf, sizeof(buf),
+             "%s[map web]\nproto = tcp\nlisten = 0.0.0.0:554\ntarget = "
+             "192.0.2.11:80\n",
+             rtsp);
+    expect_error(buf, "[map web] listen: tcp ports 554-554 overlap [map enc]");
+    expect_error("[map rtp]\nproto = udp\nlisten = 0.0.0.0:80\ntarget = 192.0.2.1:80\n"
+                 "max-sessions = 0\n",
+                 "max-sessions: \"0\": must be at least 1");
+    expect_error(
+        "[map r]\nproto = tcp\nlisten = 0.0.0.0:6000-6009\ntarget = 192.0.2.1:7000-7004\n",
+        "t.conf:1: [map r] target: 5 ports (7000-7004) for 10 listening ports (6000-6009)");
+    /* Across mappings. */
+    expect_error(MAP_OK
+                 "[map web2]\nproto = tcp\nlisten = 127.0.0.1:8000-8080\ntarget = 192.0.2.1:80\n",
+                 "t.conf:5: [map web2] listen: tcp ports 8000-8080 overlap [map web] at t.conf:1");
+    expect_error("", "no mappings");
+    expect_error("[gateway]\nlog-level = info\n", "no mappings");
+}
+
+static void test_file_no_false_errors(void **state)
+{
+    (void)state;
+    /* Same port on different protocols, families, or distinct addresses is fine; so is overlap
+     * with a disabled mapping. */
+    struct config *c =
+        load(MAP_OK "[map u]\nproto = udp\nlisten = 0.0.0.0:8080\ntarget = 192.0.2.1:80\n"
+                    "[map v6]\nproto = tcp\nlisten = [::]:8080\ntarget = 192.0.2.1:80\n"
+                    "[map off]\nproto = tcp\nlisten = 0.0.0.0:8080\ntarget = "
+                    "192.0.2.1:80\nenabled = no\n"
+                    "[map a]\nproto = tcp\nlisten = 127.0.0.1:9000\ntarget = 192.0.2.1:80\n"
+                    "[map b]\nproto = tcp\nlisten = 127.0.0.2:9000\ntarget = 192.0.2.1:80\n",
+             false);
+    for (size_t i = 0; i < c->nerrors; i++) {
+        fprintf(stderr, "%s\n", c->errors[i]);
+    }
+    assert_int_equal(c->nerrors, 0);
+    config_free(c);
+}
+
+static void test_file_io_errors(void **state)
+{
+    (void)state;
+    struct config *c = config_new();
+    assert_int_equal(config_load_file(c, "/nonexistent/portgate.conf"), -1);
+    assert_true(has_error(c, "/nonexistent/portgate.conf: cannot open: No such file or directory"));
+    assert_int_equal(config_load_file(c, "/"), -1);
+    assert_true(has_error(c, "/: not a regular file"));
+    char path[] = "/tmp/portgate-test-XXXXXX";
+    int fd = mkstemp(path);
+    assert_true(fd >= 0);
+    assert_int_equal(ftruncate(fd, 5 << 20), 0);
+    close(fd);
+    assert_int_equal(config_load_file(c, path), -1);
+    assert_true(has_error(c, "larger than"));
+    fd = open(path, O_WRONLY | O_TRUNC);
+    assert_true(write(fd, MAP_OK, strlen(MAP_OK)) == (ssize_t)strlen(MAP_OK));
+    close(fd);
+    config_free(c);
+    c = config_new();
+    assert_int_equal(config_load_file(c, path), 0);
+    assert_int_equal(c->nmaps, 1);
+    config_free(c);
+    unlink(path);
+}
+
+static struct config *spec(const char *s)
+{
+    struct config *c = config_new();
+    struct guarded g = guard_str(s);
+    config_add_spec(c, g.p, 1);
+    guard_free(g);
+    return c;
+}
+
+static void test_rtsp_ok(void **state)
+{
+    (void)state;
+    struct config *c = config_new();
+    assert_int_equal(config_add_spec(c, "rtsp:0.0.0.0:554=192.0.2.10:8554", 1), 0);
+    assert_int_equal(config_add_spec(c,
+                                     "rtsp:[::]:8554=192.0.2.11:554,rtp-ports=20000-20099,"
+                                     "max-sessions=5,max-conns=10",
+                                     2),
+                     0);
+    assert_int_equal(config_finish(c, false), 0);
+    assert_int_equal(c->maps[0].proto, MAP_RTSP);
+    assert_string_equal(map_proto_name(c->maps[0].proto), "rtsp");
+    assert_int_equal(c->maps[0].max_sessions, DEFAULT_RTSP_MAX_SESSIONS);
+    assert_int_equal(c->maps[0].rtp_lo, DEFAULT_RTP_PORT_LO);
+    assert_int_equal(c->maps[0].rtp_hi, DEFAULT_RTP_PORT_HI);
+    assert_int_equal(c->maps[0].idle_timeout_ms, DEFAULT_TCP_IDLE_TIMEOUT_MS);
+    assert_int_equal(c->maps[1].rtp_lo, 20000);
+    assert_int_equal(c->maps[1].rtp_hi, 20099);
+    assert_int_equal(c->maps[1].max_sessions, 5);
+    assert_int_equal(c->maps[1].max_conns, 10);
+    struct map_conf copy;
+    assert_int_equal(map_conf_copy(&copy, &c->maps[1]), 0);
+    assert_true(map_conf_equal(&copy, &c->maps[1]));
+    copy.rtp_hi = 20101;
+    assert_false(map_conf_equal(&copy, &c->maps[1]));
+    map_conf_clear(&copy);
+    config_free(c);
+}
+
+static void test_spec_ok(void **state)
+{
+    (void)state;
+    struct config *c = spec("tcp:0.0.0.0:8080=192.0.2.10:80");
+    assert_int_equal(c->nerrors, 0);
+    assert_string_equal(c->maps[0].name, "cli-1");
+    assert_int_equal(c->maps[0].listen_lo, 8080);
+    assert_string_equal(c->maps[0].source, "--map 1");
+    config_free(c);
+
+    c = spec("udp:[::]:5000=192.0.2.10:5000");
+    assert_int_equal(c->nerrors, 0);
+    assert_int_equal(c->maps[0].proto, MAP_UDP);
+    assert_int_equal(c->maps[0].listen.ss_family, AF_INET6);
+    assert_int_equal(c->maps[0].idle_timeout_ms, DEFAULT_UDP_IDLE_TIMEOUT_MS);
+    config_free(c);
+
+    c = spec("tcp:0.0.0.0:6000-6009=192.0.2.10:7000-7009");
+    assert_int_equal(c->nerrors, 0);
+    assert_int_equal(c->maps[0].listen_hi, 6009);
+    assert_int_equal(c->maps[0].target_hi, 7009);
+    config_free(c);
+
+    c = spec("tcp:[2001:db8::1]:80=192.0.2.10:80,allow=198.51.100.0/24,203.0.113.0/24,"
+             "max-conns=100,name=encoder-web,idle-timeout=5m,deny=198.51.100.9");
+    for (size_t i = 0; i < c->nerrors; i++) {
+        fprintf(stderr, "%s\n", c->errors[i]);
+    }
+    assert_int_equal(c->nerrors, 0);
+    const struct map_conf *m = &c->maps[0];
+    assert_string_equal(m->name, "encoder-web");
+    assert_int_equal(m->allow.n, 2);
+    assert_int_equal(m->deny.n, 1);
+    assert_int_equal(m->max_conns, 100);
+    assert_int_equal(m->idle_timeout_ms, 300000);
+    config_free(c);
+
+    c = spec("tcp:0.0.0.0:554=encoder.example:554");
+    assert_int_equal(c->nerrors, 0);
+    assert_string_equal(c->maps[0].target_host, "encoder.example");
+    config_free(c);
+}
+
+static void test_spec_errors(void **state)
+{
+    (void)state;
+    static const struct {
+        const char *in, *msg;
+    } bad[] = {
+        {"", "--map 1: \"\": expected PROTO:LISTEN=TARGET"},
+        {"tcp", "expected PROTO:LISTEN=TARGET"},
+        {"tcp:0.0.0.0:80", "expected PROTO:LISTEN=TARGET"},
+        {"=tcp:0.0.0.0:80", "expected PROTO:LISTEN=TARGET"},
+        {"sctp:0.0.0.0:80=192.0.2.1:80", "--map 1: proto: \"sctp\": expected tcp, udp or rtsp"},
+        {"tcp:0.0.0.0=192.0.2.1:80", "--map 1: listen: \"0.0.0.0\": expected HOST:PORT"},
+        {"tcp:0.0.0.0:80=192.0.2.1", "--map 1: target: \"192.0.2.1\": expected HOST:PORT"},
+        {"tcp:0.0.0.0:80=", "target: \"\": expected HOST:PORT"},
+        {"tcp:0.0.0.0:80=192.0.2.1:80,max-conns", "--map 1: \"max-conns\": expected KEY=VALUE"},
+        {"tcp:0.0.0.0:80=192.0.2.1:80,max-conns=", "--map 1: max-conns: empty value"},
+        {"tcp:0.0.0.0:80=192.0.2.1:80,colour=red", "--map 1: unknown key \"colour\""},
+        {"tcp:0.0.0.0:80=192.0.2.1:80,name=a b", "--map 1: name: \"a b\": use 1 to 63"},
+        {"tcp:0.0.0.0:80=192.0.2.1:80,allow=192.0.2.0/24,nope", "allow: \"nope\": \"nope\" is not"},
+        {"tcp:0.0.0.0:80=192.0.2.1:80,max-conns=1,max-conns=2", "max-conns: set twice"},
+        {"udp:0.0.0.0:80=192.0.2.1:80,max-conns=1", "[map cli-1] max-conns applies to tcp"},
+        {"tcp:0.0.0.0:80-81=192.0.2.1:80-82", "target: 3 ports (80-82) for 2 listening ports"},
+    };
+    for (size_t i = 0; i < sizeof(bad) / sizeof(bad[0]); i++) {
+        struct config *c = spec(bad[i].in);
+        if (!has_error(c, bad[i].msg)) {
+            fprintf(stderr, "spec \"%s\" errors:\n", bad[i].in);
+            for (size_t j = 0; j < c->nerrors; j++) {
+                fprintf(stderr, "  %s\n", c->errors[j]);
+            }
+            config_free(c);
+            fail_msg("missing \"%s\"", bad[i].msg);
+        }
+        config_free(c);
+    }
+    /* A --map may not reuse a name from the file or another --map. */
+    struct config *c = config_new();
+    config_load_buffer(c, "t.conf", MAP_OK, strlen(MAP_OK));
+    config_add_spec(c, "tcp:0.0.0.0:81=192.0.2.1:80,name=web", 1);
+    config_finish(c, false);
+    assert_true(has_error(c, "name \"web\" is already used by [map web] at t.conf:1"));
+    config_free(c);
+}
+
+static void test_resolve(void **state)
+{
+    (void)state;
+    struct config *c = config_new();
+    config_add_spec(c, "tcp:0.0.0.0:80=localhost:8080", 1);
+    config_add_spec(c, "tcp:0.0.0.0:81=no-such-host.invalid:80", 2);
+    assert_int_equal(config_finish(c, true), -1);
+    assert_true(
+        has_error(c, "--map 2: [map cli-2] target: cannot resolve \"no-such-host.invalid\""));
+    assert_true(c->maps[0].target.ss_family == AF_INET || c->maps[0].target.ss_family == AF_INET6);
+    assert_int_equal(addr_port(&c->maps[0].target), 8080);
+    config_free(c);
+}
+
+static void test_equal_and_copy(void **state)
+{
+    (void)state;
+    struct config *a = load(MAP_OK "allow = 192.0.2.0/24\n", false);
+    struct config *b = load(MAP_OK "allow = 192.0.2.0/24\n", false);
+    struct config *d = load(MAP_OK "allow = 192.0.3.0/24\n", false);
+    struct config *e =
+        load("[map web]\nproto = tcp\nlisten = 0.0.0.0:8080\ntarget = 192.0.2.11:80\n", false);
+    assert_true(map_conf_equal(&a->maps[0], &b->maps[0]));
+    assert_false(map_conf_equal(&a->maps[0], &d->maps[0]));
+    assert_true(map_conf_same_listen(&a->maps[0], &d->maps[0]));
+    assert_false(map_conf_equal(&a->maps[0], &e->maps[0]));
+    struct map_conf copy;
+    assert_int_equal(map_conf_copy(&copy, &a->maps[0]), 0);
+    assert_true(map_conf_equal(&copy, &a->maps[0]));
+    map_conf_clear(&copy);
+    config_free(a);
+    config_free(b);
+    config_free(d);
+    config_free(e);
+}
+
+int main(void)
+{
+    const struct CMUnitTest tests[] = {
+        cmocka_unit_test(test_duration),       cmocka_unit_test(test_file_ok),
+        cmocka_unit_test(test_file_errors),    cmocka_unit_test(test_file_no_false_errors),
+        cmocka_unit_test(test_file_io_errors), cmocka_unit_test(test_spec_ok),
+        cmocka_unit_test(test_rtsp_ok),        cmocka_unit_test(test_spec_errors),
+        cmocka_unit_test(test_resolve),        cmocka_unit_test(test_equal_and_copy),
+    };
+    return cmocka_run_group_tests(tests, NULL, NULL);
+}
