@@ -7,9 +7,9 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "core/log.h"
 #include "gateway/config.h"
 #include "gateway/gateway.h"
-#include "core/log.h"
 
 static const char usage_main[] =
     "Usage: portgate COMMAND [OPTIONS]\n"

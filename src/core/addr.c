@@ -28,7 +28,7 @@ static int parse_port(const char *s, size_t len, uint16_t *out)
     return 0;
 }
 
-int addr_parse_endpoint(const char *s, struct endpoint *out, char *err, size_t errlen)
+int addr_parse_endpoint(const char *s, struct addr_endpoint *out, char *err, size_t errlen)
 {
     memset(out, 0, sizeof(*out));
     const char *host = s, *host_end, *ports;

@@ -20,7 +20,7 @@
 #define ADDR_HOSTLEN 254
 
 /* "HOST:PORT" or "HOST:LO-HI" as written: host is an IP literal (without brackets) or a name. */
-struct endpoint {
+struct addr_endpoint {
     char host[ADDR_HOSTLEN];
     bool bracketed; /* written as [v6] */
     uint16_t port_lo, port_hi;
@@ -30,7 +30,7 @@ struct endpoint {
  * Parses "192.0.2.1:80", "[2001:db8::1]:80", "name.example:80", and ranges "0.0.0.0:6000-6009".
  * Returns 0, or -1 with err set.
  */
-int addr_parse_endpoint(const char *s, struct endpoint *out, char *err, size_t errlen);
+int addr_parse_endpoint(const char *s, struct addr_endpoint *out, char *err, size_t errlen);
 
 /* Parses an IP literal (no port, no brackets). Returns 0 or -1 (not an IP literal). */
 int addr_parse_ip(const char *s, struct sockaddr_storage *out);

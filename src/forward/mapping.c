@@ -35,7 +35,7 @@ static size_t ip_hash(int family, const uint8_t ip[16], size_t nbuckets)
     return (size_t)(h & (nbuckets - 1));
 }
 
-static struct ip_count **ip_find(struct map_state *st, int family, const uint8_t ip[16])
+static struct ip_count **ip_find(struct mapping_state *st, int family, const uint8_t ip[16])
 {
     struct ip_count **pp = &st->buckets[ip_hash(family, ip, st->nbuckets)];
     while (*pp != NULL && ((*pp)->family != family || memcmp((*pp)->ip, ip, 16) != 0)) {
@@ -44,7 +44,7 @@ static struct ip_count **ip_find(struct map_state *st, int family, const uint8_t
     return pp;
 }
 
-static int ip_grow(struct map_state *st)
+static int ip_grow(struct mapping_state *st)
 {
     size_t n = st->nbuckets ? st->nbuckets * 2 : 64;
     struct ip_count **b = calloc(n, sizeof(*b));
@@ -65,7 +65,7 @@ static int ip_grow(struct map_state *st)
     return 0;
 }
 
-static void state_unref(struct map_state *st)
+static void state_unref(struct mapping_state *st)
 {
     if (st == NULL || __atomic_sub_fetch(&st->refs, 1, __ATOMIC_ACQ_REL) > 0) {
         return;
@@ -82,14 +82,14 @@ static void state_unref(struct map_state *st)
     free(st);
 }
 
-static struct map_state *state_new(unsigned nworkers)
+static struct mapping_state *state_new(unsigned nworkers)
 {
-    struct map_state *st = calloc(1, sizeof(*st));
+    struct mapping_state *st = calloc(1, sizeof(*st));
     if (st == NULL) {
         return NULL;
     }
     st->nshards = nworkers > 0 ? nworkers : 1;
-    st->shards = aligned_alloc(_Alignof(struct map_shard), st->nshards * sizeof(*st->shards));
+    st->shards = aligned_alloc(_Alignof(struct mapping_shard), st->nshards * sizeof(*st->shards));
     if (st->shards == NULL) {
         free(st);
         return NULL;
@@ -99,7 +99,8 @@ static struct map_state *state_new(unsigned nworkers)
     return st;
 }
 
-struct mapping *mapping_new(const struct map_conf *conf, struct map_state *state, unsigned nworkers)
+struct mapping *mapping_new(const struct map_conf *conf, struct mapping_state *state,
+                            unsigned nworkers)
 {
     struct mapping *m = calloc(1, sizeof(*m));
     if (m == NULL) {
@@ -136,10 +137,10 @@ void mapping_unref(struct mapping *m)
     free(m);
 }
 
-_Static_assert(sizeof(struct map_stats) % sizeof(uint64_t) == 0,
-               "map_stats: only uint64_t counters");
+_Static_assert(sizeof(struct mapping_stats) % sizeof(uint64_t) == 0,
+               "mapping_stats: only uint64_t counters");
 
-void mapping_stats_sum(const struct map_state *st, struct map_stats *out)
+void mapping_stats_sum(const struct mapping_state *st, struct mapping_stats *out)
 {
     memset(out, 0, sizeof(*out));
     uint64_t *o = (uint64_t *)out;
@@ -151,20 +152,21 @@ void mapping_stats_sum(const struct map_state *st, struct map_stats *out)
     }
 }
 
-uint32_t mapping_active(const struct map_state *st)
+uint32_t mapping_active(const struct mapping_state *st)
 {
     return __atomic_load_n(&st->active, __ATOMIC_RELAXED);
 }
 
-enum map_verdict mapping_check_acl(const struct mapping *m, const struct sockaddr_storage *client)
+enum mapping_verdict mapping_check_acl(const struct mapping *m,
+                                       const struct sockaddr_storage *client)
 {
     if (cidr_set_contains(&m->conf.deny, client)) {
-        return MAP_DENIED;
+        return MAPPING_DENIED;
     }
     if (m->conf.allow.n > 0 && !cidr_set_contains(&m->conf.allow, client)) {
-        return MAP_DENIED;
+        return MAPPING_DENIED;
     }
-    return MAP_ADMIT;
+    return MAPPING_ADMIT;
 }
 
 /* Takes a place among max places in *count (max 0: no limit); false if none is left. */
@@ -178,22 +180,22 @@ static bool take_place(uint32_t *count, uint32_t max)
     return true;
 }
 
-/* Counts one more connection from ip. Returns MAP_ADMIT, MAP_FULL_PER_IP, or MAP_FULL (out of
- * memory). Called with ip_lock held. */
-static enum map_verdict ip_take(struct map_state *st, uint32_t max, int family,
-                                const uint8_t ip[16])
+/* Counts one more connection from ip. Returns MAPPING_ADMIT, MAPPING_FULL_PER_IP, or MAPPING_FULL
+ * (out of memory). Called with ip_lock held. */
+static enum mapping_verdict ip_take(struct mapping_state *st, uint32_t max, int family,
+                                    const uint8_t ip[16])
 {
     if (st->nbuckets == 0 && ip_grow(st) != 0) {
-        return MAP_FULL;
+        return MAPPING_FULL;
     }
     struct ip_count **pp = ip_find(st, family, ip);
     if (*pp != NULL && max != 0 && (*pp)->n >= max) {
-        return MAP_FULL_PER_IP;
+        return MAPPING_FULL_PER_IP;
     }
     if (*pp == NULL) {
         struct ip_count *e = calloc(1, sizeof(*e));
         if (e == NULL) {
-            return MAP_FULL;
+            return MAPPING_FULL;
         }
         e->family = family;
         memcpy(e->ip, ip, 16);
@@ -204,21 +206,22 @@ static enum map_verdict ip_take(struct map_state *st, uint32_t max, int family,
         pp = ip_find(st, family, ip);
     }
     (*pp)->n++;
-    return MAP_ADMIT;
+    return MAPPING_ADMIT;
 }
 
-enum map_verdict mapping_admit(struct mapping *m, unsigned w, const struct sockaddr_storage *client)
+enum mapping_verdict mapping_admit(struct mapping *m, unsigned w,
+                                   const struct sockaddr_storage *client)
 {
-    struct map_state *st = m->state;
-    struct map_stats *stats = &st->shards[w].stats;
-    enum map_verdict v = mapping_check_acl(m, client);
-    if (v != MAP_ADMIT) {
-        STAT_ADD(stats->refused_acl, 1);
+    struct mapping_state *st = m->state;
+    struct mapping_stats *stats = &st->shards[w].stats;
+    enum mapping_verdict v = mapping_check_acl(m, client);
+    if (v != MAPPING_ADMIT) {
+        mapping_stat_add(&stats->refused_acl, 1);
         return v;
     }
     if (!take_place(&st->active, m->conf.max_conns)) {
-        STAT_ADD(stats->refused_limit, 1);
-        return MAP_FULL;
+        mapping_stat_add(&stats->refused_limit, 1);
+        return MAPPING_FULL;
     }
     /* Per-address counts are kept whether or not a limit is set now, so that a reload that sets
      * max-conns-per-ip applies to the clients already connected. */
@@ -228,18 +231,18 @@ enum map_verdict mapping_admit(struct mapping *m, unsigned w, const struct socka
     pthread_mutex_lock(&st->ip_lock);
     v = ip_take(st, m->conf.max_conns_per_ip, family, ip);
     pthread_mutex_unlock(&st->ip_lock);
-    if (v != MAP_ADMIT) {
+    if (v != MAPPING_ADMIT) {
         __atomic_sub_fetch(&st->active, 1, __ATOMIC_RELAXED);
-        STAT_ADD(stats->refused_limit, 1);
+        mapping_stat_add(&stats->refused_limit, 1);
         return v;
     }
-    STAT_ADD(stats->accepted, 1);
-    return MAP_ADMIT;
+    mapping_stat_add(&stats->accepted, 1);
+    return MAPPING_ADMIT;
 }
 
 void mapping_release(struct mapping *m, const struct sockaddr_storage *client)
 {
-    struct map_state *st = m->state;
+    struct mapping_state *st = m->state;
     int family;
     uint8_t ip[16];
     ip_key(client, &family, ip);
@@ -276,16 +279,16 @@ void mapping_session_end(const struct mapping *m)
     (void)was;
 }
 
-const char *map_verdict_reason(enum map_verdict v)
+const char *mapping_verdict_reason(enum mapping_verdict v)
 {
     switch (v) {
-    case MAP_ADMIT:
+    case MAPPING_ADMIT:
         return "admitted";
-    case MAP_DENIED:
+    case MAPPING_DENIED:
         return "not allowed by allow/deny";
-    case MAP_FULL:
+    case MAPPING_FULL:
         return "max-conns reached";
-    case MAP_FULL_PER_IP:
+    case MAPPING_FULL_PER_IP:
         return "max-conns-per-ip reached";
     }
     return "?";

@@ -6,8 +6,8 @@
  * connection and UDP session it accepted, so a connection keeps the settings it started with
  * when a reload changes or removes its mapping. What must outlive a reload that changes a mapping
  * (the count of connections against max-conns, the count per client address, the counters, the
- * rate limit of refusal logs) lives in a struct map_state that the new generation of a mapping of
- * the same name inherits.
+ * rate limit of refusal logs) lives in a struct mapping_state that the new generation of a mapping
+ * of the same name inherits.
  */
 #ifndef PORTGATE_MAPPING_H
 #define PORTGATE_MAPPING_H
@@ -15,10 +15,10 @@
 #include <pthread.h>
 #include <stdint.h>
 
-#include "gateway/config.h"
 #include "core/log.h"
+#include "gateway/config.h"
 
-struct map_stats {
+struct mapping_stats {
     uint64_t accepted;      /* TCP connections / UDP sessions admitted */
     uint64_t refused_acl;   /* clients refused by allow/deny */
     uint64_t refused_limit; /* refused by max-conns / max-conns-per-ip / max-sessions */
@@ -37,24 +37,28 @@ struct map_stats {
 
 /*
  * Counters are kept per worker: a worker only ever writes its own shard, so the data path shares
- * no cache line and takes no lock, and a reader sums the shards (mapping_stats_sum). A counter is
- * bumped with STAT_ADD, which the one writer may do without a read-modify-write instruction.
+ * no cache line and takes no lock, and a reader sums the shards (mapping_stats_sum).
  */
-#define STAT_ADD(field, n) __atomic_store_n(&(field), (field) + (uint64_t)(n), __ATOMIC_RELAXED)
+/* Adds n to a counter of the calling worker's own shard. A relaxed store: with one writer, no
+ * read-modify-write instruction is needed, and readers on other threads load it atomically. */
+static inline void mapping_stat_add(uint64_t *counter, uint64_t n)
+{
+    __atomic_store_n(counter, *counter + n, __ATOMIC_RELAXED);
+}
 
-struct map_shard {
-    struct map_stats stats;
+struct mapping_shard {
+    struct mapping_stats stats;
     struct log_ratelimit refuse_log;
 } __attribute__((aligned(64)));
 
 struct ip_count;
 
-struct map_state {
+struct mapping_state {
     unsigned refs;    /* atomic */
     uint32_t active;  /* atomic: open connections or sessions, across workers */
     uint32_t streams; /* atomic: rtsp mappings: sessions holding RTP ports (max-sessions) */
     unsigned nshards; /* one per worker */
-    struct map_shard *shards;
+    struct mapping_shard *shards;
     /* Open connections per client address, for max-conns-per-ip: shared by the workers, so
      * under a lock taken only when a connection is admitted or ends, never on the data path. */
     pthread_mutex_t ip_lock;
@@ -65,39 +69,40 @@ struct map_state {
 struct mapping {
     unsigned refs; /* atomic */
     struct map_conf conf;
-    struct map_state *state;
+    struct mapping_state *state;
 };
 
-/* Copies conf. state is the map_state of the mapping this one replaces (a reference is taken),
+/* Copies conf. state is the mapping_state of the mapping this one replaces (a reference is taken),
  * or NULL for a fresh one with nworkers counter shards. Returns NULL when out of memory. The new
  * mapping has one reference. References may be taken and dropped from any thread. */
-struct mapping *mapping_new(const struct map_conf *conf, struct map_state *state,
+struct mapping *mapping_new(const struct map_conf *conf, struct mapping_state *state,
                             unsigned nworkers);
 struct mapping *mapping_ref(struct mapping *m);
 /* Drops a reference; the last one frees. mapping_unref(NULL) is a no-op. */
 void mapping_unref(struct mapping *m);
 
 /* Worker w's counters (w < the nworkers the state was made with). */
-static inline struct map_shard *mapping_shard(const struct mapping *m, unsigned w)
+static inline struct mapping_shard *mapping_shard(const struct mapping *m, unsigned w)
 {
     return &m->state->shards[w];
 }
 /* The counters of all workers added up; safe while they run. */
-void mapping_stats_sum(const struct map_state *st, struct map_stats *out);
+void mapping_stats_sum(const struct mapping_state *st, struct mapping_stats *out);
 /* Open connections or sessions of the mapping, across workers. */
-uint32_t mapping_active(const struct map_state *st);
+uint32_t mapping_active(const struct mapping_state *st);
 
-enum map_verdict { MAP_ADMIT, MAP_DENIED, MAP_FULL, MAP_FULL_PER_IP };
+enum mapping_verdict { MAPPING_ADMIT, MAPPING_DENIED, MAPPING_FULL, MAPPING_FULL_PER_IP };
 
 /* Access control: allow/deny. Deny wins; a non-empty allow list refuses everything else. */
-enum map_verdict mapping_check_acl(const struct mapping *m, const struct sockaddr_storage *client);
+enum mapping_verdict mapping_check_acl(const struct mapping *m,
+                                       const struct sockaddr_storage *client);
 /*
  * The whole admission of a new TCP connection by worker w: access control, then max-conns and
- * max-conns-per-ip (across all workers). Refusals are counted in w's shard. On MAP_ADMIT the
+ * max-conns-per-ip (across all workers). Refusals are counted in w's shard. On MAPPING_ADMIT the
  * connection is counted: call mapping_release() when it ends.
  */
-enum map_verdict mapping_admit(struct mapping *m, unsigned w,
-                               const struct sockaddr_storage *client);
+enum mapping_verdict mapping_admit(struct mapping *m, unsigned w,
+                                   const struct sockaddr_storage *client);
 void mapping_release(struct mapping *m, const struct sockaddr_storage *client);
 /*
  * A new UDP session, or an RTSP session that takes RTP ports: takes a place in the count of open
@@ -107,7 +112,7 @@ void mapping_release(struct mapping *m, const struct sockaddr_storage *client);
  */
 bool mapping_session_begin(const struct mapping *m);
 void mapping_session_end(const struct mapping *m);
-const char *map_verdict_reason(enum map_verdict v);
+const char *mapping_verdict_reason(enum mapping_verdict v);
 
 /* The target address for a connection that arrived on listen port `port`. */
 void mapping_target(const struct mapping *m, uint16_t port, struct sockaddr_storage *out);

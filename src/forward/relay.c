@@ -28,16 +28,16 @@ void relay_ctx_fini(struct relay_ctx *ctx)
     ctx->dgrams = NULL;
     ctx->pipe_pool_len = 0;
     while (ctx->pool != NULL) {
-        struct buf *b = ctx->pool;
+        struct relay_buf *b = ctx->pool;
         ctx->pool = b->next;
         free(b);
     }
     ctx->pool_len = 0;
 }
 
-struct buf *relay_buf_get(struct relay_ctx *ctx)
+struct relay_buf *relay_buf_get(struct relay_ctx *ctx)
 {
-    struct buf *b = ctx->pool;
+    struct relay_buf *b = ctx->pool;
     if (b != NULL) {
         ctx->pool = b->next;
         ctx->pool_len--;
@@ -52,7 +52,7 @@ struct buf *relay_buf_get(struct relay_ctx *ctx)
     return b;
 }
 
-void relay_buf_put(struct relay_ctx *ctx, struct buf *b)
+void relay_buf_put(struct relay_ctx *ctx, struct relay_buf *b)
 {
     if (b == NULL) {
         return;

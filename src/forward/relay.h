@@ -20,8 +20,8 @@
 #define RELAY_UDP_BATCH 32
 #define RELAY_DGRAM_MAX 65536
 
-struct buf {
-    struct buf *next; /* in the pool */
+struct relay_buf {
+    struct relay_buf *next; /* in the pool */
     uint32_t off, len;
     char data[RELAY_BUF_SIZE];
 };
@@ -48,7 +48,7 @@ typedef void (*relay_idle_cb)(struct relay_ctx *ctx);
 struct relay_ctx {
     struct loop *loop;
     unsigned worker; /* which worker's loop: the index of its counter shard in every mapping */
-    struct buf *pool;
+    struct relay_buf *pool;
     size_t pool_len;
     struct tcp_conn *conns; /* all open TCP connections, for drain */
     size_t nconns;
@@ -86,8 +86,8 @@ int relay_pipe_get(struct relay_ctx *ctx, struct relay_pipe *p);
 void relay_pipe_put(struct relay_ctx *ctx, struct relay_pipe *p);
 
 /* Returns an empty buffer, or NULL when out of memory. */
-struct buf *relay_buf_get(struct relay_ctx *ctx);
+struct relay_buf *relay_buf_get(struct relay_ctx *ctx);
 /* Returns a buffer to the pool; relay_buf_put(ctx, NULL) is a no-op. */
-void relay_buf_put(struct relay_ctx *ctx, struct buf *b);
+void relay_buf_put(struct relay_ctx *ctx, struct relay_buf *b);
 
 #endif

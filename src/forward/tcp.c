@@ -30,8 +30,8 @@ struct tcp_side {
 
 struct tcp_conn {
     struct tcp_side cli, tgt;
-    struct buf *in[2];         /* filtered path: bytes read, not yet seen by the filter */
-    struct buf *out[2];        /* bytes to write to the other side */
+    struct relay_buf *in[2];   /* filtered path: bytes read, not yet seen by the filter */
+    struct relay_buf *out[2];  /* bytes to write to the other side */
     struct relay_pipe pipe[2]; /* splice path: bytes read, not yet written */
     uint64_t bytes[2];         /* written to the other side */
     uint64_t spliced;          /* of which moved by splice() */
@@ -79,10 +79,10 @@ static void conn_close(struct tcp_conn *c, const char *fmt, ...)
              addr_format(&c->target, ts, sizeof(ts)), (unsigned long long)(ms / 1000),
              (unsigned long long)(ms % 1000), (unsigned long long)c->bytes[TCP_UP],
              (unsigned long long)c->bytes[TCP_DOWN], reason);
-    struct map_stats *st = &mapping_shard(c->map, ctx->worker)->stats;
-    STAT_ADD(st->bytes_in, c->bytes[TCP_UP]);
-    STAT_ADD(st->bytes_out, c->bytes[TCP_DOWN]);
-    STAT_ADD(st->bytes_spliced, c->spliced);
+    struct mapping_stats *st = &mapping_shard(c->map, ctx->worker)->stats;
+    mapping_stat_add(&st->bytes_in, c->bytes[TCP_UP]);
+    mapping_stat_add(&st->bytes_out, c->bytes[TCP_DOWN]);
+    mapping_stat_add(&st->bytes_spliced, c->spliced);
 
     loop_timer_stop(ctx->loop, &c->timer);
     struct tcp_side *sides[2] = {&c->cli, &c->tgt};
@@ -152,8 +152,8 @@ static void conn_fail(struct tcp_conn *c, struct tcp_side *s, int err, const cha
  * needs more input, -1 if the connection was closed. c->out[d] is empty on entry. */
 static int run_filter(struct tcp_conn *c, enum tcp_dir d, bool eof)
 {
-    struct buf *in = c->in[d]; /* NULL: the filter has output of its own (pending()) */
-    struct buf *out = c->out[d] ? c->out[d] : relay_buf_get(c->ctx);
+    struct relay_buf *in = c->in[d]; /* NULL: the filter has output of its own (pending()) */
+    struct relay_buf *out = c->out[d] ? c->out[d] : relay_buf_get(c->ctx);
     if (out == NULL) {
         conn_close(c, "out of memory");
         return -1;
@@ -241,7 +241,7 @@ static int pump(struct tcp_conn *c, enum tcp_dir d)
             continue;
         }
         relay_pipe_put(ctx, pp); /* drained: a pipe is held only while bytes are in flight */
-        struct buf *o = c->out[d];
+        struct relay_buf *o = c->out[d];
         if (o != NULL && o->len > 0) {
             if (!dst->writable) {
                 return 0;
@@ -333,12 +333,12 @@ static int pump(struct tcp_conn *c, enum tcp_dir d)
             conn_fail(c, src, e, "splice from");
             return -1;
         }
-        struct buf **slot = c->filter != NULL ? &c->in[d] : &c->out[d];
+        struct relay_buf **slot = c->filter != NULL ? &c->in[d] : &c->out[d];
         if (*slot == NULL && (*slot = relay_buf_get(ctx)) == NULL) {
             conn_close(c, "out of memory");
             return -1;
         }
-        struct buf *b = *slot;
+        struct relay_buf *b = *slot;
         size_t room = RELAY_BUF_SIZE - b->off - b->len;
         if (room == 0) {
             return 0; /* filtered path waiting for the filter: cannot happen on the opaque path */
@@ -404,7 +404,7 @@ static void on_connected(struct tcp_conn *c, uint32_t ev)
     int err = ev & (LOOP_ERR | LOOP_HUP) ? sock_error(c->tgt.io.fd) : 0;
     if (err != 0) {
         char ts[ADDR_STRLEN];
-        STAT_ADD(mapping_shard(c->map, c->ctx->worker)->stats.connect_failed, 1);
+        mapping_stat_add(&mapping_shard(c->map, c->ctx->worker)->stats.connect_failed, 1);
         conn_close(c, "connect to %s: %s", addr_format(&c->target, ts, sizeof(ts)), strerror(err));
         return;
     }
@@ -462,7 +462,7 @@ static void conn_timer(struct loop_timer *t)
     struct loop *loop = c->ctx->loop;
     if (!c->connected) {
         char ts[ADDR_STRLEN];
-        STAT_ADD(mapping_shard(c->map, c->ctx->worker)->stats.connect_failed, 1);
+        mapping_stat_add(&mapping_shard(c->map, c->ctx->worker)->stats.connect_failed, 1);
         conn_close(c, "connect to %s: no answer within %ums",
                    addr_format(&c->target, ts, sizeof(ts)), c->map->conf.connect_timeout_ms);
         return;
@@ -476,14 +476,14 @@ static void conn_timer(struct loop_timer *t)
 }
 
 static void refuse(struct tcp_listener *l, int fd, const struct sockaddr_storage *client,
-                   enum map_verdict v)
+                   enum mapping_verdict v)
 {
     uint64_t suppressed;
     if (log_ratelimit_ok(&mapping_shard(l->map, l->ctx->worker)->refuse_log, loop_now(l->ctx->loop),
                          REFUSE_LOG_INTERVAL_MS, &suppressed)) {
         char cs[ADDR_STRLEN];
         log_warn("map %s: tcp refused %s: %s (%llu more refusals not logged)", l->map->conf.name,
-                 addr_format(client, cs, sizeof(cs)), map_verdict_reason(v),
+                 addr_format(client, cs, sizeof(cs)), mapping_verdict_reason(v),
                  (unsigned long long)suppressed);
     }
     sock_set_linger0(fd);
@@ -507,8 +507,8 @@ static void conn_start(struct tcp_listener *l, int fd, const struct sockaddr_sto
 {
     struct relay_ctx *ctx = l->ctx;
     struct mapping *m = l->map;
-    enum map_verdict v = mapping_admit(m, ctx->worker, client);
-    if (v != MAP_ADMIT) {
+    enum mapping_verdict v = mapping_admit(m, ctx->worker, client);
+    if (v != MAPPING_ADMIT) {
         refuse(l, fd, client, v);
         return;
     }
@@ -554,7 +554,7 @@ static void conn_start(struct tcp_listener *l, int fd, const struct sockaddr_sto
                            &in_progress);
     if (tfd < 0) {
         char ts[ADDR_STRLEN];
-        STAT_ADD(mapping_shard(m, ctx->worker)->stats.connect_failed, 1);
+        mapping_stat_add(&mapping_shard(m, ctx->worker)->stats.connect_failed, 1);
         conn_close(c, "connect to %s: %s", addr_format(&c->target, ts, sizeof(ts)), strerror(-tfd));
         return;
     }

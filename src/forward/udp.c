@@ -157,12 +157,12 @@ static void sess_end(struct udp_sess *s, const char *fmt, ...)
              (unsigned long long)s->bytes[0], (unsigned long long)s->pkts[1],
              (unsigned long long)s->bytes[1], (unsigned long long)s->dropped,
              (unsigned long long)s->icmp_errors, reason);
-    struct map_stats *st = &mapping_shard(s->map, l->ctx->worker)->stats;
-    STAT_ADD(st->bytes_in, s->bytes[0]);
-    STAT_ADD(st->bytes_out, s->bytes[1]);
-    STAT_ADD(st->dgrams_in, s->pkts[0]);
-    STAT_ADD(st->dgrams_out, s->pkts[1]);
-    STAT_ADD(st->dgrams_dropped, s->dropped);
+    struct mapping_stats *st = &mapping_shard(s->map, l->ctx->worker)->stats;
+    mapping_stat_add(&st->bytes_in, s->bytes[0]);
+    mapping_stat_add(&st->bytes_out, s->bytes[1]);
+    mapping_stat_add(&st->dgrams_in, s->pkts[0]);
+    mapping_stat_add(&st->dgrams_out, s->pkts[1]);
+    mapping_stat_add(&st->dgrams_dropped, s->dropped);
     mapping_session_end(s->map);
 
     struct udp_sess **pp = sess_find(l, &s->client);
@@ -406,25 +406,25 @@ static struct udp_sess *sess_new(struct udp_listener *l, const struct sockaddr_s
                                  const struct sockaddr_storage *local, int ifindex)
 {
     struct mapping *m = l->map;
-    struct map_stats *st = &mapping_shard(m, l->ctx->worker)->stats;
-    if (mapping_check_acl(m, client) != MAP_ADMIT) {
-        STAT_ADD(st->refused_acl, 1);
-        log_drop(l, client, map_verdict_reason(MAP_DENIED));
+    struct mapping_stats *st = &mapping_shard(m, l->ctx->worker)->stats;
+    if (mapping_check_acl(m, client) != MAPPING_ADMIT) {
+        mapping_stat_add(&st->refused_acl, 1);
+        log_drop(l, client, mapping_verdict_reason(MAPPING_DENIED));
         return NULL;
     }
     /* max-sessions counts the sessions of every worker; when it is reached, the session idle
      * the longest on this listener makes room. A worker with none to evict drops the datagram. */
     if (!mapping_session_begin(m)) {
         if (l->lru_head == NULL) {
-            STAT_ADD(st->refused_limit, 1);
+            mapping_stat_add(&st->refused_limit, 1);
             log_drop(l, client, "max-sessions reached (the sessions are on other workers)");
             return NULL;
         }
-        STAT_ADD(st->evicted, 1);
+        mapping_stat_add(&st->evicted, 1);
         sess_end(l->lru_head, "evicted: max-sessions (%u) reached and a new client came",
                  m->conf.max_sessions);
         if (!mapping_session_begin(m)) {
-            STAT_ADD(st->refused_limit, 1);
+            mapping_stat_add(&st->refused_limit, 1);
             log_drop(l, client, "max-sessions reached");
             return NULL;
         }
@@ -471,7 +471,7 @@ static struct udp_sess *sess_new(struct udp_listener *l, const struct sockaddr_s
     s->hnext = *pp;
     *pp = s;
     lru_append(l, s);
-    STAT_ADD(st->accepted, 1);
+    mapping_stat_add(&st->accepted, 1);
     if (++l->nsess > l->nbuckets) {
         table_grow(l);
     }

@@ -290,7 +290,7 @@ static int map_set(struct map_conf *m, struct map_build *b, const char *key, con
     }
     b->seen |= 1u << k;
     int rc = 0;
-    struct endpoint ep;
+    struct addr_endpoint ep;
     switch ((enum key)k) {
     case K_PROTO:
         if (strcmp(val, "tcp") == 0) {

@@ -55,7 +55,7 @@ struct map_conf {
     int line;
 };
 
-struct gateway_conf {
+struct config_gateway {
     enum log_level log_level;
     uint32_t drain_timeout_ms;
     bool splice;           /* relay opaque TCP with splice() */
@@ -67,7 +67,7 @@ struct gateway_conf {
 #define CONFIG_MAX_WORKERS 256
 
 struct config {
-    struct gateway_conf gw;
+    struct config_gateway gw;
     struct map_conf *maps;
     size_t nmaps;
     /* Errors collected so far, one line each (private: errors_cap). */

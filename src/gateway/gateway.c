@@ -13,13 +13,13 @@
 
 #include "core/log.h"
 #include "core/loop.h"
+#include "core/sock.h"
+#include "core/worker.h"
 #include "forward/mapping.h"
 #include "forward/relay.h"
 #include "forward/tcp.h"
 #include "forward/udp.h"
 #include "proto/rtsp/rtsp_proxy.h"
-#include "core/sock.h"
-#include "core/worker.h"
 
 #define LISTEN_BACKLOG 1024
 
@@ -548,7 +548,7 @@ static void log_stats(struct gateway *g)
              (unsigned long long)sum.pipe_failures, g->nworkers, per);
     for (size_t i = 0; i < g->nmaps; i++) {
         const struct mapping *m = g->maps[i];
-        struct map_stats st;
+        struct mapping_stats st;
         mapping_stats_sum(m->state, &st);
         log_info("map %s: stats: %u open, %llu accepted, %llu refused by allow/deny, %llu refused "
                  "by limits, %llu connect failures, %llu evicted, %llu bytes to targets, %llu "

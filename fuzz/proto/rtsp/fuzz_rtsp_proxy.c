@@ -11,10 +11,10 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "gateway/config.h"
 #include "core/loop.h"
 #include "forward/mapping.h"
 #include "forward/relay.h"
+#include "gateway/config.h"
 #include "proto/rtsp/rtsp_proxy.h"
 
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size);

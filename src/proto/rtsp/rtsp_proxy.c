@@ -56,8 +56,8 @@ struct proxy;
 struct rtsp_proxy_session {
     struct rtsp_proxy_session *next; /* the worker's list */
     struct relay_ctx *ctx;
-    const struct map_state *state;  /* its mapping, across reloads */
-    struct sockaddr_storage client; /* the client's address, unmapped (the port is not part) */
+    const struct mapping_state *state; /* its mapping, across reloads */
+    struct sockaddr_storage client;    /* the client's address, unmapped (the port is not part) */
     char client_str[ADDR_STRLEN];
     char id[SESSION_ID_MAX + 1]; /* the device's Session id; "" if its answer named none */
     struct proxy *holders[MAX_HOLDERS];
@@ -94,12 +94,12 @@ static void endpoint_of(const struct sockaddr_storage *ss, struct rtsp_endpoint 
     ep->port = addr_port(ss);
 }
 
-static struct map_stats *stats_of(const struct mapping *map, const struct relay_ctx *ctx)
+static struct mapping_stats *stats_of(const struct mapping *map, const struct relay_ctx *ctx)
 {
     return &mapping_shard(map, ctx->worker)->stats;
 }
 
-static struct map_stats *stats(struct proxy *p)
+static struct mapping_stats *stats(struct proxy *p)
 {
     return stats_of(p->map, p->ctx);
 }
@@ -111,15 +111,17 @@ static void stream_end(const struct mapping *map, struct relay_ctx *ctx, const c
                        struct rtsp_stream *s, const char *why)
 {
     const struct rtsp_stream_stats *st = rtsp_stream_stats(s);
-    struct map_stats *ms = stats_of(map, ctx);
-    uint64_t down = st->pkts[RTSP_RTP_DOWN] + st->pkts[RTSP_RTCP_DOWN];
-    uint64_t up = st->pkts[RTSP_RTP_UP] + st->pkts[RTSP_RTCP_UP];
-    STAT_ADD(ms->dgrams_out, down);
-    STAT_ADD(ms->dgrams_in, up);
-    STAT_ADD(ms->rtp_bytes_out, st->bytes[RTSP_RTP_DOWN] + st->bytes[RTSP_RTCP_DOWN]);
-    STAT_ADD(ms->rtp_bytes_in, st->bytes[RTSP_RTP_UP] + st->bytes[RTSP_RTCP_UP]);
-    STAT_ADD(ms->rtp_dropped_source, st->dropped_source);
-    STAT_ADD(ms->rtp_dropped_send, st->dropped_send);
+    struct mapping_stats *ms = stats_of(map, ctx);
+    uint64_t down = st->pkts[RTSP_STREAM_RTP_DOWN] + st->pkts[RTSP_STREAM_RTCP_DOWN];
+    uint64_t up = st->pkts[RTSP_STREAM_RTP_UP] + st->pkts[RTSP_STREAM_RTCP_UP];
+    mapping_stat_add(&ms->dgrams_out, down);
+    mapping_stat_add(&ms->dgrams_in, up);
+    mapping_stat_add(&ms->rtp_bytes_out,
+                     st->bytes[RTSP_STREAM_RTP_DOWN] + st->bytes[RTSP_STREAM_RTCP_DOWN]);
+    mapping_stat_add(&ms->rtp_bytes_in,
+                     st->bytes[RTSP_STREAM_RTP_UP] + st->bytes[RTSP_STREAM_RTCP_UP]);
+    mapping_stat_add(&ms->rtp_dropped_source, st->dropped_source);
+    mapping_stat_add(&ms->rtp_dropped_send, st->dropped_send);
     log_info("map %s: rtsp %s: stream ended (%s): %llu RTP/RTCP packets to the client, %llu to "
              "the device, %llu dropped from strangers, %llu not sent",
              map->conf.name, client, why, (unsigned long long)down, (unsigned long long)up,
@@ -314,7 +316,7 @@ static struct rtsp_proxy_session *session_new(struct proxy *p, struct rtsp_proxy
     p->held[p->nheld++] = s;
     s->next = p->ctx->rtsp_sessions;
     p->ctx->rtsp_sessions = s;
-    STAT_ADD(stats(p)->rtsp_sessions, 1);
+    mapping_stat_add(&stats(p)->rtsp_sessions, 1);
     return s;
 }
 
@@ -388,7 +390,7 @@ static void reply(struct proxy *p, const struct rtsp_msg *m, int status, const c
     memcpy(cseq, e->cseq, sizeof(cseq));
     e->reply_len = format_reply(e->reply, sizeof(e->reply), m ? m->major : 1, m ? m->minor : 0,
                                 status, text, cseq);
-    STAT_ADD(stats(p)->rtsp_refused, 1);
+    mapping_stat_add(&stats(p)->rtsp_refused, 1);
 }
 
 /* Logs a refusal: at most one line a second per mapping and worker, like other refusals, since
@@ -603,7 +605,7 @@ static void bad_request(struct proxy *p, const char *why)
         e->local = true;
         e->reply_len = (size_t)snprintf(e->reply, sizeof(e->reply),
                                         "RTSP/1.0 400 Bad Request\r\nServer: portgate\r\n\r\n");
-        STAT_ADD(stats(p)->rtsp_refused, 1);
+        mapping_stat_add(&stats(p)->rtsp_refused, 1);
     }
 }
 
@@ -681,7 +683,7 @@ static ssize_t answer_setup(struct proxy *p, const char *msg, const struct rtsp_
             return -2;
         }
         log_refusal(p, refusal);
-        STAT_ADD(stats(p)->rtsp_refused, 1);
+        mapping_stat_add(&stats(p)->rtsp_refused, 1);
         pending_release(p, e, refusal);
         return (ssize_t)format_reply(out, room, m->major, m->minor, 453, "Not Enough Bandwidth",
                                      e->cseq);

@@ -59,8 +59,8 @@ static void on_datagram(struct loop_io *io, uint32_t ev)
     struct rtp_sock *to = &s->sk[inside ? OUT_RTP + rtcp : IN_RTP + rtcp];
     const struct sockaddr_storage *peer = inside ? &s->device : &s->client;
     const struct sockaddr_storage *dest = inside ? &s->client : &s->device;
-    enum rtsp_path path =
-        inside ? (rtcp ? RTSP_RTCP_DOWN : RTSP_RTP_DOWN) : (rtcp ? RTSP_RTCP_UP : RTSP_RTP_UP);
+    enum rtsp_stream_path path = inside ? (rtcp ? RTSP_STREAM_RTCP_DOWN : RTSP_STREAM_RTP_DOWN)
+                                        : (rtcp ? RTSP_STREAM_RTCP_UP : RTSP_STREAM_RTP_UP);
     char buf[65536];
     for (int i = 0; i < READ_BATCH; i++) {
         struct sockaddr_storage from;

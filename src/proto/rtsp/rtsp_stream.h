@@ -33,10 +33,15 @@ struct rtsp_stream_conf {
     uint16_t port_lo, port_hi;         /* rtp-ports: pairs start at even ports in [lo, hi) */
 };
 
-enum rtsp_path { RTSP_RTP_DOWN, RTSP_RTCP_DOWN, RTSP_RTP_UP, RTSP_RTCP_UP }; /* down: to client */
+enum rtsp_stream_path {
+    RTSP_STREAM_RTP_DOWN,
+    RTSP_STREAM_RTCP_DOWN,
+    RTSP_STREAM_RTP_UP,
+    RTSP_STREAM_RTCP_UP
+}; /* down: to client */
 
 struct rtsp_stream_stats {
-    uint64_t pkts[4], bytes[4]; /* relayed, by enum rtsp_path */
+    uint64_t pkts[4], bytes[4]; /* relayed, by enum rtsp_stream_path */
     uint64_t dropped_source;    /* from an address or port that is not the peer's */
     uint64_t dropped_send;      /* the send failed (a full buffer, an ICMP error) */
     uint64_t last_ms;           /* loop time of the last datagram relayed */

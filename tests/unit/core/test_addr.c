@@ -10,7 +10,7 @@
 #include "core/addr.h"
 #include "guard.h"
 
-static int parse_ep(const char *s, struct endpoint *ep, char *err, size_t errlen)
+static int parse_ep(const char *s, struct addr_endpoint *ep, char *err, size_t errlen)
 {
     struct guarded g = guard_str(s);
     int rc = addr_parse_endpoint(g.p, ep, err, errlen);
@@ -37,7 +37,7 @@ static void test_endpoint_ok(void **state)
         {"[::ffff:192.0.2.1]:7-7", "::ffff:192.0.2.1", 7, 7, true},
     };
     for (size_t i = 0; i < sizeof(cases) / sizeof(cases[0]); i++) {
-        struct endpoint ep;
+        struct addr_endpoint ep;
         char err[256] = "";
         int rc = parse_ep(cases[i].in, &ep, err, sizeof(err));
         if (rc != 0) {
@@ -75,7 +75,7 @@ static void test_endpoint_errors(void **state)
         {"h:10-9", "backwards"},
     };
     for (size_t i = 0; i < sizeof(cases) / sizeof(cases[0]); i++) {
-        struct endpoint ep;
+        struct addr_endpoint ep;
         char err[256] = "";
         assert_int_equal(parse_ep(cases[i].in, &ep, err, sizeof(err)), -1);
         if (strstr(err, cases[i].msg) == NULL) {
@@ -86,7 +86,7 @@ static void test_endpoint_errors(void **state)
     char longname[400];
     memset(longname, 'a', sizeof(longname));
     strcpy(longname + 390, ":80");
-    struct endpoint ep;
+    struct addr_endpoint ep;
     char err[256];
     assert_int_equal(parse_ep(longname, &ep, err, sizeof(err)), -1);
     assert_non_null(strstr(err, "too long"));

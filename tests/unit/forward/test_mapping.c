@@ -8,8 +8,8 @@
 #include <pthread.h>
 #include <string.h>
 
-#include "gateway/config.h"
 #include "forward/mapping.h"
+#include "gateway/config.h"
 
 static struct sockaddr_storage ip(const char *s, uint16_t port)
 {
@@ -34,7 +34,7 @@ static void test_acl(void **state)
     (void)state;
     struct mapping *m = make("tcp:0.0.0.0:80=192.0.2.1:80");
     struct sockaddr_storage a = ip("203.0.113.5", 1);
-    assert_int_equal(mapping_check_acl(m, &a), MAP_ADMIT); /* no lists: everyone */
+    assert_int_equal(mapping_check_acl(m, &a), MAPPING_ADMIT); /* no lists: everyone */
     mapping_unref(m);
 
     m = make("tcp:0.0.0.0:80=192.0.2.1:80,allow=198.51.100.0/24,2001:db8::/32,deny=198.51.100.7");
@@ -42,17 +42,17 @@ static void test_acl(void **state)
                             out = ip("203.0.113.5", 1), v6 = ip("2001:db8::5", 1),
                             mapped = ip("::ffff:198.51.100.8", 1),
                             mapped_denied = ip("::ffff:198.51.100.7", 1);
-    assert_int_equal(mapping_check_acl(m, &in), MAP_ADMIT);
-    assert_int_equal(mapping_check_acl(m, &denied), MAP_DENIED); /* deny wins */
-    assert_int_equal(mapping_check_acl(m, &out), MAP_DENIED);    /* not in allow */
-    assert_int_equal(mapping_check_acl(m, &v6), MAP_ADMIT);
-    assert_int_equal(mapping_check_acl(m, &mapped), MAP_ADMIT);
-    assert_int_equal(mapping_check_acl(m, &mapped_denied), MAP_DENIED);
+    assert_int_equal(mapping_check_acl(m, &in), MAPPING_ADMIT);
+    assert_int_equal(mapping_check_acl(m, &denied), MAPPING_DENIED); /* deny wins */
+    assert_int_equal(mapping_check_acl(m, &out), MAPPING_DENIED);    /* not in allow */
+    assert_int_equal(mapping_check_acl(m, &v6), MAPPING_ADMIT);
+    assert_int_equal(mapping_check_acl(m, &mapped), MAPPING_ADMIT);
+    assert_int_equal(mapping_check_acl(m, &mapped_denied), MAPPING_DENIED);
     mapping_unref(m);
 
     m = make("tcp:0.0.0.0:80=192.0.2.1:80,deny=203.0.113.0/24"); /* deny only */
-    assert_int_equal(mapping_check_acl(m, &out), MAP_DENIED);
-    assert_int_equal(mapping_check_acl(m, &in), MAP_ADMIT);
+    assert_int_equal(mapping_check_acl(m, &out), MAPPING_DENIED);
+    assert_int_equal(mapping_check_acl(m, &in), MAPPING_ADMIT);
     mapping_unref(m);
 }
 
@@ -63,20 +63,20 @@ static void test_limits(void **state)
     struct sockaddr_storage a = ip("198.51.100.1", 1000), b = ip("198.51.100.2", 1000),
                             a2 = ip("::ffff:198.51.100.1", 2000);
     /* The limits hold across workers (0 and 1); each worker counts in its own shard. */
-    assert_int_equal(mapping_admit(m, 0, &a), MAP_ADMIT);
-    assert_int_equal(mapping_admit(m, 1, &a2), MAP_ADMIT); /* same client, v4-mapped */
-    assert_int_equal(mapping_admit(m, 0, &a), MAP_FULL_PER_IP);
-    assert_int_equal(mapping_admit(m, 1, &b), MAP_ADMIT);
-    assert_int_equal(mapping_admit(m, 1, &b), MAP_FULL); /* 3 open */
+    assert_int_equal(mapping_admit(m, 0, &a), MAPPING_ADMIT);
+    assert_int_equal(mapping_admit(m, 1, &a2), MAPPING_ADMIT); /* same client, v4-mapped */
+    assert_int_equal(mapping_admit(m, 0, &a), MAPPING_FULL_PER_IP);
+    assert_int_equal(mapping_admit(m, 1, &b), MAPPING_ADMIT);
+    assert_int_equal(mapping_admit(m, 1, &b), MAPPING_FULL); /* 3 open */
     assert_int_equal(mapping_active(m->state), 3);
     assert_int_equal(mapping_shard(m, 0)->stats.refused_limit, 1);
     assert_int_equal(mapping_shard(m, 1)->stats.refused_limit, 1);
-    struct map_stats sum;
+    struct mapping_stats sum;
     mapping_stats_sum(m->state, &sum);
     assert_int_equal(sum.refused_limit, 2);
     assert_int_equal(sum.accepted, 3);
     mapping_release(m, &a);
-    assert_int_equal(mapping_admit(m, 0, &b), MAP_ADMIT);
+    assert_int_equal(mapping_admit(m, 0, &b), MAPPING_ADMIT);
     mapping_release(m, &a2);
     mapping_release(m, &b);
     mapping_release(m, &b);
@@ -89,21 +89,21 @@ static void test_limits(void **state)
         ((struct sockaddr_in6 *)&c)->sin6_addr.s6_addr[14] = (uint8_t)(i >> 8);
         ((struct sockaddr_in6 *)&c)->sin6_addr.s6_addr[15] = (uint8_t)i;
         if (i < 3) {
-            assert_int_equal(mapping_admit(m, 0, &c), MAP_ADMIT);
+            assert_int_equal(mapping_admit(m, 0, &c), MAPPING_ADMIT);
         }
     }
     mapping_unref(m);
 
     /* The state carries over to the next generation of the mapping. */
     m = make("tcp:0.0.0.0:80=192.0.2.1:80,max-conns=1");
-    assert_int_equal(mapping_admit(m, 0, &a), MAP_ADMIT);
+    assert_int_equal(mapping_admit(m, 0, &a), MAPPING_ADMIT);
     struct config *c = config_new();
     config_add_spec(c, "tcp:0.0.0.0:80=192.0.2.2:80,max-conns=1", 1);
     struct mapping *next = mapping_new(&c->maps[0], m->state, 2);
     config_free(c);
-    assert_int_equal(mapping_admit(next, 1, &b), MAP_FULL);
+    assert_int_equal(mapping_admit(next, 1, &b), MAPPING_FULL);
     mapping_release(m, &a);
-    assert_int_equal(mapping_admit(next, 1, &b), MAP_ADMIT);
+    assert_int_equal(mapping_admit(next, 1, &b), MAPPING_ADMIT);
     mapping_release(next, &b);
     mapping_unref(m);
     mapping_unref(next);
@@ -141,7 +141,7 @@ static void *race(void *arg)
         struct sockaddr_storage c = ip("198.51.100.1", 1);
         ((struct sockaddr_in *)&c)->sin_addr.s_addr ^= htonl((uint32_t)(i % 7));
         struct mapping *ref = mapping_ref(r->m);
-        if (mapping_admit(ref, r->worker, &c) == MAP_ADMIT) {
+        if (mapping_admit(ref, r->worker, &c) == MAPPING_ADMIT) {
             r->admitted++;
             uint32_t n = mapping_active(ref->state);
             r->max_seen = n > r->max_seen ? n : r->max_seen;
@@ -168,7 +168,7 @@ static void test_workers_race(void **state)
     assert_int_equal(mapping_active(m->state), 0);
     assert_int_equal(m->state->nips, 0);
     assert_int_equal(m->refs, 1);
-    struct map_stats sum;
+    struct mapping_stats sum;
     mapping_stats_sum(m->state, &sum);
     assert_int_equal(sum.accepted, r[0].admitted + r[1].admitted);
     assert_int_equal(sum.accepted + sum.refused_limit, 400000);

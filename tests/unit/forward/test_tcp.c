@@ -17,12 +17,12 @@
 #include <sys/socket.h>
 #include <unistd.h>
 
-#include "gateway/config.h"
 #include "core/loop.h"
+#include "core/sock.h"
 #include "forward/mapping.h"
 #include "forward/relay.h"
 #include "forward/tcp.h"
-#include "core/sock.h"
+#include "gateway/config.h"
 
 /* ---- the test filter ---- */
 

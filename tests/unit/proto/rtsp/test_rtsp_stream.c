@@ -10,9 +10,9 @@
 
 #include "core/addr.h"
 #include "core/loop.h"
+#include "core/sock.h"
 #include "forward/relay.h"
 #include "proto/rtsp/rtsp_stream.h"
-#include "core/sock.h"
 
 /* A UDP socket on ip:port (0: any port); returns it, and its port in *port. */
 static int udp(const char *ip, uint16_t *port)
@@ -139,8 +139,8 @@ static void test_relay_both_ways(void **state)
     assert_int_equal(from, out + 1);
     const struct rtsp_stream_stats *st = rtsp_stream_stats(s);
     assert_int_equal(st->dropped_source, 2);
-    assert_int_equal(st->pkts[RTSP_RTP_DOWN], 1);
-    assert_int_equal(st->bytes[RTSP_RTP_DOWN], 5);
+    assert_int_equal(st->pkts[RTSP_STREAM_RTP_DOWN], 1);
+    assert_int_equal(st->bytes[RTSP_STREAM_RTP_DOWN], 5);
 
     /* The client's receiver reports go to the device's RTCP port once it is known. */
     send_to(f.cli_rtcp, "rr early", out + 1);
@@ -151,7 +151,7 @@ static void test_relay_both_ways(void **state)
     spin(f.loop, 30);
     assert_string_equal(got(f.dev_rtcp, &from), "rr 1");
     assert_int_equal(from, in + 1);
-    assert_int_equal(st->pkts[RTSP_RTCP_UP], 1);
+    assert_int_equal(st->pkts[RTSP_STREAM_RTCP_UP], 1);
 
     /* Now the device's other ports are strangers too. */
     send_to(f.dev_rtcp, "rtp from the wrong port", in);
