@@ -41,7 +41,6 @@ int worker_init(struct worker *w, unsigned id)
     if (w->loop == NULL) {
         return -errno;
     }
-    relay_ctx_init(&w->ctx, w->loop, id);
     int p[2];
     if (pipe2(p, O_CLOEXEC) == -1) {
         return -errno;
@@ -143,9 +142,6 @@ void worker_fini(struct worker *w)
         close(w->calls_w);
         w->calls_w = -1;
     }
-    if (w->loop != NULL) {
-        relay_ctx_fini(&w->ctx);
-        loop_free(w->loop);
-        w->loop = NULL;
-    }
+    loop_free(w->loop);
+    w->loop = NULL;
 }

@@ -46,9 +46,22 @@ struct relay_snapshot {
     uint64_t pipe_failures;
 };
 
+/* A worker thread and the relays of its loop, which only that thread touches. */
+struct gw_worker {
+    struct worker w;
+    struct relay_ctx relay;
+    bool relay_ready;
+    struct gateway *g;
+};
+
+static struct relay_ctx *relay_of(struct worker *w)
+{
+    return &container_of(w, struct gw_worker, w)->relay;
+}
+
 struct gateway {
     struct loop *loop; /* the control thread's: signals, drain */
-    struct worker *workers;
+    struct gw_worker *workers;
     unsigned nworkers;
     struct config *cfg;    /* the current configuration snapshot, replaced by reload */
     struct mapping **maps; /* one per enabled mapping of cfg */
@@ -77,10 +90,10 @@ struct gateway {
 static void call_all(struct gateway *g, worker_fn fn)
 {
     for (unsigned i = 0; i < g->nworkers; i++) {
-        worker_post(&g->workers[i], fn, g);
+        worker_post(&g->workers[i].w, fn, g);
     }
     for (unsigned i = 0; i < g->nworkers; i++) {
-        worker_wait(&g->workers[i]);
+        worker_wait(&g->workers[i].w);
     }
 }
 
@@ -230,6 +243,7 @@ static int bind_slots(struct gateway *g, struct listener *l)
 static void w_apply(struct worker *w, void *arg)
 {
     struct gateway *g = arg;
+    struct relay_ctx *ctx = relay_of(w);
     for (size_t j = 0; j < g->old_nls; j++) {
         if (g->old_ls[j].slots != NULL) {
             slot_close(&g->old_ls[j].slots[w->id], "its mapping was removed or moved");
@@ -247,12 +261,12 @@ static void w_apply(struct worker *w, void *arg)
             s->fd = -1;
             uint16_t port = addr_port(&l->addr);
             if (map_proto_is_tcp(l->proto)) {
-                s->tcp = tcp_listener_new(&w->ctx, fd, l->map, port);
+                s->tcp = tcp_listener_new(ctx, fd, l->map, port);
                 if (s->tcp != NULL && l->proto == MAP_RTSP) {
                     tcp_listener_set_filter(s->tcp, &rtsp_proxy_filter);
                 }
             } else {
-                s->udp = udp_listener_new(&w->ctx, fd, l->map, port);
+                s->udp = udp_listener_new(ctx, fd, l->map, port);
             }
             if (s->tcp == NULL && s->udp == NULL) {
                 char as[ADDR_STRLEN];
@@ -262,9 +276,9 @@ static void w_apply(struct worker *w, void *arg)
             }
         }
     }
-    w->ctx.splice = g->splice;
+    ctx->splice = g->splice;
     loop_set_busy_poll(w->loop, g->busy_poll_us);
-    w->ctx.max_pipes = g->max_pipes / g->nworkers + (w->id < g->max_pipes % g->nworkers);
+    ctx->max_pipes = g->max_pipes / g->nworkers + (w->id < g->max_pipes % g->nworkers);
 }
 
 /*
@@ -420,47 +434,49 @@ static void w_close_listeners(struct worker *w, void *arg)
 
 static void w_idle(struct relay_ctx *ctx)
 {
-    struct worker *w = container_of(ctx, struct worker, ctx);
-    struct gateway *g = w->owner;
+    struct gw_worker *gw = container_of(ctx, struct gw_worker, relay);
     uint64_t one = 1;
     ctx->on_idle = NULL; /* once */
-    if (write(g->idle.fd, &one, sizeof(one)) != sizeof(one)) {
-        log_error("worker %u: telling the control thread it is idle: %s", w->id, strerror(errno));
+    if (write(gw->g->idle.fd, &one, sizeof(one)) != sizeof(one)) {
+        log_error("worker %u: telling the control thread it is idle: %s", gw->w.id,
+                  strerror(errno));
     }
 }
 
 static void w_drain(struct worker *w, void *arg)
 {
     w_close_listeners(w, arg);
-    w->ctx.on_idle = w_idle;
-    if (w->ctx.nconns == 0) {
-        w_idle(&w->ctx);
+    struct relay_ctx *ctx = relay_of(w);
+    ctx->on_idle = w_idle;
+    if (ctx->nconns == 0) {
+        w_idle(ctx);
     }
 }
 
 static void w_close_all(struct worker *w, void *arg)
 {
     struct gateway *g = arg;
-    tcp_close_all(&w->ctx, g->close_reason);
+    tcp_close_all(relay_of(w), g->close_reason);
 }
 
 static void w_stop(struct worker *w, void *arg)
 {
     w_close_listeners(w, arg);
-    w->ctx.on_idle = NULL;
-    tcp_close_all(&w->ctx, "gateway stopping");
+    relay_of(w)->on_idle = NULL;
+    tcp_close_all(relay_of(w), "gateway stopping");
     worker_stop_loop(w);
 }
 
 static void w_snapshot(struct worker *w, void *arg)
 {
     struct gateway *g = arg;
+    const struct relay_ctx *ctx = relay_of(w);
     struct relay_snapshot *s = &g->snaps[w->id];
-    s->nconns = w->ctx.nconns;
-    s->pipes_used = w->ctx.pipes_used;
-    s->max_pipes = w->ctx.max_pipes;
-    s->spare_pipes = w->ctx.pipe_pool_len;
-    s->pipe_failures = w->ctx.pipe_failures;
+    s->nconns = ctx->nconns;
+    s->pipes_used = ctx->pipes_used;
+    s->max_pipes = ctx->max_pipes;
+    s->spare_pipes = ctx->pipe_pool_len;
+    s->pipe_failures = ctx->pipe_failures;
 }
 
 static size_t open_conns(struct gateway *g)
@@ -659,12 +675,14 @@ int gateway_start(struct gateway *g, struct config *cfg)
         return -1;
     }
     for (unsigned i = 0; i < n; i++) {
-        struct worker *w = &g->workers[i];
-        int rc = worker_init(w, i);
+        struct gw_worker *gw = &g->workers[i];
+        int rc = worker_init(&gw->w, i);
         g->nworkers = i + 1; /* gateway_free() undoes what was done */
-        w->owner = g;
+        gw->g = g;
         if (rc == 0) {
-            rc = worker_start(w);
+            relay_ctx_init(&gw->relay, gw->w.loop, i);
+            gw->relay_ready = true;
+            rc = worker_start(&gw->w);
         }
         if (rc < 0) {
             log_error("starting worker %u of %u: %s", i + 1, n, strerror(-rc));
@@ -717,15 +735,19 @@ void gateway_free(struct gateway *g)
     }
     /* Workers that run are stopped first: they close their listeners and connections. */
     for (unsigned i = 0; i < g->nworkers; i++) {
-        if (g->workers[i].started) {
-            worker_post(&g->workers[i], w_stop, g);
+        if (g->workers[i].w.started) {
+            worker_post(&g->workers[i].w, w_stop, g);
         }
     }
     for (unsigned i = 0; i < g->nworkers; i++) {
-        if (g->workers[i].started) {
-            worker_wait(&g->workers[i]);
+        struct gw_worker *gw = &g->workers[i];
+        if (gw->w.started) {
+            worker_wait(&gw->w);
         }
-        worker_fini(&g->workers[i]);
+        worker_fini(&gw->w); /* the thread has ended: its relay context is free to go */
+        if (gw->relay_ready) {
+            relay_ctx_fini(&gw->relay);
+        }
     }
     free(g->workers);
     free(g->snaps);
