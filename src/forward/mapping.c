@@ -3,6 +3,9 @@
 #include <assert.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/socket.h>
+
+#include "forward/proto.h"
 
 /* Count of open connections per client address, for max-conns-per-ip. */
 struct ip_count {
@@ -264,7 +267,7 @@ void mapping_release(struct mapping *m, const struct sockaddr_storage *client)
 
 static uint32_t *session_count(const struct mapping *m)
 {
-    return m->conf.proto == MAP_RTSP ? &m->state->streams : &m->state->active;
+    return m->conf.proto->transport == SOCK_DGRAM ? &m->state->active : &m->state->sessions;
 }
 
 bool mapping_session_begin(const struct mapping *m)

@@ -16,7 +16,7 @@
 #include <stdint.h>
 
 #include "core/log.h"
-#include "gateway/config.h"
+#include "forward/map_conf.h"
 
 struct mapping_stats {
     uint64_t accepted;      /* TCP connections / UDP sessions admitted */
@@ -54,10 +54,10 @@ struct mapping_shard {
 struct ip_count;
 
 struct mapping_state {
-    unsigned refs;    /* atomic */
-    uint32_t active;  /* atomic: open connections or sessions, across workers */
-    uint32_t streams; /* atomic: rtsp mappings: sessions holding RTP ports (max-sessions) */
-    unsigned nshards; /* one per worker */
+    unsigned refs;     /* atomic */
+    uint32_t active;   /* atomic: open connections (UDP: sessions), across workers */
+    uint32_t sessions; /* atomic: stream protocols: what their filter counts (max-sessions) */
+    unsigned nshards;  /* one per worker */
     struct mapping_shard *shards;
     /* Open connections per client address, for max-conns-per-ip: shared by the workers, so
      * under a lock taken only when a connection is admitted or ends, never on the data path. */
@@ -105,10 +105,11 @@ enum mapping_verdict mapping_admit(struct mapping *m, unsigned w,
                                    const struct sockaddr_storage *client);
 void mapping_release(struct mapping *m, const struct sockaddr_storage *client);
 /*
- * A new UDP session, or an RTSP session that takes RTP ports: takes a place in the count of open
- * sessions (across workers) if fewer than max-sessions are open and returns true, or returns
- * false. mapping_session_end() gives it back. (An RTSP session's control connection counts
- * against max-conns as a connection besides.)
+ * A new session, as the protocol counts them (forward/proto.h: a UDP client, or an RTSP session
+ * that takes RTP ports): takes a place in the count of open sessions (across workers) if fewer
+ * than max-sessions are open and returns true, or returns false. mapping_session_end() gives it
+ * back. Over UDP a session is what a connection is over TCP, and is counted as open; over TCP
+ * the connections that carry sessions count against max-conns besides.
  */
 bool mapping_session_begin(const struct mapping *m);
 void mapping_session_end(const struct mapping *m);

@@ -1,10 +1,13 @@
 #include "forward/relay.h"
 
+#include <errno.h>
 #include <fcntl.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/random.h>
 #include <unistd.h>
+
+#include "forward/proto.h"
 
 void relay_ctx_init(struct relay_ctx *ctx, struct loop *loop, unsigned worker)
 {
@@ -18,6 +21,10 @@ void relay_ctx_init(struct relay_ctx *ctx, struct loop *loop, unsigned worker)
 
 void relay_ctx_fini(struct relay_ctx *ctx)
 {
+    for (size_t i = 0; i < ctx->nprotos; i++) {
+        ctx->protos[i].proto->worker_free(ctx->protos[i].state);
+    }
+    ctx->nprotos = 0;
     for (size_t i = 0; i < ctx->pipe_pool_len; i++) {
         close(ctx->pipe_pool[i].rfd);
         close(ctx->pipe_pool[i].wfd);
@@ -111,4 +118,25 @@ void relay_pipe_put(struct relay_ctx *ctx, struct relay_pipe *p)
     close(p->wfd);
     p->rfd = p->wfd = -1;
     p->len = 0;
+}
+
+int relay_set_proto_state(struct relay_ctx *ctx, const struct proto *p, void *state)
+{
+    if (ctx->nprotos == RELAY_MAX_PROTOS) {
+        return -ENOSPC;
+    }
+    ctx->protos[ctx->nprotos].proto = p;
+    ctx->protos[ctx->nprotos].state = state;
+    ctx->nprotos++;
+    return 0;
+}
+
+void *relay_proto_state(const struct relay_ctx *ctx, const struct proto *p)
+{
+    for (size_t i = 0; i < ctx->nprotos; i++) {
+        if (ctx->protos[i].proto == p) {
+            return ctx->protos[i].state;
+        }
+    }
+    return NULL;
 }

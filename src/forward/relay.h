@@ -40,7 +40,10 @@ struct relay_pipe {
 
 struct tcp_conn;
 struct relay_ctx;
-struct rtsp_proxy_session;
+struct proto;
+
+/* The most protocols whose state one loop keeps (forward/proto.h: worker_new). */
+#define RELAY_MAX_PROTOS 16
 
 /* Called when the last TCP connection of a draining relay has closed. */
 typedef void (*relay_idle_cb)(struct relay_ctx *ctx);
@@ -65,14 +68,25 @@ struct relay_ctx {
      * listener; one batch is in flight at a time in a loop. Only the pages datagrams touch
      * become resident. */
     uint8_t *dgrams;
-    /* The RTSP sessions of this worker's proto = rtsp connections (rtsp_proxy.c), so that a
-     * connection can find a session another one set up. */
-    struct rtsp_proxy_session *rtsp_sessions;
+    /* The state each protocol keeps on this loop, for its filter (relay_set_proto_state). */
+    struct {
+        const struct proto *proto;
+        void *state;
+    } protos[RELAY_MAX_PROTOS];
+    size_t nprotos;
 };
 
 void relay_ctx_init(struct relay_ctx *ctx, struct loop *loop, unsigned worker);
-/* Frees the pool. Connections must be closed first. */
+/* Frees the pools and each protocol's state (with its worker_free). Connections and listeners
+ * must be closed first. */
 void relay_ctx_fini(struct relay_ctx *ctx);
+
+/* Hands ctx the state protocol p keeps on this loop (made by p->worker_new), which the filters
+ * of p's connections here are given and relay_ctx_fini() frees. Returns 0, or -ENOSPC when
+ * RELAY_MAX_PROTOS protocols have state already (state is then not taken). */
+int relay_set_proto_state(struct relay_ctx *ctx, const struct proto *p, void *state);
+/* The state protocol p keeps on this loop, or NULL. */
+void *relay_proto_state(const struct relay_ctx *ctx, const struct proto *p);
 
 /*
  * Fills p with an empty pipe, one of the spare ones or a new one (of RELAY_PIPE_SIZE where the

@@ -12,6 +12,7 @@
 
 #include "core/log.h"
 #include "core/sock.h"
+#include "forward/proto.h"
 
 #define ACCEPT_BATCH 64
 #define ACCEPT_BACKOFF_MS 100
@@ -38,6 +39,7 @@ struct tcp_conn {
     struct relay_ctx *ctx;
     struct mapping *map;
     const struct tcp_filter *filter;
+    void *fstate; /* the protocol's state on this loop, for the filter's open() */
     void *fst;
     struct sockaddr_storage client, target;
     uint64_t start_ms, last_ms;
@@ -53,7 +55,8 @@ struct tcp_listener {
     struct loop_io io;
     struct relay_ctx *ctx;
     struct mapping *map;
-    const struct tcp_filter *filter;
+    const struct tcp_filter *filter; /* of map's protocol, and its state on this loop */
+    void *fstate;
     uint16_t port;
     struct loop_timer backoff;
     struct log_ratelimit emfile_log;
@@ -409,8 +412,11 @@ static void on_connected(struct tcp_conn *c, uint32_t ev)
         return;
     }
     if (c->filter != NULL) {
-        struct tcp_filter_conn fc = {
-            .ctx = c->ctx, .map = c->map, .client = c->client, .target = c->target};
+        struct tcp_filter_conn fc = {.ctx = c->ctx,
+                                     .state = c->fstate,
+                                     .map = c->map,
+                                     .client = c->client,
+                                     .target = c->target};
         socklen_t len = sizeof(fc.client_local);
         getsockname(c->cli.io.fd, (struct sockaddr *)&fc.client_local, &len);
         len = sizeof(fc.target_local);
@@ -538,6 +544,7 @@ static void conn_start(struct tcp_listener *l, int fd, const struct sockaddr_sto
     ctx->nconns++;
 
     c->filter = l->filter; /* opened once the target has accepted */
+    c->fstate = l->fstate;
     /* TCP_NODELAY: inherited from the listening socket. The relay writes what it has read as
      * soon as it has read it; Nagle on our side would only delay small writes the client (or the
      * target) already chose to send, so both sides relay without it. */
@@ -638,8 +645,8 @@ struct tcp_listener *tcp_listener_new(struct relay_ctx *ctx, int fd, struct mapp
         return NULL;
     }
     l->ctx = ctx;
-    l->map = mapping_ref(m);
     l->port = port;
+    tcp_listener_set_mapping(l, m);
     loop_timer_init(&l->backoff, listener_backoff_done);
     if (loop_io_add(ctx->loop, &l->io, fd, LOOP_IN, listener_event) < 0) {
         close(fd);
@@ -650,15 +657,13 @@ struct tcp_listener *tcp_listener_new(struct relay_ctx *ctx, int fd, struct mapp
     return l;
 }
 
-void tcp_listener_set_filter(struct tcp_listener *l, const struct tcp_filter *f)
-{
-    l->filter = f;
-}
-
 void tcp_listener_set_mapping(struct tcp_listener *l, struct mapping *m)
 {
     struct mapping *old = l->map;
+    const struct proto *p = m->conf.proto;
     l->map = mapping_ref(m);
+    l->filter = p->filter;
+    l->fstate = p->filter != NULL ? relay_proto_state(l->ctx, p) : NULL;
     mapping_unref(old);
 }
 

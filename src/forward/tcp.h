@@ -30,6 +30,7 @@ enum tcp_dir { TCP_UP = 0 /* client -> target */, TCP_DOWN = 1 /* target -> clie
 /* What a filter learns of its connection when it opens. */
 struct tcp_filter_conn {
     struct relay_ctx *ctx; /* the worker's: for sockets the filter opens (RTP ports) */
+    void *state;           /* what the protocol keeps on this worker (forward/proto.h), or NULL */
     const struct mapping *map;
     struct sockaddr_storage client, client_local; /* the client, and our address it used */
     struct sockaddr_storage target, target_local; /* the target, and our address towards it */
@@ -56,14 +57,14 @@ struct tcp_filter {
 
 struct tcp_listener;
 
-/* Takes ownership of fd (a listening socket) and a new reference to m. Returns NULL on ENOMEM
- * or if the fd cannot be registered (fd is then closed). */
+/* Takes ownership of fd (a listening socket) and a new reference to m. New connections take the
+ * path m's protocol chooses: its filter (forward/proto.h) with the protocol's state on this
+ * loop, or the opaque one. Returns NULL on ENOMEM or if the fd cannot be registered (fd is then
+ * closed). */
 struct tcp_listener *tcp_listener_new(struct relay_ctx *ctx, int fd, struct mapping *m,
                                       uint16_t port);
-/* Makes the listener's new connections take the filtered path through f (NULL: opaque). The
- * protocol of a mapping chooses it; f must outlive the listener and its connections. */
-void tcp_listener_set_filter(struct tcp_listener *l, const struct tcp_filter *f);
-/* Points the listener at another generation of its mapping: new connections use it. */
+/* Points the listener at another generation of its mapping, which may be of another protocol:
+ * new connections use it, established ones keep theirs. */
 void tcp_listener_set_mapping(struct tcp_listener *l, struct mapping *m);
 /* Closes the listening socket. Connections it accepted go on. NULL is a no-op. */
 void tcp_listener_free(struct tcp_listener *l);

@@ -12,31 +12,9 @@
 #include <unistd.h>
 
 #include "core/loop.h" /* LOOP_BUSY_POLL_MAX_US */
+#include "proto/protocols.h"
 
 #define CONFIG_MAX_FILE (4u << 20)
-
-enum key {
-    K_PROTO,
-    K_LISTEN,
-    K_TARGET,
-    K_ALLOW,
-    K_DENY,
-    K_MAX_CONNS,
-    K_MAX_CONNS_PER_IP,
-    K_MAX_SESSIONS,
-    K_CONNECT_TIMEOUT,
-    K_IDLE_TIMEOUT,
-    K_ENABLED,
-    K_RTP_PORTS,
-    K_NAME, /* SPEC only */
-    K_COUNT
-};
-
-static const char *const key_names[K_COUNT] = {
-    "proto",     "listen",           "target",       "allow",           "deny",
-    "max-conns", "max-conns-per-ip", "max-sessions", "connect-timeout", "idle-timeout",
-    "enabled",   "rtp-ports",        "name",
-};
 
 /* ---- errors ---- */
 
@@ -201,86 +179,274 @@ static int parse_busy_poll(const char *s, uint32_t *out_us, char *err, size_t er
 static bool valid_name(const char *s)
 {
     size_t n = strlen(s);
-    return n > 0 && n < MAP_NAMELEN &&
+    return n > 0 && n < MAP_CONF_NAMELEN &&
            strspn(s, "abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789._-") == n;
 }
 
-const char *map_proto_name(enum map_proto p)
+/* Filters for protocols_list(). */
+static bool is_stream(const struct proto *p, const void *arg)
 {
-    return p == MAP_UDP ? "udp" : p == MAP_RTSP ? "rtsp" : "tcp";
+    (void)arg;
+    return p->transport == SOCK_STREAM;
 }
 
-/* ---- one mapping ---- */
-
-struct map_build {
-    size_t idx;     /* in c->maps */
-    unsigned seen;  /* bit per enum key */
-    bool continued; /* the current line continues the previous key (INI multi-line) */
-};
-
-static void map_init(struct map_conf *m, const char *name, const char *source, int line)
+static bool has_sessions(const struct proto *p, const void *arg)
 {
-    memset(m, 0, sizeof(*m));
-    snprintf(m->name, sizeof(m->name), "%s", name);
-    snprintf(m->source, sizeof(m->source), "%s", source);
-    m->line = line;
-    m->enabled = true;
-    m->connect_timeout_ms = DEFAULT_CONNECT_TIMEOUT_MS;
-    m->max_sessions = DEFAULT_UDP_MAX_SESSIONS;
-    m->rtp_lo = DEFAULT_RTP_PORT_LO;
-    m->rtp_hi = DEFAULT_RTP_PORT_HI;
+    (void)arg;
+    return p->default_max_sessions != 0;
 }
 
-/* rtp-ports: "LO-HI", an even start and an odd end, room for one stream (two pairs) at least. */
-static int parse_rtp_ports(const char *val, uint16_t *lo, uint16_t *hi, char *why, size_t len)
+static bool has_key(const struct proto *p, const void *key)
 {
-    unsigned a, b;
-    int n = 0;
-    if (sscanf(val, "%5u-%5u%n", &a, &b, &n) != 2 || (size_t)n != strlen(val) ||
-        strspn(val, "0123456789-") != strlen(val)) {
-        snprintf(why, len, "\"%s\": expected a port range such as 16384-17407", val);
+    return proto_has_key(p, key);
+}
+
+/* ---- one mapping: the keys of every protocol ---- */
+
+static int set_proto(struct map_conf *m, const char *val, char *why, size_t len)
+{
+    m->proto = protocols_find(val);
+    if (m->proto == NULL) {
+        char names[128];
+        snprintf(why, len, "\"%s\": expected %s", val,
+                 protocols_list(names, sizeof(names), NULL, NULL, "or"));
         return -1;
     }
-    if (a < 1024 || b > 65535 || a > b) {
-        snprintf(why, len, "\"%s\": ports between 1024 and 65535, low to high", val);
-        return -1;
-    }
-    if (a % 2 != 0 || b % 2 != 1) {
-        snprintf(why, len, "\"%s\": RTP pairs start at an even port: an even start, an odd end",
-                 val);
-        return -1;
-    }
-    if (b - a + 1 < 4) {
-        snprintf(why, len, "\"%s\": a stream takes two pairs (4 ports) at least", val);
-        return -1;
-    }
-    *lo = (uint16_t)a;
-    *hi = (uint16_t)b;
     return 0;
 }
 
-static int find_key(const char *key)
+static int set_listen(struct map_conf *m, const char *val, char *why, size_t len)
 {
-    for (int k = 0; k < K_COUNT; k++) {
-        if (strcmp(key, key_names[k]) == 0) {
-            return k;
-        }
+    struct addr_endpoint ep;
+    if (addr_parse_endpoint(val, &ep, why, len) != 0) {
+        return -1;
     }
-    return -1;
+    if (addr_parse_ip(ep.host, &m->listen) != 0) {
+        snprintf(why, len,
+                 "\"%s\": listen on an IP address (0.0.0.0 or [::] for every address), not a "
+                 "host name",
+                 val);
+        return -1;
+    }
+    m->listen_lo = ep.port_lo;
+    m->listen_hi = ep.port_hi;
+    addr_set_port(&m->listen, ep.port_lo);
+    return 0;
 }
 
-/* Sets one mapping key. Returns 0, or -1 with err holding "KEY: reason". */
-static int map_set(struct map_conf *m, struct map_build *b, const char *key, const char *val,
-                   bool spec, char *err, size_t errlen)
+static int set_target(struct map_conf *m, const char *val, char *why, size_t len)
 {
-    char why[512];
-    int k = find_key(key);
-    if (k < 0 || (k == K_NAME && !spec)) {
+    struct addr_endpoint ep;
+    if (addr_parse_endpoint(val, &ep, why, len) != 0) {
+        return -1;
+    }
+    snprintf(m->target_host, sizeof(m->target_host), "%s", ep.host);
+    m->target_lo = ep.port_lo;
+    m->target_hi = ep.port_hi;
+    if (addr_parse_ip(ep.host, &m->target) == 0) {
+        addr_set_port(&m->target, ep.port_lo);
+        if (addr_is_any(&m->target)) {
+            snprintf(why, len, "\"%s\": a target must be a device's address, not %s", val, ep.host);
+            return -1;
+        }
+    }
+    return 0;
+}
+
+static int set_allow(struct map_conf *m, const char *val, char *why, size_t len)
+{
+    return cidr_set_add_list(&m->allow, val, why, len);
+}
+
+static int set_deny(struct map_conf *m, const char *val, char *why, size_t len)
+{
+    return cidr_set_add_list(&m->deny, val, why, len);
+}
+
+#define MAX_LIMIT 10000000u
+
+static int set_max_conns(struct map_conf *m, const char *val, char *why, size_t len)
+{
+    return parse_uint(val, MAX_LIMIT, &m->max_conns, why, len);
+}
+
+static int set_max_conns_per_ip(struct map_conf *m, const char *val, char *why, size_t len)
+{
+    return parse_uint(val, MAX_LIMIT, &m->max_conns_per_ip, why, len);
+}
+
+static int set_max_sessions(struct map_conf *m, const char *val, char *why, size_t len)
+{
+    if (parse_uint(val, MAX_LIMIT, &m->max_sessions, why, len) != 0) {
+        return -1;
+    }
+    if (m->max_sessions == 0) {
+        snprintf(why, len, "\"%s\": must be at least 1", val);
+        return -1;
+    }
+    return 0;
+}
+
+static int set_connect_timeout(struct map_conf *m, const char *val, char *why, size_t len)
+{
+    if (config_parse_duration(val, &m->connect_timeout_ms, why, len) != 0) {
+        return -1;
+    }
+    if (m->connect_timeout_ms == 0) {
+        snprintf(why, len, "\"%s\": must be longer than 0", val);
+        return -1;
+    }
+    return 0;
+}
+
+static int set_idle_timeout(struct map_conf *m, const char *val, char *why, size_t len)
+{
+    return config_parse_duration(val, &m->idle_timeout_ms, why, len);
+}
+
+static int set_enabled(struct map_conf *m, const char *val, char *why, size_t len)
+{
+    return parse_bool(val, &m->enabled, why, len);
+}
+
+static int set_name(struct map_conf *m, const char *val, char *why, size_t len)
+{
+    if (!valid_name(val)) {
+        snprintf(why, len, "\"%s\": use 1 to %d letters, digits, '.', '_' or '-'", val,
+                 MAP_CONF_NAMELEN - 1);
+        return -1;
+    }
+    snprintf(m->name, sizeof(m->name), "%s", val);
+    return 0;
+}
+
+/* The keys every protocol understands; a protocol adds its own (forward/proto.h). Which of them
+ * apply to a mapping depends on its protocol, known once the whole mapping is read. */
+enum key {
+    K_PROTO,
+    K_LISTEN,
+    K_TARGET,
+    K_ALLOW,
+    K_DENY,
+    K_MAX_CONNS,
+    K_MAX_CONNS_PER_IP,
+    K_MAX_SESSIONS,
+    K_CONNECT_TIMEOUT,
+    K_IDLE_TIMEOUT,
+    K_ENABLED,
+    K_NAME,
+    K_COUNT
+};
+
+static const struct map_key {
+    const char *name;
+    int (*set)(struct map_conf *m, const char *val, char *why, size_t len);
+    bool list;      /* allow, deny: each line adds to the list */
+    bool spec_only; /* name: a file names its mappings in [map NAME] */
+} map_keys[K_COUNT] = {
+    [K_PROTO] = {.name = "proto", .set = set_proto},
+    [K_LISTEN] = {.name = "listen", .set = set_listen},
+    [K_TARGET] = {.name = "target", .set = set_target},
+    [K_ALLOW] = {.name = "allow", .set = set_allow, .list = true},
+    [K_DENY] = {.name = "deny", .set = set_deny, .list = true},
+    [K_MAX_CONNS] = {.name = "max-conns", .set = set_max_conns},
+    [K_MAX_CONNS_PER_IP] = {.name = "max-conns-per-ip", .set = set_max_conns_per_ip},
+    [K_MAX_SESSIONS] = {.name = "max-sessions", .set = set_max_sessions},
+    [K_CONNECT_TIMEOUT] = {.name = "connect-timeout", .set = set_connect_timeout},
+    [K_IDLE_TIMEOUT] = {.name = "idle-timeout", .set = set_idle_timeout},
+    [K_ENABLED] = {.name = "enabled", .set = set_enabled},
+    [K_NAME] = {.name = "name", .set = set_name, .spec_only = true},
+};
+
+/* A key of some protocol, kept as written until the mapping's protocol is known. */
+struct proto_key {
+    char *key, *val;
+    int line; /* in the file; 0 for a SPEC */
+};
+
+/* A mapping being read. */
+struct map_build {
+    size_t idx;              /* in c->maps */
+    unsigned seen;           /* bit per enum key */
+    bool continued;          /* the current line continues the previous key (INI multi-line) */
+    struct proto_key *pkeys; /* protocols' keys, in order */
+    size_t npkeys;
+};
+
+static void map_build_clear(struct map_build *b)
+{
+    for (size_t i = 0; i < b->npkeys; i++) {
+        free(b->pkeys[i].key);
+        free(b->pkeys[i].val);
+    }
+    free(b->pkeys);
+    b->pkeys = NULL;
+    b->npkeys = 0;
+}
+
+static bool any_proto_has_key(const char *key)
+{
+    for (const struct proto *const *p = protocols; *p != NULL; p++) {
+        if (proto_has_key(*p, key)) {
+            return true;
+        }
+    }
+    return false;
+}
+
+/* Keeps a protocol's key for map_validate(). Returns 0, or -1 with err set. */
+static int defer_key(struct map_build *b, const char *key, const char *val, int line, char *err,
+                     size_t errlen)
+{
+    for (size_t i = 0; i < b->npkeys; i++) {
+        if (strcmp(b->pkeys[i].key, key) == 0) {
+            snprintf(err, errlen, "%s: set twice in this mapping", key);
+            return -1;
+        }
+    }
+    struct proto_key *v = realloc(b->pkeys, (b->npkeys + 1) * sizeof(*v));
+    if (v == NULL) {
+        snprintf(err, errlen, "%s: out of memory", key);
+        return -1;
+    }
+    b->pkeys = v;
+    struct proto_key *k = &b->pkeys[b->npkeys];
+    k->key = strdup(key);
+    k->val = strdup(val);
+    k->line = line;
+    if (k->key == NULL || k->val == NULL) {
+        free(k->key);
+        free(k->val);
+        snprintf(err, errlen, "%s: out of memory", key);
+        return -1;
+    }
+    b->npkeys++;
+    return 0;
+}
+
+/* Sets one mapping key given on line (0 in a SPEC). Returns 0, or -1 with err holding "KEY:
+ * reason". */
+static int map_set(struct map_conf *m, struct map_build *b, const char *key, const char *val,
+                   bool spec, int line, char *err, size_t errlen)
+{
+    int k = 0;
+    while (k < K_COUNT && strcmp(key, map_keys[k].name) != 0) {
+        k++;
+    }
+    if (k == K_COUNT || (map_keys[k].spec_only && !spec)) {
+        if (k == K_COUNT && any_proto_has_key(key)) {
+            if (b->continued) {
+                snprintf(err, errlen, "%s: only allow and deny may continue on a following line",
+                         key);
+                return -1;
+            }
+            return defer_key(b, key, val, line, err, errlen);
+        }
         snprintf(err, errlen, "unknown key \"%s\" (see docs/configuration.md)", key);
         return -1;
     }
-    bool list = k == K_ALLOW || k == K_DENY;
-    if ((b->seen & (1u << k)) && !list) {
+    const struct map_key *mk = &map_keys[k];
+    if ((b->seen & (1u << k)) && !mk->list) {
         if (b->continued) {
             snprintf(err, errlen, "%s: only allow and deny may continue on a following line", key);
         } else {
@@ -289,141 +455,96 @@ static int map_set(struct map_conf *m, struct map_build *b, const char *key, con
         return -1;
     }
     b->seen |= 1u << k;
-    int rc = 0;
-    struct addr_endpoint ep;
-    switch ((enum key)k) {
-    case K_PROTO:
-        if (strcmp(val, "tcp") == 0) {
-            m->proto = MAP_TCP;
-        } else if (strcmp(val, "udp") == 0) {
-            m->proto = MAP_UDP;
-        } else if (strcmp(val, "rtsp") == 0) {
-            m->proto = MAP_RTSP;
-        } else {
-            snprintf(why, sizeof(why), "\"%s\": expected tcp, udp or rtsp", val);
-            rc = -1;
-        }
-        break;
-    case K_LISTEN:
-        rc = addr_parse_endpoint(val, &ep, why, sizeof(why));
-        if (rc == 0 && addr_parse_ip(ep.host, &m->listen) != 0) {
-            snprintf(why, sizeof(why),
-                     "\"%s\": listen on an IP address (0.0.0.0 or [::] for every address), not a "
-                     "host name",
-                     val);
-            rc = -1;
-        }
-        if (rc == 0) {
-            m->listen_lo = ep.port_lo;
-            m->listen_hi = ep.port_hi;
-            addr_set_port(&m->listen, ep.port_lo);
-        }
-        break;
-    case K_TARGET:
-        rc = addr_parse_endpoint(val, &ep, why, sizeof(why));
-        if (rc == 0) {
-            snprintf(m->target_host, sizeof(m->target_host), "%s", ep.host);
-            m->target_lo = ep.port_lo;
-            m->target_hi = ep.port_hi;
-            if (addr_parse_ip(ep.host, &m->target) == 0) {
-                if (addr_is_any(&m->target)) {
-                    snprintf(why, sizeof(why),
-                             "\"%s\": a target must be a device's address, not %s", val, ep.host);
-                    rc = -1;
-                }
-                addr_set_port(&m->target, ep.port_lo);
-            }
-        }
-        break;
-    case K_ALLOW:
-        rc = cidr_set_add_list(&m->allow, val, why, sizeof(why));
-        break;
-    case K_DENY:
-        rc = cidr_set_add_list(&m->deny, val, why, sizeof(why));
-        break;
-    case K_MAX_CONNS:
-        rc = parse_uint(val, 10000000, &m->max_conns, why, sizeof(why));
-        break;
-    case K_MAX_CONNS_PER_IP:
-        rc = parse_uint(val, 10000000, &m->max_conns_per_ip, why, sizeof(why));
-        break;
-    case K_MAX_SESSIONS:
-        rc = parse_uint(val, 10000000, &m->max_sessions, why, sizeof(why));
-        if (rc == 0 && m->max_sessions == 0) {
-            snprintf(why, sizeof(why), "\"%s\": must be at least 1", val);
-            rc = -1;
-        }
-        break;
-    case K_CONNECT_TIMEOUT:
-        rc = config_parse_duration(val, &m->connect_timeout_ms, why, sizeof(why));
-        if (rc == 0 && m->connect_timeout_ms == 0) {
-            snprintf(why, sizeof(why), "\"%s\": must be longer than 0", val);
-            rc = -1;
-        }
-        break;
-    case K_IDLE_TIMEOUT:
-        rc = config_parse_duration(val, &m->idle_timeout_ms, why, sizeof(why));
-        break;
-    case K_ENABLED:
-        rc = parse_bool(val, &m->enabled, why, sizeof(why));
-        break;
-    case K_RTP_PORTS:
-        rc = parse_rtp_ports(val, &m->rtp_lo, &m->rtp_hi, why, sizeof(why));
-        break;
-    case K_NAME:
-        if (!valid_name(val)) {
-            snprintf(why, sizeof(why), "\"%s\": use 1 to %d letters, digits, '.', '_' or '-'", val,
-                     MAP_NAMELEN - 1);
-            rc = -1;
-        } else {
-            snprintf(m->name, sizeof(m->name), "%s", val);
-        }
-        break;
-    case K_COUNT:
-        break;
-    }
-    if (rc != 0) {
+    char why[512];
+    if (mk->set(m, val, why, sizeof(why)) != 0) {
         snprintf(err, errlen, "%s: %s", key, why);
+        return -1;
     }
-    return rc;
+    return 0;
 }
 
-/* Checks a mapping on its own once all its keys are read; reports at its definition. */
-static void map_validate(struct config *c, struct map_conf *m, unsigned seen)
+/* A key's error where the key was given: "FILE:LINE: [map NAME] KEY: ..." or "--map N: ...". */
+static void key_error(struct config *c, const struct map_conf *m, int line, const char *err)
 {
-    char at[CONFIG_SOURCELEN + 16];
+    if (line > 0) {
+        add_error(c, "%s:%d: [map %s] %s", m->source, line, m->name, err);
+    } else {
+        add_error(c, "%s: %s", m->source, err);
+    }
+}
+
+/* Hands the protocol the keys kept for it, on the defaults of its settings. */
+static void apply_proto_keys(struct config *c, struct map_conf *m, const struct map_build *b,
+                             const char *at)
+{
+    const struct proto *p = m->proto;
+    if (p->conf_size > 0) {
+        m->pconf = calloc(1, p->conf_size);
+        if (m->pconf == NULL) {
+            add_error(c, "%s: [map %s] out of memory", at, m->name);
+            return;
+        }
+        p->conf_init(m->pconf);
+    }
+    for (size_t i = 0; i < b->npkeys; i++) {
+        const struct proto_key *k = &b->pkeys[i];
+        char why[512], err[768], names[128];
+        if (!proto_has_key(p, k->key)) {
+            add_error(c, "%s: [map %s] %s applies to %s mappings only", at, m->name, k->key,
+                      protocols_list(names, sizeof(names), has_key, k->key, "and"));
+            continue;
+        }
+        if (p->conf_set(m->pconf, k->key, k->val, why, sizeof(why)) != 0) {
+            snprintf(err, sizeof(err), "%s: %s", k->key, why);
+            key_error(c, m, k->line, err);
+        }
+    }
+}
+
+/* Checks a mapping on its own once all its keys are read, and applies its protocol's keys;
+ * reports at its definition. Empties b. */
+static void map_validate(struct config *c, struct map_conf *m, struct map_build *b)
+{
+    char at[MAP_CONF_SOURCELEN + 16], names[128];
     where(at, sizeof(at), m->source, m->line);
     static const enum key required[] = {K_PROTO, K_LISTEN, K_TARGET};
     bool complete = true;
     for (size_t i = 0; i < 3; i++) {
-        if (!(seen & (1u << required[i]))) {
-            add_error(c, "%s: [map %s] missing %s", at, m->name, key_names[required[i]]);
+        if (!(b->seen & (1u << required[i]))) {
+            add_error(c, "%s: [map %s] missing %s", at, m->name, map_keys[required[i]].name);
             complete = false;
         }
     }
-    if (!(seen & (1u << K_IDLE_TIMEOUT))) {
-        m->idle_timeout_ms =
-            m->proto == MAP_UDP ? DEFAULT_UDP_IDLE_TIMEOUT_MS : DEFAULT_TCP_IDLE_TIMEOUT_MS;
+    const struct proto *p = m->proto;
+    if (p == NULL) {
+        map_build_clear(b); /* no protocol, or a bad one (reported): what applies is unknown */
+        return;
     }
-    static const enum key tcp_only[] = {K_MAX_CONNS, K_MAX_CONNS_PER_IP, K_CONNECT_TIMEOUT};
+    if (!(b->seen & (1u << K_IDLE_TIMEOUT))) {
+        m->idle_timeout_ms =
+            is_stream(p, NULL) ? MAP_CONF_TCP_IDLE_TIMEOUT_MS : MAP_CONF_UDP_IDLE_TIMEOUT_MS;
+    }
+    static const enum key stream_only[] = {K_MAX_CONNS, K_MAX_CONNS_PER_IP, K_CONNECT_TIMEOUT};
     for (size_t i = 0; i < 3; i++) {
-        if (m->proto == MAP_UDP && (seen & (1u << tcp_only[i]))) {
-            add_error(c, "%s: [map %s] %s applies to tcp mappings only (use max-sessions for udp)",
-                      at, m->name, key_names[tcp_only[i]]);
+        if (!is_stream(p, NULL) && (b->seen & (1u << stream_only[i]))) {
+            bool hint = stream_only[i] != K_CONNECT_TIMEOUT && has_sessions(p, NULL);
+            add_error(c, "%s: [map %s] %s applies to tcp mappings only (proto %s)%s%s", at, m->name,
+                      map_keys[stream_only[i]].name,
+                      protocols_list(names, sizeof(names), is_stream, NULL, "or"),
+                      hint ? "; use max-sessions for " : "", hint ? p->name : "");
         }
     }
-    if (m->proto == MAP_TCP && (seen & (1u << K_MAX_SESSIONS))) {
-        add_error(c,
-                  "%s: [map %s] max-sessions applies to udp and rtsp mappings only (use max-conns "
-                  "for tcp)",
-                  at, m->name);
+    if (!has_sessions(p, NULL) && (b->seen & (1u << K_MAX_SESSIONS))) {
+        add_error(c, "%s: [map %s] max-sessions applies to %s mappings only%s%s%s", at, m->name,
+                  protocols_list(names, sizeof(names), has_sessions, NULL, "and"),
+                  is_stream(p, NULL) ? " (use max-conns for " : "",
+                  is_stream(p, NULL) ? p->name : "", is_stream(p, NULL) ? ")" : "");
     }
-    if (m->proto != MAP_RTSP && (seen & (1u << K_RTP_PORTS))) {
-        add_error(c, "%s: [map %s] rtp-ports applies to rtsp mappings only", at, m->name);
+    if (!(b->seen & (1u << K_MAX_SESSIONS))) {
+        m->max_sessions = p->default_max_sessions;
     }
-    if (m->proto == MAP_RTSP && !(seen & (1u << K_MAX_SESSIONS))) {
-        m->max_sessions = DEFAULT_RTSP_MAX_SESSIONS;
-    }
+    apply_proto_keys(c, m, b, at);
+    map_build_clear(b);
     if (!complete || m->target_lo == 0 || m->listen_lo == 0) {
         return;
     }
@@ -447,7 +568,7 @@ static struct map_conf *new_map(struct config *c, const char *name, const char *
     }
     c->maps = v;
     struct map_conf *m = &c->maps[c->nmaps++];
-    map_init(m, name, source, line);
+    map_conf_init(m, name, source, line);
     return m;
 }
 
@@ -471,7 +592,7 @@ struct ini_state {
 static void finish_section(struct ini_state *st)
 {
     if (st->sec == SEC_MAP) {
-        map_validate(st->c, &st->c->maps[st->mb.idx], st->mb.seen);
+        map_validate(st->c, &st->c->maps[st->mb.idx], &st->mb);
     }
     st->sec = SEC_NONE;
 }
@@ -502,13 +623,13 @@ static void start_section(struct ini_state *st, const char *name)
     }
     if (!valid_name(mname)) {
         add_error(c, "%s:%d: [%s]: a mapping name is 1 to %d letters, digits, '.', '_' or '-'",
-                  st->source, st->line, name, MAP_NAMELEN - 1);
+                  st->source, st->line, name, MAP_CONF_NAMELEN - 1);
         st->sec = SEC_BAD;
         return;
     }
     for (size_t i = 0; i < c->nmaps; i++) {
         if (strcmp(c->maps[i].name, mname) == 0) {
-            char at[CONFIG_SOURCELEN + 16];
+            char at[MAP_CONF_SOURCELEN + 16];
             where(at, sizeof(at), c->maps[i].source, c->maps[i].line);
             add_error(c, "%s:%d: [map %s] is defined twice (first at %s)", st->source, st->line,
                       mname, at);
@@ -668,7 +789,7 @@ static int on_key(void *user, const char *section, const char *key, const char *
         struct map_conf *m = &st->c->maps[st->mb.idx];
         if (*val == '\0') {
             add_error(st->c, "%s:%d: [map %s] %s: empty value", st->source, st->line, m->name, key);
-        } else if (map_set(m, &st->mb, key, val, false, err, sizeof(err)) != 0) {
+        } else if (map_set(m, &st->mb, key, val, false, st->line, err, sizeof(err)) != 0) {
             add_error(st->c, "%s:%d: [map %s] %s", st->source, st->line, m->name, err);
         }
         break;
@@ -742,7 +863,7 @@ int config_load_file(struct config *c, const char *path)
 
 int config_add_spec(struct config *c, const char *spec, int index)
 {
-    char source[32], name[MAP_NAMELEN], err[768];
+    char source[32], name[MAP_CONF_NAMELEN], err[768];
     snprintf(source, sizeof(source), "--map %d", index);
     snprintf(name, sizeof(name), "cli-%d", index);
     size_t before = c->nerrors;
@@ -779,9 +900,9 @@ int config_add_spec(struct config *c, const char *spec, int index)
         items[nitems++] = tok;
         tok = comma ? comma + 1 : NULL;
     }
-    if (map_set(m, &b, "proto", proto, true, err, sizeof(err)) != 0 ||
-        map_set(m, &b, "listen", listen, true, err, sizeof(err)) != 0 ||
-        map_set(m, &b, "target", items[0], true, err, sizeof(err)) != 0) {
+    if (map_set(m, &b, "proto", proto, true, 0, err, sizeof(err)) != 0 ||
+        map_set(m, &b, "listen", listen, true, 0, err, sizeof(err)) != 0 ||
+        map_set(m, &b, "target", items[0], true, 0, err, sizeof(err)) != 0) {
         add_error(c, "%s: %s", source, err);
     }
     for (size_t i = 1; i < nitems; i++) {
@@ -800,21 +921,25 @@ int config_add_spec(struct config *c, const char *spec, int index)
         }
         if (*val == '\0') {
             add_error(c, "%s: %s: empty value", source, kv);
-        } else if (map_set(m, &b, kv, val, true, err, sizeof(err)) != 0) {
+        } else if (map_set(m, &b, kv, val, true, 0, err, sizeof(err)) != 0) {
             add_error(c, "%s: %s", source, err);
         }
     }
     free(copy);
-    map_validate(c, &c->maps[b.idx], b.seen);
+    map_validate(c, &c->maps[b.idx], &b);
     return c->nerrors == before ? 0 : -1;
 }
 
 /* ---- the whole set ---- */
 
+static const char *transport_name(const struct proto *p)
+{
+    return p->transport == SOCK_STREAM ? "tcp" : "udp";
+}
+
 static bool listen_overlaps(const struct map_conf *a, const struct map_conf *b)
 {
-    if (map_proto_is_tcp(a->proto) != map_proto_is_tcp(b->proto) ||
-        a->listen.ss_family != b->listen.ss_family) {
+    if (a->proto->transport != b->proto->transport || a->listen.ss_family != b->listen.ss_family) {
         return false;
     }
     if (a->listen_hi < b->listen_lo || b->listen_hi < a->listen_lo) {
@@ -830,12 +955,11 @@ static void resolve_target(struct config *c, struct map_conf *m)
     if (addr_parse_ip(m->target_host, &ss) == 0) {
         return; /* a literal, set by map_set */
     }
-    struct addrinfo hints = {.ai_family = AF_UNSPEC,
-                             .ai_socktype = m->proto == MAP_UDP ? SOCK_DGRAM : SOCK_STREAM};
+    struct addrinfo hints = {.ai_family = AF_UNSPEC, .ai_socktype = m->proto->transport};
     struct addrinfo *res = NULL;
     int rc = getaddrinfo(m->target_host, NULL, &hints, &res);
     if (rc != 0 || res == NULL) {
-        char at[CONFIG_SOURCELEN + 16];
+        char at[MAP_CONF_SOURCELEN + 16];
         where(at, sizeof(at), m->source, m->line);
         add_error(c, "%s: [map %s] target: cannot resolve \"%s\": %s", at, m->name, m->target_host,
                   rc == EAI_SYSTEM ? strerror(errno) : gai_strerror(rc));
@@ -862,24 +986,24 @@ int config_finish(struct config *c, bool resolve)
             /* The file refuses a second [map NAME] as it reads it; a --map name= can still clash.
              */
             if (strcmp(a->name, c->maps[j].name) == 0) {
-                char at[CONFIG_SOURCELEN + 16], bt[CONFIG_SOURCELEN + 16];
+                char at[MAP_CONF_SOURCELEN + 16], bt[MAP_CONF_SOURCELEN + 16];
                 where(at, sizeof(at), a->source, a->line);
                 where(bt, sizeof(bt), c->maps[j].source, c->maps[j].line);
                 add_error(c, "%s: name \"%s\" is already used by [map %s] at %s", at, a->name,
                           a->name, bt);
             }
         }
-        if (!a->enabled || a->listen_lo == 0) {
+        if (!a->enabled || a->listen_lo == 0 || a->proto == NULL) {
             continue;
         }
         for (size_t j = 0; j < i; j++) {
             struct map_conf *b = &c->maps[j];
-            if (b->enabled && b->listen_lo != 0 && listen_overlaps(a, b)) {
-                char at[CONFIG_SOURCELEN + 16], bt[CONFIG_SOURCELEN + 16];
+            if (b->enabled && b->listen_lo != 0 && b->proto != NULL && listen_overlaps(a, b)) {
+                char at[MAP_CONF_SOURCELEN + 16], bt[MAP_CONF_SOURCELEN + 16];
                 where(at, sizeof(at), a->source, a->line);
                 where(bt, sizeof(bt), b->source, b->line);
                 add_error(c, "%s: [map %s] listen: %s ports %u-%u overlap [map %s] at %s", at,
-                          a->name, map_proto_name(a->proto), a->listen_lo, a->listen_hi, b->name,
+                          a->name, transport_name(a->proto), a->listen_lo, a->listen_hi, b->name,
                           bt);
             }
         }
@@ -907,15 +1031,9 @@ struct config *config_new(void)
     }
     c->errors_cap = 8;
     c->gw.log_level = LOG_LVL_INFO;
-    c->gw.drain_timeout_ms = DEFAULT_DRAIN_TIMEOUT_MS;
+    c->gw.drain_timeout_ms = CONFIG_DRAIN_TIMEOUT_MS;
     c->gw.splice = true;
     return c;
-}
-
-void map_conf_clear(struct map_conf *m)
-{
-    cidr_set_clear(&m->allow);
-    cidr_set_clear(&m->deny);
 }
 
 void config_free(struct config *c)
@@ -934,37 +1052,6 @@ void config_free(struct config *c)
     }
     free(c->errors);
     free(c);
-}
-
-bool map_conf_same_listen(const struct map_conf *a, const struct map_conf *b)
-{
-    return a->proto == b->proto && addr_ip_equal(&a->listen, &b->listen) &&
-           a->listen_lo == b->listen_lo && a->listen_hi == b->listen_hi;
-}
-
-bool map_conf_equal(const struct map_conf *a, const struct map_conf *b)
-{
-    return map_conf_same_listen(a, b) && strcmp(a->target_host, b->target_host) == 0 &&
-           addr_equal(&a->target, &b->target) && a->target_lo == b->target_lo &&
-           a->target_hi == b->target_hi && cidr_set_equal(&a->allow, &b->allow) &&
-           cidr_set_equal(&a->deny, &b->deny) && a->max_conns == b->max_conns &&
-           a->max_conns_per_ip == b->max_conns_per_ip && a->max_sessions == b->max_sessions &&
-           a->connect_timeout_ms == b->connect_timeout_ms && a->rtp_lo == b->rtp_lo &&
-           a->rtp_hi == b->rtp_hi && a->idle_timeout_ms == b->idle_timeout_ms &&
-           a->enabled == b->enabled;
-}
-
-int map_conf_copy(struct map_conf *dst, const struct map_conf *src)
-{
-    *dst = *src;
-    memset(&dst->allow, 0, sizeof(dst->allow));
-    memset(&dst->deny, 0, sizeof(dst->deny));
-    if (cidr_set_copy(&dst->allow, &src->allow) != 0 ||
-        cidr_set_copy(&dst->deny, &src->deny) != 0) {
-        map_conf_clear(dst);
-        return -ENOMEM;
-    }
-    return 0;
 }
 
 void config_print(const struct config *c, FILE *out)
@@ -1005,7 +1092,7 @@ void config_print(const struct config *c, FILE *out)
             char l[512];
             OPT("deny=%s ", cidr_set_format(&m->deny, l, sizeof(l)));
         }
-        if (map_proto_is_tcp(m->proto)) {
+        if (is_stream(m->proto, NULL)) {
             if (m->max_conns) {
                 OPT("max-conns=%u ", m->max_conns);
             }
@@ -1014,9 +1101,12 @@ void config_print(const struct config *c, FILE *out)
             }
             OPT("connect-timeout=%s ", config_format_duration(m->connect_timeout_ms, d, sizeof(d)));
         }
-        if (m->proto == MAP_RTSP) {
-            OPT("rtp-ports=%u-%u max-sessions=%u ", m->rtp_lo, m->rtp_hi, m->max_sessions);
-        } else if (m->proto == MAP_UDP) {
+        if (m->pconf != NULL) {
+            char own[256];
+            m->proto->conf_format(m->pconf, own, sizeof(own));
+            OPT("%s ", own);
+        }
+        if (has_sessions(m->proto, NULL)) {
             OPT("max-sessions=%u ", m->max_sessions);
         }
         OPT("idle-timeout=%s", config_format_duration(m->idle_timeout_ms, d, sizeof(d)));
@@ -1024,8 +1114,7 @@ void config_print(const struct config *c, FILE *out)
             OPT(" enabled=no");
         }
 #undef OPT
-        fprintf(out, "%-16s %-5s %-28s %-28s %s\n", m->name, map_proto_name(m->proto), listen,
-                target, opts);
+        fprintf(out, "%-16s %-5s %-28s %-28s %s\n", m->name, m->proto->name, listen, target, opts);
     }
 }
 

@@ -19,7 +19,7 @@
 #include "forward/relay.h"
 #include "forward/tcp.h"
 #include "forward/udp.h"
-#include "proto/rtsp/rtsp_proxy.h"
+#include "proto/protocols.h"
 
 #define LISTEN_BACKLOG 1024
 
@@ -32,7 +32,7 @@ struct lslot {
 
 /* One port of one mapping: a listening socket per worker (SO_REUSEPORT when there are several). */
 struct listener {
-    enum map_proto proto;
+    const struct proto *proto;
     struct sockaddr_storage addr; /* with the port */
     struct mapping *map;          /* borrowed: the relay listeners hold references */
     struct lslot *slots;          /* nworkers; NULL once handed to a new generation */
@@ -205,11 +205,9 @@ static const char *bind_hint(int err)
  */
 static int bind_slots(struct gateway *g, struct listener *l)
 {
-    /* An RTSP mapping runs on worker 0 only: its sessions, their RTP ports and the connections
-     * that control them stay together on one loop. */
-    unsigned nsockets = l->proto == MAP_RTSP ? 1 : g->nworkers;
+    unsigned nsockets = l->proto->placement == PROTO_ONE_WORKER ? 1 : g->nworkers;
     int reuseport = nsockets > 1;
-    bool tcp = map_proto_is_tcp(l->proto);
+    bool tcp = l->proto->transport == SOCK_STREAM;
     int pktinfo = addr_is_any(&l->addr);
     for (unsigned w = 0; w <= nsockets; w++) {
         int fd;
@@ -224,9 +222,8 @@ static int bind_slots(struct gateway *g, struct listener *l)
         }
         if (fd < 0) {
             char as[ADDR_STRLEN];
-            log_error("map %s: cannot listen on %s %s: %s%s", l->map->conf.name,
-                      map_proto_name(l->proto), addr_format(&l->addr, as, sizeof(as)),
-                      strerror(-fd), bind_hint(fd));
+            log_error("map %s: cannot listen on %s %s: %s%s", l->map->conf.name, l->proto->name,
+                      addr_format(&l->addr, as, sizeof(as)), strerror(-fd), bind_hint(fd));
             return -1;
         }
         if (w == 0) {
@@ -260,11 +257,8 @@ static void w_apply(struct worker *w, void *arg)
             int fd = s->fd;
             s->fd = -1;
             uint16_t port = addr_port(&l->addr);
-            if (map_proto_is_tcp(l->proto)) {
+            if (l->proto->transport == SOCK_STREAM) {
                 s->tcp = tcp_listener_new(ctx, fd, l->map, port);
-                if (s->tcp != NULL && l->proto == MAP_RTSP) {
-                    tcp_listener_set_filter(s->tcp, &rtsp_proxy_filter);
-                }
             } else {
                 s->udp = udp_listener_new(ctx, fd, l->map, port);
             }
@@ -383,9 +377,8 @@ static int apply(struct gateway *g, struct config *cfg)
             char as[ADDR_STRLEN], ts[ADDR_STRLEN];
             struct sockaddr_storage t;
             mapping_target(l->map, addr_port(&l->addr), &t);
-            log_info("map %s: listening on %s %s -> %s", l->map->conf.name,
-                     map_proto_name(l->proto), addr_format(&l->addr, as, sizeof(as)),
-                     addr_format(&t, ts, sizeof(ts)));
+            log_info("map %s: listening on %s %s -> %s", l->map->conf.name, l->proto->name,
+                     addr_format(&l->addr, as, sizeof(as)), addr_format(&t, ts, sizeof(ts)));
         }
     }
     free_slots(g->old_ls, g->old_nls, g->nworkers);
@@ -664,6 +657,26 @@ struct gateway *gateway_new(const char *path, char *const *specs, int nspecs)
     return g;
 }
 
+/* Gives a worker's relay context the state each protocol keeps there (forward/proto.h), before
+ * its thread starts. Returns 0 or -ENOMEM. */
+static int add_proto_states(struct relay_ctx *ctx)
+{
+    for (const struct proto *const *p = protocols; *p != NULL; p++) {
+        if ((*p)->worker_new == NULL) {
+            continue;
+        }
+        void *st = (*p)->worker_new(ctx);
+        if (st == NULL) {
+            return -ENOMEM;
+        }
+        if (relay_set_proto_state(ctx, *p, st) != 0) {
+            (*p)->worker_free(st);
+            return -ENOSPC;
+        }
+    }
+    return 0;
+}
+
 int gateway_start(struct gateway *g, struct config *cfg)
 {
     log_set_level(cfg->gw.log_level);
@@ -682,6 +695,9 @@ int gateway_start(struct gateway *g, struct config *cfg)
         if (rc == 0) {
             relay_ctx_init(&gw->relay, gw->w.loop, i);
             gw->relay_ready = true;
+            rc = add_proto_states(&gw->relay);
+        }
+        if (rc == 0) {
             rc = worker_start(&gw->w);
         }
         if (rc < 0) {

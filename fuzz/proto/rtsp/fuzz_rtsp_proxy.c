@@ -21,6 +21,7 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size);
 
 static struct loop *loop;
 static struct relay_ctx ctx;
+static struct rtsp_proxy_worker *sessions;
 static struct mapping *map;
 
 static void setup(void)
@@ -28,11 +29,12 @@ static void setup(void)
     log_set_level(LOG_LVL_ERROR);
     loop = loop_new();
     relay_ctx_init(&ctx, loop, 0);
+    sessions = rtsp_proxy_worker_new();
     struct config *c = config_new();
     config_add_spec(c, "rtsp:127.0.0.1:554=127.0.0.1:8554,rtp-ports=31000-31019,max-sessions=3", 1);
     map = mapping_new(&c->maps[0], NULL, 1);
     config_free(c);
-    if (map == NULL) {
+    if (map == NULL || sessions == NULL) {
         abort();
     }
 }
@@ -48,7 +50,7 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
     static char out[RELAY_BUF_SIZE];
     size_t have[2][2] = {{0, 0}, {0, 0}};
     for (int c = 0; c < 2; c++) {
-        struct tcp_filter_conn fc = {.ctx = &ctx, .map = map};
+        struct tcp_filter_conn fc = {.ctx = &ctx, .state = sessions, .map = map};
         addr_parse_ip("198.51.100.2", &fc.client);
         addr_set_port(&fc.client, (uint16_t)(40000 + c));
         addr_parse_ip("127.0.0.1", &fc.client_local);
@@ -105,7 +107,7 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
             f->close(st[c]);
         }
     }
-    if (ctx.rtsp_sessions != NULL) {
+    if (!rtsp_proxy_worker_idle(sessions)) {
         abort(); /* a session outlived every connection that held it */
     }
     return 0;

@@ -1,5 +1,6 @@
 #include "proto/rtsp/rtsp_proxy.h"
 
+#include <assert.h>
 #include <errno.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -9,6 +10,7 @@
 #include "core/addr.h"
 #include "core/log.h"
 #include "proto/rtsp/rtsp.h"
+#include "proto/rtsp/rtsp_proto.h"
 #include "proto/rtsp/rtsp_stream.h"
 
 #define MAX_PENDING 16 /* requests awaiting an answer; the client is not read beyond */
@@ -50,11 +52,12 @@ struct proxy;
  * from the same client address naming the session's id holds it too, and when the connection
  * that set it up closes, the session goes on while another holds it. It ends with a TEARDOWN's
  * answer on any connection, when its last holder closes, or when neither RTSP on a holder nor
- * RTP has gone either way for its timeout. Each worker lists its sessions (relay_ctx), since the
- * connections of an RTSP mapping all run on one worker.
+ * RTP has gone either way for its timeout. The worker lists its sessions (struct
+ * rtsp_proxy_worker), and the connections of an rtsp mapping all run on one worker (rtsp_proto.c).
  */
 struct rtsp_proxy_session {
     struct rtsp_proxy_session *next; /* the worker's list */
+    struct rtsp_proxy_worker *w;
     struct relay_ctx *ctx;
     const struct mapping_state *state; /* its mapping, across reloads */
     struct sockaddr_storage client;    /* the client's address, unmapped (the port is not part) */
@@ -68,8 +71,14 @@ struct rtsp_proxy_session {
     struct loop_timer timer;
 };
 
+/* The sessions of one worker's rtsp connections. */
+struct rtsp_proxy_worker {
+    struct rtsp_proxy_session *sessions;
+};
+
 struct proxy {
     struct relay_ctx *ctx;
+    struct rtsp_proxy_worker *w;
     const struct mapping *map; /* the connection holds the reference */
     struct sockaddr_storage client, client_local, target, target_local;
     struct sockaddr_storage client_ip; /* the client's address unmapped, as sessions keep it */
@@ -191,7 +200,7 @@ static struct rtsp_proxy_session *session_find(const struct proxy *p, const char
     if (id[0] == '\0') {
         return NULL;
     }
-    for (struct rtsp_proxy_session *s = p->ctx->rtsp_sessions; s != NULL; s = s->next) {
+    for (struct rtsp_proxy_session *s = p->w->sessions; s != NULL; s = s->next) {
         if (s->state == p->map->state && strcmp(s->id, id) == 0 &&
             addr_ip_equal(&s->client, &p->client_ip)) {
             return s;
@@ -255,7 +264,7 @@ static void session_end(struct rtsp_proxy_session *s, const struct mapping *map,
     for (size_t i = 0; i < s->nholders; i++) {
         unlink_held(s->holders[i], s);
     }
-    struct rtsp_proxy_session **pp = &s->ctx->rtsp_sessions;
+    struct rtsp_proxy_session **pp = &s->w->sessions;
     while (*pp != s) {
         pp = &(*pp)->next;
     }
@@ -305,6 +314,7 @@ static void session_timer(struct loop_timer *t)
 static struct rtsp_proxy_session *session_new(struct proxy *p, struct rtsp_proxy_session *s,
                                               const char *id)
 {
+    s->w = p->w;
     s->ctx = p->ctx;
     s->state = p->map->state;
     s->client = p->client_ip;
@@ -314,8 +324,8 @@ static struct rtsp_proxy_session *session_new(struct proxy *p, struct rtsp_proxy
     loop_timer_init(&s->timer, session_timer);
     s->holders[s->nholders++] = p;
     p->held[p->nheld++] = s;
-    s->next = p->ctx->rtsp_sessions;
-    p->ctx->rtsp_sessions = s;
+    s->next = p->w->sessions;
+    p->w->sessions = s;
     mapping_stat_add(&stats(p)->rtsp_sessions, 1);
     return s;
 }
@@ -520,13 +530,14 @@ static int setup_transport(struct proxy *p, const struct rtsp_msg *m, struct pen
             return 0;
         }
         slot->reserved = sess == NULL;
+        const struct rtsp_proto_conf *rtp = p->map->conf.pconf;
         struct rtsp_stream_conf sc = {.out_local = p->client_local,
                                       .in_local = p->target_local,
                                       .client = p->client,
                                       .client_port = {t.client_port[0], t.client_port[1]},
                                       .device = p->target,
-                                      .port_lo = p->map->conf.rtp_lo,
-                                      .port_hi = p->map->conf.rtp_hi};
+                                      .port_lo = rtp->rtp_lo,
+                                      .port_hi = rtp->rtp_hi};
         uint16_t in_port = 0, out_port = 0;
         int err = 0;
         struct rtsp_stream *s = rtsp_stream_new(p->ctx, &sc, &in_port, &out_port, &err);
@@ -776,6 +787,7 @@ static void *proxy_open(const struct tcp_filter_conn *fc)
         return NULL;
     }
     p->ctx = fc->ctx;
+    p->w = fc->state;
     p->map = fc->map;
     p->client = fc->client;
     p->client_ip = fc->client;
@@ -906,3 +918,22 @@ static void proxy_close(void *st)
 
 const struct tcp_filter rtsp_proxy_filter = {"rtsp", proxy_open, proxy_data, proxy_pending,
                                              proxy_close};
+
+struct rtsp_proxy_worker *rtsp_proxy_worker_new(void)
+{
+    return calloc(1, sizeof(struct rtsp_proxy_worker));
+}
+
+bool rtsp_proxy_worker_idle(const struct rtsp_proxy_worker *w)
+{
+    return w->sessions == NULL;
+}
+
+void rtsp_proxy_worker_free(struct rtsp_proxy_worker *w)
+{
+    if (w == NULL) {
+        return;
+    }
+    assert(w->sessions == NULL); /* sessions end with the last connection that holds them */
+    free(w);
+}

@@ -3,7 +3,7 @@
  * control connection and makes it work through the gateway:
  *   - requests go to the device with their URLs naming the device; answers come back with the
  *     device's URLs and SDP addresses naming the address the client used (rtsp.c);
- *   - a SETUP for RTP over UDP gets a stream (rtsp_session.c): the device is told the inside
+ *   - a SETUP for RTP over UDP gets a stream (rtsp_stream.c): the device is told the inside
  *     pair as the client's ports, the client the outside pair as the server's, and the RTP and
  *     RTCP between them are relayed; interleaved TCP passes as it is;
  *   - what the gateway refuses it answers itself, in order with the device's answers: multicast
@@ -16,12 +16,26 @@
  * RTSP nor RTP has gone either way for its timeout (the device's Session timeout=, 60 s by
  * default): the device has dropped the session by then. Requests and answers are matched by
  * CSeq (in order when a device leaves it out, as VLC does in errors).
+ *
+ * The sessions of a worker are listed in a struct rtsp_proxy_worker, the protocol's state on
+ * that worker (forward/proto.h), which every connection's filter is opened with.
  */
 #ifndef PORTGATE_RTSP_PROXY_H
 #define PORTGATE_RTSP_PROXY_H
 
+#include <stdbool.h>
+
 #include "forward/tcp.h"
 
 extern const struct tcp_filter rtsp_proxy_filter;
+
+struct rtsp_proxy_worker;
+
+/* An empty list of sessions, or NULL when out of memory. */
+struct rtsp_proxy_worker *rtsp_proxy_worker_new(void);
+/* True when no session is left (every connection that held one has closed). */
+bool rtsp_proxy_worker_idle(const struct rtsp_proxy_worker *w);
+/* Frees the list, which must be idle. NULL is a no-op. */
+void rtsp_proxy_worker_free(struct rtsp_proxy_worker *w);
 
 #endif

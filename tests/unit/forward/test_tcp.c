@@ -20,6 +20,7 @@
 #include "core/loop.h"
 #include "core/sock.h"
 #include "forward/mapping.h"
+#include "forward/proto.h"
 #include "forward/relay.h"
 #include "forward/tcp.h"
 #include "gateway/config.h"
@@ -182,6 +183,9 @@ static struct client_job run_one(const struct tcp_filter *f, const char *payload
     snprintf(spec, sizeof(spec), "tcp:127.0.0.1:%u=127.0.0.1:%u", addr_port(&lss), addr_port(&tss));
     struct config *c = config_new();
     assert_int_equal(config_add_spec(c, spec, 1), 0);
+    /* A protocol of the test's own: TCP through the filter f (opaque when f is NULL). */
+    struct proto test_proto = {.name = "test", .transport = SOCK_STREAM, .filter = f};
+    c->maps[0].proto = &test_proto;
     struct mapping *m = mapping_new(&c->maps[0], NULL, 1);
     config_free(c);
 
@@ -191,7 +195,6 @@ static struct client_job run_one(const struct tcp_filter *f, const char *payload
     ctx.splice = splice;
     ctx.max_pipes = 4;
     struct tcp_listener *l = tcp_listener_new(&ctx, listen_fd, m, addr_port(&lss));
-    tcp_listener_set_filter(l, f);
     int stop[2];
     assert_int_equal(pipe(stop), 0);
     struct {

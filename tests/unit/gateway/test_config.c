@@ -12,6 +12,7 @@
 
 #include "gateway/config.h"
 #include "guard.h"
+#include "proto/rtsp/rtsp_proto.h"
 
 /* Parses text as portgate.conf (placed against a guard page) and finishes it. */
 static struct config *load(const char *text, bool resolve)
@@ -118,7 +119,7 @@ static void test_file_ok(void **state)
     assert_int_equal(c->nmaps, 2);
     const struct map_conf *m = &c->maps[0];
     assert_string_equal(m->name, "web");
-    assert_int_equal(m->proto, MAP_TCP);
+    assert_string_equal(m->proto->name, "tcp");
     assert_int_equal(m->listen_lo, 8080);
     assert_int_equal(m->target_lo, 80);
     assert_int_equal(addr_port(&m->target), 80);
@@ -131,21 +132,21 @@ static void test_file_ok(void **state)
     assert_int_equal(m->line, 9);
     assert_true(m->enabled);
     m = &c->maps[1];
-    assert_int_equal(m->proto, MAP_UDP);
+    assert_string_equal(m->proto->name, "udp");
     assert_int_equal(m->listen.ss_family, AF_INET6);
     assert_int_equal(m->listen_hi, 5009);
     assert_int_equal(m->target_hi, 6009);
     assert_int_equal(m->max_sessions, 10);
-    assert_int_equal(m->idle_timeout_ms, DEFAULT_UDP_IDLE_TIMEOUT_MS);
+    assert_int_equal(m->idle_timeout_ms, MAP_CONF_UDP_IDLE_TIMEOUT_MS);
     assert_false(m->enabled);
     config_free(c);
 
     /* Defaults. */
     c = load(MAP_OK, false);
     assert_int_equal(c->nerrors, 0);
-    assert_int_equal(c->gw.drain_timeout_ms, DEFAULT_DRAIN_TIMEOUT_MS);
-    assert_int_equal(c->maps[0].idle_timeout_ms, DEFAULT_TCP_IDLE_TIMEOUT_MS);
-    assert_int_equal(c->maps[0].connect_timeout_ms, DEFAULT_CONNECT_TIMEOUT_MS);
+    assert_int_equal(c->gw.drain_timeout_ms, CONFIG_DRAIN_TIMEOUT_MS);
+    assert_int_equal(c->maps[0].idle_timeout_ms, MAP_CONF_TCP_IDLE_TIMEOUT_MS);
+    assert_int_equal(c->maps[0].connect_timeout_ms, MAP_CONF_CONNECT_TIMEOUT_MS);
     assert_int_equal(c->maps[0].max_conns, 0);
     config_free(c);
 
@@ -346,20 +347,20 @@ static void test_rtsp_ok(void **state)
                                      2),
                      0);
     assert_int_equal(config_finish(c, false), 0);
-    assert_int_equal(c->maps[0].proto, MAP_RTSP);
-    assert_string_equal(map_proto_name(c->maps[0].proto), "rtsp");
-    assert_int_equal(c->maps[0].max_sessions, DEFAULT_RTSP_MAX_SESSIONS);
-    assert_int_equal(c->maps[0].rtp_lo, DEFAULT_RTP_PORT_LO);
-    assert_int_equal(c->maps[0].rtp_hi, DEFAULT_RTP_PORT_HI);
-    assert_int_equal(c->maps[0].idle_timeout_ms, DEFAULT_TCP_IDLE_TIMEOUT_MS);
-    assert_int_equal(c->maps[1].rtp_lo, 20000);
-    assert_int_equal(c->maps[1].rtp_hi, 20099);
+    assert_ptr_equal(c->maps[0].proto, &rtsp_proto);
+    const struct rtsp_proto_conf *rtp0 = c->maps[0].pconf, *rtp1 = c->maps[1].pconf;
+    assert_int_equal(c->maps[0].max_sessions, RTSP_PROTO_MAX_SESSIONS);
+    assert_int_equal(rtp0->rtp_lo, RTSP_PROTO_RTP_LO);
+    assert_int_equal(rtp0->rtp_hi, RTSP_PROTO_RTP_HI);
+    assert_int_equal(c->maps[0].idle_timeout_ms, MAP_CONF_TCP_IDLE_TIMEOUT_MS);
+    assert_int_equal(rtp1->rtp_lo, 20000);
+    assert_int_equal(rtp1->rtp_hi, 20099);
     assert_int_equal(c->maps[1].max_sessions, 5);
     assert_int_equal(c->maps[1].max_conns, 10);
     struct map_conf copy;
     assert_int_equal(map_conf_copy(&copy, &c->maps[1]), 0);
     assert_true(map_conf_equal(&copy, &c->maps[1]));
-    copy.rtp_hi = 20101;
+    ((struct rtsp_proto_conf *)copy.pconf)->rtp_hi = 20101;
     assert_false(map_conf_equal(&copy, &c->maps[1]));
     map_conf_clear(&copy);
     config_free(c);
@@ -377,9 +378,9 @@ static void test_spec_ok(void **state)
 
     c = spec("udp:[::]:5000=192.0.2.10:5000");
     assert_int_equal(c->nerrors, 0);
-    assert_int_equal(c->maps[0].proto, MAP_UDP);
+    assert_string_equal(c->maps[0].proto->name, "udp");
     assert_int_equal(c->maps[0].listen.ss_family, AF_INET6);
-    assert_int_equal(c->maps[0].idle_timeout_ms, DEFAULT_UDP_IDLE_TIMEOUT_MS);
+    assert_int_equal(c->maps[0].idle_timeout_ms, MAP_CONF_UDP_IDLE_TIMEOUT_MS);
     config_free(c);
 
     c = spec("tcp:0.0.0.0:6000-6009=192.0.2.10:7000-7009");

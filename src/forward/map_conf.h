@@ -1,0 +1,61 @@
+/*
+ * map_conf: the settings of one mapping, as the config file or a --map SPEC gave them once
+ * checked (gateway/config.c builds them). The relays read them through struct mapping, which
+ * keeps an immutable copy.
+ *
+ * A map_conf owns its two CIDR sets and, when its protocol has settings of its own, a block of
+ * proto->conf_size bytes (pconf) that only the protocol reads (see forward/proto.h). Copy one
+ * with map_conf_copy() and release it with map_conf_clear(); plain assignment would share them.
+ */
+#ifndef PORTGATE_MAP_CONF_H
+#define PORTGATE_MAP_CONF_H
+
+#include <stdbool.h>
+#include <stdint.h>
+
+#include "core/addr.h"
+
+struct proto;
+
+#define MAP_CONF_NAMELEN 64
+#define MAP_CONF_SOURCELEN 256
+
+/* Defaults, documented in docs/configuration.md. */
+#define MAP_CONF_CONNECT_TIMEOUT_MS 10000u
+#define MAP_CONF_TCP_IDLE_TIMEOUT_MS 3600000u
+#define MAP_CONF_UDP_IDLE_TIMEOUT_MS 60000u
+
+struct map_conf {
+    char name[MAP_CONF_NAMELEN];
+    const struct proto *proto;      /* an entry of the protocol table; NULL until proto = */
+    struct sockaddr_storage listen; /* port is listen_lo */
+    uint16_t listen_lo, listen_hi;
+    char target_host[ADDR_HOSTLEN]; /* as written: an IP literal or a host name */
+    struct sockaddr_storage target; /* resolved by config_finish(); port is target_lo */
+    uint16_t target_lo, target_hi;  /* target_lo == target_hi: every listen port goes there */
+    struct cidr_set allow, deny;
+    uint32_t max_conns;        /* stream protocols, 0 = no limit */
+    uint32_t max_conns_per_ip; /* stream protocols, 0 = no limit */
+    uint32_t max_sessions;     /* what the protocol counts as a session (see forward/proto.h) */
+    uint32_t connect_timeout_ms;
+    uint32_t idle_timeout_ms; /* 0 = never */
+    bool enabled;
+    void *pconf; /* the protocol's own settings (proto->conf_size bytes), or NULL */
+    /* Where it was defined, for messages. */
+    char source[MAP_CONF_SOURCELEN];
+    int line;
+};
+
+/* Empties m and sets the defaults that do not depend on the protocol. */
+void map_conf_init(struct map_conf *m, const char *name, const char *source, int line);
+/* Copies src into dst, deep (the CIDR sets and pconf). Returns 0 or -ENOMEM (dst then holds
+ * nothing to clear). */
+int map_conf_copy(struct map_conf *dst, const struct map_conf *src);
+/* Frees what m owns; m may be cleared again. */
+void map_conf_clear(struct map_conf *m);
+/* True if two mappings have the same settings (name and source position ignored). */
+bool map_conf_equal(const struct map_conf *a, const struct map_conf *b);
+/* True if the listening sockets of a and b would be the same (transport, address, ports). */
+bool map_conf_same_listen(const struct map_conf *a, const struct map_conf *b);
+
+#endif

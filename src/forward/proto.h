@@ -1,0 +1,88 @@
+/*
+ * proto: a mapping protocol, as everything outside its own folder sees it.
+ *
+ * Each protocol (tcp, udp, rtsp; next http, tls...) is one const struct proto in the protocol
+ * table (src/proto/protocols.c). The config parser, the relays and the gateway know a protocol
+ * only through this descriptor, never by name: adding one is a folder under src/proto/ and a line
+ * in the table, and if it needs an edit of the relays or the gateway, this struct is missing
+ * something. What a descriptor says:
+ *   - how its listeners take clients: the transport, and for stream protocols the filter that
+ *     sees the bytes (forward/tcp.h; NULL relays them untouched, spliced when it can);
+ *   - where it runs (placement, below);
+ *   - the state a worker keeps for it beyond single connections (worker_new/worker_free);
+ *   - its own settings: the keys it adds to [map NAME] sections and --map SPECs, their defaults,
+ *     their checks, how `portgate check` shows them, and the UDP ports they claim;
+ *   - what max-sessions counts for it, if anything.
+ */
+#ifndef PORTGATE_PROTO_H
+#define PORTGATE_PROTO_H
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <string.h>
+
+struct relay_ctx;
+struct tcp_filter;
+
+/*
+ * Where a protocol's connections run. Every port of a mapping has a listening socket per worker
+ * it runs on, all bound with SO_REUSEPORT, and the kernel hashes each new connection (each UDP
+ * client address and port) to one of them: a connection then stays on that worker.
+ */
+enum proto_placement {
+    PROTO_EVERY_WORKER, /* connections are independent: they spread over every worker */
+    PROTO_ONE_WORKER,   /* connections share state (worker_new): all run on worker 0 */
+};
+
+struct proto {
+    const char *name; /* as written after proto = and before the first ':' of a SPEC */
+    int transport;    /* SOCK_STREAM or SOCK_DGRAM: the listening sockets and the target's */
+    const struct tcp_filter *filter; /* SOCK_STREAM: sees every byte both ways; NULL: opaque */
+    enum proto_placement placement;
+
+    /* State one worker keeps for all the protocol's connections on it, which its filter finds in
+     * struct tcp_filter_conn: made before the worker's thread starts (NULL: out of memory, the
+     * gateway does not start), freed once the thread has ended and every connection with it.
+     * Both NULL when the protocol keeps none. */
+    void *(*worker_new)(struct relay_ctx *ctx);
+    void (*worker_free)(void *state);
+
+    /* max-sessions: its default, or 0 when the key does not apply. What a session is, is the
+     * protocol's: over SOCK_DGRAM a client address and port (forward/udp.c counts them); over
+     * SOCK_STREAM whatever the filter counts with mapping_session_begin() (RTSP: a session that
+     * holds RTP ports), besides the connections that max-conns counts. */
+    uint32_t default_max_sessions;
+
+    /*
+     * Settings of its own, from the keys listed in keys (NULL-terminated; NULL: none). They live
+     * in a block of conf_size bytes (map_conf.pconf) that only the protocol reads, made when a
+     * mapping of the protocol is parsed: conf_init() sets the defaults, then conf_set() sees each
+     * of its keys that the mapping gives, in order, and returns 0, or -1 with a one-line reason
+     * in why ("\"VALUE\": what is wrong"). The block is plain data: reload copies and compares it
+     * byte by byte, so it holds no pointers and conf_init() starts from zeroed memory.
+     * conf_format() writes the settings as `portgate check` lists them ("KEY=VALUE ...").
+     * own_udp_ports() says which UDP ports a mapping binds for itself besides its listeners (RTP
+     * relays), so that no two mappings are set up to use the same ones; false when it binds none.
+     * Any of them is NULL when the protocol has no settings.
+     */
+    const char *const *keys;
+    size_t conf_size;
+    void (*conf_init)(void *pconf);
+    int (*conf_set)(void *pconf, const char *key, const char *val, char *why, size_t whylen);
+    void (*conf_format)(const void *pconf, char *buf, size_t len);
+    bool (*own_udp_ports)(const void *pconf, uint16_t *lo, uint16_t *hi);
+};
+
+/* True if the protocol lists key among its own. */
+static inline bool proto_has_key(const struct proto *p, const char *key)
+{
+    for (const char *const *k = p->keys; k != NULL && *k != NULL; k++) {
+        if (strcmp(*k, key) == 0) {
+            return true;
+        }
+    }
+    return false;
+}
+
+#endif

@@ -1,0 +1,91 @@
+#include "proto/rtsp/rtsp_proto.h"
+
+#include <stdio.h>
+#include <string.h>
+#include <sys/socket.h>
+
+#include "proto/rtsp/rtsp_proxy.h"
+
+static const char *const keys[] = {"rtp-ports", NULL};
+
+static void conf_init(void *pconf)
+{
+    struct rtsp_proto_conf *c = pconf;
+    c->rtp_lo = RTSP_PROTO_RTP_LO;
+    c->rtp_hi = RTSP_PROTO_RTP_HI;
+}
+
+/* rtp-ports: "LO-HI", an even start and an odd end, room for one stream (two pairs) at least. */
+static int conf_set(void *pconf, const char *key, const char *val, char *why, size_t len)
+{
+    struct rtsp_proto_conf *c = pconf;
+    (void)key; /* rtp-ports, the only one */
+    unsigned a, b;
+    int n = 0;
+    if (sscanf(val, "%5u-%5u%n", &a, &b, &n) != 2 || (size_t)n != strlen(val) ||
+        strspn(val, "0123456789-") != strlen(val)) {
+        snprintf(why, len, "\"%s\": expected a port range such as 16384-17407", val);
+        return -1;
+    }
+    if (a < 1024 || b > 65535 || a > b) {
+        snprintf(why, len, "\"%s\": ports between 1024 and 65535, low to high", val);
+        return -1;
+    }
+    if (a % 2 != 0 || b % 2 != 1) {
+        snprintf(why, len, "\"%s\": RTP pairs start at an even port: an even start, an odd end",
+                 val);
+        return -1;
+    }
+    if (b - a + 1 < 4) {
+        snprintf(why, len, "\"%s\": a stream takes two pairs (4 ports) at least", val);
+        return -1;
+    }
+    c->rtp_lo = (uint16_t)a;
+    c->rtp_hi = (uint16_t)b;
+    return 0;
+}
+
+static void conf_format(const void *pconf, char *buf, size_t len)
+{
+    const struct rtsp_proto_conf *c = pconf;
+    snprintf(buf, len, "rtp-ports=%u-%u", c->rtp_lo, c->rtp_hi);
+}
+
+static bool own_udp_ports(const void *pconf, uint16_t *lo, uint16_t *hi)
+{
+    const struct rtsp_proto_conf *c = pconf;
+    *lo = c->rtp_lo;
+    *hi = c->rtp_hi;
+    return true;
+}
+
+static void *worker_new(struct relay_ctx *ctx)
+{
+    (void)ctx;
+    return rtsp_proxy_worker_new();
+}
+
+static void worker_free(void *state)
+{
+    rtsp_proxy_worker_free(state);
+}
+
+const struct proto rtsp_proto = {
+    .name = "rtsp",
+    .transport = SOCK_STREAM,
+    .filter = &rtsp_proxy_filter,
+    /* RFC 2326 lets a session span control connections (keep-alives or a TEARDOWN on a new
+     * one), and the kernel would hash a client's connections to different workers: so they all
+     * run on one, which keeps a session, its RTP ports and every connection that names it on one
+     * loop, with no lock. An encoder serves a few players; one core carries their streams. */
+    .placement = PROTO_ONE_WORKER,
+    .worker_new = worker_new,
+    .worker_free = worker_free,
+    .default_max_sessions = RTSP_PROTO_MAX_SESSIONS,
+    .keys = keys,
+    .conf_size = sizeof(struct rtsp_proto_conf),
+    .conf_init = conf_init,
+    .conf_set = conf_set,
+    .conf_format = conf_format,
+    .own_udp_ports = own_udp_ports,
+};

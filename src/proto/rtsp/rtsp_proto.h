@@ -1,0 +1,25 @@
+/*
+ * rtsp_proto: the rtsp entry of the protocol table (forward/proto.h). An rtsp mapping is TCP
+ * that understands RTSP (the rtsp_proxy filter), with UDP ports of its own for the RTP and RTCP
+ * it relays (rtp-ports), and it runs on one worker, since its sessions span connections.
+ */
+#ifndef PORTGATE_RTSP_PROTO_H
+#define PORTGATE_RTSP_PROTO_H
+
+#include <stdint.h>
+
+#include "forward/proto.h"
+
+/* Defaults, documented in docs/configuration.md. */
+#define RTSP_PROTO_MAX_SESSIONS 64u
+#define RTSP_PROTO_RTP_LO 16384u
+#define RTSP_PROTO_RTP_HI 17407u
+
+/* An rtsp mapping's own settings (map_conf.pconf). */
+struct rtsp_proto_conf {
+    uint16_t rtp_lo, rtp_hi; /* rtp-ports: UDP ports for RTP/RTCP pairs, lo even, hi odd */
+};
+
+extern const struct proto rtsp_proto;
+
+#endif
