@@ -218,57 +218,202 @@ static int wrote(struct tcp_conn *c, enum tcp_dir d, struct tcp_side *dst, ssize
 }
 
 /*
- * Moves what can be moved in direction d without blocking: write what is buffered, then read
- * more, until the writer or the reader would block. Returns 0, or -1 if the connection was
+ * Writes what direction d holds (spliced bytes in its pipe, then copied ones in its buffer) to
+ * dst. Returns 1 when all of it is written (the pipe and the buffer are given back), 0 when dst
+ * would block first, or -1 if the connection was closed.
+ */
+static int flush(struct tcp_conn *c, enum tcp_dir d, const struct tcp_side *src,
+                 struct tcp_side *dst)
+{
+    struct relay_pipe *pp = &c->pipe[d];
+    while (pp->len > 0) {
+        if (!dst->writable) {
+            return 0;
+        }
+        ssize_t n =
+            splice(pp->rfd, NULL, dst->io.fd, NULL, pp->len, SPLICE_F_MOVE | SPLICE_F_NONBLOCK);
+        int r = wrote(c, d, dst, &n, "splice to");
+        if (r <= 0) {
+            return r;
+        }
+        pp->len -= (uint32_t)n;
+        c->spliced += (uint64_t)n;
+    }
+    relay_pipe_put(c->ctx, pp); /* drained: a pipe is held only while bytes are in flight */
+    struct relay_buf *o = c->out[d];
+    while (o != NULL && o->len > 0) {
+        if (!dst->writable) {
+            return 0;
+        }
+        /* The last bytes before a FIN: MSG_MORE holds a short tail for the shutdown() or
+         * close() that follows in this same pump, so the bytes and the FIN leave as one
+         * segment (an answer then a close, as HTTP/1.0 does, saves two segments). */
+        ssize_t n =
+            send(dst->io.fd, o->data + o->off, o->len, MSG_NOSIGNAL | (src->eof ? MSG_MORE : 0));
+        int r = wrote(c, d, dst, &n, "send to");
+        if (r <= 0) {
+            return r;
+        }
+        o->off += (uint32_t)n;
+        o->len -= (uint32_t)n;
+    }
+    relay_buf_put(c->ctx, o);
+    c->out[d] = NULL;
+    return 1;
+}
+
+/* src has ended and everything before its FIN is written: the FIN goes on to dst. Returns 0, or
+ * -1 if the connection was closed. */
+static int pass_fin(struct tcp_conn *c, const struct tcp_side *src, struct tcp_side *dst)
+{
+    if (dst->shut) {
+        return 0;
+    }
+    if (dst->eof && src->shut) {
+        /* The other direction has ended both ways: the connection closes now, and close() sends
+         * this FIN (dst has nothing unread left, so it is not a reset). */
+        dst->shut = true;
+        return 0;
+    }
+    /* Half-close. */
+    if (shutdown(dst->io.fd, SHUT_WR) == -1 && errno != ENOTCONN) {
+        conn_fail(c, dst, errno, "shutdown");
+        return -1;
+    }
+    dst->shut = true;
+    return 0;
+}
+
+/*
+ * Splices what src has into direction d's pipe (bulk flows). Returns 1 if it moved bytes, saw
+ * the end of the stream, or left the splice path (the caller reads again), 0 when src is empty,
+ * -2 when no pipe is free (the caller copies this read instead), or -1 if the connection was
  * closed.
+ */
+static int read_splice(struct tcp_conn *c, enum tcp_dir d, struct tcp_side *src)
+{
+    struct relay_pipe *pp = &c->pipe[d];
+    if (relay_pipe_get(c->ctx, pp) != 0) {
+        return -2;
+    }
+    ssize_t n =
+        splice(src->io.fd, NULL, pp->wfd, NULL, RELAY_PIPE_SIZE, SPLICE_F_MOVE | SPLICE_F_NONBLOCK);
+    if (n > 0) {
+        /* No short-read shortcut here: a non-blocking splice from TCP may return less than is
+         * queued, so only EAGAIN says the socket is empty. */
+        pp->len = (uint32_t)n;
+        if ((size_t)n < RELAY_SPLICE_MIN) {
+            c->bulk[d] = false; /* no longer a bulk flow: copy from the next read on */
+        }
+        c->last_ms = loop_now(c->ctx->loop);
+        return 1;
+    }
+    int e = n == 0 ? 0 : errno;
+    relay_pipe_put(c->ctx, pp);
+    switch (e) {
+    case 0:
+        saw_eof(c, src);
+        return 1;
+    case EAGAIN:
+        src->readable = false; /* the pipe was empty, so the socket is */
+        return 0;
+    case EINTR:
+        return 1;
+    case EINVAL:
+    case ENOSYS:
+    case EOPNOTSUPP:
+        /* This kernel or socket cannot splice: copy, and say so once per connection. */
+        log_warn("map %s: splice from %s: %s; copying instead", c->map->conf.name,
+                 side_name(c, src), strerror(e));
+        c->splice = false;
+        c->bulk[TCP_UP] = c->bulk[TCP_DOWN] = false;
+        return 1;
+    default:
+        conn_fail(c, src, e, "splice from");
+        return -1;
+    }
+}
+
+/*
+ * Reads what src has into direction d's buffer: the filter's input on the filtered path, the
+ * bytes to write on the opaque one. Returns 1 if it read bytes or the end of the stream, 0 when
+ * src is empty or the buffer full, or -1 if the connection was closed.
+ */
+static int read_copy(struct tcp_conn *c, enum tcp_dir d, struct tcp_side *src)
+{
+    struct relay_buf **slot = c->filter != NULL ? &c->in[d] : &c->out[d];
+    if (*slot == NULL && (*slot = relay_buf_get(c->ctx)) == NULL) {
+        conn_close(c, "out of memory");
+        return -1;
+    }
+    struct relay_buf *b = *slot;
+    size_t room = RELAY_BUF_SIZE - b->off - b->len;
+    if (room == 0) {
+        return 0; /* filtered path waiting for the filter: cannot happen on the opaque path */
+    }
+    ssize_t n = recv(src->io.fd, b->data + b->off + b->len, room, 0);
+    if (n > 0) {
+        b->len += (uint32_t)n;
+        c->last_ms = loop_now(c->ctx->loop);
+        if ((size_t)n == room && c->splice) {
+            c->bulk[d] = true; /* a full buffer: from now on, splice */
+        }
+        /* Edge-triggered: a short read emptied the socket, and new bytes bring a new event, so
+         * skip the recv that would only say EAGAIN. After a FIN was reported, nothing can follow
+         * the bytes before it: a short read has read them all, and the recv that would return 0
+         * is skipped too. After a reset or an error, read on until recv reports it, so that it
+         * is passed on as a reset and not as a FIN. */
+        if ((size_t)n < room) {
+            if (src->fin) {
+                saw_eof(c, src);
+            } else if (!src->rdhup) {
+                src->readable = false;
+            }
+        }
+        return 1;
+    }
+    if (n == 0) {
+        saw_eof(c, src);
+        return 1;
+    }
+    if (errno == EINTR) {
+        return 1;
+    }
+    if (errno != EAGAIN) {
+        conn_fail(c, src, errno, "recv from");
+        return -1;
+    }
+    src->readable = false;
+    if (b->len == 0) {
+        relay_buf_put(c->ctx, b);
+        *slot = NULL;
+    }
+    return 0;
+}
+
+/*
+ * Moves what can be moved in direction d without blocking: write what is held, let the filter
+ * see what it has not, pass a FIN on, read more; until the writer or the reader would block.
+ * Returns 0, or -1 if the connection was closed.
+ *
+ * Small messages (requests, a ping-pong) are cheaper to copy: one recv that comes back short
+ * says the socket is empty, where splice needs a further call to learn it, and a few hundred
+ * bytes cost nothing to copy. So a direction starts on recv, and moves to splice once a read
+ * fills a whole buffer; it goes back when a splice brings less than RELAY_SPLICE_MIN (the flow
+ * is no longer bulk).
  */
 static int pump(struct tcp_conn *c, enum tcp_dir d)
 {
     struct tcp_side *src = d == TCP_UP ? &c->cli : &c->tgt;
     struct tcp_side *dst = d == TCP_UP ? &c->tgt : &c->cli;
-    struct relay_ctx *ctx = c->ctx;
-    struct relay_pipe *pp = &c->pipe[d];
     for (;;) {
-        if (pp->len > 0) {
-            if (!dst->writable) {
-                return 0;
-            }
-            ssize_t n =
-                splice(pp->rfd, NULL, dst->io.fd, NULL, pp->len, SPLICE_F_MOVE | SPLICE_F_NONBLOCK);
-            int r = wrote(c, d, dst, &n, "splice to");
-            if (r <= 0) {
-                return r;
-            }
-            pp->len -= (uint32_t)n;
-            c->spliced += (uint64_t)n;
-            continue;
-        }
-        relay_pipe_put(ctx, pp); /* drained: a pipe is held only while bytes are in flight */
-        struct relay_buf *o = c->out[d];
-        if (o != NULL && o->len > 0) {
-            if (!dst->writable) {
-                return 0;
-            }
-            /* The last bytes before a FIN: MSG_MORE holds a short tail for the shutdown() or
-             * close() that follows in this same loop, so the bytes and the FIN leave as one
-             * segment (an answer then a close, as HTTP/1.0 does, saves two segments). */
-            ssize_t n = send(dst->io.fd, o->data + o->off, o->len,
-                             MSG_NOSIGNAL | (src->eof ? MSG_MORE : 0));
-            int r = wrote(c, d, dst, &n, "send to");
-            if (r <= 0) {
-                return r;
-            }
-            o->off += (uint32_t)n;
-            o->len -= (uint32_t)n;
-            continue;
-        }
-        if (o != NULL) {
-            relay_buf_put(ctx, o);
-            c->out[d] = NULL;
+        int r = flush(c, d, src, dst);
+        if (r <= 0) {
+            return r;
         }
         if (c->filter != NULL &&
             (c->in[d] != NULL || (c->filter->pending && c->filter->pending(c->fst, d)))) {
-            int r = run_filter(c, d, src->eof);
+            r = run_filter(c, d, src->eof);
             if (r < 0) {
                 return -1;
             }
@@ -277,113 +422,18 @@ static int pump(struct tcp_conn *c, enum tcp_dir d)
             }
         }
         if (src->eof) {
-            if (!dst->shut && dst->eof && src->shut) {
-                /* The other direction has ended both ways: the connection closes now, and
-                 * close() sends this FIN (dst has nothing unread left, so it is not a reset). */
-                dst->shut = true;
-            } else if (!dst->shut) {
-                /* Half-close: the bytes before the FIN are written, pass the FIN on. */
-                if (shutdown(dst->io.fd, SHUT_WR) == -1 && errno != ENOTCONN) {
-                    conn_fail(c, dst, errno, "shutdown");
-                    return -1;
-                }
-                dst->shut = true;
-            }
-            return 0;
+            return pass_fin(c, src, dst);
         }
         if (!src->readable) {
             return 0;
         }
-        /* Small messages (requests, a ping-pong) are cheaper to copy: one recv that comes back
-         * short says the socket is empty, where splice needs a further call to learn it, and a
-         * few hundred bytes cost nothing to copy. So a direction starts on recv, and moves to
-         * splice once a read fills a whole buffer; it goes back when a splice brings less than
-         * RELAY_SPLICE_MIN (the flow is no longer bulk). */
-        if (c->bulk[d] && relay_pipe_get(ctx, pp) == 0) {
-            ssize_t n = splice(src->io.fd, NULL, pp->wfd, NULL, RELAY_PIPE_SIZE,
-                               SPLICE_F_MOVE | SPLICE_F_NONBLOCK);
-            if (n > 0) {
-                /* No short-read shortcut here: a non-blocking splice from TCP may return less
-                 * than is queued, so only EAGAIN says the socket is empty. */
-                pp->len = (uint32_t)n;
-                if ((size_t)n < RELAY_SPLICE_MIN) {
-                    c->bulk[d] = false;
-                }
-                c->last_ms = loop_now(ctx->loop);
-                continue;
-            }
-            int e = n == 0 ? 0 : errno;
-            relay_pipe_put(ctx, pp);
-            if (n == 0) {
-                saw_eof(c, src);
-                continue;
-            }
-            if (e == EAGAIN) {
-                src->readable = false; /* the pipe was empty, so the socket is */
-                return 0;
-            }
-            if (e == EINTR) {
-                continue;
-            }
-            if (e == EINVAL || e == ENOSYS || e == EOPNOTSUPP) {
-                /* This kernel or socket cannot splice: copy, and say so once per connection. */
-                log_warn("map %s: splice from %s: %s; copying instead", c->map->conf.name,
-                         side_name(c, src), strerror(e));
-                c->splice = false;
-                c->bulk[TCP_UP] = c->bulk[TCP_DOWN] = false;
-                continue;
-            }
-            conn_fail(c, src, e, "splice from");
-            return -1;
+        r = c->bulk[d] ? read_splice(c, d, src) : -2;
+        if (r == -2) {
+            r = read_copy(c, d, src);
         }
-        struct relay_buf **slot = c->filter != NULL ? &c->in[d] : &c->out[d];
-        if (*slot == NULL && (*slot = relay_buf_get(ctx)) == NULL) {
-            conn_close(c, "out of memory");
-            return -1;
+        if (r <= 0) {
+            return r;
         }
-        struct relay_buf *b = *slot;
-        size_t room = RELAY_BUF_SIZE - b->off - b->len;
-        if (room == 0) {
-            return 0; /* filtered path waiting for the filter: cannot happen on the opaque path */
-        }
-        ssize_t n = recv(src->io.fd, b->data + b->off + b->len, room, 0);
-        if (n > 0) {
-            b->len += (uint32_t)n;
-            c->last_ms = loop_now(ctx->loop);
-            if ((size_t)n == room && c->splice) {
-                c->bulk[d] = true; /* a full buffer: from now on, splice */
-            }
-            /* Edge-triggered: a short read emptied the socket, and new bytes bring a new event,
-             * so skip the recv that would only say EAGAIN. After a FIN was reported, nothing
-             * can follow the bytes before it: a short read has read them all, and the recv
-             * that would return 0 is skipped too. After a reset or an error, read on until
-             * recv reports it, so that it is passed on as a reset and not as a FIN. */
-            if ((size_t)n < room) {
-                if (src->fin) {
-                    saw_eof(c, src);
-                } else if (!src->rdhup) {
-                    src->readable = false;
-                }
-            }
-            continue;
-        }
-        if (n == 0) {
-            saw_eof(c, src);
-            continue;
-        }
-        if (errno == EAGAIN) {
-            src->readable = false;
-            if (b->len == 0) {
-                relay_buf_put(ctx, b);
-                *slot = NULL;
-            }
-            return 0;
-        }
-        if (errno == EINTR) {
-            continue;
-        }
-        conn_fail(c, src, errno, "recv from");
-        return -1;
     }
 }
 
