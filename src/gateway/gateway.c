@@ -275,104 +275,120 @@ static void w_apply(struct worker *w, void *arg)
     ctx->max_pipes = g->max_pipes / g->nworkers + (w->id < g->max_pipes % g->nworkers);
 }
 
-/*
- * Makes cfg the running configuration. All-or-nothing: on any failure (logged) the gateway is
- * as it was and cfg is not taken. On success the gateway owns cfg.
- */
-static int apply(struct gateway *g, struct config *cfg)
-{
-    struct mapping **maps = calloc(cfg->nmaps + 1, sizeof(*maps));
-    size_t nmaps = 0, nls = 0, cap = 0;
-    struct listener *ls = NULL;
-    unsigned added = 0, changed = 0, same = 0, removed = 0;
-    if (maps == NULL) {
-        goto nomem;
-    }
-    for (size_t i = 0; i < g->nls; i++) {
-        g->ls[i].keep = false;
-    }
-    for (size_t i = 0; i < cfg->nmaps; i++) {
-        const struct map_conf *mc = &cfg->maps[i];
-        if (!mc->enabled) {
-            continue;
-        }
-        struct mapping *old = find_map(g->maps, g->nmaps, mc->name);
-        struct mapping *m;
-        if (old != NULL && map_conf_equal(&old->conf, mc)) {
-            m = mapping_ref(old);
-            same++;
-        } else {
-            m = mapping_new(mc, old ? old->state : NULL, g->nworkers);
-            if (m == NULL) {
-                goto nomem;
-            }
-            old ? changed++ : added++;
-        }
-        maps[nmaps++] = m;
-        for (unsigned port = mc->listen_lo; port <= mc->listen_hi; port++) {
-            if (nls == cap) {
-                cap = cap ? cap * 2 : 16;
-                struct listener *v = realloc(ls, cap * sizeof(*v));
-                if (v == NULL) {
-                    goto nomem;
-                }
-                ls = v;
-            }
-            struct listener *l = &ls[nls];
-            memset(l, 0, sizeof(*l));
-            l->proto = mc->proto;
-            l->addr = mc->listen;
-            addr_set_port(&l->addr, (uint16_t)port);
-            l->map = m;
-            l->from = -1;
-            nls++;
-            for (size_t j = 0; j < g->nls; j++) {
-                struct listener *o = &g->ls[j];
-                if (!o->keep && o->proto == l->proto && addr_equal(&o->addr, &l->addr)) {
-                    o->keep = true;
-                    l->from = (ssize_t)j;
-                    break;
-                }
-            }
-            if (l->from < 0) {
-                l->slots = calloc(g->nworkers, sizeof(*l->slots));
-                if (l->slots == NULL) {
-                    goto nomem;
-                }
-                for (unsigned w = 0; w < g->nworkers; w++) {
-                    l->slots[w].fd = -1;
-                }
-                if (bind_slots(g, l) != 0) {
-                    goto fail;
-                }
-            }
-        }
-    }
+/* The next configuration's mappings and listening sockets, made before anything changes. */
+struct plan {
+    struct mapping **maps; /* one per enabled mapping */
+    size_t nmaps;
+    struct listener *ls;
+    size_t nls, cap;
+    unsigned added, changed, same;
+};
 
-    /* Commit: nothing below can fail in a way that needs undoing. Kept listeners move to the
-     * new table; the workers close the others and take over the new sockets. */
-    for (size_t i = 0; i < nls; i++) {
-        if (ls[i].from >= 0) {
-            ls[i].slots = g->ls[ls[i].from].slots;
-            g->ls[ls[i].from].slots = NULL;
+/* The running generation of mc's mapping when mc leaves it as it is, else a new generation (it
+ * inherits the state of the one it replaces) or a new mapping. NULL when out of memory. */
+static struct mapping *plan_mapping(struct gateway *g, struct plan *p, const struct map_conf *mc)
+{
+    struct mapping *old = find_map(g->maps, g->nmaps, mc->name);
+    struct mapping *m;
+    if (old != NULL && map_conf_equal(&old->conf, mc)) {
+        m = mapping_ref(old);
+        p->same++;
+    } else {
+        m = mapping_new(mc, old ? old->state : NULL, g->nworkers);
+        if (m == NULL) {
+            return NULL;
+        }
+        old ? p->changed++ : p->added++;
+    }
+    p->maps[p->nmaps++] = m;
+    return m;
+}
+
+/*
+ * Adds the listener of m's port to the plan: the running one on the same protocol, address and
+ * port if there is one (kept, so its socket is never closed and re-bound), else new sockets
+ * bound now. Returns 0, or -1 (logged: out of memory, or a bind failed).
+ */
+static int plan_port(struct gateway *g, struct plan *p, struct mapping *m, uint16_t port)
+{
+    if (p->nls == p->cap) {
+        size_t cap = p->cap ? p->cap * 2 : 16;
+        struct listener *v = realloc(p->ls, cap * sizeof(*v));
+        if (v == NULL) {
+            log_error("out of memory applying the configuration");
+            return -1;
+        }
+        p->ls = v;
+        p->cap = cap;
+    }
+    struct listener *l = &p->ls[p->nls++];
+    memset(l, 0, sizeof(*l));
+    l->proto = m->conf.proto;
+    l->addr = m->conf.listen;
+    addr_set_port(&l->addr, port);
+    l->map = m;
+    l->from = -1;
+    for (size_t j = 0; j < g->nls; j++) {
+        struct listener *o = &g->ls[j];
+        if (!o->keep && o->proto == l->proto && addr_equal(&o->addr, &l->addr)) {
+            o->keep = true;
+            l->from = (ssize_t)j;
+            return 0;
         }
     }
+    l->slots = calloc(g->nworkers, sizeof(*l->slots));
+    if (l->slots == NULL) {
+        log_error("out of memory applying the configuration");
+        return -1;
+    }
+    for (unsigned w = 0; w < g->nworkers; w++) {
+        l->slots[w].fd = -1;
+    }
+    return bind_slots(g, l);
+}
+
+/* Undoes a plan that will not run: the sockets it bound close, the running ones stay. */
+static void plan_discard(struct gateway *g, struct plan *p)
+{
+    for (size_t i = 0; i < p->nls; i++) {
+        if (p->ls[i].from >= 0) {
+            p->ls[i].slots = NULL; /* still the running listener's */
+        }
+    }
+    free_slots(p->ls, p->nls, g->nworkers);
+    free_maps(p->maps, p->nmaps);
+    for (size_t j = 0; j < g->nls; j++) {
+        g->ls[j].keep = false;
+    }
+}
+
+/* Makes the plan for cfg the running state: kept listeners move to the new table, and the
+ * workers close the others and take over the new sockets. Nothing here can fail. */
+static void commit(struct gateway *g, struct config *cfg, struct plan *p)
+{
+    for (size_t i = 0; i < p->nls; i++) {
+        if (p->ls[i].from >= 0) {
+            p->ls[i].slots = g->ls[p->ls[i].from].slots;
+            g->ls[p->ls[i].from].slots = NULL;
+        }
+    }
+    unsigned removed = 0;
     for (size_t i = 0; i < g->nmaps; i++) {
-        if (find_map(maps, nmaps, g->maps[i]->conf.name) == NULL) {
+        if (find_map(p->maps, p->nmaps, g->maps[i]->conf.name) == NULL) {
             removed++;
             log_info("map %s: removed; its established connections go on", g->maps[i]->conf.name);
         }
     }
     g->old_ls = g->ls;
     g->old_nls = g->nls;
-    g->ls = ls;
-    g->nls = nls;
+    g->ls = p->ls;
+    g->nls = p->nls;
     g->splice = cfg->gw.splice;
     g->busy_poll_us = cfg->gw.busy_poll_us;
     g->max_pipes = cfg->gw.max_pipes != 0 ? cfg->gw.max_pipes : default_max_pipes();
     call_all(g, w_apply);
-    for (size_t i = 0; i < nls; i++) {
-        struct listener *l = &ls[i];
+    for (size_t i = 0; i < g->nls; i++) {
+        struct listener *l = &g->ls[i];
         if (l->from < 0) {
             char as[ADDR_STRLEN], ts[ADDR_STRLEN];
             struct sockaddr_storage t;
@@ -385,8 +401,8 @@ static int apply(struct gateway *g, struct config *cfg)
     g->old_ls = NULL;
     g->old_nls = 0;
     free_maps(g->maps, g->nmaps);
-    g->maps = maps;
-    g->nmaps = nmaps;
+    g->maps = p->maps;
+    g->nmaps = p->nmaps;
     if (g->cfg != NULL && resolve_workers(cfg) != g->nworkers) {
         log_warn("workers: %u running; a change takes effect when portgate is restarted",
                  g->nworkers);
@@ -396,24 +412,44 @@ static int apply(struct gateway *g, struct config *cfg)
     /* The outcome is logged at the level in force when the reload was asked for. */
     log_info("configuration applied: %u mappings added, %u changed, %u removed, %u unchanged; %zu "
              "ports listening on %u workers",
-             added, changed, removed, same, nls, g->nworkers);
+             p->added, p->changed, removed, p->same, g->nls, g->nworkers);
     log_set_level(cfg->gw.log_level);
-    return 0;
+}
 
-nomem:
-    log_error("out of memory applying the configuration");
-fail:
-    for (size_t i = 0; i < nls; i++) {
-        if (ls[i].from >= 0) {
-            ls[i].slots = NULL; /* still the running listener's */
+/*
+ * Makes cfg the running configuration. All-or-nothing: on any failure (logged) the gateway is
+ * as it was and cfg is not taken. On success the gateway owns cfg.
+ */
+static int apply(struct gateway *g, struct config *cfg)
+{
+    struct plan p = {.maps = calloc(cfg->nmaps + 1, sizeof(*p.maps))};
+    if (p.maps == NULL) {
+        log_error("out of memory applying the configuration");
+        return -1;
+    }
+    for (size_t i = 0; i < g->nls; i++) {
+        g->ls[i].keep = false;
+    }
+    for (size_t i = 0; i < cfg->nmaps; i++) {
+        const struct map_conf *mc = &cfg->maps[i];
+        if (!mc->enabled) {
+            continue;
+        }
+        struct mapping *m = plan_mapping(g, &p, mc);
+        if (m == NULL) {
+            log_error("out of memory applying the configuration");
+            plan_discard(g, &p);
+            return -1;
+        }
+        for (unsigned port = mc->listen_lo; port <= mc->listen_hi; port++) {
+            if (plan_port(g, &p, m, (uint16_t)port) != 0) {
+                plan_discard(g, &p);
+                return -1;
+            }
         }
     }
-    free_slots(ls, nls, g->nworkers);
-    free_maps(maps, nmaps);
-    for (size_t j = 0; j < g->nls; j++) {
-        g->ls[j].keep = false;
-    }
-    return -1;
+    commit(g, cfg, &p);
+    return 0;
 }
 
 /* On each worker: closes its listening sockets (draining or stopping). */
