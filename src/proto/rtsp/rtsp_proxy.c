@@ -476,6 +476,59 @@ static struct rtsp_str spec_proto(struct rtsp_str spec)
 
 /* ---- requests: client -> device ---- */
 
+/*
+ * A SETUP for RTP over UDP (t): a stream, and what the device is told of it into tbuf. A SETUP
+ * naming a session the client has here adds a stream to it; any other makes a new session,
+ * whose place in max-sessions is taken now so that the client hears 453 before the device sets
+ * anything up. Returns 1 (forward), or 0 when the gateway refused it (the answer is queued).
+ */
+static int setup_udp(struct proxy *p, const struct rtsp_msg *m, struct pending *slot,
+                     const struct rtsp_transport *t, char *tbuf)
+{
+    const struct rtsp_proxy_session *sess = session_find(p, slot->session);
+    const char *refusal = NULL;
+    char limit[64];
+    if (sess != NULL && sess->nstreams == MAX_STREAMS) {
+        refusal = "the session already has " STR(MAX_STREAMS) " streams";
+    } else if (sess == NULL && p->nheld == MAX_HELD) {
+        refusal = "this connection already holds " STR(MAX_HELD) " sessions";
+    } else if (sess == NULL && !mapping_session_begin(p->map)) {
+        snprintf(limit, sizeof(limit), "max-sessions (%u) reached", p->map->conf.max_sessions);
+        refusal = limit;
+    }
+    if (refusal != NULL) {
+        refuse_setup(p, m, 453, "Not Enough Bandwidth", refusal);
+        return 0;
+    }
+    slot->reserved = sess == NULL;
+    const struct rtsp_proto_conf *rtp = p->map->conf.pconf;
+    struct rtsp_stream_conf sc = {.out_local = p->client_local,
+                                  .in_local = p->target_local,
+                                  .client = p->client,
+                                  .client_port = {t->client_port[0], t->client_port[1]},
+                                  .device = p->target,
+                                  .port_lo = rtp->rtp_lo,
+                                  .port_hi = rtp->rtp_hi};
+    uint16_t in_port = 0, out_port = 0;
+    int err = 0;
+    struct rtsp_stream *s = rtsp_stream_new(p->ctx, &sc, &in_port, &out_port, &err);
+    if (s == NULL) {
+        pending_release(p, slot, NULL);
+        refuse_setup(p, m, 453, "Not Enough Bandwidth",
+                     err == -EADDRINUSE ? "every pair of rtp-ports is in use" : strerror(-err));
+        return 0;
+    }
+    slot->stream = s;
+    slot->client_port[0] = t->client_port[0];
+    slot->client_port[1] = t->client_port[1];
+    slot->out_port = out_port;
+    struct rtsp_str proto = spec_proto(t->spec);
+    size_t len = (size_t)snprintf(tbuf, TRANSPORT_MAX, "%.*s;unicast;client_port=%u-%u",
+                                  (int)proto.n, proto.p, in_port, in_port + 1);
+    copy_params(t->spec, udp_skip, tbuf, TRANSPORT_MAX, &len);
+    return 1;
+}
+
 /* A SETUP: picks the first transport the gateway can carry and fills *tbuf with what the device
  * is told. Returns 1 (forward), 0 (answered locally), with e's stream set for UDP. */
 static int setup_transport(struct proxy *p, const struct rtsp_msg *m, struct pending *slot,
@@ -506,57 +559,10 @@ static int setup_transport(struct proxy *p, const struct rtsp_msg *m, struct pen
             *have_transport = true;
             return 1;
         }
-        if (!t.has_client_port) {
-            continue;
+        if (t.has_client_port) {
+            *have_transport = setup_udp(p, m, slot, &t, tbuf) == 1;
+            return *have_transport;
         }
-        /* A SETUP naming a session the client has here adds a stream to it; any other
-         * makes a new session, whose place in max-sessions is taken now so that the client
-         * hears 453 before the device sets anything up. */
-        const struct rtsp_proxy_session *sess = session_find(p, slot->session);
-        if (sess != NULL && sess->nstreams == MAX_STREAMS) {
-            refuse_setup(p, m, 453, "Not Enough Bandwidth",
-                         "the session already has " STR(MAX_STREAMS) " streams");
-            return 0;
-        }
-        if (sess == NULL && p->nheld == MAX_HELD) {
-            refuse_setup(p, m, 453, "Not Enough Bandwidth",
-                         "this connection already holds " STR(MAX_HELD) " sessions");
-            return 0;
-        }
-        if (sess == NULL && !mapping_session_begin(p->map)) {
-            char limit[64];
-            snprintf(limit, sizeof(limit), "max-sessions (%u) reached", p->map->conf.max_sessions);
-            refuse_setup(p, m, 453, "Not Enough Bandwidth", limit);
-            return 0;
-        }
-        slot->reserved = sess == NULL;
-        const struct rtsp_proto_conf *rtp = p->map->conf.pconf;
-        struct rtsp_stream_conf sc = {.out_local = p->client_local,
-                                      .in_local = p->target_local,
-                                      .client = p->client,
-                                      .client_port = {t.client_port[0], t.client_port[1]},
-                                      .device = p->target,
-                                      .port_lo = rtp->rtp_lo,
-                                      .port_hi = rtp->rtp_hi};
-        uint16_t in_port = 0, out_port = 0;
-        int err = 0;
-        struct rtsp_stream *s = rtsp_stream_new(p->ctx, &sc, &in_port, &out_port, &err);
-        if (s == NULL) {
-            pending_release(p, slot, NULL);
-            refuse_setup(p, m, 453, "Not Enough Bandwidth",
-                         err == -EADDRINUSE ? "every pair of rtp-ports is in use" : strerror(-err));
-            return 0;
-        }
-        slot->stream = s;
-        slot->client_port[0] = t.client_port[0];
-        slot->client_port[1] = t.client_port[1];
-        slot->out_port = out_port;
-        struct rtsp_str proto = spec_proto(t.spec);
-        size_t len = (size_t)snprintf(tbuf, TRANSPORT_MAX, "%.*s;unicast;client_port=%u-%u",
-                                      (int)proto.n, proto.p, in_port, in_port + 1);
-        copy_params(t.spec, udp_skip, tbuf, TRANSPORT_MAX, &len);
-        *have_transport = true;
-        return 1;
     }
     refuse_setup(p, m, 461, "Unsupported Transport",
                  multicast ? "multicast transports are not relayed"
