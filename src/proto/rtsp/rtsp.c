@@ -292,55 +292,69 @@ static bool host_eq(const char *h, size_t n, const char *want)
     return strlen(want) == n && strncasecmp(h, want, n) == 0;
 }
 
-/* Does the authority (userinfo@host:port) name ep? Sets *host_at to where the host starts (after
- * any userinfo), to keep the userinfo when rewriting. */
+/* A URL authority, [userinfo@]host[:port], split in place. */
+struct authority {
+    size_t host_at;     /* where the host starts: after the userinfo, which a rewrite keeps */
+    const char *host;   /* without the brackets of an IPv6 literal */
+    size_t host_len;    /* > 0 */
+    unsigned long port; /* 554 when none is given (RFC 2326 3.2) */
+};
+
+/* Parses the authority p[0..n). Returns 0, or -1 when it is not one (an empty host, a bad
+ * port, an unclosed bracket). */
+static int parse_authority(const char *p, size_t n, struct authority *a)
+{
+    const char *at = memchr(p, '@', n);
+    a->host_at = at != NULL ? (size_t)(at - p) + 1 : 0;
+    const char *host = p + a->host_at, *end = p + n, *port = NULL;
+    if (host < end && *host == '[') {
+        const char *close = memchr(host, ']', (size_t)(end - host));
+        if (close == NULL || (close + 1 < end && close[1] != ':')) {
+            return -1;
+        }
+        a->host = host + 1;
+        a->host_len = (size_t)(close - host - 1);
+        port = close + 1 < end ? close + 2 : NULL;
+    } else {
+        const char *colon = memchr(host, ':', (size_t)(end - host));
+        a->host = host;
+        a->host_len = (size_t)((colon != NULL ? colon : end) - host);
+        port = colon != NULL ? colon + 1 : NULL;
+    }
+    if (a->host_len == 0) {
+        return -1;
+    }
+    a->port = 554;
+    if (port != NULL) {
+        size_t pn = (size_t)(end - port);
+        if (pn == 0 || pn > 5) {
+            return -1;
+        }
+        a->port = 0;
+        for (size_t i = 0; i < pn; i++) {
+            if (port[i] < '0' || port[i] > '9') {
+                return -1;
+            }
+            a->port = a->port * 10 + (unsigned long)(port[i] - '0');
+        }
+        if (a->port == 0 || a->port > 65535) {
+            return -1;
+        }
+    }
+    return 0;
+}
+
+/* Does the authority p[0..n) name ep? Sets *host_at to where its host starts, to keep the
+ * userinfo when rewriting. */
 static bool authority_matches(const char *p, size_t n, const struct rtsp_endpoint *ep,
                               size_t *host_at)
 {
-    const char *at = memchr(p, '@', n);
-    size_t h = at != NULL ? (size_t)(at - p) + 1 : 0;
-    *host_at = h;
-    const char *host = p + h;
-    size_t rest = n - h, hn;
-    const char *port = NULL;
-    if (rest > 0 && host[0] == '[') {
-        const char *close = memchr(host, ']', rest);
-        if (close == NULL) {
-            return false;
-        }
-        hn = (size_t)(close - host) + 1;
-        if (hn < rest) {
-            if (host[hn] != ':') {
-                return false;
-            }
-            port = host + hn + 1;
-        }
-        if (!host_eq(host + 1, hn - 2, ep->host)) {
-            return false;
-        }
-    } else {
-        const char *colon = memchr(host, ':', rest);
-        hn = colon != NULL ? (size_t)(colon - host) : rest;
-        port = colon != NULL ? colon + 1 : NULL;
-        if (!host_eq(host, hn, ep->host)) {
-            return false;
-        }
+    struct authority a;
+    if (parse_authority(p, n, &a) != 0) {
+        return false;
     }
-    unsigned long pv = 554;
-    if (port != NULL) {
-        size_t pn = (size_t)(p + n - port);
-        if (pn == 0 || pn > 5) {
-            return false;
-        }
-        pv = 0;
-        for (size_t i = 0; i < pn; i++) {
-            if (port[i] < '0' || port[i] > '9') {
-                return false;
-            }
-            pv = pv * 10 + (unsigned long)(port[i] - '0');
-        }
-    }
-    return pv == ep->port;
+    *host_at = a.host_at;
+    return host_eq(a.host, a.host_len, ep->host) && a.port == ep->port;
 }
 
 static void put_authority(struct out *o, const struct rtsp_endpoint *ep)
@@ -369,58 +383,15 @@ static bool put_url(struct out *o, struct rtsp_str url, const struct rtsp_rewrit
 
 int rtsp_url_endpoint(struct rtsp_str url, struct rtsp_endpoint *ep)
 {
-    size_t a, b;
-    if (url_authority(url, &a, &b) != 0) {
+    size_t start, end;
+    struct authority a;
+    if (url_authority(url, &start, &end) != 0 ||
+        parse_authority(url.p + start, end - start, &a) != 0 || a.host_len >= sizeof(ep->host)) {
         return -1;
     }
-    const char *p = url.p + a, *end = url.p + b;
-    const char *at = memchr(p, '@', (size_t)(end - p));
-    if (at != NULL) {
-        p = at + 1;
-    }
-    const char *host = p, *host_end, *port = NULL;
-    if (p < end && *p == '[') {
-        const char *close = memchr(p, ']', (size_t)(end - p));
-        if (close == NULL) {
-            return -1;
-        }
-        host = p + 1;
-        host_end = close;
-        if (close + 1 < end) {
-            if (close[1] != ':') {
-                return -1;
-            }
-            port = close + 2;
-        }
-    } else {
-        const char *colon = memchr(p, ':', (size_t)(end - p));
-        host_end = colon != NULL ? colon : end;
-        port = colon != NULL ? colon + 1 : NULL;
-    }
-    size_t hn = (size_t)(host_end - host);
-    if (hn == 0 || hn >= sizeof(ep->host)) {
-        return -1;
-    }
-    unsigned long pv = 554;
-    if (port != NULL) {
-        size_t pn = (size_t)(end - port);
-        if (pn == 0 || pn > 5) {
-            return -1;
-        }
-        pv = 0;
-        for (size_t i = 0; i < pn; i++) {
-            if (port[i] < '0' || port[i] > '9') {
-                return -1;
-            }
-            pv = pv * 10 + (unsigned long)(port[i] - '0');
-        }
-        if (pv == 0 || pv > 65535) {
-            return -1;
-        }
-    }
-    memcpy(ep->host, host, hn);
-    ep->host[hn] = '\0';
-    ep->port = (uint16_t)pv;
+    memcpy(ep->host, a.host, a.host_len);
+    ep->host[a.host_len] = '\0';
+    ep->port = (uint16_t)a.port;
     return 0;
 }
 
