@@ -74,11 +74,12 @@ void loop_update_time(struct loop *l)
 int loop_io_add(struct loop *l, struct loop_io *io, int fd, uint32_t events, loop_io_cb cb)
 {
     struct epoll_event ev = {.events = events, .data.ptr = io};
-    io->fd = fd;
-    io->cb = cb;
     if (epoll_ctl(l->epfd, EPOLL_CTL_ADD, fd, &ev) == -1) {
+        io->fd = -1; /* fd stays the caller's: nothing here may close it */
         return -errno;
     }
+    io->fd = fd;
+    io->cb = cb;
     io->events = events;
     return 0;
 }

@@ -68,7 +68,9 @@ void loop_update_time(struct loop *l);
 #define LOOP_BUSY_POLL_MAX_US 1000u
 void loop_set_busy_poll(struct loop *l, uint32_t us);
 
-/* Registers io->fd for events (LOOP_IN | LOOP_OUT | LOOP_ET ...). Returns 0 or -errno. */
+/* Registers fd for events (LOOP_IN | LOOP_OUT | LOOP_ET ...) and sets io->fd to it. Returns 0,
+ * or -errno with io->fd set to -1: fd is then still the caller's to close, and closing io
+ * (loop_io_close) does nothing. */
 int loop_io_add(struct loop *l, struct loop_io *io, int fd, uint32_t events, loop_io_cb cb);
 /* Changes the registered events. Returns 0 or -errno. Costs a syscall only if they differ. */
 int loop_io_mod(struct loop *l, struct loop_io *io, uint32_t events);

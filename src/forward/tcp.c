@@ -579,8 +579,7 @@ static void conn_start(struct tcp_listener *l, int fd, const struct sockaddr_sto
     c->map = mapping_ref(m);
     c->client = *client;
     c->cli.conn = c->tgt.conn = c;
-    c->cli.io.fd = fd;
-    c->tgt.io.fd = -1;
+    c->cli.io.fd = c->tgt.io.fd = -1; /* set when registered: conn_close() closes them */
     c->pipe[0].rfd = c->pipe[0].wfd = c->pipe[1].rfd = c->pipe[1].wfd = -1;
     c->splice = ctx->splice && l->filter == NULL;
     c->start_ms = c->last_ms = loop_now(ctx->loop);
@@ -601,7 +600,6 @@ static void conn_start(struct tcp_listener *l, int fd, const struct sockaddr_sto
     int rc = loop_io_add(ctx->loop, &c->cli.io, fd, LOOP_IN | LOOP_OUT | LOOP_RDHUP | LOOP_ET,
                          side_event);
     if (rc < 0) {
-        c->cli.io.fd = -1;
         close(fd);
         conn_close(c, "epoll: %s", strerror(-rc));
         return;

@@ -4,6 +4,8 @@
 #include <stdint.h>
 
 #include <cmocka.h>
+#include <errno.h>
+#include <fcntl.h>
 #include <stdlib.h>
 #include <unistd.h>
 
@@ -145,12 +147,33 @@ static void test_busy_poll_delivers_events_and_timers(void **state)
     loop_free(l);
 }
 
+/* A descriptor epoll refuses (a regular file: EPERM) is not registered, and io says so: its fd
+ * stays -1, so an owner that closes the descriptor itself and then closes io (loop_io_close, as
+ * the relays' close paths do) closes it once, not twice. */
+static void test_failed_add_leaves_io_unregistered(void **state)
+{
+    (void)state;
+    struct loop *l = loop_new();
+    char path[] = "/tmp/portgate-test-loop-XXXXXX";
+    int fd = mkstemp(path);
+    assert_true(fd >= 0);
+    unlink(path);
+    struct loop_io io = {.fd = -1};
+    assert_int_equal(loop_io_add(l, &io, fd, LOOP_IN, on_io), -EPERM);
+    assert_int_equal(io.fd, -1);
+    loop_io_close(l, &io); /* a no-op: fd is still the caller's */
+    assert_int_equal(fcntl(fd, F_GETFD), 0);
+    close(fd);
+    loop_free(l);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_timers_fire_in_order),
         cmocka_unit_test(test_io_and_deletion_in_batch),
         cmocka_unit_test(test_busy_poll_delivers_events_and_timers),
+        cmocka_unit_test(test_failed_add_leaves_io_unregistered),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
