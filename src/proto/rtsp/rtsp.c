@@ -692,7 +692,9 @@ int rtsp_transport_next(struct rtsp_str value, size_t *pos, struct rtsp_transpor
         } else if (param_is(par, "destination", &v)) {
             t->destination = v;
         } else if (param_is(par, "mode", &v)) {
-            t->record = (v.n >= 6 && strncasecmp(v.p + (v.p[0] == '"'), "record", 6) == 0);
+            /* mode=record or mode="RECORD" (RFC 2326 12.39: the value may be quoted) */
+            size_t q = v.n > 0 && v.p[0] == '"';
+            t->record = v.n - q >= 6 && strncasecmp(v.p + q, "record", 6) == 0;
         }
         p = e;
     }

@@ -377,6 +377,36 @@ static void test_transport(void **state)
     }
 }
 
+/* Every prefix of every Transport value, each placed against a guard page, is parsed spec by
+ * spec to its end: no parameter, quoted or cut short (mode="recor), is read past its slice. */
+static void test_transport_guarded(void **state)
+{
+    (void)state;
+    const char *values[] = {
+        "RTP/AVP;unicast;client_port=5000-5001;ssrc=1234ABCD;mode=\"PLAY\"",
+        "RTP/AVP/TCP;unicast;interleaved=0-1,RTP/AVP;multicast;destination=233.252.0.1;ttl=16",
+        "RTP/AVP/UDP;server_port=6970;source=192.0.2.10;mode=record",
+        "RTP/AVP;unicast;client_port=5000-5001;mode=\"RECORD\"",
+        "RTP/AVP;unicast;mode=\"record\",RTP/AVP/TCP;interleaved=0-1;mode=\"recor",
+        "RTP/AVP;client_port=65535,RTP/AVP;server_port=1-;x=\"a,b\";multicast",
+    };
+    for (size_t i = 0; i < sizeof(values) / sizeof(values[0]); i++) {
+        for (size_t n = 1; n <= strlen(values[i]); n++) {
+            struct guarded g = guard_bytes(values[i], n);
+            struct rtsp_str s = {g.p, n};
+            size_t pos = 0;
+            struct rtsp_transport t;
+            const char *why;
+            int r;
+            for (int specs = 0; (r = rtsp_transport_next(s, &pos, &t, &why)) != 0; specs++) {
+                assert_true(r == 1 || r == RTSP_ERROR);
+                assert_true(pos <= n && specs < 8);
+            }
+            guard_free(g);
+        }
+    }
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -389,6 +419,7 @@ int main(void)
         cmocka_unit_test(test_rewrite_gstreamer),
         cmocka_unit_test(test_rewrite_request),
         cmocka_unit_test(test_transport),
+        cmocka_unit_test(test_transport_guarded),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
