@@ -884,46 +884,50 @@ int config_add_spec(struct config *c, const char *spec, int index)
         return -1;
     }
     /* PROTO : LISTEN = TARGET , items... where an item without '=' continues the previous value
-     * (so that allow=192.0.2.0/24,198.51.100.0/24 is one list). */
+     * (so that allow=192.0.2.0/24,198.51.100.0/24 is one list). Items are cut in place in the
+     * copy: there is no limit on their number or length. */
     char *proto = copy;
     copy[colon - spec] = '\0';
     char *listen = copy + (colon - spec) + 1;
     copy[eq - spec] = '\0';
-    char *rest = copy + (eq - spec) + 1;
-    char *items[64];
-    size_t nitems = 0;
-    for (char *tok = rest; tok != NULL && nitems < 64;) {
-        char *comma = strchr(tok, ',');
-        if (comma) {
-            *comma = '\0';
-        }
-        items[nitems++] = tok;
-        tok = comma ? comma + 1 : NULL;
+    char *target = copy + (eq - spec) + 1;
+    char *item = strchr(target, ',');
+    if (item != NULL) {
+        *item++ = '\0';
     }
     if (map_set(m, &b, "proto", proto, true, 0, err, sizeof(err)) != 0 ||
         map_set(m, &b, "listen", listen, true, 0, err, sizeof(err)) != 0 ||
-        map_set(m, &b, "target", items[0], true, 0, err, sizeof(err)) != 0) {
+        map_set(m, &b, "target", target, true, 0, err, sizeof(err)) != 0) {
         add_error(c, "%s: %s", source, err);
     }
-    for (size_t i = 1; i < nitems; i++) {
-        char *kv = items[i];
-        char *e = strchr(kv, '=');
-        if (e == NULL) {
-            add_error(c, "%s: \"%s\": expected KEY=VALUE", source, kv);
-            continue;
+    while (item != NULL) {
+        char *end = strchr(item, ',');
+        char *e = memchr(item, '=', end != NULL ? (size_t)(end - item) : strlen(item));
+        if (e != NULL) {
+            /* The value runs on over the following items that have no '='. */
+            while (end != NULL) {
+                char *next = end + 1, *after = strchr(next, ',');
+                if (memchr(next, '=', after != NULL ? (size_t)(after - next) : strlen(next))) {
+                    break;
+                }
+                end = after;
+            }
         }
-        *e = '\0';
-        /* Gather the following items that have no '=': they belong to this value. */
-        char val[2048];
-        size_t off = (size_t)snprintf(val, sizeof(val), "%s", e + 1);
-        while (i + 1 < nitems && strchr(items[i + 1], '=') == NULL && off < sizeof(val)) {
-            off += (size_t)snprintf(val + off, sizeof(val) - off, ",%s", items[++i]);
+        if (end != NULL) {
+            *end = '\0';
         }
-        if (*val == '\0') {
-            add_error(c, "%s: %s: empty value", source, kv);
-        } else if (map_set(m, &b, kv, val, true, 0, err, sizeof(err)) != 0) {
+        char *val = e != NULL ? e + 1 : NULL;
+        if (e != NULL) {
+            *e = '\0'; /* item is the key */
+        }
+        if (val == NULL) {
+            add_error(c, "%s: \"%s\": expected KEY=VALUE", source, item);
+        } else if (*val == '\0') {
+            add_error(c, "%s: %s: empty value", source, item);
+        } else if (map_set(m, &b, item, val, true, 0, err, sizeof(err)) != 0) {
             add_error(c, "%s: %s", source, err);
         }
+        item = end != NULL ? end + 1 : NULL;
     }
     free(copy);
     map_validate(c, &c->maps[b.idx], &b);

@@ -409,6 +409,33 @@ static void test_spec_ok(void **state)
     config_free(c);
 }
 
+/* A SPEC has no cap on its items or their length: a list of 100 addresses, then more keys, and a
+ * list longer than any buffer (3,000 bytes), all arrive whole. */
+static void test_spec_long(void **state)
+{
+    (void)state;
+    static char text[16384];
+    size_t off = (size_t)snprintf(text, sizeof(text), "tcp:0.0.0.0:80=192.0.2.1:80,allow=");
+    for (int i = 0; i < 100; i++) {
+        off += (size_t)snprintf(text + off, sizeof(text) - off, "%s198.51.100.%d", i ? "," : "", i);
+    }
+    off += (size_t)snprintf(text + off, sizeof(text) - off, ",deny=198.51.100.7,max-conns=3,deny=");
+    for (int i = 0; i < 200; i++) {
+        off += (size_t)snprintf(text + off, sizeof(text) - off, "%s2001:db8::%x/128", i ? "," : "",
+                                0x1000 + i);
+    }
+    assert_true(off < sizeof(text) - 1);
+    struct config *c = spec(text);
+    for (size_t i = 0; i < c->nerrors; i++) {
+        fprintf(stderr, "%s\n", c->errors[i]);
+    }
+    assert_int_equal(c->nerrors, 0);
+    assert_int_equal(c->maps[0].allow.n, 100);
+    assert_int_equal(c->maps[0].deny.n, 201);
+    assert_int_equal(c->maps[0].max_conns, 3);
+    config_free(c);
+}
+
 static void test_spec_errors(void **state)
 {
     (void)state;
@@ -495,8 +522,9 @@ int main(void)
         cmocka_unit_test(test_duration),       cmocka_unit_test(test_file_ok),
         cmocka_unit_test(test_file_errors),    cmocka_unit_test(test_file_no_false_errors),
         cmocka_unit_test(test_file_io_errors), cmocka_unit_test(test_spec_ok),
-        cmocka_unit_test(test_rtsp_ok),        cmocka_unit_test(test_spec_errors),
-        cmocka_unit_test(test_resolve),        cmocka_unit_test(test_equal_and_copy),
+        cmocka_unit_test(test_spec_long),      cmocka_unit_test(test_rtsp_ok),
+        cmocka_unit_test(test_spec_errors),    cmocka_unit_test(test_resolve),
+        cmocka_unit_test(test_equal_and_copy),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
