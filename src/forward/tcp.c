@@ -41,6 +41,7 @@ struct tcp_conn {
     const struct tcp_filter *filter;
     void *fstate; /* the protocol's state on this loop, for the filter's open() */
     void *fst;
+    uint64_t filter_moves; /* calls of the filter that consumed or produced bytes */
     struct sockaddr_storage client, target;
     uint64_t start_ms, last_ms;
     struct loop_timer timer; /* connect timeout, then idle timeout */
@@ -172,6 +173,7 @@ static int run_filter(struct tcp_conn *c, enum tcp_dir d, bool eof)
     }
     out->off = 0;
     out->len = (uint32_t)produced;
+    c->filter_moves += used > 0 || produced > 0;
     if (in == NULL) {
         return produced > 0;
     }
@@ -439,8 +441,21 @@ static int pump(struct tcp_conn *c, enum tcp_dir d)
 
 static void conn_run(struct tcp_conn *c)
 {
-    if (pump(c, TCP_UP) < 0 || pump(c, TCP_DOWN) < 0) {
-        return;
+    for (;;) {
+        if (pump(c, TCP_UP) < 0) {
+            return;
+        }
+        uint64_t moved = c->filter_moves;
+        if (pump(c, TCP_DOWN) < 0) {
+            return;
+        }
+        /* A filter may hold the client's input until the target has answered (rtsp reads no
+         * more requests while 16 await answers). Answers that came in one segment bring no new
+         * event on the client's side: once the filter has moved the target's bytes, the
+         * client's held input is offered again. */
+        if (c->in[TCP_UP] == NULL || c->filter_moves == moved) {
+            break;
+        }
     }
     if (c->cli.shut && c->tgt.shut) {
         conn_close(c, "closed by %s, then by %s", c->first_eof,

@@ -222,21 +222,38 @@ def test_malformed_request_gets_400_and_close(gateway, vlc):
     assert Rtsp(port).ask("OPTIONS", f"rtsp://127.0.0.1:{port}/live")[0] == 200
 
 
-def fake_device(tcp_echo, timeout=60, garbage=False, server_port=6970):
+def fake_device(tcp_echo, timeout=60, garbage=False, server_port=6970, batch=False,
+                after_play=b""):
     """A minimal RTSP device: 200 to everything, a Transport with server ports for SETUP, and
     a new Session (with the given timeout) for a SETUP that names none. With garbage, it
-    answers nonsense instead. The client ports the gateway announced are in .client_ports."""
+    answers nonsense instead. With batch, it answers the requests that came in 0.2 s at once,
+    in one send. after_play is sent right after the answer to a PLAY. The client ports the
+    gateway announced are in .client_ports, the requests' CSeqs in .cseqs, the interleaved
+    frames the client sent in .frames."""
     sessions = iter(range(10000000, 99999999))
     client_ports = []
+    cseqs = []
+    frames = []
 
     def handler(c):
         buf = b""
+        answers = b""
+        if batch:
+            c.settimeout(0.2)
         while True:
-            d = c.recv(65536)
+            try:
+                d = c.recv(65536)
+            except socket.timeout:
+                c.sendall(answers)
+                answers = b""
+                continue
             if not d:
                 return
             buf += d
-            while b"\r\n\r\n" in buf:
+            while buf[:1] == b"$" and len(buf) >= 4 and len(buf) >= 4 + (buf[2] << 8 | buf[3]):
+                frames.append(buf[:4 + (buf[2] << 8 | buf[3])])  # interleaved, from the client
+                buf = buf[len(frames[-1]):]
+            while b"\r\n\r\n" in buf and buf[:1] != b"$":
                 head, buf = buf.split(b"\r\n\r\n", 1)
                 if garbage:
                     c.sendall(b"HTTP/1.1 200 OK\r\n\r\n")
@@ -245,7 +262,10 @@ def fake_device(tcp_echo, timeout=60, garbage=False, server_port=6970):
                 hdr = dict((k.strip().lower(), v.strip())
                            for k, v in (l.split(":", 1) for l in lines[1:]))
                 extra = ""
-                if lines[0].startswith("SETUP"):
+                if lines[0].startswith("SETUP") and "interleaved" in hdr["transport"]:
+                    sid = hdr.get("session") or str(next(sessions))
+                    extra = f"Transport: {hdr['transport']}\r\nSession: {sid}\r\n"
+                elif lines[0].startswith("SETUP"):
                     cp = re.search(r"client_port=(\d+)-(\d+)", hdr["transport"])
                     client_ports.append((int(cp[1]), int(cp[2])))
                     sid = hdr.get("session") or str(next(sessions))
@@ -253,9 +273,18 @@ def fake_device(tcp_echo, timeout=60, garbage=False, server_port=6970):
                              f"server_port={server_port}-{server_port + 1};"
                              f"source=127.0.0.1;ssrc=1A2B3C4D\r\n"
                              f"Session: {sid};timeout={timeout}\r\n")
-                c.sendall(f"RTSP/1.0 200 OK\r\nCSeq: {hdr['cseq']}\r\n{extra}\r\n".encode())
+                cseqs.append(hdr.get("cseq"))
+                answer = f"RTSP/1.0 200 OK\r\nCSeq: {hdr['cseq']}\r\n{extra}\r\n".encode()
+                if lines[0].startswith("PLAY"):
+                    answer += after_play
+                if batch:
+                    answers += answer
+                else:
+                    c.sendall(answer)
     dev = tcp_echo(handler=handler)
     dev.client_ports = client_ports
+    dev.cseqs = cseqs
+    dev.frames = frames
     return dev
 
 
@@ -368,3 +397,21 @@ def test_session_spans_connections(gateway, tcp_echo):
     assert g.fds() == base + 2
     stranger.close()
     assert f"session {sid} goes on" not in g.log()
+
+
+def test_pipelined_requests_beyond_the_queue(gateway, tcp_echo):
+    """A client may pipeline more requests than the gateway keeps awaiting answers (16): the
+    rest wait in its input, and go on as soon as answers make room, even when the device
+    answers a whole batch in one segment (nothing else wakes the client's side then)."""
+    dev = fake_device(tcp_echo, batch=True)
+    g, port = rtsp_gateway(gateway, dev.port)
+    c = Rtsp(port)
+    url = f"rtsp://127.0.0.1:{port}/x"
+    n = 40
+    c.s.sendall(b"".join(f"OPTIONS {url} RTSP/1.0\r\nCSeq: {i}\r\n\r\n".encode()
+                         for i in range(1, n + 1)))
+    answers = [c.read_answer() for _ in range(n)]
+    assert [a[1]["cseq"] for a in answers] == [str(i) for i in range(1, n + 1)]
+    assert all(a[0] == 200 for a in answers)
+    c.close()
+
