@@ -415,3 +415,38 @@ def test_pipelined_requests_beyond_the_queue(gateway, tcp_echo):
     assert all(a[0] == 200 for a in answers)
     c.close()
 
+
+def test_long_cseq_is_refused(gateway, tcp_echo):
+    """A CSeq the gateway cannot keep whole could never match its answer: the SETUP's RTP ports
+    and its place in max-sessions would stay held, and the device's Transport would reach the
+    client unrewritten. It is a malformed request: 400, and the device never sees it."""
+    dev = fake_device(tcp_echo)
+    g, port = rtsp_gateway(gateway, dev.port)
+    base = g.fds()
+    url = f"rtsp://127.0.0.1:{port}/x"
+    c = Rtsp(port)
+    assert c.ask("OPTIONS", url)[0] == 200
+    cseq = "7" * 33
+    c.s.sendall(f"SETUP {url} RTSP/1.0\r\nCSeq: {cseq}\r\n"
+                "Transport: RTP/AVP;unicast;client_port=5000-5001\r\n\r\n".encode())
+    status, h, _ = c.read_answer()
+    assert status == 400 and "transport" not in h
+    assert c.s.recv(100) == b""
+    c.close()
+    g.wait_log("the client sent malformed RTSP (CSeq longer than 32 bytes)")
+    assert dev.cseqs == ["1"]
+    deadline = time.time() + 5
+    while g.fds() != base and time.time() < deadline:
+        time.sleep(0.05)
+    assert g.fds() == base
+    assert g.map_stats("enc")["rtsp sessions"] == 0
+    # The longest CSeq kept whole still matches its answer.
+    c = Rtsp(port)
+    cseq = "7" * 32
+    c.s.sendall(f"SETUP {url} RTSP/1.0\r\nCSeq: {cseq}\r\n"
+                "Transport: RTP/AVP;unicast;client_port=5000-5001\r\n\r\n".encode())
+    status, h, _ = c.read_answer()
+    assert status == 200 and h["cseq"] == cseq
+    assert re.search(r"server_port=(\d+)", h["transport"])[1] != "6970"
+    c.close()
+

@@ -18,6 +18,7 @@
 #define MAX_HELD 8     /* sessions one control connection holds */
 #define MAX_HOLDERS 4  /* control connections holding one session */
 #define SESSION_ID_MAX 64
+#define CSEQ_MAX 32 /* RFC 7826 18.20: 1*9DIGIT; longer requests are refused (400) */
 #define STR_(x) #x
 #define STR(x) STR_(x)
 #define REPLY_MAX 256
@@ -33,8 +34,8 @@ enum req_kind { REQ_OTHER, REQ_SETUP, REQ_TEARDOWN };
 struct pending {
     enum req_kind kind;
     bool local;
-    bool reserved; /* a SETUP for a new session: it holds a place in max-sessions */
-    char cseq[24];
+    bool reserved;           /* a SETUP for a new session: it holds a place in max-sessions */
+    char cseq[CSEQ_MAX + 1]; /* to match the answer */
     char session[SESSION_ID_MAX + 1]; /* the request's Session id, "" without one */
     struct rtsp_stream *stream;       /* a SETUP over UDP: owned here until the answer */
     uint16_t client_port[2];          /* what the client announced */
@@ -814,6 +815,12 @@ static void *proxy_open(const struct tcp_filter_conn *fc)
     return p;
 }
 
+static bool cseq_too_long(const struct rtsp_msg *m)
+{
+    const struct rtsp_str *cseq = rtsp_header(m, "CSeq");
+    return cseq != NULL && cseq->n > CSEQ_MAX;
+}
+
 /* Copies an interleaved frame if whole and if it fits. Returns its length, 0 to wait. */
 static size_t frame(const char *in, size_t len, char *out, size_t room)
 {
@@ -859,6 +866,10 @@ static ssize_t proxy_data(void *st, enum tcp_dir dir, const char *in, size_t len
         ssize_t head = rtsp_parse(msg, left, &m, &why);
         if (head == RTSP_PARTIAL || (head > 0 && (size_t)head + m.body_len > left)) {
             break;
+        }
+        if (head > 0 && dir == TCP_UP && !m.response && cseq_too_long(&m)) {
+            head = RTSP_ERROR; /* its answer could never be matched */
+            why = "CSeq longer than " STR(CSEQ_MAX) " bytes";
         }
         if (head == RTSP_ERROR) {
             if (dir == TCP_DOWN) {
