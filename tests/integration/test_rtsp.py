@@ -450,3 +450,27 @@ def test_long_cseq_is_refused(gateway, tcp_echo):
     assert re.search(r"server_port=(\d+)", h["transport"])[1] != "6970"
     c.close()
 
+
+@pytest.mark.parametrize("size", [65535, 1000])
+def test_largest_interleaved_frame(gateway, tcp_echo, size):
+    """An interleaved frame may carry 65,535 bytes (RFC 2326 10.12), more than the relay's
+    buffer: it streams through, both ways, byte for byte."""
+    down = b"$\x01" + size.to_bytes(2, "big") + bytes(i % 251 for i in range(size))
+    dev = fake_device(tcp_echo, after_play=down)
+    g, port = rtsp_gateway(gateway, dev.port)
+    c = Rtsp(port)
+    url = f"rtsp://127.0.0.1:{port}/x"
+    status, h, _ = c.ask("SETUP", url, Transport="RTP/AVP/TCP;unicast;interleaved=0-1")
+    assert status == 200
+    assert c.ask("PLAY", url, Session=session_of(h))[0] == 200
+    while len(c.buf) < len(down):
+        d = c.s.recv(65536)
+        assert d, "the gateway closed the connection"
+        c.buf += d
+    assert c.buf[:len(down)] == down
+    c.buf = c.buf[len(down):]
+    # The same frame from the client, then a request behind it: the device gets both.
+    c.s.sendall(down)
+    assert c.ask("OPTIONS", url)[0] == 200
+    assert dev.frames == [down]
+    c.close()

@@ -30,7 +30,7 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
         size_t len = size - off;
         if (p[0] == '$') {
             ssize_t n = rtsp_frame_len(p, len);
-            if (n < 0) {
+            if (n < 0 || (size_t)n > len) {
                 break;
             }
             off += (size_t)n;

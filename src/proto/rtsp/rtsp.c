@@ -213,8 +213,7 @@ ssize_t rtsp_frame_len(const char *buf, size_t len)
     if (len < 4) {
         return RTSP_PARTIAL;
     }
-    size_t n = 4 + ((size_t)(unsigned char)buf[2] << 8 | (unsigned char)buf[3]);
-    return len >= n ? (ssize_t)n : RTSP_PARTIAL;
+    return (ssize_t)(4 + ((size_t)(unsigned char)buf[2] << 8 | (unsigned char)buf[3]));
 }
 
 /* ---- writing ---- */

@@ -57,8 +57,9 @@ bool rtsp_str_ieq(struct rtsp_str s, const char *lit);
 
 /*
  * An interleaved frame (RFC 2326 10.12): '$', a channel byte, a 16-bit length, the data. At a
- * message boundary, buf[0] == '$' starts one. Returns its whole length (4 + data) if all of it is
- * in buf, or RTSP_PARTIAL.
+ * message boundary, buf[0] == '$' starts one. Returns its whole length (4 + data, at most
+ * 65,539) as soon as its 4-byte header is in buf, whether or not its data is yet; RTSP_PARTIAL
+ * before. A frame may be longer than a relay buffer, so it is passed on in pieces.
  */
 ssize_t rtsp_frame_len(const char *buf, size_t len);
 

@@ -91,6 +91,7 @@ struct proxy {
     struct rtsp_proxy_session *held[MAX_HELD];
     size_t nheld;
     uint64_t last_rtsp_ms; /* the last RTSP message or interleaved frame, either way */
+    size_t frame_left[2];  /* by direction: bytes of an interleaved frame still to pass on */
     bool closing;          /* a 400 was queued: the client's input is dropped */
     bool close_now;        /* the 400 went out: end the connection */
     char close_reason[160];
@@ -821,15 +822,18 @@ static bool cseq_too_long(const struct rtsp_msg *m)
     return cseq != NULL && cseq->n > CSEQ_MAX;
 }
 
-/* Copies an interleaved frame if whole and if it fits. Returns its length, 0 to wait. */
-static size_t frame(const char *in, size_t len, char *out, size_t room)
+/* Copies what is at hand of the interleaved frame direction dir is passing on, as much as out
+ * has room for. Returns the bytes copied. */
+static size_t frame_bytes(struct proxy *p, enum tcp_dir dir, const char *in, size_t len, char *out,
+                          size_t room)
 {
-    ssize_t n = rtsp_frame_len(in, len);
-    if (n < 0 || (size_t)n > room) {
-        return 0;
-    }
-    memcpy(out, in, (size_t)n);
-    return (size_t)n;
+    size_t n = p->frame_left[dir];
+    n = n < len ? n : len;
+    n = n < room ? n : room;
+    memcpy(out, in, n);
+    p->frame_left[dir] -= n;
+    p->last_rtsp_ms = loop_now(p->ctx->loop);
+    return n;
 }
 
 static ssize_t proxy_data(void *st, enum tcp_dir dir, const char *in, size_t len, bool eof,
@@ -843,7 +847,9 @@ static ssize_t proxy_data(void *st, enum tcp_dir dir, const char *in, size_t len
             *reason = p->close_reason;
             return -1;
         }
-        flush_local(p, out, room, &produced);
+        if (p->frame_left[TCP_DOWN] == 0) {
+            flush_local(p, out, room, &produced);
+        }
     } else if (p->closing) {
         *out_len = 0;
         return (ssize_t)len; /* after a malformed request, the rest is not RTSP either */
@@ -851,14 +857,24 @@ static ssize_t proxy_data(void *st, enum tcp_dir dir, const char *in, size_t len
     while (used < len) {
         const char *msg = in + used;
         size_t left = len - used;
-        if (msg[0] == '$') {
-            size_t n = frame(msg, left, out + produced, room - produced);
+        if (p->frame_left[dir] == 0 && msg[0] == '$') {
+            ssize_t n = rtsp_frame_len(msg, left);
+            if (n == RTSP_PARTIAL) {
+                break; /* its header is not all here yet */
+            }
+            p->frame_left[dir] = (size_t)n;
+        }
+        if (p->frame_left[dir] > 0) {
+            /* Frames are passed on as they come, so one may be longer than a buffer. */
+            size_t n = frame_bytes(p, dir, msg, left, out + produced, room - produced);
             if (n == 0) {
-                break;
+                break; /* out is full */
             }
             used += n;
             produced += n;
-            p->last_rtsp_ms = loop_now(p->ctx->loop);
+            if (dir == TCP_DOWN && p->frame_left[dir] == 0) {
+                flush_local(p, out, room, &produced); /* answers wait for the frame's end */
+            }
             continue;
         }
         struct rtsp_msg m;

@@ -127,9 +127,11 @@ static void test_frames(void **state)
     (void)state;
     const char f[] = {'$', 0, 0, 3, 'a', 'b', 'c', 'R'};
     assert_int_equal(rtsp_frame_len(f, 3), RTSP_PARTIAL);
-    assert_int_equal(rtsp_frame_len(f, 6), RTSP_PARTIAL);
-    assert_int_equal(rtsp_frame_len(f, 7), 7);
+    assert_int_equal(rtsp_frame_len(f, 4), 7); /* the header is enough */
+    assert_int_equal(rtsp_frame_len(f, 6), 7);
     assert_int_equal(rtsp_frame_len(f, 8), 7);
+    const char big[] = {'$', 1, (char)0xff, (char)0xff};
+    assert_int_equal(rtsp_frame_len(big, 4), 65539);
 }
 
 static const struct rtsp_rewrite out_rw = {{"192.0.2.10", 8554}, {"203.0.113.1", 554}, ""};
