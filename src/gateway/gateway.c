@@ -197,28 +197,64 @@ static const char *bind_hint(int err)
     }
 }
 
-/*
- * Binds a socket per worker for l. With several workers they share the port with SO_REUSEPORT;
- * a probe bound first without it makes sure no other program holds the port, since sockets of
- * another process of the same user could otherwise join the group and take a share of the
- * clients. Returns 0, or -1 (logged; the sockets bound so far stay in l->slots for the caller).
- */
-static int bind_slots(struct gateway *g, struct listener *l)
+/* How many workers run a listener of protocol p, each with its own socket: all of them, or
+ * worker 0 only. */
+static unsigned nsockets(const struct gateway *g, const struct proto *p)
 {
-    unsigned nsockets = l->proto->placement == PROTO_ONE_WORKER ? 1 : g->nworkers;
-    int reuseport = nsockets > 1;
+    return p->placement == PROTO_ONE_WORKER ? 1 : g->nworkers;
+}
+
+static bool slot_in_use(const struct lslot *s)
+{
+    return s->tcp != NULL || s->udp != NULL;
+}
+
+/* True if a running listener of ours holds l's port on an overlapping address of its family and
+ * transport (the same address, or a wildcard on either side): l's sockets join it there, since
+ * every socket is bound with SO_REUSEPORT, until the commit closes the old one. */
+static bool port_is_ours(const struct gateway *g, const struct listener *l)
+{
+    for (size_t j = 0; j < g->nls; j++) {
+        const struct listener *o = &g->ls[j];
+        if (o->proto->transport == l->proto->transport && o->addr.ss_family == l->addr.ss_family &&
+            addr_port(&o->addr) == addr_port(&l->addr) &&
+            (addr_is_any(&o->addr) || addr_is_any(&l->addr) || addr_ip_equal(&o->addr, &l->addr))) {
+            return true;
+        }
+    }
+    return false;
+}
+
+/*
+ * Binds the sockets l needs, one per worker that runs it, but for those of the running listener
+ * it takes over (from, or NULL), which are kept. Every socket is bound with SO_REUSEPORT: the
+ * workers' sockets share the port, and a port can move between a wildcard and a specific
+ * address, or a listener gain workers, while the old sockets are still open. A probe bound first
+ * without it makes sure no other program holds the port, since sockets of another process of
+ * the same user could otherwise join the group and take a share of the clients; where one of
+ * ours holds it already, the probe would only find us. Returns 0, or -1 (logged; the sockets
+ * bound so far stay in l->slots for the caller).
+ */
+static int bind_slots(struct gateway *g, struct listener *l, const struct listener *from)
+{
     bool tcp = l->proto->transport == SOCK_STREAM;
     int pktinfo = addr_is_any(&l->addr);
-    for (unsigned w = 0; w <= nsockets; w++) {
+    bool probe = from == NULL && !port_is_ours(g, l);
+    for (unsigned w = 0; w < nsockets(g, l->proto); w++) {
+        if (from != NULL && slot_in_use(&from->slots[w])) {
+            continue; /* kept */
+        }
         int fd;
-        if (w == 0) {
-            if (!reuseport) {
-                continue;
-            }
+        if (probe) {
             fd = tcp ? sock_listen_tcp(&l->addr, 0, 0) : sock_bind_udp(&l->addr, 0, 0);
-        } else {
-            fd = tcp ? sock_listen_tcp(&l->addr, LISTEN_BACKLOG, reuseport)
-                     : sock_bind_udp(&l->addr, pktinfo, reuseport);
+            if (fd >= 0) {
+                close(fd);
+                probe = false;
+            }
+        }
+        if (!probe) {
+            fd = tcp ? sock_listen_tcp(&l->addr, LISTEN_BACKLOG, 1)
+                     : sock_bind_udp(&l->addr, pktinfo, 1);
         }
         if (fd < 0) {
             char as[ADDR_STRLEN];
@@ -226,11 +262,7 @@ static int bind_slots(struct gateway *g, struct listener *l)
                       addr_format(&l->addr, as, sizeof(as)), strerror(-fd), bind_hint(fd));
             return -1;
         }
-        if (w == 0) {
-            close(fd); /* the probe */
-        } else {
-            l->slots[w - 1].fd = fd;
-        }
+        l->slots[w].fd = fd;
     }
     return 0;
 }
@@ -328,12 +360,15 @@ static int plan_port(struct gateway *g, struct plan *p, struct mapping *m, uint1
     addr_set_port(&l->addr, port);
     l->map = m;
     l->from = -1;
+    /* The running socket on the same transport, address and port is kept, whatever the
+     * protocol: a reload may turn a tcp mapping into an rtsp one. */
     for (size_t j = 0; j < g->nls; j++) {
         struct listener *o = &g->ls[j];
-        if (!o->keep && o->proto == l->proto && addr_equal(&o->addr, &l->addr)) {
+        if (!o->keep && o->proto->transport == l->proto->transport &&
+            addr_equal(&o->addr, &l->addr)) {
             o->keep = true;
             l->from = (ssize_t)j;
-            return 0;
+            break;
         }
     }
     l->slots = calloc(g->nworkers, sizeof(*l->slots));
@@ -344,17 +379,12 @@ static int plan_port(struct gateway *g, struct plan *p, struct mapping *m, uint1
     for (unsigned w = 0; w < g->nworkers; w++) {
         l->slots[w].fd = -1;
     }
-    return bind_slots(g, l);
+    return bind_slots(g, l, l->from >= 0 ? &g->ls[l->from] : NULL);
 }
 
 /* Undoes a plan that will not run: the sockets it bound close, the running ones stay. */
 static void plan_discard(struct gateway *g, struct plan *p)
 {
-    for (size_t i = 0; i < p->nls; i++) {
-        if (p->ls[i].from >= 0) {
-            p->ls[i].slots = NULL; /* still the running listener's */
-        }
-    }
     free_slots(p->ls, p->nls, g->nworkers);
     free_maps(p->maps, p->nmaps);
     for (size_t j = 0; j < g->nls; j++) {
@@ -367,9 +397,26 @@ static void plan_discard(struct gateway *g, struct plan *p)
 static void commit(struct gateway *g, struct config *cfg, struct plan *p)
 {
     for (size_t i = 0; i < p->nls; i++) {
-        if (p->ls[i].from >= 0) {
-            p->ls[i].slots = g->ls[p->ls[i].from].slots;
-            g->ls[p->ls[i].from].slots = NULL;
+        struct listener *l = &p->ls[i];
+        if (l->from < 0) {
+            continue;
+        }
+        /* The running listener's sockets on the workers that run l move to it; the workers
+         * that no longer do (a protocol placed on one worker now) close theirs in w_apply. */
+        struct listener *o = &g->ls[l->from];
+        for (unsigned w = 0; w < nsockets(g, l->proto); w++) {
+            if (slot_in_use(&o->slots[w])) {
+                l->slots[w] = o->slots[w];
+                o->slots[w] = (struct lslot){.fd = -1};
+            }
+        }
+        if (o->proto != l->proto) {
+            char as[ADDR_STRLEN];
+            log_info("map %s: %s %s is now %s, on the same socket%s", l->map->conf.name,
+                     o->proto->name, addr_format(&l->addr, as, sizeof(as)), l->proto->name,
+                     nsockets(g, l->proto) < nsockets(g, o->proto)
+                         ? " (on one worker: the other workers' sockets close)"
+                         : "");
         }
     }
     unsigned removed = 0;

@@ -201,6 +201,36 @@ def test_reload_changed_mapping_applies_to_new_connections(gateway, tcp_echo):
     old.close()
 
 
+def roundtrip(transport, family, host, port, payload=b"hello portgate"):
+    """What an echo behind the gateway sends back over TCP or UDP."""
+    if transport == "tcp":
+        return echo_roundtrip(port, payload, host=host, family=family)
+    with socket.socket(family, socket.SOCK_DGRAM) as s:
+        s.settimeout(5)
+        s.sendto(payload, (host, port))
+        return s.recv(65536)
+
+
+@WORKERS
+@pytest.mark.parametrize("transport", ["tcp", "udp"])
+def test_reload_moves_a_port_between_wildcard_and_address(gateway, tcp_echo, udp_echo, transport):
+    """A mapping moves from every address of a family to one of them on the same port, and
+    back: the new socket binds while the old one still holds the port, and no reload fails."""
+    for family, wild, one, host in ((socket.AF_INET, "0.0.0.0", "127.0.0.1", "127.0.0.1"),
+                                    (socket.AF_INET6, "[::]", "[::1]", "::1")):
+        srv = tcp_echo() if transport == "tcp" else udp_echo()
+        port = free_ports()
+        conf = (f"[map m]\nproto = {transport}\nlisten = {{addr}}:{port}\n"
+                f"target = 127.0.0.1:{srv.port}\n")
+        g = gateway(config=conf.format(addr=wild))
+        assert roundtrip(transport, family, host, port) == b"hello portgate"
+        for addr in (one, wild, one):
+            out = g.reload(conf.format(addr=addr))
+            assert "configuration applied: 0 mappings added, 1 changed" in out, out
+            assert roundtrip(transport, family, host, port) == b"hello portgate"
+        g.stop()
+
+
 @WORKERS
 def test_reload_with_broken_config_keeps_running(gateway, tcp_echo):
     srv = tcp_echo()

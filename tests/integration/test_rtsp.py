@@ -474,3 +474,37 @@ def test_largest_interleaved_frame(gateway, tcp_echo, size):
     assert c.ask("OPTIONS", url)[0] == 200
     assert dev.frames == [down]
     c.close()
+
+
+@pytest.mark.parametrize("variant", ["1w", "2w"], indirect=True)
+def test_reload_between_tcp_and_rtsp_keeps_the_port(gateway, tcp_echo, variant):
+    """A reload that turns a plain tcp mapping into an rtsp one, and back, keeps its socket:
+    new connections take the new protocol (rtsp runs on one worker, so the other workers'
+    sockets close), established ones keep theirs."""
+    dev = fake_device(tcp_echo)
+    port = free_ports()
+    conf = ("[map enc]\nproto = {proto}\nlisten = 127.0.0.1:{port}\n"
+            "target = 127.0.0.1:{dev}\n{extra}")
+    tcp = conf.format(proto="tcp", port=port, dev=dev.port, extra="")
+    rtsp = conf.format(proto="rtsp", port=port, dev=dev.port, extra="rtp-ports = 20600-20699\n")
+    url = f"rtsp://127.0.0.1:{port}/x"
+    setup = {"Transport": "RTP/AVP;unicast;client_port=5000-5001"}
+
+    def server_port(c):
+        status, h, _ = c.ask("SETUP", url, **setup)
+        assert status == 200
+        return int(re.search(r"server_port=(\d+)", h["transport"])[1])
+
+    g = gateway(config=tcp)
+    plain = Rtsp(port)
+    assert server_port(plain) == 6970  # plain tcp: the device's answer as it was
+    for conf_now, want in ((rtsp, "rtsp"), (tcp, "tcp"), (rtsp, "rtsp")):
+        out = g.reload(conf_now)
+        assert "configuration applied: 0 mappings added, 1 changed" in out, out
+        for _ in range(8):  # whichever worker's socket the kernel would have picked
+            c = Rtsp(port)
+            p = server_port(c)
+            assert (20600 <= p < 20700) if want == "rtsp" else p == 6970
+            c.close()
+        assert server_port(plain) == 6970  # the established connection is still plain tcp
+    plain.close()
