@@ -1,55 +1,62 @@
 #include "forward/mapping.h"
 
 #include <assert.h>
+#include <sodium.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/socket.h>
 
 #include "forward/proto.h"
 
+#define IP_KEY_LEN 17
+
 /* Count of open connections per client address, for max-conns-per-ip. */
 struct ip_count {
     struct ip_count *next;
-    int family;
-    uint8_t ip[16];
+    uint8_t key[IP_KEY_LEN];
     uint32_t n;
 };
 
-static void ip_key(const struct sockaddr_storage *ss, int *family, uint8_t ip[16])
+/* The table's key for a client: its family, then its address (unmapped: ::ffff:a.b.c.d is the
+ * IPv4 client a.b.c.d), zero-padded. */
+static void ip_key(const struct sockaddr_storage *ss, uint8_t key[IP_KEY_LEN])
 {
     struct sockaddr_storage u = *ss;
     addr_unmap(&u);
-    memset(ip, 0, 16);
-    *family = u.ss_family;
+    memset(key, 0, IP_KEY_LEN);
+    key[0] = u.ss_family == AF_INET6 ? 6 : 4;
     if (u.ss_family == AF_INET6) {
-        memcpy(ip, &((struct sockaddr_in6 *)&u)->sin6_addr, 16);
+        memcpy(key + 1, &((struct sockaddr_in6 *)&u)->sin6_addr, 16);
     } else {
-        memcpy(ip, &((struct sockaddr_in *)&u)->sin_addr, 4);
+        memcpy(key + 1, &((struct sockaddr_in *)&u)->sin_addr, 4);
     }
 }
 
-static size_t ip_hash(int family, const uint8_t ip[16], size_t nbuckets)
+/* SipHash under the state's random key: clients cannot choose addresses that share a bucket,
+ * whose chain every admission would walk under ip_lock. */
+static size_t ip_hash(const struct mapping_state *st, const uint8_t key[IP_KEY_LEN],
+                      size_t nbuckets)
 {
-    /* FNV-1a; the table holds only clients that were already admitted by the ACL. */
-    uint64_t h = 1469598103934665603ull ^ (uint64_t)family;
-    for (int i = 0; i < 16; i++) {
-        h = (h ^ ip[i]) * 1099511628211ull;
-    }
+    uint64_t h;
+    crypto_shorthash((unsigned char *)&h, key, IP_KEY_LEN, st->hash_key);
     return (size_t)(h & (nbuckets - 1));
 }
 
-static struct ip_count **ip_find(struct mapping_state *st, int family, const uint8_t ip[16])
+static struct ip_count **ip_find(struct mapping_state *st, const uint8_t key[IP_KEY_LEN])
 {
-    struct ip_count **pp = &st->buckets[ip_hash(family, ip, st->nbuckets)];
-    while (*pp != NULL && ((*pp)->family != family || memcmp((*pp)->ip, ip, 16) != 0)) {
+    struct ip_count **pp = &st->buckets[ip_hash(st, key, st->nbuckets)];
+    while (*pp != NULL && memcmp((*pp)->key, key, IP_KEY_LEN) != 0) {
         pp = &(*pp)->next;
     }
     return pp;
 }
 
-static int ip_grow(struct mapping_state *st)
+#define IP_MIN_BUCKETS 64
+
+/* Rehashes the table into n buckets (a power of two). Returns 0, or -1 when out of memory (the
+ * table is as it was: its chains just stay longer or shorter). */
+static int ip_resize(struct mapping_state *st, size_t n)
 {
-    size_t n = st->nbuckets ? st->nbuckets * 2 : 64;
     struct ip_count **b = calloc(n, sizeof(*b));
     if (b == NULL) {
         return -1;
@@ -57,7 +64,7 @@ static int ip_grow(struct mapping_state *st)
     for (size_t i = 0; i < st->nbuckets; i++) {
         for (struct ip_count *e = st->buckets[i], *next; e != NULL; e = next) {
             next = e->next;
-            size_t h = ip_hash(e->family, e->ip, n);
+            size_t h = ip_hash(st, e->key, n);
             e->next = b[h];
             b[h] = e;
         }
@@ -66,6 +73,19 @@ static int ip_grow(struct mapping_state *st)
     st->buckets = b;
     st->nbuckets = n;
     return 0;
+}
+
+size_t mapping_per_ip_longest_chain(const struct mapping_state *st)
+{
+    size_t longest = 0;
+    for (size_t i = 0; i < st->nbuckets; i++) {
+        size_t n = 0;
+        for (const struct ip_count *e = st->buckets[i]; e != NULL; e = e->next) {
+            n++;
+        }
+        longest = n > longest ? n : longest;
+    }
+    return longest;
 }
 
 static void state_unref(struct mapping_state *st)
@@ -87,10 +107,14 @@ static void state_unref(struct mapping_state *st)
 
 static struct mapping_state *state_new(unsigned nworkers)
 {
+    if (sodium_init() < 0) {
+        return NULL; /* cannot happen on Linux: its randomness comes from getrandom() */
+    }
     struct mapping_state *st = calloc(1, sizeof(*st));
     if (st == NULL) {
         return NULL;
     }
+    randombytes_buf(st->hash_key, sizeof(st->hash_key));
     st->nshards = nworkers > 0 ? nworkers : 1;
     st->shards = aligned_alloc(_Alignof(struct mapping_shard), st->nshards * sizeof(*st->shards));
     if (st->shards == NULL) {
@@ -140,6 +164,8 @@ void mapping_unref(struct mapping *m)
     free(m);
 }
 
+_Static_assert(sizeof(((struct mapping_state *)0)->hash_key) == crypto_shorthash_KEYBYTES,
+               "hash_key: a SipHash key");
 _Static_assert(sizeof(struct mapping_stats) % sizeof(uint64_t) == 0,
                "mapping_stats: only uint64_t counters");
 
@@ -183,16 +209,16 @@ static bool take_place(uint32_t *count, uint32_t max)
     return true;
 }
 
-/* Counts one more connection from ip. Returns MAPPING_ADMIT, MAPPING_FULL_PER_IP, or MAPPING_FULL
- * (out of memory). Called with ip_lock held. */
-static enum mapping_verdict ip_take(struct mapping_state *st, uint32_t max, int family,
-                                    const uint8_t ip[16])
+/* Counts one more connection from the client with key. Returns MAPPING_ADMIT,
+ * MAPPING_FULL_PER_IP, or MAPPING_FULL (out of memory). Called with ip_lock held. */
+static enum mapping_verdict ip_take(struct mapping_state *st, uint32_t max,
+                                    const uint8_t key[IP_KEY_LEN])
 {
-    if (st->nbuckets == 0 && ip_grow(st) != 0) {
+    if (st->nbuckets == 0 && ip_resize(st, IP_MIN_BUCKETS) != 0) {
         return MAPPING_FULL;
     }
-    struct ip_count **pp = ip_find(st, family, ip);
-    if (*pp != NULL && max != 0 && (*pp)->n >= max) {
+    struct ip_count **pp = ip_find(st, key);
+    if (*pp != NULL && (*pp)->n >= max) {
         return MAPPING_FULL_PER_IP;
     }
     if (*pp == NULL) {
@@ -200,16 +226,30 @@ static enum mapping_verdict ip_take(struct mapping_state *st, uint32_t max, int 
         if (e == NULL) {
             return MAPPING_FULL;
         }
-        e->family = family;
-        memcpy(e->ip, ip, 16);
+        memcpy(e->key, key, IP_KEY_LEN);
         *pp = e;
-        if (++st->nips > st->nbuckets) {
-            ip_grow(st); /* on failure the chains just get longer */
+        if (++st->nips > st->nbuckets && ip_resize(st, st->nbuckets * 2) == 0) {
+            pp = ip_find(st, key);
         }
-        pp = ip_find(st, family, ip);
     }
     (*pp)->n++;
     return MAPPING_ADMIT;
+}
+
+/* Counts one connection from the client with key less. Called with ip_lock held. */
+static void ip_give(struct mapping_state *st, const uint8_t key[IP_KEY_LEN])
+{
+    struct ip_count **pp = ip_find(st, key);
+    assert(*pp != NULL && (*pp)->n > 0);
+    if (--(*pp)->n > 0) {
+        return;
+    }
+    struct ip_count *e = *pp;
+    *pp = e->next;
+    free(e);
+    if (--st->nips < st->nbuckets / 4 && st->nbuckets > IP_MIN_BUCKETS) {
+        ip_resize(st, st->nbuckets / 2); /* a flood of clients gone leaves no big table */
+    }
 }
 
 enum mapping_verdict mapping_admit(struct mapping *m, unsigned w,
@@ -226,18 +266,20 @@ enum mapping_verdict mapping_admit(struct mapping *m, unsigned w,
         mapping_stat_add(&stats->refused_limit, 1);
         return MAPPING_FULL;
     }
-    /* Per-address counts are kept whether or not a limit is set now, so that a reload that sets
-     * max-conns-per-ip applies to the clients already connected. */
-    int family;
-    uint8_t ip[16];
-    ip_key(client, &family, ip);
-    pthread_mutex_lock(&st->ip_lock);
-    v = ip_take(st, m->conf.max_conns_per_ip, family, ip);
-    pthread_mutex_unlock(&st->ip_lock);
-    if (v != MAPPING_ADMIT) {
-        __atomic_sub_fetch(&st->active, 1, __ATOMIC_RELAXED);
-        mapping_stat_add(&stats->refused_limit, 1);
-        return v;
+    /* Clients are counted by address only under a max-conns-per-ip: without one there is no
+     * table and no lock. A connection is released by the generation that admitted it, so one
+     * admitted before a reload set a limit is not in the table and is not taken out of it. */
+    if (m->conf.max_conns_per_ip != 0) {
+        uint8_t key[IP_KEY_LEN];
+        ip_key(client, key);
+        pthread_mutex_lock(&st->ip_lock);
+        v = ip_take(st, m->conf.max_conns_per_ip, key);
+        pthread_mutex_unlock(&st->ip_lock);
+        if (v != MAPPING_ADMIT) {
+            __atomic_sub_fetch(&st->active, 1, __ATOMIC_RELAXED);
+            mapping_stat_add(&stats->refused_limit, 1);
+            return v;
+        }
     }
     mapping_stat_add(&stats->accepted, 1);
     return MAPPING_ADMIT;
@@ -246,23 +288,16 @@ enum mapping_verdict mapping_admit(struct mapping *m, unsigned w,
 void mapping_release(struct mapping *m, const struct sockaddr_storage *client)
 {
     struct mapping_state *st = m->state;
-    int family;
-    uint8_t ip[16];
-    ip_key(client, &family, ip);
     uint32_t was = __atomic_fetch_sub(&st->active, 1, __ATOMIC_RELAXED);
     assert(was > 0);
     (void)was;
-    pthread_mutex_lock(&st->ip_lock);
-    assert(st->nbuckets > 0);
-    struct ip_count **pp = ip_find(st, family, ip);
-    assert(*pp != NULL && (*pp)->n > 0);
-    if (--(*pp)->n == 0) {
-        struct ip_count *e = *pp;
-        *pp = e->next;
-        free(e);
-        st->nips--;
+    if (m->conf.max_conns_per_ip != 0) {
+        uint8_t key[IP_KEY_LEN];
+        ip_key(client, key);
+        pthread_mutex_lock(&st->ip_lock);
+        ip_give(st, key);
+        pthread_mutex_unlock(&st->ip_lock);
     }
-    pthread_mutex_unlock(&st->ip_lock);
 }
 
 static uint32_t *session_count(const struct mapping *m)

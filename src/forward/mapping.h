@@ -60,10 +60,13 @@ struct mapping_state {
     unsigned nshards;  /* one per worker */
     struct mapping_shard *shards;
     /* Open connections per client address, for max-conns-per-ip: shared by the workers, so
-     * under a lock taken only when a connection is admitted or ends, never on the data path. */
+     * under a lock taken only when a connection is admitted or ends, never on the data path,
+     * and only while the mapping has such a limit (no table otherwise). Hashed with SipHash
+     * under hash_key, random per mapping. */
     pthread_mutex_t ip_lock;
     struct ip_count **buckets;
     size_t nbuckets, nips;
+    unsigned char hash_key[16];
 };
 
 struct mapping {
@@ -88,6 +91,9 @@ static inline struct mapping_shard *mapping_shard(const struct mapping *m, unsig
 }
 /* The counters of all workers added up; safe while they run. */
 void mapping_stats_sum(const struct mapping_state *st, struct mapping_stats *out);
+/* The most client addresses that share a bucket of the per-address table (for tests). Call it
+ * while no worker admits. */
+size_t mapping_per_ip_longest_chain(const struct mapping_state *st);
 /* Open connections or sessions of the mapping, across workers. */
 uint32_t mapping_active(const struct mapping_state *st);
 

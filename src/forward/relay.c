@@ -2,21 +2,24 @@
 
 #include <errno.h>
 #include <fcntl.h>
+#include <netinet/in.h>
+#include <sodium.h>
 #include <stdlib.h>
 #include <string.h>
-#include <sys/random.h>
 #include <unistd.h>
 
 #include "forward/proto.h"
 
-void relay_ctx_init(struct relay_ctx *ctx, struct loop *loop, unsigned worker)
+int relay_ctx_init(struct relay_ctx *ctx, struct loop *loop, unsigned worker)
 {
     memset(ctx, 0, sizeof(*ctx));
     ctx->loop = loop;
     ctx->worker = worker;
-    if (getrandom(&ctx->hash_seed, sizeof(ctx->hash_seed), 0) != sizeof(ctx->hash_seed)) {
-        ctx->hash_seed = (uint64_t)(uintptr_t)ctx ^ loop_now(loop);
+    if (sodium_init() < 0) {
+        return -EIO; /* no source of randomness for the key */
     }
+    randombytes_buf(ctx->hash_key, sizeof(ctx->hash_key));
+    return 0;
 }
 
 void relay_ctx_fini(struct relay_ctx *ctx)
@@ -139,4 +142,23 @@ void *relay_proto_state(const struct relay_ctx *ctx, const struct proto *p)
         }
     }
     return NULL;
+}
+
+uint64_t relay_addr_hash(const struct relay_ctx *ctx, const struct sockaddr_storage *ss)
+{
+    /* SipHash of the port and address under the loop's random key: no client can choose
+     * addresses or ports that share a bucket of a session table. */
+    uint8_t in[18] = {0};
+    if (ss->ss_family == AF_INET6) {
+        const struct sockaddr_in6 *s6 = (const struct sockaddr_in6 *)ss;
+        memcpy(in, &s6->sin6_port, 2);
+        memcpy(in + 2, &s6->sin6_addr, 16);
+    } else {
+        const struct sockaddr_in *s4 = (const struct sockaddr_in *)ss;
+        memcpy(in, &s4->sin_port, 2);
+        memcpy(in + 2, &s4->sin_addr, 4);
+    }
+    uint64_t h;
+    crypto_shorthash((unsigned char *)&h, in, sizeof(in), ctx->hash_key);
+    return h;
 }

@@ -12,6 +12,7 @@
 
 #include <stddef.h>
 #include <stdint.h>
+#include <sys/socket.h>
 
 #include "core/loop.h"
 
@@ -62,8 +63,8 @@ struct relay_ctx {
     size_t pipes_used;            /* handed out now */
     struct relay_pipe *pipe_pool; /* spare pipes, a stack */
     size_t pipe_pool_len;
-    uint64_t pipe_failures; /* pipe2 failed or max_pipes reached: a read was copied instead */
-    uint64_t hash_seed;     /* for the UDP session tables */
+    uint64_t pipe_failures;     /* pipe2 failed or max_pipes reached: a read was copied instead */
+    unsigned char hash_key[16]; /* random: relay_addr_hash() */
     /* UDP: RELAY_UDP_BATCH slots of RELAY_DGRAM_MAX bytes, allocated with the first UDP
      * listener; one batch is in flight at a time in a loop. Only the pages datagrams touch
      * become resident. */
@@ -76,7 +77,9 @@ struct relay_ctx {
     size_t nprotos;
 };
 
-void relay_ctx_init(struct relay_ctx *ctx, struct loop *loop, unsigned worker);
+/* Sets up an empty context for the loop of worker number worker. Returns 0, or -EIO when no
+ * random key can be had for its tables (libsodium could not start). */
+int relay_ctx_init(struct relay_ctx *ctx, struct loop *loop, unsigned worker);
 /* Frees the pools and each protocol's state (with its worker_free). Connections and listeners
  * must be closed first. */
 void relay_ctx_fini(struct relay_ctx *ctx);
@@ -98,6 +101,10 @@ int relay_pipe_get(struct relay_ctx *ctx, struct relay_pipe *p);
  * bytes (its connection ended mid-flight) is closed, since they cannot be discarded; an empty one
  * is kept for reuse, up to RELAY_PIPE_KEEP. */
 void relay_pipe_put(struct relay_ctx *ctx, struct relay_pipe *p);
+
+/* A hash of a client's address and port for this loop's tables (the UDP sessions): SipHash
+ * under a key of the loop's own, so that no client can choose its way into one bucket. */
+uint64_t relay_addr_hash(const struct relay_ctx *ctx, const struct sockaddr_storage *ss);
 
 /* Returns an empty buffer, or NULL when out of memory. */
 struct relay_buf *relay_buf_get(struct relay_ctx *ctx);

@@ -44,27 +44,9 @@ struct udp_listener {
 
 /* ---- the session table ---- */
 
-static uint64_t mix(uint64_t h, uint64_t v)
-{
-    h ^= v;
-    h *= 0x9e3779b97f4a7c15ull;
-    return h ^ (h >> 29);
-}
-
 static size_t sess_hash(const struct udp_listener *l, const struct sockaddr_storage *ss)
 {
-    uint64_t h = l->ctx->hash_seed, w[2] = {0, 0};
-    if (ss->ss_family == AF_INET6) {
-        const struct sockaddr_in6 *s6 = (const struct sockaddr_in6 *)ss;
-        memcpy(w, &s6->sin6_addr, 16);
-        h = mix(h, s6->sin6_port);
-    } else {
-        const struct sockaddr_in *s4 = (const struct sockaddr_in *)ss;
-        memcpy(w, &s4->sin_addr, 4);
-        h = mix(h, s4->sin_port);
-    }
-    h = mix(mix(h, w[0]), w[1]);
-    return (size_t)(h & (l->nbuckets - 1));
+    return (size_t)(relay_addr_hash(l->ctx, ss) & (l->nbuckets - 1));
 }
 
 static struct udp_sess **sess_find(struct udp_listener *l, const struct sockaddr_storage *ss)

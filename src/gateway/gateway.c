@@ -775,8 +775,7 @@ int gateway_start(struct gateway *g, struct config *cfg)
         int rc = worker_init(&gw->w, i);
         g->nworkers = i + 1; /* gateway_free() undoes what was done */
         gw->g = g;
-        if (rc == 0) {
-            relay_ctx_init(&gw->relay, gw->w.loop, i);
+        if (rc == 0 && (rc = relay_ctx_init(&gw->relay, gw->w.loop, i)) == 0) {
             gw->relay_ready = true;
             rc = add_proto_states(&gw->relay);
         }

@@ -28,7 +28,9 @@ static void setup(void)
 {
     log_set_level(LOG_LVL_ERROR);
     loop = loop_new();
-    relay_ctx_init(&ctx, loop, 0);
+    if (relay_ctx_init(&ctx, loop, 0) != 0) {
+        abort();
+    }
     sessions = rtsp_proxy_worker_new();
     struct config *c = config_new();
     config_add_spec(c, "rtsp:127.0.0.1:554=127.0.0.1:8554,rtp-ports=31000-31019,max-sessions=3", 1);

@@ -83,15 +83,26 @@ static void test_limits(void **state)
     assert_int_equal(mapping_active(m->state), 0);
     assert_int_equal(m->state->nips, 0);
 
-    /* Many clients: the per-address table grows and shrinks back. */
+    mapping_unref(m);
+
+    /* Many clients: the per-address table grows with them and shrinks back when they go. */
+    m = make("tcp:0.0.0.0:80=192.0.2.1:80,max-conns-per-ip=2");
+    struct sockaddr_storage many[1000];
     for (int i = 0; i < 1000; i++) {
-        struct sockaddr_storage c = ip("2001:db8::", 1);
-        ((struct sockaddr_in6 *)&c)->sin6_addr.s6_addr[14] = (uint8_t)(i >> 8);
-        ((struct sockaddr_in6 *)&c)->sin6_addr.s6_addr[15] = (uint8_t)i;
-        if (i < 3) {
-            assert_int_equal(mapping_admit(m, 0, &c), MAPPING_ADMIT);
-        }
+        many[i] = ip("2001:db8::", 1);
+        ((struct sockaddr_in6 *)&many[i])->sin6_addr.s6_addr[14] = (uint8_t)(i >> 8);
+        ((struct sockaddr_in6 *)&many[i])->sin6_addr.s6_addr[15] = (uint8_t)i;
+        assert_int_equal(mapping_admit(m, 0, &many[i]), MAPPING_ADMIT);
     }
+    assert_int_equal(m->state->nips, 1000);
+    assert_true(m->state->nbuckets >= 1000);
+    assert_true(mapping_per_ip_longest_chain(m->state) < 16);
+    for (int i = 0; i < 1000; i++) {
+        mapping_release(m, &many[i]);
+    }
+    assert_int_equal(m->state->nips, 0);
+    assert_int_equal(mapping_active(m->state), 0);
+    assert_true(m->state->nbuckets <= 64);
     mapping_unref(m);
 
     /* The state carries over to the next generation of the mapping. */
@@ -107,6 +118,74 @@ static void test_limits(void **state)
     mapping_release(next, &b);
     mapping_unref(m);
     mapping_unref(next);
+}
+
+/* Without max-conns-per-ip there is no per-address table at all: nothing to fill, and no lock
+ * taken on admission. */
+static void test_no_table_without_per_ip_limit(void **state)
+{
+    (void)state;
+    struct mapping *m = make("tcp:0.0.0.0:80=192.0.2.1:80,max-conns=100");
+    struct sockaddr_storage a = ip("198.51.100.1", 1), b = ip("2001:db8::1", 1);
+    assert_int_equal(mapping_admit(m, 0, &a), MAPPING_ADMIT);
+    assert_int_equal(mapping_admit(m, 1, &b), MAPPING_ADMIT);
+    assert_int_equal(m->state->nbuckets, 0);
+    assert_int_equal(m->state->nips, 0);
+    /* A reload that sets a limit counts the connections made from then on; the earlier ones
+     * end without touching the table. */
+    struct config *c = config_new();
+    config_add_spec(c, "tcp:0.0.0.0:80=192.0.2.1:80,max-conns-per-ip=1", 1);
+    struct mapping *next = mapping_new(&c->maps[0], m->state, 2);
+    config_free(c);
+    assert_int_equal(mapping_admit(next, 0, &a), MAPPING_ADMIT);
+    assert_int_equal(mapping_admit(next, 0, &a), MAPPING_FULL_PER_IP);
+    assert_int_equal(m->state->nips, 1);
+    mapping_release(m, &a);
+    mapping_release(m, &b);
+    assert_int_equal(m->state->nips, 1);
+    mapping_release(next, &a);
+    assert_int_equal(m->state->nips, 0);
+    assert_int_equal(mapping_active(m->state), 0);
+    mapping_unref(m);
+    mapping_unref(next);
+}
+
+/* The FNV-1a the per-address table used to hash with, as an attacker who reads the code would
+ * compute it: addresses it puts in one bucket. */
+static uint64_t fnv(const uint8_t ip16[16])
+{
+    uint64_t h = 1469598103934665603ull ^ (uint64_t)AF_INET6;
+    for (int i = 0; i < 16; i++) {
+        h = (h ^ ip16[i]) * 1099511628211ull;
+    }
+    return h;
+}
+
+/* Clients cannot choose addresses that share a bucket: the table's hash is keyed. 1,000
+ * addresses of one /64 that an unkeyed FNV-1a put in one bucket of 1,024 spread out. */
+static void test_per_ip_table_is_keyed(void **state)
+{
+    (void)state;
+    struct mapping *m = make("tcp:0.0.0.0:80=192.0.2.1:80,max-conns-per-ip=5");
+    static struct sockaddr_storage c[1000];
+    size_t n = 0;
+    for (uint32_t x = 0; n < 1000; x++) {
+        struct sockaddr_storage s = ip("2001:db8::", 1);
+        uint8_t *b = ((struct sockaddr_in6 *)&s)->sin6_addr.s6_addr;
+        memcpy(b + 12, &x, 4);
+        if ((fnv(b) & 1023) == 0) {
+            c[n++] = s;
+        }
+    }
+    for (size_t i = 0; i < n; i++) {
+        assert_int_equal(mapping_admit(m, (unsigned)(i & 1), &c[i]), MAPPING_ADMIT);
+    }
+    assert_int_equal(m->state->nbuckets, 1024);
+    assert_true(mapping_per_ip_longest_chain(m->state) < 16);
+    for (size_t i = 0; i < n; i++) {
+        mapping_release(m, &c[i]);
+    }
+    mapping_unref(m);
 }
 
 /* max-sessions counts the sessions of every worker. */
@@ -132,6 +211,8 @@ struct racer {
     unsigned worker;
     unsigned admitted;
     uint32_t max_seen;
+    uint32_t *per_ip;         /* open connections per client, as the test counts them */
+    uint32_t max_seen_per_ip; /* the most one client had open at once */
 };
 
 static void *race(void *arg)
@@ -145,6 +226,9 @@ static void *race(void *arg)
             r->admitted++;
             uint32_t n = mapping_active(ref->state);
             r->max_seen = n > r->max_seen ? n : r->max_seen;
+            uint32_t k = __atomic_add_fetch(&r->per_ip[i % 7], 1, __ATOMIC_SEQ_CST);
+            r->max_seen_per_ip = k > r->max_seen_per_ip ? k : r->max_seen_per_ip;
+            __atomic_sub_fetch(&r->per_ip[i % 7], 1, __ATOMIC_SEQ_CST);
             mapping_release(ref, &c);
         }
         mapping_unref(ref);
@@ -156,7 +240,9 @@ static void test_workers_race(void **state)
 {
     (void)state;
     struct mapping *m = make("tcp:0.0.0.0:80=192.0.2.1:80,max-conns=3,max-conns-per-ip=1");
-    struct racer r[2] = {{m, 0, 0, 0}, {m, 1, 0, 0}};
+    uint32_t per_ip[7] = {0};
+    struct racer r[2] = {{.m = m, .worker = 0, .per_ip = per_ip},
+                         {.m = m, .worker = 1, .per_ip = per_ip}};
     pthread_t t[2];
     for (int i = 0; i < 2; i++) {
         assert_int_equal(pthread_create(&t[i], NULL, race, &r[i]), 0);
@@ -165,6 +251,10 @@ static void test_workers_race(void **state)
         pthread_join(t[i], NULL);
     }
     assert_true(r[0].max_seen <= 3 && r[1].max_seen <= 3);
+    /* max-conns-per-ip = 1: no client ever had two open, though both workers admitted it. */
+    assert_int_equal(r[0].max_seen_per_ip, 1);
+    assert_int_equal(r[1].max_seen_per_ip, 1);
+    assert_true(r[0].admitted > 0 && r[1].admitted > 0);
     assert_int_equal(mapping_active(m->state), 0);
     assert_int_equal(m->state->nips, 0);
     assert_int_equal(m->refs, 1);
@@ -195,8 +285,12 @@ static void test_target(void **state)
 int main(void)
 {
     const struct CMUnitTest tests[] = {
-        cmocka_unit_test(test_acl),      cmocka_unit_test(test_limits),
-        cmocka_unit_test(test_sessions), cmocka_unit_test(test_workers_race),
+        cmocka_unit_test(test_acl),
+        cmocka_unit_test(test_limits),
+        cmocka_unit_test(test_no_table_without_per_ip_limit),
+        cmocka_unit_test(test_per_ip_table_is_keyed),
+        cmocka_unit_test(test_sessions),
+        cmocka_unit_test(test_workers_race),
         cmocka_unit_test(test_target),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);

@@ -191,7 +191,7 @@ static struct client_job run_one(const struct tcp_filter *f, const char *payload
 
     struct loop *loop = loop_new();
     struct relay_ctx ctx;
-    relay_ctx_init(&ctx, loop, 0);
+    assert_int_equal(relay_ctx_init(&ctx, loop, 0), 0);
     ctx.splice = splice;
     ctx.max_pipes = 4;
     struct tcp_listener *l = tcp_listener_new(&ctx, listen_fd, m, addr_port(&lss));

@@ -86,7 +86,7 @@ static void setup(struct fixture *f, uint16_t lo, uint16_t hi)
 {
     memset(f, 0, sizeof(*f));
     f->loop = loop_new();
-    relay_ctx_init(&f->ctx, f->loop, 0);
+    assert_int_equal(relay_ctx_init(&f->ctx, f->loop, 0), 0);
     f->cli_rtp = udp("127.0.0.1", &f->cli_port[0]);
     f->cli_rtcp = udp("127.0.0.1", &f->cli_port[1]);
     f->dev_rtp = udp("127.0.0.1", &f->dev_port[0]);
