@@ -37,6 +37,7 @@ struct udp_listener {
     uint16_t port;
     bool pktinfo;
     bool gso; /* UDP segmentation offload works: runs of equal datagrams go in one send */
+    struct log_ratelimit gso_log;
     struct udp_sess **buckets;
     size_t nbuckets, nsess;
     struct udp_sess *lru_head, *lru_tail;
@@ -291,36 +292,70 @@ static int gso_send(int fd, struct mmsghdr *m, int n, struct sockaddr_storage *n
     }
 }
 
+/* A GSO send the kernel refused for this run's datagrams only: they are longer than the path
+ * to dest carries in one piece (its MTU), which Linux says with EMSGSIZE (older kernels with
+ * EINVAL). Sent one by one, they are fragmented instead. */
+static bool refused_for_this_run(int err)
+{
+    return err == EMSGSIZE || err == EINVAL;
+}
+
+/* A GSO send this kernel, or the device of the route, cannot do at all. */
+static bool refused_for_good(int err)
+{
+    return err == EIO || err == ENOPROTOOPT || err == EOPNOTSUPP;
+}
+
+static void log_gso_refused(struct udp_listener *l, int n, uint32_t size,
+                            const struct sockaddr_storage *dest, int err)
+{
+    uint64_t suppressed;
+    if (log_ratelimit_ok(&l->gso_log, loop_now(l->ctx->loop), 1000, &suppressed)) {
+        char ds[ADDR_STRLEN];
+        log_warn("map %s: udp: segmentation offload refused for a batch of %d datagrams of %u "
+                 "bytes to %s (%s); sent them one by one (%llu more batches not logged)",
+                 l->map->conf.name, n, size, addr_format(dest, ds, sizeof(ds)), strerror(err),
+                 (unsigned long long)suppressed);
+    }
+}
+
 /*
- * Sends n received datagrams on fd (to name, NULL on a connected socket, with the ancillary
- * data in control): runs of equal size as UDP GSO sends while *gso holds, the others together
- * in sendmmsg calls. A GSO send the kernel refuses as unsupported turns *gso off for good.
+ * Sends n received datagrams on fd, towards dest (to name, NULL on a connected socket, with the
+ * ancillary data in control): runs of equal size as UDP GSO sends while l->gso holds, the others
+ * together in sendmmsg calls. A run the kernel cannot send in one piece goes datagram by
+ * datagram, and offload stays on; a kernel that cannot do it at all turns l->gso off for good.
  * Returns how many were sent, with errno set when fewer than n.
  */
-static int send_datagrams(int fd, struct mmsghdr *m, int n, struct sockaddr_storage *name,
-                          void *control, size_t controllen, bool *gso)
+static int send_datagrams(struct udp_listener *l, int fd, struct mmsghdr *m, int n,
+                          struct sockaddr_storage *name, void *control, size_t controllen,
+                          const struct sockaddr_storage *dest)
 {
     int k = 0;
     while (k < n) {
-        int e = *gso ? gso_run(m + k, n - k) : 1;
+        int e = l->gso ? gso_run(m + k, n - k) : 1;
+        int f = k + e; /* the datagrams that go with plain sends, up to f */
         if (e > 1) {
             int rc = gso_send(fd, m + k, e, name, control, controllen);
             if (rc == 0) {
                 k += e;
                 continue;
             }
-            if (rc != -EIO && rc != -EINVAL && rc != -ENOPROTOOPT && rc != -EOPNOTSUPP) {
+            if (refused_for_this_run(-rc)) {
+                log_gso_refused(l, e, m[k].msg_len, dest, -rc);
+            } else if (refused_for_good(-rc)) {
+                l->gso = false;
+                log_warn("map %s: udp: segmentation offload refused (%s); sending datagram by "
+                         "datagram from now on",
+                         l->map->conf.name, strerror(-rc));
+            } else {
                 errno = -rc;
                 return k;
             }
-            *gso = false; /* this kernel or route cannot segment: plain sends from now on */
-            log_warn("udp: segmentation offload refused (%s); sending datagram by datagram",
-                     strerror(-rc));
-        }
-        /* Datagrams up to the next run worth a GSO send go together in one sendmmsg. */
-        int f = k + 1;
-        while (f < n && !(*gso && gso_run(m + f, n - f) > 1)) {
-            f++;
+        } else {
+            /* Datagrams up to the next run worth a GSO send go together in one sendmmsg. */
+            while (f < n && !(l->gso && gso_run(m + f, n - f) > 1)) {
+                f++;
+            }
         }
         int sent = batch_send(fd, m + k, f - k, name, control, controllen);
         if (sent < f - k) {
@@ -360,7 +395,7 @@ static void sess_event(struct loop_io *io, uint32_t ev)
         }
         sess_touch(s);
         int sent =
-            send_datagrams(l->io.fd, m, n, &s->client, clen ? cbuf.buf : NULL, clen, &l->gso);
+            send_datagrams(l, l->io.fd, m, n, &s->client, clen ? cbuf.buf : NULL, clen, &s->client);
         for (int k = 0; k < sent; k++) {
             s->bytes[1] += m[k].msg_len;
         }
@@ -543,7 +578,7 @@ static void listener_event(struct loop_io *io, uint32_t ev)
                 j++;
             }
             sess_touch(s);
-            int sent = send_datagrams(s->io.fd, m + i, j - i, NULL, NULL, 0, &l->gso);
+            int sent = send_datagrams(l, s->io.fd, m + i, j - i, NULL, NULL, 0, &s->target);
             if (sent < j - i && errno == ECONNREFUSED) {
                 s->icmp_errors++; /* reported for an earlier datagram; the rest is lost */
             }

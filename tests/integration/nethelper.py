@@ -4,6 +4,8 @@
   nethelper.py udp-echo HOST PORT          datagram echo server; prints "ready"
   nethelper.py tcp-client HOST PORT MSG    prints what the echo returned, exit 1 on failure
   nethelper.py udp-client HOST PORT MSG    same over UDP
+  nethelper.py udp-burst HOST PORT SIZE N  sends N datagrams of SIZE bytes at once; prints how
+                                           many of that size came back within 5 s
   nethelper.py wait-tcp HOST PORT          waits until something listens there (exit 1 after 20 s)
   nethelper.py gst-rtsp HOST PORT [USER PASSWORD]
                                            GStreamer's RTSP server with a live H.264 test
@@ -70,6 +72,22 @@ def udp_client(host, port, msg):
     print(d.decode())
 
 
+def udp_burst(host, port, size, count):
+    s = socket.socket(family(host), socket.SOCK_DGRAM)
+    s.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 4 << 20)
+    s.settimeout(5)
+    for i in range(count):
+        s.sendto(bytes([i % 256]) * size, (host, port))
+    got = 0
+    try:
+        while got < count:
+            d, _ = s.recvfrom(65536)
+            got += len(d) == size
+    except socket.timeout:
+        pass
+    print(got)
+
+
 def wait_tcp(host, port):
     deadline = time.time() + 20
     while time.time() < deadline:
@@ -125,6 +143,8 @@ def main():
             tcp_client(host, port, sys.argv[4])
         elif mode == "udp-client":
             udp_client(host, port, sys.argv[4])
+        elif mode == "udp-burst":
+            udp_burst(host, port, int(sys.argv[4]), int(sys.argv[5]))
         elif mode == "wait-tcp":
             wait_tcp(host, port)
         elif mode == "gst-rtsp":

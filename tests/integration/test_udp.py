@@ -1,12 +1,18 @@
 """UDP mappings through the real binary over loopback sockets."""
 import os
+import shutil
+import signal
 import socket
+import subprocess
+import sys
 import threading
 import time
 
 import pytest
 
-from conftest import free_ports
+from conftest import BINARY, free_ports
+
+HELPER = os.path.join(os.path.dirname(os.path.abspath(__file__)), "nethelper.py")
 
 # Every test here runs with one worker and with several: a client's datagrams must keep reaching
 # the one worker that holds its session.
@@ -253,3 +259,60 @@ def test_burst_keeps_datagram_boundaries(gateway, udp_echo):
     assert len(got) >= 0.95 * len(sizes), len(got)  # loopback: no loss expected, allow a little
     for d in got:
         assert d in sent, (len(d), d[:8])  # each arrived whole, exactly as sent
+
+
+@pytest.mark.skipif(os.geteuid() != 0 or shutil.which("ip") is None,
+                    reason="needs root and iproute2 for a network namespace of its own")
+def test_segmentation_refused_for_one_batch_only(tmp_path, variant):
+    """Equal datagrams leave as one GSO send, unless they are longer than the path's MTU: the
+    kernel then refuses the send (EMSGSIZE; EINVAL on older kernels). That batch must go
+    datagram by datagram, which the kernel can fragment, and offload stay on for the next.
+    In a namespace whose loopback has a 1,280-byte MTU, bursts of 32 datagrams of 1,400 bytes
+    are queued while the gateway is stopped, so that each reaches it as one batch."""
+    ns = f"pgmtu{os.getpid()}"
+    sh = lambda *a: subprocess.run(list(a), check=True, capture_output=True, timeout=30)
+    sh("ip", "netns", "add", ns)
+    procs = []
+    try:
+        sh("ip", "-n", ns, "link", "set", "lo", "up", "mtu", "1280")
+        echo_port, port = free_ports(2)
+        echo = subprocess.Popen(["ip", "netns", "exec", ns, sys.executable, HELPER, "udp-echo",
+                                 "127.0.0.1", str(echo_port)], stdout=subprocess.PIPE, text=True)
+        procs.append(echo)
+        assert echo.stdout.readline().strip() == "ready"
+        conf = tmp_path / "portgate.conf"
+        conf.write_text(f"[gateway]\nworkers = {variant.workers}\n[map big]\nproto = udp\n"
+                        f"listen = 127.0.0.1:{port}\ntarget = 127.0.0.1:{echo_port}\n")
+        log = tmp_path / "portgate.log"
+        with open(log, "w") as logf:
+            gw = subprocess.Popen(["ip", "netns", "exec", ns, BINARY, "run", "-c", str(conf)],
+                                  stdout=logf, stderr=logf)
+        procs.append(gw)
+        deadline = time.time() + 10
+        while "configuration applied" not in log.read_text():
+            assert time.time() < deadline and gw.poll() is None, log.read_text()
+            time.sleep(0.05)
+        for size in (1400, 1400, 500):
+            gw.send_signal(signal.SIGSTOP)
+            client = subprocess.Popen(["ip", "netns", "exec", ns, sys.executable, HELPER,
+                                       "udp-burst", "127.0.0.1", str(port), str(size), "32"],
+                                      stdout=subprocess.PIPE, text=True)
+            time.sleep(0.5)
+            gw.send_signal(signal.SIGCONT)
+            out, _ = client.communicate(timeout=30)
+            assert int(out) == 32, (size, out, log.read_text())
+            time.sleep(1.1)  # past the one-a-second limit of the log line
+        text = log.read_text()
+        # Each oversized batch was refused and resent: offload was tried again for the second.
+        assert text.count("segmentation offload refused for a batch") >= 2, text
+        assert "sending datagram by datagram" not in text, text
+        gw.send_signal(signal.SIGTERM)
+        gw.wait(15)
+        for bad in ("ERROR: AddressSanitizer", "runtime error:", "WARNING: ThreadSanitizer"):
+            assert bad not in log.read_text()
+    finally:
+        for p in procs:
+            if p.poll() is None:
+                p.kill()
+            p.wait()
+        subprocess.run(["ip", "netns", "del", ns], check=False)
