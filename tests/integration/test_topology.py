@@ -104,6 +104,7 @@ def topo(tmp_path_factory, request):
             t.start(t.d, *vlc_command(clip, "192.0.2.10", 8554), wait_ready=False)
             t.ns(t.d, PY, HELPER, "wait-tcp", "192.0.2.10", "8554")
             t.start(t.d, PY, HELPER, "gst-rtsp", "192.0.2.10", "8556", "admin", "secret")
+            t.start(t.d, PY, HELPER, "gst-rtsp", "2001:db8:2::10", "8557")
         log = tmp_path_factory.mktemp("topo") / "portgate.log"
         logf = open(log, "w")
         gw = subprocess.Popen(
@@ -116,6 +117,8 @@ def topo(tmp_path_factory, request):
              "--map", "rtsp:198.51.100.1:554=192.0.2.10:8554,rtp-ports=30000-30099,name=enc4",
              "--map", "rtsp:[2001:db8:1::1]:554=192.0.2.10:8554,rtp-ports=30100-30199,name=enc6",
              "--map", "rtsp:198.51.100.1:8556=192.0.2.10:8556,rtp-ports=30200-30299,name=gst",
+             "--map", "rtsp:198.51.100.1:8557=[2001:db8:2::10]:8557,rtp-ports=30300-30399,"
+                      "name=gst6",
              "--map", "tcp:198.51.100.1:8554=192.0.2.10:8554,name=plain"],
             stdout=logf, stderr=logf)
         t.procs.append(gw)
@@ -234,6 +237,33 @@ def test_gstreamer_server_with_digest(topo, transport, lo):
     assert ffprobe_frames(url.replace("secret", "wrong"), transport, prefix=outside(topo)) == 0
     if lo is not None:
         wait_no_rtp_sockets(topo, lo, lo + 99)
+
+
+def gst_frames(t, url, transport="udp", extra=()):
+    """Whether GStreamer's rtspsrc, outside, gets 50 H.264 frames from url."""
+    r = t.ns(t.c, "timeout", "25", "gst-launch-1.0", "rtspsrc", f"location={url}",
+             f"protocols={transport}", *extra, "!", "rtph264depay", "!", "h264parse", "!",
+             "fakesink", "num-buffers=50", check=False)
+    # The sink ends the pipeline (EOS) once 50 frames came through. rtspsrc sometimes reports
+    # an error while it tears down after that, which says nothing about the relay.
+    return "Got EOS from element \"pipeline0\"" in r.stdout
+
+
+@rtsp
+@pytest.mark.parametrize("url,lo", [
+    ("rtsp://[2001:db8:1::1]:554/live", 30100),   # an IPv6 player, the IPv4 VLC encoder
+    ("rtsp://198.51.100.1:8557/test", 30300),     # an IPv4 player, an IPv6 GStreamer encoder
+])
+def test_player_of_the_other_family_over_udp(topo, url, lo):
+    """A player opens its RTP sockets for the family of the SDP's c= lines: they must name the
+    family of the address the player used, whatever the device's. (ffprobe ignores c= for
+    unicast; GStreamer's rtspsrc does not: "Invalid address family" in its udpsink, and no
+    frames, when an IPv6 player was told c=IN IP4 0.0.0.0.) ffprobe, over UDP too, is the
+    control that the stream comes through."""
+    assert ffprobe_frames(url, "udp", prefix=outside(topo)) >= 25
+    wait_no_rtp_sockets(topo, lo, lo + 99)
+    assert gst_frames(topo, url, "udp"), topo.log.read_text()[-3000:]
+    wait_no_rtp_sockets(topo, lo, lo + 99)
 
 
 @rtsp

@@ -3,6 +3,8 @@
 #include <string.h>
 #include <strings.h>
 
+#include "core/addr.h"
+
 /* ---- parsing ---- */
 
 static bool is_token_char(unsigned char c)
@@ -439,12 +441,43 @@ static void put_rtp_info(struct out *o, struct rtsp_str v, const struct rtsp_rew
 
 /* ---- SDP (RFC 8866) ---- */
 
-/* "IN IP4 addr" / "IN IP6 addr" at the end of an o= or c= line: rewritten when addr is the
- * device's. c= may carry a TTL or count after a '/' (multicast), which stays. */
+enum sdp_addr { SDP_NAME, SDP_UNICAST, SDP_ANY, SDP_MULTICAST };
+
+/* What the address text addr[0..n) of an SDP line is. */
+static enum sdp_addr sdp_addr_kind(const char *addr, size_t n)
+{
+    char text[64];
+    struct sockaddr_storage ss;
+    if (n >= sizeof(text)) {
+        return SDP_NAME;
+    }
+    memcpy(text, addr, n);
+    text[n] = '\0';
+    if (addr_parse_ip(text, &ss) != 0) {
+        return SDP_NAME;
+    }
+    if (addr_is_any(&ss)) {
+        return SDP_ANY;
+    }
+    const uint8_t *b = ss.ss_family == AF_INET6
+                           ? ((const struct sockaddr_in6 *)&ss)->sin6_addr.s6_addr
+                           : (const uint8_t *)&((const struct sockaddr_in *)&ss)->sin_addr;
+    bool multicast = ss.ss_family == AF_INET6 ? b[0] == 0xff : (b[0] & 0xf0) == 0xe0;
+    return multicast ? SDP_MULTICAST : SDP_UNICAST;
+}
+
+/*
+ * "IN IP4 addr" / "IN IP6 addr" at line.p[at..] (o=, c= and a=rtcp: lines). The client must see
+ * addresses of the family it used, and RTP goes through the gateway, so: the device's address
+ * becomes the one the client used (rw->to_ip); a wildcard becomes the wildcard of that family
+ * (a player opens its RTP sockets for the family of c=: "c=IN IP4 0.0.0.0" given to an IPv6
+ * player would leave it deaf); another unicast address or name of the other family becomes the
+ * client's address too. Multicast addresses, which the gateway does not relay, stay as they are,
+ * and so does what follows a '/' (a multicast TTL or count).
+ */
 static void put_sdp_addr(struct out *o, struct rtsp_str line, size_t at,
                          const struct rtsp_rewrite *rw)
 {
-    /* line.p[at..] is "IN IP4 addr[/...]" */
     const char *p = line.p + at;
     size_t n = line.n - at;
     if (n < 7 || strncmp(p, "IN IP", 5) != 0 || (p[5] != '4' && p[5] != '6') || p[6] != ' ') {
@@ -455,14 +488,18 @@ static void put_sdp_addr(struct out *o, struct rtsp_str line, size_t at,
     size_t an = n - 7;
     const char *slash = memchr(addr, '/', an);
     size_t hn = slash != NULL ? (size_t)(slash - addr) : an;
-    if (!host_eq(addr, hn, rw->from.host)) {
+    const char *to = rw->to_ip[0] != '\0' ? rw->to_ip : rw->to.host;
+    bool to6 = strchr(to, ':') != NULL;
+    bool other_family = (p[5] == '6') != to6;
+    enum sdp_addr kind = sdp_addr_kind(addr, hn);
+    if (kind == SDP_MULTICAST || (kind == SDP_ANY && !other_family) ||
+        (!host_eq(addr, hn, rw->from.host) && !other_family)) {
         put(o, line.p, line.n);
         return;
     }
-    const char *to = rw->to_ip[0] != '\0' ? rw->to_ip : rw->to.host;
     put(o, line.p, at);
-    put_str(o, strchr(to, ':') != NULL ? "IN IP6 " : "IN IP4 ");
-    put_str(o, to);
+    put_str(o, to6 ? "IN IP6 " : "IN IP4 ");
+    put_str(o, kind == SDP_ANY ? (to6 ? "::" : "0.0.0.0") : to);
     put(o, addr + hn, an - hn);
 }
 
@@ -479,6 +516,14 @@ static void put_sdp(struct out *o, const char *body, size_t n, const struct rtsp
             put_url(o, (struct rtsp_str){p + 10, line.n - 10}, rw);
         } else if (line.n > 2 && strncmp(p, "c=", 2) == 0) {
             put_sdp_addr(o, line, 2, rw);
+        } else if (line.n > 7 && strncmp(p, "a=rtcp:", 7) == 0) {
+            /* RFC 3605: a=rtcp:<port> [IN IP4 <addr>] */
+            const char *sp = memchr(p + 7, ' ', line.n - 7);
+            if (sp != NULL) {
+                put_sdp_addr(o, line, (size_t)(sp + 1 - p), rw);
+            } else {
+                put(o, line.p, line.n);
+            }
         } else if (line.n > 2 && strncmp(p, "o=", 2) == 0) {
             /* o=<username> <sess-id> <sess-version> IN IP4 <addr>: after the third space. */
             size_t at = 2;

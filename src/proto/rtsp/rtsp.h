@@ -11,7 +11,8 @@
  * The rewriter copies a message while replacing every address that names the device with the one
  * the client used, or the reverse (the URL authorities of the request line, Content-Base,
  * Content-Location, Location and RTP-Info url=, and in an SDP body the a=control URLs and the
- * o= and c= addresses), fixing Content-Length when the body changes. The Transport header is
+ * o=, c= and a=rtcp: addresses, which also take the family of the address the client used),
+ * fixing Content-Length when the body changes. The Transport header is
  * left to the caller, which owns the RTP ports (rtsp_transport_* helps it).
  */
 #ifndef PORTGATE_RTSP_H

@@ -307,6 +307,72 @@ static void test_rewrite_gstreamer(void **state)
                    "stream=1\";seq=1\r\nRange: npt=0-\r\nSession: 8lzJqZUE2b9Tlr4x\r\n\r\n");
 }
 
+/* Every address line of an SDP takes the family of the address the client used: a player opens
+ * its RTP sockets for the family of c=, so an IPv6 player told "c=IN IP4 0.0.0.0" hears nothing.
+ * Session and media c= lines, wildcards, o=, a=rtcp:, an IPv4 player of an IPv6 device too;
+ * multicast stays as the device said. */
+static void test_rewrite_sdp_families(void **state)
+{
+    (void)state;
+    const struct rtsp_rewrite to6 = {{"192.0.2.10", 8554}, {"2001:db8::1", 554}, "2001:db8::1"};
+    const char *sdp = "v=0\r\n"
+                      "o=- 1 1 IN IP4 192.0.2.10\r\n"
+                      "c=IN IP4 0.0.0.0\r\n"
+                      "t=0 0\r\n"
+                      "m=video 0 RTP/AVP 96\r\n"
+                      "c=IN IP4 0.0.0.0\r\n"
+                      "a=rtcp:5001 IN IP4 192.0.2.10\r\n"
+                      "m=audio 0 RTP/AVP 0\r\n"
+                      "c=IN IP4 198.51.100.200\r\n"
+                      "a=rtcp:5003\r\n"
+                      "m=audio 5004 RTP/AVP 0\r\n"
+                      "c=IN IP4 233.252.0.1/127\r\n";
+    const char *want_sdp = "v=0\r\n"
+                           "o=- 1 1 IN IP6 2001:db8::1\r\n"
+                           "c=IN IP6 ::\r\n"
+                           "t=0 0\r\n"
+                           "m=video 0 RTP/AVP 96\r\n"
+                           "c=IN IP6 ::\r\n"
+                           "a=rtcp:5001 IN IP6 2001:db8::1\r\n"
+                           "m=audio 0 RTP/AVP 0\r\n"
+                           "c=IN IP6 2001:db8::1\r\n"
+                           "a=rtcp:5003\r\n"
+                           "m=audio 5004 RTP/AVP 0\r\n"
+                           "c=IN IP4 233.252.0.1/127\r\n";
+    char msg[1024], want[1024];
+    snprintf(msg, sizeof(msg),
+             "RTSP/1.0 200 OK\r\nCSeq: 2\r\nContent-Type: application/sdp\r\n"
+             "Content-Length: %zu\r\n\r\n%s",
+             strlen(sdp), sdp);
+    snprintf(want, sizeof(want),
+             "RTSP/1.0 200 OK\r\nCSeq: 2\r\nContent-Type: application/sdp\r\n"
+             "Content-Length: %zu\r\n\r\n%s",
+             strlen(want_sdp), want_sdp);
+    expect_rewrite(msg, &to6, NULL, want);
+
+    /* An IPv4 player of an IPv6 device. */
+    const struct rtsp_rewrite to4 = {{"2001:db8:2::10", 8554}, {"203.0.113.1", 554}, "203.0.113.1"};
+    sdp = "v=0\n"
+          "o=- 7 1 IN IP6 2001:db8:2::10\n"
+          "c=IN IP6 ::\n"
+          "m=video 0 RTP/AVP 96\n"
+          "c=IN IP6 ff0e::db8:1/3\n";
+    want_sdp = "v=0\n"
+               "o=- 7 1 IN IP4 203.0.113.1\n"
+               "c=IN IP4 0.0.0.0\n"
+               "m=video 0 RTP/AVP 96\n"
+               "c=IN IP6 ff0e::db8:1/3\n";
+    snprintf(msg, sizeof(msg),
+             "RTSP/1.0 200 OK\r\nCSeq: 2\r\nContent-Type: application/sdp\r\n"
+             "Content-Length: %zu\r\n\r\n%s",
+             strlen(sdp), sdp);
+    snprintf(want, sizeof(want),
+             "RTSP/1.0 200 OK\r\nCSeq: 2\r\nContent-Type: application/sdp\r\n"
+             "Content-Length: %zu\r\n\r\n%s",
+             strlen(want_sdp), want_sdp);
+    expect_rewrite(msg, &to4, NULL, want);
+}
+
 /* Requests go the other way; the Transport value is the caller's; Authorization is untouched
  * (a Digest response was computed over the uri= the client used, which the device checks). */
 static void test_rewrite_request(void **state)
@@ -419,6 +485,7 @@ int main(void)
         cmocka_unit_test(test_urls),
         cmocka_unit_test(test_rewrite_vlc_describe),
         cmocka_unit_test(test_rewrite_gstreamer),
+        cmocka_unit_test(test_rewrite_sdp_families),
         cmocka_unit_test(test_rewrite_request),
         cmocka_unit_test(test_transport),
         cmocka_unit_test(test_transport_guarded),
