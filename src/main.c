@@ -10,6 +10,7 @@
 #include "core/log.h"
 #include "gateway/config.h"
 #include "gateway/gateway.h"
+#include "proto/protocols.h"
 
 static const char usage_main[] =
     "Usage: portgate COMMAND [OPTIONS]\n"
@@ -28,23 +29,48 @@ static const char usage_main[] =
     "  portgate run --map tcp:0.0.0.0:8080=192.0.2.10:80\n"
     "  portgate check -c /etc/portgate/portgate.conf\n";
 
-static const char usage_common[] =
+static const char usage_options[] =
     "  -c, --config FILE   read mappings and settings from FILE (INI; see docs/configuration.md)\n"
     "  -m, --map SPEC      add a mapping; may be repeated, and combined with --config\n"
     "  -h, --help          show this help\n"
     "\n"
-    "SPEC is PROTO:LISTEN=TARGET[,KEY=VALUE...]\n"
-    "  PROTO    tcp or udp\n"
+    "SPEC is PROTO:LISTEN=TARGET[,KEY=VALUE...]\n";
+
+static const char usage_spec[] =
     "  LISTEN   ADDRESS:PORT or ADDRESS:FIRST-LAST; IPv6 in brackets: [::]:80\n"
     "  TARGET   HOST:PORT or HOST:FIRST-LAST (a range as long as LISTEN's, or one port);\n"
     "           HOST is an address or a name resolved at start and at reload\n"
     "  KEY      any mapping key of the config file: allow, deny, max-conns, max-conns-per-ip,\n"
-    "           max-sessions, connect-timeout, idle-timeout, enabled; and name (default cli-N)\n"
+    "           max-sessions, connect-timeout, idle-timeout, enabled, those of its protocol\n"
+    "           (below); and name (default cli-N)\n";
+
+static const char usage_examples[] =
     "Examples:\n"
     "  tcp:0.0.0.0:8080=192.0.2.10:80\n"
     "  udp:[::]:5000=192.0.2.10:5000\n"
     "  tcp:0.0.0.0:6000-6009=192.0.2.10:7000-7009\n"
-    "  tcp:[2001:db8::1]:80=192.0.2.10:80,allow=198.51.100.0/24,max-conns=100\n";
+    "  tcp:[2001:db8::1]:80=192.0.2.10:80,allow=198.51.100.0/24,max-conns=100\n"
+    "  rtsp:0.0.0.0:554=192.0.2.10:554,rtp-ports=16384-16483\n";
+
+/* A command's help: its text, then the SPEC grammar with the protocols of the table. */
+static void print_usage(const char *usage)
+{
+    char names[128];
+    printf("%s%s  PROTO    %s\n%s", usage, usage_options,
+           protocols_list(names, sizeof(names), NULL, NULL, "or"), usage_spec);
+    for (const struct proto *const *p = protocols; *p != NULL; p++) {
+        const char *const *k = (*p)->keys;
+        if (k == NULL || *k == NULL) {
+            continue;
+        }
+        printf("           %s:", (*p)->name);
+        for (; *k != NULL; k++) {
+            printf(" %s", *k);
+        }
+        printf("\n");
+    }
+    printf("%s", usage_examples);
+}
 
 static const char usage_run[] =
     "Usage: portgate run [-c FILE] [--map SPEC]...\n"
@@ -100,7 +126,7 @@ static int parse_args(const char *cmd, const char *usage, int argc, char **argv,
             a->specs[a->nspecs++] = optarg;
             break;
         case 'h':
-            printf("%s%s", usage, usage_common);
+            print_usage(usage);
             return 1;
         case ':':
             fprintf(stderr, "portgate %s: %s needs a value (see portgate %s --help)\n", cmd,

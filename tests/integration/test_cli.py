@@ -29,6 +29,9 @@ def test_help_and_version():
         assert r.returncode == 0
         for opt in ("--config", "--map", "PROTO:LISTEN=TARGET", "max-conns-per-ip"):
             assert opt in r.stdout, (cmd, opt)
+        # Every protocol of the table, and the keys a protocol adds.
+        assert "PROTO    tcp, udp or rtsp\n" in r.stdout, r.stdout
+        assert "rtsp: rtp-ports" in r.stdout, r.stdout
 
 
 def test_usage_errors():
