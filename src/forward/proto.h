@@ -63,7 +63,8 @@ struct proto {
      * byte by byte, so it holds no pointers and conf_init() starts from zeroed memory.
      * conf_format() writes the settings as `portgate check` lists them ("KEY=VALUE ...").
      * own_udp_ports() says which UDP ports a mapping binds for itself besides its listeners (RTP
-     * relays), so that no two mappings are set up to use the same ones; false when it binds none.
+     * relays), so that no two mappings are set up to use the same ones: it returns the key that
+     * sets them, for messages, or NULL when the mapping binds none.
      * Any of them is NULL when the protocol has no settings.
      */
     const char *const *keys;
@@ -71,7 +72,7 @@ struct proto {
     void (*conf_init)(void *pconf);
     int (*conf_set)(void *pconf, const char *key, const char *val, char *why, size_t whylen);
     void (*conf_format)(const void *pconf, char *buf, size_t len);
-    bool (*own_udp_ports)(const void *pconf, uint16_t *lo, uint16_t *hi);
+    const char *(*own_udp_ports)(const void *pconf, uint16_t *lo, uint16_t *hi);
 };
 
 /* True if the protocol lists key among its own. */

@@ -228,6 +228,19 @@ static int set_listen(struct map_conf *m, const char *val, char *why, size_t len
                  val);
         return -1;
     }
+    struct sockaddr_storage v4 = m->listen;
+    addr_unmap(&v4);
+    if (v4.ss_family != m->listen.ss_family) {
+        /* IPv6 listening sockets are IPv6-only (so that 0.0.0.0:P and [::]:P can be two
+         * mappings): one could never be bound to an IPv4 address. */
+        char ip[ADDR_STRLEN], hi[8] = "";
+        if (ep.port_hi != ep.port_lo) {
+            snprintf(hi, sizeof(hi), "-%u", ep.port_hi);
+        }
+        snprintf(why, len, "\"%s\": an IPv4-mapped address; listen on %s:%u%s instead", val,
+                 addr_format_ip(&v4, ip, sizeof(ip)), ep.port_lo, hi);
+        return -1;
+    }
     m->listen_lo = ep.port_lo;
     m->listen_hi = ep.port_hi;
     addr_set_port(&m->listen, ep.port_lo);
@@ -895,10 +908,11 @@ int config_add_spec(struct config *c, const char *spec, int index)
     if (item != NULL) {
         *item++ = '\0';
     }
-    if (map_set(m, &b, "proto", proto, true, 0, err, sizeof(err)) != 0 ||
-        map_set(m, &b, "listen", listen, true, 0, err, sizeof(err)) != 0 ||
-        map_set(m, &b, "target", target, true, 0, err, sizeof(err)) != 0) {
-        add_error(c, "%s: %s", source, err);
+    const char *head[3][2] = {{"proto", proto}, {"listen", listen}, {"target", target}};
+    for (size_t i = 0; i < 3; i++) {
+        if (map_set(m, &b, head[i][0], head[i][1], true, 0, err, sizeof(err)) != 0) {
+            add_error(c, "%s: %s", source, err);
+        }
     }
     while (item != NULL) {
         char *end = strchr(item, ',');
@@ -953,6 +967,39 @@ static bool listen_overlaps(const struct map_conf *a, const struct map_conf *b)
            addr_ip_equal(&a->listen, &b->listen);
 }
 
+/* The UDP ports m binds for itself (forward/proto.h): the key that sets them, or NULL. */
+static const char *own_udp_ports(const struct map_conf *m, uint16_t *lo, uint16_t *hi)
+{
+    if (m->pconf == NULL || m->proto->own_udp_ports == NULL) {
+        return NULL;
+    }
+    return m->proto->own_udp_ports(m->pconf, lo, hi);
+}
+
+/* Two mappings may not both use a UDP port: the ports a protocol binds for itself (rtp-ports)
+ * and UDP listeners, on any address, since a relay's sockets bind on the addresses clients and
+ * devices use. b was defined before a; reports at a. */
+static void check_own_udp_ports(struct config *c, const struct map_conf *a,
+                                const struct map_conf *b, const char *at, const char *bt)
+{
+    uint16_t alo, ahi, blo, bhi;
+    const char *akey = own_udp_ports(a, &alo, &ahi), *bkey = own_udp_ports(b, &blo, &bhi);
+    if (akey != NULL && bkey != NULL && alo <= bhi && blo <= ahi) {
+        add_error(c, "%s: [map %s] %s %u-%u overlap the %s of [map %s] at %s", at, a->name, akey,
+                  alo, ahi, bkey, b->name, bt);
+    }
+    if (akey != NULL && b->proto->transport == SOCK_DGRAM && alo <= b->listen_hi &&
+        b->listen_lo <= ahi) {
+        add_error(c, "%s: [map %s] %s %u-%u overlap udp ports %u-%u of [map %s] at %s", at, a->name,
+                  akey, alo, ahi, b->listen_lo, b->listen_hi, b->name, bt);
+    }
+    if (bkey != NULL && a->proto->transport == SOCK_DGRAM && blo <= a->listen_hi &&
+        a->listen_lo <= bhi) {
+        add_error(c, "%s: [map %s] listen: udp ports %u-%u overlap the %s of [map %s] at %s", at,
+                  a->name, a->listen_lo, a->listen_hi, bkey, b->name, bt);
+    }
+}
+
 static void resolve_target(struct config *c, struct map_conf *m)
 {
     struct sockaddr_storage ss;
@@ -1002,14 +1049,18 @@ int config_finish(struct config *c, bool resolve)
         }
         for (size_t j = 0; j < i; j++) {
             struct map_conf *b = &c->maps[j];
-            if (b->enabled && b->listen_lo != 0 && b->proto != NULL && listen_overlaps(a, b)) {
-                char at[MAP_CONF_SOURCELEN + 16], bt[MAP_CONF_SOURCELEN + 16];
-                where(at, sizeof(at), a->source, a->line);
-                where(bt, sizeof(bt), b->source, b->line);
+            if (!b->enabled || b->listen_lo == 0 || b->proto == NULL) {
+                continue;
+            }
+            char at[MAP_CONF_SOURCELEN + 16], bt[MAP_CONF_SOURCELEN + 16];
+            where(at, sizeof(at), a->source, a->line);
+            where(bt, sizeof(bt), b->source, b->line);
+            if (listen_overlaps(a, b)) {
                 add_error(c, "%s: [map %s] listen: %s ports %u-%u overlap [map %s] at %s", at,
                           a->name, transport_name(a->proto), a->listen_lo, a->listen_hi, b->name,
                           bt);
             }
+            check_own_udp_ports(c, a, b, at, bt);
         }
     }
     if (c->nerrors == 0 && resolve) {

@@ -377,3 +377,23 @@ def test_busy_poll_relays_and_applies_at_reload(gateway, tcp_echo):
     assert 'busy-poll: "50": expected off or microseconds such as 50us' in out
     assert "keeping the running configuration" in out
     assert echo_roundtrip(port) == b"hello portgate"
+
+
+def test_check_and_run_agree_on_what_cannot_bind(tmp_path):
+    """What run could not bind, check refuses, with the same message: an IPv4-mapped listen
+    address (IPv6 listeners are IPv6-only), and RTP ports another mapping uses."""
+    port = free_ports()
+    cases = [
+        (["--map", f"tcp:[::ffff:127.0.0.1]:{port}=192.0.2.1:80"],
+         f'listen on 127.0.0.1:{port} instead'),
+        (["--map", f"rtsp:127.0.0.1:{port}=192.0.2.1:554,rtp-ports=20000-20099",
+          "--map", f"rtsp:[::1]:{port}=192.0.2.1:554,rtp-ports=20098-20199"],
+         "--map 2: [map cli-2] rtp-ports 20098-20199 overlap the rtp-ports of [map cli-1]"),
+        (["--map", f"rtsp:127.0.0.1:{port}=192.0.2.1:554,rtp-ports=20000-20099",
+          "--map", "udp:127.0.0.1:20010=192.0.2.1:5000"],
+         "--map 2: [map cli-2] listen: udp ports 20010-20010 overlap the rtp-ports of [map cli-1]"),
+    ]
+    for args, msg in cases:
+        for cmd in ("check", "run"):
+            r = run(cmd, *args)
+            assert r.returncode == 1 and msg in r.stderr, (cmd, args, r.stderr)

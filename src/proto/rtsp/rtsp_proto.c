@@ -51,12 +51,12 @@ static void conf_format(const void *pconf, char *buf, size_t len)
     snprintf(buf, len, "rtp-ports=%u-%u", c->rtp_lo, c->rtp_hi);
 }
 
-static bool own_udp_ports(const void *pconf, uint16_t *lo, uint16_t *hi)
+static const char *own_udp_ports(const void *pconf, uint16_t *lo, uint16_t *hi)
 {
     const struct rtsp_proto_conf *c = pconf;
     *lo = c->rtp_lo;
     *hi = c->rtp_hi;
-    return true;
+    return keys[0];
 }
 
 static void *worker_new(struct relay_ctx *ctx)

@@ -273,10 +273,35 @@ static void test_file_errors(void **state)
     expect_error(
         "[map r]\nproto = tcp\nlisten = 0.0.0.0:6000-6009\ntarget = 192.0.2.1:7000-7004\n",
         "t.conf:1: [map r] target: 5 ports (7000-7004) for 10 listening ports (6000-6009)");
+    /* IPv6 listeners are IPv6-only: an IPv4-mapped address could never be bound. */
+    expect_error("[map m]\nproto = tcp\nlisten = [::ffff:127.0.0.1]:18080\ntarget = 192.0.2.1:80\n",
+                 "t.conf:3: [map m] listen: \"[::ffff:127.0.0.1]:18080\": an IPv4-mapped address; "
+                 "listen on 127.0.0.1:18080");
     /* Across mappings. */
     expect_error(MAP_OK
                  "[map web2]\nproto = tcp\nlisten = 127.0.0.1:8000-8080\ntarget = 192.0.2.1:80\n",
                  "t.conf:5: [map web2] listen: tcp ports 8000-8080 overlap [map web] at t.conf:1");
+    /* The UDP ports an rtsp mapping binds for RTP are its own: no other rtsp mapping's, no udp
+     * listener's. */
+    expect_error("[map a]\nproto = rtsp\nlisten = 0.0.0.0:554\ntarget = 192.0.2.10:554\n"
+                 "rtp-ports = 20000-20099\n"
+                 "[map b]\nproto = rtsp\nlisten = [::]:554\ntarget = 192.0.2.10:554\n"
+                 "rtp-ports = 20090-20199\n",
+                 "t.conf:6: [map b] rtp-ports 20090-20199 overlap the rtp-ports of [map a] at "
+                 "t.conf:1");
+    expect_error("[map a]\nproto = rtsp\nlisten = 0.0.0.0:554\ntarget = 192.0.2.10:554\n"
+                 "[map b]\nproto = rtsp\nlisten = [::]:554\ntarget = 192.0.2.10:554\n",
+                 "t.conf:5: [map b] rtp-ports 16384-17407 overlap the rtp-ports of [map a]");
+    expect_error("[map a]\nproto = rtsp\nlisten = 0.0.0.0:554\ntarget = 192.0.2.10:554\n"
+                 "rtp-ports = 20000-20099\n"
+                 "[map u]\nproto = udp\nlisten = 192.0.2.1:20050-20051\ntarget = 192.0.2.10:5000\n",
+                 "t.conf:6: [map u] listen: udp ports 20050-20051 overlap the rtp-ports of [map a] "
+                 "at t.conf:1");
+    expect_error("[map u]\nproto = udp\nlisten = [::]:20099\ntarget = 192.0.2.10:5000\n"
+                 "[map a]\nproto = rtsp\nlisten = 0.0.0.0:554\ntarget = 192.0.2.10:554\n"
+                 "rtp-ports = 20000-20099\n",
+                 "t.conf:5: [map a] rtp-ports 20000-20099 overlap udp ports 20099-20099 of [map u] "
+                 "at t.conf:1");
     expect_error("", "no mappings");
     expect_error("[gateway]\nlog-level = info\n", "no mappings");
 }
@@ -293,6 +318,20 @@ static void test_file_no_false_errors(void **state)
                     "192.0.2.1:80\nenabled = no\n"
                     "[map a]\nproto = tcp\nlisten = 127.0.0.1:9000\ntarget = 192.0.2.1:80\n"
                     "[map b]\nproto = tcp\nlisten = 127.0.0.2:9000\ntarget = 192.0.2.1:80\n",
+             false);
+    for (size_t i = 0; i < c->nerrors; i++) {
+        fprintf(stderr, "%s\n", c->errors[i]);
+    }
+    assert_int_equal(c->nerrors, 0);
+    config_free(c);
+    /* RTP ranges side by side, and one of a disabled mapping, are fine. */
+    c = load("[map a]\nproto = rtsp\nlisten = 0.0.0.0:554\ntarget = 192.0.2.10:554\n"
+             "rtp-ports = 20000-20099\n"
+             "[map b]\nproto = rtsp\nlisten = [::]:554\ntarget = 192.0.2.10:554\n"
+             "rtp-ports = 20100-20199\n"
+             "[map c]\nproto = rtsp\nlisten = 0.0.0.0:555\ntarget = 192.0.2.10:554\n"
+             "enabled = no\nrtp-ports = 20000-20199\n"
+             "[map u]\nproto = udp\nlisten = 0.0.0.0:20200\ntarget = 192.0.2.10:5000\n",
              false);
     for (size_t i = 0; i < c->nerrors; i++) {
         fprintf(stderr, "%s\n", c->errors[i]);
