@@ -46,9 +46,21 @@ static inline void mapping_stat_add(uint64_t *counter, uint64_t n)
     __atomic_store_n(counter, *counter + n, __ATOMIC_RELAXED);
 }
 
+/* What a line a mapping logs about a client is about. Clients can make these at will, so each
+ * kind is limited to one line a second per worker, with its own count of the lines not
+ * written: a count never mixes refusals of different kinds. */
+enum mapping_log {
+    MAPPING_LOG_DENIED,  /* refused by allow/deny */
+    MAPPING_LOG_LIMIT,   /* refused by max-conns, max-conns-per-ip, max-sessions */
+    MAPPING_LOG_EVICTED, /* a UDP session evicted for a new client */
+    MAPPING_LOG_DROPPED, /* a datagram dropped for want of a socket or memory */
+    MAPPING_LOG_PROTO,   /* refused by the protocol's filter (RTSP: a SETUP) */
+    MAPPING_LOG_COUNT
+};
+
 struct mapping_shard {
     struct mapping_stats stats;
-    struct log_ratelimit refuse_log;
+    struct log_ratelimit log[MAPPING_LOG_COUNT];
 } __attribute__((aligned(64)));
 
 struct ip_count;
@@ -88,6 +100,13 @@ void mapping_unref(struct mapping *m);
 static inline struct mapping_shard *mapping_shard(const struct mapping *m, unsigned w)
 {
     return &m->state->shards[w];
+}
+/* Whether worker w may write a line of kind what about m now (one a second); *suppressed is then
+ * how many it did not write since its last one. */
+static inline bool mapping_log_ok(const struct mapping *m, unsigned w, enum mapping_log what,
+                                  uint64_t now_ms, uint64_t *suppressed)
+{
+    return log_ratelimit_ok(&m->state->shards[w].log[what], now_ms, 1000, suppressed);
 }
 /* The counters of all workers added up; safe while they run. */
 void mapping_stats_sum(const struct mapping_state *st, struct mapping_stats *out);

@@ -16,7 +16,6 @@
 
 #define ACCEPT_BATCH 64
 #define ACCEPT_BACKOFF_MS 100
-#define REFUSE_LOG_INTERVAL_MS 1000
 
 struct tcp_side {
     struct loop_io io;
@@ -550,8 +549,8 @@ static void refuse(struct tcp_listener *l, int fd, const struct sockaddr_storage
                    enum mapping_verdict v)
 {
     uint64_t suppressed;
-    if (log_ratelimit_ok(&mapping_shard(l->map, l->ctx->worker)->refuse_log, loop_now(l->ctx->loop),
-                         REFUSE_LOG_INTERVAL_MS, &suppressed)) {
+    enum mapping_log what = v == MAPPING_DENIED ? MAPPING_LOG_DENIED : MAPPING_LOG_LIMIT;
+    if (mapping_log_ok(l->map, l->ctx->worker, what, loop_now(l->ctx->loop), &suppressed)) {
         char cs[ADDR_STRLEN];
         log_warn("map %s: tcp refused %s: %s (%llu more refusals not logged)", l->map->conf.name,
                  addr_format(client, cs, sizeof(cs)), mapping_verdict_reason(v),

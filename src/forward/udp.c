@@ -13,8 +13,6 @@
 #include "core/log.h"
 #include "core/sock.h"
 
-#define DROP_LOG_INTERVAL_MS 1000
-
 struct udp_sess {
     struct loop_io io; /* socket connect()ed to the target */
     struct udp_listener *l;
@@ -119,10 +117,12 @@ static void sess_touch(struct udp_sess *s)
 
 /* ---- session life ---- */
 
-static void sess_end(struct udp_sess *s, const char *fmt, ...)
-    __attribute__((format(printf, 2, 3)));
+static void sess_end(struct udp_sess *s, bool say, const char *fmt, ...)
+    __attribute__((format(printf, 3, 4)));
 
-static void sess_end(struct udp_sess *s, const char *fmt, ...)
+/* Ends s, and logs its one line unless say is false (an eviction among many: they are logged at
+ * most once a second). */
+static void sess_end(struct udp_sess *s, bool say, const char *fmt, ...)
 {
     struct udp_listener *l = s->l;
     struct loop *loop = l->ctx->loop;
@@ -132,14 +132,17 @@ static void sess_end(struct udp_sess *s, const char *fmt, ...)
     vsnprintf(reason, sizeof(reason), fmt, ap);
     va_end(ap);
     uint64_t ms = loop_now(loop) - s->start_ms;
-    log_info("map %s: udp %s -> %s ended after %llu.%03llus, %llu datagrams (%llu bytes) to "
-             "target, %llu datagrams (%llu bytes) to client, %llu dropped, %llu ICMP errors: %s",
-             s->map->conf.name, addr_format(&s->client, cs, sizeof(cs)),
-             addr_format(&s->target, ts, sizeof(ts)), (unsigned long long)(ms / 1000),
-             (unsigned long long)(ms % 1000), (unsigned long long)s->pkts[0],
-             (unsigned long long)s->bytes[0], (unsigned long long)s->pkts[1],
-             (unsigned long long)s->bytes[1], (unsigned long long)s->dropped,
-             (unsigned long long)s->icmp_errors, reason);
+    if (say) {
+        log_info(
+            "map %s: udp %s -> %s ended after %llu.%03llus, %llu datagrams (%llu bytes) to "
+            "target, %llu datagrams (%llu bytes) to client, %llu dropped, %llu ICMP errors: %s",
+            s->map->conf.name, addr_format(&s->client, cs, sizeof(cs)),
+            addr_format(&s->target, ts, sizeof(ts)), (unsigned long long)(ms / 1000),
+            (unsigned long long)(ms % 1000), (unsigned long long)s->pkts[0],
+            (unsigned long long)s->bytes[0], (unsigned long long)s->pkts[1],
+            (unsigned long long)s->bytes[1], (unsigned long long)s->dropped,
+            (unsigned long long)s->icmp_errors, reason);
+    }
     struct mapping_stats *st = &mapping_shard(s->map, l->ctx->worker)->stats;
     mapping_stat_add(&st->bytes_in, s->bytes[0]);
     mapping_stat_add(&st->bytes_out, s->bytes[1]);
@@ -166,7 +169,7 @@ static void sess_timer(struct loop_timer *t)
     struct loop *loop = s->l->ctx->loop;
     uint64_t deadline = s->last_ms + s->map->conf.idle_timeout_ms;
     if (loop_now(loop) >= deadline) {
-        sess_end(s, "idle for %ums (idle-timeout)", s->map->conf.idle_timeout_ms);
+        sess_end(s, true, "idle for %ums (idle-timeout)", s->map->conf.idle_timeout_ms);
         return;
     }
     loop_timer_start_at(loop, &s->timer, deadline);
@@ -407,11 +410,11 @@ static void sess_event(struct loop_io *io, uint32_t ev)
     }
 }
 
-static void log_drop(struct udp_listener *l, const struct sockaddr_storage *client, const char *why)
+static void log_drop(struct udp_listener *l, const struct sockaddr_storage *client,
+                     enum mapping_log what, const char *why)
 {
     uint64_t suppressed;
-    if (log_ratelimit_ok(&mapping_shard(l->map, l->ctx->worker)->refuse_log, loop_now(l->ctx->loop),
-                         DROP_LOG_INTERVAL_MS, &suppressed)) {
+    if (mapping_log_ok(l->map, l->ctx->worker, what, loop_now(l->ctx->loop), &suppressed)) {
         char cs[ADDR_STRLEN];
         log_warn("map %s: udp dropped datagram from %s: %s (%llu more not logged)",
                  l->map->conf.name, addr_format(client, cs, sizeof(cs)), why,
@@ -426,7 +429,7 @@ static struct udp_sess *sess_new(struct udp_listener *l, const struct sockaddr_s
     struct mapping_stats *st = &mapping_shard(m, l->ctx->worker)->stats;
     if (mapping_check_acl(m, client) != MAPPING_ADMIT) {
         mapping_stat_add(&st->refused_acl, 1);
-        log_drop(l, client, mapping_verdict_reason(MAPPING_DENIED));
+        log_drop(l, client, MAPPING_LOG_DENIED, mapping_verdict_reason(MAPPING_DENIED));
         return NULL;
     }
     /* max-sessions counts the sessions of every worker; when it is reached, the session idle
@@ -434,22 +437,28 @@ static struct udp_sess *sess_new(struct udp_listener *l, const struct sockaddr_s
     if (!mapping_session_begin(m)) {
         if (l->lru_head == NULL) {
             mapping_stat_add(&st->refused_limit, 1);
-            log_drop(l, client, "max-sessions reached (the sessions are on other workers)");
+            log_drop(l, client, MAPPING_LOG_LIMIT,
+                     "max-sessions reached (the sessions are on other workers)");
             return NULL;
         }
         mapping_stat_add(&st->evicted, 1);
-        sess_end(l->lru_head, "evicted: max-sessions (%u) reached and a new client came",
-                 m->conf.max_sessions);
+        uint64_t suppressed = 0;
+        bool say = mapping_log_ok(m, l->ctx->worker, MAPPING_LOG_EVICTED, loop_now(l->ctx->loop),
+                                  &suppressed);
+        sess_end(l->lru_head, say,
+                 "evicted: max-sessions (%u) reached and a new client came (%llu more evictions "
+                 "not logged)",
+                 m->conf.max_sessions, (unsigned long long)suppressed);
         if (!mapping_session_begin(m)) {
             mapping_stat_add(&st->refused_limit, 1);
-            log_drop(l, client, "max-sessions reached");
+            log_drop(l, client, MAPPING_LOG_LIMIT, "max-sessions reached");
             return NULL;
         }
     }
     struct udp_sess *s = calloc(1, sizeof(*s));
     if (s == NULL) {
         mapping_session_end(m);
-        log_drop(l, client, "out of memory");
+        log_drop(l, client, MAPPING_LOG_DROPPED, "out of memory");
         return NULL;
     }
     mapping_target(m, l->port, &s->target);
@@ -459,13 +468,13 @@ static struct udp_sess *sess_new(struct udp_listener *l, const struct sockaddr_s
         char ts[ADDR_STRLEN], why[128];
         snprintf(why, sizeof(why), "socket to %s: %s", addr_format(&s->target, ts, sizeof(ts)),
                  strerror(-fd));
-        log_drop(l, client, why);
+        log_drop(l, client, MAPPING_LOG_DROPPED, why);
         free(s);
         mapping_session_end(m);
         return NULL;
     }
     if (loop_io_add(l->ctx->loop, &s->io, fd, LOOP_IN, sess_event) < 0) {
-        log_drop(l, client, "epoll registration failed");
+        log_drop(l, client, MAPPING_LOG_DROPPED, "epoll registration failed");
         close(fd);
         free(s);
         mapping_session_end(m);
@@ -645,7 +654,7 @@ void udp_listener_free(struct udp_listener *l, const char *reason)
         return;
     }
     while (l->lru_head != NULL) {
-        sess_end(l->lru_head, "%s", reason);
+        sess_end(l->lru_head, true, "%s", reason);
     }
     loop_io_del(l->ctx->loop, &l->io);
     close(l->io.fd);

@@ -11,7 +11,7 @@ import time
 
 import pytest
 
-from conftest import ffprobe_frames, free_ports, vlc_command
+from conftest import ffprobe_frames, free_ports, is_refused, vlc_command
 
 pytestmark = pytest.mark.skipif(
     not all(shutil.which(t) for t in ("cvlc", "ffmpeg", "ffprobe", "setpriv")),
@@ -508,3 +508,20 @@ def test_reload_between_tcp_and_rtsp_keeps_the_port(gateway, tcp_echo, variant):
             c.close()
         assert server_port(plain) == 6970  # the established connection is still plain tcp
     plain.close()
+
+
+def test_each_refusal_is_logged_with_its_own_count(gateway, tcp_echo):
+    """Refusals are logged at most once a second, each kind on its own: a SETUP refused for
+    max-sessions right after a client refused by deny is logged, and its count of lines not
+    logged does not include the other kind."""
+    dev = fake_device(tcp_echo)
+    g, port = rtsp_gateway(gateway, dev.port, extra=",max-sessions=1,deny=127.0.0.2")
+    assert is_refused(port, source="127.0.0.2")
+    url = f"rtsp://127.0.0.1:{port}/x"
+    a, b = Rtsp(port), Rtsp(port)
+    assert a.ask("SETUP", url, Transport="RTP/AVP;unicast;client_port=5000-5001")[0] == 200
+    assert b.ask("SETUP", url, Transport="RTP/AVP;unicast;client_port=5002-5003")[0] == 453
+    g.wait_log("tcp refused 127.0.0.2:")
+    g.wait_log("SETUP refused: max-sessions (1) reached (0 more refusals not logged)")
+    a.close()
+    b.close()

@@ -316,3 +316,32 @@ def test_segmentation_refused_for_one_batch_only(tmp_path, variant):
                 p.kill()
             p.wait()
         subprocess.run(["ip", "netns", "del", ns], check=False)
+
+
+def test_eviction_flood_is_logged_once_a_second(gateway, udp_echo, variant):
+    """10,000 clients, one datagram each, through a mapping of 100 sessions: every new client
+    evicts the session idle the longest (or, on a worker with none, is dropped). The log says so
+    at most once a second per worker and reason, with how many it did not say, rather than a
+    line per datagram."""
+    srv = udp_echo()
+    port = free_ports()
+    g = gateway("--map", f"udp:127.0.0.1:{port}=127.0.0.1:{srv.port},max-sessions=100,"
+                "name=flood")
+    start = time.time()
+    for i in range(10000):
+        with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as s:
+            s.bind((f"127.1.{i // 256}.{i % 256}", 0))  # 10,000 client addresses on loopback
+            s.sendto(b"x", ("127.0.0.1", port))
+    deadline = time.time() + 30
+    while True:
+        st = g.map_stats("flood")
+        if st["evicted"] + st["refused by limits"] >= 9900 or time.time() > deadline:
+            break
+        time.sleep(0.2)
+    elapsed = time.time() - start
+    assert st["evicted"] + st["refused by limits"] >= 9900, st
+    assert st["evicted"] >= 3000, st  # most clients evicted someone
+    log = g.log()
+    evictions = log.count("evicted: max-sessions (100) reached")
+    assert evictions <= (elapsed + 2) * variant.workers, (evictions, elapsed)
+    assert "more evictions not logged" in log

@@ -410,8 +410,8 @@ static void reply(struct proxy *p, const struct rtsp_msg *m, int status, const c
 static void log_refusal(struct proxy *p, const char *why)
 {
     uint64_t suppressed;
-    if (log_ratelimit_ok(&mapping_shard(p->map, p->ctx->worker)->refuse_log, loop_now(p->ctx->loop),
-                         1000, &suppressed)) {
+    if (mapping_log_ok(p->map, p->ctx->worker, MAPPING_LOG_PROTO, loop_now(p->ctx->loop),
+                       &suppressed)) {
         log_warn("map %s: rtsp %s: SETUP refused: %s (%llu more refusals not logged)",
                  p->map->conf.name, p->client_str, why, (unsigned long long)suppressed);
     }
