@@ -822,11 +822,22 @@ static bool cseq_too_long(const struct rtsp_msg *m)
     return cseq != NULL && cseq->n > CSEQ_MAX;
 }
 
-/* Copies what is at hand of the interleaved frame direction dir is passing on, as much as out
- * has room for. Returns the bytes copied. */
-static size_t frame_bytes(struct proxy *p, enum tcp_dir dir, const char *in, size_t len, char *out,
-                          size_t room)
+/*
+ * Passes on what is at hand of the interleaved frame (RFC 2326 10.12) at in, or that direction
+ * dir is in the middle of, as much as out has room for: frames go on as they come, so one may be
+ * longer than a buffer. Returns the bytes passed on, 0 to wait (for the frame's header, or for
+ * room).
+ */
+static size_t pass_frame(struct proxy *p, enum tcp_dir dir, const char *in, size_t len, char *out,
+                         size_t room)
 {
+    if (p->frame_left[dir] == 0) {
+        ssize_t n = rtsp_frame_len(in, len);
+        if (n == RTSP_PARTIAL) {
+            return 0;
+        }
+        p->frame_left[dir] = (size_t)n;
+    }
     size_t n = p->frame_left[dir];
     n = n < len ? n : len;
     n = n < room ? n : room;
@@ -836,96 +847,98 @@ static size_t frame_bytes(struct proxy *p, enum tcp_dir dir, const char *in, siz
     return n;
 }
 
+/*
+ * Passes on the RTSP message at in, rewritten, or answers it (the gateway's refusals). Returns the
+ * bytes of input it took (*produced advanced), 0 to wait (the message is not all here, the
+ * queue of requests is full, or out has no room), or -1 to end the connection (*reason set).
+ */
+static ssize_t pass_message(struct proxy *p, enum tcp_dir dir, const char *in, size_t len,
+                            char *out, size_t room, size_t *produced, const char **reason)
+{
+    struct rtsp_msg m;
+    const char *why;
+    ssize_t head = rtsp_parse(in, len, &m, &why);
+    if (head == RTSP_PARTIAL || (head > 0 && (size_t)head + m.body_len > len)) {
+        return 0;
+    }
+    if (head > 0 && dir == TCP_UP && !m.response && cseq_too_long(&m)) {
+        head = RTSP_ERROR; /* its answer could never be matched */
+        why = "CSeq longer than " STR(CSEQ_MAX) " bytes";
+    }
+    if (head == RTSP_ERROR) {
+        if (dir == TCP_DOWN) {
+            snprintf(p->close_reason, sizeof(p->close_reason),
+                     "the device sent malformed RTSP (%s)", why);
+            *reason = p->close_reason;
+            return -1;
+        }
+        bad_request(p, why);
+        return (ssize_t)len; /* the rest is not RTSP either */
+    }
+    ssize_t n;
+    if (dir == TCP_UP && !m.response) {
+        if (p->qlen == MAX_PENDING) {
+            return 0; /* wait for answers before reading more requests */
+        }
+        n = request(p, in, &m, out + *produced, room - *produced);
+    } else if (dir == TCP_DOWN && m.response) {
+        n = answer(p, in, &m, out + *produced, room - *produced);
+    } else {
+        /* A request of the device to the client (RTSP allows them), or the client's answer to
+         * one: rewritten, not matched. */
+        n = rtsp_rewrite(in, &m, dir == TCP_UP ? &p->up : &p->down, NULL, out + *produced,
+                         room - *produced, &why);
+        n = n < 0 ? -2 : n;
+    }
+    if (n == -2) {
+        if (*produced == 0) {
+            *reason = "a rewritten message does not fit in a buffer";
+            return -1;
+        }
+        return 0;
+    }
+    *produced += (size_t)n;
+    p->last_rtsp_ms = loop_now(p->ctx->loop);
+    return head + (ssize_t)m.body_len;
+}
+
 static ssize_t proxy_data(void *st, enum tcp_dir dir, const char *in, size_t len, bool eof,
                           char *out, size_t room, size_t *out_len, const char **reason)
 {
     (void)eof;
     struct proxy *p = st;
     size_t used = 0, produced = 0;
-    if (dir == TCP_DOWN) {
-        if (p->close_now) {
-            *reason = p->close_reason;
-            return -1;
-        }
-        if (p->frame_left[TCP_DOWN] == 0) {
-            flush_local(p, out, room, &produced);
-        }
-    } else if (p->closing) {
+    if (dir == TCP_UP && p->closing) {
         *out_len = 0;
         return (ssize_t)len; /* after a malformed request, the rest is not RTSP either */
     }
-    while (used < len) {
-        const char *msg = in + used;
-        size_t left = len - used;
-        if (p->frame_left[dir] == 0 && msg[0] == '$') {
-            ssize_t n = rtsp_frame_len(msg, left);
-            if (n == RTSP_PARTIAL) {
-                break; /* its header is not all here yet */
-            }
-            p->frame_left[dir] = (size_t)n;
+    if (dir == TCP_DOWN && p->close_now) {
+        *reason = p->close_reason;
+        return -1;
+    }
+    for (;;) {
+        /* The gateway's own answers whose turn has come go out between messages, never inside
+         * a frame the device is sending. */
+        if (dir == TCP_DOWN && p->frame_left[dir] == 0) {
+            flush_local(p, out, room, &produced);
         }
-        if (p->frame_left[dir] > 0) {
-            /* Frames are passed on as they come, so one may be longer than a buffer. */
-            size_t n = frame_bytes(p, dir, msg, left, out + produced, room - produced);
-            if (n == 0) {
-                break; /* out is full */
-            }
-            used += n;
-            produced += n;
-            if (dir == TCP_DOWN && p->frame_left[dir] == 0) {
-                flush_local(p, out, room, &produced); /* answers wait for the frame's end */
-            }
-            continue;
-        }
-        struct rtsp_msg m;
-        const char *why;
-        ssize_t head = rtsp_parse(msg, left, &m, &why);
-        if (head == RTSP_PARTIAL || (head > 0 && (size_t)head + m.body_len > left)) {
-            break;
-        }
-        if (head > 0 && dir == TCP_UP && !m.response && cseq_too_long(&m)) {
-            head = RTSP_ERROR; /* its answer could never be matched */
-            why = "CSeq longer than " STR(CSEQ_MAX) " bytes";
-        }
-        if (head == RTSP_ERROR) {
-            if (dir == TCP_DOWN) {
-                snprintf(p->close_reason, sizeof(p->close_reason),
-                         "the device sent malformed RTSP (%s)", why);
-                *reason = p->close_reason;
-                return -1;
-            }
-            bad_request(p, why);
-            used = len;
+        if (used == len) {
             break;
         }
         ssize_t n;
-        if (dir == TCP_UP && !m.response) {
-            if (p->qlen == MAX_PENDING) {
-                break; /* wait for answers before reading more requests */
-            }
-            n = request(p, msg, &m, out + produced, room - produced);
-        } else if (dir == TCP_DOWN && m.response) {
-            n = answer(p, msg, &m, out + produced, room - produced);
+        if (p->frame_left[dir] > 0 || in[used] == '$') {
+            n = (ssize_t)pass_frame(p, dir, in + used, len - used, out + produced, room - produced);
+            produced += (size_t)n;
         } else {
-            /* A request of the device to the client (RTSP allows them), or the client's answer
-             * to one: rewritten, not matched. */
-            n = rtsp_rewrite(msg, &m, dir == TCP_UP ? &p->up : &p->down, NULL, out + produced,
-                             room - produced, &why);
-            n = n < 0 ? -2 : n;
+            n = pass_message(p, dir, in + used, len - used, out, room, &produced, reason);
         }
-        if (n == -2) {
-            if (produced == 0) {
-                *reason = "a rewritten message does not fit in a buffer";
-                return -1;
-            }
+        if (n < 0) {
+            return -1;
+        }
+        if (n == 0) {
             break;
         }
-        produced += (size_t)n;
-        used += (size_t)head + m.body_len;
-        p->last_rtsp_ms = loop_now(p->ctx->loop);
-        if (dir == TCP_DOWN) {
-            flush_local(p, out, room, &produced);
-        }
+        used += (size_t)n;
     }
     *out_len = produced;
     return (ssize_t)used;
