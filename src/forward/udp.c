@@ -422,38 +422,53 @@ static void log_drop(struct udp_listener *l, const struct sockaddr_storage *clie
     }
 }
 
-static struct udp_sess *sess_new(struct udp_listener *l, const struct sockaddr_storage *client,
-                                 const struct sockaddr_storage *local, int ifindex)
+/*
+ * Admits a new client of l: allow/deny, then a place among max-sessions, which counts the sessions
+ * of every worker. When it is reached, the session idle the longest on this listener makes room;
+ * a worker with none to evict drops the datagram. Returns true with the place taken, or false
+ * (counted and logged).
+ */
+static bool sess_admit(struct udp_listener *l, const struct sockaddr_storage *client)
 {
     struct mapping *m = l->map;
     struct mapping_stats *st = &mapping_shard(m, l->ctx->worker)->stats;
     if (mapping_check_acl(m, client) != MAPPING_ADMIT) {
         mapping_stat_add(&st->refused_acl, 1);
         log_drop(l, client, MAPPING_LOG_DENIED, mapping_verdict_reason(MAPPING_DENIED));
-        return NULL;
+        return false;
     }
-    /* max-sessions counts the sessions of every worker; when it is reached, the session idle
-     * the longest on this listener makes room. A worker with none to evict drops the datagram. */
+    if (mapping_session_begin(m)) {
+        return true;
+    }
+    if (l->lru_head == NULL) {
+        mapping_stat_add(&st->refused_limit, 1);
+        log_drop(l, client, MAPPING_LOG_LIMIT,
+                 "max-sessions reached (the sessions are on other workers)");
+        return false;
+    }
+    mapping_stat_add(&st->evicted, 1);
+    uint64_t suppressed = 0;
+    bool say =
+        mapping_log_ok(m, l->ctx->worker, MAPPING_LOG_EVICTED, loop_now(l->ctx->loop), &suppressed);
+    sess_end(l->lru_head, say,
+             "evicted: max-sessions (%u) reached and a new client came (%llu more evictions not "
+             "logged)",
+             m->conf.max_sessions, (unsigned long long)suppressed);
     if (!mapping_session_begin(m)) {
-        if (l->lru_head == NULL) {
-            mapping_stat_add(&st->refused_limit, 1);
-            log_drop(l, client, MAPPING_LOG_LIMIT,
-                     "max-sessions reached (the sessions are on other workers)");
-            return NULL;
-        }
-        mapping_stat_add(&st->evicted, 1);
-        uint64_t suppressed = 0;
-        bool say = mapping_log_ok(m, l->ctx->worker, MAPPING_LOG_EVICTED, loop_now(l->ctx->loop),
-                                  &suppressed);
-        sess_end(l->lru_head, say,
-                 "evicted: max-sessions (%u) reached and a new client came (%llu more evictions "
-                 "not logged)",
-                 m->conf.max_sessions, (unsigned long long)suppressed);
-        if (!mapping_session_begin(m)) {
-            mapping_stat_add(&st->refused_limit, 1);
-            log_drop(l, client, MAPPING_LOG_LIMIT, "max-sessions reached");
-            return NULL;
-        }
+        mapping_stat_add(&st->refused_limit, 1);
+        log_drop(l, client, MAPPING_LOG_LIMIT, "max-sessions reached");
+        return false;
+    }
+    return true;
+}
+
+static struct udp_sess *sess_new(struct udp_listener *l, const struct sockaddr_storage *client,
+                                 const struct sockaddr_storage *local, int ifindex)
+{
+    struct mapping *m = l->map;
+    struct mapping_stats *st = &mapping_shard(m, l->ctx->worker)->stats;
+    if (!sess_admit(l, client)) {
+        return NULL;
     }
     struct udp_sess *s = calloc(1, sizeof(*s));
     if (s == NULL) {
