@@ -307,6 +307,15 @@ static void test_rewrite_gstreamer(void **state)
                    "stream=1\";seq=1\r\nRange: npt=0-\r\nSession: 8lzJqZUE2b9Tlr4x\r\n\r\n");
 }
 
+/* An answer to a DESCRIBE carrying sdp, into buf. */
+static void sdp_answer(char *buf, size_t len, const char *sdp)
+{
+    snprintf(buf, len,
+             "RTSP/1.0 200 OK\r\nCSeq: 2\r\nContent-Type: application/sdp\r\n"
+             "Content-Length: %zu\r\n\r\n%s",
+             strlen(sdp), sdp);
+}
+
 /* Every address line of an SDP takes the family of the address the client used: a player opens
  * its RTP sockets for the family of c=, so an IPv6 player told "c=IN IP4 0.0.0.0" hears nothing.
  * Session and media c= lines, wildcards, o=, a=rtcp:, an IPv4 player of an IPv6 device too;
@@ -340,14 +349,8 @@ static void test_rewrite_sdp_families(void **state)
                            "m=audio 5004 RTP/AVP 0\r\n"
                            "c=IN IP4 233.252.0.1/127\r\n";
     char msg[1024], want[1024];
-    snprintf(msg, sizeof(msg),
-             "RTSP/1.0 200 OK\r\nCSeq: 2\r\nContent-Type: application/sdp\r\n"
-             "Content-Length: %zu\r\n\r\n%s",
-             strlen(sdp), sdp);
-    snprintf(want, sizeof(want),
-             "RTSP/1.0 200 OK\r\nCSeq: 2\r\nContent-Type: application/sdp\r\n"
-             "Content-Length: %zu\r\n\r\n%s",
-             strlen(want_sdp), want_sdp);
+    sdp_answer(msg, sizeof(msg), sdp);
+    sdp_answer(want, sizeof(want), want_sdp);
     expect_rewrite(msg, &to6, NULL, want);
 
     /* An IPv4 player of an IPv6 device. */
@@ -362,14 +365,8 @@ static void test_rewrite_sdp_families(void **state)
                "c=IN IP4 0.0.0.0\n"
                "m=video 0 RTP/AVP 96\n"
                "c=IN IP6 ff0e::db8:1/3\n";
-    snprintf(msg, sizeof(msg),
-             "RTSP/1.0 200 OK\r\nCSeq: 2\r\nContent-Type: application/sdp\r\n"
-             "Content-Length: %zu\r\n\r\n%s",
-             strlen(sdp), sdp);
-    snprintf(want, sizeof(want),
-             "RTSP/1.0 200 OK\r\nCSeq: 2\r\nContent-Type: application/sdp\r\n"
-             "Content-Length: %zu\r\n\r\n%s",
-             strlen(want_sdp), want_sdp);
+    sdp_answer(msg, sizeof(msg), sdp);
+    sdp_answer(want, sizeof(want), want_sdp);
     expect_rewrite(msg, &to4, NULL, want);
 }
 
