@@ -166,6 +166,34 @@ class Variant(str):
 # Every TCP test runs on both relay paths, and with one worker and with several.
 TCP_VARIANTS = ["splice-1w", "splice-2w", "copy-2w"]
 
+# A bulk flow: far more than the one read that fills a whole 64 KiB buffer, after which a
+# direction of a TCP connection moves from recv() to splice(). A test's splice variants splice
+# only if it moves this much; a few hundred bytes are copied on both paths.
+BULK = 1 << 20
+
+
+def assert_spliced(g, name, variant, more_than=0, timeout=10):
+    """Checks which relay path carried mapping name's bytes: on the splice path more than
+    more_than bytes were spliced, on the copy path none. A connection adds its bytes to the
+    counters when it ends, so this waits until none of the mapping's connections is open and,
+    on the splice path, the bytes show. more_than=BULK, where a connection carried BULK each
+    way, proves that both directions spliced (one alone moves less than BULK by splice: its
+    first 64 KiB are copied). Returns the counters."""
+    deadline = time.time() + timeout
+    while True:
+        st = g.map_stats(name)
+        if st["open"] == 0 and (variant.copy or st["bytes spliced"] > more_than):
+            break
+        if time.time() > deadline:
+            break
+        time.sleep(0.05)
+    assert st["open"] == 0, (name, st)
+    if variant.copy:
+        assert st["bytes spliced"] == 0, (name, st)
+    else:
+        assert st["bytes spliced"] > more_than, (name, st)
+    return st
+
 
 @pytest.fixture
 def variant(request):
@@ -344,11 +372,46 @@ def recv_all(s, limit=None):
     return b"".join(chunks)
 
 
+def recv_exactly(s, n):
+    """Reads n bytes, or until EOF; returns them."""
+    chunks = []
+    while n > 0:
+        d = s.recv(min(n, 262144))
+        if not d:
+            break
+        chunks.append(d)
+        n -= len(d)
+    return b"".join(chunks)
+
+
+def roundtrip(s, payload, shut=False):
+    """Sends payload on s while reading as many bytes back (with shut: sends a FIN after it and
+    reads until EOF); returns what came back. The sending runs in a thread: an echo of more
+    than the buffers on the way hold stalls a sender that does not read."""
+    err = []
+
+    def send():
+        try:
+            s.sendall(payload)
+            if shut:
+                s.shutdown(socket.SHUT_WR)
+        except OSError as e:
+            err.append(e)
+
+    t = threading.Thread(target=send)
+    t.start()
+    try:
+        got = recv_all(s) if shut else recv_exactly(s, len(payload))
+    finally:
+        t.join(60)
+    if err:
+        raise err[0]
+    return got
+
+
 def echo_roundtrip(port, payload=b"hello portgate", **kw):
     s = connect(port, **kw)
-    s.sendall(payload)
-    s.shutdown(socket.SHUT_WR)
-    got = recv_all(s)
+    got = roundtrip(s, payload, shut=True)
     s.close()
     return got
 
