@@ -163,8 +163,8 @@ class Variant(str):
         return int(m[1]) if m else None
 
 
-# Every TCP test runs on both relay paths, and with one worker and with several.
-TCP_VARIANTS = ["splice-1w", "splice-2w", "copy-2w"]
+# Every TCP test runs on both relay paths, each with one worker and with several.
+TCP_VARIANTS = ["splice-1w", "splice-2w", "copy-1w", "copy-2w"]
 
 # A bulk flow: far more than the one read that fills a whole 64 KiB buffer, after which a
 # direction of a TCP connection moves from recv() to splice(). A test's splice variants splice
