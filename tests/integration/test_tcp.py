@@ -54,12 +54,34 @@ def _sha_read(conn):
     return n, h.hexdigest()
 
 
+BLOCK = 1 << 20
+
+
+def _blocks(seed, n):
+    """n blocks of len(seed) bytes, no two alike: block i is seed rotated by i * 1021 bytes (odd,
+    so distinct for every i below 1 MiB, and not a multiple of any read or pipe size). A block
+    reordered, repeated or dropped on the way, or a piece of one in place of the same piece of
+    another, changes the checksum. Each costs one copy of seed: little next to hashing it."""
+    view = memoryview(seed)
+    for i in range(n):
+        r = i * 1021 % len(seed)
+        yield b"".join((view[r:], view[:r]))
+
+
+def _sha_of_blocks(seed, n):
+    h = hashlib.sha256()
+    for b in _blocks(seed, n):
+        h.update(b)
+    return h.hexdigest()
+
+
 @pytest.mark.parametrize("size", [50 * 1024 * 1024, 1024 * 1024 * 1024], ids=["50MB", "1GB"])
 def test_large_transfer_each_way(gateway, tcp_echo, size, variant):
     if size > 100 * 1024 * 1024 and variant != "splice-2w":
         pytest.skip("the 1 GB transfer is for the splice path; 50 MB covers copying")
-    data = os.urandom(1 << 20)
-    want = hashlib.sha256(data * (size // len(data))).hexdigest()
+    seed = os.urandom(BLOCK)
+    nblocks = size // BLOCK
+    want = _sha_of_blocks(seed, nblocks)
 
     # Upload: client -> target, checksummed at the target.
     up = {}
@@ -70,8 +92,8 @@ def test_large_transfer_each_way(gateway, tcp_echo, size, variant):
 
     # Download: target -> client, checksummed at the client.
     def source(c):
-        for _ in range(size // len(data)):
-            c.sendall(data)
+        for block in _blocks(seed, nblocks):
+            c.sendall(block)
         c.shutdown(socket.SHUT_WR)
         recv_all(c)
 
@@ -81,8 +103,8 @@ def test_large_transfer_each_way(gateway, tcp_echo, size, variant):
     g = gateway("--map", f"tcp:127.0.0.1:{p1}=127.0.0.1:{s_up.port}",
                 "--map", f"tcp:127.0.0.1:{p2}=127.0.0.1:{s_down.port}")
     c = connect(p1, timeout=30)
-    for _ in range(size // len(data)):
-        c.sendall(data)
+    for block in _blocks(seed, nblocks):
+        c.sendall(block)
     c.shutdown(socket.SHUT_WR)
     assert recv_all(c) == b"done"
     c.close()
