@@ -8,8 +8,8 @@ import time
 
 import pytest
 
-from conftest import (BINARY, BULK, ROOT, assert_spliced, connect, echo_roundtrip, free_ports,
-                      is_refused, recv_all, roundtrip)
+from conftest import (BINARY, BULK, ROOT, assert_no_sanitizer_report, assert_spliced, connect,
+                      echo_roundtrip, free_ports, is_refused, recv_all, roundtrip)
 
 # Reload, drain and counters are coordinated across the workers: these run with one and with
 # more workers than this machine has cores.
@@ -21,7 +21,11 @@ RELAY = pytest.mark.parametrize("variant", ["splice-1w", "splice-4w", "copy-1w",
 
 
 def run(*args, **kw):
-    return subprocess.run([BINARY] + list(args), capture_output=True, text=True, timeout=30, **kw)
+    """Runs portgate to its end. A sanitizer's report fails the test here: in a sanitizer
+    build its exit status could otherwise pass for the 1 of a configuration error."""
+    r = subprocess.run([BINARY] + list(args), capture_output=True, text=True, timeout=30, **kw)
+    assert_no_sanitizer_report(r.returncode, r.stderr)
+    return r
 
 
 def test_help_and_version():
@@ -114,8 +118,10 @@ def test_port_in_use(gateway):
         other = free_ports()
         g = gateway("--map", f"tcp:127.0.0.1:{other}=192.0.2.1:80,name=free",
                     "--map", f"tcp:127.0.0.1:{p}=192.0.2.1:80,name=busy", ready=False)
-        assert g.proc.wait(10) == 1
+        rc = g.proc.wait(10)
         log = g.log()
+        assert_no_sanitizer_report(rc, log)
+        assert rc == 1
         assert f"map busy: cannot listen on tcp 127.0.0.1:{p}: Address already in use" in log
         # Nothing was left listening.
         with socket.socket() as t:
