@@ -46,9 +46,11 @@ class Gateway:
     """A portgate process. Its stderr goes to a file that tests read."""
     count = 0
 
-    def __init__(self, tmp_path, args, config=None, env=None, preexec_fn=None):
+    def __init__(self, tmp_path, args, config=None, env=None, preexec_fn=None, adjust=None):
         Gateway.count += 1
         self.tmp_path = tmp_path
+        # What the test's variant adds to every configuration, the first and each reloaded one.
+        self.adjust = adjust or (lambda config: config)
         self.conf = tmp_path / "portgate.conf"
         if config is not None:
             self.conf.write_text(config)
@@ -76,7 +78,7 @@ class Gateway:
 
     def reload(self, config=None):
         if config is not None:
-            self.conf.write_text(config)
+            self.conf.write_text(self.adjust(config))
         n = self.log().count("reloading the configuration")
         self.proc.send_signal(signal.SIGHUP)
         self.wait_log("reloading the configuration", n + 1)
@@ -139,6 +141,25 @@ class Gateway:
         return 0
 
 
+# What the sanitizer builds print when they find something, and the exit statuses tools/test
+# gives them (exitcode= in ASAN_OPTIONS, UBSAN_OPTIONS and TSAN_OPTIONS): portgate's own are 0,
+# 1 and 2, so a sanitizer's report never passes for a configuration error's exit status 1.
+SANITIZER_REPORTS = ("ERROR: AddressSanitizer", "ERROR: LeakSanitizer", "runtime error:",
+                     "WARNING: ThreadSanitizer")
+SANITIZER_EXIT_CODES = {66: "ThreadSanitizer", 67: "AddressSanitizer or LeakSanitizer",
+                        68: "UndefinedBehaviorSanitizer"}
+
+
+def assert_no_sanitizer_report(returncode, stderr):
+    """Fails if a process's stderr holds a sanitizer's report, or if its exit status is one
+    that tools/test gives the sanitizers (returncode None: still running)."""
+    for bad in SANITIZER_REPORTS:
+        assert bad not in stderr, stderr
+    assert returncode not in SANITIZER_EXIT_CODES, (
+        f"exit status {returncode}: {SANITIZER_EXIT_CODES.get(returncode)} found an error\n"
+        + stderr)
+
+
 def _with_gateway_keys(config, keys):
     """config text with keys added to its [gateway] section (made if missing)."""
     if config is None:
@@ -163,8 +184,36 @@ class Variant(str):
         return int(m[1]) if m else None
 
 
-# Every TCP test runs on both relay paths, and with one worker and with several.
-TCP_VARIANTS = ["splice-1w", "splice-2w", "copy-2w"]
+# Every TCP test runs on both relay paths, each with one worker and with several.
+TCP_VARIANTS = ["splice-1w", "splice-2w", "copy-1w", "copy-2w"]
+
+# A bulk flow: far more than the one read that fills a whole 64 KiB buffer, after which a
+# direction of a TCP connection moves from recv() to splice(). A test's splice variants splice
+# only if it moves this much; a few hundred bytes are copied on both paths.
+BULK = 1 << 20
+
+
+def assert_spliced(g, name, variant, more_than=0, still_open=0, timeout=10):
+    """Checks which relay path carried mapping name's bytes: on the splice path more than
+    more_than bytes were spliced, on the copy path none. A connection adds its bytes to the
+    counters when it ends, so this waits until only still_open of the mapping's connections
+    are open and, on the splice path, the bytes show. more_than=BULK, where a connection
+    carried BULK each way, proves that both directions spliced (one alone moves less than BULK
+    by splice: its first 64 KiB are copied). Returns the counters."""
+    deadline = time.time() + timeout
+    while True:
+        st = g.map_stats(name)
+        if st["open"] == still_open and (variant.copy or st["bytes spliced"] > more_than):
+            break
+        if time.time() > deadline:
+            break
+        time.sleep(0.05)
+    assert st["open"] == still_open, (name, st)
+    if variant.copy:
+        assert st["bytes spliced"] == 0, (name, st)
+    else:
+        assert st["bytes spliced"] > more_than, (name, st)
+    return st
 
 
 @pytest.fixture
@@ -177,12 +226,17 @@ def variant(request):
 def gateway(tmp_path, variant):
     started = []
 
-    def start(*args, config=None, ready=True, **kw):
+    def adjust(config):
         if variant.copy:
             config = _with_gateway_keys(config, "splice = no\n")
         if variant.workers and "workers" not in (config or ""):
             config = _with_gateway_keys(config, f"workers = {variant.workers}\n")
-        g = Gateway(tmp_path, args, config=config, **kw)
+        return config
+
+    def start(*args, config=None, ready=True, **kw):
+        # A reload keeps the variant's keys: without them, a copy variant would splice again
+        # from its first reload on.
+        g = Gateway(tmp_path, args, config=adjust(config), adjust=adjust, **kw)
         started.append(g)
         if ready:
             g.wait_ready()
@@ -203,12 +257,8 @@ def gateway(tmp_path, variant):
                 except subprocess.TimeoutExpired:
                     g.proc.kill()
                     g.proc.wait()
-        log = g.log()
         # Sanitizer reports (ASan/UBSan/LSan/TSan) fail the test that produced them.
-        assert "ERROR: AddressSanitizer" not in log, log
-        assert "ERROR: LeakSanitizer" not in log, log
-        assert "runtime error:" not in log, log
-        assert "WARNING: ThreadSanitizer" not in log, log
+        assert_no_sanitizer_report(g.proc.returncode, g.log())
 
 
 class TcpServer:
@@ -344,11 +394,46 @@ def recv_all(s, limit=None):
     return b"".join(chunks)
 
 
+def recv_exactly(s, n):
+    """Reads n bytes, or until EOF; returns them."""
+    chunks = []
+    while n > 0:
+        d = s.recv(min(n, 262144))
+        if not d:
+            break
+        chunks.append(d)
+        n -= len(d)
+    return b"".join(chunks)
+
+
+def roundtrip(s, payload, shut=False):
+    """Sends payload on s while reading as many bytes back (with shut: sends a FIN after it and
+    reads until EOF); returns what came back. The sending runs in a thread: an echo of more
+    than the buffers on the way hold stalls a sender that does not read."""
+    err = []
+
+    def send():
+        try:
+            s.sendall(payload)
+            if shut:
+                s.shutdown(socket.SHUT_WR)
+        except OSError as e:
+            err.append(e)
+
+    t = threading.Thread(target=send)
+    t.start()
+    try:
+        got = recv_all(s) if shut else recv_exactly(s, len(payload))
+    finally:
+        t.join(60)
+    if err:
+        raise err[0]
+    return got
+
+
 def echo_roundtrip(port, payload=b"hello portgate", **kw):
     s = connect(port, **kw)
-    s.sendall(payload)
-    s.shutdown(socket.SHUT_WR)
-    got = recv_all(s)
+    got = roundtrip(s, payload, shut=True)
     s.close()
     return got
 

@@ -18,6 +18,34 @@ for port in sys.argv[1:]:
     ls.setblocking(False)
     sel.register(ls, selectors.EVENT_READ)
     listeners.add(ls)
+pending = {}  # connection -> bytes it could not take yet; it is then watched for writing only
+
+
+def drop(c):
+    sel.unregister(c)
+    pending.pop(c, None)
+    c.close()
+
+
+def send(c, data):
+    """Sends what the socket takes and keeps the rest for when it is writable, reading nothing
+    from that connection meanwhile: a flow larger than the socket buffer comes back whole."""
+    try:
+        n = c.send(data)
+    except BlockingIOError:
+        n = 0
+    except ConnectionError:
+        drop(c)
+        return
+    if n < len(data):
+        if c not in pending:
+            sel.modify(c, selectors.EVENT_WRITE)
+        pending[c] = data[n:]
+    elif c in pending:
+        del pending[c]
+        sel.modify(c, selectors.EVENT_READ)
+
+
 print("ready", flush=True)
 while True:
     for key, _ in sel.select():
@@ -30,17 +58,17 @@ while True:
                     break
                 c.setblocking(False)
                 sel.register(c, selectors.EVENT_READ)
+        elif key.fileobj in pending:
+            send(key.fileobj, pending[key.fileobj])
         else:
             c = key.fileobj
             try:
                 d = c.recv(65536)
+            except BlockingIOError:
+                continue
             except ConnectionError:
                 d = b""
             if d:
-                try:
-                    c.send(d)
-                except (BlockingIOError, ConnectionError):
-                    pass
+                send(c, d)
             else:
-                sel.unregister(c)
-                c.close()
+                drop(c)

@@ -8,15 +8,24 @@ import time
 
 import pytest
 
-from conftest import BINARY, ROOT, connect, echo_roundtrip, free_ports, is_refused, recv_all
+from conftest import (BINARY, BULK, ROOT, assert_no_sanitizer_report, assert_spliced, connect,
+                      echo_roundtrip, free_ports, is_refused, recv_all, roundtrip)
 
 # Reload, drain and counters are coordinated across the workers: these run with one and with
 # more workers than this machine has cores.
 WORKERS = pytest.mark.parametrize("variant", ["1w", "4w"], indirect=True)
+# Those that relay bytes while the gateway reloads, drains or counts run on both relay paths
+# too, and move bulk flows that the splice path splices (see test_tcp.py).
+RELAY = pytest.mark.parametrize("variant", ["splice-1w", "splice-4w", "copy-1w", "copy-4w"],
+                                indirect=True)
 
 
 def run(*args, **kw):
-    return subprocess.run([BINARY] + list(args), capture_output=True, text=True, timeout=30, **kw)
+    """Runs portgate to its end. A sanitizer's report fails the test here: in a sanitizer
+    build its exit status could otherwise pass for the 1 of a configuration error."""
+    r = subprocess.run([BINARY] + list(args), capture_output=True, text=True, timeout=30, **kw)
+    assert_no_sanitizer_report(r.returncode, r.stderr)
+    return r
 
 
 def test_help_and_version():
@@ -112,8 +121,10 @@ def test_port_in_use(gateway):
         other = free_ports()
         g = gateway("--map", f"tcp:127.0.0.1:{other}=192.0.2.1:80,name=free",
                     "--map", f"tcp:127.0.0.1:{p}=192.0.2.1:80,name=busy", ready=False)
-        assert g.proc.wait(10) == 1
+        rc = g.proc.wait(10)
         log = g.log()
+        assert_no_sanitizer_report(rc, log)
+        assert rc == 1
         assert f"map busy: cannot listen on tcp 127.0.0.1:{p}: Address already in use" in log
         # Nothing was left listening.
         with socket.socket() as t:
@@ -131,8 +142,8 @@ target = 127.0.0.1:{t}
 """
 
 
-@WORKERS
-def test_reload_keeps_running_transfer(gateway, tcp_echo, tmp_path):
+@RELAY
+def test_reload_keeps_running_transfer(gateway, tcp_echo, tmp_path, variant):
     """A long transfer on an unchanged mapping survives reloads that add and remove others."""
     total = 40 * 1024 * 1024
     got = {"n": 0}
@@ -157,12 +168,13 @@ def test_reload_keeps_running_transfer(gateway, tcp_echo, tmp_path):
 
     def pump():
         try:
-            chunk = b"r" * 65536
+            # Writes of 256 KiB: more than one read, so that the splice path splices them.
+            chunk = b"r" * 262144
             sent = 0
             while sent < total:
                 c.sendall(chunk)
                 sent += len(chunk)
-                time.sleep(0.001)
+                time.sleep(0.004)
             c.shutdown(socket.SHUT_WR)
             err.append(recv_all(c))
         except Exception as e:  # noqa: BLE001
@@ -183,10 +195,11 @@ def test_reload_keeps_running_transfer(gateway, tcp_echo, tmp_path):
     assert not done.is_set()  # the transfer was still running during the reloads
     t.join(60)
     assert err == [b"%d" % total]
+    assert_spliced(g, "keep", variant, more_than=total // 2)
 
 
-@WORKERS
-def test_reload_changed_mapping_applies_to_new_connections(gateway, tcp_echo):
+@RELAY
+def test_reload_changed_mapping_applies_to_new_connections(gateway, tcp_echo, variant):
     a, b = tcp_echo(), tcp_echo()
     port = free_ports()
     conf = "[map m]\nproto = tcp\nlisten = 127.0.0.1:{p}\ntarget = 127.0.0.1:{t}\n"
@@ -201,10 +214,16 @@ def test_reload_changed_mapping_applies_to_new_connections(gateway, tcp_echo):
     old.sendall(b"2")
     assert old.recv(1) == b"2"  # the established one still talks to the old target
     assert a.accepted == 1
+    # Both carry bulk flows: the old one on the old mapping, a new one on the new.
+    data = os.urandom(BULK)
+    assert roundtrip(old, data) == data
     old.close()
+    assert echo_roundtrip(port, data) == data
+    assert (a.accepted, b.accepted) == (1, 2)
+    assert_spliced(g, "m", variant, more_than=BULK)
 
 
-def roundtrip(transport, family, host, port, payload=b"hello portgate"):
+def echo_over(transport, family, host, port, payload=b"hello portgate"):
     """What an echo behind the gateway sends back over TCP or UDP."""
     if transport == "tcp":
         return echo_roundtrip(port, payload, host=host, family=family)
@@ -226,11 +245,11 @@ def test_reload_moves_a_port_between_wildcard_and_address(gateway, tcp_echo, udp
         conf = (f"[map m]\nproto = {transport}\nlisten = {{addr}}:{port}\n"
                 f"target = 127.0.0.1:{srv.port}\n")
         g = gateway(config=conf.format(addr=wild))
-        assert roundtrip(transport, family, host, port) == b"hello portgate"
+        assert echo_over(transport, family, host, port) == b"hello portgate"
         for addr in (one, wild, one):
             out = g.reload(conf.format(addr=addr))
             assert "configuration applied: 0 mappings added, 1 changed" in out, out
-            assert roundtrip(transport, family, host, port) == b"hello portgate"
+            assert echo_over(transport, family, host, port) == b"hello portgate"
         g.stop()
 
 
@@ -258,8 +277,8 @@ def test_reload_with_broken_config_keeps_running(gateway, tcp_echo):
     assert "configuration applied" in out
 
 
-@WORKERS
-def test_sigterm_drains(gateway, tcp_echo):
+@RELAY
+def test_sigterm_drains(gateway, tcp_echo, variant):
     srv = tcp_echo()
     port = free_ports()
     g = gateway(config=f"[gateway]\ndrain-timeout = 10s\n[map m]\nproto = tcp\n"
@@ -267,31 +286,71 @@ def test_sigterm_drains(gateway, tcp_echo):
     c = connect(port)
     c.sendall(b"a")
     assert c.recv(1) == b"a"
+    # A second connection carries a bulk flow while the gateway drains.
+    bulk = connect(port)
+    bulk.sendall(b"a")
+    assert bulk.recv(1) == b"a"
     g.proc.send_signal(signal.SIGTERM)
-    g.wait_log("stopped accepting; waiting up to 10000ms for 1 connections")
+    g.wait_log("stopped accepting; waiting up to 10000ms for 2 connections")
     with socket.socket() as s:
         assert s.connect_ex(("127.0.0.1", port)) != 0  # not accepting any more
     c.sendall(b"b")
     assert c.recv(1) == b"b"  # the established connection still works
+    data = os.urandom(BULK)
+    assert roundtrip(bulk, data) == data
+    bulk.close()
+    # c keeps the gateway running, so its counters can still be asked for.
+    assert_spliced(g, "m", variant, more_than=BULK, still_open=1)
     assert g.proc.poll() is None
     c.close()
     assert g.proc.wait(5) == 0
 
 
-@WORKERS
-def test_sigterm_drain_timeout(gateway, tcp_echo):
-    srv = tcp_echo()
+@RELAY
+def test_sigterm_drain_timeout(gateway, tcp_echo, variant):
+    """The drain timeout ends what is still open: an idle connection, and one in the middle of
+    a bulk flow to a target that stopped reading, which on the splice path holds a pipe."""
+    stop = threading.Event()
+
+    def handler(c):
+        if c.recv(5) == b"stall":
+            stop.wait(20)  # reads nothing more
+        else:
+            c.sendall(b"a")
+            recv_all(c)
+
+    srv = tcp_echo(handler=handler)
     port = free_ports()
     g = gateway(config=f"[gateway]\ndrain-timeout = 500ms\n[map m]\nproto = tcp\n"
                        f"listen = 127.0.0.1:{port}\ntarget = 127.0.0.1:{srv.port}\n")
     c = connect(port)
     c.sendall(b"a")
     assert c.recv(1) == b"a"
+    stalled = connect(port)
+    stalled.sendall(b"stall")
+    stalled.setblocking(False)
+    chunk = os.urandom(256 * 1024)
+    sent, last = 0, time.time()
+    while time.time() - last < 0.5:  # until the buffers on the way are full
+        try:
+            sent += stalled.send(chunk)
+            last = time.time()
+        except BlockingIOError:
+            time.sleep(0.02)
+    assert sent > BULK, sent
+    r = g.relay_stats()
+    assert r["open"] == 2
+    if variant.copy:
+        assert r["splice"] == "off" and r["pipes"] == 0, r
+    else:
+        assert r["splice"] == "on" and r["pipes"] >= 1, r
     t0 = time.time()
     assert g.stop() == 0
     assert 0.4 < time.time() - t0 < 5
     assert c.recv(1) == b""
     assert "drain-timeout reached" in g.log()
+    stop.set()
+    stalled.close()
 
 
 @WORKERS
@@ -338,8 +397,8 @@ def test_reload_applies_log_level(gateway, tcp_echo):
     assert g.log().count("ended after") == n  # info lines are off
 
 
-@WORKERS
-def test_sigusr1_logs_counters(gateway, tcp_echo, udp_echo):
+@RELAY
+def test_sigusr1_logs_counters(gateway, tcp_echo, udp_echo, variant):
     srv, usrv = tcp_echo(), udp_echo()
     p1, p2 = free_ports(), free_ports()
     g = gateway("--map", f"tcp:127.0.0.1:{p1}=127.0.0.1:{srv.port},allow=127.0.0.1,name=t",
@@ -355,11 +414,19 @@ def test_sigusr1_logs_counters(gateway, tcp_echo, udp_echo):
     g.wait_log("map u: stats:")
     log = g.log()
     assert ("map t: stats: 0 open, 1 accepted, 1 refused by allow/deny, 0 refused by limits, "
-            "0 connect failures, 0 evicted, 14 bytes to targets, 14 bytes to clients") in log
+            "0 connect failures, 0 evicted, 14 bytes to targets, 14 bytes to clients, "
+            "0 bytes spliced") in log  # a few bytes are copied on both paths
     assert "map u: stats: 1 open, 1 accepted, 0 refused by allow/deny" in log
+    # A bulk echo: counted each way, and as spliced on the splice path.
+    data = os.urandom(BULK)
+    assert echo_roundtrip(p1, data) == data
+    st = assert_spliced(g, "t", variant, more_than=BULK)
+    assert st["accepted"] == 2
+    assert st["bytes to targets"] == st["bytes to clients"] == 14 + BULK
 
 
-def test_busy_poll_relays_and_applies_at_reload(gateway, tcp_echo):
+@pytest.mark.parametrize("variant", ["splice", "copy"], indirect=True)
+def test_busy_poll_relays_and_applies_at_reload(gateway, tcp_echo, variant):
     srv = tcp_echo()
     port = free_ports()
     conf = ("[gateway]\nworkers = 2\nbusy-poll = {bp}\n"
@@ -369,14 +436,18 @@ def test_busy_poll_relays_and_applies_at_reload(gateway, tcp_echo):
     for i in range(200):  # round trips, each relayed while or after the worker polls
         c.sendall(b"%d" % i)
         assert c.recv(16) == b"%d" % i
+    data = os.urandom(BULK)
+    assert roundtrip(c, data) == data  # and a bulk flow
     assert "configuration applied" in g.reload(conf.format(bp="off"))
     c.sendall(b"after")
     assert c.recv(16) == b"after"
+    assert roundtrip(c, data) == data
     c.close()
     out = g.reload(conf.format(bp="50"))
     assert 'busy-poll: "50": expected off or microseconds such as 50us' in out
     assert "keeping the running configuration" in out
     assert echo_roundtrip(port) == b"hello portgate"
+    assert_spliced(g, "m", variant, more_than=BULK)
 
 
 def test_check_and_run_agree_on_what_cannot_bind(tmp_path):

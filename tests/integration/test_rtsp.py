@@ -525,3 +525,59 @@ def test_each_refusal_is_logged_with_its_own_count(gateway, tcp_echo):
     g.wait_log("SETUP refused: max-sessions (1) reached (0 more refusals not logged)")
     a.close()
     b.close()
+
+
+def interleaved_device(tcp_echo, frames):
+    """A device that answers PLAY with 200 and then the given interleaved frames (RFC 2326
+    10.12: "$", channel, 16-bit length, data), and any other request with 200 and a
+    Content-Base naming itself."""
+    def handler(c):
+        buf = b""
+        while True:
+            d = c.recv(65536)
+            if not d:
+                return
+            buf += d
+            while b"\r\n\r\n" in buf:
+                head, buf = buf.split(b"\r\n\r\n", 1)
+                lines = head.decode().split("\r\n")
+                cseq = [l.split(":", 1)[1].strip() for l in lines if l.lower().startswith("cseq")]
+                if lines[0].startswith("PLAY"):
+                    c.sendall(f"RTSP/1.0 200 OK\r\nCSeq: {cseq[0]}\r\n\r\n".encode() + frames)
+                else:
+                    c.sendall(f"RTSP/1.0 200 OK\r\nCSeq: {cseq[0]}\r\nContent-Base: "
+                              f"rtsp://127.0.0.1:{dev.port}/x/\r\n\r\n".encode())
+    dev = tcp_echo(handler=handler)
+    return dev
+
+
+@pytest.mark.parametrize("variant", ["splice", "copy"], indirect=True)
+def test_interleaved_bulk_is_filtered_not_spliced(gateway, tcp_echo, variant):
+    """An rtsp mapping copies on both paths: its filter must see every byte to find the RTSP
+    messages among the interleaved frames. 2 MiB of frames after a PLAY arrive whole, none of
+    them spliced even with splice on, and the device's next answer is still rewritten."""
+    payload = os.urandom(1400)
+    frames = b"".join(b"$\x00" + len(payload).to_bytes(2, "big") + payload for _ in range(1500))
+    dev = interleaved_device(tcp_echo, frames)
+    g, port = rtsp_gateway(gateway, dev.port)
+    url = f"rtsp://127.0.0.1:{port}/x"
+    c = Rtsp(port)
+    assert c.ask("PLAY", url)[0] == 200
+    got = c.buf
+    while len(got) < len(frames):
+        d = c.s.recv(262144)
+        assert d, len(got)
+        got += d
+    assert got == frames
+    c.buf = b""
+    status, h, _ = c.ask("GET_PARAMETER", url)
+    assert status == 200 and h["content-base"] == f"rtsp://127.0.0.1:{port}/x/"
+    c.close()
+    deadline = time.time() + 10  # the counters grow when the connection has ended
+    st = g.map_stats("enc")
+    while st["open"] > 0:
+        assert time.time() < deadline, st
+        time.sleep(0.05)
+        st = g.map_stats("enc")
+    assert st["bytes to clients"] > len(frames)
+    assert st["bytes spliced"] == 0, st

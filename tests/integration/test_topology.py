@@ -1,6 +1,10 @@
 """Three hosts in network namespaces: a client outside, the gateway with two interfaces, and a
 device inside that the outside cannot route to. The outside reaches the device only through a
-mapping, for TCP and UDP, over IPv4 and IPv6.
+mapping, for TCP and UDP, over IPv4 and IPv6: not directly, and not the device's other services
+(ssh on TCP 22, snmp on UDP 161, which no mapping forwards) through any of the gateway's
+addresses. Every "cannot reach" has a positive control in the same test: the same probe, from
+the same namespace, reaching a service where one is reachable, so a probe that fails for its
+own reasons cannot pass for a wall.
 
     client (pgc)              gateway (pgg)                 device (pgd)
     198.51.100.2  ---------- 198.51.100.1 | 192.0.2.1 ---------- 192.0.2.10
@@ -13,6 +17,7 @@ over UDP only), and GStreamer's RTSP server (192.0.2.10:8556, UDP or interleaved
 authentication). Players outside (ffprobe, GStreamer's rtspsrc) must decode frames through the
 rtsp mappings, and a plain TCP forward of the same port must fail, as it does on a router.
 """
+import contextlib
 import os
 import re
 import shutil
@@ -23,7 +28,7 @@ import time
 
 import pytest
 
-from conftest import BINARY, ffprobe_frames, vlc_command
+from conftest import BINARY, assert_no_sanitizer_report, ffprobe_frames, vlc_command
 
 HELPER = os.path.join(os.path.dirname(os.path.abspath(__file__)), "nethelper.py")
 PY = sys.executable
@@ -88,6 +93,14 @@ class Topology:
             sh("ip", "netns", "del", n, check=False)
 
 
+# The device's ports that no mapping forwards (its ssh and snmp), and a port free on every
+# address of the gateway, where a test starts a service to show that a probe can get there.
+OTHER = {"tcp-client": 22, "udp-client": 161}
+CONTROL_PORT = 9000
+OUTSIDE = {4: "198.51.100.1", 6: "2001:db8:1::1"}
+INSIDE = {4: "192.0.2.1", 6: "2001:db8:2::1"}
+DEVICE = {4: "192.0.2.10", 6: "2001:db8:2::10"}
+
 RTSP_TOOLS = all(shutil.which(t) for t in ("cvlc", "ffmpeg", "ffprobe", "gst-launch-1.0"))
 
 
@@ -99,6 +112,9 @@ def topo(tmp_path_factory, request):
         for host in ("192.0.2.10", "2001:db8:2::10"):
             t.start(t.d, PY, HELPER, "tcp-echo", host, "80")
             t.start(t.d, PY, HELPER, "udp-echo", host, "5000")
+            # The device's other services, which no mapping forwards.
+            t.start(t.d, PY, HELPER, "tcp-echo", host, str(OTHER["tcp-client"]))
+            t.start(t.d, PY, HELPER, "udp-echo", host, str(OTHER["udp-client"]))
         if RTSP_TOOLS:
             clip = request.getfixturevalue("clip")
             t.start(t.d, *vlc_command(clip, "192.0.2.10", 8554), wait_ready=False)
@@ -129,17 +145,47 @@ def topo(tmp_path_factory, request):
         yield t
         # Stop it as an operator would, so sanitizer builds report leaks, and fail on a report.
         gw.send_signal(signal.SIGTERM)
-        gw.wait(20)
-        text = log.read_text()
-        for bad in ("ERROR: AddressSanitizer", "ERROR: LeakSanitizer", "runtime error:",
-                    "WARNING: ThreadSanitizer"):
-            assert bad not in text, text
+        rc = gw.wait(20)
+        assert_no_sanitizer_report(rc, log.read_text())
     finally:
         t.down()
 
 
 def client(t, mode, host, port, msg):
     return t.ns(t.c, PY, HELPER, mode, host, str(port), msg, check=False)
+
+
+def probes(t, ns, todo):
+    """Runs the probes [(mode, host, port)] from namespace ns at once (each waits up to 3 s
+    for an answer that does not come); returns their results in order. A probe's message is
+    its own address, so a result can only be its own echo."""
+    procs = [subprocess.Popen(["ip", "netns", "exec", ns, PY, HELPER, mode, host, str(port),
+                               f"{mode} {host} {port}"], stdout=subprocess.PIPE,
+                              stderr=subprocess.PIPE, text=True) for mode, host, port in todo]
+    out = []
+    for p in procs:
+        stdout, stderr = p.communicate(timeout=30)
+        out.append(subprocess.CompletedProcess(p.args, p.returncode, stdout, stderr))
+    return out
+
+
+def answered(r, mode, host, port):
+    return r.returncode == 0 and r.stdout.strip() == f"{mode} {host} {port}"
+
+
+@contextlib.contextmanager
+def serving(t, ns, mode, hosts, port):
+    """Echo servers for the probes of mode (tcp-client, udp-client) on hosts:port in namespace
+    ns, for the block."""
+    server = mode.replace("client", "echo")
+    started = [t.start(ns, PY, HELPER, server, h, str(port)) for h in hosts]
+    try:
+        yield
+    finally:
+        for p in started:
+            p.kill()
+            p.wait()
+            t.procs.remove(p)
 
 
 @pytest.mark.parametrize("mode,host,port", [
@@ -164,8 +210,35 @@ def test_outside_reaches_device_through_mapping(topo, mode, host, port):
     ("udp-client", "198.51.100.1", 5001),   # not mapped
 ])
 def test_outside_cannot_reach_device_directly(topo, mode, host, port):
+    # Positive control: the same probe from the same namespace reaches a service on the
+    # gateway's outside address of the same family.
+    near = OUTSIDE[6 if ":" in host else 4]
+    with serving(topo, topo.g, mode, [near], CONTROL_PORT):
+        r = client(topo, mode, near, CONTROL_PORT, "control")
+    assert r.returncode == 0 and r.stdout.strip() == "control", r.stderr
     r = client(topo, mode, host, port, "direct")
     assert r.returncode != 0, r.stdout
+
+
+@pytest.mark.parametrize("family", [4, 6])
+@pytest.mark.parametrize("mode", ["tcp-client", "udp-client"])
+def test_device_other_ports_unreachable_through_gateway(topo, mode, family):
+    """The device's other services (no mapping forwards them) are reachable neither on the
+    device's address nor through the gateway's outside or inside addresses, on the same port.
+    Controls: the service answers the same probe on the inside (from the gateway), and the
+    same probe from the outside reaches a service on each of the gateway's addresses."""
+    port, gw = OTHER[mode], [OUTSIDE[family], INSIDE[family]]
+    (inside,) = probes(topo, topo.g, [(mode, DEVICE[family], port)])
+    assert answered(inside, mode, DEVICE[family], port), inside.stderr
+    with serving(topo, topo.g, mode, gw, CONTROL_PORT):
+        todo = [(mode, h, CONTROL_PORT) for h in gw] + [(mode, h, port)
+                                                         for h in gw + [DEVICE[family]]]
+        results = probes(topo, topo.c, todo)
+    for (m, h, p), r in zip(todo, results):
+        if p == CONTROL_PORT:
+            assert answered(r, m, h, p), (h, p, r.stdout, r.stderr)
+        else:
+            assert r.returncode != 0 and not r.stdout.strip(), (h, p, r.stdout)
 
 
 def test_device_sees_the_gateway_not_the_client(topo):
@@ -202,6 +275,12 @@ def wait_no_rtp_sockets(t, lo, hi, timeout=10):
 def test_plain_forward_breaks_rtsp_over_udp(topo):
     """The problem the rtsp mappings solve: VLC sends RTP to the gateway's inside address,
     where nothing listens, and leaks its own address in its answers."""
+    # Positive control: the same ffprobe, with the same arguments from the same namespace,
+    # decodes the same encoder through the rtsp mapping. ffprobe_frames() says 0 for any
+    # failure, its own included: without this, a broken player would pass the test.
+    assert ffprobe_frames("rtsp://198.51.100.1/live", "udp", prefix=outside(topo),
+                          timeout=20) >= 25
+    wait_no_rtp_sockets(topo, 30000, 30099)
     assert ffprobe_frames("rtsp://198.51.100.1:8554/live", "udp", prefix=outside(topo),
                           timeout=20) == 0
 
@@ -233,6 +312,7 @@ def test_gstreamer_server_with_digest(topo, transport, lo):
     """Interleaved TCP passes through; UDP is relayed; Digest (computed by the client over the
     URL it used) still verifies at the device."""
     url = "rtsp://admin:secret@198.51.100.1:8556/test"
+    # The first is the second's positive control: the same arguments, but the password.
     assert ffprobe_frames(url, transport, prefix=outside(topo)) >= 25
     assert ffprobe_frames(url.replace("secret", "wrong"), transport, prefix=outside(topo)) == 0
     if lo is not None:
