@@ -30,12 +30,13 @@ struct lslot {
     int fd; /* during apply: a socket bound but not yet handed to the worker's relay */
 };
 
-/* One port of one mapping: a listening socket per worker (SO_REUSEPORT when there are several). */
+/* One port of one mapping: a listening socket, bound with SO_REUSEPORT, on each worker that runs
+ * its protocol (forward/proto.h: placement). */
 struct listener {
     const struct proto *proto;
     struct sockaddr_storage addr; /* with the port */
     struct mapping *map;          /* borrowed: the relay listeners hold references */
-    struct lslot *slots;          /* nworkers; NULL once handed to a new generation */
+    struct lslot *slots;          /* one per worker; empty on a worker that does not run it */
     ssize_t from;                 /* during apply: the running listener taken over, or -1 */
     bool keep;                    /* during apply: still needed */
 };

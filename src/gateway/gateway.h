@@ -1,14 +1,17 @@
 /*
- * gateway: the running gateway of one event loop. It opens a listening socket for every port of
- * every enabled mapping, hands them to the TCP and UDP relays, and owns the current
- * configuration snapshot, which reload (SIGHUP) replaces as a whole:
+ * gateway: the control thread of the running gateway and its workers. It opens listening sockets
+ * for every port of every enabled mapping (one per worker that runs the mapping's protocol),
+ * hands them to the TCP and UDP relays of the workers, and owns the current configuration
+ * snapshot, which reload (SIGHUP) replaces as a whole:
  *   - the new config is built and checked first; if it has errors they are logged and the
  *     running one is kept;
- *   - every listening socket the new config needs that is already open (same protocol, address
- *     and port) is kept, so established connections and UDP sessions on it are untouched; the
- *     others are bound before anything changes, and a failed bind cancels the whole reload;
+ *   - every listening socket the new config needs that is already open (same transport, address
+ *     and port, whatever the protocol) is kept, so established connections and UDP sessions on
+ *     it are untouched; the others are bound before anything changes, and a failed bind cancels
+ *     the whole reload;
  *   - then listeners no longer needed close (their TCP connections go on; their UDP sessions
- *     end), and kept ones move to the new generation of their mapping (new connections only).
+ *     end), and kept ones move to the new generation of their mapping (new connections only),
+ *     which may be of another protocol.
  * SIGUSR1 logs each mapping's counters.
  * SIGTERM and SIGINT stop accepting and wait for the TCP connections up to drain-timeout; a second
  * signal ends them at once.
