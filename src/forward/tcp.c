@@ -151,6 +151,12 @@ static void conn_fail(struct tcp_conn *c, struct tcp_side *s, int err, const cha
 
 /* ---- moving bytes ---- */
 
+/* True if direction d has input the filter holds until the other direction moves. */
+static bool filter_holds(const struct tcp_conn *c, enum tcp_dir d)
+{
+    return c->in[d] != NULL && c->filter->held != NULL && c->filter->held(c->fst, d);
+}
+
 /* Runs the filter on what direction d has read. Returns 1 if it produced or consumed, 0 if it
  * needs more input, -1 if the connection was closed. c->out[d] is empty on entry. */
 static int run_filter(struct tcp_conn *c, enum tcp_dir d, bool eof)
@@ -182,6 +188,9 @@ static int run_filter(struct tcp_conn *c, enum tcp_dir d, bool eof)
         relay_buf_put(c->ctx, in);
         c->in[d] = NULL;
     } else if (used == 0 && produced == 0 && in->off + in->len == RELAY_BUF_SIZE) {
+        if (in->off == 0 && filter_holds(c, d)) {
+            return 0; /* the buffer waits for the other direction; reads wait for room */
+        }
         if (in->off == 0) {
             conn_close(c, "%s filter: message larger than %u bytes", c->filter->name,
                        RELAY_BUF_SIZE);
@@ -441,18 +450,19 @@ static int pump(struct tcp_conn *c, enum tcp_dir d)
 static void conn_run(struct tcp_conn *c)
 {
     for (;;) {
+        uint64_t moved = c->filter_moves;
         if (pump(c, TCP_UP) < 0) {
             return;
         }
-        uint64_t moved = c->filter_moves;
+        bool held = c->filter != NULL && filter_holds(c, TCP_UP);
         if (pump(c, TCP_DOWN) < 0) {
             return;
         }
-        /* A filter may hold the client's input until the target has answered (rtsp reads no
-         * more requests while 16 await answers). Answers that came in one segment bring no new
-         * event on the client's side: once the filter has moved the target's bytes, the
-         * client's held input is offered again. */
-        if (c->in[TCP_UP] == NULL || c->filter_moves == moved) {
+        /* A filter may hold a direction's input until the other has moved (forward/tcp.h:
+         * held). What moved the other way brings no event on the held side, so while a
+         * direction stopped held and the filter moved since, the two run again. */
+        held = held || (c->filter != NULL && filter_holds(c, TCP_DOWN));
+        if (!held || c->filter_moves == moved) {
             break;
         }
     }

@@ -44,7 +44,11 @@ struct tcp_filter_conn {
  * and sets *out_len; or -1 to end the connection, with *reason set. eof says no more input
  * will come. A filter that makes output of its own (an answer to the client that the target
  * never sees) says so with pending(): data() is then called for that direction even with no
- * input (in == NULL, len 0). pending may be NULL.
+ * input (in == NULL, len 0). A filter that takes no more input in a direction until the other
+ * direction has moved (rtsp reads no more requests while 16 await their answers) says so with
+ * held(): the relay then stops reading that side once its buffer is full, without taking the
+ * full buffer for a message too large to parse, and offers the held input again as soon as the
+ * filter has moved bytes the other way. pending and held may be NULL.
  */
 struct tcp_filter {
     const char *name;
@@ -52,6 +56,7 @@ struct tcp_filter {
     ssize_t (*data)(void *st, enum tcp_dir dir, const char *in, size_t len, bool eof, char *out,
                     size_t out_room, size_t *out_len, const char **reason);
     bool (*pending)(void *st, enum tcp_dir dir);
+    bool (*held)(void *st, enum tcp_dir dir);
     void (*close)(void *st);
 };
 

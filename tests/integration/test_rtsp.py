@@ -416,6 +416,24 @@ def test_pipelined_requests_beyond_the_queue(gateway, tcp_echo):
     c.close()
 
 
+def test_pipelined_requests_beyond_a_buffer(gateway, tcp_echo):
+    """More pipelined requests than the relay's buffer holds (400 of 460 bytes: 184 KB) wait in
+    the client's socket while 16 await their answers, rather than being taken for one message
+    too large to parse; all are answered, in order."""
+    dev = fake_device(tcp_echo, batch=True)
+    g, port = rtsp_gateway(gateway, dev.port)
+    c = Rtsp(port)
+    url = f"rtsp://127.0.0.1:{port}/x"
+    n, pad = 400, "p" * 400
+    c.s.sendall(b"".join(f"OPTIONS {url} RTSP/1.0\r\nCSeq: {i}\r\nX-Pad: {pad}\r\n\r\n".encode()
+                         for i in range(1, n + 1)))
+    c.s.settimeout(30)
+    answers = [c.read_answer() for _ in range(n)]
+    assert [a[1]["cseq"] for a in answers] == [str(i) for i in range(1, n + 1)]
+    assert "message larger than" not in g.log()
+    c.close()
+
+
 def test_long_cseq_is_refused(gateway, tcp_echo):
     """A CSeq the gateway cannot keep whole could never match its answer: the SETUP's RTP ports
     and its place in max-sessions would stay held, and the device's Transport would reach the

@@ -944,6 +944,13 @@ static ssize_t proxy_data(void *st, enum tcp_dir dir, const char *in, size_t len
     return (ssize_t)used;
 }
 
+/* The client's requests wait while MAX_PENDING await their answers. */
+static bool proxy_held(void *st, enum tcp_dir dir)
+{
+    const struct proxy *p = st;
+    return dir == TCP_UP && p->qlen == MAX_PENDING;
+}
+
 static bool proxy_pending(void *st, enum tcp_dir dir)
 {
     struct proxy *p = st;
@@ -962,8 +969,12 @@ static void proxy_close(void *st)
     free(p);
 }
 
-const struct tcp_filter rtsp_proxy_filter = {"rtsp", proxy_open, proxy_data, proxy_pending,
-                                             proxy_close};
+const struct tcp_filter rtsp_proxy_filter = {.name = "rtsp",
+                                             .open = proxy_open,
+                                             .data = proxy_data,
+                                             .pending = proxy_pending,
+                                             .held = proxy_held,
+                                             .close = proxy_close};
 
 struct rtsp_proxy_worker *rtsp_proxy_worker_new(void)
 {

@@ -70,7 +70,8 @@ static void upper_close(void *st)
     filter_closed++;
 }
 
-static const struct tcp_filter upper = {"upper", upper_open, upper_data, NULL, upper_close};
+static const struct tcp_filter upper = {
+    .name = "upper", .open = upper_open, .data = upper_data, .close = upper_close};
 
 /* ---- peers ---- */
 
