@@ -469,6 +469,46 @@ def test_long_cseq_is_refused(gateway, tcp_echo):
     c.close()
 
 
+def test_answers_are_matched_by_one_cseq(gateway, tcp_echo):
+    """A request with two CSeq headers is refused: the gateway and the device could match its
+    answer by different ones. And an answer to no request the client sent ends the connection,
+    before its Transport (the device's own ports) reaches the client."""
+    dev = fake_device(tcp_echo)
+    g, port = rtsp_gateway(gateway, dev.port)
+    url = f"rtsp://127.0.0.1:{port}/x"
+    c = Rtsp(port)
+    c.s.sendall(f"SETUP {url} RTSP/1.0\r\nCSeq: 1\r\nCSeq: 2\r\n"
+                "Transport: RTP/AVP;unicast;client_port=5000-5001\r\n\r\n".encode())
+    assert c.read_answer()[0] == 400
+    assert c.s.recv(100) == b""
+    g.wait_log("the client sent malformed RTSP (more than one CSeq)")
+    assert dev.cseqs == []
+
+    def wrong_cseq(conn):
+        buf = b""
+        while b"\r\n\r\n" not in buf:
+            buf += conn.recv(65536)
+        conn.sendall(b"RTSP/1.0 200 OK\r\nCSeq: 99\r\nTransport: RTP/AVP;unicast;"
+                     b"client_port=30000-30001;server_port=6970-6971\r\nSession: 1\r\n\r\n")
+        conn.recv(100)
+    bad = tcp_echo(handler=wrong_cseq)
+    g, port = rtsp_gateway(gateway, bad.port)
+    c = Rtsp(port)
+    c.s.sendall(f"SETUP rtsp://127.0.0.1:{port}/x RTSP/1.0\r\nCSeq: 1\r\n"
+                "Transport: RTP/AVP;unicast;client_port=5000-5001\r\n\r\n".encode())
+    got = b""
+    while True:
+        try:
+            d = c.s.recv(65536)
+        except ConnectionResetError:
+            break
+        if not d:
+            break
+        got += d
+    assert b"6970" not in got and b"30000" not in got
+    g.wait_log("the device answered no request the client sent (CSeq 99)")
+
+
 @pytest.mark.parametrize("size", [65535, 1000])
 def test_largest_interleaved_frame(gateway, tcp_echo, size):
     """An interleaved frame may carry 65,535 bytes (RFC 2326 10.12), more than the relay's

@@ -753,17 +753,29 @@ static void teardown(struct proxy *p, const char *id)
     }
 }
 
-/* One answer. Returns the bytes written, or -2 when out has no room (nothing changed). */
+/* One answer. Returns the bytes written, -2 when out has no room (nothing changed), or -1 to end
+ * the connection (p->close_reason set). */
 static ssize_t answer(struct proxy *p, const char *msg, const struct rtsp_msg *m, char *out,
                       size_t room)
 {
     ssize_t i = q_match(p, m);
-    struct pending *e = i >= 0 ? &p->q[i] : NULL;
+    if (i < 0) {
+        /* An answer to no request the client is waiting for: it cannot be rewritten as its
+         * request needs (a SETUP's Transport would name the device's own ports), and a device
+         * that sends one has lost track of the conversation. */
+        const struct rtsp_str *cseq = rtsp_header(m, "CSeq");
+        snprintf(p->close_reason, sizeof(p->close_reason),
+                 "the device answered no request the client sent (CSeq %.*s)",
+                 cseq != NULL ? (int)(cseq->n < 40 ? cseq->n : 40) : 4,
+                 cseq != NULL ? cseq->p : "none");
+        return -1;
+    }
+    struct pending *e = &p->q[i];
     bool ok = m->status >= 200 && m->status < 300;
     struct rtsp_transport t;
     ssize_t n;
     const char *why;
-    if (e != NULL && e->stream != NULL && ok && udp_transport(m, &t)) {
+    if (e->stream != NULL && ok && udp_transport(m, &t)) {
         n = answer_setup(p, msg, m, e, &t, out, room);
     } else {
         n = rtsp_rewrite(msg, m, &p->down, NULL, out, room, &why);
@@ -771,18 +783,16 @@ static ssize_t answer(struct proxy *p, const char *msg, const struct rtsp_msg *m
     if (n < 0) {
         return -2;
     }
-    if (e != NULL) {
-        if (e->stream != NULL) {
-            char what[64];
-            snprintf(what, sizeof(what), "the device answered the SETUP with %d%s", m->status,
-                     ok ? " but not with RTP over UDP" : "");
-            pending_release(p, e, what);
-        }
-        if (e->kind == REQ_TEARDOWN && ok) {
-            teardown(p, e->session);
-        }
-        q_remove(p, (size_t)i);
+    if (e->stream != NULL) {
+        char what[64];
+        snprintf(what, sizeof(what), "the device answered the SETUP with %d%s", m->status,
+                 ok ? " but not with RTP over UDP" : "");
+        pending_release(p, e, what);
     }
+    if (e->kind == REQ_TEARDOWN && ok) {
+        teardown(p, e->session);
+    }
+    q_remove(p, (size_t)i);
     return n;
 }
 
@@ -816,10 +826,19 @@ static void *proxy_open(const struct tcp_filter_conn *fc)
     return p;
 }
 
-static bool cseq_too_long(const struct rtsp_msg *m)
+/* Why the CSeq of request m cannot be matched to its answer, or NULL: answers are matched by
+ * it, and the device answers the one it sees. */
+static const char *cseq_problem(const struct rtsp_msg *m)
 {
     const struct rtsp_str *cseq = rtsp_header(m, "CSeq");
-    return cseq != NULL && cseq->n > CSEQ_MAX;
+    if (cseq != NULL && cseq->n > CSEQ_MAX) {
+        return "CSeq longer than " STR(CSEQ_MAX) " bytes";
+    }
+    size_t n = 0;
+    for (size_t i = 0; i < m->nhdr; i++) {
+        n += rtsp_str_ieq(m->hdr[i].name, "CSeq");
+    }
+    return n > 1 ? "more than one CSeq" : NULL;
 }
 
 /*
@@ -861,9 +880,10 @@ static ssize_t pass_message(struct proxy *p, enum tcp_dir dir, const char *in, s
     if (head == RTSP_PARTIAL || (head > 0 && (size_t)head + m.body_len > len)) {
         return 0;
     }
-    if (head > 0 && dir == TCP_UP && !m.response && cseq_too_long(&m)) {
-        head = RTSP_ERROR; /* its answer could never be matched */
-        why = "CSeq longer than " STR(CSEQ_MAX) " bytes";
+    const char *cseq_why;
+    if (head > 0 && dir == TCP_UP && !m.response && (cseq_why = cseq_problem(&m)) != NULL) {
+        head = RTSP_ERROR; /* its answer could not be matched */
+        why = cseq_why;
     }
     if (head == RTSP_ERROR) {
         if (dir == TCP_DOWN) {
@@ -889,6 +909,10 @@ static ssize_t pass_message(struct proxy *p, enum tcp_dir dir, const char *in, s
         n = rtsp_rewrite(in, &m, dir == TCP_UP ? &p->up : &p->down, NULL, out + *produced,
                          room - *produced, &why);
         n = n < 0 ? -2 : n;
+    }
+    if (n == -1) {
+        *reason = p->close_reason;
+        return -1;
     }
     if (n == -2) {
         if (*produced == 0) {
