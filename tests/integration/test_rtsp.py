@@ -532,6 +532,14 @@ def test_largest_interleaved_frame(gateway, tcp_echo, size):
     assert c.ask("OPTIONS", url)[0] == 200
     assert dev.frames == [down]
     c.close()
+    # A frame from a client that set up no interleaved transport is no RTSP: 400, and the
+    # device never sees what it carries.
+    c = Rtsp(port)
+    c.s.sendall(b"$\x00\x00\x1a" + f"OPTIONS {url} RTSP/1.0\r\n\r\n".encode()[:26])
+    assert c.read_answer()[0] == 400
+    g.wait_log("malformed RTSP (an interleaved frame before any interleaved SETUP)")
+    assert dev.frames == [down]
+    c.close()
 
 
 @pytest.mark.parametrize("variant", ["1w", "2w"], indirect=True)

@@ -92,6 +92,7 @@ struct proxy {
     size_t nheld;
     uint64_t last_rtsp_ms; /* the last RTSP message or interleaved frame, either way */
     size_t frame_left[2];  /* by direction: bytes of an interleaved frame still to pass on */
+    bool interleaved;      /* a SETUP for RTP over this connection went to the device */
     bool closing;          /* a 400 was queued: the client's input is dropped */
     bool close_now;        /* the 400 went out: end the connection */
     char close_reason[160];
@@ -559,6 +560,7 @@ static int setup_transport(struct proxy *p, const struct rtsp_msg *m, struct pen
              * cannot pick a UDP one whose ports nobody rewrote. */
             snprintf(tbuf, TRANSPORT_MAX, "%.*s", (int)t.spec.n, t.spec.p);
             *have_transport = true;
+            p->interleaved = true;
             return 1;
         }
         if (t.has_client_port) {
@@ -950,6 +952,13 @@ static ssize_t proxy_data(void *st, enum tcp_dir dir, const char *in, size_t len
             break;
         }
         ssize_t n;
+        if (dir == TCP_UP && p->frame_left[dir] == 0 && in[used] == '$' && !p->interleaved) {
+            /* A client frames RTP only on a connection that set it up: before that, '$' bytes
+             * are no RTSP, and the device could read them as a request the gateway never saw. */
+            bad_request(p, "an interleaved frame before any interleaved SETUP");
+            used = len;
+            break;
+        }
         if (p->frame_left[dir] > 0 || in[used] == '$') {
             n = (ssize_t)pass_frame(p, dir, in + used, len - used, out + produced, room - produced);
             produced += (size_t)n;
