@@ -17,6 +17,7 @@
 
 #include "core/log.h"
 #include "forward/map_conf.h"
+#include "forward/proto.h"
 
 struct mapping_stats {
     uint64_t accepted;      /* TCP connections / UDP sessions admitted */
@@ -28,11 +29,7 @@ struct mapping_stats {
     uint64_t bytes_spliced; /* of bytes_in + bytes_out, moved by splice() without a copy */
     uint64_t dgrams_in, dgrams_out, dgrams_dropped;
     uint64_t evicted;
-    /* rtsp: sessions with RTP over UDP, SETUPs the gateway refused itself (461, 453, 400), and
-     * the RTP/RTCP bytes and drops of their streams (packets count in dgrams_in/out). */
-    uint64_t rtsp_sessions, rtsp_refused;
-    uint64_t rtp_bytes_in, rtp_bytes_out;
-    uint64_t rtp_dropped_source, rtp_dropped_send;
+    uint64_t proto[PROTO_MAX_STATS]; /* the protocol's own (forward/proto.h: stat_names) */
 };
 
 /*

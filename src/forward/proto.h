@@ -12,7 +12,7 @@
  *   - the state a worker keeps for it beyond single connections (worker_new/worker_free);
  *   - its own settings: the keys it adds to [map NAME] sections and --map SPECs, their defaults,
  *     their checks, how `portgate check` shows them, and the UDP ports they claim;
- *   - what max-sessions counts for it, if anything.
+ *   - what max-sessions counts for it, if anything, and the counters it keeps.
  */
 #ifndef PORTGATE_PROTO_H
 #define PORTGATE_PROTO_H
@@ -24,6 +24,8 @@
 
 struct relay_ctx;
 struct tcp_filter;
+
+#define PROTO_MAX_STATS 8
 
 /*
  * Where a protocol's connections run. Every port of a mapping has a listening socket per worker
@@ -73,6 +75,11 @@ struct proto {
     int (*conf_set)(void *pconf, const char *key, const char *val, char *why, size_t whylen);
     void (*conf_format)(const void *pconf, char *buf, size_t len);
     const char *(*own_udp_ports)(const void *pconf, uint16_t *lo, uint16_t *hi);
+
+    /* Counters of its own, at most PROTO_MAX_STATS, by index: the names SIGUSR1 gives them
+     * ("rtsp sessions"), NULL-terminated, or NULL for none. Its filter adds to
+     * mapping_shard(map, worker)->stats.proto[i] with mapping_stat_add(). */
+    const char *const *stat_names;
 };
 
 /* True if the protocol lists key among its own. */

@@ -327,7 +327,11 @@ static struct mapping *plan_mapping(struct gateway *g, struct plan *p, const str
         m = mapping_ref(old);
         p->same++;
     } else {
-        m = mapping_new(mc, old ? old->state : NULL, g->nworkers);
+        /* A mapping that changes protocol starts its counts anew: what its open connections
+         * hold stays with the generation that admitted them, and the protocol's own counters
+         * mean something else. */
+        bool same_proto = old != NULL && old->conf.proto == mc->proto;
+        m = mapping_new(mc, same_proto ? old->state : NULL, g->nworkers);
         if (m == NULL) {
             return NULL;
         }
@@ -643,22 +647,25 @@ static void log_stats(struct gateway *g)
         const struct mapping *m = g->maps[i];
         struct mapping_stats st;
         mapping_stats_sum(m->state, &st);
+        /* Then the protocol's own counters, by the names it gives them. */
+        char own[512] = "";
+        size_t len = 0;
+        const char *const *names = m->conf.proto->stat_names;
+        for (size_t k = 0; names != NULL && names[k] != NULL && len < sizeof(own); k++) {
+            int n = snprintf(own + len, sizeof(own) - len, ", %llu %s",
+                             (unsigned long long)st.proto[k], names[k]);
+            len += n > 0 ? (size_t)n : 0;
+        }
         log_info("map %s: stats: %u open, %llu accepted, %llu refused by allow/deny, %llu refused "
                  "by limits, %llu connect failures, %llu evicted, %llu bytes to targets, %llu "
                  "bytes to clients, %llu bytes spliced, %llu datagrams to targets, %llu datagrams "
-                 "to clients, %llu datagrams dropped, %llu rtsp sessions, %llu rtsp requests "
-                 "refused, %llu rtp bytes to targets, %llu rtp bytes to clients, %llu rtp "
-                 "datagrams from strangers, %llu rtp datagrams not sent",
+                 "to clients, %llu datagrams dropped%s",
                  m->conf.name, mapping_active(m->state), (unsigned long long)st.accepted,
                  (unsigned long long)st.refused_acl, (unsigned long long)st.refused_limit,
                  (unsigned long long)st.connect_failed, (unsigned long long)st.evicted,
                  (unsigned long long)st.bytes_in, (unsigned long long)st.bytes_out,
                  (unsigned long long)st.bytes_spliced, (unsigned long long)st.dgrams_in,
-                 (unsigned long long)st.dgrams_out, (unsigned long long)st.dgrams_dropped,
-                 (unsigned long long)st.rtsp_sessions, (unsigned long long)st.rtsp_refused,
-                 (unsigned long long)st.rtp_bytes_in, (unsigned long long)st.rtp_bytes_out,
-                 (unsigned long long)st.rtp_dropped_source,
-                 (unsigned long long)st.rtp_dropped_send);
+                 (unsigned long long)st.dgrams_out, (unsigned long long)st.dgrams_dropped, own);
     }
 }
 

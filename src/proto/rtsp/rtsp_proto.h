@@ -20,6 +20,19 @@ struct rtsp_proto_conf {
     uint16_t rtp_lo, rtp_hi; /* rtp-ports: UDP ports for RTP/RTCP pairs, lo even, hi odd */
 };
 
+/* The counters of an rtsp mapping (mapping_stats.proto): sessions with RTP over UDP, requests
+ * the gateway refused itself (461, 453, 400), and the RTP/RTCP bytes and drops of their streams
+ * (their packets count in the mapping's datagrams each way). */
+enum rtsp_proto_stat {
+    RTSP_STAT_SESSIONS,
+    RTSP_STAT_REFUSED,
+    RTSP_STAT_RTP_BYTES_IN,
+    RTSP_STAT_RTP_BYTES_OUT,
+    RTSP_STAT_RTP_DROPPED_SOURCE,
+    RTSP_STAT_RTP_DROPPED_SEND,
+    RTSP_STAT_COUNT
+};
+
 extern const struct proto rtsp_proto;
 
 #endif

@@ -128,12 +128,12 @@ static void stream_end(const struct mapping *map, struct relay_ctx *ctx, const c
     uint64_t up = st->pkts[RTSP_STREAM_RTP_UP] + st->pkts[RTSP_STREAM_RTCP_UP];
     mapping_stat_add(&ms->dgrams_out, down);
     mapping_stat_add(&ms->dgrams_in, up);
-    mapping_stat_add(&ms->rtp_bytes_out,
+    mapping_stat_add(&ms->proto[RTSP_STAT_RTP_BYTES_OUT],
                      st->bytes[RTSP_STREAM_RTP_DOWN] + st->bytes[RTSP_STREAM_RTCP_DOWN]);
-    mapping_stat_add(&ms->rtp_bytes_in,
+    mapping_stat_add(&ms->proto[RTSP_STAT_RTP_BYTES_IN],
                      st->bytes[RTSP_STREAM_RTP_UP] + st->bytes[RTSP_STREAM_RTCP_UP]);
-    mapping_stat_add(&ms->rtp_dropped_source, st->dropped_source);
-    mapping_stat_add(&ms->rtp_dropped_send, st->dropped_send);
+    mapping_stat_add(&ms->proto[RTSP_STAT_RTP_DROPPED_SOURCE], st->dropped_source);
+    mapping_stat_add(&ms->proto[RTSP_STAT_RTP_DROPPED_SEND], st->dropped_send);
     log_info("map %s: rtsp %s: stream ended (%s): %llu RTP/RTCP packets to the client, %llu to "
              "the device, %llu dropped from strangers, %llu not sent",
              map->conf.name, client, why, (unsigned long long)down, (unsigned long long)up,
@@ -329,7 +329,7 @@ static struct rtsp_proxy_session *session_new(struct proxy *p, struct rtsp_proxy
     p->held[p->nheld++] = s;
     s->next = p->w->sessions;
     p->w->sessions = s;
-    mapping_stat_add(&stats(p)->rtsp_sessions, 1);
+    mapping_stat_add(&stats(p)->proto[RTSP_STAT_SESSIONS], 1);
     return s;
 }
 
@@ -403,7 +403,7 @@ static void reply(struct proxy *p, const struct rtsp_msg *m, int status, const c
     memcpy(cseq, e->cseq, sizeof(cseq));
     e->reply_len = format_reply(e->reply, sizeof(e->reply), m ? m->major : 1, m ? m->minor : 0,
                                 status, text, cseq);
-    mapping_stat_add(&stats(p)->rtsp_refused, 1);
+    mapping_stat_add(&stats(p)->proto[RTSP_STAT_REFUSED], 1);
 }
 
 /* Logs a refusal: at most one line a second per mapping and worker, like other refusals, since
@@ -626,7 +626,7 @@ static void bad_request(struct proxy *p, const char *why)
         e->local = true;
         e->reply_len = (size_t)snprintf(e->reply, sizeof(e->reply),
                                         "RTSP/1.0 400 Bad Request\r\nServer: portgate\r\n\r\n");
-        mapping_stat_add(&stats(p)->rtsp_refused, 1);
+        mapping_stat_add(&stats(p)->proto[RTSP_STAT_REFUSED], 1);
     }
 }
 
@@ -704,7 +704,7 @@ static ssize_t answer_setup(struct proxy *p, const char *msg, const struct rtsp_
             return -2;
         }
         log_refusal(p, refusal);
-        mapping_stat_add(&stats(p)->rtsp_refused, 1);
+        mapping_stat_add(&stats(p)->proto[RTSP_STAT_REFUSED], 1);
         pending_release(p, e, refusal);
         return (ssize_t)format_reply(out, room, m->major, m->minor, 453, "Not Enough Bandwidth",
                                      e->cseq);
