@@ -42,6 +42,11 @@ int sock_listen_tcp(const struct sockaddr_storage *addr, int backlog, int reusep
     return fd;
 }
 
+int sock_listen(int fd, int backlog)
+{
+    return listen(fd, backlog) == -1 ? -errno : 0;
+}
+
 void sock_set_udp_buffers(int fd)
 {
     /* Bursts (a video frame is dozens of datagrams) overflow the default ~208 KiB before the

@@ -14,6 +14,9 @@
  * listening socket, and Linux copies it to every accepted one, which saves a setsockopt per
  * connection. Returns the fd or -errno. */
 int sock_listen_tcp(const struct sockaddr_storage *addr, int backlog, int reuseport);
+/* Puts a TCP socket bound by sock_listen_tcp(addr, 0, ...) in the listening state. Returns 0 or
+ * -errno. */
+int sock_listen(int fd, int backlog);
 /* A non-blocking UDP socket bound to addr; with pktinfo, it reports each datagram's local
  * address (for wildcard listeners, so replies leave from the address the client used). With
  * reuseport, the kernel spreads datagrams over the sockets sharing the port by a hash of the

@@ -663,18 +663,19 @@ static void listener_backoff_done(struct loop_timer *t)
     loop_io_mod(l->ctx->loop, &l->io, LOOP_IN);
 }
 
-static void listener_event(struct loop_io *io, uint32_t ev)
+/* Accepts up to max queued connections and starts them. Returns how many it took: fewer than max
+ * when the queue is empty or accepting must wait (out of descriptors: paused for a moment). */
+static int accept_some(struct tcp_listener *l, int max)
 {
-    (void)ev;
-    struct tcp_listener *l = container_of(io, struct tcp_listener, io);
-    for (int i = 0; i < ACCEPT_BATCH; i++) {
+    int taken = 0;
+    while (taken < max) {
         struct sockaddr_storage ss;
         socklen_t len = sizeof(ss);
-        int fd = accept4(io->fd, (struct sockaddr *)&ss, &len, SOCK_NONBLOCK | SOCK_CLOEXEC);
+        int fd = accept4(l->io.fd, (struct sockaddr *)&ss, &len, SOCK_NONBLOCK | SOCK_CLOEXEC);
         if (fd == -1) {
             switch (errno) {
             case EAGAIN:
-                return;
+                return taken;
             case EINTR:
             case ECONNABORTED:
             case EPROTO:
@@ -694,18 +695,37 @@ static void listener_event(struct loop_io *io, uint32_t ev)
                               l->map->conf.name, l->port, strerror(e), ACCEPT_BACKOFF_MS,
                               (unsigned long long)suppressed);
                 }
-                loop_io_mod(l->ctx->loop, io, 0);
+                loop_io_mod(l->ctx->loop, &l->io, 0);
                 loop_timer_start(l->ctx->loop, &l->backoff, ACCEPT_BACKOFF_MS);
-                return;
+                return taken;
             }
             default:
                 log_error("map %s: accept on port %u: %s", l->map->conf.name, l->port,
                           strerror(errno));
-                return;
+                return taken;
             }
         }
         conn_start(l, fd, &ss);
+        taken++;
     }
+    return taken;
+}
+
+static void listener_event(struct loop_io *io, uint32_t ev)
+{
+    (void)ev;
+    accept_some(container_of(io, struct tcp_listener, io), ACCEPT_BATCH);
+}
+
+size_t tcp_listener_take_queued(struct tcp_listener *l)
+{
+    size_t total = 0;
+    int n;
+    do {
+        n = accept_some(l, ACCEPT_BATCH);
+        total += (size_t)n;
+    } while (n == ACCEPT_BATCH);
+    return total;
 }
 
 struct tcp_listener *tcp_listener_new(struct relay_ctx *ctx, int fd, struct mapping *m,

@@ -71,6 +71,10 @@ struct tcp_listener *tcp_listener_new(struct relay_ctx *ctx, int fd, struct mapp
 /* Points the listener at another generation of its mapping, which may be of another protocol:
  * new connections use it, established ones keep theirs. */
 void tcp_listener_set_mapping(struct tcp_listener *l, struct mapping *m);
+/* Accepts and starts the connections the kernel has queued on the listener's socket, which
+ * would be reset if it closed now: their clients have connected already. Returns how many. For
+ * a listener about to close at a reload; accepting stops early when out of descriptors. */
+size_t tcp_listener_take_queued(struct tcp_listener *l);
 /* Closes the listening socket. Connections it accepted go on. NULL is a no-op. */
 void tcp_listener_free(struct tcp_listener *l);
 

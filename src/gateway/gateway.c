@@ -155,7 +155,7 @@ static void free_maps(struct mapping **maps, size_t n)
     free(maps);
 }
 
-/* On worker w: closes its socket of listener l. */
+/* On a worker: closes its socket of a listener. */
 static void slot_close(struct lslot *s, const char *reason)
 {
     tcp_listener_free(s->tcp);
@@ -254,8 +254,9 @@ static int bind_slots(struct gateway *g, struct listener *l, const struct listen
             }
         }
         if (!probe) {
-            fd = tcp ? sock_listen_tcp(&l->addr, LISTEN_BACKLOG, 1)
-                     : sock_bind_udp(&l->addr, pktinfo, 1);
+            /* TCP sockets listen only when the plan is complete (plan_listen): one that joined
+             * a running group would take connections, reset if the plan failed after. */
+            fd = tcp ? sock_listen_tcp(&l->addr, 0, 1) : sock_bind_udp(&l->addr, pktinfo, 1);
         }
         if (fd < 0) {
             char as[ADDR_STRLEN];
@@ -275,9 +276,12 @@ static void w_apply(struct worker *w, void *arg)
     struct gateway *g = arg;
     struct relay_ctx *ctx = relay_of(w);
     for (size_t j = 0; j < g->old_nls; j++) {
-        if (g->old_ls[j].slots != NULL) {
-            slot_close(&g->old_ls[j].slots[w->id], "its mapping was removed or moved");
+        struct lslot *s = &g->old_ls[j].slots[w->id];
+        if (s->tcp != NULL) {
+            /* Its clients have connected already: they go on, with the mapping they reached. */
+            tcp_listener_take_queued(s->tcp);
         }
+        slot_close(s, "its mapping was removed or moved");
     }
     for (size_t i = 0; i < g->nls; i++) {
         struct listener *l = &g->ls[i];
@@ -385,6 +389,25 @@ static int plan_port(struct gateway *g, struct plan *p, struct mapping *m, uint1
         l->slots[w].fd = -1;
     }
     return bind_slots(g, l, l->from >= 0 ? &g->ls[l->from] : NULL);
+}
+
+/* Puts the plan's new TCP sockets in the listening state, once everything else is bound.
+ * Returns 0, or -1 (logged). */
+static int plan_listen(struct gateway *g, struct plan *p)
+{
+    for (size_t i = 0; i < p->nls; i++) {
+        struct listener *l = &p->ls[i];
+        for (unsigned w = 0; w < g->nworkers && l->proto->transport == SOCK_STREAM; w++) {
+            int rc = l->slots[w].fd >= 0 ? sock_listen(l->slots[w].fd, LISTEN_BACKLOG) : 0;
+            if (rc < 0) {
+                char as[ADDR_STRLEN];
+                log_error("map %s: cannot listen on %s %s: %s%s", l->map->conf.name, l->proto->name,
+                          addr_format(&l->addr, as, sizeof(as)), strerror(-rc), bind_hint(rc));
+                return -1;
+            }
+        }
+    }
+    return 0;
 }
 
 /* Undoes a plan that will not run: the sockets it bound close, the running ones stay. */
@@ -499,6 +522,10 @@ static int apply(struct gateway *g, struct config *cfg)
                 return -1;
             }
         }
+    }
+    if (plan_listen(g, &p) != 0) {
+        plan_discard(g, &p);
+        return -1;
     }
     commit(g, cfg, &p);
     return 0;

@@ -313,6 +313,53 @@ static void test_filter_error_closes(void **state)
     assert_int_equal(filter_closed, 1);
 }
 
+/* A listener that closes at a reload first takes the connections its socket has queued: their
+ * clients have connected, and would be reset. */
+static void test_queued_connections_are_taken_before_closing(void **state)
+{
+    (void)state;
+    struct sockaddr_storage any;
+    addr_parse_ip("127.0.0.1", &any);
+    addr_set_port(&any, 0);
+    int target_fd = sock_listen_tcp(&any, 8, 0);
+    int listen_fd = sock_listen_tcp(&any, 8, 0);
+    assert_true(target_fd >= 0 && listen_fd >= 0);
+    struct sockaddr_storage tss, lss;
+    socklen_t len = sizeof(tss);
+    getsockname(target_fd, (struct sockaddr *)&tss, &len);
+    len = sizeof(lss);
+    getsockname(listen_fd, (struct sockaddr *)&lss, &len);
+    char spec[128];
+    snprintf(spec, sizeof(spec), "tcp:127.0.0.1:%u=127.0.0.1:%u", addr_port(&lss), addr_port(&tss));
+    struct config *c = config_new();
+    assert_int_equal(config_add_spec(c, spec, 1), 0);
+    struct mapping *m = mapping_new(&c->maps[0], NULL, 1);
+    config_free(c);
+    struct loop *loop = loop_new();
+    struct relay_ctx ctx;
+    assert_int_equal(relay_ctx_init(&ctx, loop, 0), 0);
+    ctx.max_pipes = 4;
+    struct tcp_listener *l = tcp_listener_new(&ctx, listen_fd, m, addr_port(&lss));
+    int clients[3];
+    for (int i = 0; i < 3; i++) { /* the kernel completes each handshake: they queue */
+        clients[i] = socket(AF_INET, SOCK_STREAM, 0);
+        assert_int_equal(connect(clients[i], (struct sockaddr *)&lss, sizeof(struct sockaddr_in)),
+                         0);
+    }
+    assert_int_equal(tcp_listener_take_queued(l), 3);
+    assert_int_equal(ctx.nconns, 3);
+    assert_int_equal(tcp_listener_take_queued(l), 0);
+    tcp_listener_free(l);
+    tcp_close_all(&ctx, "test over");
+    for (int i = 0; i < 3; i++) {
+        close(clients[i]);
+    }
+    close(target_fd);
+    relay_ctx_fini(&ctx);
+    loop_free(loop);
+    mapping_unref(m);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -320,6 +367,7 @@ int main(void)
         cmocka_unit_test(test_opaque_splice),
         cmocka_unit_test(test_filtered_path),
         cmocka_unit_test(test_filter_error_closes),
+        cmocka_unit_test(test_queued_connections_are_taken_before_closing),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
