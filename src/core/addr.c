@@ -405,14 +405,22 @@ int cidr_set_copy(struct cidr_set *dst, const struct cidr_set *src)
     return 0;
 }
 
+char *cidr_format(const struct cidr *c, char *buf, size_t len)
+{
+    char ip[INET6_ADDRSTRLEN];
+    inet_ntop(c->family, c->net, ip, sizeof(ip));
+    snprintf(buf, len, "%s/%u", ip, c->prefix);
+    return buf;
+}
+
 char *cidr_set_format(const struct cidr_set *set, char *buf, size_t len)
 {
     size_t off = 0;
     buf[0] = '\0';
     for (size_t i = 0; i < set->n && off < len; i++) {
-        char ip[INET6_ADDRSTRLEN];
-        inet_ntop(set->v[i].family, set->v[i].net, ip, sizeof(ip));
-        int n = snprintf(buf + off, len - off, "%s%s/%u", i ? "," : "", ip, set->v[i].prefix);
+        char one[CIDR_STRLEN];
+        int n = snprintf(buf + off, len - off, "%s%s", i ? "," : "",
+                         cidr_format(&set->v[i], one, sizeof(one)));
         if (n < 0) {
             break;
         }

@@ -78,7 +78,11 @@ bool cidr_set_contains(const struct cidr_set *set, const struct sockaddr_storage
 bool cidr_set_equal(const struct cidr_set *a, const struct cidr_set *b);
 /* Copies src into dst (which must be empty). Returns 0 or -ENOMEM. */
 int cidr_set_copy(struct cidr_set *dst, const struct cidr_set *src);
-/* Formats the set as a comma-separated list into buf; returns buf. */
+/* Enough for "ffff:...:ffff/128". */
+#define CIDR_STRLEN 50
+/* Formats c as "192.0.2.0/24" into buf (CIDR_STRLEN) and returns buf. */
+char *cidr_format(const struct cidr *c, char *buf, size_t len);
+/* Formats the set as a comma-separated list into buf, cut at len; returns buf. */
 char *cidr_set_format(const struct cidr_set *set, char *buf, size_t len);
 void cidr_set_clear(struct cidr_set *set);
 

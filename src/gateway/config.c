@@ -1109,13 +1109,22 @@ void config_free(struct config *c)
     free(c);
 }
 
+/* Writes " KEY=a,b,c" for a CIDR set, whole: a rule is never cut from what check shows. */
+static void print_cidrs(FILE *out, const char *key, const struct cidr_set *set)
+{
+    for (size_t i = 0; i < set->n; i++) {
+        char one[CIDR_STRLEN];
+        fprintf(out, "%s%s", i == 0 ? key : ",", cidr_format(&set->v[i], one, sizeof(one)));
+    }
+}
+
 void config_print(const struct config *c, FILE *out)
 {
     fprintf(out, "%-16s %-5s %-28s %-28s %s\n", "NAME", "PROTO", "LISTEN", "TARGET", "OPTIONS");
     for (size_t i = 0; i < c->nmaps; i++) {
         const struct map_conf *m = &c->maps[i];
         char ip[ADDR_STRLEN], listen[ADDR_STRLEN + 8], target[ADDR_HOSTLEN + 16], tip[ADDR_STRLEN];
-        char opts[1024], d[32];
+        char d[32];
         addr_format_ip(&m->listen, ip, sizeof(ip));
         const char *fmt = m->listen.ss_family == AF_INET6 ? "[%s]:%u" : "%s:%u";
         int n = snprintf(listen, sizeof(listen), fmt, ip, m->listen_lo);
@@ -1128,48 +1137,34 @@ void config_print(const struct config *c, FILE *out)
         if (m->target_hi != m->target_lo) {
             snprintf(target + n, sizeof(target) - (size_t)n, "-%u", m->target_hi);
         }
-        size_t off = 0;
-        opts[0] = '\0';
-#define OPT(...)                                                                                   \
-    do {                                                                                           \
-        if (off < sizeof(opts))                                                                    \
-            off += (size_t)snprintf(opts + off, sizeof(opts) - off, __VA_ARGS__);                  \
-    } while (0)
+        fprintf(out, "%-16s %-5s %-28s %-28s", m->name, m->proto->name, listen, target);
         if (addr_parse_ip(m->target_host, &(struct sockaddr_storage){0}) != 0 &&
             m->target.ss_family != 0) {
-            OPT("resolved=%s ", addr_format_ip(&m->target, tip, sizeof(tip)));
+            fprintf(out, " resolved=%s", addr_format_ip(&m->target, tip, sizeof(tip)));
         }
-        if (m->allow.n) {
-            char l[512];
-            OPT("allow=%s ", cidr_set_format(&m->allow, l, sizeof(l)));
-        }
-        if (m->deny.n) {
-            char l[512];
-            OPT("deny=%s ", cidr_set_format(&m->deny, l, sizeof(l)));
-        }
+        print_cidrs(out, " allow=", &m->allow);
+        print_cidrs(out, " deny=", &m->deny);
         if (is_stream(m->proto, NULL)) {
             if (m->max_conns) {
-                OPT("max-conns=%u ", m->max_conns);
+                fprintf(out, " max-conns=%u", m->max_conns);
             }
             if (m->max_conns_per_ip) {
-                OPT("max-conns-per-ip=%u ", m->max_conns_per_ip);
+                fprintf(out, " max-conns-per-ip=%u", m->max_conns_per_ip);
             }
-            OPT("connect-timeout=%s ", config_format_duration(m->connect_timeout_ms, d, sizeof(d)));
+            fprintf(out, " connect-timeout=%s",
+                    config_format_duration(m->connect_timeout_ms, d, sizeof(d)));
         }
         if (m->pconf != NULL) {
-            char own[256];
+            char own[1024];
             m->proto->conf_format(m->pconf, own, sizeof(own));
-            OPT("%s ", own);
+            fprintf(out, " %s", own);
         }
         if (has_sessions(m->proto, NULL)) {
-            OPT("max-sessions=%u ", m->max_sessions);
+            fprintf(out, " max-sessions=%u", m->max_sessions);
         }
-        OPT("idle-timeout=%s", config_format_duration(m->idle_timeout_ms, d, sizeof(d)));
-        if (!m->enabled) {
-            OPT(" enabled=no");
-        }
-#undef OPT
-        fprintf(out, "%-16s %-5s %-28s %-28s %s\n", m->name, m->proto->name, listen, target, opts);
+        fprintf(out, " idle-timeout=%s%s\n",
+                config_format_duration(m->idle_timeout_ms, d, sizeof(d)),
+                m->enabled ? "" : " enabled=no");
     }
 }
 

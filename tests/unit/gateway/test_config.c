@@ -472,6 +472,15 @@ static void test_spec_long(void **state)
     assert_int_equal(c->maps[0].allow.n, 100);
     assert_int_equal(c->maps[0].deny.n, 201);
     assert_int_equal(c->maps[0].max_conns, 3);
+    /* check shows every rule of it, and the keys after the lists. */
+    char *shown = NULL;
+    size_t shown_len = 0;
+    FILE *f = open_memstream(&shown, &shown_len);
+    config_print(c, f);
+    fclose(f);
+    assert_non_null(strstr(shown, ",198.51.100.99/32 deny=198.51.100.7/32,2001:db8::1000/128,"));
+    assert_non_null(strstr(shown, ",2001:db8::10c7/128 max-conns=3 connect-timeout=10s"));
+    free(shown);
     config_free(c);
 }
 
