@@ -469,6 +469,41 @@ def test_long_cseq_is_refused(gateway, tcp_echo):
     c.close()
 
 
+def test_own_answers_wait_for_the_end_of_a_frame(gateway, tcp_echo):
+    """The gateway's own answers go out between the device's messages, never inside a frame it
+    is passing in pieces: a SETUP the gateway refuses while the device is half-way through a
+    65,539-byte frame is answered right after the frame's last byte."""
+    frame = b"$\x00\xff\xff" + bytes(i % 253 for i in range(65535))
+
+    def device(conn):
+        buf = b""
+        while b"\r\n\r\n" not in buf:
+            buf += conn.recv(65536)
+        cseq = re.search(rb"CSeq: (\d+)", buf)[1]
+        conn.sendall(b"RTSP/1.0 200 OK\r\nCSeq: " + cseq + b"\r\n\r\n" + frame[:30000])
+        time.sleep(1)  # the client's SETUP is refused meanwhile
+        conn.sendall(frame[30000:])
+        conn.recv(100)
+    dev = tcp_echo(handler=device)
+    g, port = rtsp_gateway(gateway, dev.port)
+    c = Rtsp(port)
+    url = f"rtsp://127.0.0.1:{port}/x"
+    c.s.sendall(f"PLAY {url} RTSP/1.0\r\nCSeq: 1\r\n\r\n".encode())
+    got = b""
+    while len(got) < 20000:
+        got += c.s.recv(65536)
+    c.s.sendall(f"SETUP {url} RTSP/1.0\r\nCSeq: 2\r\n"
+                "Transport: RTP/AVP;multicast;destination=233.252.0.1\r\n\r\n".encode())
+    while b"461" not in got[-200:] or not got.endswith(b"\r\n\r\n"):
+        d = c.s.recv(65536)
+        assert d, got[-200:]
+        got += d
+    head_end = got.index(b"\r\n\r\n") + 4
+    assert got[head_end:head_end + len(frame)] == frame
+    assert got[head_end + len(frame):].startswith(b"RTSP/1.0 461 Unsupported Transport")
+    c.close()
+
+
 def test_answers_are_matched_by_one_cseq(gateway, tcp_echo):
     """A request with two CSeq headers is refused: the gateway and the device could match its
     answer by different ones. And an answer to no request the client sent ends the connection,
