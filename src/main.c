@@ -45,6 +45,7 @@ static const char usage_spec[] =
     "           (below); and name (default cli-N)\n";
 
 static const char usage_examples[] =
+    "\n"
     "Examples:\n"
     "  tcp:0.0.0.0:8080=192.0.2.10:80\n"
     "  udp:[::]:5000=192.0.2.10:5000\n"

@@ -112,12 +112,6 @@ void worker_wait(struct worker *w)
     }
 }
 
-void worker_call(struct worker *w, worker_fn fn, void *arg)
-{
-    worker_post(w, fn, arg);
-    worker_wait(w);
-}
-
 void worker_stop_loop(struct worker *w)
 {
     loop_stop(w->loop);

@@ -48,8 +48,6 @@ int worker_start(struct worker *w);
 void worker_post(struct worker *w, worker_fn fn, void *arg);
 /* Waits until the function of the last worker_post() has run. */
 void worker_wait(struct worker *w);
-/* worker_post() then worker_wait(). */
-void worker_call(struct worker *w, worker_fn fn, void *arg);
 /* From a function running on the worker: its loop ends after this call, and the thread with it. */
 void worker_stop_loop(struct worker *w);
 /* Waits for the thread (after a function called worker_stop_loop()) and frees the loop; what

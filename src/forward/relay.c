@@ -148,15 +148,16 @@ uint64_t relay_addr_hash(const struct relay_ctx *ctx, const struct sockaddr_stor
 {
     /* SipHash of the port and address under the loop's random key: no client can choose
      * addresses or ports that share a bucket of a session table. */
-    uint8_t in[18] = {0};
+    uint8_t in[19] = {0};
+    in[0] = ss->ss_family == AF_INET6 ? 6 : 4;
     if (ss->ss_family == AF_INET6) {
         const struct sockaddr_in6 *s6 = (const struct sockaddr_in6 *)ss;
-        memcpy(in, &s6->sin6_port, 2);
-        memcpy(in + 2, &s6->sin6_addr, 16);
+        memcpy(in + 1, &s6->sin6_port, 2);
+        memcpy(in + 3, &s6->sin6_addr, 16);
     } else {
         const struct sockaddr_in *s4 = (const struct sockaddr_in *)ss;
-        memcpy(in, &s4->sin_port, 2);
-        memcpy(in + 2, &s4->sin_addr, 4);
+        memcpy(in + 1, &s4->sin_port, 2);
+        memcpy(in + 3, &s4->sin_addr, 4);
     }
     uint64_t h;
     crypto_shorthash((unsigned char *)&h, in, sizeof(in), ctx->hash_key);

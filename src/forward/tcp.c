@@ -734,16 +734,19 @@ struct tcp_listener *tcp_listener_new(struct relay_ctx *ctx, int fd, struct mapp
     struct tcp_listener *l = calloc(1, sizeof(*l));
     if (l == NULL) {
         close(fd);
+        errno = ENOMEM;
         return NULL;
     }
     l->ctx = ctx;
     l->port = port;
     tcp_listener_set_mapping(l, m);
     loop_timer_init(&l->backoff, listener_backoff_done);
-    if (loop_io_add(ctx->loop, &l->io, fd, LOOP_IN, listener_event) < 0) {
+    int rc = loop_io_add(ctx->loop, &l->io, fd, LOOP_IN, listener_event);
+    if (rc < 0) {
         close(fd);
         mapping_unref(l->map);
         free(l);
+        errno = -rc;
         return NULL;
     }
     return l;

@@ -1,5 +1,5 @@
 /*
- * relay_tcp: TCP listeners and the connections they accept.
+ * tcp: TCP listeners and the connections they accept.
  *
  * A listener owns one listening socket (one port of a mapping) and a reference to its mapping,
  * which a reload may swap (tcp_listener_set_mapping); connections keep the mapping they started
@@ -64,8 +64,8 @@ struct tcp_listener;
 
 /* Takes ownership of fd (a listening socket) and a new reference to m. New connections take the
  * path m's protocol chooses: its filter (forward/proto.h) with the protocol's state on this
- * loop, or the opaque one. Returns NULL on ENOMEM or if the fd cannot be registered (fd is then
- * closed). */
+ * loop, or the opaque one. Returns NULL with errno set when out of memory or when the fd cannot
+ * be registered (fd is then closed). */
 struct tcp_listener *tcp_listener_new(struct relay_ctx *ctx, int fd, struct mapping *m,
                                       uint16_t port);
 /* Points the listener at another generation of its mapping, which may be of another protocol:

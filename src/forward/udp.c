@@ -1,5 +1,6 @@
 #include "forward/udp.h"
 
+#include <assert.h>
 #include <errno.h>
 #include <netinet/in.h>
 #include <netinet/udp.h>
@@ -152,9 +153,8 @@ static void sess_end(struct udp_sess *s, bool say, const char *fmt, ...)
     mapping_session_end(s->map);
 
     struct udp_sess **pp = sess_find(l, &s->client);
-    if (*pp == s) {
-        *pp = s->hnext;
-    }
+    assert(*pp == s); /* a client has one session, and it is in the table */
+    *pp = s->hnext;
     lru_unlink(l, s);
     l->nsess--;
     loop_timer_stop(loop, &s->timer);
@@ -626,6 +626,7 @@ struct udp_listener *udp_listener_new(struct relay_ctx *ctx, int fd, struct mapp
     if (l == NULL || (l->buckets = calloc(64, sizeof(*l->buckets))) == NULL) {
         free(l);
         close(fd);
+        errno = ENOMEM;
         return NULL;
     }
     if (ctx->dgrams == NULL &&
@@ -633,6 +634,7 @@ struct udp_listener *udp_listener_new(struct relay_ctx *ctx, int fd, struct mapp
         free(l->buckets);
         free(l);
         close(fd);
+        errno = ENOMEM;
         return NULL;
     }
     l->nbuckets = 64;
@@ -641,11 +643,13 @@ struct udp_listener *udp_listener_new(struct relay_ctx *ctx, int fd, struct mapp
     l->port = port;
     l->pktinfo = addr_is_any(&m->conf.listen);
     l->gso = true;
-    if (loop_io_add(ctx->loop, &l->io, fd, LOOP_IN, listener_event) < 0) {
+    int rc = loop_io_add(ctx->loop, &l->io, fd, LOOP_IN, listener_event);
+    if (rc < 0) {
         close(fd);
         mapping_unref(l->map);
         free(l->buckets);
         free(l);
+        errno = -rc;
         return NULL;
     }
     return l;
@@ -656,11 +660,6 @@ void udp_listener_set_mapping(struct udp_listener *l, struct mapping *m)
     struct mapping *old = l->map;
     l->map = mapping_ref(m);
     mapping_unref(old);
-}
-
-size_t udp_listener_sessions(const struct udp_listener *l)
-{
-    return l->nsess;
 }
 
 void udp_listener_free(struct udp_listener *l, const char *reason)

@@ -1,5 +1,5 @@
 /*
- * relay_udp: UDP listeners and their sessions.
+ * udp: UDP listeners and their sessions.
  *
  * A listener owns one bound UDP socket (one port of a mapping). Each client address and port
  * gets a session with its own socket connect()ed to the target, so the kernel demultiplexes the
@@ -24,12 +24,11 @@
 struct udp_listener;
 
 /* Takes ownership of fd (a bound UDP socket, with pktinfo enabled if the address is a wildcard)
- * and a new reference to m. Returns NULL on ENOMEM or epoll failure (fd is then closed). */
+ * and a new reference to m. Returns NULL with errno set when out of memory or when the fd cannot
+ * be registered (fd is then closed). */
 struct udp_listener *udp_listener_new(struct relay_ctx *ctx, int fd, struct mapping *m,
                                       uint16_t port);
 void udp_listener_set_mapping(struct udp_listener *l, struct mapping *m);
-/* Number of live sessions. */
-size_t udp_listener_sessions(const struct udp_listener *l);
 /* Ends every session (logging each with reason) and closes the socket. NULL is a no-op. */
 void udp_listener_free(struct udp_listener *l, const char *reason);
 

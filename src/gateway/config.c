@@ -503,8 +503,13 @@ static void apply_proto_keys(struct config *c, struct map_conf *m, const struct 
         const struct proto_key *k = &b->pkeys[i];
         char why[512], err[768], names[128];
         if (!proto_has_key(p, k->key)) {
-            add_error(c, "%s: [map %s] %s applies to %s mappings only", at, m->name, k->key,
-                      protocols_list(names, sizeof(names), has_key, k->key, "and"));
+            snprintf(err, sizeof(err), "%s applies to %s mappings only", k->key,
+                     protocols_list(names, sizeof(names), has_key, k->key, "and"));
+            if (k->line > 0) {
+                key_error(c, m, k->line, err); /* where the key is */
+            } else {
+                add_error(c, "%s: [map %s] %s", at, m->name, err);
+            }
             continue;
         }
         if (p->conf_set(m->pconf, k->key, k->val, why, sizeof(why)) != 0) {

@@ -301,9 +301,10 @@ static void w_apply(struct worker *w, void *arg)
             }
             if (s->tcp == NULL && s->udp == NULL) {
                 char as[ADDR_STRLEN];
-                log_error("map %s: worker %u: out of memory setting up %s; this worker does not "
-                          "serve this port",
-                          l->map->conf.name, w->id, addr_format(&l->addr, as, sizeof(as)));
+                log_error("map %s: worker %u: setting up %s: %s; this worker does not serve this "
+                          "port",
+                          l->map->conf.name, w->id, addr_format(&l->addr, as, sizeof(as)),
+                          strerror(errno));
             }
         }
     }

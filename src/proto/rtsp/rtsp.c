@@ -443,27 +443,36 @@ static void put_rtp_info(struct out *o, struct rtsp_str v, const struct rtsp_rew
 
 enum sdp_addr { SDP_NAME, SDP_UNICAST, SDP_ANY, SDP_MULTICAST };
 
-/* What the address text addr[0..n) of an SDP line is. */
-static enum sdp_addr sdp_addr_kind(const char *addr, size_t n)
+/* What the address text addr[0..n) of an SDP line is; *ss holds it when it is an address. */
+static enum sdp_addr sdp_addr_kind(const char *addr, size_t n, struct sockaddr_storage *ss)
 {
     char text[64];
-    struct sockaddr_storage ss;
     if (n >= sizeof(text)) {
         return SDP_NAME;
     }
     memcpy(text, addr, n);
     text[n] = '\0';
-    if (addr_parse_ip(text, &ss) != 0) {
+    if (addr_parse_ip(text, ss) != 0) {
         return SDP_NAME;
     }
-    if (addr_is_any(&ss)) {
+    if (addr_is_any(ss)) {
         return SDP_ANY;
     }
-    const uint8_t *b = ss.ss_family == AF_INET6
-                           ? ((const struct sockaddr_in6 *)&ss)->sin6_addr.s6_addr
-                           : (const uint8_t *)&((const struct sockaddr_in *)&ss)->sin_addr;
-    bool multicast = ss.ss_family == AF_INET6 ? b[0] == 0xff : (b[0] & 0xf0) == 0xe0;
+    const uint8_t *b = ss->ss_family == AF_INET6
+                           ? ((const struct sockaddr_in6 *)ss)->sin6_addr.s6_addr
+                           : (const uint8_t *)&((const struct sockaddr_in *)ss)->sin_addr;
+    bool multicast = ss->ss_family == AF_INET6 ? b[0] == 0xff : (b[0] & 0xf0) == 0xe0;
     return multicast ? SDP_MULTICAST : SDP_UNICAST;
+}
+
+/* Does the SDP address text addr[0..n) (parsed into ss when kind says so) name host? As text,
+ * or as the same address written another way (2001:DB8::A, 2001:db8:0::a). */
+static bool sdp_names(const char *addr, size_t n, enum sdp_addr kind,
+                      const struct sockaddr_storage *ss, const char *host)
+{
+    struct sockaddr_storage h;
+    return host_eq(addr, n, host) ||
+           (kind == SDP_UNICAST && addr_parse_ip(host, &h) == 0 && addr_ip_equal(ss, &h));
 }
 
 /*
@@ -491,9 +500,10 @@ static void put_sdp_addr(struct out *o, struct rtsp_str line, size_t at,
     const char *to = rw->to_ip[0] != '\0' ? rw->to_ip : rw->to.host;
     bool to6 = strchr(to, ':') != NULL;
     bool other_family = (p[5] == '6') != to6;
-    enum sdp_addr kind = sdp_addr_kind(addr, hn);
+    struct sockaddr_storage ss;
+    enum sdp_addr kind = sdp_addr_kind(addr, hn, &ss);
     if (kind == SDP_MULTICAST || (kind == SDP_ANY && !other_family) ||
-        (!host_eq(addr, hn, rw->from.host) && !other_family)) {
+        (!sdp_names(addr, hn, kind, &ss, rw->from.host) && !other_family)) {
         put(o, line.p, line.n);
         return;
     }

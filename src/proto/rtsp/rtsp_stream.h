@@ -1,5 +1,5 @@
 /*
- * rtsp_session: the RTP and RTCP ports of an RTSP session's streams, and the relay of their
+ * rtsp_stream: the RTP and RTCP ports of an RTSP session's streams, and the relay of their
  * datagrams between the device and the client.
  *
  * A stream is what one SETUP with RTP over UDP makes: an even/odd pair of UDP ports towards the

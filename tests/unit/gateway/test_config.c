@@ -250,7 +250,7 @@ static void test_file_errors(void **state)
                  "[map rtp] connect-timeout applies to tcp mappings only");
     expect_error(MAP_OK "max-sessions = 3\n", "t.conf:1: [map web] max-sessions applies to udp");
     expect_error(MAP_OK "rtp-ports = 20000-20003\n",
-                 "t.conf:1: [map web] rtp-ports applies to rtsp mappings only");
+                 "t.conf:5: [map web] rtp-ports applies to rtsp mappings only");
     const char *rtsp = "[map enc]\nproto = rtsp\nlisten = 0.0.0.0:554\ntarget = 192.0.2.10:8554\n";
     char buf[256];
     snprintf(buf, sizeof(buf), "%srtp-ports = 20001-20010\n", rtsp);

@@ -353,6 +353,15 @@ static void test_rewrite_sdp_families(void **state)
     sdp_answer(want, sizeof(want), want_sdp);
     expect_rewrite(msg, &to6, NULL, want);
 
+    /* The device's address written another way is still the device's. */
+    const struct rtsp_rewrite same6 = {
+        {"2001:db8:2::10", 8554}, {"2001:db8:1::1", 554}, "2001:db8:1::1"};
+    sdp = "v=0\r\no=- 1 1 IN IP6 2001:DB8:2:0::10\r\nc=IN IP6 2001:db8:2::10\r\n";
+    want_sdp = "v=0\r\no=- 1 1 IN IP6 2001:db8:1::1\r\nc=IN IP6 2001:db8:1::1\r\n";
+    sdp_answer(msg, sizeof(msg), sdp);
+    sdp_answer(want, sizeof(want), want_sdp);
+    expect_rewrite(msg, &same6, NULL, want);
+
     /* An IPv4 player of an IPv6 device. */
     const struct rtsp_rewrite to4 = {{"2001:db8:2::10", 8554}, {"203.0.113.1", 554}, "203.0.113.1"};
     sdp = "v=0\n"
