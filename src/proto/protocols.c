@@ -4,6 +4,7 @@
 #include <string.h>
 #include <sys/socket.h>
 
+#include "forward/relay.h"
 #include "proto/rtsp/rtsp_proto.h"
 
 /* Plain TCP: the bytes go through untouched, spliced when they come in bulk. */
@@ -27,6 +28,8 @@ const struct proto *const protocols[] = {
     &rtsp_proto,
     NULL,
 };
+_Static_assert(sizeof(protocols) / sizeof(protocols[0]) - 1 <= RELAY_MAX_PROTOS,
+               "a worker keeps the state of RELAY_MAX_PROTOS protocols at most");
 
 const struct proto *protocols_find(const char *name)
 {
