@@ -318,7 +318,9 @@ def test_sigterm_drains(gateway, tcp_echo, variant):
 @RELAY
 def test_sigterm_drain_timeout(gateway, tcp_echo, variant):
     """The drain timeout ends what is still open: an idle connection, and one in the middle of
-    a bulk flow to a target that stopped reading, which on the splice path holds a pipe."""
+    a bulk flow to a target that stopped reading. On the splice path that one holds its bytes in
+    a pipe or in a buffer, depending on whether its last read was spliced (a read that finds
+    the client's socket nearly empty goes back to copying): either is let go."""
     stop = threading.Event()
 
     def handler(c):
@@ -352,7 +354,7 @@ def test_sigterm_drain_timeout(gateway, tcp_echo, variant):
     if variant.copy:
         assert r["splice"] == "off" and r["pipes"] == 0, r
     else:
-        assert r["splice"] == "on" and r["pipes"] >= 1, r
+        assert r["splice"] == "on" and r["pipes"] <= 1, r
     t0 = time.time()
     assert g.stop() == 0
     assert 0.4 < time.time() - t0 < 5
