@@ -164,31 +164,50 @@ static void stop_when_idle(struct relay_ctx *ctx)
     loop_stop(ctx->loop);
 }
 
+/* A target's listening socket and a gateway's, on loopback, and a mapping from one to the
+ * other of protocol p (plain tcp when NULL). */
+struct sockets {
+    int target_fd, listen_fd;
+    struct sockaddr_storage tss, lss;
+    struct mapping *m;
+};
+
+static struct sockets make_sockets(const struct proto *p)
+{
+    struct sockets k;
+    struct sockaddr_storage any;
+    addr_parse_ip("127.0.0.1", &any);
+    addr_set_port(&any, 0);
+    k.target_fd = sock_listen_tcp(&any, 8, 0);
+    k.listen_fd = sock_listen_tcp(&any, 8, 0);
+    assert_true(k.target_fd >= 0 && k.listen_fd >= 0);
+    socklen_t len = sizeof(k.tss);
+    getsockname(k.target_fd, (struct sockaddr *)&k.tss, &len);
+    len = sizeof(k.lss);
+    getsockname(k.listen_fd, (struct sockaddr *)&k.lss, &len);
+    char spec[128];
+    snprintf(spec, sizeof(spec), "tcp:127.0.0.1:%u=127.0.0.1:%u", addr_port(&k.lss),
+             addr_port(&k.tss));
+    struct config *c = config_new();
+    assert_int_equal(config_add_spec(c, spec, 1), 0);
+    if (p != NULL) {
+        c->maps[0].proto = p;
+    }
+    k.m = mapping_new(&c->maps[0], NULL, 1);
+    config_free(c);
+    return k;
+}
+
 /* Runs one connection through a listener; returns what the client got back. */
 static struct client_job run_one(const struct tcp_filter *f, const char *payload, size_t repeat,
                                  bool splice, uint64_t *spliced)
 {
-    struct sockaddr_storage any;
-    addr_parse_ip("127.0.0.1", &any);
-    addr_set_port(&any, 0);
-    int target_fd = sock_listen_tcp(&any, 8, 0);
-    int listen_fd = sock_listen_tcp(&any, 8, 0);
-    assert_true(target_fd >= 0 && listen_fd >= 0);
-    struct sockaddr_storage tss, lss;
-    socklen_t len = sizeof(tss);
-    getsockname(target_fd, (struct sockaddr *)&tss, &len);
-    len = sizeof(lss);
-    getsockname(listen_fd, (struct sockaddr *)&lss, &len);
-
-    char spec[128];
-    snprintf(spec, sizeof(spec), "tcp:127.0.0.1:%u=127.0.0.1:%u", addr_port(&lss), addr_port(&tss));
-    struct config *c = config_new();
-    assert_int_equal(config_add_spec(c, spec, 1), 0);
     /* A protocol of the test's own: TCP through the filter f (opaque when f is NULL). */
     struct proto test_proto = {.name = "test", .transport = SOCK_STREAM, .filter = f};
-    c->maps[0].proto = &test_proto;
-    struct mapping *m = mapping_new(&c->maps[0], NULL, 1);
-    config_free(c);
+    struct sockets k = make_sockets(&test_proto);
+    int target_fd = k.target_fd, listen_fd = k.listen_fd;
+    struct sockaddr_storage lss = k.lss;
+    struct mapping *m = k.m;
 
     struct loop *loop = loop_new();
     struct relay_ctx ctx;
@@ -318,23 +337,10 @@ static void test_filter_error_closes(void **state)
 static void test_queued_connections_are_taken_before_closing(void **state)
 {
     (void)state;
-    struct sockaddr_storage any;
-    addr_parse_ip("127.0.0.1", &any);
-    addr_set_port(&any, 0);
-    int target_fd = sock_listen_tcp(&any, 8, 0);
-    int listen_fd = sock_listen_tcp(&any, 8, 0);
-    assert_true(target_fd >= 0 && listen_fd >= 0);
-    struct sockaddr_storage tss, lss;
-    socklen_t len = sizeof(tss);
-    getsockname(target_fd, (struct sockaddr *)&tss, &len);
-    len = sizeof(lss);
-    getsockname(listen_fd, (struct sockaddr *)&lss, &len);
-    char spec[128];
-    snprintf(spec, sizeof(spec), "tcp:127.0.0.1:%u=127.0.0.1:%u", addr_port(&lss), addr_port(&tss));
-    struct config *c = config_new();
-    assert_int_equal(config_add_spec(c, spec, 1), 0);
-    struct mapping *m = mapping_new(&c->maps[0], NULL, 1);
-    config_free(c);
+    struct sockets k = make_sockets(NULL);
+    int target_fd = k.target_fd, listen_fd = k.listen_fd;
+    struct sockaddr_storage lss = k.lss;
+    struct mapping *m = k.m;
     struct loop *loop = loop_new();
     struct relay_ctx ctx;
     assert_int_equal(relay_ctx_init(&ctx, loop, 0), 0);
