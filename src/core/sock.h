@@ -10,9 +10,10 @@
 /* A non-blocking listening TCP socket bound to addr. IPv6 sockets are IPv6-only, so that
  * 0.0.0.0:P and [::]:P can be two mappings. With reuseport (SO_REUSEPORT), sockets of this
  * process bound the same way share the port, and the kernel spreads new connections over them.
- * backlog 0 binds without listening (a probe that the port is free). TCP_NODELAY is set on the
- * listening socket, and Linux copies it to every accepted one, which saves a setsockopt per
- * connection. Returns the fd or -errno. */
+ * backlog 0 binds without listening: a probe that the port is free, or a socket that
+ * sock_listen() starts later (a reload binds everything before any socket listens). TCP_NODELAY
+ * is set on the listening socket, and Linux copies it to every accepted one, which saves a
+ * setsockopt per connection. Returns the fd or -errno. */
 int sock_listen_tcp(const struct sockaddr_storage *addr, int backlog, int reuseport);
 /* Puts a TCP socket bound by sock_listen_tcp(addr, 0, ...) in the listening state. Returns 0 or
  * -errno. */
