@@ -169,7 +169,7 @@ static int cmd_check(int argc, char **argv)
         free(a.specs);
         return rc == 1 ? 0 : rc;
     }
-    struct config *c = config_build(a.config, a.specs, a.nspecs, true);
+    struct config *c = config_build(a.config, a.specs, a.nspecs, true, NULL, NULL);
     if (c == NULL) {
         fprintf(stderr, "portgate: out of memory\n");
         free(a.specs);
@@ -196,7 +196,7 @@ static int cmd_run(int argc, char **argv)
         free(a.specs);
         return rc == 1 ? 0 : rc;
     }
-    struct config *c = config_build(a.config, a.specs, a.nspecs, true);
+    struct config *c = config_build(a.config, a.specs, a.nspecs, true, NULL, NULL);
     if (c == NULL || c->nerrors > 0) {
         if (c != NULL) {
             print_errors(c);
@@ -208,7 +208,7 @@ static int cmd_run(int argc, char **argv)
         return 1;
     }
     log_info("portgate %s starting", PORTGATE_VERSION);
-    struct gateway *g = gateway_new(a.config, a.specs, a.nspecs);
+    struct gateway *g = gateway_new(a.config, a.specs, a.nspecs, NULL);
     if (g == NULL) {
         config_free(c);
         free(a.specs);

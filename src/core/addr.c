@@ -164,6 +164,18 @@ bool addr_is_any(const struct sockaddr_storage *ss)
     return ((const struct sockaddr_in *)ss)->sin_addr.s_addr == htonl(INADDR_ANY);
 }
 
+bool addr_is_loopback(const struct sockaddr_storage *ss)
+{
+    struct sockaddr_storage v4 = *ss;
+    addr_unmap(&v4);
+    if (v4.ss_family == AF_INET6) {
+        return IN6_IS_ADDR_LOOPBACK(&((const struct sockaddr_in6 *)&v4)->sin6_addr);
+    }
+    /* RFC 1122 3.2.1.3: all of 127.0.0.0/8 */
+    return v4.ss_family == AF_INET &&
+           (ntohl(((const struct sockaddr_in *)&v4)->sin_addr.s_addr) >> 24) == 127;
+}
+
 bool addr_ip_equal(const struct sockaddr_storage *a, const struct sockaddr_storage *b)
 {
     if (a->ss_family != b->ss_family) {

@@ -40,6 +40,8 @@ uint16_t addr_port(const struct sockaddr_storage *ss);
 void addr_set_port(struct sockaddr_storage *ss, uint16_t port);
 /* True for 0.0.0.0 and ::. */
 bool addr_is_any(const struct sockaddr_storage *ss);
+/* True for 127.0.0.0/8 and ::1 (and 127/8 mapped into IPv6). */
+bool addr_is_loopback(const struct sockaddr_storage *ss);
 /* Same family, address and port. */
 bool addr_equal(const struct sockaddr_storage *a, const struct sockaddr_storage *b);
 /* Same family and address; ports ignored. */

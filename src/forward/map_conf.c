@@ -7,9 +7,11 @@
 
 #include "forward/proto.h"
 
-void map_conf_init(struct map_conf *m, const char *name, const char *source, int line)
+void map_conf_init(struct map_conf *m, enum map_origin origin, const char *name, const char *source,
+                   int line)
 {
     memset(m, 0, sizeof(*m));
+    m->origin = origin;
     snprintf(m->name, sizeof(m->name), "%s", name);
     snprintf(m->source, sizeof(m->source), "%s", source);
     m->line = line;

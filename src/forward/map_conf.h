@@ -17,6 +17,13 @@
 
 struct proto;
 
+/* Where a mapping comes from. */
+enum map_origin {
+    MAP_ORIGIN_FILE, /* a [map NAME] section of the config file */
+    MAP_ORIGIN_SPEC, /* a --map SPEC */
+    MAP_ORIGIN_API,  /* the admin interface, kept in its state file */
+};
+
 #define MAP_CONF_NAMELEN 64
 #define MAP_CONF_SOURCELEN 256
 
@@ -41,13 +48,17 @@ struct map_conf {
     uint32_t idle_timeout_ms; /* 0 = never */
     bool enabled;
     void *pconf; /* the protocol's own settings (proto->conf_size bytes), or NULL */
-    /* Where it was defined, for messages. */
+    /* Where it was defined, for messages and for the admin interface (which changes only the
+     * mappings it made); none of this is a setting: map_conf_equal() ignores it. */
+    enum map_origin origin;
     char source[MAP_CONF_SOURCELEN];
     int line;
+    int64_t expires; /* a lease: the Unix time the admin interface removes it at; 0: never */
 };
 
 /* Empties m and sets the defaults that do not depend on the protocol. */
-void map_conf_init(struct map_conf *m, const char *name, const char *source, int line);
+void map_conf_init(struct map_conf *m, enum map_origin origin, const char *name, const char *source,
+                   int line);
 /* Copies src into dst, deep (the CIDR sets and pconf). Returns 0 or -ENOMEM (dst then holds
  * nothing to clear). */
 int map_conf_copy(struct map_conf *dst, const struct map_conf *src);

@@ -1,5 +1,6 @@
 #include "gateway/config.h"
 
+#include <assert.h>
 #include <errno.h>
 #include <fcntl.h>
 #include <ini.h>
@@ -18,19 +19,21 @@
 
 /* ---- errors ---- */
 
+static void add_error_v(struct config *c, const char *field, const char *fmt, va_list ap)
+    __attribute__((format(printf, 3, 0)));
 static void add_error(struct config *c, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
+static void add_field_error(struct config *c, const char *field, const char *fmt, ...)
+    __attribute__((format(printf, 3, 4)));
 
 /* Stands in for a message that could not be stored: an error is never dropped, so a config with
  * errors is never taken for a good one. Never freed. */
 static char oom_message[] = "out of memory while recording a configuration error";
 
-static void add_error(struct config *c, const char *fmt, ...)
+/* Records an error about the mapping key field (NULL: none in particular). */
+static void add_error_v(struct config *c, const char *field, const char *fmt, va_list ap)
 {
     char buf[1024];
-    va_list ap;
-    va_start(ap, fmt);
     vsnprintf(buf, sizeof(buf), fmt, ap);
-    va_end(ap);
     if (c->nerrors > 0 && c->errors[c->nerrors - 1] == oom_message) {
         return; /* already out of memory: the marker stands for the rest */
     }
@@ -38,15 +41,45 @@ static void add_error(struct config *c, const char *fmt, ...)
     if (c->nerrors + 2 > c->errors_cap) {
         size_t cap = c->errors_cap ? c->errors_cap * 2 : 8;
         char **v = realloc(c->errors, cap * sizeof(*v));
-        if (v == NULL) {
+        char **f = v != NULL ? realloc(c->fields, cap * sizeof(*f)) : NULL;
+        if (v != NULL) {
+            c->errors = v;
+        }
+        if (f == NULL) {
+            c->fields[c->nerrors] = NULL;
             c->errors[c->nerrors++] = oom_message; /* the reserved slot */
             return;
         }
-        c->errors = v;
+        c->fields = f;
         c->errors_cap = cap;
     }
     char *msg = strdup(buf);
+    c->fields[c->nerrors] = msg != NULL && field != NULL ? strdup(field) : NULL;
     c->errors[c->nerrors++] = msg != NULL ? msg : oom_message;
+}
+
+static void add_error(struct config *c, const char *fmt, ...)
+{
+    va_list ap;
+    va_start(ap, fmt);
+    add_error_v(c, NULL, fmt, ap);
+    va_end(ap);
+}
+
+static void add_field_error(struct config *c, const char *field, const char *fmt, ...)
+{
+    va_list ap;
+    va_start(ap, fmt);
+    add_error_v(c, field, fmt, ap);
+    va_end(ap);
+}
+
+void config_add_error(struct config *c, const char *field, const char *fmt, ...)
+{
+    va_list ap;
+    va_start(ap, fmt);
+    add_error_v(c, field, fmt, ap);
+    va_end(ap);
 }
 
 /* "FILE:LINE: " or "--map 2: " */
@@ -173,6 +206,54 @@ static int parse_busy_poll(const char *s, uint32_t *out_us, char *err, size_t er
         return -1;
     }
     *out_us = (uint32_t)v;
+    return 0;
+}
+
+/* admin: "off", or a loopback address and one port. */
+static int parse_admin(const char *s, struct sockaddr_storage *out, char *err, size_t errlen)
+{
+    memset(out, 0, sizeof(*out));
+    if (strcasecmp(s, "off") == 0) {
+        return 0;
+    }
+    struct addr_endpoint ep;
+    if (addr_parse_endpoint(s, &ep, err, errlen) != 0) {
+        return -1;
+    }
+    if (ep.port_lo != ep.port_hi) {
+        snprintf(err, errlen, "\"%s\": one port, not a range", s);
+        return -1;
+    }
+    if (addr_parse_ip(ep.host, out) != 0 || !addr_is_loopback(out)) {
+        /* One TLS stack: remote administration goes through an https mapping of portgate's own
+         * whose target is this listener. */
+        snprintf(err, errlen,
+                 "\"%s\": the admin interface listens on this host only (127.0.0.1:PORT or "
+                 "[::1]:PORT); to administer from elsewhere, forward to it with a mapping",
+                 s);
+        memset(out, 0, sizeof(*out));
+        return -1;
+    }
+    addr_set_port(out, ep.port_lo);
+    return 0;
+}
+
+/* An absolute path that fits in len bytes; "off" (left empty) where off_ok. */
+static int parse_path(const char *s, bool off_ok, char *out, size_t len, char *err, size_t errlen)
+{
+    if (off_ok && strcasecmp(s, "off") == 0) {
+        out[0] = '\0';
+        return 0;
+    }
+    if (s[0] != '/') {
+        snprintf(err, errlen, "\"%s\": expected an absolute path%s", s, off_ok ? " or off" : "");
+        return -1;
+    }
+    if (strlen(s) >= len) {
+        snprintf(err, errlen, "\"%s\": longer than %zu bytes", s, len - 1);
+        return -1;
+    }
+    snprintf(out, len, "%s", s);
     return 0;
 }
 
@@ -476,13 +557,17 @@ static int map_set(struct map_conf *m, struct map_build *b, const char *key, con
     return 0;
 }
 
-/* A key's error where the key was given: "FILE:LINE: [map NAME] KEY: ..." or "--map N: ...". */
-static void key_error(struct config *c, const struct map_conf *m, int line, const char *err)
+/* A key's error where the key was given: "FILE:LINE: [map NAME] KEY: ...", "--map N: ..." or
+ * "STATE: [map NAME] KEY: ...". */
+static void key_error(struct config *c, const struct map_conf *m, int line, const char *key,
+                      const char *err)
 {
     if (line > 0) {
-        add_error(c, "%s:%d: [map %s] %s", m->source, line, m->name, err);
+        add_field_error(c, key, "%s:%d: [map %s] %s", m->source, line, m->name, err);
+    } else if (m->origin == MAP_ORIGIN_SPEC) {
+        add_field_error(c, key, "%s: %s", m->source, err);
     } else {
-        add_error(c, "%s: %s", m->source, err);
+        add_field_error(c, key, "%s: [map %s] %s", m->source, m->name, err);
     }
 }
 
@@ -506,15 +591,15 @@ static void apply_proto_keys(struct config *c, struct map_conf *m, const struct 
             snprintf(err, sizeof(err), "%s applies to %s mappings only", k->key,
                      protocols_list(names, sizeof(names), has_key, k->key, "and"));
             if (k->line > 0) {
-                key_error(c, m, k->line, err); /* where the key is */
+                key_error(c, m, k->line, k->key, err); /* where the key is */
             } else {
-                add_error(c, "%s: [map %s] %s", at, m->name, err);
+                add_field_error(c, k->key, "%s: [map %s] %s", at, m->name, err);
             }
             continue;
         }
         if (p->conf_set(m->pconf, k->key, k->val, why, sizeof(why)) != 0) {
             snprintf(err, sizeof(err), "%s: %s", k->key, why);
-            key_error(c, m, k->line, err);
+            key_error(c, m, k->line, k->key, err);
         }
     }
 }
@@ -529,7 +614,8 @@ static void map_validate(struct config *c, struct map_conf *m, struct map_build 
     bool complete = true;
     for (size_t i = 0; i < 3; i++) {
         if (!(b->seen & (1u << required[i]))) {
-            add_error(c, "%s: [map %s] missing %s", at, m->name, map_keys[required[i]].name);
+            add_field_error(c, map_keys[required[i]].name, "%s: [map %s] missing %s", at, m->name,
+                            map_keys[required[i]].name);
             complete = false;
         }
     }
@@ -546,17 +632,19 @@ static void map_validate(struct config *c, struct map_conf *m, struct map_build 
     for (size_t i = 0; i < 3; i++) {
         if (!is_stream(p, NULL) && (b->seen & (1u << stream_only[i]))) {
             bool hint = stream_only[i] != K_CONNECT_TIMEOUT && has_sessions(p, NULL);
-            add_error(c, "%s: [map %s] %s applies to tcp mappings only (proto %s)%s%s", at, m->name,
-                      map_keys[stream_only[i]].name,
-                      protocols_list(names, sizeof(names), is_stream, NULL, "or"),
-                      hint ? "; use max-sessions for " : "", hint ? p->name : "");
+            add_field_error(c, map_keys[stream_only[i]].name,
+                            "%s: [map %s] %s applies to tcp mappings only (proto %s)%s%s", at,
+                            m->name, map_keys[stream_only[i]].name,
+                            protocols_list(names, sizeof(names), is_stream, NULL, "or"),
+                            hint ? "; use max-sessions for " : "", hint ? p->name : "");
         }
     }
     if (!has_sessions(p, NULL) && (b->seen & (1u << K_MAX_SESSIONS))) {
-        add_error(c, "%s: [map %s] max-sessions applies to %s mappings only%s%s%s", at, m->name,
-                  protocols_list(names, sizeof(names), has_sessions, NULL, "and"),
-                  is_stream(p, NULL) ? " (use max-conns for " : "",
-                  is_stream(p, NULL) ? p->name : "", is_stream(p, NULL) ? ")" : "");
+        add_field_error(c, "max-sessions",
+                        "%s: [map %s] max-sessions applies to %s mappings only%s%s%s", at, m->name,
+                        protocols_list(names, sizeof(names), has_sessions, NULL, "and"),
+                        is_stream(p, NULL) ? " (use max-conns for " : "",
+                        is_stream(p, NULL) ? p->name : "", is_stream(p, NULL) ? ")" : "");
     }
     if (!(b->seen & (1u << K_MAX_SESSIONS))) {
         m->max_sessions = p->default_max_sessions;
@@ -569,15 +657,16 @@ static void map_validate(struct config *c, struct map_conf *m, struct map_build 
     unsigned nlisten = (unsigned)m->listen_hi - m->listen_lo + 1;
     unsigned ntarget = (unsigned)m->target_hi - m->target_lo + 1;
     if (ntarget != 1 && ntarget != nlisten) {
-        add_error(c,
-                  "%s: [map %s] target: %u ports (%u-%u) for %u listening ports (%u-%u): give a "
-                  "range of the same length, or one port",
-                  at, m->name, ntarget, m->target_lo, m->target_hi, nlisten, m->listen_lo,
-                  m->listen_hi);
+        add_field_error(
+            c, "target",
+            "%s: [map %s] target: %u ports (%u-%u) for %u listening ports (%u-%u): give a "
+            "range of the same length, or one port",
+            at, m->name, ntarget, m->target_lo, m->target_hi, nlisten, m->listen_lo, m->listen_hi);
     }
 }
 
-static struct map_conf *new_map(struct config *c, const char *name, const char *source, int line)
+static struct map_conf *new_map(struct config *c, enum map_origin origin, const char *name,
+                                const char *source, int line)
 {
     struct map_conf *v = realloc(c->maps, (c->nmaps + 1) * sizeof(*v));
     if (v == NULL) {
@@ -586,7 +675,7 @@ static struct map_conf *new_map(struct config *c, const char *name, const char *
     }
     c->maps = v;
     struct map_conf *m = &c->maps[c->nmaps++];
-    map_conf_init(m, name, source, line);
+    map_conf_init(m, origin, name, source, line);
     return m;
 }
 
@@ -655,7 +744,7 @@ static void start_section(struct ini_state *st, const char *name)
             return;
         }
     }
-    if (new_map(c, mname, st->source, st->line) == NULL) {
+    if (new_map(c, MAP_ORIGIN_FILE, mname, st->source, st->line) == NULL) {
         st->sec = SEC_BAD;
         return;
     }
@@ -780,6 +869,19 @@ static int gateway_set(struct ini_state *st, const char *key, const char *val)
     } else if (strcmp(key, "busy-poll") == 0) {
         bit = 32;
         rc = parse_busy_poll(val, &c->gw.busy_poll_us, why, sizeof(why));
+    } else if (strcmp(key, "admin") == 0) {
+        bit = 64;
+        rc = parse_admin(val, &c->gw.admin, why, sizeof(why));
+    } else if (strcmp(key, "admin-socket") == 0) {
+        bit = 128;
+        rc =
+            parse_path(val, true, c->gw.admin_socket, sizeof(c->gw.admin_socket), why, sizeof(why));
+    } else if (strcmp(key, "state") == 0) {
+        bit = 256;
+        rc = parse_path(val, false, c->gw.state, sizeof(c->gw.state), why, sizeof(why));
+    } else if (strcmp(key, "users-file") == 0) {
+        bit = 512;
+        rc = parse_path(val, false, c->gw.users_file, sizeof(c->gw.users_file), why, sizeof(why));
     } else {
         add_error(c, "%s:%d: [gateway] unknown key \"%s\" (see docs/configuration.md)", st->source,
                   st->line, key);
@@ -806,9 +908,10 @@ static int on_key(void *user, const char *section, const char *key, const char *
     case SEC_MAP: {
         struct map_conf *m = &st->c->maps[st->mb.idx];
         if (*val == '\0') {
-            add_error(st->c, "%s:%d: [map %s] %s: empty value", st->source, st->line, m->name, key);
+            add_field_error(st->c, key, "%s:%d: [map %s] %s: empty value", st->source, st->line,
+                            m->name, key);
         } else if (map_set(m, &st->mb, key, val, false, st->line, err, sizeof(err)) != 0) {
-            add_error(st->c, "%s:%d: [map %s] %s", st->source, st->line, m->name, err);
+            add_field_error(st->c, key, "%s:%d: [map %s] %s", st->source, st->line, m->name, err);
         }
         break;
     }
@@ -819,9 +922,22 @@ static int on_key(void *user, const char *section, const char *key, const char *
     return 1; /* errors are collected, never reported to inih */
 }
 
+/* A gateway run from a config file has the admin interface unless the file turns it off. */
+static void set_file_defaults(struct config_gateway *gw)
+{
+    char err[128];
+    int rc = parse_admin(CONFIG_ADMIN, &gw->admin, err, sizeof(err));
+    assert(rc == 0);
+    (void)rc;
+    snprintf(gw->admin_socket, sizeof(gw->admin_socket), "%s", CONFIG_ADMIN_SOCKET);
+    snprintf(gw->state, sizeof(gw->state), "%s", CONFIG_STATE);
+    snprintf(gw->users_file, sizeof(gw->users_file), "%s", CONFIG_USERS_FILE);
+}
+
 int config_load_buffer(struct config *c, const char *source, const char *buf, size_t len)
 {
     size_t before = c->nerrors;
+    set_file_defaults(&c->gw);
     struct ini_state st = {.c = c, .source = source, .buf = buf, .len = len};
     int rc = ini_parse_stream(read_line, &st, on_key, &st);
     finish_section(&st);
@@ -891,7 +1007,7 @@ int config_add_spec(struct config *c, const char *spec, int index)
         add_error(c, "%s: \"%s\": expected PROTO:LISTEN=TARGET[,KEY=VALUE...]", source, spec);
         return -1;
     }
-    struct map_conf *m = new_map(c, name, source, 0);
+    struct map_conf *m = new_map(c, MAP_ORIGIN_SPEC, name, source, 0);
     if (m == NULL) {
         return -1;
     }
@@ -916,7 +1032,7 @@ int config_add_spec(struct config *c, const char *spec, int index)
     const char *head[3][2] = {{"proto", proto}, {"listen", listen}, {"target", target}};
     for (size_t i = 0; i < 3; i++) {
         if (map_set(m, &b, head[i][0], head[i][1], true, 0, err, sizeof(err)) != 0) {
-            add_error(c, "%s: %s", source, err);
+            add_field_error(c, head[i][0], "%s: %s", source, err);
         }
     }
     while (item != NULL) {
@@ -942,9 +1058,9 @@ int config_add_spec(struct config *c, const char *spec, int index)
         if (val == NULL) {
             add_error(c, "%s: \"%s\": expected KEY=VALUE", source, item);
         } else if (*val == '\0') {
-            add_error(c, "%s: %s: empty value", source, item);
+            add_field_error(c, item, "%s: %s: empty value", source, item);
         } else if (map_set(m, &b, item, val, true, 0, err, sizeof(err)) != 0) {
-            add_error(c, "%s: %s", source, err);
+            add_field_error(c, item, "%s: %s", source, err);
         }
         item = end != NULL ? end + 1 : NULL;
     }
@@ -990,18 +1106,19 @@ static void check_own_udp_ports(struct config *c, const struct map_conf *a,
     uint16_t alo, ahi, blo, bhi;
     const char *akey = own_udp_ports(a, &alo, &ahi), *bkey = own_udp_ports(b, &blo, &bhi);
     if (akey != NULL && bkey != NULL && alo <= bhi && blo <= ahi) {
-        add_error(c, "%s: [map %s] %s %u-%u overlap the %s of [map %s] at %s", at, a->name, akey,
-                  alo, ahi, bkey, b->name, bt);
+        add_field_error(c, akey, "%s: [map %s] %s %u-%u overlap the %s of [map %s] at %s", at,
+                        a->name, akey, alo, ahi, bkey, b->name, bt);
     }
     if (akey != NULL && b->proto->transport == SOCK_DGRAM && alo <= b->listen_hi &&
         b->listen_lo <= ahi) {
-        add_error(c, "%s: [map %s] %s %u-%u overlap udp ports %u-%u of [map %s] at %s", at, a->name,
-                  akey, alo, ahi, b->listen_lo, b->listen_hi, b->name, bt);
+        add_field_error(c, akey, "%s: [map %s] %s %u-%u overlap udp ports %u-%u of [map %s] at %s",
+                        at, a->name, akey, alo, ahi, b->listen_lo, b->listen_hi, b->name, bt);
     }
     if (bkey != NULL && a->proto->transport == SOCK_DGRAM && blo <= a->listen_hi &&
         a->listen_lo <= bhi) {
-        add_error(c, "%s: [map %s] listen: udp ports %u-%u overlap the %s of [map %s] at %s", at,
-                  a->name, a->listen_lo, a->listen_hi, bkey, b->name, bt);
+        add_field_error(c, "listen",
+                        "%s: [map %s] listen: udp ports %u-%u overlap the %s of [map %s] at %s", at,
+                        a->name, a->listen_lo, a->listen_hi, bkey, b->name, bt);
     }
 }
 
@@ -1017,8 +1134,8 @@ static void resolve_target(struct config *c, struct map_conf *m)
     if (rc != 0 || res == NULL) {
         char at[MAP_CONF_SOURCELEN + 16];
         where(at, sizeof(at), m->source, m->line);
-        add_error(c, "%s: [map %s] target: cannot resolve \"%s\": %s", at, m->name, m->target_host,
-                  rc == EAI_SYSTEM ? strerror(errno) : gai_strerror(rc));
+        add_field_error(c, "target", "%s: [map %s] target: cannot resolve \"%s\": %s", at, m->name,
+                        m->target_host, rc == EAI_SYSTEM ? strerror(errno) : gai_strerror(rc));
         if (res) {
             freeaddrinfo(res);
         }
@@ -1032,7 +1149,7 @@ static void resolve_target(struct config *c, struct map_conf *m)
 
 int config_finish(struct config *c, bool resolve)
 {
-    if (c->nmaps == 0 && c->nerrors == 0) {
+    if (c->nmaps == 0 && c->nerrors == 0 && !config_admin_on(&c->gw)) {
         add_error(c, "no mappings: give a config file with [map NAME] sections (-c FILE) or --map "
                      "SPEC");
     }
@@ -1045,8 +1162,8 @@ int config_finish(struct config *c, bool resolve)
                 char at[MAP_CONF_SOURCELEN + 16], bt[MAP_CONF_SOURCELEN + 16];
                 where(at, sizeof(at), a->source, a->line);
                 where(bt, sizeof(bt), c->maps[j].source, c->maps[j].line);
-                add_error(c, "%s: name \"%s\" is already used by [map %s] at %s", at, a->name,
-                          a->name, bt);
+                add_field_error(c, "name", "%s: name \"%s\" is already used by [map %s] at %s", at,
+                                a->name, a->name, bt);
             }
         }
         if (!a->enabled || a->listen_lo == 0 || a->proto == NULL) {
@@ -1061,16 +1178,18 @@ int config_finish(struct config *c, bool resolve)
             where(at, sizeof(at), a->source, a->line);
             where(bt, sizeof(bt), b->source, b->line);
             if (listen_overlaps(a, b)) {
-                add_error(c, "%s: [map %s] listen: %s ports %u-%u overlap [map %s] at %s", at,
-                          a->name, transport_name(a->proto), a->listen_lo, a->listen_hi, b->name,
-                          bt);
+                add_field_error(
+                    c, "listen", "%s: [map %s] listen: %s ports %u-%u overlap [map %s] at %s", at,
+                    a->name, transport_name(a->proto), a->listen_lo, a->listen_hi, b->name, bt);
             }
             check_own_udp_ports(c, a, b, at, bt);
         }
     }
     if (c->nerrors == 0 && resolve) {
         for (size_t i = 0; i < c->nmaps; i++) {
-            resolve_target(c, &c->maps[i]);
+            if (c->maps[i].target.ss_family == 0) {
+                resolve_target(c, &c->maps[i]);
+            }
         }
     }
     return c->nerrors == 0 ? 0 : -1;
@@ -1084,8 +1203,12 @@ struct config *config_new(void)
     if (c == NULL) {
         return NULL;
     }
-    c->errors = malloc(8 * sizeof(*c->errors)); /* the reserved slot exists from the start */
-    if (c->errors == NULL) {
+    /* the reserved slot exists from the start */
+    c->errors = malloc(8 * sizeof(*c->errors));
+    c->fields = malloc(8 * sizeof(*c->fields));
+    if (c->errors == NULL || c->fields == NULL) {
+        free(c->errors);
+        free(c->fields);
         free(c);
         return NULL;
     }
@@ -1109,8 +1232,10 @@ void config_free(struct config *c)
         if (c->errors[i] != oom_message) {
             free(c->errors[i]);
         }
+        free(c->fields[i]);
     }
     free(c->errors);
+    free(c->fields);
     free(c);
 }
 
@@ -1123,26 +1248,39 @@ static void print_cidrs(FILE *out, const char *key, const struct cidr_set *set)
     }
 }
 
+/* "0.0.0.0:80", "[::]:6000-6009" */
+static char *format_listen(const struct map_conf *m, char *buf, size_t len)
+{
+    char ip[ADDR_STRLEN];
+    addr_format_ip(&m->listen, ip, sizeof(ip));
+    const char *fmt = m->listen.ss_family == AF_INET6 ? "[%s]:%u" : "%s:%u";
+    int n = snprintf(buf, len, fmt, ip, m->listen_lo);
+    if (m->listen_hi != m->listen_lo && n > 0 && (size_t)n < len) {
+        snprintf(buf + n, len - (size_t)n, "-%u", m->listen_hi);
+    }
+    return buf;
+}
+
+/* The target as written: "192.0.2.10:80", "[2001:db8::10]:80", "cam.example:554" */
+static char *format_target(const struct map_conf *m, char *buf, size_t len)
+{
+    bool v6 = strchr(m->target_host, ':') != NULL;
+    int n = snprintf(buf, len, v6 ? "[%s]:%u" : "%s:%u", m->target_host, m->target_lo);
+    if (m->target_hi != m->target_lo && n > 0 && (size_t)n < len) {
+        snprintf(buf + n, len - (size_t)n, "-%u", m->target_hi);
+    }
+    return buf;
+}
+
 void config_print(const struct config *c, FILE *out)
 {
     fprintf(out, "%-16s %-5s %-28s %-28s %s\n", "NAME", "PROTO", "LISTEN", "TARGET", "OPTIONS");
     for (size_t i = 0; i < c->nmaps; i++) {
         const struct map_conf *m = &c->maps[i];
-        char ip[ADDR_STRLEN], listen[ADDR_STRLEN + 8], target[ADDR_HOSTLEN + 16], tip[ADDR_STRLEN];
+        char listen[ADDR_STRLEN + 8], target[ADDR_HOSTLEN + 16], tip[ADDR_STRLEN];
         char d[32];
-        addr_format_ip(&m->listen, ip, sizeof(ip));
-        const char *fmt = m->listen.ss_family == AF_INET6 ? "[%s]:%u" : "%s:%u";
-        int n = snprintf(listen, sizeof(listen), fmt, ip, m->listen_lo);
-        if (m->listen_hi != m->listen_lo) {
-            snprintf(listen + n, sizeof(listen) - (size_t)n, "-%u", m->listen_hi);
-        }
-        bool v6 = strchr(m->target_host, ':') != NULL;
-        n = snprintf(target, sizeof(target), v6 ? "[%s]:%u" : "%s:%u", m->target_host,
-                     m->target_lo);
-        if (m->target_hi != m->target_lo) {
-            snprintf(target + n, sizeof(target) - (size_t)n, "-%u", m->target_hi);
-        }
-        fprintf(out, "%-16s %-5s %-28s %-28s", m->name, m->proto->name, listen, target);
+        fprintf(out, "%-16s %-5s %-28s %-28s", m->name, m->proto->name,
+                format_listen(m, listen, sizeof(listen)), format_target(m, target, sizeof(target)));
         if (addr_parse_ip(m->target_host, &(struct sockaddr_storage){0}) != 0 &&
             m->target.ss_family != 0) {
             fprintf(out, " resolved=%s", addr_format_ip(&m->target, tip, sizeof(tip)));
@@ -1173,7 +1311,8 @@ void config_print(const struct config *c, FILE *out)
     }
 }
 
-struct config *config_build(const char *path, char *const *specs, int nspecs, bool resolve)
+struct config *config_build(const char *path, char *const *specs, int nspecs, bool resolve,
+                            config_extra_fn extra, void *arg)
 {
     struct config *c = config_new();
     if (c == NULL) {
@@ -1185,6 +1324,154 @@ struct config *config_build(const char *path, char *const *specs, int nspecs, bo
     for (int i = 0; i < nspecs; i++) {
         config_add_spec(c, specs[i], i + 1);
     }
+    if (extra != NULL) {
+        extra(arg, c);
+    }
     config_finish(c, resolve);
     return c;
+}
+
+/* ---- mappings as keys: the admin interface ---- */
+
+struct config *config_copy(const struct config *c)
+{
+    struct config *n = config_new();
+    if (n == NULL) {
+        return NULL;
+    }
+    n->gw = c->gw;
+    n->revision = c->revision;
+    n->maps = calloc(c->nmaps + 1, sizeof(*n->maps));
+    if (n->maps == NULL) {
+        config_free(n);
+        return NULL;
+    }
+    for (size_t i = 0; i < c->nmaps; i++) {
+        if (map_conf_copy(&n->maps[i], &c->maps[i]) != 0) {
+            config_free(n);
+            return NULL;
+        }
+        n->nmaps++;
+    }
+    return n;
+}
+
+ssize_t config_find_map(const struct config *c, const char *name)
+{
+    for (size_t i = 0; i < c->nmaps; i++) {
+        if (strcmp(c->maps[i].name, name) == 0) {
+            return (ssize_t)i;
+        }
+    }
+    return -1;
+}
+
+void config_remove_map(struct config *c, size_t i)
+{
+    assert(i < c->nmaps);
+    map_conf_clear(&c->maps[i]);
+    memmove(&c->maps[i], &c->maps[i + 1], (c->nmaps - i - 1) * sizeof(*c->maps));
+    c->nmaps--;
+}
+
+bool config_is_map_key(const char *key)
+{
+    for (int k = 0; k < K_COUNT; k++) {
+        if (strcmp(key, map_keys[k].name) == 0) {
+            return true;
+        }
+    }
+    return any_proto_has_key(key);
+}
+
+int config_add_map(struct config *c, const char *source, const struct config_kv *kv, size_t n)
+{
+    size_t before = c->nerrors;
+    const char *name = NULL;
+    for (size_t i = 0; i < n; i++) {
+        if (strcmp(kv[i].key, "name") == 0) {
+            if (name != NULL) {
+                add_field_error(c, "name", "%s: name: set twice", source);
+                return -1;
+            }
+            name = kv[i].val;
+        }
+    }
+    if (name == NULL) {
+        add_field_error(c, "name", "%s: a mapping without a name", source);
+        return -1;
+    }
+    if (!valid_name(name)) {
+        add_field_error(c, "name", "%s: name: \"%s\": use 1 to %d letters, digits, '.', '_' or '-'",
+                        source, name, MAP_CONF_NAMELEN - 1);
+        return -1;
+    }
+    if (new_map(c, MAP_ORIGIN_API, name, source, 0) == NULL) {
+        return -1;
+    }
+    struct map_build b = {.idx = c->nmaps - 1};
+    struct map_conf *m = &c->maps[b.idx];
+    for (size_t i = 0; i < n; i++) {
+        char err[768];
+        if (strcmp(kv[i].key, "name") == 0) {
+            continue;
+        }
+        if (kv[i].val[0] == '\0') {
+            snprintf(err, sizeof(err), "%s: empty value", kv[i].key);
+            key_error(c, m, 0, kv[i].key, err);
+        } else if (map_set(m, &b, kv[i].key, kv[i].val, true, 0, err, sizeof(err)) != 0) {
+            key_error(c, m, 0, kv[i].key, err);
+        }
+    }
+    map_validate(c, m, &b);
+    return c->nerrors == before ? 0 : -1;
+}
+
+void config_map_keys(const struct map_conf *m, config_key_fn fn, void *arg)
+{
+    char buf[ADDR_HOSTLEN + 16];
+    fn(arg, "name", CONFIG_TEXT, m->name);
+    fn(arg, "proto", CONFIG_TEXT, m->proto->name);
+    fn(arg, "listen", CONFIG_TEXT, format_listen(m, buf, sizeof(buf)));
+    fn(arg, "target", CONFIG_TEXT, format_target(m, buf, sizeof(buf)));
+    const struct {
+        const char *key;
+        const struct cidr_set *set;
+    } lists[] = {{"allow", &m->allow}, {"deny", &m->deny}};
+    for (size_t l = 0; l < 2; l++) {
+        if (lists[l].set->n == 0) {
+            fn(arg, lists[l].key, CONFIG_LIST, NULL); /* an empty list */
+        }
+        for (size_t i = 0; i < lists[l].set->n; i++) {
+            fn(arg, lists[l].key, CONFIG_LIST, cidr_format(&lists[l].set->v[i], buf, sizeof(buf)));
+        }
+    }
+    if (is_stream(m->proto, NULL)) {
+        snprintf(buf, sizeof(buf), "%u", m->max_conns);
+        fn(arg, "max-conns", CONFIG_COUNT, buf);
+        snprintf(buf, sizeof(buf), "%u", m->max_conns_per_ip);
+        fn(arg, "max-conns-per-ip", CONFIG_COUNT, buf);
+        fn(arg, "connect-timeout", CONFIG_TEXT,
+           config_format_duration(m->connect_timeout_ms, buf, sizeof(buf)));
+    }
+    if (has_sessions(m->proto, NULL)) {
+        snprintf(buf, sizeof(buf), "%u", m->max_sessions);
+        fn(arg, "max-sessions", CONFIG_COUNT, buf);
+    }
+    fn(arg, "idle-timeout", CONFIG_TEXT,
+       config_format_duration(m->idle_timeout_ms, buf, sizeof(buf)));
+    fn(arg, "enabled", CONFIG_BOOL, m->enabled ? "yes" : "no");
+    if (m->pconf != NULL) {
+        /* conf_format() writes "KEY=VALUE KEY=VALUE" (forward/proto.h), values without spaces. */
+        char own[1024];
+        m->proto->conf_format(m->pconf, own, sizeof(own));
+        for (char *save = NULL, *item = strtok_r(own, " ", &save); item != NULL;
+             item = strtok_r(NULL, " ", &save)) {
+            char *eq = strchr(item, '=');
+            if (eq != NULL) {
+                *eq = '\0';
+                fn(arg, item, CONFIG_TEXT, eq + 1);
+            }
+        }
+    }
 }

@@ -4,6 +4,7 @@
 #include <errno.h>
 #include <sched.h>
 #include <signal.h>
+#include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -73,6 +74,11 @@ struct gateway {
     const char *path;
     char *const *specs;
     int nspecs;
+    struct gateway_hooks hooks;
+    uint64_t started_ms;
+    uint64_t reloads, reload_failures;
+    char apply_error[512]; /* why the last apply failed, for gateway_apply() */
+    int apply_errno;
     struct loop_io sig;
     struct loop_io idle; /* eventfd: +1 per worker whose last connection closed while draining */
     unsigned nidle;
@@ -185,6 +191,20 @@ static void free_slots(struct listener *ls, size_t n, unsigned nworkers)
     free(ls);
 }
 
+static void apply_failed(struct gateway *g, int err, const char *fmt, ...)
+    __attribute__((format(printf, 3, 4)));
+
+/* Logs why an apply fails and keeps it for gateway_apply(). */
+static void apply_failed(struct gateway *g, int err, const char *fmt, ...)
+{
+    va_list ap;
+    va_start(ap, fmt);
+    vsnprintf(g->apply_error, sizeof(g->apply_error), fmt, ap);
+    va_end(ap);
+    g->apply_errno = err;
+    log_error("%s", g->apply_error);
+}
+
 static const char *bind_hint(int err)
 {
     switch (err) {
@@ -261,8 +281,9 @@ static int bind_slots(struct gateway *g, struct listener *l, const struct listen
         }
         if (fd < 0) {
             char as[ADDR_STRLEN];
-            log_error("map %s: cannot listen on %s %s: %s%s", l->map->conf.name, l->proto->name,
-                      addr_format(&l->addr, as, sizeof(as)), strerror(-fd), bind_hint(fd));
+            apply_failed(g, fd, "map %s: cannot listen on %s %s: %s%s", l->map->conf.name,
+                         l->proto->name, addr_format(&l->addr, as, sizeof(as)), strerror(-fd),
+                         bind_hint(fd));
             return -1;
         }
         l->slots[w].fd = fd;
@@ -358,7 +379,7 @@ static int plan_port(struct gateway *g, struct plan *p, struct mapping *m, uint1
         size_t cap = p->cap ? p->cap * 2 : 16;
         struct listener *v = realloc(p->ls, cap * sizeof(*v));
         if (v == NULL) {
-            log_error("out of memory applying the configuration");
+            apply_failed(g, -ENOMEM, "out of memory applying the configuration");
             return -1;
         }
         p->ls = v;
@@ -384,7 +405,7 @@ static int plan_port(struct gateway *g, struct plan *p, struct mapping *m, uint1
     }
     l->slots = calloc(g->nworkers, sizeof(*l->slots));
     if (l->slots == NULL) {
-        log_error("out of memory applying the configuration");
+        apply_failed(g, -ENOMEM, "out of memory applying the configuration");
         return -1;
     }
     for (unsigned w = 0; w < g->nworkers; w++) {
@@ -403,8 +424,9 @@ static int plan_listen(struct gateway *g, struct plan *p)
             int rc = l->slots[w].fd >= 0 ? sock_listen(l->slots[w].fd, LISTEN_BACKLOG) : 0;
             if (rc < 0) {
                 char as[ADDR_STRLEN];
-                log_error("map %s: cannot listen on %s %s: %s%s", l->map->conf.name, l->proto->name,
-                          addr_format(&l->addr, as, sizeof(as)), strerror(-rc), bind_hint(rc));
+                apply_failed(g, rc, "map %s: cannot listen on %s %s: %s%s", l->map->conf.name,
+                             l->proto->name, addr_format(&l->addr, as, sizeof(as)), strerror(-rc),
+                             bind_hint(rc));
                 return -1;
             }
         }
@@ -499,9 +521,11 @@ static void commit(struct gateway *g, struct config *cfg, struct plan *p)
  */
 static int apply(struct gateway *g, struct config *cfg)
 {
+    g->apply_errno = 0;
+    g->apply_error[0] = '\0';
     struct plan p = {.maps = calloc(cfg->nmaps + 1, sizeof(*p.maps))};
     if (p.maps == NULL) {
-        log_error("out of memory applying the configuration");
+        apply_failed(g, -ENOMEM, "out of memory applying the configuration");
         return -1;
     }
     for (size_t i = 0; i < g->nls; i++) {
@@ -514,7 +538,7 @@ static int apply(struct gateway *g, struct config *cfg)
         }
         struct mapping *m = plan_mapping(g, &p, mc);
         if (m == NULL) {
-            log_error("out of memory applying the configuration");
+            apply_failed(g, -ENOMEM, "out of memory applying the configuration");
             plan_discard(g, &p);
             return -1;
         }
@@ -529,7 +553,22 @@ static int apply(struct gateway *g, struct config *cfg)
         plan_discard(g, &p);
         return -1;
     }
+    /* A revision is never used twice, even when the one the config was built from is older than
+     * the running one (a reload reads the state file again). */
+    uint64_t running = g->cfg != NULL ? g->cfg->revision : 0;
+    cfg->revision = (cfg->revision > running ? cfg->revision : running) + 1;
+    if (g->hooks.persist != NULL) {
+        char why[400];
+        if (g->hooks.persist(g->hooks.arg, cfg, why, sizeof(why)) != 0) {
+            apply_failed(g, -EIO, "%s", why);
+            plan_discard(g, &p);
+            return -1;
+        }
+    }
     commit(g, cfg, &p);
+    if (g->hooks.applied != NULL) {
+        g->hooks.applied(g->hooks.arg);
+    }
     return 0;
 }
 
@@ -727,7 +766,8 @@ static void on_signal(struct loop_io *io, uint32_t ev)
     }
 }
 
-struct gateway *gateway_new(const char *path, char *const *specs, int nspecs)
+struct gateway *gateway_new(const char *path, char *const *specs, int nspecs,
+                            const struct gateway_hooks *hooks)
 {
     struct gateway *g = calloc(1, sizeof(*g));
     if (g == NULL) {
@@ -737,6 +777,9 @@ struct gateway *gateway_new(const char *path, char *const *specs, int nspecs)
     g->path = path;
     g->specs = specs;
     g->nspecs = nspecs;
+    if (hooks != NULL) {
+        g->hooks = *hooks;
+    }
     g->sig.fd = -1;
     g->idle.fd = -1;
     g->loop = loop_new();
@@ -746,6 +789,7 @@ struct gateway *gateway_new(const char *path, char *const *specs, int nspecs)
         return NULL;
     }
     loop_timer_init(&g->drain, drain_expired);
+    g->started_ms = loop_now(g->loop);
     raise_fd_limit();
 
     sigset_t set;
@@ -829,10 +873,13 @@ int gateway_start(struct gateway *g, struct config *cfg)
 int gateway_reload(struct gateway *g)
 {
     log_info("reloading the configuration");
-    struct config *cfg = config_build(g->path, g->specs, g->nspecs, true);
+    g->reloads++;
+    struct config *cfg =
+        config_build(g->path, g->specs, g->nspecs, true, g->hooks.load, g->hooks.arg);
     loop_update_time(g->loop); /* name resolution may have blocked */
     if (cfg == NULL) {
         log_error("reload failed: out of memory; keeping the running configuration");
+        g->reload_failures++;
         return -1;
     }
     if (cfg->nerrors > 0) {
@@ -841,14 +888,93 @@ int gateway_reload(struct gateway *g)
         }
         log_error("reload failed: %zu errors; keeping the running configuration", cfg->nerrors);
         config_free(cfg);
+        g->reload_failures++;
         return -1;
     }
     if (apply(g, cfg) != 0) {
         log_error("reload failed; keeping the running configuration");
         config_free(cfg);
+        g->reload_failures++;
         return -1;
     }
     return 0;
+}
+
+int gateway_apply(struct gateway *g, struct config *cfg, char *err, size_t errlen)
+{
+    if (g->draining) {
+        snprintf(err, errlen, "the gateway is stopping");
+        return -ESHUTDOWN;
+    }
+    int rc = apply(g, cfg);
+    loop_update_time(g->loop); /* binding and fsync may have taken a while */
+    if (rc != 0) {
+        snprintf(err, errlen, "%s", g->apply_error);
+        return g->apply_errno != 0 ? g->apply_errno : -EIO;
+    }
+    return 0;
+}
+
+const struct config *gateway_config(const struct gateway *g)
+{
+    return g->cfg;
+}
+
+struct loop *gateway_loop(struct gateway *g)
+{
+    return g->loop;
+}
+
+static void map_stats(const struct mapping *m, struct gateway_map_stats *out)
+{
+    mapping_stats_sum(m->state, &out->st);
+    out->open = mapping_active(m->state);
+    out->sessions = m->conf.proto->transport == SOCK_DGRAM
+                        ? out->open
+                        : __atomic_load_n(&m->state->sessions, __ATOMIC_RELAXED);
+}
+
+void gateway_all_stats(const struct gateway *g, struct gateway_map_stats *out)
+{
+    /* g->maps holds the enabled mappings of g->cfg in its order (apply). */
+    size_t j = 0;
+    for (size_t i = 0; i < g->cfg->nmaps; i++) {
+        memset(&out[i], 0, sizeof(out[i]));
+        if (g->cfg->maps[i].enabled && j < g->nmaps) {
+            assert(strcmp(g->maps[j]->conf.name, g->cfg->maps[i].name) == 0);
+            map_stats(g->maps[j++], &out[i]);
+        }
+    }
+}
+
+bool gateway_mapping_stats(const struct gateway *g, const char *name, struct gateway_map_stats *out)
+{
+    const struct mapping *m = find_map(g->maps, g->nmaps, name);
+    memset(out, 0, sizeof(*out));
+    if (m == NULL) {
+        return false;
+    }
+    map_stats(m, out);
+    return true;
+}
+
+void gateway_get_status(struct gateway *g, struct gateway_status *st)
+{
+    call_all(g, w_snapshot);
+    memset(st, 0, sizeof(*st));
+    st->workers = g->nworkers;
+    st->started_ms = g->started_ms;
+    st->listeners = g->nls;
+    for (unsigned i = 0; i < g->nworkers; i++) {
+        const struct relay_snapshot *s = &g->snaps[i];
+        st->conns += s->nconns;
+        st->pipes_used += s->pipes_used;
+        st->max_pipes += s->max_pipes;
+        st->spare_pipes += s->spare_pipes;
+        st->pipe_failures += s->pipe_failures;
+    }
+    st->reloads = g->reloads;
+    st->reload_failures = g->reload_failures;
 }
 
 int gateway_run(struct gateway *g)

@@ -19,13 +19,30 @@
 #ifndef PORTGATE_GATEWAY_H
 #define PORTGATE_GATEWAY_H
 
+#include "core/loop.h"
+#include "forward/mapping.h"
 #include "gateway/config.h"
 
 struct gateway;
 
-/* path and specs are where reloads read the configuration again; they must outlive the
- * gateway. Returns NULL with a logged reason. */
-struct gateway *gateway_new(const char *path, char *const *specs, int nspecs);
+/* What the layer above (the admin interface) adds to the gateway's configuration changes; the
+ * gateway calls up only through these. */
+struct gateway_hooks {
+    /* Adds the mappings kept outside the config file to a config being built (start, reload). */
+    config_extra_fn load;
+    /* Makes a configuration durable once everything it needs is bound and before it replaces
+     * the running one (cfg->revision is set). Returns 0, or -1 with a reason in err, which
+     * cancels the change. NULL: nothing to keep. */
+    int (*persist)(void *arg, const struct config *cfg, char *err, size_t errlen);
+    /* After a configuration took effect. NULL: nothing to do. */
+    void (*applied)(void *arg);
+    void *arg;
+};
+
+/* path and specs are where reloads read the configuration again; they and hooks (may be NULL)
+ * must outlive the gateway. Returns NULL with a logged reason. */
+struct gateway *gateway_new(const char *path, char *const *specs, int nspecs,
+                            const struct gateway_hooks *hooks);
 /* Opens the listeners of cfg (which the gateway takes over, errors-free). Returns 0, or -1 with
  * every failure logged (nothing is left open). */
 int gateway_start(struct gateway *g, struct config *cfg);
@@ -33,6 +50,46 @@ int gateway_start(struct gateway *g, struct config *cfg);
 int gateway_run(struct gateway *g);
 /* Re-reads the configuration and applies it (what SIGHUP does). Returns 0 or -1. */
 int gateway_reload(struct gateway *g);
+/*
+ * Makes cfg (checked, errors-free) the running configuration, as a reload does: everything it
+ * needs is bound first, then the persist hook runs, then it takes effect on every worker; any
+ * failure leaves the gateway exactly as it was. Returns 0 (the gateway owns cfg), or a negative
+ * errno with the reason in err (-EADDRINUSE: a listening address is taken; the caller keeps
+ * cfg). Control thread only, as every function below.
+ */
+int gateway_apply(struct gateway *g, struct config *cfg, char *err, size_t errlen);
+/* The running configuration snapshot; valid until the next apply or reload. */
+const struct config *gateway_config(const struct gateway *g);
+/* The control thread's loop, for the admin interface to run on. */
+struct loop *gateway_loop(struct gateway *g);
+
+/* What a running mapping has done: its counters summed over the workers, its open connections
+ * (UDP: sessions), and for a protocol that counts sessions over TCP (forward/proto.h), those. */
+struct gateway_map_stats {
+    struct mapping_stats st;
+    uint32_t open, sessions;
+};
+/* Fills out for the running mapping called name. Returns false (out zeroed) if none runs: it is
+ * disabled, or there is no such mapping. */
+bool gateway_mapping_stats(const struct gateway *g, const char *name,
+                           struct gateway_map_stats *out);
+
+/* Fills out[i] for each mapping i of the running config (zeroed for a disabled one), in one pass.
+ */
+void gateway_all_stats(const struct gateway *g, struct gateway_map_stats *out);
+
+/* The process and its relays, for status and metrics. */
+struct gateway_status {
+    unsigned workers;
+    uint64_t started_ms; /* CLOCK_MONOTONIC, when the gateway started */
+    size_t listeners;    /* listening ports */
+    size_t conns;        /* open TCP connections */
+    size_t pipes_used, max_pipes, spare_pipes;
+    uint64_t pipe_failures; /* reads copied for want of a pipe */
+    uint64_t reload_failures;
+    uint64_t reloads;
+};
+void gateway_get_status(struct gateway *g, struct gateway_status *st);
 void gateway_free(struct gateway *g);
 
 #endif

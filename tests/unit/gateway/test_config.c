@@ -302,8 +302,151 @@ static void test_file_errors(void **state)
                  "rtp-ports = 20000-20099\n",
                  "t.conf:5: [map a] rtp-ports 20000-20099 overlap udp ports 20099-20099 of [map u] "
                  "at t.conf:1");
-    expect_error("", "no mappings");
-    expect_error("[gateway]\nlog-level = info\n", "no mappings");
+    /* A file with no mapping is fine when the admin interface can add some, not otherwise. */
+    expect_error("[gateway]\nadmin = off\nadmin-socket = off\n", "no mappings");
+    struct config *c = load("[gateway]\nlog-level = info\n", false);
+    assert_int_equal(c->nerrors, 0);
+    config_free(c);
+    expect_error("[gateway]\nadmin = 192.0.2.1:8088\n",
+                 "t.conf:2: [gateway] admin: \"192.0.2.1:8088\": the admin interface listens on "
+                 "this host only");
+    expect_error("[gateway]\nadmin = [::]:8088\n", "listens on this host only");
+    expect_error("[gateway]\nadmin = 127.0.0.1:8088-8089\n", "one port, not a range");
+    expect_error("[gateway]\nadmin = localhost:8088\n", "listens on this host only");
+    expect_error("[gateway]\nadmin-socket = admin.sock\n",
+                 "admin-socket: \"admin.sock\": expected an absolute path or off");
+    expect_error("[gateway]\nstate = off\n", "state: \"off\": expected an absolute path");
+    expect_error("[gateway]\nusers-file = /x\nusers-file = /y\n", "users-file: set twice");
+    expect_error("[gateway]\nadmin-socket = /"
+                 "aaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaa"
+                 "aaaaaaaaaaaaaaaaaaaaaaaaaaaaaaa\n",
+                 "longer than 107 bytes");
+}
+
+/* The admin interface's keys: a file gets the documented defaults, which it may change; a
+ * config made without a file (--map only) has no admin interface. */
+static void test_admin_keys(void **state)
+{
+    (void)state;
+    struct config *c = load(MAP_OK, false);
+    assert_int_equal(c->nerrors, 0);
+    char as[ADDR_STRLEN];
+    assert_string_equal(addr_format(&c->gw.admin, as, sizeof(as)), CONFIG_ADMIN);
+    assert_string_equal(c->gw.admin_socket, CONFIG_ADMIN_SOCKET);
+    assert_string_equal(c->gw.state, CONFIG_STATE);
+    assert_string_equal(c->gw.users_file, CONFIG_USERS_FILE);
+    config_free(c);
+    c = load("[gateway]\nadmin = [::1]:9000\nadmin-socket = off\nstate = /tmp/s.json\n" MAP_OK,
+             false);
+    assert_int_equal(c->nerrors, 0);
+    assert_string_equal(addr_format(&c->gw.admin, as, sizeof(as)), "[::1]:9000");
+    assert_string_equal(c->gw.admin_socket, "");
+    assert_string_equal(c->gw.state, "/tmp/s.json");
+    assert_true(config_admin_on(&c->gw));
+    config_free(c);
+    c = load("[gateway]\nadmin = off\nadmin-socket = off\n" MAP_OK, false);
+    assert_false(config_admin_on(&c->gw));
+    config_free(c);
+    c = config_new();
+    assert_int_equal(config_add_spec(c, "tcp:0.0.0.0:80=192.0.2.1:80", 1), 0);
+    assert_false(config_admin_on(&c->gw));
+    config_free(c);
+}
+
+static void collect_key(void *arg, const char *key, enum config_kind kind, const char *val)
+{
+    /* Rebuilds the pairs config_add_map() takes; values are copied, lists one pair each. */
+    struct {
+        struct config_kv kv[32];
+        char keys[32][32], vals[32][64];
+        size_t n;
+    } *out = arg;
+    if (kind == CONFIG_LIST && val == NULL) {
+        return; /* an empty list: no pair */
+    }
+    assert_true(out->n < 32);
+    snprintf(out->vals[out->n], sizeof(out->vals[0]), "%s", val);
+    snprintf(out->keys[out->n], sizeof(out->keys[0]), "%s", key);
+    out->kv[out->n].key = out->keys[out->n];
+    out->kv[out->n].val = out->vals[out->n];
+    out->n++;
+}
+
+/* A mapping as keys (the API's JSON) and back is the same mapping; bad keys get the file's
+ * messages, with the key they are about. */
+static void test_map_keys_round_trip(void **state)
+{
+    (void)state;
+    struct config *c = load(MAP_OK "allow = 198.51.100.0/24, 2001:db8::/32\nmax-conns = 7\n"
+                                   "idle-timeout = 90s\nenabled = no\n"
+                                   "[map enc]\nproto = rtsp\nlisten = [::]:554\n"
+                                   "target = 192.0.2.10:8554\nrtp-ports = 20000-20099\n"
+                                   "[map u]\nproto = udp\nlisten = 0.0.0.0:5000-5009\n"
+                                   "target = 192.0.2.10:6000-6009\nmax-sessions = 9\n",
+                            false);
+    assert_int_equal(c->nerrors, 0);
+    struct config *d = config_new();
+    for (size_t i = 0; i < c->nmaps; i++) {
+        struct {
+            struct config_kv kv[32];
+            char keys[32][32], vals[32][64];
+            size_t n;
+        } keys = {.n = 0};
+        config_map_keys(&c->maps[i], collect_key, &keys);
+        assert_string_equal(keys.kv[0].key, "name");
+        if (config_add_map(d, "/state.json", keys.kv, keys.n) != 0) {
+            fail_msg("%s", d->errors[0]);
+        }
+        assert_true(map_conf_equal(&c->maps[i], &d->maps[i]));
+        assert_int_equal(d->maps[i].origin, MAP_ORIGIN_API);
+        assert_string_equal(d->maps[i].name, c->maps[i].name);
+    }
+    assert_int_equal(config_finish(d, false), 0);
+    config_free(d);
+    config_free(c);
+
+    static const struct {
+        struct config_kv kv[4];
+        size_t n;
+        const char *field, *msg;
+    } bad[] = {
+        {{{"proto", "tcp"}}, 1, "name", "/s.json: a mapping without a name"},
+        {{{"name", "a/b"}}, 1, "name", "name: \"a/b\": use 1 to 63 letters"},
+        {{{"name", "x"}, {"proto", "tcp"}, {"listen", "0.0.0.0:80"}},
+         3,
+         "target",
+         "/s.json: [map x] missing target"},
+        {{{"name", "x"}, {"proto", "tcp"}, {"listen", "0.0.0.0:80"}, {"colour", "red"}},
+         4,
+         "colour",
+         "/s.json: [map x] unknown key \"colour\""},
+        {{{"name", "x"}, {"proto", "udp"}, {"listen", "0.0.0.0:80"}, {"max-conns", "4"}},
+         4,
+         "max-conns",
+         "max-conns applies to tcp mappings only"},
+        {{{"name", "x"}, {"proto", "tcp"}, {"listen", "0.0.0.0:80"}, {"rtp-ports", "2-9"}},
+         4,
+         "rtp-ports",
+         "rtp-ports applies to rtsp mappings only"},
+        {{{"name", "x"}, {"proto", "tcp"}, {"listen", ""}}, 3, "listen", "listen: empty value"},
+    };
+    for (size_t i = 0; i < sizeof(bad) / sizeof(bad[0]); i++) {
+        c = config_new();
+        assert_int_equal(config_add_map(c, "/s.json", bad[i].kv, bad[i].n), -1);
+        assert_true(c->nerrors > 0);
+        bool found = false;
+        for (size_t e = 0; e < c->nerrors; e++) {
+            if (strstr(c->errors[e], bad[i].msg) != NULL) {
+                found = true;
+                assert_non_null(c->fields[e]);
+                assert_string_equal(c->fields[e], bad[i].field);
+            }
+        }
+        if (!found) {
+            fail_msg("case %zu: no error \"%s\" (first: %s)", i, bad[i].msg, c->errors[0]);
+        }
+        config_free(c);
+    }
 }
 
 static void test_file_no_false_errors(void **state)
@@ -567,12 +710,19 @@ static void test_equal_and_copy(void **state)
 int main(void)
 {
     const struct CMUnitTest tests[] = {
-        cmocka_unit_test(test_duration),       cmocka_unit_test(test_file_ok),
-        cmocka_unit_test(test_file_errors),    cmocka_unit_test(test_file_no_false_errors),
-        cmocka_unit_test(test_file_io_errors), cmocka_unit_test(test_spec_ok),
-        cmocka_unit_test(test_spec_long),      cmocka_unit_test(test_rtsp_ok),
-        cmocka_unit_test(test_spec_errors),    cmocka_unit_test(test_resolve),
+        cmocka_unit_test(test_duration),
+        cmocka_unit_test(test_file_ok),
+        cmocka_unit_test(test_file_errors),
+        cmocka_unit_test(test_file_no_false_errors),
+        cmocka_unit_test(test_file_io_errors),
+        cmocka_unit_test(test_spec_ok),
+        cmocka_unit_test(test_spec_long),
+        cmocka_unit_test(test_rtsp_ok),
+        cmocka_unit_test(test_spec_errors),
+        cmocka_unit_test(test_resolve),
         cmocka_unit_test(test_equal_and_copy),
+        cmocka_unit_test(test_admin_keys),
+        cmocka_unit_test(test_map_keys_round_trip),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
