@@ -3,10 +3,14 @@
  * Exit status: 0 success, 1 configuration or start-up error, 2 usage error.
  */
 #include <getopt.h>
+#include <sodium.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
+#include "admin/admin.h"
+#include "admin/cli.h"
+#include "admin/state.h"
 #include "core/log.h"
 #include "gateway/config.h"
 #include "gateway/gateway.h"
@@ -20,6 +24,8 @@ static const char usage_main[] =
     "Commands:\n"
     "  run      run the gateway in the foreground, logging to stderr\n"
     "  check    validate the configuration without binding anything\n"
+    "  passwd   set a password for the admin interface's web page\n"
+    "  token    create, list or revoke API tokens for the admin interface\n"
     "\n"
     "Options:\n"
     "  -h, --help       show this help (portgate COMMAND --help shows a command's)\n"
@@ -169,7 +175,7 @@ static int cmd_check(int argc, char **argv)
         free(a.specs);
         return rc == 1 ? 0 : rc;
     }
-    struct config *c = config_build(a.config, a.specs, a.nspecs, true, NULL, NULL);
+    struct config *c = config_build(a.config, a.specs, a.nspecs, true, state_load, NULL);
     if (c == NULL) {
         fprintf(stderr, "portgate: out of memory\n");
         free(a.specs);
@@ -196,7 +202,7 @@ static int cmd_run(int argc, char **argv)
         free(a.specs);
         return rc == 1 ? 0 : rc;
     }
-    struct config *c = config_build(a.config, a.specs, a.nspecs, true, NULL, NULL);
+    struct config *c = config_build(a.config, a.specs, a.nspecs, true, state_load, NULL);
     if (c == NULL || c->nerrors > 0) {
         if (c != NULL) {
             print_errors(c);
@@ -208,9 +214,12 @@ static int cmd_run(int argc, char **argv)
         return 1;
     }
     log_info("portgate %s starting", PORTGATE_VERSION);
-    struct gateway *g = gateway_new(a.config, a.specs, a.nspecs, NULL);
+    struct admin *adm = admin_new();
+    struct gateway *g =
+        adm != NULL ? gateway_new(a.config, a.specs, a.nspecs, admin_hooks(adm)) : NULL;
     if (g == NULL) {
         config_free(c);
+        admin_free(adm);
         free(a.specs);
         return 1;
     }
@@ -218,10 +227,20 @@ static int cmd_run(int argc, char **argv)
         log_error("not started: no listening socket was left open");
         config_free(c);
         gateway_free(g);
+        admin_free(adm);
+        free(a.specs);
+        return 1;
+    }
+    if (admin_start(adm, g) != 0) {
+        log_error("not started: the admin interface could not start (set admin and admin-socket "
+                  "in [gateway], or off)");
+        admin_free(adm);
+        gateway_free(g);
         free(a.specs);
         return 1;
     }
     rc = gateway_run(g);
+    admin_free(adm);
     gateway_free(g);
     free(a.specs);
     return rc;
@@ -229,6 +248,12 @@ static int cmd_run(int argc, char **argv)
 
 int main(int argc, char **argv)
 {
+    /* Random numbers and hashes (tokens, sessions, table keys) need it; it fails only if the
+     * system has no source of randomness. */
+    if (sodium_init() < 0) {
+        fprintf(stderr, "portgate: libsodium cannot start (no source of randomness?)\n");
+        return 1;
+    }
     if (argc < 2) {
         fputs(usage_main, stderr);
         return 2;
@@ -248,7 +273,15 @@ int main(int argc, char **argv)
     if (strcmp(cmd, "check") == 0) {
         return cmd_check(argc - 1, argv + 1);
     }
+    if (strcmp(cmd, "passwd") == 0) {
+        return cli_passwd(argc - 1, argv + 1);
+    }
+    if (strcmp(cmd, "token") == 0) {
+        return cli_token(argc - 1, argv + 1);
+    }
     fprintf(stderr,
-            "portgate: unknown command \"%s\" (commands: run, check; see portgate --help)\n", cmd);
+            "portgate: unknown command \"%s\" (commands: run, check, passwd, token; see portgate "
+            "--help)\n",
+            cmd);
     return 2;
 }

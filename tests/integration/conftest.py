@@ -49,16 +49,32 @@ class Gateway:
     def __init__(self, tmp_path, args, config=None, env=None, preexec_fn=None, adjust=None):
         Gateway.count += 1
         self.tmp_path = tmp_path
+        # The admin interface's socket and files, in the test's directory: never the system's.
+        self.admin_socket = tmp_path / f"admin-{Gateway.count}.sock"
+        self.state = tmp_path / f"state-{Gateway.count}.json"
+        self.users = tmp_path / "users"
         # What the test's variant adds to every configuration, the first and each reloaded one.
-        self.adjust = adjust or (lambda config: config)
+        variant_adjust = adjust or (lambda config: config)
+        self.adjust = lambda config: self._admin_keys(variant_adjust(config))
         self.conf = tmp_path / "portgate.conf"
         if config is not None:
+            config = self._admin_keys(config)
             self.conf.write_text(config)
             args = ["-c", str(self.conf)] + list(args)
         self.logpath = tmp_path / f"portgate-{Gateway.count}.log"
         self.logf = open(self.logpath, "ab")
         self.proc = subprocess.Popen([BINARY, "run"] + list(args), stdout=self.logf,
                                      stderr=self.logf, env=env, preexec_fn=preexec_fn)
+
+    def _admin_keys(self, config):
+        """config with the admin interface's keys that it does not set pointed at the test's
+        directory (the HTTP listener off unless asked for: tests run side by side)."""
+        keys = {"admin": "off", "admin-socket": self.admin_socket, "state": self.state,
+                "users-file": self.users}
+        for key, value in keys.items():
+            if not re.search(rf"^{key}\s*=", config or "", re.M):
+                config = _with_gateway_keys(config, f"{key} = {value}\n")
+        return config
 
     def log(self):
         return self.logpath.read_text(errors="replace")

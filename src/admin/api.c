@@ -1,0 +1,722 @@
+#include "admin/api.h"
+
+#include <dirent.h>
+#include <errno.h>
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/resource.h>
+#include <time.h>
+#include <unistd.h>
+
+#include "admin/mapjson.h"
+#include "core/log.h"
+
+/* ---- responses ---- */
+
+static void error_resp(struct api_response *rs, unsigned status, const char *field, const char *fmt,
+                       ...) __attribute__((format(printf, 4, 5)));
+
+static void error_resp(struct api_response *rs, unsigned status, const char *field, const char *fmt,
+                       ...)
+{
+    char msg[1024];
+    va_list ap;
+    va_start(ap, fmt);
+    vsnprintf(msg, sizeof(msg), fmt, ap);
+    va_end(ap);
+    json_decref(rs->json);
+    rs->status = status;
+    rs->json = json_pack("{s:s}", "error", msg);
+    if (field != NULL && rs->json != NULL) {
+        json_object_set_new(rs->json, "field", json_string(field));
+    }
+}
+
+/* A config message without the state file's name in front: the API's client did not write
+ * that file, the message is about what it sent. */
+static const char *strip_source(const struct config *c, const char *msg)
+{
+    size_t n = strlen(c->gw.state);
+    if (n > 0 && strncmp(msg, c->gw.state, n) == 0 && strncmp(msg + n, ": ", 2) == 0) {
+        return msg + n + 2;
+    }
+    return msg;
+}
+
+/* Answers with c's errors from index first on: the first as "error" and "field", all of them in
+ * "errors". */
+static void config_errors_resp(struct api_response *rs, unsigned status, const struct config *c,
+                               size_t first)
+{
+    error_resp(rs, status, c->fields[first], "%s", strip_source(c, c->errors[first]));
+    json_t *all = json_array();
+    for (size_t i = first; i < c->nerrors && all != NULL; i++) {
+        json_t *e = json_pack("{s:s}", "error", strip_source(c, c->errors[i]));
+        if (e != NULL && c->fields[i] != NULL) {
+            json_object_set_new(e, "field", json_string(c->fields[i]));
+        }
+        json_array_append_new(all, e);
+    }
+    if (rs->json != NULL && all != NULL) {
+        json_object_set_new(rs->json, "errors", all);
+    } else {
+        json_decref(all);
+    }
+}
+
+static void oom_resp(struct api_response *rs)
+{
+    error_resp(rs, 500, NULL, "out of memory");
+}
+
+/* ---- reading requests ---- */
+
+/* The body as JSON, or NULL with the answer set (415, 400). */
+static json_t *parse_body(const struct api_request *rq, struct api_response *rs)
+{
+    if (rq->content_type == NULL || strncasecmp(rq->content_type, "application/json", 16) != 0 ||
+        (rq->content_type[16] != '\0' && rq->content_type[16] != ';')) {
+        error_resp(rs, 415, NULL, "send JSON, with Content-Type: application/json");
+        return NULL;
+    }
+    json_error_t jerr;
+    json_t *j =
+        json_loadb(rq->body != NULL ? rq->body : "", rq->body_len, JSON_REJECT_DUPLICATES, &jerr);
+    if (j == NULL) {
+        error_resp(rs, 400, NULL, "not valid JSON: %s (line %d, column %d)", jerr.text, jerr.line,
+                   jerr.column);
+    }
+    return j;
+}
+
+/* True if the request may go on: no If-Match, or one that names the running revision ("7", 7,
+ * W/"7" or *). Else answers 412. */
+static bool if_match_ok(const struct config *run, const struct api_request *rq,
+                        struct api_response *rs)
+{
+    const char *v = rq->if_match;
+    if (v == NULL) {
+        return true;
+    }
+    while (*v == ' ') {
+        v++;
+    }
+    if (strcmp(v, "*") == 0) {
+        return true;
+    }
+    if (strncmp(v, "W/", 2) == 0) {
+        v += 2;
+    }
+    char want[32];
+    snprintf(want, sizeof(want), "%llu", (unsigned long long)run->revision);
+    size_t n = strlen(want);
+    bool quoted = v[0] == '"';
+    const char *num = v + quoted;
+    if (strncmp(num, want, n) == 0 && (quoted ? strcmp(num + n, "\"") == 0 : num[n] == '\0')) {
+        return true;
+    }
+    error_resp(rs, 412, NULL,
+               "the configuration changed since you read it (revision %llu now, If-Match %s): "
+               "read it again and redo the change",
+               (unsigned long long)run->revision, rq->if_match);
+    return false;
+}
+
+/* ---- mappings as the API shows them ---- */
+
+static void put_stats(json_t *o, const struct map_conf *m, const struct gateway_map_stats *s)
+{
+    const struct mapping_stats *st = &s->st;
+    json_t *j = json_pack(
+        "{s:I,s:I,s:I,s:I,s:I,s:I,s:I,s:I,s:I,s:I,s:I,s:I,s:I}", "open", (json_int_t)s->open,
+        "sessions", (json_int_t)s->sessions, "accepted", (json_int_t)st->accepted, "refused-acl",
+        (json_int_t)st->refused_acl, "refused-limit", (json_int_t)st->refused_limit,
+        "connect-failed", (json_int_t)st->connect_failed, "bytes-in", (json_int_t)st->bytes_in,
+        "bytes-out", (json_int_t)st->bytes_out, "bytes-spliced", (json_int_t)st->bytes_spliced,
+        "datagrams-in", (json_int_t)st->dgrams_in, "datagrams-out", (json_int_t)st->dgrams_out,
+        "datagrams-dropped", (json_int_t)st->dgrams_dropped, "evicted", (json_int_t)st->evicted);
+    if (j == NULL) {
+        return;
+    }
+    /* The protocol's own, by the names it gives them, as keys: "rtsp sessions" is
+     * "rtsp-sessions". */
+    const char *const *names = m->proto->stat_names;
+    for (size_t k = 0; names != NULL && names[k] != NULL; k++) {
+        char key[64];
+        snprintf(key, sizeof(key), "%s", names[k]);
+        for (char *c = key; *c != '\0'; c++) {
+            *c = *c == ' ' ? '-' : *c;
+        }
+        json_object_set_new(j, key, json_integer((json_int_t)st->proto[k]));
+    }
+    json_object_set_new(o, "stats", j);
+}
+
+static json_t *mapping_view(const struct map_conf *m, const struct gateway_map_stats *s,
+                            int64_t now)
+{
+    json_t *o = mapjson_from_conf(m, now);
+    if (o == NULL) {
+        return NULL;
+    }
+    char src[MAP_CONF_SOURCELEN + 16];
+    if (m->origin == MAP_ORIGIN_API) {
+        snprintf(src, sizeof(src), "api");
+    } else if (m->line > 0) {
+        snprintf(src, sizeof(src), "%s:%d", m->source, m->line);
+    } else {
+        snprintf(src, sizeof(src), "%s", m->source);
+    }
+    json_object_set_new(o, "source", json_string(src));
+    json_object_set_new(o, "read-only", json_boolean(m->origin != MAP_ORIGIN_API));
+    /* A configuration is applied whole or not at all: an enabled mapping listens. */
+    json_object_set_new(o, "status",
+                        json_pack("{s:s}", "state", m->enabled ? "listening" : "disabled"));
+    put_stats(o, m, s);
+    return o;
+}
+
+static json_t *mappings_array(struct gateway *g, int64_t now)
+{
+    const struct config *run = gateway_config(g);
+    struct gateway_map_stats *stats = calloc(run->nmaps + 1, sizeof(*stats));
+    json_t *a = json_array();
+    if (stats == NULL || a == NULL) {
+        free(stats);
+        json_decref(a);
+        return NULL;
+    }
+    gateway_all_stats(g, stats);
+    for (size_t i = 0; i < run->nmaps; i++) {
+        if (json_array_append_new(a, mapping_view(&run->maps[i], &stats[i], now)) != 0) {
+            json_decref(a);
+            a = NULL;
+            break;
+        }
+    }
+    free(stats);
+    return a;
+}
+
+static json_t *one_mapping(struct gateway *g, const char *name, int64_t now)
+{
+    const struct config *run = gateway_config(g);
+    ssize_t i = config_find_map(run, name);
+    struct gateway_map_stats st;
+    gateway_mapping_stats(g, name, &st);
+    return mapping_view(&run->maps[i], &st, now);
+}
+
+/* ---- changes ---- */
+
+/* Moves the last mapping of c to index i (a replaced mapping keeps its place in the table). */
+static void move_last_to(struct config *c, size_t i)
+{
+    if (i + 1 >= c->nmaps) {
+        return;
+    }
+    struct map_conf last = c->maps[c->nmaps - 1];
+    memmove(&c->maps[i + 1], &c->maps[i], (c->nmaps - 1 - i) * sizeof(*c->maps));
+    c->maps[i] = last;
+}
+
+/*
+ * Checks cand, a copy of the running config with the change made (its own errors, from index
+ * own_errors on, are the request's: 400), against the whole set (name taken, ports in use by
+ * another mapping: 409; a target that does not resolve: 400), then, unless dry_run, applies it.
+ * Returns true if it was applied (or would be); cand is then the gateway's (or freed). On
+ * false the answer is set and cand freed.
+ */
+static bool check_and_apply(struct gateway *g, struct config *cand, size_t own_errors, bool dry_run,
+                            struct api_response *rs)
+{
+    if (cand->nerrors > own_errors) {
+        config_errors_resp(rs, 400, cand, own_errors);
+        config_free(cand);
+        return false;
+    }
+    if (config_finish(cand, true) != 0) {
+        const char *f = cand->fields[own_errors];
+        bool conflict = f == NULL || strcmp(f, "target") != 0;
+        config_errors_resp(rs, conflict ? 409 : 400, cand, own_errors);
+        config_free(cand);
+        return false;
+    }
+    if (dry_run) {
+        config_free(cand);
+        return true;
+    }
+    char why[512];
+    int rc = gateway_apply(g, cand, why, sizeof(why));
+    if (rc != 0) {
+        config_free(cand);
+        if (rc == -EADDRINUSE || rc == -EADDRNOTAVAIL || rc == -EACCES) {
+            error_resp(rs, 409, "listen", "%s", why);
+        } else if (rc == -ESHUTDOWN) {
+            error_resp(rs, 503, NULL, "%s", why);
+        } else {
+            error_resp(rs, 500, NULL, "the change was not made: %s", why);
+        }
+        return false;
+    }
+    rs->etag = gateway_config(g)->revision;
+    return true;
+}
+
+/* The running config's mapping called name, when the API may change it; else answers 404 or
+ * 403 and returns -1. */
+static ssize_t writable_mapping(const struct config *run, const char *name, struct api_response *rs)
+{
+    ssize_t i = config_find_map(run, name);
+    if (i < 0) {
+        error_resp(rs, 404, NULL, "no mapping called \"%s\"", name);
+        return -1;
+    }
+    const struct map_conf *m = &run->maps[i];
+    if (m->origin != MAP_ORIGIN_API) {
+        char at[MAP_CONF_SOURCELEN + 16];
+        snprintf(at, sizeof(at), m->line > 0 ? "%s:%d" : "%s", m->source, m->line);
+        error_resp(rs, 403, NULL,
+                   "[map %s] is defined in %s: change it there and reload; the API changes only "
+                   "the mappings it made",
+                   name, at);
+        return -1;
+    }
+    return i;
+}
+
+/* Replaces (i >= 0) or adds (i < 0) a mapping from obj. */
+static void put_mapping(struct gateway *g, json_t *obj, ssize_t i, bool created,
+                        struct api_response *rs)
+{
+    int64_t now = (int64_t)time(NULL);
+    struct config *cand = config_copy(gateway_config(g));
+    if (cand == NULL) {
+        oom_resp(rs);
+        return;
+    }
+    if (i >= 0) {
+        config_remove_map(cand, (size_t)i);
+    }
+    mapjson_add(cand, cand->gw.state, obj, MAPJSON_API, now);
+    if (i >= 0 && cand->nerrors == 0) {
+        move_last_to(cand, (size_t)i);
+    }
+    const char *name = json_string_value(json_object_get(obj, "name"));
+    if (!check_and_apply(g, cand, 0, false, rs)) {
+        return;
+    }
+    rs->status = created ? 201 : 200;
+    rs->json = one_mapping(g, name, now);
+    if (created) {
+        snprintf(rs->location, sizeof(rs->location), "/api/v1/mappings/%s", name);
+    }
+    log_info("map %s: %s through the admin API", name, created ? "added" : "changed");
+}
+
+static void post_mappings(struct gateway *g, const struct api_request *rq, struct api_response *rs)
+{
+    const struct config *run = gateway_config(g);
+    json_t *obj = parse_body(rq, rs);
+    if (obj == NULL || !if_match_ok(run, rq, rs)) {
+        json_decref(obj);
+        return;
+    }
+    const char *name = json_is_object(obj) ? json_string_value(json_object_get(obj, "name")) : NULL;
+    if (name != NULL && config_find_map(run, name) >= 0) {
+        error_resp(rs, 409, "name", "name \"%s\" is taken: choose another, or PUT to change it",
+                   name);
+    } else {
+        put_mapping(g, obj, -1, true, rs);
+    }
+    json_decref(obj);
+}
+
+/* PUT (replace), PATCH (merge: null resets a key) and enable/disable (patch of enabled). */
+static void change_mapping(struct gateway *g, const struct api_request *rq, const char *name,
+                           json_t *patch, bool replace, struct api_response *rs)
+{
+    const struct config *run = gateway_config(g);
+    if (!if_match_ok(run, rq, rs)) {
+        return;
+    }
+    ssize_t i = writable_mapping(run, name, rs);
+    if (i < 0) {
+        return;
+    }
+    if (!json_is_object(patch)) {
+        error_resp(rs, 400, NULL, "a mapping is a JSON object");
+        return;
+    }
+    const json_t *jn = json_object_get(patch, "name");
+    if (jn != NULL && !(json_is_string(jn) && strcmp(json_string_value(jn), name) == 0)) {
+        error_resp(rs, 400, "name",
+                   "name: a mapping keeps its name (%s); delete it and add one to rename it", name);
+        return;
+    }
+    json_t *obj;
+    if (replace) {
+        obj = json_deep_copy(patch);
+    } else {
+        obj = mapjson_from_conf(&run->maps[i], (int64_t)time(NULL));
+        const char *k;
+        json_t *v;
+        json_object_foreach(patch, k, v)
+        {
+            if (obj != NULL && json_is_null(v)) {
+                json_object_del(obj, k);
+            } else if (obj != NULL) {
+                json_object_set(obj, k, v);
+            }
+        }
+    }
+    if (obj == NULL || json_object_set_new(obj, "name", json_string(name)) != 0) {
+        json_decref(obj);
+        oom_resp(rs);
+        return;
+    }
+    put_mapping(g, obj, i, false, rs);
+    json_decref(obj);
+}
+
+static void delete_mapping(struct gateway *g, const struct api_request *rq, const char *name,
+                           struct api_response *rs)
+{
+    const struct config *run = gateway_config(g);
+    if (!if_match_ok(run, rq, rs)) {
+        return;
+    }
+    ssize_t i = writable_mapping(run, name, rs);
+    if (i < 0) {
+        return;
+    }
+    struct config *cand = config_copy(run);
+    if (cand == NULL) {
+        oom_resp(rs);
+        return;
+    }
+    config_remove_map(cand, (size_t)i);
+    if (check_and_apply(g, cand, 0, false, rs)) {
+        rs->status = 204;
+        log_info("map %s: deleted through the admin API", name);
+    }
+}
+
+/*
+ * A candidate whose API mappings are those of the array maps (PUT /config, POST /check). An
+ * entry naming a mapping of the config file must show it as it is (what GET returned). Returns
+ * NULL with the answer set.
+ */
+static struct config *replace_api_mappings(struct gateway *g, const json_t *maps,
+                                           struct api_response *rs)
+{
+    const struct config *run = gateway_config(g);
+    if (!json_is_array(maps)) {
+        error_resp(rs, 400, "mappings", "mappings: expected an array of mapping objects");
+        return NULL;
+    }
+    int64_t now = (int64_t)time(NULL);
+    struct config *cand = config_copy(run);
+    if (cand == NULL) {
+        oom_resp(rs);
+        return NULL;
+    }
+    for (size_t i = cand->nmaps; i-- > 0;) {
+        if (cand->maps[i].origin == MAP_ORIGIN_API) {
+            config_remove_map(cand, i);
+        }
+    }
+    size_t idx;
+    const json_t *obj;
+    json_array_foreach(maps, idx, obj)
+    {
+        const char *name =
+            json_is_object(obj) ? json_string_value(json_object_get(obj, "name")) : NULL;
+        ssize_t r = name != NULL ? config_find_map(run, name) : -1;
+        if (r >= 0 && run->maps[r].origin != MAP_ORIGIN_API) {
+            /* Read-only: it must be unchanged, compared as the API shows it. */
+            json_t *want = mapjson_from_conf(&run->maps[r], now);
+            json_t *got = json_deep_copy(obj);
+            const char *k;
+            json_t *v;
+            void *tmp;
+            json_object_foreach_safe(got, tmp, k, v)
+            {
+                if (mapjson_is_read_only(k)) {
+                    json_object_del(got, k);
+                }
+            }
+            bool same = want != NULL && got != NULL && json_equal(want, got);
+            json_decref(want);
+            json_decref(got);
+            if (!same) {
+                writable_mapping(run, name, rs); /* the 403 */
+                config_free(cand);
+                return NULL;
+            }
+            continue;
+        }
+        mapjson_add(cand, cand->gw.state, obj, MAPJSON_API, now);
+    }
+    return cand;
+}
+
+static void put_config(struct gateway *g, const struct api_request *rq, struct api_response *rs)
+{
+    json_t *body = parse_body(rq, rs);
+    if (body == NULL || !if_match_ok(gateway_config(g), rq, rs)) {
+        json_decref(body);
+        return;
+    }
+    struct config *cand = replace_api_mappings(g, json_object_get(body, "mappings"), rs);
+    json_decref(body);
+    if (cand != NULL && check_and_apply(g, cand, 0, false, rs)) {
+        rs->status = 200;
+        rs->json = json_pack("{s:I}", "revision", (json_int_t)gateway_config(g)->revision);
+        log_info("configuration replaced through the admin API");
+    }
+}
+
+static void post_check(struct gateway *g, const struct api_request *rq, struct api_response *rs)
+{
+    json_t *body = parse_body(rq, rs);
+    if (body == NULL) {
+        return;
+    }
+    struct config *cand = NULL;
+    if (json_is_object(body) && json_object_get(body, "mappings") != NULL) {
+        cand = replace_api_mappings(g, json_object_get(body, "mappings"), rs);
+    } else {
+        /* One mapping: checked as it would be added, or replace the API mapping it names. */
+        const struct config *run = gateway_config(g);
+        const char *name =
+            json_is_object(body) ? json_string_value(json_object_get(body, "name")) : NULL;
+        ssize_t i = name != NULL ? config_find_map(run, name) : -1;
+        if (i >= 0 && writable_mapping(run, name, rs) < 0) {
+            json_decref(body);
+            return;
+        }
+        cand = config_copy(run);
+        if (cand == NULL) {
+            oom_resp(rs);
+        } else {
+            if (i >= 0) {
+                config_remove_map(cand, (size_t)i);
+            }
+            mapjson_add(cand, cand->gw.state, body, MAPJSON_API, (int64_t)time(NULL));
+        }
+    }
+    json_decref(body);
+    if (cand != NULL && check_and_apply(g, cand, 0, true, rs)) {
+        rs->status = 200;
+        rs->json = json_pack("{s:b}", "ok", 1);
+    }
+}
+
+/* ---- reading ---- */
+
+static json_t *gateway_view(const struct config *c)
+{
+    char d[32], busy[32], admin[ADDR_STRLEN];
+    config_format_duration(c->gw.drain_timeout_ms, d, sizeof(d));
+    if (c->gw.busy_poll_us == 0) {
+        snprintf(busy, sizeof(busy), "off");
+    } else {
+        snprintf(busy, sizeof(busy), "%uus", c->gw.busy_poll_us);
+    }
+    if (c->gw.admin.ss_family == 0) {
+        snprintf(admin, sizeof(admin), "off");
+    } else {
+        addr_format(&c->gw.admin, admin, sizeof(admin));
+    }
+    json_t *j =
+        json_pack("{s:s,s:s,s:b,s:I,s:s,s:s,s:s,s:s,s:s}", "log-level",
+                  log_level_name(c->gw.log_level), "drain-timeout", d, "splice", c->gw.splice,
+                  "max-pipes", (json_int_t)c->gw.max_pipes, "busy-poll", busy, "admin", admin,
+                  "admin-socket", c->gw.admin_socket[0] ? c->gw.admin_socket : "off", "state",
+                  c->gw.state, "users-file", c->gw.users_file);
+    if (j != NULL) {
+        if (c->gw.workers == 0) {
+            json_object_set_new(j, "workers", json_string("auto"));
+        } else {
+            json_object_set_new(j, "workers", json_integer(c->gw.workers));
+        }
+    }
+    return j;
+}
+
+size_t api_open_fds(void)
+{
+    DIR *d = opendir("/proc/self/fd");
+    size_t n = 0;
+    if (d == NULL) {
+        return 0;
+    }
+    while (readdir(d) != NULL) {
+        n++;
+    }
+    closedir(d);
+    return n > 3 ? n - 3 : 0; /* ".", ".." and the directory's own descriptor */
+}
+
+static void get_status(struct gateway *g, struct api_response *rs)
+{
+    const struct config *run = gateway_config(g);
+    struct gateway_status st;
+    gateway_get_status(g, &st);
+    struct rlimit rl = {0};
+    getrlimit(RLIMIT_NOFILE, &rl);
+    size_t api = 0, enabled = 0;
+    for (size_t i = 0; i < run->nmaps; i++) {
+        api += run->maps[i].origin == MAP_ORIGIN_API;
+        enabled += run->maps[i].enabled;
+    }
+    uint64_t up_ms = loop_now(gateway_loop(g)) - st.started_ms;
+    rs->status = 200;
+    rs->json = json_pack(
+        "{s:s,s:I,s:I,s:I,s:{s:I,s:I},s:{s:I,s:I,s:I},s:{s:I,s:I,s:I,s:I},s:{s:I,s:I},s:I,s:I}",
+        "version", PORTGATE_VERSION, "uptime", (json_int_t)(up_ms / 1000), "workers",
+        (json_int_t)st.workers, "revision", (json_int_t)run->revision, "fds", "open",
+        (json_int_t)api_open_fds(), "limit", (json_int_t)rl.rlim_cur, "relay", "connections",
+        (json_int_t)st.conns, "pipes", (json_int_t)st.pipes_used, "max-pipes",
+        (json_int_t)st.max_pipes, "mappings", "total", (json_int_t)run->nmaps, "enabled",
+        (json_int_t)enabled, "api", (json_int_t)api, "config", (json_int_t)(run->nmaps - api),
+        "reloads", "total", (json_int_t)st.reloads, "failed", (json_int_t)st.reload_failures,
+        "listening-ports", (json_int_t)st.listeners, "pid", (json_int_t)getpid());
+    if (rs->json == NULL) {
+        oom_resp(rs);
+        return;
+    }
+    /* Where the mappings come from, in the order they are read. */
+    json_t *src = json_array();
+    const char *last = NULL;
+    for (size_t i = 0; i < run->nmaps && src != NULL; i++) {
+        const struct map_conf *m = &run->maps[i];
+        const char *s = m->origin == MAP_ORIGIN_SPEC ? "command line" : m->source;
+        if (last == NULL || strcmp(last, s) != 0) {
+            json_array_append_new(src, json_pack("{s:s,s:s}", "source", s, "kind",
+                                                 m->origin == MAP_ORIGIN_API    ? "state"
+                                                 : m->origin == MAP_ORIGIN_FILE ? "config"
+                                                                                : "command line"));
+            last = s;
+        }
+    }
+    json_object_set_new(rs->json, "sources", src);
+    rs->etag = run->revision;
+}
+
+/* ---- routing ---- */
+
+static bool is(const struct api_request *rq, const char *method)
+{
+    return strcmp(rq->method, method) == 0;
+}
+
+static void not_allowed(struct api_response *rs, const char *allowed)
+{
+    error_resp(rs, 405, NULL, "method not allowed here (allowed: %s)", allowed);
+}
+
+void api_handle(struct gateway *g, const struct api_request *rq, struct api_response *rs)
+{
+    memset(rs, 0, sizeof(*rs));
+    const char *p = rq->path;
+    int64_t now = (int64_t)time(NULL);
+    const struct config *run = gateway_config(g);
+    if (strcmp(p, "/mappings") == 0) {
+        if (is(rq, "GET")) {
+            json_t *a = mappings_array(g, now);
+            rs->status = 200;
+            rs->json = a != NULL ? json_pack("{s:I,s:o}", "revision", (json_int_t)run->revision,
+                                             "mappings", a)
+                                 : NULL;
+            rs->etag = run->revision;
+        } else if (is(rq, "POST")) {
+            post_mappings(g, rq, rs);
+        } else {
+            not_allowed(rs, "GET, POST");
+        }
+    } else if (strncmp(p, "/mappings/", 10) == 0) {
+        char name[MAP_CONF_NAMELEN];
+        const char *rest = p + 10;
+        size_t n = strcspn(rest, "/");
+        if (n == 0 || n >= sizeof(name)) {
+            error_resp(rs, 404, NULL, "no such mapping");
+            goto out;
+        }
+        memcpy(name, rest, n);
+        name[n] = '\0';
+        const char *action = rest[n] == '/' ? rest + n + 1 : NULL;
+        if (action != NULL) {
+            bool on = strcmp(action, "enable") == 0;
+            if (!on && strcmp(action, "disable") != 0) {
+                error_resp(rs, 404, NULL, "no such action: use enable or disable");
+            } else if (!is(rq, "POST")) {
+                not_allowed(rs, "POST");
+            } else {
+                json_t *patch = json_pack("{s:b}", "enabled", on);
+                change_mapping(g, rq, name, patch, false, rs);
+                json_decref(patch);
+            }
+        } else if (is(rq, "GET")) {
+            if (config_find_map(run, name) < 0) {
+                error_resp(rs, 404, NULL, "no mapping called \"%s\"", name);
+            } else {
+                rs->status = 200;
+                rs->json = one_mapping(g, name, now);
+                rs->etag = run->revision;
+            }
+        } else if (is(rq, "PUT") || is(rq, "PATCH")) {
+            json_t *body = parse_body(rq, rs);
+            if (body != NULL) {
+                change_mapping(g, rq, name, body, is(rq, "PUT"), rs);
+            }
+            json_decref(body);
+        } else if (is(rq, "DELETE")) {
+            delete_mapping(g, rq, name, rs);
+        } else {
+            not_allowed(rs, "GET, PUT, PATCH, DELETE");
+        }
+    } else if (strcmp(p, "/config") == 0) {
+        if (is(rq, "GET")) {
+            json_t *a = mappings_array(g, now);
+            rs->status = 200;
+            rs->json = a != NULL ? json_pack("{s:I,s:o,s:o}", "revision", (json_int_t)run->revision,
+                                             "gateway", gateway_view(run), "mappings", a)
+                                 : NULL;
+            rs->etag = run->revision;
+        } else if (is(rq, "PUT")) {
+            put_config(g, rq, rs);
+        } else {
+            not_allowed(rs, "GET, PUT");
+        }
+    } else if (strcmp(p, "/check") == 0) {
+        if (is(rq, "POST")) {
+            post_check(g, rq, rs);
+        } else {
+            not_allowed(rs, "POST");
+        }
+    } else if (strcmp(p, "/status") == 0) {
+        if (is(rq, "GET")) {
+            get_status(g, rs);
+        } else {
+            not_allowed(rs, "GET");
+        }
+    } else if (strcmp(p, "/metrics") == 0) {
+        if (is(rq, "GET")) {
+            rs->text = api_metrics(g);
+            rs->text_type = "text/plain; version=0.0.4; charset=utf-8";
+            rs->status = 200;
+        } else {
+            not_allowed(rs, "GET");
+        }
+    } else {
+        error_resp(rs, 404, NULL, "no such endpoint: %s (see docs/admin.md)", p);
+    }
+out:
+    if (rs->status == 0 || (rs->json == NULL && rs->text == NULL && rs->status != 204)) {
+        oom_resp(rs);
+    }
+}

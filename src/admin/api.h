@@ -1,0 +1,47 @@
+/*
+ * api: the REST API (/api/v1, JSON), on the running gateway. Each request is handled whole on
+ * the control thread: a change is built as a new configuration from the running one, checked
+ * like a config file, then applied through gateway_apply(), which binds, writes the state file
+ * and swaps, all or nothing. Requests come from admin/server.c, already authenticated;
+ * docs/admin.md lists every endpoint.
+ */
+#ifndef PORTGATE_API_H
+#define PORTGATE_API_H
+
+#include <jansson.h>
+#include <stddef.h>
+
+#include "gateway/gateway.h"
+
+/* The largest request body taken (413 beyond). */
+#define API_MAX_BODY (1u << 20)
+
+struct api_request {
+    const char *method; /* "GET", "POST"... */
+    const char *path;   /* after /api/v1, such as "/mappings/web" */
+    const char *body;   /* NULL or body_len bytes */
+    size_t body_len;
+    const char *content_type; /* the header, or NULL */
+    const char *if_match;     /* the header, or NULL */
+    const char *mapping;      /* the query's mapping=NAME, or NULL */
+};
+
+struct api_response {
+    unsigned status;
+    json_t *json;            /* the body, or NULL; the caller frees it */
+    char *text;              /* or a text body (metrics), malloc'd; the caller frees it */
+    const char *text_type;   /* its Content-Type */
+    char location[128];      /* a Location header, or empty */
+    unsigned long long etag; /* an ETag (the revision), or 0 */
+};
+
+/* Handles one request on gateway g. Never fails: errors are responses. */
+void api_handle(struct gateway *g, const struct api_request *rq, struct api_response *rs);
+
+/* Open file descriptors of the process. */
+size_t api_open_fds(void);
+
+/* Prometheus text exposition of g's counters (admin/metrics.c). NULL when out of memory. */
+char *api_metrics(struct gateway *g);
+
+#endif

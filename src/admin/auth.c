@@ -1,0 +1,334 @@
+#include "admin/auth.h"
+
+#include <sodium.h>
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "admin/authhdr.h"
+#include "admin/regulate.h"
+#include "admin/session.h"
+#include "admin/users.h"
+#include "core/addr.h"
+#include "core/log.h"
+
+struct auth {
+    char users_file[512];
+    struct users *users;
+    struct sessions *sessions;
+    struct regulate *regulate;
+};
+
+struct auth *auth_new(const char *users_file)
+{
+    struct auth *a = calloc(1, sizeof(*a));
+    if (a == NULL) {
+        return NULL;
+    }
+    snprintf(a->users_file, sizeof(a->users_file), "%s", users_file);
+    a->users = users_open(users_file);
+    a->sessions = sessions_new();
+    a->regulate = regulate_new();
+    if (a->users == NULL || a->sessions == NULL || a->regulate == NULL) {
+        auth_free(a);
+        return NULL;
+    }
+    if (users_error(a->users) != NULL) {
+        log_error("users-file %s: nobody can log in on the web page until it is fixed",
+                  users_error(a->users));
+    }
+    return a;
+}
+
+void auth_free(struct auth *a)
+{
+    if (a != NULL) {
+        users_free(a->users);
+        sessions_free(a->sessions);
+        regulate_free(a->regulate);
+        free(a);
+    }
+}
+
+static void answer(struct api_response *rs, unsigned status, const char *fmt, ...)
+    __attribute__((format(printf, 3, 4)));
+
+static void answer(struct api_response *rs, unsigned status, const char *fmt, ...)
+{
+    char msg[512];
+    va_list ap;
+    va_start(ap, fmt);
+    vsnprintf(msg, sizeof(msg), fmt, ap);
+    va_end(ap);
+    rs->status = status;
+    rs->json = json_pack("{s:s}", "error", msg);
+}
+
+static const char setup_msg[] = "no user yet: on the gateway, run: portgate passwd USER";
+
+/* The body as a JSON object, or NULL with the answer set. */
+static json_t *body_object(const struct auth_request *rq, struct api_response *rs)
+{
+    if (rq->content_type == NULL || strncasecmp(rq->content_type, "application/json", 16) != 0) {
+        answer(rs, 415, "send JSON, with Content-Type: application/json");
+        return NULL;
+    }
+    json_t *j =
+        json_loadb(rq->body != NULL ? rq->body : "", rq->body_len, JSON_REJECT_DUPLICATES, NULL);
+    if (!json_is_object(j)) {
+        json_decref(j);
+        answer(rs, 400, "expected a JSON object");
+        return NULL;
+    }
+    return j;
+}
+
+/* A string member, or NULL (also for one holding a NUL). */
+static const char *member(const json_t *o, const char *key)
+{
+    const json_t *v = json_object_get(o, key);
+    const char *s = json_string_value(v);
+    return s != NULL && strlen(s) == json_string_length(v) ? s : NULL;
+}
+
+/* The session the request's cookie names, or NULL. */
+static const struct session *cookie_session(struct auth *a, const struct auth_request *rq)
+{
+    char id[SESSION_IDLEN + 1];
+    if (rq->cookie == NULL || authhdr_cookie(rq->cookie, SESSION_COOKIE, id, sizeof(id)) < 0) {
+        return NULL;
+    }
+    return sessions_find(a->sessions, id, rq->now);
+}
+
+static bool changes(const struct auth_request *rq)
+{
+    return strcmp(rq->method, "GET") != 0 && strcmp(rq->method, "HEAD") != 0;
+}
+
+/* A password check under regulation: per address and per user. Returns true on a match;
+ * otherwise the answer is set (401, or 429 when banned). */
+static bool check_password(struct auth *a, const struct auth_request *rq, const char *user,
+                           const char *password, struct api_response *rs)
+{
+    char by_addr[REGULATE_KEYLEN], by_user[REGULATE_KEYLEN];
+    snprintf(by_addr, sizeof(by_addr), "addr %s", rq->client);
+    snprintf(by_user, sizeof(by_user), "user %s", user);
+    uint64_t left = 0, left2 = 0;
+    bool banned_addr = regulate_banned(a->regulate, by_addr, rq->now, &left);
+    bool banned_user = regulate_banned(a->regulate, by_user, rq->now, &left2);
+    if (banned_addr || banned_user) {
+        uint64_t s = left > left2 ? left : left2;
+        answer(rs, 429, "too many failed logins: try again in %llu minutes",
+               (unsigned long long)((s + 59) / 60));
+        return false;
+    }
+    if (users_check_password(a->users, user, password)) {
+        regulate_success(a->regulate, by_user);
+        return true;
+    }
+    log_warn("admin: failed login for user %s from %s", user, rq->client);
+    bool ban_addr = regulate_fail(a->regulate, by_addr, rq->now);
+    bool ban_user = regulate_fail(a->regulate, by_user, rq->now);
+    if (ban_addr || ban_user) {
+        char whom[USERS_NAMELEN + ADDR_STRLEN + 32];
+        if (ban_addr && ban_user) {
+            snprintf(whom, sizeof(whom), "for user %s and from %s", user, rq->client);
+        } else if (ban_user) {
+            snprintf(whom, sizeof(whom), "for user %s", user);
+        } else {
+            snprintf(whom, sizeof(whom), "from %s", rq->client);
+        }
+        log_warn("admin: %d failed logins within %d minutes %s; refusing %s for %d minutes",
+                 REGULATE_MAX_FAILURES, REGULATE_WINDOW_S / 60, whom,
+                 ban_addr && ban_user ? "both" : (ban_user ? "that user" : "that address"),
+                 REGULATE_BAN_S / 60);
+    }
+    answer(rs, 401, "wrong user or password");
+    return false;
+}
+
+static void session_answer(struct api_response *rs, const struct session *se)
+{
+    rs->status = 200;
+    rs->json = json_pack("{s:s,s:s}", "user", se->user, "csrf", se->csrf);
+}
+
+static void login(struct auth *a, const struct auth_request *rq, struct api_response *rs,
+                  char *set_cookie, size_t len)
+{
+    json_t *body = body_object(rq, rs);
+    if (body == NULL) {
+        return;
+    }
+    const char *user = member(body, "user"), *password = member(body, "password");
+    if (user == NULL || password == NULL || !users_valid_name(user)) {
+        answer(rs, 400, "send {\"user\": ..., \"password\": ...}");
+    } else if (check_password(a, rq, user, password, rs)) {
+        const struct session *se = sessions_create(a->sessions, user, rq->now);
+        snprintf(set_cookie, len, "%s=%s; Path=/; HttpOnly; SameSite=Strict; Max-Age=%d",
+                 SESSION_COOKIE, se->id, SESSION_MAX_AGE_S);
+        session_answer(rs, se);
+        log_info("admin: user %s logged in from %s", user, rq->client);
+    }
+    json_decref(body);
+}
+
+static void change_password(struct auth *a, const struct auth_request *rq, const struct session *se,
+                            struct api_response *rs)
+{
+    json_t *body = body_object(rq, rs);
+    if (body == NULL) {
+        return;
+    }
+    const char *old = member(body, "old"), *new = member(body, "new");
+    char user[USERS_NAMELEN], err[512];
+    snprintf(user, sizeof(user), "%s", se->user);
+    if (old == NULL || new == NULL) {
+        answer(rs, 400, "send {\"old\": ..., \"new\": ...}");
+    } else if (check_password(a, rq, user, old, rs)) {
+        if (users_set_password(a->users_file, user, new, err, sizeof(err)) != 0) {
+            answer(rs, strstr(err, "characters") != NULL ? 400 : 500, "%s", err);
+            if (rs->json != NULL && rs->status == 400) {
+                json_object_set_new(rs->json, "field", json_string("new"));
+            }
+        } else {
+            users_refresh(a->users);
+            /* Other sessions of the user end: whoever had the old password is out. */
+            sessions_end_user(a->sessions, user, se);
+            rs->status = 204;
+            log_info("admin: user %s changed their password", user);
+        }
+    }
+    json_decref(body);
+}
+
+static void add_token(void *arg, const char *name, int64_t created)
+{
+    json_array_append_new(arg,
+                          json_pack("{s:s,s:I}", "name", name, "created", (json_int_t)created));
+}
+
+static void tokens(struct auth *a, const struct auth_request *rq, const char *who,
+                   struct api_response *rs)
+{
+    char err[512];
+    const char *name = rq->path[7] == '/' ? rq->path + 8 : NULL; /* /tokens/NAME */
+    if (strcmp(rq->path, "/tokens") == 0 && strcmp(rq->method, "GET") == 0) {
+        json_t *list = json_array();
+        users_each_token(a->users, add_token, list);
+        rs->status = 200;
+        rs->json = json_pack("{s:o}", "tokens", list);
+    } else if (strcmp(rq->path, "/tokens") == 0 && strcmp(rq->method, "POST") == 0) {
+        json_t *body = body_object(rq, rs);
+        const char *n = body != NULL ? member(body, "name") : NULL;
+        char token[USERS_TOKEN_LEN + 1];
+        if (body != NULL && n == NULL) {
+            answer(rs, 400, "send {\"name\": ...}");
+        } else if (n != NULL &&
+                   users_token_create(a->users_file, n, token, err, sizeof(err)) != 0) {
+            answer(rs, strstr(err, "exists") != NULL ? 409 : 400, "%s", err);
+        } else if (n != NULL) {
+            users_refresh(a->users);
+            rs->status = 201;
+            rs->json = json_pack("{s:s,s:s}", "name", n, "token", token);
+            sodium_memzero(token, sizeof(token));
+            log_info("admin: %s made API token %s", who, n);
+        }
+        json_decref(body);
+    } else if (name != NULL && strcmp(rq->method, "DELETE") == 0) {
+        if (users_token_revoke(a->users_file, name, err, sizeof(err)) != 0) {
+            answer(rs, strncmp(err, "no token", 8) == 0 ? 404 : 500, "%s", err);
+        } else {
+            users_refresh(a->users);
+            rs->status = 204;
+            log_info("admin: %s revoked API token %s", who, name);
+        }
+    } else {
+        answer(rs, 405, "use GET or POST /tokens, DELETE /tokens/NAME");
+    }
+}
+
+enum auth_verdict auth_handle(struct auth *a, const struct auth_request *rq,
+                              struct api_response *rs, char *set_cookie, size_t len)
+{
+    memset(rs, 0, sizeof(*rs));
+    set_cookie[0] = '\0';
+    users_refresh(a->users);
+    bool session_path = strcmp(rq->path, "/session") == 0;
+    bool tokens_path = strcmp(rq->path, "/tokens") == 0 || strncmp(rq->path, "/tokens/", 8) == 0;
+    if (rq->local) {
+        if (tokens_path) {
+            tokens(a, rq, "the unix socket", rs);
+            return AUTH_ANSWERED;
+        }
+        if (session_path || strcmp(rq->path, "/password") == 0) {
+            answer(rs, 404, "no login on the unix socket: it is trusted by its permissions");
+            return AUTH_ANSWERED;
+        }
+        return AUTH_PASS;
+    }
+    if (!users_any(a->users)) {
+        answer(rs, 401, "%s", setup_msg);
+        json_object_set_new(rs->json, "setup", json_true());
+        return AUTH_ANSWERED;
+    }
+    if (session_path && strcmp(rq->method, "POST") == 0) {
+        login(a, rq, rs, set_cookie, len);
+        return AUTH_ANSWERED;
+    }
+    /* Everything else needs a token or a session. */
+    const struct session *se = cookie_session(a, rq);
+    const char *token_name = NULL;
+    char who[USERS_NAMELEN + 16];
+    if (rq->authorization != NULL) {
+        char token[USERS_TOKEN_LEN + 1];
+        if (authhdr_bearer(rq->authorization, token, sizeof(token)) >= 0) {
+            token_name = users_check_token(a->users, token);
+        }
+        sodium_memzero(token, sizeof(token));
+        if (token_name == NULL) {
+            answer(rs, 401, "this API token is not valid (revoked, or mistyped)");
+            return AUTH_ANSWERED;
+        }
+        snprintf(who, sizeof(who), "token %s", token_name);
+    } else if (se != NULL) {
+        snprintf(who, sizeof(who), "user %s", se->user);
+        if (changes(rq) && !(session_path && strcmp(rq->method, "DELETE") == 0) &&
+            !session_csrf_ok(se, rq->csrf)) {
+            answer(rs, 403, "missing or wrong X-CSRF-Token (reload the page)");
+            return AUTH_ANSWERED;
+        }
+    } else {
+        answer(rs, 401, "log in first");
+        return AUTH_ANSWERED;
+    }
+    if (session_path) {
+        if (strcmp(rq->method, "GET") == 0 && se != NULL) {
+            session_answer(rs, se);
+        } else if (strcmp(rq->method, "DELETE") == 0 && se != NULL) {
+            log_info("admin: user %s logged out", se->user);
+            sessions_end(a->sessions, se->id);
+            snprintf(set_cookie, len, "%s=; Path=/; HttpOnly; SameSite=Strict; Max-Age=0",
+                     SESSION_COOKIE);
+            rs->status = 204;
+        } else {
+            answer(rs, 400, "a token has no session: use GET /session with the page's cookie");
+        }
+        return AUTH_ANSWERED;
+    }
+    if (strcmp(rq->path, "/password") == 0) {
+        if (se == NULL || strcmp(rq->method, "POST") != 0) {
+            answer(rs, 400, "POST /password with the page's session changes your password");
+        } else {
+            change_password(a, rq, se, rs);
+        }
+        return AUTH_ANSWERED;
+    }
+    if (tokens_path) {
+        tokens(a, rq, who, rs);
+        return AUTH_ANSWERED;
+    }
+    return AUTH_PASS;
+}

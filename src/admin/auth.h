@@ -1,0 +1,52 @@
+/*
+ * auth: who may use the admin interface's HTTP listener, and the endpoints that log in and out,
+ * change a password and manage API tokens (/api/v1/session, /password, /tokens). The unix socket
+ * is trusted by its peer's credentials (admin/server.c) and needs none of this; over HTTP every
+ * API request carries either an API token (Authorization: Bearer) or the page's session cookie,
+ * and with the cookie, every request that changes something also its CSRF token.
+ *
+ * Logins are regulated per client address and per user name (admin/regulate.h); a wrong user
+ * and a wrong password get the same answer after the same work. No password or token is ever
+ * logged.
+ */
+#ifndef PORTGATE_AUTH_H
+#define PORTGATE_AUTH_H
+
+#include <stdbool.h>
+
+#include "admin/api.h"
+
+struct auth;
+
+/* Reads the users file at path (it may not exist yet). NULL when out of memory. */
+struct auth *auth_new(const char *users_file);
+void auth_free(struct auth *a);
+
+struct auth_request {
+    const char *method;
+    const char *path;   /* after /api/v1 */
+    const char *cookie; /* the headers, or NULL */
+    const char *authorization;
+    const char *csrf; /* X-CSRF-Token */
+    const char *content_type;
+    const char *body;
+    size_t body_len;
+    const char *client; /* the peer's address, for regulation and logs */
+    bool local;         /* on the unix socket */
+    uint64_t now;       /* seconds, monotonic */
+};
+
+/* What auth_handle() decided. */
+enum auth_verdict {
+    AUTH_ANSWERED, /* rs holds the answer (a login endpoint, or a refusal) */
+    AUTH_PASS,     /* the request goes on to the API */
+};
+
+/*
+ * Handles the login endpoints and checks every other API request. set_cookie (len bytes) gets
+ * a Set-Cookie header value to send, or stays empty.
+ */
+enum auth_verdict auth_handle(struct auth *a, const struct auth_request *rq,
+                              struct api_response *rs, char *set_cookie, size_t len);
+
+#endif

@@ -1,0 +1,17 @@
+/*
+ * cli: the `portgate` commands that administer a gateway: passwd and token edit the users file
+ * directly (they work while the gateway is stopped, and it reads the file again when it
+ * changes); map, status and conns talk to the running gateway's API. Each takes its argv after
+ * the command name and returns the exit status: 0 success, 1 failure (the reason on stderr), 2 a
+ * usage error.
+ */
+#ifndef PORTGATE_CLI_H
+#define PORTGATE_CLI_H
+
+/* The config file read when -c is not given, if it exists. */
+#define CLI_DEFAULT_CONFIG "/etc/portgate/portgate.conf"
+
+int cli_passwd(int argc, char **argv);
+int cli_token(int argc, char **argv);
+
+#endif

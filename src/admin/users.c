@@ -1,0 +1,558 @@
+#include "admin/users.h"
+
+#include <errno.h>
+#include <fcntl.h>
+#include <libgen.h>
+#include <sodium.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/file.h>
+#include <sys/stat.h>
+#include <time.h>
+#include <unistd.h>
+
+#include "core/log.h"
+
+#define USERS_MAX_FILE (4u << 20)
+#define TOKEN_PREFIX "pgt_"
+
+struct entry {
+    bool token;
+    char name[USERS_NAMELEN];
+    char hash[crypto_pwhash_STRBYTES];             /* user: the argon2id string */
+    unsigned char thash[crypto_generichash_BYTES]; /* token */
+    int64_t created;
+};
+
+struct users {
+    char path[512];
+    struct entry *v;
+    size_t n;
+    char error[640]; /* a path and what is wrong with it */
+    /* What the file was when read, to see that it changed. */
+    dev_t dev;
+    ino_t ino;
+    off_t size;
+    struct timespec mtime;
+    bool read_once;
+};
+
+bool users_valid_name(const char *name)
+{
+    size_t n = strlen(name);
+    return n > 0 && n < USERS_NAMELEN &&
+           strspn(name, "abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789._-@") == n;
+}
+
+static void users_clear(struct users *u)
+{
+    if (u->v != NULL) {
+        sodium_memzero(u->v, u->n * sizeof(*u->v));
+    }
+    free(u->v);
+    u->v = NULL;
+    u->n = 0;
+}
+
+/* Parses buf into u's entries (replacing them only if it all parses). Returns 0, or -1 with
+ * u->error set. */
+static int parse_into(struct users *u, const char *source, const char *buf, size_t len)
+{
+    struct entry *v = NULL;
+    size_t n = 0, cap = 0;
+    int line = 0;
+    const char *p = buf, *end = buf + len;
+    while (p < end) {
+        const char *nl = memchr(p, '\n', (size_t)(end - p));
+        size_t ll = nl != NULL ? (size_t)(nl - p) : (size_t)(end - p);
+        line++;
+        char text[1024];
+        if (ll >= sizeof(text)) {
+            snprintf(u->error, sizeof(u->error), "%s:%d: line too long", source, line);
+            goto bad;
+        }
+        memcpy(text, p, ll);
+        text[ll] = '\0';
+        p += ll + (nl != NULL);
+        if (memchr(text, '\0', ll) != NULL) {
+            snprintf(u->error, sizeof(u->error), "%s:%d: NUL byte in line", source, line);
+            goto bad;
+        }
+        char *save = NULL;
+        char *kind = strtok_r(text, " \t\r", &save);
+        if (kind == NULL || kind[0] == '#') {
+            continue;
+        }
+        char *name = strtok_r(NULL, " \t\r", &save);
+        char *hash = strtok_r(NULL, " \t\r", &save);
+        char *created = strtok_r(NULL, " \t\r", &save);
+        char *extra = strtok_r(NULL, " \t\r", &save);
+        bool is_user = strcmp(kind, "user") == 0, is_token = strcmp(kind, "token") == 0;
+        if (!is_user && !is_token) {
+            snprintf(u->error, sizeof(u->error),
+                     "%s:%d: expected \"user NAME HASH\" or \"token NAME HASH TIME\"", source,
+                     line);
+            goto bad;
+        }
+        if (name == NULL || hash == NULL || !users_valid_name(name) ||
+            (is_user && (created != NULL || strncmp(hash, "$argon2id$", 10) != 0 ||
+                         strlen(hash) >= crypto_pwhash_STRBYTES)) ||
+            (is_token &&
+             (created == NULL || extra != NULL || strlen(hash) != 2 * crypto_generichash_BYTES ||
+              strspn(created, "0123456789") != strlen(created)))) {
+            snprintf(u->error, sizeof(u->error), "%s:%d: a malformed %s entry", source, line, kind);
+            goto bad;
+        }
+        for (size_t i = 0; i < n; i++) {
+            if (v[i].token == is_token && strcmp(v[i].name, name) == 0) {
+                snprintf(u->error, sizeof(u->error), "%s:%d: %s %s appears twice", source, line,
+                         kind, name);
+                goto bad;
+            }
+        }
+        if (n == USERS_MAX_ENTRIES) {
+            snprintf(u->error, sizeof(u->error), "%s: more than %d entries", source,
+                     USERS_MAX_ENTRIES);
+            goto bad;
+        }
+        if (n == cap) {
+            cap = cap ? cap * 2 : 8;
+            struct entry *nv = realloc(v, cap * sizeof(*nv));
+            if (nv == NULL) {
+                snprintf(u->error, sizeof(u->error), "%s: out of memory", source);
+                goto bad;
+            }
+            v = nv;
+        }
+        struct entry *e = &v[n];
+        memset(e, 0, sizeof(*e));
+        e->token = is_token;
+        snprintf(e->name, sizeof(e->name), "%s", name);
+        if (is_user) {
+            snprintf(e->hash, sizeof(e->hash), "%s", hash);
+        } else {
+            size_t got = 0;
+            if (sodium_hex2bin(e->thash, sizeof(e->thash), hash, strlen(hash), NULL, &got, NULL) !=
+                    0 ||
+                got != sizeof(e->thash)) {
+                snprintf(u->error, sizeof(u->error), "%s:%d: a malformed token entry", source,
+                         line);
+                goto bad;
+            }
+            e->created = strtoll(created, NULL, 10);
+        }
+        n++;
+    }
+    users_clear(u);
+    u->v = v;
+    u->n = n;
+    u->error[0] = '\0';
+    return 0;
+bad:
+    if (v != NULL) {
+        sodium_memzero(v, n * sizeof(*v));
+    }
+    free(v);
+    return -1;
+}
+
+struct users *users_parse(const char *source, const char *buf, size_t len)
+{
+    struct users *u = calloc(1, sizeof(*u));
+    if (u != NULL) {
+        parse_into(u, source, buf, len);
+    }
+    return u;
+}
+
+/* Reads the file into u. Returns 0 (a missing file is an empty one), or -1 with u->error. */
+static int load(struct users *u)
+{
+    int fd = open(u->path, O_RDONLY | O_CLOEXEC);
+    if (fd == -1) {
+        if (errno == ENOENT) {
+            users_clear(u);
+            u->error[0] = '\0';
+            memset(&u->mtime, 0, sizeof(u->mtime));
+            u->dev = 0;
+            u->ino = 0;
+            u->size = 0;
+            return 0;
+        }
+        snprintf(u->error, sizeof(u->error), "%s: %s", u->path, strerror(errno));
+        return -1;
+    }
+    struct stat sb;
+    char *buf = NULL;
+    int rc = -1;
+    if (fstat(fd, &sb) == -1 || !S_ISREG(sb.st_mode)) {
+        snprintf(u->error, sizeof(u->error), "%s: not a regular file", u->path);
+        goto out;
+    }
+    if ((uint64_t)sb.st_size > USERS_MAX_FILE) {
+        snprintf(u->error, sizeof(u->error), "%s: larger than %u bytes", u->path, USERS_MAX_FILE);
+        goto out;
+    }
+    buf = malloc((size_t)sb.st_size + 1);
+    size_t got = 0;
+    while (buf != NULL && got < (size_t)sb.st_size) {
+        ssize_t n = read(fd, buf + got, (size_t)sb.st_size - got);
+        if (n <= 0) {
+            if (n == -1 && errno == EINTR) {
+                continue;
+            }
+            break;
+        }
+        got += (size_t)n;
+    }
+    if (buf == NULL || got != (size_t)sb.st_size) {
+        snprintf(u->error, sizeof(u->error), "%s: cannot read it", u->path);
+        goto out;
+    }
+    rc = parse_into(u, u->path, buf, got);
+    u->dev = sb.st_dev;
+    u->ino = sb.st_ino;
+    u->size = sb.st_size;
+    u->mtime = sb.st_mtim;
+out:
+    if (buf != NULL) {
+        sodium_memzero(buf, got);
+    }
+    free(buf);
+    close(fd);
+    return rc;
+}
+
+struct users *users_open(const char *path)
+{
+    struct users *u = calloc(1, sizeof(*u));
+    if (u == NULL) {
+        return NULL;
+    }
+    snprintf(u->path, sizeof(u->path), "%s", path);
+    load(u);
+    u->read_once = true;
+    return u;
+}
+
+void users_refresh(struct users *u)
+{
+    struct stat sb;
+    bool gone = stat(u->path, &sb) == -1;
+    if (gone ? u->ino == 0 && u->error[0] == '\0'
+             : sb.st_dev == u->dev && sb.st_ino == u->ino && sb.st_size == u->size &&
+                   sb.st_mtim.tv_sec == u->mtime.tv_sec && sb.st_mtim.tv_nsec == u->mtime.tv_nsec) {
+        return;
+    }
+    char before[sizeof(u->error)];
+    snprintf(before, sizeof(before), "%s", u->error);
+    if (load(u) != 0 && strcmp(before, u->error) != 0) {
+        log_error("users-file %s; keeping the users read before", u->error);
+    }
+}
+
+void users_free(struct users *u)
+{
+    if (u != NULL) {
+        users_clear(u);
+        free(u);
+    }
+}
+
+const char *users_error(const struct users *u)
+{
+    return u->error[0] != '\0' ? u->error : NULL;
+}
+
+bool users_any(const struct users *u)
+{
+    for (size_t i = 0; i < u->n; i++) {
+        if (!u->v[i].token) {
+            return true;
+        }
+    }
+    return false;
+}
+
+/* A hash of a random password with the cost real ones have, checked when the user does not
+ * exist, so that an unknown user costs the same time as a wrong password. */
+static const char *dummy_hash(void)
+{
+    static char hash[crypto_pwhash_STRBYTES];
+    if (hash[0] == '\0') {
+        unsigned char pw[16];
+        randombytes_buf(pw, sizeof(pw));
+        if (crypto_pwhash_str(hash, (const char *)pw, sizeof(pw),
+                              crypto_pwhash_OPSLIMIT_INTERACTIVE,
+                              crypto_pwhash_MEMLIMIT_INTERACTIVE) != 0) {
+            hash[0] = '\0';
+        }
+    }
+    return hash;
+}
+
+bool users_check_password(const struct users *u, const char *user, const char *password)
+{
+    const char *hash = NULL;
+    for (size_t i = 0; i < u->n; i++) {
+        if (!u->v[i].token && strcmp(u->v[i].name, user) == 0) {
+            hash = u->v[i].hash;
+        }
+    }
+    size_t len = strnlen(password, USERS_MAX_PASSWORD + 1);
+    if (len > USERS_MAX_PASSWORD) {
+        len = USERS_MAX_PASSWORD; /* checked all the same: it cannot match */
+    }
+    if (hash == NULL) {
+        const char *d = dummy_hash();
+        if (d[0] != '\0' && crypto_pwhash_str_verify(d, password, len) == 0) {
+            return false; /* a random password cannot match: the work is what counts */
+        }
+        return false;
+    }
+    return crypto_pwhash_str_verify(hash, password, len) == 0 &&
+           strlen(password) <= USERS_MAX_PASSWORD;
+}
+
+const char *users_check_token(const struct users *u, const char *token)
+{
+    if (strlen(token) != USERS_TOKEN_LEN || strncmp(token, TOKEN_PREFIX, 4) != 0) {
+        return NULL;
+    }
+    unsigned char h[crypto_generichash_BYTES];
+    crypto_generichash(h, sizeof(h), (const unsigned char *)token, USERS_TOKEN_LEN, NULL, 0);
+    const char *found = NULL;
+    for (size_t i = 0; i < u->n; i++) {
+        /* Every entry is compared, in constant time: no early exit on a match. */
+        if (u->v[i].token && sodium_memcmp(h, u->v[i].thash, sizeof(h)) == 0) {
+            found = u->v[i].name;
+        }
+    }
+    return found;
+}
+
+void users_each_token(const struct users *u,
+                      void (*fn)(void *arg, const char *name, int64_t created), void *arg)
+{
+    for (size_t i = 0; i < u->n; i++) {
+        if (u->v[i].token) {
+            fn(arg, u->v[i].name, u->v[i].created);
+        }
+    }
+}
+
+/* ---- changes ---- */
+
+static int write_file(const char *path, const struct users *u, char *err, size_t errlen)
+{
+    char tmp[600];
+    snprintf(tmp, sizeof(tmp), "%s.tmp", path);
+    int fd = open(tmp, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0600);
+    if (fd == -1) {
+        snprintf(err, errlen, "%s: %s", tmp, strerror(errno));
+        return -1;
+    }
+    FILE *f = fdopen(fd, "w");
+    if (f == NULL) {
+        snprintf(err, errlen, "%s: %s", tmp, strerror(errno));
+        close(fd);
+        unlink(tmp);
+        return -1;
+    }
+    fprintf(f, "# portgate users and API tokens: see portgate passwd and portgate token.\n");
+    for (size_t i = 0; i < u->n; i++) {
+        const struct entry *e = &u->v[i];
+        if (e->token) {
+            char hex[2 * crypto_generichash_BYTES + 1];
+            sodium_bin2hex(hex, sizeof(hex), e->thash, sizeof(e->thash));
+            fprintf(f, "token %s %s %lld\n", e->name, hex, (long long)e->created);
+        } else {
+            fprintf(f, "user %s %s\n", e->name, e->hash);
+        }
+    }
+    if (fflush(f) != 0 || fsync(fd) != 0) {
+        snprintf(err, errlen, "%s: %s", tmp, strerror(errno));
+        fclose(f);
+        unlink(tmp);
+        return -1;
+    }
+    fclose(f);
+    if (rename(tmp, path) != 0) {
+        snprintf(err, errlen, "%s: %s", path, strerror(errno));
+        unlink(tmp);
+        return -1;
+    }
+    char dir[600];
+    snprintf(dir, sizeof(dir), "%s", path);
+    int dfd = open(dirname(dir), O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+    if (dfd >= 0) {
+        fsync(dfd);
+        close(dfd);
+    }
+    return 0;
+}
+
+/* Runs change on the file's entries under its lock, and writes them back if it returns 0. */
+static int edit(const char *path,
+                int (*change)(struct users *u, void *arg, char *err, size_t errlen), void *arg,
+                char *err, size_t errlen)
+{
+    char lockpath[600];
+    snprintf(lockpath, sizeof(lockpath), "%s.lock", path);
+    int lock = open(lockpath, O_RDWR | O_CREAT | O_CLOEXEC, 0600);
+    if (lock == -1) {
+        snprintf(err, errlen, "%s: %s", lockpath, strerror(errno));
+        return -1;
+    }
+    int rc = -1;
+    struct users *u = NULL;
+    if (flock(lock, LOCK_EX) != 0) {
+        snprintf(err, errlen, "%s: %s", lockpath, strerror(errno));
+        goto out;
+    }
+    u = users_open(path);
+    if (u == NULL) {
+        snprintf(err, errlen, "out of memory");
+        goto out;
+    }
+    if (users_error(u) != NULL) {
+        snprintf(err, errlen, "%s (fix or remove it first)", users_error(u));
+        goto out;
+    }
+    if (change(u, arg, err, errlen) == 0) {
+        rc = write_file(path, u, err, errlen);
+    }
+out:
+    users_free(u);
+    close(lock); /* and the lock with it */
+    return rc;
+}
+
+static struct entry *add_entry(struct users *u, char *err, size_t errlen)
+{
+    if (u->n == USERS_MAX_ENTRIES) {
+        snprintf(err, errlen, "%s: already %d entries", u->path, USERS_MAX_ENTRIES);
+        return NULL;
+    }
+    struct entry *v = realloc(u->v, (u->n + 1) * sizeof(*v));
+    if (v == NULL) {
+        snprintf(err, errlen, "out of memory");
+        return NULL;
+    }
+    u->v = v;
+    memset(&v[u->n], 0, sizeof(v[0]));
+    return &v[u->n++];
+}
+
+struct set_password {
+    const char *user, *password;
+};
+
+static int do_set_password(struct users *u, void *arg, char *err, size_t errlen)
+{
+    const struct set_password *sp = arg;
+    struct entry *e = NULL;
+    for (size_t i = 0; i < u->n; i++) {
+        if (!u->v[i].token && strcmp(u->v[i].name, sp->user) == 0) {
+            e = &u->v[i];
+        }
+    }
+    if (e == NULL && (e = add_entry(u, err, errlen)) == NULL) {
+        return -1;
+    }
+    snprintf(e->name, sizeof(e->name), "%s", sp->user);
+    if (crypto_pwhash_str(e->hash, sp->password, strlen(sp->password),
+                          crypto_pwhash_OPSLIMIT_INTERACTIVE,
+                          crypto_pwhash_MEMLIMIT_INTERACTIVE) != 0) {
+        snprintf(err, errlen, "hashing the password: out of memory");
+        return -1;
+    }
+    return 0;
+}
+
+int users_set_password(const char *path, const char *user, const char *password, char *err,
+                       size_t errlen)
+{
+    if (!users_valid_name(user)) {
+        snprintf(err, errlen,
+                 "\"%s\": a user name is 1 to %d letters, digits, '.', '_', '-' or '@'", user,
+                 USERS_NAMELEN - 1);
+        return -1;
+    }
+    size_t len = strlen(password);
+    if (len < USERS_MIN_PASSWORD || len > USERS_MAX_PASSWORD) {
+        snprintf(err, errlen, "a password is %d to %d characters", USERS_MIN_PASSWORD,
+                 USERS_MAX_PASSWORD);
+        return -1;
+    }
+    struct set_password sp = {user, password};
+    return edit(path, do_set_password, &sp, err, errlen);
+}
+
+struct token_create {
+    const char *name;
+    char *token;
+};
+
+static int do_token_create(struct users *u, void *arg, char *err, size_t errlen)
+{
+    struct token_create *tc = arg;
+    for (size_t i = 0; i < u->n; i++) {
+        if (u->v[i].token && strcmp(u->v[i].name, tc->name) == 0) {
+            snprintf(err, errlen, "a token called \"%s\" exists (revoke it first)", tc->name);
+            return -1;
+        }
+    }
+    struct entry *e = add_entry(u, err, errlen);
+    if (e == NULL) {
+        return -1;
+    }
+    unsigned char raw[32];
+    randombytes_buf(raw, sizeof(raw));
+    memcpy(tc->token, TOKEN_PREFIX, 4);
+    sodium_bin2base64(tc->token + 4, USERS_TOKEN_LEN - 4 + 1, raw, sizeof(raw),
+                      sodium_base64_VARIANT_URLSAFE_NO_PADDING);
+    sodium_memzero(raw, sizeof(raw));
+    e->token = true;
+    snprintf(e->name, sizeof(e->name), "%s", tc->name);
+    crypto_generichash(e->thash, sizeof(e->thash), (const unsigned char *)tc->token,
+                       USERS_TOKEN_LEN, NULL, 0);
+    e->created = (int64_t)time(NULL);
+    return 0;
+}
+
+int users_token_create(const char *path, const char *name, char *token, char *err, size_t errlen)
+{
+    if (!users_valid_name(name)) {
+        snprintf(err, errlen,
+                 "\"%s\": a token name is 1 to %d letters, digits, '.', '_', '-' or '@'", name,
+                 USERS_NAMELEN - 1);
+        return -1;
+    }
+    struct token_create tc = {name, token};
+    int rc = edit(path, do_token_create, &tc, err, errlen);
+    if (rc != 0) {
+        sodium_memzero(token, USERS_TOKEN_LEN + 1);
+    }
+    return rc;
+}
+
+static int do_token_revoke(struct users *u, void *arg, char *err, size_t errlen)
+{
+    const char *name = arg;
+    for (size_t i = 0; i < u->n; i++) {
+        if (u->v[i].token && strcmp(u->v[i].name, name) == 0) {
+            memmove(&u->v[i], &u->v[i + 1], (u->n - i - 1) * sizeof(*u->v));
+            u->n--;
+            return 0;
+        }
+    }
+    snprintf(err, errlen, "no token called \"%s\"", name);
+    return -1;
+}
+
+int users_token_revoke(const char *path, const char *name, char *err, size_t errlen)
+{
+    return edit(path, do_token_revoke, (void *)name, err, errlen);
+}

@@ -1,0 +1,627 @@
+"""The admin interface's REST API, on the running gateway: changes go through the same path as a
+reload (checked, bound, persisted, swapped whole), errors name the field with the messages of
+`portgate check`, and what was answered is on disk."""
+import json
+import os
+import re
+import shutil
+import signal
+import socket
+import subprocess
+import tempfile
+import threading
+import time
+
+import pytest
+
+from adminclient import Admin
+from conftest import BINARY, connect, echo_roundtrip, free_ports, is_refused
+
+API = "/api/v1"
+
+
+def tcp_map(name, port, target, **extra):
+    m = {"name": name, "proto": "tcp", "listen": f"127.0.0.1:{port}",
+         "target": f"127.0.0.1:{target}"}
+    m.update(extra)
+    return m
+
+
+def file_map(name, port, target):
+    return f"[map {name}]\nproto = tcp\nlisten = 127.0.0.1:{port}\ntarget = 127.0.0.1:{target}\n"
+
+
+@pytest.fixture
+def admin_gateway(gateway, tcp_echo):
+    """A gateway with one mapping from its config file ("file") and its admin socket."""
+    srv = tcp_echo()
+    port = free_ports()
+    g = gateway(config=file_map("file", port, srv.port))
+    g.srv, g.file_port = srv, port
+    g.api = Admin(g.admin_socket)
+    return g
+
+
+def test_add_change_disable_delete(admin_gateway):
+    g, api = admin_gateway, admin_gateway.api
+    port = free_ports()
+    r = api.post(f"{API}/mappings", tcp_map("cam", port, g.srv.port))
+    assert r.status == 201, r
+    assert r.headers["Location"] == f"{API}/mappings/cam"
+    rev = int(r.etag.strip('"'))
+    assert r.json["source"] == "api" and r.json["read-only"] is False
+    assert r.json["status"]["state"] == "listening"
+    assert echo_roundtrip(port) == b"hello portgate"
+    # Listed with the file's mapping, each with its source.
+    maps = api.mappings()
+    assert maps["file"]["read-only"] is True
+    assert re.fullmatch(r".*/portgate\.conf:\d+", maps["file"]["source"]), maps["file"]
+    assert maps["cam"]["max-conns"] == 0 and maps["cam"]["connect-timeout"] == "10s"
+    # On disk before the answer: the state file has it, with the revision.
+    st = json.loads(g.state.read_text())
+    assert st["revision"] == rev and [m["name"] for m in st["mappings"]] == ["cam"]
+    assert "status" not in st["mappings"][0]
+
+    r = api.patch(f"{API}/mappings/cam", {"allow": ["198.51.100.0/24"]})
+    assert r.status == 200 and r.json["allow"] == ["198.51.100.0/24"], r
+    assert is_refused(port)  # 127.0.0.1 is not allowed now
+    r = api.patch(f"{API}/mappings/cam", {"allow": None})  # null: back to the default
+    assert r.status == 200 and r.json["allow"] == [], r
+    assert echo_roundtrip(port) == b"hello portgate"
+
+    r = api.post(f"{API}/mappings/cam/disable")
+    assert r.status == 200 and r.json["enabled"] is False, r
+    assert r.json["status"]["state"] == "disabled"
+    assert is_refused(port)
+    assert json.loads(g.state.read_text())["mappings"][0]["enabled"] is False
+    r = api.post(f"{API}/mappings/cam/enable")
+    assert r.status == 200 and r.json["enabled"] is True
+    assert echo_roundtrip(port) == b"hello portgate"
+
+    # PUT replaces: keys not given take their defaults.
+    r = api.put(f"{API}/mappings/cam", tcp_map("cam", port, g.srv.port, **{"max-conns": 3}))
+    assert r.status == 200 and r.json["max-conns"] == 3, r
+    # What GET returns can be PUT back as it is.
+    got = api.get(f"{API}/mappings/cam").json
+    r = api.put(f"{API}/mappings/cam", got)
+    assert r.status == 200, r
+
+    r = api.delete(f"{API}/mappings/cam")
+    assert r.status == 204, r
+    assert is_refused(port)
+    assert api.get(f"{API}/mappings/cam").status == 404
+    assert json.loads(g.state.read_text())["mappings"] == []
+    assert echo_roundtrip(g.file_port) == b"hello portgate"  # the file's mapping never moved
+
+
+def test_config_file_mappings_are_read_only(admin_gateway):
+    api = admin_gateway.api
+    for r in (api.delete(f"{API}/mappings/file"),
+              api.patch(f"{API}/mappings/file", {"max-conns": 1}),
+              api.post(f"{API}/mappings/file/disable")):
+        assert r.status == 403, r
+        assert "is defined in" in r.json["error"] and re.search(r"portgate\.conf:\d+", r.json["error"])
+    assert api.mappings()["file"]["enabled"] is True
+
+
+def check_message(tmp_path, section):
+    """What `portgate check` says about a [map x] section, without the file's name and line."""
+    conf = tmp_path / "check.conf"
+    conf.write_text("[gateway]\nadmin = off\nadmin-socket = off\n" + section)
+    r = subprocess.run([BINARY, "check", "-c", str(conf)], capture_output=True, text=True)
+    assert r.returncode == 1, r.stdout
+    line = r.stderr.splitlines()[0]
+    return line.split("] ", 1)[1]  # after "FILE:LINE: [map x]"
+
+
+@pytest.mark.parametrize("key,value,section_value", [
+    ("listen", "127.0.0.1:99999", "127.0.0.1:99999"),
+    ("allow", ["10.0.0.0/33"], "10.0.0.0/33"),
+    ("max-conns", "lots", "lots"),
+    ("idle-timeout", "30", "30"),
+    ("connect-timeout", 5, "5"),
+])
+def test_errors_name_the_field_as_check_does(admin_gateway, tmp_path, key, value, section_value):
+    api = admin_gateway.api
+    port = free_ports()
+    body = tcp_map("x", port, 9)
+    body[key] = value
+    r = api.post(f"{API}/mappings", body)
+    assert r.status == 400, r
+    assert r.json["field"] == key
+    section = "[map x]\n" + "".join(f"{k} = {v}\n" for k, v in body.items()
+                                     if k not in ("name", key)) + f"{key} = {section_value}\n"
+    assert r.json["error"] == "[map x] " + check_message(tmp_path, section)
+    assert "x" not in admin_gateway.api.mappings()
+
+
+def test_bad_requests(admin_gateway):
+    api = admin_gateway.api
+    port = free_ports()
+    ok = tcp_map("x", port, 9)
+    cases = [
+        (api.request("POST", f"{API}/mappings", raw=b"{not json",
+                     headers={"Content-Type": "application/json"}), 400, None, "not valid JSON"),
+        (api.request("POST", f"{API}/mappings", raw=json.dumps(ok).encode(),
+                     headers={"Content-Type": "text/plain"}), 415, None, "Content-Type"),
+        (api.post(f"{API}/mappings", dict(ok, colour="red")), 400, "colour",
+         'unknown key "colour"'),
+        (api.post(f"{API}/mappings", dict(ok, **{"max-conns": [1]})), 400, "max-conns",
+         "expected a string, a whole number or true/false"),
+        (api.post(f"{API}/mappings", dict(ok, allow=[5])), 400, "allow", "expected a string"),
+        (api.post(f"{API}/mappings", dict(ok, name="a/b")), 400, "name", "letters, digits"),
+        (api.post(f"{API}/mappings", dict(ok, name="n" * 64)), 400, "name", "1 to 63"),
+        (api.post(f"{API}/mappings", dict(ok, name=5)), 400, "name", "expected a string"),
+        (api.post(f"{API}/mappings", [ok]), 400, None, "a mapping is a JSON object"),
+        (api.post(f"{API}/mappings", dict(ok, lease=-1)), 400, "lease", "expected seconds"),
+        (api.post(f"{API}/mappings", dict(ok, name="file")), 409, "name", "is taken"),
+        (api.post(f"{API}/mappings", dict(ok, listen=f"127.0.0.1:{admin_gateway.file_port}")),
+         409, "listen", "overlap [map file]"),
+        (api.request("POST", f"{API}/mappings", raw=b'{"name": "\xff\xfe"}',
+                     headers={"Content-Type": "application/json"}), 400, None, "not valid JSON"),
+        (api.request("POST", f"{API}/mappings", raw=b'{"name": "a", "name": "b"}',
+                     headers={"Content-Type": "application/json"}), 400, None, "duplicate"),
+        (api.get(f"{API}/mappings/nope"), 404, None, "no mapping called"),
+        (api.get(f"{API}/nothing"), 404, None, "no such endpoint"),
+        (api.delete(f"{API}/mappings"), 405, None, "not allowed"),
+    ]
+    for r, status, field, text in cases:
+        assert r.status == status, r
+        assert r.headers["Content-Type"] == "application/json", r.headers
+        assert text in r.json["error"], r
+        assert r.json.get("field") == field, r
+    assert set(api.mappings()) == {"file"}
+
+
+def raw_exchange(path, data):
+    """Sends data on a new connection to the unix socket path and reads until it closes."""
+    c = socket.socket(socket.AF_UNIX)
+    c.settimeout(10)
+    c.connect(str(path))
+    try:
+        c.sendall(data)
+    except BrokenPipeError:
+        pass  # answered and closed before all was sent
+    out = b""
+    try:
+        while True:
+            d = c.recv(65536)
+            if not d:
+                break
+            out += d
+    except ConnectionResetError:
+        pass
+    c.close()
+    return out.decode(errors="replace")
+
+
+def test_body_over_1_mib(admin_gateway):
+    sock = admin_gateway.admin_socket
+    # Announced: answered at once, the body never read.
+    head = (b"POST /api/v1/mappings HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\n"
+            b"Content-Length: %d\r\n\r\n" % (2 << 20))
+    out = raw_exchange(sock, head)
+    assert out.startswith("HTTP/1.1 413"), out
+    assert "larger than 1 MiB" in out
+    # Chunked, with no length given: read and dropped, then refused.
+    chunk = b"%x\r\n%s\r\n" % (64 << 10, b" " * (64 << 10))
+    out = raw_exchange(sock, b"POST /api/v1/mappings HTTP/1.1\r\nHost: x\r\n"
+                             b"Content-Type: application/json\r\nTransfer-Encoding: chunked\r\n"
+                             b"Connection: close\r\n\r\n" + chunk * 20 + b"0\r\n\r\n")
+    assert out.startswith("HTTP/1.1 413"), out[:200]
+    assert set(admin_gateway.api.mappings()) == {"file"}
+
+
+def test_listen_address_held_by_another_process(admin_gateway):
+    port = free_ports()
+    holder = socket.socket()
+    holder.bind(("127.0.0.1", port))
+    holder.listen()
+    try:
+        r = admin_gateway.api.post(f"{API}/mappings", tcp_map("x", port, 9))
+        assert r.status == 409 and r.json["field"] == "listen", r
+        assert "Address already in use" in r.json["error"]
+        assert "x" not in admin_gateway.api.mappings()
+    finally:
+        holder.close()
+
+
+def test_if_match(admin_gateway):
+    api = admin_gateway.api
+    r = api.get(f"{API}/config")
+    assert r.status == 200
+    rev = r.etag
+    assert rev == f'"{r.json["revision"]}"'
+    assert r.json["gateway"]["admin-socket"] == str(admin_gateway.admin_socket)
+    one, two = free_ports(), free_ports()
+    # Two people edit at once: the second write, made against the same revision, is refused.
+    r = api.post(f"{API}/mappings", tcp_map("a", one, 9), headers={"If-Match": rev})
+    assert r.status == 201, r
+    r = api.post(f"{API}/mappings", tcp_map("b", two, 9), headers={"If-Match": rev})
+    assert r.status == 412, r
+    assert "changed since you read it" in r.json["error"]
+    assert "b" not in api.mappings()
+    r = api.delete(f"{API}/mappings/a", headers={"If-Match": rev})
+    assert r.status == 412
+    r = api.delete(f"{API}/mappings/a", headers={"If-Match": api.get(f"{API}/config").etag})
+    assert r.status == 204
+
+
+def test_put_config_and_check(admin_gateway):
+    api = admin_gateway.api
+    g = admin_gateway
+    p1, p2 = free_ports(), free_ports()
+    assert api.post(f"{API}/mappings", tcp_map("old", p1, g.srv.port)).status == 201
+    cfg = api.get(f"{API}/config").json
+    rev = cfg["revision"]
+    # A dry run changes nothing.
+    r = api.post(f"{API}/check", tcp_map("new", p2, g.srv.port))
+    assert r.status == 200 and r.json == {"ok": True}, r
+    r = api.post(f"{API}/check", tcp_map("new", p2, g.srv.port, listen="1.2.3.4"))
+    assert r.status == 400 and r.json["field"] == "listen", r
+    assert api.get(f"{API}/config").json["revision"] == rev
+    # PUT /config: the API mappings become the list's; the file's, given as read, stay.
+    maps = [m for m in cfg["mappings"] if m["name"] == "file"] + [tcp_map("new", p2, g.srv.port)]
+    r = api.put(f"{API}/config", {"mappings": maps})
+    assert r.status == 200, r
+    assert set(api.mappings()) == {"file", "new"}
+    assert is_refused(p1) and echo_roundtrip(p2) == b"hello portgate"
+    # Changing the file's mapping there is refused, and nothing changes.
+    changed = dict(maps[0], **{"max-conns": 9})
+    r = api.put(f"{API}/config", {"mappings": [changed]})
+    assert r.status == 403, r
+    assert set(api.mappings()) == {"file", "new"}
+
+
+def test_status_and_metrics(admin_gateway):
+    api = admin_gateway.api
+    assert echo_roundtrip(admin_gateway.file_port) == b"hello portgate"
+    r = api.get(f"{API}/status")
+    assert r.status == 200, r
+    st = r.json
+    assert st["version"] and st["workers"] >= 1 and st["fds"]["open"] > 0
+    assert st["mappings"]["config"] == 1 and st["mappings"]["api"] == 0
+    assert st["sources"][0]["kind"] == "config"
+    r = api.get("/metrics")
+    assert r.status == 200 and r.headers["Content-Type"].startswith("text/plain"), r
+    text = r.body
+    assert re.search(r'^portgate_mapping_accepted_total\{mapping="file",proto="tcp"\} 1$', text,
+                     re.M), text
+    assert re.search(r'^portgate_mapping_bytes_total\{mapping="file",proto="tcp",'
+                     r'direction="in"\} 14$', text, re.M), text
+    promtool = shutil.which("promtool")
+    if promtool is None:
+        pytest.skip("promtool (Debian package prometheus) is not installed")
+    p = subprocess.run([promtool, "check", "metrics"], input=text, capture_output=True,
+                       text=True)
+    assert p.returncode == 0, p.stdout + p.stderr
+
+
+def test_state_survives_restart_and_reload(gateway, tcp_echo, tmp_path):
+    srv = tcp_echo()
+    fport, aport = free_ports(), free_ports()
+    conf = file_map("file", fport, srv.port)
+    g = gateway(config=conf)
+    api = Admin(g.admin_socket)
+    assert api.post(f"{API}/mappings", tcp_map("cam", aport, srv.port)).status == 201
+    rev = api.get(f"{API}/config").json["revision"]
+    out = g.reload()
+    assert "configuration applied" in out
+    assert "cam" in api.mappings() and echo_roundtrip(aport) == b"hello portgate"
+    g.stop(signal.SIGKILL)
+    # Started again on the same file (which names the same state file and socket).
+    gateway("-c", str(g.conf))
+    api = Admin(g.admin_socket)
+    assert api.get(f"{API}/mappings/cam").status == 200
+    assert api.get(f"{API}/config").json["revision"] > rev
+    assert echo_roundtrip(aport) == b"hello portgate"
+
+
+def test_bad_state_file_is_an_error(tmp_path):
+    port = free_ports()
+    state = tmp_path / "state.json"
+    conf = tmp_path / "p.conf"
+    conf.write_text(f"[gateway]\nadmin = off\nadmin-socket = {tmp_path}/a.sock\n"
+                    f"state = {state}\n" + file_map("file", port, 9))
+    cases = [
+        ("{", "not valid JSON"),
+        ('{"mappings": []}', "not a portgate state file"),
+        ('{"portgate-state": 1, "revision": 3, "mappings": [{"name": "x", "proto": "tcp", '
+         f'"listen": "127.0.0.1:{port}", "target": "192.0.2.1:80"}}]}}',
+         "[map x] listen: tcp ports"),
+    ]
+    for text, want in cases:
+        state.write_text(text)
+        for cmd in ("check", "run"):
+            r = subprocess.run([BINARY, cmd, "-c", str(conf)], capture_output=True, text=True,
+                               timeout=10)
+            assert r.returncode == 1, (cmd, r.stderr)
+            assert str(state) in r.stderr and want in r.stderr, r.stderr
+    state.write_text("{}")
+    os.chmod(state, 0)
+    if os.geteuid() != 0:  # root reads it anyway
+        r = subprocess.run([BINARY, "check", "-c", str(conf)], capture_output=True, text=True)
+        assert r.returncode == 1 and "Permission denied" in r.stderr
+
+
+def test_lease_ends(admin_gateway):
+    api, g = admin_gateway.api, admin_gateway
+    port = free_ports()
+    r = api.post(f"{API}/mappings", tcp_map("tmp", port, g.srv.port, lease=1))
+    assert r.status == 201 and 0 <= r.json["lease"] <= 1 and r.json["expires"] > 0, r
+    assert echo_roundtrip(port) == b"hello portgate"
+    assert json.loads(g.state.read_text())["mappings"][0]["expires"] == r.json["expires"]
+    deadline = time.time() + 5
+    while "tmp" in api.mappings() and time.time() < deadline:
+        time.sleep(0.1)
+    assert "tmp" not in api.mappings()
+    assert is_refused(port)
+    assert json.loads(g.state.read_text())["mappings"] == []
+    g.wait_log("map tmp: its lease ended")
+
+
+def http_gateway(gateway):
+    """A gateway with its HTTP listener on a free loopback port; g.web talks to it."""
+    port = free_ports()
+    g = gateway(config=f"[gateway]\nadmin = 127.0.0.1:{port}\n" + file_map("file",
+                                                                             free_ports(), 9))
+    g.web = Admin(host="127.0.0.1", port=port)
+    g.web_port = port
+    return g
+
+
+def passwd(g, user, password):
+    r = subprocess.run([BINARY, "passwd", "-c", str(g.conf), "--password-stdin", user],
+                       input=password + "\n", capture_output=True, text=True, timeout=30)
+    assert r.returncode == 0, r.stderr
+    return r
+
+
+def test_http_listener_serves_the_page_and_needs_a_user(gateway):
+    g = http_gateway(gateway)
+    web = g.web
+    # No user yet: the page says how to make one, and nothing else works.
+    r = web.get(f"{API}/session")
+    assert r.status == 401 and r.json["setup"] is True, r
+    assert "portgate passwd" in r.json["error"]
+    assert web.get(f"{API}/mappings").status == 401
+    assert web.get("/metrics").status == 401
+    r = web.get("/")
+    assert r.status == 200 and "<html" in r.body
+    for h, v in (("X-Frame-Options", "DENY"), ("X-Content-Type-Options", "nosniff"),
+                 ("Referrer-Policy", "no-referrer")):
+        assert r.headers[h] == v
+    assert "script-src 'self'" in r.headers["Content-Security-Policy"]
+    assert "unsafe-inline" not in r.headers["Content-Security-Policy"]
+    assert web.get("/assets/app.js").headers["Content-Type"].startswith("text/javascript")
+    for bad in ("/assets/../../etc/passwd", "/assets/%2e%2e/%2e%2e/etc/passwd", "/../etc/passwd",
+                "/assets/", "/assets/app.js/", "/etc/passwd", "/assets//app.js"):
+        c = socket.create_connection(("127.0.0.1", g.web_port))
+        c.sendall(f"GET {bad} HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n".encode())
+        head = c.recv(65536).decode(errors="replace")
+        c.close()
+        assert head.startswith("HTTP/1.1 404") or head.startswith("HTTP/1.1 400"), (bad, head)
+        assert "root:" not in head
+
+
+def login(web, user, password, source=None):
+    return web.post(f"{API}/session", {"user": user, "password": password})
+
+
+def test_login_session_csrf_and_logout(gateway):
+    g = http_gateway(gateway)
+    passwd(g, "alice", "correct horse")
+    assert oct(os.stat(g.users).st_mode & 0o777) == "0o600"
+    assert "correct horse" not in g.users.read_text()
+    web = g.web
+    r = login(web, "alice", "correct horse")
+    assert r.status == 200, r
+    cookie = r.headers["Set-Cookie"]
+    for attr in ("HttpOnly", "SameSite=Strict", "Path=/"):
+        assert attr in cookie
+    sid = re.match(r"portgate_session=([A-Za-z0-9_-]{43});", cookie)[1]
+    csrf = r.json["csrf"]
+    s = Admin(host="127.0.0.1", port=g.web_port, headers={"Cookie": f"portgate_session={sid}"})
+    assert s.get(f"{API}/session").json["user"] == "alice"
+    assert s.get(f"{API}/mappings").status == 200
+    # A change needs the CSRF token too.
+    port = free_ports()
+    r = s.post(f"{API}/mappings", tcp_map("x", port, 9))
+    assert r.status == 403 and "CSRF" in r.json["error"], r
+    r = s.post(f"{API}/mappings", tcp_map("x", port, 9), headers={"X-CSRF-Token": "A" * 43})
+    assert r.status == 403, r
+    r = s.post(f"{API}/mappings", tcp_map("x", port, 9), headers={"X-CSRF-Token": csrf})
+    assert r.status == 201, r
+    # Change the password: the old one stops working, the session goes on.
+    r = s.post(f"{API}/password", {"old": "correct horse", "new": "short"},
+               headers={"X-CSRF-Token": csrf})
+    assert r.status == 400 and r.json["field"] == "new", r
+    r = s.post(f"{API}/password", {"old": "correct horse", "new": "battery staple"},
+               headers={"X-CSRF-Token": csrf})
+    assert r.status == 204, r
+    assert login(web, "alice", "correct horse").status == 401
+    assert login(web, "alice", "battery staple").status == 200
+    # Logout ends the session on the server, whatever the browser keeps.
+    r = s.delete(f"{API}/session")
+    assert r.status == 204 and "Max-Age=0" in r.headers["Set-Cookie"]
+    assert s.get(f"{API}/mappings").status == 401
+    g.wait_log("admin: user alice logged in from 127.0.0.1")
+    g.wait_log("admin: user alice logged out")
+    assert "correct horse" not in g.log() and "battery" not in g.log()
+
+
+def test_api_tokens(gateway):
+    g = http_gateway(gateway)
+    passwd(g, "alice", "correct horse")
+    r = subprocess.run([BINARY, "token", "-c", str(g.conf), "create", "ci"], capture_output=True,
+                       text=True)
+    assert r.returncode == 0, r.stderr
+    token = r.stdout.strip()
+    assert re.fullmatch(r"pgt_[A-Za-z0-9_-]{43}", token) and r.stdout.count("\n") == 1
+    assert token not in g.users.read_text()
+    bearer = Admin(host="127.0.0.1", port=g.web_port,
+                   headers={"Authorization": f"Bearer {token}"})
+    # A script needs no CSRF token: it has no cookie for a browser to send on its behalf.
+    r = bearer.post(f"{API}/mappings", tcp_map("x", free_ports(), 9))
+    assert r.status == 201, r
+    assert bearer.get("/metrics").status == 200
+    r = subprocess.run([BINARY, "token", "-c", str(g.conf), "list"], capture_output=True,
+                       text=True)
+    assert re.search(r"^ci\s+\d{4}-\d\d-\d\dT", r.stdout, re.M), r.stdout
+    assert token not in r.stdout
+    # Made and revoked through the API as well.
+    made = bearer.post(f"{API}/tokens", {"name": "page"})
+    assert made.status == 201 and made.json["token"].startswith("pgt_"), made
+    assert bearer.post(f"{API}/tokens", {"name": "page"}).status == 409
+    names = [t["name"] for t in bearer.get(f"{API}/tokens").json["tokens"]]
+    assert names == ["ci", "page"]
+    assert bearer.delete(f"{API}/tokens/page").status == 204
+    assert bearer.delete(f"{API}/tokens/page").status == 404
+    r = subprocess.run([BINARY, "token", "-c", str(g.conf), "revoke", "ci"], capture_output=True,
+                       text=True)
+    assert r.returncode == 0
+    r = bearer.get(f"{API}/mappings")
+    assert r.status == 401 and "not valid" in r.json["error"], r
+    wrong = Admin(host="127.0.0.1", port=g.web_port, headers={"Authorization": "Bearer " + "x" * 47})
+    assert wrong.get(f"{API}/mappings").status == 401
+    assert token not in g.log()
+
+
+def timed_login(web, user, password):
+    t = time.monotonic()
+    r = login(web, user, password)
+    return r, time.monotonic() - t
+
+
+def test_login_regulation(gateway):
+    g = http_gateway(gateway)
+    passwd(g, "alice", "correct horse")
+    # A wrong user and a wrong password: the same answer, after the same work (an argon2id
+    # check each; without it a wrong user would answer a hundred times faster).
+    ru, tu = zip(*(timed_login(g.web, "nobody", "whatever1") for _ in range(2)))
+    rp, tp = zip(*(timed_login(g.web, "alice", "whatever1") for _ in range(2)))
+    assert {r.status for r in ru + rp} == {401}
+    assert {r.body for r in ru + rp} == {ru[0].body}
+    assert min(tu) > min(tp) / 4 and min(tp) > min(tu) / 4, (tu, tp)
+    # Per address: five failures from 127.0.0.1 (four made above), then refused, even with the
+    # right password; another address still gets in.
+    assert login(g.web, "carol", "whatever1").status == 401
+    r = login(g.web, "alice", "correct horse")
+    assert r.status == 429 and "too many failed logins" in r.json["error"], r
+    g.wait_log("admin: 5 failed logins within 5 minutes from 127.0.0.1; refusing that "
+               "address for 15 minutes")
+    other = HTTPFrom("127.0.0.2", g.web_port)
+    assert other.login("alice", "correct horse") == 200
+    # Per user: five failures for alice from five addresses, then alice is refused everywhere.
+    for i in range(3, 8):
+        assert HTTPFrom(f"127.0.0.{i}", g.web_port).login("alice", "nope-nope") == 401
+    assert HTTPFrom("127.0.0.9", g.web_port).login("alice", "correct horse") == 429
+    assert g.log().count("refusing that user") == 1  # logged once
+
+
+class HTTPFrom:
+    """Logs in from a given loopback source address."""
+
+    def __init__(self, source, port):
+        self.source, self.port = source, port
+
+    def login(self, user, password):
+        import http.client
+        c = http.client.HTTPConnection("127.0.0.1", self.port, timeout=10,
+                                       source_address=(self.source, 0))
+        body = json.dumps({"user": user, "password": password})
+        c.request("POST", f"{API}/session", body=body,
+                  headers={"Content-Type": "application/json"})
+        status = c.getresponse().status
+        c.close()
+        return status
+
+
+def test_admin_refuses_non_loopback(tmp_path):
+    conf = tmp_path / "p.conf"
+    conf.write_text("[gateway]\nadmin = 0.0.0.0:8088\n" + file_map("f", free_ports(), 9))
+    r = subprocess.run([BINARY, "check", "-c", str(conf)], capture_output=True, text=True)
+    assert r.returncode == 1
+    assert "the admin interface listens on this host only" in r.stderr
+
+
+def test_slow_client_times_out_and_blocks_nobody(admin_gateway):
+    api = admin_gateway.api
+    slow = socket.socket(socket.AF_UNIX)
+    slow.connect(str(admin_gateway.admin_socket))
+    request = b"GET /api/v1/status HTTP/1.1\r\nHost: x\r\n\r\n"
+    start = time.time()
+    closed_at = None
+    for i, byte in enumerate(request):
+        try:
+            slow.send(bytes([byte]))
+        except OSError:
+            closed_at = time.time()
+            break
+        # Meanwhile everyone else is answered at once.
+        t = time.time()
+        assert api.get(f"{API}/status").status == 200
+        assert time.time() - t < 0.5
+        slow.settimeout(1.0)
+        try:
+            if slow.recv(100) == b"":
+                closed_at = time.time()
+                break
+        except socket.timeout:
+            pass
+    assert closed_at is not None, "the slow client was never cut off"
+    assert closed_at - start < 10 + 3
+
+
+def test_hundred_concurrent_clients(admin_gateway):
+    api = admin_gateway.api
+    ports = free_ports(50)
+    errors = []
+
+    def client(i):
+        try:
+            if i < 50:
+                r = api.post(f"{API}/mappings", tcp_map(f"c{i}", ports[i], 9))
+                if r.status != 201:
+                    errors.append(r)
+            else:
+                r = api.get(f"{API}/mappings")
+                if r.status != 200:
+                    errors.append(r)
+        except OSError as e:
+            errors.append(e)
+
+    threads = [threading.Thread(target=client, args=(i,)) for i in range(100)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join(60)
+    assert errors == []
+    assert len(api.mappings()) == 51
+    assert len(json.loads(admin_gateway.state.read_text())["mappings"]) == 50
+
+
+def test_unix_socket_checks_the_peer(gateway):
+    # A directory others may enter (pytest's are private), so that only the socket's own mode
+    # and the peer check stand between another user and the API.
+    d = tempfile.mkdtemp(prefix="portgate-peer-")
+    os.chmod(d, 0o755)
+    sock = os.path.join(d, "admin.sock")
+    try:
+        gateway(config=f"[gateway]\nadmin-socket = {sock}\n" + file_map("f", free_ports(), 9))
+        assert oct(os.stat(sock).st_mode & 0o777) == "0o660"
+        code = ("import sys; sys.path.insert(0, %r); from adminclient import Admin\n"
+                "try:\n    print(Admin(%r).get('/api/v1/mappings').status)\n"
+                "except PermissionError:\n    print('EACCES')"
+                % (os.path.dirname(os.path.abspath(__file__)), sock))
+        as_nobody = ["setpriv", "--reuid=nobody", "--regid=nogroup", "--clear-groups",
+                     "/usr/bin/python3", "-c", code]
+        r = subprocess.run(as_nobody, capture_output=True, text=True)
+        assert r.stdout.strip() == "EACCES", r.stdout + r.stderr
+        # With the mode opened up, a user that is neither root nor in its group is still
+        # refused, by its credentials.
+        os.chmod(sock, 0o666)
+        r = subprocess.run(as_nobody, capture_output=True, text=True)
+        assert r.stdout.strip() == "403", r.stdout + r.stderr
+    finally:
+        shutil.rmtree(d, ignore_errors=True)
