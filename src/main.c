@@ -24,6 +24,9 @@ static const char usage_main[] =
     "Commands:\n"
     "  run      run the gateway in the foreground, logging to stderr\n"
     "  check    validate the configuration without binding anything\n"
+    "  map      list, show, add, delete, enable or disable the running gateway's mappings\n"
+    "  status   the running gateway's state\n"
+    "  conns    its open TCP connections (--kill ID ends one)\n"
     "  passwd   set a password for the admin interface's web page\n"
     "  token    create, list or revoke API tokens for the admin interface\n"
     "\n"
@@ -279,9 +282,18 @@ int main(int argc, char **argv)
     if (strcmp(cmd, "token") == 0) {
         return cli_token(argc - 1, argv + 1);
     }
+    if (strcmp(cmd, "map") == 0) {
+        return cli_map(argc - 1, argv + 1);
+    }
+    if (strcmp(cmd, "status") == 0) {
+        return cli_status(argc - 1, argv + 1);
+    }
+    if (strcmp(cmd, "conns") == 0) {
+        return cli_conns(argc - 1, argv + 1);
+    }
     fprintf(stderr,
-            "portgate: unknown command \"%s\" (commands: run, check, passwd, token; see portgate "
-            "--help)\n",
+            "portgate: unknown command \"%s\" (commands: run, check, map, status, conns, passwd, "
+            "token; see portgate --help)\n",
             cmd);
     return 2;
 }

@@ -126,7 +126,18 @@ static bool if_match_ok(const struct config *run, const struct api_request *rq,
 
 /* ---- mappings as the API shows them ---- */
 
-static void put_stats(json_t *o, const struct map_conf *m, const struct gateway_map_stats *s)
+/* A time of the control loop's clock (monotonic milliseconds) as Unix time, or null for 0. */
+static json_t *wall_time(uint64_t mono_ms, uint64_t now_mono_ms, int64_t now)
+{
+    if (mono_ms == 0) {
+        return json_null();
+    }
+    uint64_t ago = now_mono_ms > mono_ms ? (now_mono_ms - mono_ms) / 1000 : 0;
+    return json_integer((json_int_t)(now - (int64_t)ago));
+}
+
+static void put_stats(json_t *o, const struct map_conf *m, const struct gateway_map_stats *s,
+                      uint64_t now_mono_ms, int64_t now)
 {
     const struct mapping_stats *st = &s->st;
     json_t *j = json_pack(
@@ -151,11 +162,12 @@ static void put_stats(json_t *o, const struct map_conf *m, const struct gateway_
         }
         json_object_set_new(j, key, json_integer((json_int_t)st->proto[k]));
     }
+    json_object_set_new(j, "last-activity", wall_time(s->last_ms, now_mono_ms, now));
     json_object_set_new(o, "stats", j);
 }
 
 static json_t *mapping_view(const struct map_conf *m, const struct gateway_map_stats *s,
-                            int64_t now)
+                            uint64_t now_mono_ms, int64_t now)
 {
     json_t *o = mapjson_from_conf(m, now);
     if (o == NULL) {
@@ -174,7 +186,7 @@ static json_t *mapping_view(const struct map_conf *m, const struct gateway_map_s
     /* A configuration is applied whole or not at all: an enabled mapping listens. */
     json_object_set_new(o, "status",
                         json_pack("{s:s}", "state", m->enabled ? "listening" : "disabled"));
-    put_stats(o, m, s);
+    put_stats(o, m, s, now_mono_ms, now);
     return o;
 }
 
@@ -190,7 +202,8 @@ static json_t *mappings_array(struct gateway *g, int64_t now)
     }
     gateway_all_stats(g, stats);
     for (size_t i = 0; i < run->nmaps; i++) {
-        if (json_array_append_new(a, mapping_view(&run->maps[i], &stats[i], now)) != 0) {
+        if (json_array_append_new(
+                a, mapping_view(&run->maps[i], &stats[i], loop_now(gateway_loop(g)), now)) != 0) {
             json_decref(a);
             a = NULL;
             break;
@@ -206,7 +219,7 @@ static json_t *one_mapping(struct gateway *g, const char *name, int64_t now)
     ssize_t i = config_find_map(run, name);
     struct gateway_map_stats st;
     gateway_mapping_stats(g, name, &st);
-    return mapping_view(&run->maps[i], &st, now);
+    return mapping_view(&run->maps[i], &st, loop_now(gateway_loop(g)), now);
 }
 
 /* ---- changes ---- */
@@ -607,6 +620,101 @@ static void get_status(struct gateway *g, struct api_response *rs)
     rs->etag = run->revision;
 }
 
+/* ---- connections and sessions ---- */
+
+/* "198.51.100.7:51234", or the address alone when the port is not known (0). */
+static json_t *endpoint(const struct sockaddr_storage *ss)
+{
+    char buf[ADDR_STRLEN];
+    if (ss->ss_family == 0) {
+        return json_null();
+    }
+    if (addr_port(ss) == 0) {
+        return json_string(addr_format_ip(ss, buf, sizeof(buf)));
+    }
+    return json_string(addr_format(ss, buf, sizeof(buf)));
+}
+
+static json_t *seconds_since(uint64_t then_ms, uint64_t now_ms)
+{
+    return json_integer(now_ms > then_ms ? (json_int_t)((now_ms - then_ms) / 1000) : 0);
+}
+
+static void get_connections(struct gateway *g, const struct api_request *rq,
+                            struct api_response *rs)
+{
+    struct gateway_conn *v = NULL;
+    ssize_t n = gateway_connections(g, rq->mapping, &v);
+    json_t *list = json_array();
+    if (n < 0 || list == NULL) {
+        free(v);
+        json_decref(list);
+        oom_resp(rs);
+        return;
+    }
+    uint64_t now = loop_now(gateway_loop(g));
+    for (ssize_t i = 0; i < n; i++) {
+        char id[48];
+        snprintf(id, sizeof(id), "%u-%llu", v[i].worker, (unsigned long long)v[i].id);
+        json_array_append_new(
+            list,
+            json_pack("{s:s,s:s,s:s,s:o,s:o,s:I,s:I,s:o,s:o,s:b}", "id", id, "mapping",
+                      v[i].mapping, "proto", v[i].proto, "client", endpoint(&v[i].client), "target",
+                      endpoint(&v[i].target), "bytes-in", (json_int_t)v[i].bytes[0], "bytes-out",
+                      (json_int_t)v[i].bytes[1], "age", seconds_since(v[i].start_ms, now), "idle",
+                      seconds_since(v[i].last_ms, now), "connected", v[i].connected));
+    }
+    free(v);
+    rs->status = 200;
+    rs->json = json_pack("{s:o}", "connections", list);
+}
+
+static void delete_connection(struct gateway *g, const char *id, struct api_response *rs)
+{
+    unsigned w;
+    unsigned long long n;
+    char end;
+    if (sscanf(id, "%u-%llu%c", &w, &n, &end) != 2) {
+        error_resp(rs, 404, NULL, "no connection \"%s\" (ids look like 0-17)", id);
+        return;
+    }
+    if (gateway_close_connection(g, w, n, "ended through the admin API") != 0) {
+        error_resp(rs, 404, NULL, "no open connection %s (it may have ended)", id);
+        return;
+    }
+    rs->status = 204;
+}
+
+static void get_sessions(struct gateway *g, const struct api_request *rq, struct api_response *rs)
+{
+    struct gateway_session *v = NULL;
+    ssize_t n = gateway_sessions(g, rq->mapping, &v);
+    json_t *list = json_array();
+    if (n < 0 || list == NULL) {
+        free(v);
+        json_decref(list);
+        oom_resp(rs);
+        return;
+    }
+    uint64_t now = loop_now(gateway_loop(g));
+    for (ssize_t i = 0; i < n; i++) {
+        const struct proto_session_info *si = &v[i].si;
+        json_t *o = json_pack(
+            "{s:s,s:s,s:o,s:o,s:o,s:o,s:I,s:I,s:I,s:I}", "kind", si->kind, "mapping", v[i].mapping,
+            "client", endpoint(&si->client), "target", endpoint(&si->target), "age",
+            seconds_since(si->start_ms, now), "idle", seconds_since(si->last_ms, now), "bytes-in",
+            (json_int_t)si->bytes[0], "bytes-out", (json_int_t)si->bytes[1], "datagrams-in",
+            (json_int_t)si->pkts[0], "datagrams-out", (json_int_t)si->pkts[1]);
+        if (o != NULL && si->detail[0] != '\0') {
+            json_object_set_new(o, "detail", json_string(si->detail));
+        }
+        json_array_append_new(list, o);
+    }
+    free(v);
+    rs->status = 200;
+    rs->json = json_pack("{s:o}", "sessions", list);
+}
+
 /* ---- routing ---- */
 
 static bool is(const struct api_request *rq, const char *method)
@@ -701,6 +809,24 @@ void api_handle(struct gateway *g, const struct api_request *rq, struct api_resp
     } else if (strcmp(p, "/status") == 0) {
         if (is(rq, "GET")) {
             get_status(g, rs);
+        } else {
+            not_allowed(rs, "GET");
+        }
+    } else if (strcmp(p, "/connections") == 0) {
+        if (is(rq, "GET")) {
+            get_connections(g, rq, rs);
+        } else {
+            not_allowed(rs, "GET");
+        }
+    } else if (strncmp(p, "/connections/", 13) == 0) {
+        if (is(rq, "DELETE")) {
+            delete_connection(g, p + 13, rs);
+        } else {
+            not_allowed(rs, "DELETE");
+        }
+    } else if (strcmp(p, "/sessions") == 0) {
+        if (is(rq, "GET")) {
+            get_sessions(g, rq, rs);
         } else {
             not_allowed(rs, "GET");
         }

@@ -269,7 +269,9 @@ enum auth_verdict auth_handle(struct auth *a, const struct auth_request *rq,
         }
         return AUTH_PASS;
     }
-    if (!users_any(a->users)) {
+    /* With no user yet the page can only say how to make one; an API token (made on the
+     * gateway too) works all the same. */
+    if (!users_any(a->users) && rq->authorization == NULL) {
         answer(rs, 401, "%s", setup_msg);
         json_object_set_new(rs->json, "setup", json_true());
         return AUTH_ANSWERED;

@@ -13,5 +13,10 @@
 
 int cli_passwd(int argc, char **argv);
 int cli_token(int argc, char **argv);
+/* portgate map list|show NAME|add SPEC|del NAME|enable NAME|disable NAME */
+int cli_map(int argc, char **argv);
+int cli_status(int argc, char **argv);
+/* portgate conns [--kill ID] */
+int cli_conns(int argc, char **argv);
 
 #endif

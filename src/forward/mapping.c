@@ -181,6 +181,16 @@ void mapping_stats_sum(const struct mapping_state *st, struct mapping_stats *out
     }
 }
 
+uint64_t mapping_last_active(const struct mapping_state *st)
+{
+    uint64_t last = 0;
+    for (unsigned w = 0; w < st->nshards; w++) {
+        uint64_t t = __atomic_load_n(&st->shards[w].last_ms, __ATOMIC_RELAXED);
+        last = t > last ? t : last;
+    }
+    return last;
+}
+
 uint32_t mapping_active(const struct mapping_state *st)
 {
     return __atomic_load_n(&st->active, __ATOMIC_RELAXED);

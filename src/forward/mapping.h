@@ -58,6 +58,7 @@ enum mapping_log {
 struct mapping_shard {
     struct mapping_stats stats;
     struct log_ratelimit log[MAPPING_LOG_COUNT];
+    uint64_t last_ms; /* the worker's loop time of the mapping's last activity; 0: none */
 } __attribute__((aligned(64)));
 
 struct ip_count;
@@ -105,6 +106,17 @@ static inline bool mapping_log_ok(const struct mapping *m, unsigned w, enum mapp
 {
     return log_ratelimit_ok(&m->state->shards[w].log[what], now_ms, 1000, suppressed);
 }
+/* Worker w saw activity on m (a connection, bytes, a datagram) at loop time now_ms. A store
+ * to w's own shard, and only when the time moved: the loop reads its clock once an iteration. */
+static inline void mapping_touch(const struct mapping *m, unsigned w, uint64_t now_ms)
+{
+    uint64_t *last = &m->state->shards[w].last_ms;
+    if (__atomic_load_n(last, __ATOMIC_RELAXED) != now_ms) {
+        __atomic_store_n(last, now_ms, __ATOMIC_RELAXED);
+    }
+}
+/* The latest activity over all workers (CLOCK_MONOTONIC milliseconds), or 0 if none yet. */
+uint64_t mapping_last_active(const struct mapping_state *st);
 /* The counters of all workers added up; safe while they run. */
 void mapping_stats_sum(const struct mapping_state *st, struct mapping_stats *out);
 /* The most client addresses that share a bucket of the per-address table (for tests). Call it

@@ -22,8 +22,23 @@
 #include <stdint.h>
 #include <string.h>
 
+#include <sys/socket.h>
+
 struct relay_ctx;
 struct tcp_filter;
+struct mapping;
+
+/* A session as the admin interface lists it (GET /api/v1/sessions): a UDP client, or what a
+ * protocol calls one (an RTSP session). Times are the worker's loop time in milliseconds. */
+struct proto_session_info {
+    const char *kind;          /* "udp", or the protocol's name */
+    const struct mapping *map; /* valid during the call; NULL if none is known */
+    struct sockaddr_storage client, target;
+    uint64_t start_ms, last_ms;
+    uint64_t pkts[2], bytes[2]; /* [0] client to target, [1] target to client */
+    char detail[160];           /* what else there is to say, one line, or "" */
+};
+typedef void (*proto_session_fn)(void *arg, const struct proto_session_info *si);
 
 #define PROTO_MAX_STATS 8
 
@@ -82,6 +97,10 @@ struct proto {
      * ("rtsp sessions"), NULL-terminated, or NULL for none. Its filter adds to
      * mapping_shard(map, worker)->stats.proto[i] with mapping_stat_add(). */
     const char *const *stat_names;
+
+    /* Calls fn for each of its sessions on a worker (state is what worker_new() made), on that
+     * worker's thread, for the admin interface's list. NULL: it keeps no sessions of its own. */
+    void (*sessions)(void *state, proto_session_fn fn, void *arg);
 };
 
 /* True if the protocol lists key among its own. */

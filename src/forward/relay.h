@@ -56,6 +56,7 @@ struct relay_ctx {
     size_t pool_len;
     struct tcp_conn *conns; /* all open TCP connections, for drain */
     size_t nconns;
+    uint64_t conn_ids;     /* the id of the last connection opened here */
     relay_idle_cb on_idle; /* set while draining */
     /* splice(): pipes are taken only while bytes are in flight. */
     bool splice;                  /* new connections may splice (gateway key splice) */

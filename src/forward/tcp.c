@@ -42,6 +42,7 @@ struct tcp_conn {
     void *fst;
     uint64_t filter_moves; /* calls of the filter that consumed or produced bytes */
     struct sockaddr_storage client, target;
+    uint64_t id; /* tcp_conn_info */
     uint64_t start_ms, last_ms;
     struct loop_timer timer; /* connect timeout, then idle timeout */
     bool connected;
@@ -224,6 +225,7 @@ static int wrote(struct tcp_conn *c, enum tcp_dir d, struct tcp_side *dst, ssize
     }
     c->bytes[d] += (uint64_t)*n;
     c->last_ms = loop_now(c->ctx->loop);
+    mapping_touch(c->map, c->ctx->worker, c->last_ms);
     return 1;
 }
 
@@ -316,6 +318,7 @@ static int read_splice(struct tcp_conn *c, enum tcp_dir d, struct tcp_side *src)
             c->bulk[d] = false; /* no longer a bulk flow: copy from the next read on */
         }
         c->last_ms = loop_now(c->ctx->loop);
+        mapping_touch(c->map, c->ctx->worker, c->last_ms);
         return 1;
     }
     int e = n == 0 ? 0 : errno;
@@ -365,6 +368,7 @@ static int read_copy(struct tcp_conn *c, enum tcp_dir d, struct tcp_side *src)
     if (n > 0) {
         b->len += (uint32_t)n;
         c->last_ms = loop_now(c->ctx->loop);
+        mapping_touch(c->map, c->ctx->worker, c->last_ms);
         if ((size_t)n == room && c->splice) {
             c->bulk[d] = true; /* a full buffer: from now on, splice */
         }
@@ -503,6 +507,7 @@ static void on_connected(struct tcp_conn *c, uint32_t ev)
     }
     c->connected = true;
     c->last_ms = loop_now(c->ctx->loop);
+    mapping_touch(c->map, c->ctx->worker, c->last_ms);
     if (c->map->conf.idle_timeout_ms != 0) {
         loop_timer_start(c->ctx->loop, &c->timer, c->map->conf.idle_timeout_ms);
     } else {
@@ -607,6 +612,8 @@ static void conn_start(struct tcp_listener *l, int fd, const struct sockaddr_sto
     c->pipe[0].rfd = c->pipe[0].wfd = c->pipe[1].rfd = c->pipe[1].wfd = -1;
     c->splice = ctx->splice && l->filter == NULL;
     c->start_ms = c->last_ms = loop_now(ctx->loop);
+    c->id = ++ctx->conn_ids;
+    mapping_touch(m, ctx->worker, c->start_ms);
     loop_timer_init(&c->timer, conn_timer);
     mapping_target(m, l->port, &c->target);
     c->next = ctx->conns;
@@ -779,4 +786,31 @@ void tcp_close_all(struct relay_ctx *ctx, const char *reason)
     while (ctx->conns != NULL) {
         conn_close(ctx->conns, "%s", reason);
     }
+}
+
+void tcp_conn_each(struct relay_ctx *ctx, void (*fn)(void *arg, const struct tcp_conn_info *ci),
+                   void *arg)
+{
+    for (struct tcp_conn *c = ctx->conns; c != NULL; c = c->next) {
+        struct tcp_conn_info ci = {.id = c->id,
+                                   .map = c->map,
+                                   .client = c->client,
+                                   .target = c->target,
+                                   .bytes = {c->bytes[TCP_UP], c->bytes[TCP_DOWN]},
+                                   .start_ms = c->start_ms,
+                                   .last_ms = c->last_ms,
+                                   .connected = c->connected};
+        fn(arg, &ci);
+    }
+}
+
+bool tcp_conn_close_id(struct relay_ctx *ctx, uint64_t id, const char *reason)
+{
+    for (struct tcp_conn *c = ctx->conns; c != NULL; c = c->next) {
+        if (c->id == id) {
+            conn_close(c, "%s", reason);
+            return true;
+        }
+    }
+    return false;
 }

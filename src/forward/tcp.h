@@ -81,4 +81,19 @@ void tcp_listener_free(struct tcp_listener *l);
 /* Closes every open connection with the given reason (shutdown after drain-timeout). */
 void tcp_close_all(struct relay_ctx *ctx, const char *reason);
 
+/* An open connection, as the admin interface lists it. */
+struct tcp_conn_info {
+    uint64_t id; /* unique on its worker, never reused while the process runs */
+    const struct mapping *map;
+    struct sockaddr_storage client, target;
+    uint64_t bytes[2];          /* written to the other side so far, by enum tcp_dir */
+    uint64_t start_ms, last_ms; /* the worker's loop time */
+    bool connected;             /* false while the target has not accepted */
+};
+/* Calls fn with each open connection of ctx, on ctx's thread; map is valid during the call. */
+void tcp_conn_each(struct relay_ctx *ctx, void (*fn)(void *arg, const struct tcp_conn_info *ci),
+                   void *arg);
+/* Closes the connection id (tcp_conn_info) with reason. Returns false if it is not open. */
+bool tcp_conn_close_id(struct relay_ctx *ctx, uint64_t id, const char *reason);
+
 #endif

@@ -110,6 +110,7 @@ static void lru_append(struct udp_listener *l, struct udp_sess *s)
 static void sess_touch(struct udp_sess *s)
 {
     s->last_ms = loop_now(s->l->ctx->loop);
+    mapping_touch(s->map, s->l->ctx->worker, s->last_ms);
     if (s->l->lru_tail != s) {
         lru_unlink(s->l, s);
         lru_append(s->l, s);
@@ -504,6 +505,7 @@ static struct udp_sess *sess_new(struct udp_listener *l, const struct sockaddr_s
         s->ifindex = ifindex;
     }
     s->start_ms = s->last_ms = loop_now(l->ctx->loop);
+    mapping_touch(m, l->ctx->worker, s->start_ms);
     loop_timer_init(&s->timer, sess_timer);
     if (m->conf.idle_timeout_ms != 0) {
         loop_timer_start(l->ctx->loop, &s->timer, m->conf.idle_timeout_ms);
@@ -675,4 +677,23 @@ void udp_listener_free(struct udp_listener *l, const char *reason)
     mapping_unref(l->map);
     free(l->buckets);
     free(l);
+}
+
+void udp_listener_sessions(const struct udp_listener *l, proto_session_fn fn, void *arg)
+{
+    for (const struct udp_sess *s = l->lru_head; s != NULL; s = s->lnext) {
+        struct proto_session_info si = {.kind = "udp",
+                                        .map = s->map,
+                                        .client = s->client,
+                                        .target = s->target,
+                                        .start_ms = s->start_ms,
+                                        .last_ms = s->last_ms,
+                                        .pkts = {s->pkts[0], s->pkts[1]},
+                                        .bytes = {s->bytes[0], s->bytes[1]}};
+        if (s->icmp_errors != 0 || s->dropped != 0) {
+            snprintf(si.detail, sizeof(si.detail), "%llu ICMP errors, %llu datagrams dropped",
+                     (unsigned long long)s->icmp_errors, (unsigned long long)s->dropped);
+        }
+        fn(arg, &si);
+    }
 }

@@ -19,6 +19,7 @@
 #include <stdint.h>
 
 #include "forward/mapping.h"
+#include "forward/proto.h"
 #include "forward/relay.h"
 
 struct udp_listener;
@@ -29,6 +30,8 @@ struct udp_listener;
 struct udp_listener *udp_listener_new(struct relay_ctx *ctx, int fd, struct mapping *m,
                                       uint16_t port);
 void udp_listener_set_mapping(struct udp_listener *l, struct mapping *m);
+/* Calls fn with each of the listener's sessions (kind "udp"), on its worker's thread. */
+void udp_listener_sessions(const struct udp_listener *l, proto_session_fn fn, void *arg);
 /* Ends every session (logging each with reason) and closes the socket. NULL is a no-op. */
 void udp_listener_free(struct udp_listener *l, const char *reason);
 

@@ -92,6 +92,18 @@ struct gateway {
     size_t max_pipes;      /* in all: shared out among the workers */
     const char *close_reason;
     struct relay_snapshot *snaps;
+    /* Listing connections and sessions: each worker fills its own vector. */
+    struct collect *collect;
+    const char *collect_name; /* of the mapping asked for, or NULL */
+    uint64_t close_id;
+    bool closed;
+};
+
+/* What one worker lists for the admin interface. */
+struct collect {
+    void *v; /* struct gateway_conn or struct gateway_session */
+    size_t n, cap;
+    bool oom;
 };
 
 /* Runs fn on every worker at once and returns when all have run it. */
@@ -929,6 +941,7 @@ static void map_stats(const struct mapping *m, struct gateway_map_stats *out)
 {
     mapping_stats_sum(m->state, &out->st);
     out->open = mapping_active(m->state);
+    out->last_ms = mapping_last_active(m->state);
     out->sessions = m->conf.proto->transport == SOCK_DGRAM
                         ? out->open
                         : __atomic_load_n(&m->state->sessions, __ATOMIC_RELAXED);
@@ -975,6 +988,159 @@ void gateway_get_status(struct gateway *g, struct gateway_status *st)
     }
     st->reloads = g->reloads;
     st->reload_failures = g->reload_failures;
+}
+
+/* Appends an element of size sz to a worker's vector; NULL (and oom set) when out of memory. */
+static void *collect_push(struct collect *c, size_t sz)
+{
+    if (c->n == c->cap) {
+        size_t cap = c->cap ? c->cap * 2 : 64;
+        void *v = realloc(c->v, cap * sz);
+        if (v == NULL) {
+            c->oom = true;
+            return NULL;
+        }
+        c->v = v;
+        c->cap = cap;
+    }
+    return (char *)c->v + sz * c->n++;
+}
+
+static bool collect_wanted(const struct gateway *g, const struct mapping *m)
+{
+    return g->collect_name == NULL || (m != NULL && strcmp(m->conf.name, g->collect_name) == 0);
+}
+
+struct collect_arg {
+    struct gateway *g;
+    unsigned worker;
+};
+
+static void collect_conn(void *arg, const struct tcp_conn_info *ci)
+{
+    struct collect_arg *a = arg;
+    if (!collect_wanted(a->g, ci->map)) {
+        return;
+    }
+    struct gateway_conn *gc = collect_push(&a->g->collect[a->worker], sizeof(*gc));
+    if (gc == NULL) {
+        return;
+    }
+    gc->worker = a->worker;
+    gc->id = ci->id;
+    snprintf(gc->mapping, sizeof(gc->mapping), "%s", ci->map->conf.name);
+    gc->proto = ci->map->conf.proto->name;
+    gc->client = ci->client;
+    gc->target = ci->target;
+    gc->bytes[0] = ci->bytes[TCP_UP];
+    gc->bytes[1] = ci->bytes[TCP_DOWN];
+    gc->start_ms = ci->start_ms;
+    gc->last_ms = ci->last_ms;
+    gc->connected = ci->connected;
+}
+
+static void w_connections(struct worker *w, void *arg)
+{
+    struct gateway *g = arg;
+    struct collect_arg a = {g, w->id};
+    tcp_conn_each(relay_of(w), collect_conn, &a);
+}
+
+static void collect_session(void *arg, const struct proto_session_info *si)
+{
+    struct collect_arg *a = arg;
+    if (!collect_wanted(a->g, si->map)) {
+        return;
+    }
+    struct gateway_session *gs = collect_push(&a->g->collect[a->worker], sizeof(*gs));
+    if (gs == NULL) {
+        return;
+    }
+    gs->worker = a->worker;
+    snprintf(gs->mapping, sizeof(gs->mapping), "%s", si->map != NULL ? si->map->conf.name : "");
+    gs->si = *si;
+    gs->si.map = NULL;
+}
+
+static void w_sessions(struct worker *w, void *arg)
+{
+    struct gateway *g = arg;
+    struct collect_arg a = {g, w->id};
+    for (size_t i = 0; i < g->nls; i++) {
+        const struct lslot *s = &g->ls[i].slots[w->id];
+        if (s->udp != NULL) {
+            udp_listener_sessions(s->udp, collect_session, &a);
+        }
+    }
+    struct relay_ctx *ctx = relay_of(w);
+    for (const struct proto *const *p = protocols; *p != NULL; p++) {
+        void *st = relay_proto_state(ctx, *p);
+        if ((*p)->sessions != NULL && st != NULL) {
+            (*p)->sessions(st, collect_session, &a);
+        }
+    }
+}
+
+/* Runs fn on every worker to fill g->collect, then joins the vectors into one. */
+static ssize_t collect_all(struct gateway *g, worker_fn fn, const char *name, size_t sz, void **out)
+{
+    g->collect = calloc(g->nworkers, sizeof(*g->collect));
+    if (g->collect == NULL) {
+        return -ENOMEM;
+    }
+    g->collect_name = name;
+    call_all(g, fn);
+    size_t total = 0;
+    bool oom = false;
+    for (unsigned w = 0; w < g->nworkers; w++) {
+        total += g->collect[w].n;
+        oom |= g->collect[w].oom;
+    }
+    char *v = oom ? NULL : malloc(total * sz + 1);
+    size_t off = 0;
+    for (unsigned w = 0; w < g->nworkers; w++) {
+        if (v != NULL && g->collect[w].n > 0) {
+            memcpy(v + off, g->collect[w].v, g->collect[w].n * sz);
+            off += g->collect[w].n * sz;
+        }
+        free(g->collect[w].v);
+    }
+    free(g->collect);
+    g->collect = NULL;
+    if (v == NULL) {
+        return -ENOMEM;
+    }
+    *out = v;
+    return (ssize_t)total;
+}
+
+ssize_t gateway_connections(struct gateway *g, const char *name, struct gateway_conn **out)
+{
+    return collect_all(g, w_connections, name, sizeof(**out), (void **)out);
+}
+
+ssize_t gateway_sessions(struct gateway *g, const char *name, struct gateway_session **out)
+{
+    return collect_all(g, w_sessions, name, sizeof(**out), (void **)out);
+}
+
+static void w_close_one(struct worker *w, void *arg)
+{
+    struct gateway *g = arg;
+    g->closed = tcp_conn_close_id(relay_of(w), g->close_id, g->close_reason);
+}
+
+int gateway_close_connection(struct gateway *g, unsigned w, uint64_t id, const char *reason)
+{
+    if (w >= g->nworkers) {
+        return -ENOENT;
+    }
+    g->close_id = id;
+    g->close_reason = reason;
+    g->closed = false;
+    worker_post(&g->workers[w].w, w_close_one, g);
+    worker_wait(&g->workers[w].w);
+    return g->closed ? 0 : -ENOENT;
 }
 
 int gateway_run(struct gateway *g)

@@ -68,6 +68,7 @@ struct loop *gateway_loop(struct gateway *g);
 struct gateway_map_stats {
     struct mapping_stats st;
     uint32_t open, sessions;
+    uint64_t last_ms; /* the last activity, CLOCK_MONOTONIC milliseconds; 0: none yet */
 };
 /* Fills out for the running mapping called name. Returns false (out zeroed) if none runs: it is
  * disabled, or there is no such mapping. */
@@ -77,6 +78,31 @@ bool gateway_mapping_stats(const struct gateway *g, const char *name,
 /* Fills out[i] for each mapping i of the running config (zeroed for a disabled one), in one pass.
  */
 void gateway_all_stats(const struct gateway *g, struct gateway_map_stats *out);
+
+/* An open TCP connection, as GET /api/v1/connections lists it. */
+struct gateway_conn {
+    unsigned worker;
+    uint64_t id; /* on that worker; the pair names the connection */
+    char mapping[MAP_CONF_NAMELEN];
+    const char *proto;
+    struct sockaddr_storage client, target;
+    uint64_t bytes[2];          /* to the target, to the client */
+    uint64_t start_ms, last_ms; /* CLOCK_MONOTONIC milliseconds */
+    bool connected;
+};
+/* A session (UDP client, RTSP session). */
+struct gateway_session {
+    unsigned worker;
+    char mapping[MAP_CONF_NAMELEN]; /* "" if no mapping holds it any more */
+    struct proto_session_info si;   /* si.map is NULL: it is only valid on the worker */
+};
+/* The open connections (of the mapping called name, or all with NULL), in *out (malloc'd, the
+ * caller frees it). Returns how many, or -ENOMEM. Asks every worker: a snapshot. */
+ssize_t gateway_connections(struct gateway *g, const char *name, struct gateway_conn **out);
+/* Ends connection id of worker w. Returns 0, or -ENOENT if it is not open. */
+int gateway_close_connection(struct gateway *g, unsigned w, uint64_t id, const char *reason);
+/* The sessions (of mapping name, or all), as gateway_connections(). */
+ssize_t gateway_sessions(struct gateway *g, const char *name, struct gateway_session **out);
 
 /* The process and its relays, for status and metrics. */
 struct gateway_status {

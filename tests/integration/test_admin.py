@@ -625,3 +625,158 @@ def test_unix_socket_checks_the_peer(gateway):
         assert r.stdout.strip() == "403", r.stdout + r.stderr
     finally:
         shutil.rmtree(d, ignore_errors=True)
+
+
+def test_connections_and_sessions(admin_gateway, udp_echo):
+    g, api = admin_gateway, admin_gateway.api
+    s = connect(g.file_port)
+    s.sendall(b"hello")
+    assert s.recv(16) == b"hello"
+    r = api.get(f"{API}/connections?mapping=file")
+    assert r.status == 200, r
+    (c,) = r.json["connections"]
+    assert c["mapping"] == "file" and c["proto"] == "tcp" and c["connected"] is True
+    assert c["client"] == "127.0.0.1:%d" % s.getsockname()[1]
+    assert c["target"] == f"127.0.0.1:{g.srv.port}"
+    assert c["bytes-in"] == 5 and c["bytes-out"] == 5 and c["age"] >= 0, c
+    assert api.get(f"{API}/connections?mapping=other").json["connections"] == []
+    # Ending it from the API ends it for the client.
+    r = api.delete(f"{API}/connections/{c['id']}")
+    assert r.status == 204, r
+    s.settimeout(5)
+    try:
+        assert s.recv(16) == b""
+    except ConnectionResetError:
+        pass
+    s.close()
+    assert api.get(f"{API}/connections").json["connections"] == []
+    assert api.delete(f"{API}/connections/{c['id']}").status == 404
+    assert api.delete(f"{API}/connections/nonsense").status == 404
+    g.wait_log("ended through the admin API")
+    # A UDP mapping's clients are its sessions.
+    echo = udp_echo()
+    uport = free_ports()
+    r = api.post(f"{API}/mappings", {"name": "u", "proto": "udp", "listen": f"127.0.0.1:{uport}",
+                                     "target": f"127.0.0.1:{echo.port}"})
+    assert r.status == 201, r
+    u = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+    u.settimeout(5)
+    u.sendto(b"ping", ("127.0.0.1", uport))
+    assert u.recv(16) == b"ping"
+    (se,) = api.get(f"{API}/sessions?mapping=u").json["sessions"]
+    assert se["kind"] == "udp" and se["client"] == "127.0.0.1:%d" % u.getsockname()[1], se
+    assert se["datagrams-in"] == 1 and se["datagrams-out"] == 1 and se["bytes-in"] == 4, se
+    u.close()
+    # The mapping's last activity is now, give or take the clock's second.
+    last = api.mappings()["u"]["stats"]["last-activity"]
+    assert abs(last - time.time()) < 3, last
+    assert api.mappings()["file"]["stats"]["last-activity"] is not None
+
+
+def cli(*args, env=None, **kw):
+    e = dict(os.environ)
+    e.pop("PORTGATE_TOKEN", None)
+    e.update(env or {})
+    return subprocess.run([BINARY] + list(args), capture_output=True, text=True, timeout=30,
+                          env=e, **kw)
+
+
+def test_cli_map_status_conns(admin_gateway, tmp_path):
+    g = admin_gateway
+    sock = ["--socket", str(g.admin_socket)]
+    port = free_ports()
+    r = cli("map", "add", f"tcp:127.0.0.1:{port}=127.0.0.1:{g.srv.port},max-conns=4", *sock)
+    assert r.returncode == 0, r.stderr
+    assert f"added tcp-{port}" in r.stderr
+    assert echo_roundtrip(port) == b"hello portgate"
+    r = cli("map", "list", *sock)
+    assert r.returncode == 0
+    lines = r.stdout.splitlines()
+    assert lines[0].split()[:5] == ["NAME", "PROTO", "LISTEN", "TARGET", "STATE"]
+    row = next(l for l in lines if l.startswith(f"tcp-{port} "))
+    assert "listening" in row and row.rstrip().endswith("api")
+    r = cli("map", "list", "--json", *sock)
+    assert {m["name"] for m in json.loads(r.stdout)["mappings"]} == {"file", f"tcp-{port}"}
+    r = cli("map", "show", f"tcp-{port}", *sock)
+    assert "max-conns: 4" in r.stdout.splitlines() and "status.state: listening" in r.stdout
+    # An error prints the message portgate check prints, and exits 1.
+    bad = f"tcp:127.0.0.1:{port}=127.0.0.1:99999"
+    r = cli("map", "add", bad, *sock)
+    c = cli("check", "--map", bad)
+    assert r.returncode == 1 and c.returncode == 1
+    assert r.stderr.strip() == c.stderr.splitlines()[0], (r.stderr, c.stderr)
+    r = cli("map", "add", f"tcp:127.0.0.1:{port}=127.0.0.1:9,name=again", *sock)
+    assert r.returncode == 1 and "overlap [map tcp-" in r.stderr
+    r = cli("map", "del", "file", *sock)
+    assert r.returncode == 1 and "is defined in" in r.stderr
+    r = cli("map", "show", "nope", *sock)
+    assert r.returncode == 1 and 'no mapping called "nope"' in r.stderr
+    assert cli("map", "frob", *sock).returncode == 2
+    assert cli("map", "disable", f"tcp-{port}", *sock).returncode == 0
+    assert is_refused(port)
+    assert cli("map", "enable", f"tcp-{port}", *sock).returncode == 0
+    # status, conns and --kill
+    r = cli("status", *sock)
+    assert r.returncode == 0 and re.search(r"mappings: 2 \(2 enabled; 1 from the config, 1 from "
+                                           r"the API\)", r.stdout), r.stdout
+    s = connect(port)
+    s.sendall(b"x")
+    assert s.recv(4) == b"x"
+    r = cli("conns", f"tcp-{port}", *sock)
+    assert r.returncode == 0, r.stderr
+    (row,) = r.stdout.splitlines()[1:]
+    cid = row.split()[0]
+    assert re.fullmatch(r"\d+-\d+", cid) and f"tcp-{port}" in row
+    r = cli("conns", "--kill", cid, *sock)
+    assert r.returncode == 0, r.stderr
+    s.settimeout(5)
+    try:
+        assert s.recv(4) == b""
+    except ConnectionResetError:
+        pass
+    s.close()
+    assert cli("conns", "--kill", cid, *sock).returncode == 1
+    assert cli("map", "del", f"tcp-{port}", *sock).returncode == 0
+    # The socket named by the config file, with -c.
+    r = cli("map", "list", "-c", str(g.conf))
+    assert r.returncode == 0 and "file" in r.stdout
+    # Nobody there: exit status 1 and why.
+    r = cli("status", "--socket", str(tmp_path / "none.sock"))
+    assert r.returncode == 1 and "is the gateway running" in r.stderr
+
+
+def test_cli_over_http_with_a_token(gateway, tmp_path):
+    g = http_gateway(gateway)
+    url = ["--url", f"http://127.0.0.1:{g.web_port}"]
+    r = cli("status", *url)
+    assert r.returncode == 2 and "needs an API token" in r.stderr
+    token = cli("token", "-c", str(g.conf), "create", "cli").stdout.strip()
+    r = cli("map", "list", *url, env={"PORTGATE_TOKEN": token})
+    assert r.returncode == 0 and "file" in r.stdout, r.stderr
+    tf = tmp_path / "token"
+    tf.write_text(token + "\n")
+    r = cli("map", "add", f"udp:127.0.0.1:{free_ports()}=192.0.2.1:5000,name=rtp", *url,
+            "--token-file", str(tf))
+    assert r.returncode == 0, r.stderr
+    r = cli("status", *url, env={"PORTGATE_TOKEN": "pgt_" + "A" * 43})
+    assert r.returncode == 1 and "not valid" in r.stderr
+
+
+def test_rtsp_sessions_are_listed(gateway, tcp_echo):
+    from test_rtsp import Rtsp, fake_device, session_of
+    dev = fake_device(tcp_echo)
+    port = free_ports()
+    g = gateway(config=f"[map enc]\nproto = rtsp\nlisten = 127.0.0.1:{port}\n"
+                       f"target = 127.0.0.1:{dev.port}\nrtp-ports = 20600-20699\n")
+    api = Admin(g.admin_socket)
+    c = Rtsp(port)
+    status, h, _ = c.ask("SETUP", f"rtsp://127.0.0.1:{port}/x",
+                         Transport="RTP/AVP;unicast;client_port=5000-5001")
+    assert status == 200
+    (se,) = api.get(f"{API}/sessions?mapping=enc").json["sessions"]
+    assert se["kind"] == "rtsp" and se["mapping"] == "enc" and se["client"] == "127.0.0.1", se
+    assert se["target"] == f"127.0.0.1:{dev.port}"
+    assert se["detail"] == f"session {session_of(h)}, 1 RTP stream, 1 connection", se
+    st = api.mappings()["enc"]["stats"]
+    assert st["sessions"] == 1 and st["rtsp-sessions"] == 1, st
+    c.close()

@@ -69,6 +69,11 @@ static const char *own_udp_ports(const void *pconf, uint16_t *lo, uint16_t *hi)
     return keys[0];
 }
 
+static void sessions(void *state, proto_session_fn fn, void *arg)
+{
+    rtsp_proxy_worker_sessions(state, fn, arg);
+}
+
 static void *worker_new(struct relay_ctx *ctx)
 {
     (void)ctx;
@@ -99,4 +104,5 @@ const struct proto rtsp_proto = {
     .conf_format = conf_format,
     .own_udp_ports = own_udp_ports,
     .stat_names = stat_names,
+    .sessions = sessions,
 };

@@ -69,6 +69,7 @@ struct rtsp_proxy_session {
     struct rtsp_stream *streams[MAX_STREAMS];
     size_t nstreams;
     uint32_t timeout_ms; /* as the device announced it */
+    uint64_t start_ms;
     struct loop_timer timer;
 };
 
@@ -324,6 +325,7 @@ static struct rtsp_proxy_session *session_new(struct proxy *p, struct rtsp_proxy
     memcpy(s->client_str, p->client_str, sizeof(s->client_str));
     snprintf(s->id, sizeof(s->id), "%s", id);
     s->timeout_ms = SESSION_TIMEOUT_DEFAULT_MS;
+    s->start_ms = loop_now(s->ctx->loop);
     loop_timer_init(&s->timer, session_timer);
     s->holders[s->nholders++] = p;
     p->held[p->nheld++] = s;
@@ -1008,6 +1010,36 @@ const struct tcp_filter rtsp_proxy_filter = {.name = "rtsp",
                                              .pending = proxy_pending,
                                              .held = proxy_held,
                                              .close = proxy_close};
+
+void rtsp_proxy_worker_sessions(const struct rtsp_proxy_worker *w, proto_session_fn fn, void *arg)
+{
+    for (const struct rtsp_proxy_session *s = w->sessions; s != NULL; s = s->next) {
+        struct proto_session_info si = {
+            .kind = "rtsp", .client = s->client, .start_ms = s->start_ms};
+        addr_set_port(&si.client, 0); /* a session belongs to an address, not a connection */
+        if (s->nholders > 0) {
+            si.map = s->holders[0]->map;
+            si.target = s->holders[0]->target;
+        }
+        for (size_t i = 0; i < s->nholders; i++) {
+            uint64_t l = s->holders[i]->last_rtsp_ms;
+            si.last_ms = l > si.last_ms ? l : si.last_ms;
+        }
+        for (size_t i = 0; i < s->nstreams; i++) {
+            const struct rtsp_stream_stats *st = rtsp_stream_stats(s->streams[i]);
+            si.last_ms = st->last_ms > si.last_ms ? st->last_ms : si.last_ms;
+            /* RTP and RTCP, each way: the device's to the client is "out" */
+            si.pkts[0] += st->pkts[RTSP_STREAM_RTP_UP] + st->pkts[RTSP_STREAM_RTCP_UP];
+            si.pkts[1] += st->pkts[RTSP_STREAM_RTP_DOWN] + st->pkts[RTSP_STREAM_RTCP_DOWN];
+            si.bytes[0] += st->bytes[RTSP_STREAM_RTP_UP] + st->bytes[RTSP_STREAM_RTCP_UP];
+            si.bytes[1] += st->bytes[RTSP_STREAM_RTP_DOWN] + st->bytes[RTSP_STREAM_RTCP_DOWN];
+        }
+        snprintf(si.detail, sizeof(si.detail), "session %s, %zu RTP stream%s, %zu connection%s",
+                 s->id[0] ? s->id : "(none named)", s->nstreams, s->nstreams == 1 ? "" : "s",
+                 s->nholders, s->nholders == 1 ? "" : "s");
+        fn(arg, &si);
+    }
+}
 
 struct rtsp_proxy_worker *rtsp_proxy_worker_new(void)
 {

@@ -25,6 +25,7 @@
 
 #include <stdbool.h>
 
+#include "forward/proto.h"
 #include "forward/tcp.h"
 
 extern const struct tcp_filter rtsp_proxy_filter;
@@ -35,6 +36,8 @@ struct rtsp_proxy_worker;
 struct rtsp_proxy_worker *rtsp_proxy_worker_new(void);
 /* True when no session is left (every connection that held one has closed). */
 bool rtsp_proxy_worker_idle(const struct rtsp_proxy_worker *w);
+/* Calls fn for each session (forward/proto.h: sessions). */
+void rtsp_proxy_worker_sessions(const struct rtsp_proxy_worker *w, proto_session_fn fn, void *arg);
 /* Frees the list, which must be idle. NULL is a no-op. */
 void rtsp_proxy_worker_free(struct rtsp_proxy_worker *w);
 

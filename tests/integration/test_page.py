@@ -1,0 +1,516 @@
+"""The admin web page end to end: the real gateway with its HTTP listener, driven by headless
+Chromium through Selenium the way a user would use it (the setup panel, logging in, adding,
+watching, disabling, editing, deleting and logging out), with the browser's console checked at
+the end. Also the table's look: a screenshot for docs/admin-page.png (written only with
+PORTGATE_SCREENSHOT=1) and the table at a phone's width."""
+import os
+import re
+import shutil
+import socket
+import urllib.parse
+
+import pytest
+
+selenium = pytest.importorskip("selenium", reason="the page tests need Selenium (python3-selenium)")
+
+from selenium import webdriver  # noqa: E402
+from selenium.common.exceptions import (  # noqa: E402
+    NoSuchElementException, StaleElementReferenceException)
+from selenium.webdriver.chrome.service import Service  # noqa: E402
+from selenium.webdriver.common.action_chains import ActionChains  # noqa: E402
+from selenium.webdriver.common.by import By  # noqa: E402
+from selenium.webdriver.support import expected_conditions as EC  # noqa: E402
+from selenium.webdriver.support.select import Select  # noqa: E402
+from selenium.webdriver.support.ui import WebDriverWait  # noqa: E402
+
+from adminclient import Admin  # noqa: E402
+from conftest import (ROOT, connect, echo_roundtrip, free_ports, is_refused,  # noqa: E402
+                      recv_exactly)
+from test_admin import file_map, passwd  # noqa: E402
+
+CHROMIUM = shutil.which("chromium") or shutil.which("chromium-browser")
+CHROMEDRIVER = shutil.which("chromedriver")
+
+pytestmark = pytest.mark.skipif(
+    CHROMIUM is None or CHROMEDRIVER is None,
+    reason="the page tests need Chromium and its driver (the chromium and chromium-driver "
+           "packages): " + ", ".join(n for n, p in (("chromium", CHROMIUM),
+                                                    ("chromedriver", CHROMEDRIVER)) if p is None))
+
+API = "/api/v1"
+USER = "admin"
+PASSWORD = "correct horse battery"
+SCREENSHOT = os.path.join(ROOT, "docs", "admin-page.png")
+
+# What the page may leave in the console: the answers Chrome logs as failed loads that the
+# story asks for (401: not logged in or a wrong password; 400: a bad port; 409 and 412 would be
+# a conflict the page shows). Anything else (a 404 of an asset, a script error, a CSP
+# violation, a console.error or console.warn of the page) fails the test.
+EXPECTED_STATUSES = {400, 401, 409, 412}
+NETWORK_ENTRY = re.compile(r"^(\S+) - Failed to load resource: the server responded with a "
+                           r"status of (\d{3})\b")
+
+
+# ---------------------------------------------------------------- the gateway
+
+def web_gateway(gateway, maps=""):
+    """A gateway with its HTTP listener on a free loopback port and no user yet (as
+    test_admin.http_gateway, with the config file's mappings given here); g.url is its page,
+    g.api its API on the unix socket (no login needed there)."""
+    port = free_ports()
+    g = gateway(config=f"[gateway]\nadmin = 127.0.0.1:{port}\n" + maps)
+    g.web_port = port
+    g.url = f"http://127.0.0.1:{port}/"
+    g.api = Admin(g.admin_socket)
+    return g
+
+
+def nice_port(preferred):
+    """preferred if TCP and UDP can bind it on every address now (for a realistic picture),
+    else a free port."""
+    socks = []
+    try:
+        for typ in (socket.SOCK_STREAM, socket.SOCK_DGRAM):
+            s = socket.socket(socket.AF_INET, typ)
+            socks.append(s)
+            s.bind(("0.0.0.0", preferred))
+        return preferred
+    except OSError:
+        return free_ports()
+    finally:
+        for s in socks:
+            s.close()
+
+
+def add_listening_anywhere(api, m, preferred):
+    """Adds m listening on 0.0.0.0 at the preferred port if it is free, else at a free one
+    (another run of this test may have taken it between the look and the POST: 409)."""
+    for port in (nice_port(preferred), free_ports(), free_ports()):
+        r = api.post(f"{API}/mappings", dict(m, listen=f"0.0.0.0:{port}"))
+        if r.status != 409:
+            break
+    assert r.status == 201, r
+
+
+# ---------------------------------------------------------------- the browser
+
+class Browser:
+    """A headless Chromium, with helpers that wait the way a user looks at the page."""
+
+    def __init__(self, driver):
+        self.d = driver
+        self.console = []  # every browser log entry so far (get_log drains what it returns)
+
+    def wait(self, timeout=10):
+        return WebDriverWait(self.d, timeout, poll_frequency=0.1,
+                             ignored_exceptions=(StaleElementReferenceException,
+                                                 NoSuchElementException))
+
+    def until(self, what, cond, timeout=10):
+        """Waits for cond() to be true (or return something true) and returns it."""
+        return self.wait(timeout).until(lambda d: cond(), message=f"waited {timeout}s for {what}")
+
+    def el(self, css):
+        return self.d.find_element(By.CSS_SELECTOR, css)
+
+    def els(self, css):
+        return self.d.find_elements(By.CSS_SELECTOR, css)
+
+    def visible(self, css, timeout=10):
+        return self.wait(timeout).until(EC.visibility_of_element_located((By.CSS_SELECTOR, css)),
+                                        message=f"{css} never became visible")
+
+    def gone(self, css, timeout=10):
+        """Waits until css is hidden or no longer in the document."""
+        self.wait(timeout).until(EC.invisibility_of_element_located((By.CSS_SELECTOR, css)),
+                                 message=f"{css} is still visible")
+
+    def shown(self, css):
+        found = self.els(css)
+        return bool(found) and found[0].is_displayed()
+
+    def click(self, css, timeout=10):
+        self.wait(timeout).until(EC.element_to_be_clickable((By.CSS_SELECTOR, css)),
+                                 message=f"{css} never became clickable").click()
+
+    def type(self, css, text):
+        e = self.el(css)
+        e.clear()
+        e.send_keys(text)
+
+    def dialog_open(self, css):
+        return self.d.execute_script("return document.querySelector(arguments[0]).open", css)
+
+    def banner(self, text, timeout=10):
+        """Waits for the message banner to say text, then dismisses it: its showing and hiding
+        moves the page, and a click must not land while it moves. (The page sets the text and
+        shows the banner at once; an information banner hides itself after 4 s, which a slow
+        run may have let pass. Dismissed through the script: a click where its button was
+        could hit whatever moved up under it if it hid itself meanwhile.)"""
+        self.wait(timeout).until(EC.text_to_be_present_in_element((By.ID, "banner-text"), text),
+                                 message=f"the banner never said {text!r}")
+        self.d.execute_script("document.getElementById('banner-close').click()")
+        self.gone("#banner")
+
+    def logs(self):
+        self.console += self.d.get_log("browser")
+        return self.console
+
+    def metrics(self, width, height, mobile=False):
+        """Emulates a screen of width x height CSS pixels (headless Chrome makes no window
+        narrower than about 500 px; this does any size)."""
+        self.d.execute_cdp_cmd("Emulation.setDeviceMetricsOverride", {
+            "width": width, "height": height, "deviceScaleFactor": 1, "mobile": mobile})
+        self.until(f"a {width} px wide viewport",
+                   lambda: self.d.execute_script("return window.innerWidth") == width)
+
+
+@pytest.fixture
+def browser(tmp_path):
+    opts = webdriver.ChromeOptions()
+    opts.binary_location = CHROMIUM
+    for arg in ("--headless=new", "--no-sandbox", "--disable-gpu",
+                f"--user-data-dir={tmp_path / 'chromium-profile'}", "--window-size=1280,900",
+                "--no-first-run", "--no-default-browser-check", "--disable-extensions",
+                "--disable-background-networking", "--disable-sync", "--lang=en-US"):
+        opts.add_argument(arg)
+    opts.set_capability("goog:loggingPrefs", {"browser": "ALL"})
+    driver = webdriver.Chrome(service=Service(CHROMEDRIVER), options=opts)
+    try:
+        driver.set_page_load_timeout(30)
+        yield Browser(driver)
+    finally:
+        driver.quit()
+
+
+# ---------------------------------------------------------------- what the user sees
+
+def row_css(name):
+    return f'#mappings-table tbody tr[data-name="{name}"]'
+
+
+def cell(b, name, cls):
+    return b.el(f"{row_css(name)} .{cls}").text.strip()
+
+
+def cell_title(b, name, cls):
+    return b.el(f"{row_css(name)} .{cls}").get_attribute("title")
+
+
+def row_names(b):
+    return [tr.get_attribute("data-name") for tr in b.els("#mappings-table tbody tr")]
+
+
+def log_in(b, user, password):
+    b.visible("#login-view")
+    b.type("#login-user", user)
+    b.type("#login-password", password)
+    b.click("#login-submit")
+
+
+def log_in_ok(b):
+    log_in(b, USER, PASSWORD)
+    b.visible("#list-view")
+    b.until("the user's name in the top bar", lambda: b.el("#user-name").text == USER)
+    assert not b.shown("#login-view")
+
+
+def fill_mapping(b, name, listen_addr, listen_port, target_addr, target_port, proto="tcp"):
+    if name is not None:
+        b.type("#f-name", name)
+    Select(b.el("#f-proto")).select_by_value(proto)
+    b.type("#f-listen-addr", listen_addr)
+    b.type("#f-listen-port", str(listen_port))
+    b.type("#f-target-addr", target_addr)
+    b.type("#f-target-port", str(target_port))
+
+
+def open_add_dialog(b):
+    b.click("#add-mapping")
+    b.until("the add dialog", lambda: b.dialog_open("#mapping-dialog"))
+    b.visible("#f-name")
+    assert b.el("#mapping-dialog-title").text == "Add port forward"
+
+
+def assert_field_error(b, field, *words):
+    """The error shown next to field's input, and the input marked invalid for screen
+    readers."""
+    err = b.visible(f"#err-{field}")
+    for w in words:
+        assert w in err.text, (field, err.text)
+    inp = b.el(f"#f-{field}")
+    assert inp.get_attribute("aria-invalid") == "true", field
+    assert f"err-{field}" in (inp.get_attribute("aria-describedby") or "").split(), field
+    assert b.d.switch_to.active_element == inp, "the field at fault has the focus"
+    assert b.dialog_open("#mapping-dialog"), "the dialog stays open"
+
+
+def assert_clean_console(b):
+    """No script error or warning, no console.error/warn, and failed loads only for the API
+    answers the story expects."""
+    bad, network = [], []
+    for e in b.logs():
+        if e["level"] not in ("SEVERE", "WARNING"):
+            continue
+        if e["source"] != "network":
+            bad.append(e)  # javascript, console-api, security (CSP), ...
+            continue
+        m = NETWORK_ENTRY.match(e["message"])
+        url = urllib.parse.urlsplit(m[1]) if m else None
+        if not (m and url.path.startswith(API + "/") and int(m[2]) in EXPECTED_STATUSES):
+            bad.append(e)
+        else:
+            network.append((url.path, int(m[2])))
+    assert bad == [], "the browser's console has unexpected entries:\n" + "\n".join(
+        f"{e['level']} {e['source']}: {e['message']}" for e in bad)
+    return network
+
+
+# ---------------------------------------------------------------- the story
+
+def test_page_story(gateway, tcp_echo, browser):
+    b = browser
+    srv = tcp_echo()
+    g = web_gateway(gateway, maps=file_map("file", free_ports(), 9))
+
+    # 1. No user yet: the page says how to make one.
+    b.d.get(g.url)
+    setup = b.visible("#setup-panel")
+    assert "No user yet" in setup.text
+    assert "portgate passwd" in b.el("#setup-panel code").text
+    for other in ("#login-view", "#list-view", "#main-nav", "#user-box"):
+        assert not b.shown(other), other
+
+    # 2. The user made on the gateway, "Check again" brings the login form; a wrong password
+    # is refused with a message and nothing else opens; the right one gets in.
+    passwd(g, USER, PASSWORD)
+    b.click("#setup-retry")
+    b.visible("#login-view")
+    assert not b.shown("#setup-panel")
+    assert b.d.switch_to.active_element == b.el("#login-user")
+    log_in(b, USER, "not the password")
+    err = b.visible("#login-error")
+    assert "wrong user or password" in err.text.lower(), err.text
+    assert b.el("#login-password").get_attribute("aria-invalid") == "true"
+    assert not b.shown("#list-view") and not b.shown("#user-box")
+    assert b.d.get_cookie("portgate_session") is None
+    log_in_ok(b)
+    assert b.d.get_cookie("portgate_session") is not None
+    assert not b.shown("#login-error")
+    # The config file's mapping is listed, read-only, with where it is set.
+    b.visible(row_css("file"))
+    assert "read-only" in cell(b, "file", "c-actions")
+    assert not b.el(f'{row_css("file")} .toggle-enabled').is_enabled()
+
+    # 3. Add a TCP mapping through the form: listed, listening, its counters at zero.
+    port = free_ports()
+    open_add_dialog(b)
+    assert b.d.switch_to.active_element == b.el("#f-name")
+    assert b.el("#f-enabled").is_selected(), "a new mapping is enabled by default"
+    fill_mapping(b, "echo", "127.0.0.1", port, "127.0.0.1", srv.port)
+    b.click("#mapping-save")
+    b.until("the add dialog to close", lambda: not b.dialog_open("#mapping-dialog"))
+    b.banner("echo added.")
+    b.visible(row_css("echo"))
+    b.until("echo listening", lambda: cell(b, "echo", "c-status") == "listening")
+    assert cell(b, "echo", "c-proto") == "tcp"
+    assert cell(b, "echo", "c-listen") == f"127.0.0.1:{port}"
+    assert cell(b, "echo", "c-target") == f"127.0.0.1:{srv.port}"
+    assert b.el(f'{row_css("echo")} .toggle-enabled').is_selected()
+    for cls, want in (("c-open", "0"), ("c-bytes-in", "0 B"), ("c-bytes-out", "0 B")):
+        assert cell(b, "echo", cls) == want, cls
+    assert row_names(b) == ["file", "echo"]
+    m = g.api.mappings()["echo"]
+    assert m["source"] == "api" and m["listen"] == f"127.0.0.1:{port}", m
+
+    # 4. Traffic through it moves its counters within a few refreshes: an open connection
+    # shows in "Open", and the bytes show when the connections end.
+    held = connect(port)
+    try:
+        held.sendall(b"ping")
+        assert recv_exactly(held, 4) == b"ping"
+        b.until("one open connection", lambda: cell(b, "echo", "c-open") == "1", timeout=10)
+    finally:
+        held.close()
+    payloads = [b"hello portgate", b"x" * 1000, b"y" * 3000]
+    for p in payloads:
+        assert echo_roundtrip(port, p) == p
+    total = 4 + sum(len(p) for p in payloads)  # 4018 bytes: "3.9 KiB" each way
+    b.until("the bytes of the closed connections",
+            lambda: (cell(b, "echo", "c-bytes-in"), cell(b, "echo", "c-bytes-out"),
+                     cell(b, "echo", "c-open")) == ("3.9 KiB", "3.9 KiB", "0"), timeout=10)
+    assert cell_title(b, "echo", "c-bytes-in") == f"{total} bytes"
+    assert cell_title(b, "echo", "c-bytes-out") == f"{total} bytes"
+    assert cell(b, "echo", "c-last") != "never"
+    st = g.api.mappings()["echo"]["stats"]
+    assert (st["accepted"], st["bytes-in"], st["bytes-out"]) == (4, total, total), st
+    # Its own view (the name is a link) has the rest of its counters: 4 accepted.
+    b.click(f'{row_css("echo")} .name-link')
+    b.visible("#detail-view")
+    assert not b.shown("#list-view")
+    assert b.el("#detail-title").text == "echo"
+    assert "127.0.0.1:%d" % port in b.el("#detail-summary").text
+    b.until("the accepted count",
+            lambda: b.el('#detail-counters dd[data-key="accepted"]').text == "4")
+    assert b.el('#detail-counters dd[data-key="bytes-in"]').text == f"3.9 KiB ({total})"
+    assert b.el('#detail-counters dd[data-key="bytes-out"]').text == f"3.9 KiB ({total})"
+    b.until("the connections' list", lambda: b.el("#conn-note").text == "No open connections.")
+    b.click("#detail-view .back a")
+    b.visible("#list-view")
+    b.visible(row_css("echo"))
+
+    # 5. Its toggle disables it: the status says so and the port refuses.
+    b.click(f'{row_css("echo")} .toggle-enabled')
+    b.banner("echo disabled.")
+    b.until("echo disabled", lambda: cell(b, "echo", "c-status") == "disabled")
+    assert not b.el(f'{row_css("echo")} .toggle-enabled').is_selected()
+    assert is_refused(port)
+    assert g.api.mappings()["echo"]["enabled"] is False
+
+    # 6. A bad port, in the edit dialog and in the add dialog: the error next to the port,
+    # the input marked invalid, nothing changed and nothing added.
+    b.click(f'{row_css("echo")} .edit-mapping')
+    b.until("the edit dialog", lambda: b.dialog_open("#mapping-dialog"))
+    assert b.el("#mapping-dialog-title").text == "Edit port forward echo"
+    assert b.el("#f-listen-port").get_attribute("value") == str(port)
+    b.type("#f-listen-port", "99999")
+    b.click("#mapping-save")
+    assert_field_error(b, "listen-port", "99999", "1 to 65535")
+    assert not b.shown("#err-listen-addr") and not b.shown("#err-form")
+    b.click("#mapping-cancel")
+    b.until("the edit dialog to close", lambda: not b.dialog_open("#mapping-dialog"))
+    assert g.api.mappings()["echo"]["listen"] == f"127.0.0.1:{port}"
+
+    open_add_dialog(b)
+    assert b.el("#f-listen-port").get_attribute("aria-invalid") is None, "errors are cleared"
+    fill_mapping(b, "bad-port", "127.0.0.1", 0, "192.0.2.10", 80)
+    b.click("#mapping-save")
+    assert_field_error(b, "listen-port", "1 to 65535")
+    b.click("#mapping-cancel")
+    b.until("the add dialog to close", lambda: not b.dialog_open("#mapping-dialog"))
+    assert "bad-port" not in g.api.mappings()
+    assert row_names(b) == ["file", "echo"]
+
+    # 7. Delete it, confirmed: the row goes, and the API has no such mapping.
+    b.click(f'{row_css("echo")} .delete-mapping')
+    b.until("the confirm dialog", lambda: b.dialog_open("#confirm-dialog"))
+    assert "echo" in b.visible("#confirm-title").text
+    b.click("#confirm-yes")
+    b.until("the confirm dialog to close", lambda: not b.dialog_open("#confirm-dialog"))
+    b.banner("echo deleted.")
+    b.gone(row_css("echo"))
+    assert row_names(b) == ["file"]
+    assert g.api.get(f"{API}/mappings/echo").status == 404
+    assert "echo" not in g.api.mappings()
+
+    # 8. Log out: the login form is back, and the old cookie opens nothing any more.
+    sid = b.d.get_cookie("portgate_session")["value"]
+    old = Admin(host="127.0.0.1", port=g.web_port, headers={"Cookie": f"portgate_session={sid}"})
+    assert old.get(f"{API}/mappings").status == 200  # it was good until now
+    b.click("#logout")
+    b.visible("#login-view")
+    assert "logged out" in b.visible("#login-notice").text
+    for gone in ("#list-view", "#user-box", "#main-nav"):
+        assert not b.shown(gone), gone
+    assert b.els("#mappings-table tbody tr") == [], "the table is emptied at logout"
+    assert b.d.get_cookie("portgate_session") is None
+    assert old.get(f"{API}/mappings").status == 401
+    assert old.get(f"{API}/session").status == 401
+    g.wait_log(f"admin: user {USER} logged out")
+
+    # The console: nothing but the failed loads the story expects.
+    network = assert_clean_console(b)
+    assert (f"{API}/session", 401) in network, network  # the first look, without a session
+
+
+# ---------------------------------------------------------------- the table's look
+
+def test_page_table_screenshot_and_phone_width(gateway, browser):
+    b = browser
+    g = web_gateway(gateway)
+    passwd(g, USER, PASSWORD)
+    for m, port in (
+        ({"name": "encoder-web", "proto": "tcp", "target": "192.0.2.10:80"}, 8080),
+        ({"name": "camera-rtsp", "proto": "rtsp", "target": "192.0.2.11:554",
+          "allow": ["198.51.100.0/24"]}, 8554),
+        ({"name": "game-udp", "proto": "udp", "target": "192.0.2.30:27015"}, 27015),
+        ({"name": "nas-ssh", "proto": "tcp", "target": "192.0.2.20:22",
+          "allow": ["203.0.113.7"]}, 2222),
+        ({"name": "printer-ipp", "proto": "tcp", "target": "192.0.2.40:631",
+          "enabled": False}, 8631),
+    ):
+        add_listening_anywhere(g.api, m, port)
+    names = ["encoder-web", "camera-rtsp", "game-udp", "nas-ssh", "printer-ipp"]
+
+    b.d.get(g.url)
+    log_in_ok(b)
+    b.until("every mapping listed", lambda: row_names(b) == names)
+    b.until("the statuses", lambda: [cell(b, n, "c-status") for n in names]
+            == ["listening"] * 4 + ["disabled"])
+    b.until("the count", lambda: b.el("#list-count").text == "5 port forwards.")
+    b.until("the status line", lambda: "5 mappings" in b.el("#status-line").text)
+
+    # The picture for docs/admin-page.png, at 1280x800: the whole table in view, without a
+    # sideways scroll bar.
+    b.metrics(1280, 800)
+    assert b.d.execute_script(
+        "const w = document.querySelector('#list-view .table-wrap');"
+        "return w.scrollWidth <= w.clientWidth"), "the table scrolls sideways at 1280 px"
+    if os.environ.get("PORTGATE_SCREENSHOT") == "1":
+        # No focus ring, no hovered row: the pointer rests on the title.
+        b.d.execute_script("document.activeElement.blur(); window.scrollTo(0, 0)")
+        ActionChains(b.d).move_to_element(b.el("#list-title")).perform()
+        png = b.d.get_screenshot_as_png()
+        assert png[:8] == b"\x89PNG\r\n\x1a\n" and len(png) > 10000
+        with open(SCREENSHOT, "wb") as f:
+            f.write(png)
+
+    # A mapping from the config file as well (read-only, its file named in the row: a long
+    # path here), by a reload.
+    conf_map = (f"[map plc-modbus]\nproto = tcp\nlisten = 0.0.0.0:{free_ports()}\n"
+                "target = 192.0.2.50:502\n")
+    out = g.reload(f"[gateway]\nadmin = 127.0.0.1:{g.web_port}\n" + conf_map)
+    assert "configuration applied" in out, out
+    names = ["plc-modbus"] + names
+    b.until("the config file's mapping listed", lambda: row_names(b) == names)
+    assert "read-only" in cell(b, "plc-modbus", "c-actions")
+
+    # A phone, 360 px wide: the rows become cards, every one usable, and nothing sticks out
+    # sideways.
+    b.metrics(360, 740, mobile=True)
+    b.until("the cards' layout",
+            lambda: b.d.execute_script(
+                "return getComputedStyle(document.querySelector('#mappings-table thead'))"
+                ".display") == "none")
+    width = b.d.execute_script("return document.documentElement.scrollWidth")
+    assert width <= 360 + 1, f"the page is {width} px wide on a 360 px screen"
+    for n in names:
+        for part in (".name-link", ".toggle-enabled", ".c-status .badge", ".c-listen",
+                     ".c-target", ".c-actions"):
+            css = f"{row_css(n)} {part}"
+            e = b.el(css)
+            b.d.execute_script("arguments[0].scrollIntoView({block: 'center'})", e)
+            assert e.is_displayed(), css
+            rect = b.d.execute_script(
+                "const r = arguments[0].getBoundingClientRect();"
+                "return [r.left, r.right, r.width, r.height]", e)
+            assert rect[2] > 0 and rect[3] > 0, (css, rect)
+            assert rect[0] >= 0 and rect[1] <= 360 + 1, (css, rect)
+        assert b.el(f"{row_css(n)} .name-link").text == n
+        # What is at the middle of the name is the name: not covered by a neighbour.
+        assert b.d.execute_script(
+            "const a = arguments[0]; a.scrollIntoView({block: 'center'});"
+            "const r = a.getBoundingClientRect();"
+            "const at = document.elementFromPoint(r.left + r.width / 2, r.top + r.height / 2);"
+            "return at === a || a.contains(at)", b.el(f"{row_css(n)} .name-link")), n
+    # Its actions work there: disable one with its toggle.
+    b.d.execute_script("arguments[0].scrollIntoView({block: 'center'})",
+                       b.el(f'{row_css("game-udp")} .toggle-enabled'))
+    b.click(f'{row_css("game-udp")} .toggle-enabled')
+    b.banner("game-udp disabled.")
+    b.until("game-udp disabled", lambda: cell(b, "game-udp", "c-status") == "disabled")
+    assert g.api.mappings()["game-udp"]["enabled"] is False
+    width = b.d.execute_script("return document.documentElement.scrollWidth")
+    assert width <= 360 + 1, f"the page is {width} px wide on a 360 px screen"
+
+    assert_clean_console(b)
