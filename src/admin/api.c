@@ -13,6 +13,42 @@
 #include "admin/mapjson.h"
 #include "core/log.h"
 
+struct api {
+    struct gateway *g;
+    /* The JSON text of each mapping's settings, source and status, without its closing brace,
+     * for the running config of revision cache_rev. */
+    uint64_t cache_rev;
+    char **cache;
+    size_t ncache;
+};
+
+struct api *api_new(struct gateway *g)
+{
+    struct api *api = calloc(1, sizeof(*api));
+    if (api != NULL) {
+        api->g = g;
+    }
+    return api;
+}
+
+static void cache_clear(struct api *api)
+{
+    for (size_t i = 0; i < api->ncache; i++) {
+        free(api->cache[i]);
+    }
+    free(api->cache);
+    api->cache = NULL;
+    api->ncache = 0;
+}
+
+void api_free(struct api *api)
+{
+    if (api != NULL) {
+        cache_clear(api);
+        free(api);
+    }
+}
+
 /* ---- responses ---- */
 
 static void error_resp(struct api_response *rs, unsigned status, const char *field, const char *fmt,
@@ -126,53 +162,16 @@ static bool if_match_ok(const struct config *run, const struct api_request *rq,
 
 /* ---- mappings as the API shows them ---- */
 
-/* A time of the control loop's clock (monotonic milliseconds) as Unix time, or null for 0. */
-static json_t *wall_time(uint64_t mono_ms, uint64_t now_mono_ms, int64_t now)
+/* What a read adds to a mapping's settings, and never changes between revisions. */
+static json_t *mapping_static(const struct map_conf *m)
 {
-    if (mono_ms == 0) {
-        return json_null();
-    }
-    uint64_t ago = now_mono_ms > mono_ms ? (now_mono_ms - mono_ms) / 1000 : 0;
-    return json_integer((json_int_t)(now - (int64_t)ago));
-}
-
-static void put_stats(json_t *o, const struct map_conf *m, const struct gateway_map_stats *s,
-                      uint64_t now_mono_ms, int64_t now)
-{
-    const struct mapping_stats *st = &s->st;
-    json_t *j = json_pack(
-        "{s:I,s:I,s:I,s:I,s:I,s:I,s:I,s:I,s:I,s:I,s:I,s:I,s:I}", "open", (json_int_t)s->open,
-        "sessions", (json_int_t)s->sessions, "accepted", (json_int_t)st->accepted, "refused-acl",
-        (json_int_t)st->refused_acl, "refused-limit", (json_int_t)st->refused_limit,
-        "connect-failed", (json_int_t)st->connect_failed, "bytes-in", (json_int_t)st->bytes_in,
-        "bytes-out", (json_int_t)st->bytes_out, "bytes-spliced", (json_int_t)st->bytes_spliced,
-        "datagrams-in", (json_int_t)st->dgrams_in, "datagrams-out", (json_int_t)st->dgrams_out,
-        "datagrams-dropped", (json_int_t)st->dgrams_dropped, "evicted", (json_int_t)st->evicted);
-    if (j == NULL) {
-        return;
-    }
-    /* The protocol's own, by the names it gives them, as keys: "rtsp sessions" is
-     * "rtsp-sessions". */
-    const char *const *names = m->proto->stat_names;
-    for (size_t k = 0; names != NULL && names[k] != NULL; k++) {
-        char key[64];
-        snprintf(key, sizeof(key), "%s", names[k]);
-        for (char *c = key; *c != '\0'; c++) {
-            *c = *c == ' ' ? '-' : *c;
-        }
-        json_object_set_new(j, key, json_integer((json_int_t)st->proto[k]));
-    }
-    json_object_set_new(j, "last-activity", wall_time(s->last_ms, now_mono_ms, now));
-    json_object_set_new(o, "stats", j);
-}
-
-static json_t *mapping_view(const struct map_conf *m, const struct gateway_map_stats *s,
-                            uint64_t now_mono_ms, int64_t now)
-{
-    json_t *o = mapjson_from_conf(m, now);
+    json_t *o = mapjson_from_conf(m, 0);
     if (o == NULL) {
         return NULL;
     }
+    /* A lease's seconds left change by the second: they are added when the mapping is read. */
+    json_object_del(o, "lease");
+    json_object_del(o, "expires");
     char src[MAP_CONF_SOURCELEN + 16];
     if (m->origin == MAP_ORIGIN_API) {
         snprintf(src, sizeof(src), "api");
@@ -186,40 +185,131 @@ static json_t *mapping_view(const struct map_conf *m, const struct gateway_map_s
     /* A configuration is applied whole or not at all: an enabled mapping listens. */
     json_object_set_new(o, "status",
                         json_pack("{s:s}", "state", m->enabled ? "listening" : "disabled"));
-    put_stats(o, m, s, now_mono_ms, now);
     return o;
 }
 
-static json_t *mappings_array(struct gateway *g, int64_t now)
+/* Makes the cache of the running config's mappings current. Returns 0 or -ENOMEM. */
+static int cache_update(struct api *api)
 {
-    const struct config *run = gateway_config(g);
-    struct gateway_map_stats *stats = calloc(run->nmaps + 1, sizeof(*stats));
-    json_t *a = json_array();
-    if (stats == NULL || a == NULL) {
-        free(stats);
-        json_decref(a);
-        return NULL;
+    const struct config *run = gateway_config(api->g);
+    if (api->cache != NULL && api->cache_rev == run->revision && api->ncache == run->nmaps) {
+        return 0;
     }
-    gateway_all_stats(g, stats);
+    cache_clear(api);
+    api->cache = calloc(run->nmaps + 1, sizeof(*api->cache));
+    if (api->cache == NULL) {
+        return -ENOMEM;
+    }
+    api->ncache = run->nmaps;
     for (size_t i = 0; i < run->nmaps; i++) {
-        if (json_array_append_new(
-                a, mapping_view(&run->maps[i], &stats[i], loop_now(gateway_loop(g)), now)) != 0) {
-            json_decref(a);
-            a = NULL;
-            break;
+        json_t *o = mapping_static(&run->maps[i]);
+        char *text = o != NULL ? json_dumps(o, JSON_COMPACT) : NULL;
+        json_decref(o);
+        if (text == NULL) {
+            cache_clear(api);
+            return -ENOMEM;
         }
+        text[strlen(text) - 1] = '\0'; /* the closing brace: the counters follow */
+        api->cache[i] = text;
     }
-    free(stats);
-    return a;
+    api->cache_rev = run->revision;
+    return 0;
 }
 
-static json_t *one_mapping(struct gateway *g, const char *name, int64_t now)
+/* Writes mapping i of the running config as the API shows it: its cached settings, its lease,
+ * and its counters as of now. */
+static void write_mapping(FILE *out, struct api *api, size_t i, const struct gateway_map_stats *s)
 {
-    const struct config *run = gateway_config(g);
-    ssize_t i = config_find_map(run, name);
-    struct gateway_map_stats st;
-    gateway_mapping_stats(g, name, &st);
-    return mapping_view(&run->maps[i], &st, loop_now(gateway_loop(g)), now);
+    const struct map_conf *m = &gateway_config(api->g)->maps[i];
+    int64_t now = (int64_t)time(NULL);
+    uint64_t mono = loop_now(gateway_loop(api->g));
+    fputs(api->cache[i], out);
+    if (m->expires != 0) {
+        fprintf(out, ",\"lease\":%lld,\"expires\":%lld",
+                (long long)(m->expires > now ? m->expires - now : 0), (long long)m->expires);
+    }
+    const struct mapping_stats *st = &s->st;
+    fprintf(out,
+            ",\"stats\":{\"open\":%u,\"sessions\":%u,\"accepted\":%llu,\"refused-acl\":%llu,"
+            "\"refused-limit\":%llu,\"connect-failed\":%llu,\"bytes-in\":%llu,\"bytes-out\":%llu,"
+            "\"bytes-spliced\":%llu,\"datagrams-in\":%llu,\"datagrams-out\":%llu,"
+            "\"datagrams-dropped\":%llu,\"evicted\":%llu",
+            s->open, s->sessions, (unsigned long long)st->accepted,
+            (unsigned long long)st->refused_acl, (unsigned long long)st->refused_limit,
+            (unsigned long long)st->connect_failed, (unsigned long long)st->bytes_in,
+            (unsigned long long)st->bytes_out, (unsigned long long)st->bytes_spliced,
+            (unsigned long long)st->dgrams_in, (unsigned long long)st->dgrams_out,
+            (unsigned long long)st->dgrams_dropped, (unsigned long long)st->evicted);
+    /* The protocol's own, by the names it gives them, as keys: "rtsp sessions" is
+     * "rtsp-sessions" (the names are the protocol's constants: letters and spaces). */
+    const char *const *names = m->proto->stat_names;
+    for (size_t k = 0; names != NULL && names[k] != NULL; k++) {
+        fputs(",\"", out);
+        for (const char *c = names[k]; *c != '\0'; c++) {
+            fputc(*c == ' ' ? '-' : *c, out);
+        }
+        fprintf(out, "\":%llu", (unsigned long long)st->proto[k]);
+    }
+    if (s->last_ms == 0) {
+        fputs(",\"last-activity\":null}}", out);
+    } else {
+        uint64_t ago = mono > s->last_ms ? (mono - s->last_ms) / 1000 : 0;
+        fprintf(out, ",\"last-activity\":%lld}}", (long long)(now - (int64_t)ago));
+    }
+}
+
+/* The JSON text of {"revision": N, [the gateway's settings,] "mappings": [...]}, or of one
+ * mapping (only >= 0); NULL when out of memory. */
+static char *mappings_text(struct api *api, ssize_t only, json_t *gateway)
+{
+    const struct config *run = gateway_config(api->g);
+    struct gateway_map_stats *stats = calloc(run->nmaps + 1, sizeof(*stats));
+    char *text = NULL;
+    size_t len = 0;
+    FILE *out = stats != NULL && cache_update(api) == 0 ? open_memstream(&text, &len) : NULL;
+    if (out == NULL) {
+        free(stats);
+        return NULL;
+    }
+    gateway_all_stats(api->g, stats);
+    if (only >= 0) {
+        write_mapping(out, api, (size_t)only, &stats[only]);
+    } else {
+        fprintf(out, "{\"revision\":%llu,", (unsigned long long)run->revision);
+        if (gateway != NULL) {
+            char *g = json_dumps(gateway, JSON_COMPACT);
+            fprintf(out, "\"gateway\":%s,", g != NULL ? g : "null");
+            free(g);
+        }
+        fputs("\"mappings\":[", out);
+        for (size_t i = 0; i < run->nmaps; i++) {
+            if (i > 0) {
+                fputc(',', out);
+            }
+            write_mapping(out, api, i, &stats[i]);
+        }
+        fputs("]}", out);
+    }
+    free(stats);
+    if (fclose(out) != 0) {
+        free(text);
+        return NULL;
+    }
+    return text;
+}
+
+/* Answers with the mappings (or one: only >= 0) as JSON text. */
+static void mappings_resp(struct api *api, ssize_t only, json_t *gateway, unsigned status,
+                          struct api_response *rs)
+{
+    rs->text = mappings_text(api, only, gateway);
+    json_decref(gateway);
+    if (rs->text == NULL) {
+        oom_resp(rs);
+        return;
+    }
+    rs->text_type = "application/json";
+    rs->status = status;
 }
 
 /* ---- changes ---- */
@@ -301,9 +391,10 @@ static ssize_t writable_mapping(const struct config *run, const char *name, stru
 }
 
 /* Replaces (i >= 0) or adds (i < 0) a mapping from obj. */
-static void put_mapping(struct gateway *g, json_t *obj, ssize_t i, bool created,
+static void put_mapping(struct api *api, json_t *obj, ssize_t i, bool created,
                         struct api_response *rs)
 {
+    struct gateway *g = api->g;
     int64_t now = (int64_t)time(NULL);
     struct config *cand = config_copy(gateway_config(g));
     if (cand == NULL) {
@@ -321,16 +412,16 @@ static void put_mapping(struct gateway *g, json_t *obj, ssize_t i, bool created,
     if (!check_and_apply(g, cand, 0, false, rs)) {
         return;
     }
-    rs->status = created ? 201 : 200;
-    rs->json = one_mapping(g, name, now);
+    mappings_resp(api, config_find_map(gateway_config(g), name), NULL, created ? 201 : 200, rs);
     if (created) {
         snprintf(rs->location, sizeof(rs->location), "/api/v1/mappings/%s", name);
     }
     log_info("map %s: %s through the admin API", name, created ? "added" : "changed");
 }
 
-static void post_mappings(struct gateway *g, const struct api_request *rq, struct api_response *rs)
+static void post_mappings(struct api *api, const struct api_request *rq, struct api_response *rs)
 {
+    struct gateway *g = api->g;
     const struct config *run = gateway_config(g);
     json_t *obj = parse_body(rq, rs);
     if (obj == NULL || !if_match_ok(run, rq, rs)) {
@@ -342,15 +433,16 @@ static void post_mappings(struct gateway *g, const struct api_request *rq, struc
         error_resp(rs, 409, "name", "name \"%s\" is taken: choose another, or PUT to change it",
                    name);
     } else {
-        put_mapping(g, obj, -1, true, rs);
+        put_mapping(api, obj, -1, true, rs);
     }
     json_decref(obj);
 }
 
 /* PUT (replace), PATCH (merge: null resets a key) and enable/disable (patch of enabled). */
-static void change_mapping(struct gateway *g, const struct api_request *rq, const char *name,
+static void change_mapping(struct api *api, const struct api_request *rq, const char *name,
                            json_t *patch, bool replace, struct api_response *rs)
 {
+    struct gateway *g = api->g;
     const struct config *run = gateway_config(g);
     if (!if_match_ok(run, rq, rs)) {
         return;
@@ -390,7 +482,7 @@ static void change_mapping(struct gateway *g, const struct api_request *rq, cons
         oom_resp(rs);
         return;
     }
-    put_mapping(g, obj, i, false, rs);
+    put_mapping(api, obj, i, false, rs);
     json_decref(obj);
 }
 
@@ -727,22 +819,18 @@ static void not_allowed(struct api_response *rs, const char *allowed)
     error_resp(rs, 405, NULL, "method not allowed here (allowed: %s)", allowed);
 }
 
-void api_handle(struct gateway *g, const struct api_request *rq, struct api_response *rs)
+void api_handle(struct api *api, const struct api_request *rq, struct api_response *rs)
 {
+    struct gateway *g = api->g;
     memset(rs, 0, sizeof(*rs));
     const char *p = rq->path;
-    int64_t now = (int64_t)time(NULL);
     const struct config *run = gateway_config(g);
     if (strcmp(p, "/mappings") == 0) {
         if (is(rq, "GET")) {
-            json_t *a = mappings_array(g, now);
-            rs->status = 200;
-            rs->json = a != NULL ? json_pack("{s:I,s:o}", "revision", (json_int_t)run->revision,
-                                             "mappings", a)
-                                 : NULL;
+            mappings_resp(api, -1, NULL, 200, rs);
             rs->etag = run->revision;
         } else if (is(rq, "POST")) {
-            post_mappings(g, rq, rs);
+            post_mappings(api, rq, rs);
         } else {
             not_allowed(rs, "GET, POST");
         }
@@ -765,21 +853,21 @@ void api_handle(struct gateway *g, const struct api_request *rq, struct api_resp
                 not_allowed(rs, "POST");
             } else {
                 json_t *patch = json_pack("{s:b}", "enabled", on);
-                change_mapping(g, rq, name, patch, false, rs);
+                change_mapping(api, rq, name, patch, false, rs);
                 json_decref(patch);
             }
         } else if (is(rq, "GET")) {
-            if (config_find_map(run, name) < 0) {
+            ssize_t i = config_find_map(run, name);
+            if (i < 0) {
                 error_resp(rs, 404, NULL, "no mapping called \"%s\"", name);
             } else {
-                rs->status = 200;
-                rs->json = one_mapping(g, name, now);
+                mappings_resp(api, i, NULL, 200, rs);
                 rs->etag = run->revision;
             }
         } else if (is(rq, "PUT") || is(rq, "PATCH")) {
             json_t *body = parse_body(rq, rs);
             if (body != NULL) {
-                change_mapping(g, rq, name, body, is(rq, "PUT"), rs);
+                change_mapping(api, rq, name, body, is(rq, "PUT"), rs);
             }
             json_decref(body);
         } else if (is(rq, "DELETE")) {
@@ -789,11 +877,7 @@ void api_handle(struct gateway *g, const struct api_request *rq, struct api_resp
         }
     } else if (strcmp(p, "/config") == 0) {
         if (is(rq, "GET")) {
-            json_t *a = mappings_array(g, now);
-            rs->status = 200;
-            rs->json = a != NULL ? json_pack("{s:I,s:o,s:o}", "revision", (json_int_t)run->revision,
-                                             "gateway", gateway_view(run), "mappings", a)
-                                 : NULL;
+            mappings_resp(api, -1, gateway_view(run), 200, rs);
             rs->etag = run->revision;
         } else if (is(rq, "PUT")) {
             put_config(g, rq, rs);

@@ -35,8 +35,13 @@ struct api_response {
     unsigned long long etag; /* an ETag (the revision), or 0 */
 };
 
-/* Handles one request on gateway g. Never fails: errors are responses. */
-void api_handle(struct gateway *g, const struct api_request *rq, struct api_response *rs);
+/* The API of gateway g. It keeps the JSON of each mapping's settings between requests (made
+ * again when the configuration's revision moves), so that listing thousands of mappings every
+ * two seconds costs their counters, not their settings. NULL when out of memory. */
+struct api *api_new(struct gateway *g);
+void api_free(struct api *api);
+/* Handles one request. Never fails: errors are responses. */
+void api_handle(struct api *api, const struct api_request *rq, struct api_response *rs);
 
 /* Open file descriptors of the process. */
 size_t api_open_fds(void);

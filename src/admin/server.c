@@ -59,6 +59,7 @@ struct admin {
     struct loop_timer leases;
     struct aconn conns; /* list head */
     struct auth *auth;
+    struct api *api;
 };
 
 /* A request being read. */
@@ -142,7 +143,7 @@ static enum MHD_Result send_error(struct MHD_Connection *c, unsigned status, con
 }
 
 static enum MHD_Result send_text(struct MHD_Connection *c, unsigned status, char *text,
-                                 const char *type)
+                                 const char *type, unsigned long long etag, const char *location)
 {
     struct MHD_Response *r =
         MHD_create_response_from_buffer(strlen(text), text, MHD_RESPMEM_MUST_FREE);
@@ -151,6 +152,14 @@ static enum MHD_Result send_text(struct MHD_Connection *c, unsigned status, char
         return MHD_NO;
     }
     MHD_add_response_header(r, "Content-Type", type);
+    if (etag != 0) {
+        char tag[32];
+        snprintf(tag, sizeof(tag), "\"%llu\"", etag);
+        MHD_add_response_header(r, "ETag", tag);
+    }
+    if (location != NULL && location[0] != '\0') {
+        MHD_add_response_header(r, "Location", location);
+    }
     return send_response(c, status, r);
 }
 
@@ -261,11 +270,11 @@ static enum MHD_Result api_request(struct admin_listener *l, struct MHD_Connecti
         .mapping = MHD_lookup_connection_value(c, MHD_GET_ARGUMENT_KIND, "mapping"),
     };
     struct api_response rs;
-    api_handle(l->a->g, &rq, &rs);
+    api_handle(l->a->api, &rq, &rs);
     loop_update_time(l->a->loop); /* a change may have taken a while (binding, fsync) */
     if (rs.text != NULL) {
         json_decref(rs.json);
-        return send_text(c, rs.status, rs.text, rs.text_type);
+        return send_text(c, rs.status, rs.text, rs.text_type, rs.etag, rs.location);
     }
     enum MHD_Result rc = send_json(c, rs.status, rs.json, rs.etag, rs.location, NULL);
     json_decref(rs.json);
@@ -655,7 +664,8 @@ int admin_start(struct admin *a, struct gateway *g)
         return 0;
     }
     a->auth = auth_new(gw->users_file);
-    if (a->auth == NULL) {
+    a->api = api_new(g);
+    if (a->auth == NULL || a->api == NULL) {
         log_error("admin: out of memory");
         return -1;
     }
@@ -699,6 +709,7 @@ void admin_free(struct admin *a)
         }
     }
     auth_free(a->auth);
+    api_free(a->api);
     if (a->loop != NULL) {
         loop_timer_stop(a->loop, &a->mhd_timer);
         loop_timer_stop(a->loop, &a->deadlines);

@@ -1076,18 +1076,6 @@ static const char *transport_name(const struct proto *p)
     return p->transport == SOCK_STREAM ? "tcp" : "udp";
 }
 
-static bool listen_overlaps(const struct map_conf *a, const struct map_conf *b)
-{
-    if (a->proto->transport != b->proto->transport || a->listen.ss_family != b->listen.ss_family) {
-        return false;
-    }
-    if (a->listen_hi < b->listen_lo || b->listen_hi < a->listen_lo) {
-        return false;
-    }
-    return addr_is_any(&a->listen) || addr_is_any(&b->listen) ||
-           addr_ip_equal(&a->listen, &b->listen);
-}
-
 /* The UDP ports m binds for itself (forward/proto.h): the key that sets them, or NULL. */
 static const char *own_udp_ports(const struct map_conf *m, uint16_t *lo, uint16_t *hi)
 {
@@ -1147,44 +1135,271 @@ static void resolve_target(struct config *c, struct map_conf *m)
     freeaddrinfo(res);
 }
 
+/* ---- the checks across mappings ----
+ *
+ * Every pair of mappings could clash (a name, listening ports, a protocol's own UDP ports), but
+ * a config may hold thousands of mappings and the admin interface checks the whole set on every
+ * change: so the pairs are found by sorting, and only pairs that do clash (or, for the rare
+ * mappings that bind UDP ports of their own, that might) are looked at. Each clash is reported
+ * at the later mapping, naming the earlier, in the order of the later ones.
+ */
+
+enum clash { CLASH_NAME, CLASH_LISTEN, CLASH_OWN_PORTS };
+
+struct pair {
+    uint32_t a, b; /* a defined after b */
+    uint32_t kind;
+};
+
+struct pairs {
+    struct pair *v;
+    size_t n, cap;
+    bool oom;
+};
+
+static void pair_add(struct pairs *ps, size_t i, size_t j, enum clash kind)
+{
+    if (ps->n == ps->cap) {
+        size_t cap = ps->cap ? ps->cap * 2 : 16;
+        struct pair *v = realloc(ps->v, cap * sizeof(*v));
+        if (v == NULL) {
+            ps->oom = true;
+            return;
+        }
+        ps->v = v;
+        ps->cap = cap;
+    }
+    ps->v[ps->n++] =
+        (struct pair){.a = (uint32_t)(i > j ? i : j), .b = (uint32_t)(i > j ? j : i), .kind = kind};
+}
+
+static int cmp_pair(const void *x, const void *y)
+{
+    const struct pair *p = x, *q = y;
+    if (p->a != q->a) {
+        return p->a < q->a ? -1 : 1;
+    }
+    if (p->kind != q->kind) {
+        return p->kind < q->kind ? -1 : 1;
+    }
+    return p->b < q->b ? -1 : (p->b > q->b);
+}
+
+/* qsort has no context argument: the config being sorted is passed through this. Only
+ * config_finish() sets it, on the thread that checks the config. */
+static __thread const struct config *sort_config;
+
+static int cmp_name(const void *x, const void *y)
+{
+    const uint32_t *i = x, *j = y;
+    int r = strcmp(sort_config->maps[*i].name, sort_config->maps[*j].name);
+    return r != 0 ? r : (*i < *j ? -1 : (*i > *j));
+}
+
+static bool listening(const struct map_conf *m)
+{
+    return m->enabled && m->listen_lo != 0 && m->proto != NULL;
+}
+
+/* The address part of a listener, for sorting: transport, family, then the address bytes. */
+static int cmp_listen_addr(const struct map_conf *a, const struct map_conf *b)
+{
+    if (a->proto->transport != b->proto->transport) {
+        return a->proto->transport < b->proto->transport ? -1 : 1;
+    }
+    if (a->listen.ss_family != b->listen.ss_family) {
+        return a->listen.ss_family < b->listen.ss_family ? -1 : 1;
+    }
+    if (a->listen.ss_family == AF_INET6) {
+        return memcmp(&((const struct sockaddr_in6 *)&a->listen)->sin6_addr,
+                      &((const struct sockaddr_in6 *)&b->listen)->sin6_addr, 16);
+    }
+    return memcmp(&((const struct sockaddr_in *)&a->listen)->sin_addr,
+                  &((const struct sockaddr_in *)&b->listen)->sin_addr, 4);
+}
+
+/* Listeners by (transport, family, wildcard first, address, first port). */
+static int cmp_listen(const void *x, const void *y)
+{
+    const struct map_conf *a = &sort_config->maps[*(const uint32_t *)x];
+    const struct map_conf *b = &sort_config->maps[*(const uint32_t *)y];
+    if (a->proto->transport != b->proto->transport || a->listen.ss_family != b->listen.ss_family) {
+        return cmp_listen_addr(a, b);
+    }
+    bool wa = addr_is_any(&a->listen), wb = addr_is_any(&b->listen);
+    if (wa != wb) {
+        return wa ? -1 : 1;
+    }
+    int r = cmp_listen_addr(a, b);
+    if (r != 0) {
+        return r;
+    }
+    return a->listen_lo < b->listen_lo ? -1 : (a->listen_lo > b->listen_lo);
+}
+
+static bool same_family_and_transport(const struct map_conf *a, const struct map_conf *b)
+{
+    return a->proto->transport == b->proto->transport && a->listen.ss_family == b->listen.ss_family;
+}
+
+/* Finds the pairs of listeners whose ports overlap on the same address, or where one is a
+ * wildcard of the other's family and transport. idx holds the listening mappings. */
+static void find_listen_clashes(const struct config *c, uint32_t *idx, size_t n, struct pairs *ps)
+{
+    sort_config = c;
+    qsort(idx, n, sizeof(*idx), cmp_listen);
+    /* The same address (wildcards among themselves too): sorted by first port, a listener
+     * overlaps the following ones that start before it ends. */
+    for (size_t i = 0; i < n; i++) {
+        const struct map_conf *a = &c->maps[idx[i]];
+        for (size_t j = i + 1; j < n; j++) {
+            const struct map_conf *b = &c->maps[idx[j]];
+            if (cmp_listen_addr(a, b) != 0 || addr_is_any(&a->listen) != addr_is_any(&b->listen) ||
+                b->listen_lo > a->listen_hi) {
+                break;
+            }
+            pair_add(ps, idx[i], idx[j], CLASH_LISTEN);
+        }
+    }
+    /* A specific address against the wildcards of its family and transport, which sort first
+     * in their group: the wildcards whose first port is at most its last, back from the last
+     * one, while the highest last port among them can still reach its first. */
+    size_t g = 0;
+    while (g < n) {
+        size_t w_end = g, end = g;
+        while (end < n && same_family_and_transport(&c->maps[idx[g]], &c->maps[idx[end]])) {
+            end++;
+        }
+        while (w_end < end && addr_is_any(&c->maps[idx[w_end]].listen)) {
+            w_end++;
+        }
+        if (w_end > g) {
+            size_t nw = w_end - g;
+            uint16_t *reach = malloc(nw * sizeof(*reach)); /* highest last port so far */
+            uint32_t *w = malloc(nw * sizeof(*w));
+            if (reach == NULL || w == NULL) {
+                ps->oom = true;
+                free(reach);
+                free(w);
+                return;
+            }
+            /* The wildcards by first port (they are sorted so already within their address). */
+            memcpy(w, idx + g, nw * sizeof(*w));
+            for (size_t k = 0; k < nw; k++) {
+                uint16_t hi = c->maps[w[k]].listen_hi;
+                reach[k] = k > 0 && reach[k - 1] > hi ? reach[k - 1] : hi;
+            }
+            for (size_t s = w_end; s < end; s++) {
+                const struct map_conf *m = &c->maps[idx[s]];
+                size_t lo = 0, hi = nw; /* the first wildcard starting after m's last port */
+                while (lo < hi) {
+                    size_t mid = (lo + hi) / 2;
+                    if (c->maps[w[mid]].listen_lo <= m->listen_hi) {
+                        lo = mid + 1;
+                    } else {
+                        hi = mid;
+                    }
+                }
+                for (size_t k = lo; k-- > 0 && reach[k] >= m->listen_lo;) {
+                    if (c->maps[w[k]].listen_hi >= m->listen_lo) {
+                        pair_add(ps, idx[s], w[k], CLASH_LISTEN);
+                    }
+                }
+            }
+            free(reach);
+            free(w);
+        }
+        g = end;
+    }
+}
+
+/* At most this many clashes are listed; a config with more gets one line saying so. */
+#define MAX_CLASHES 100
+
 int config_finish(struct config *c, bool resolve)
 {
     if (c->nmaps == 0 && c->nerrors == 0 && !config_admin_on(&c->gw)) {
         add_error(c, "no mappings: give a config file with [map NAME] sections (-c FILE) or --map "
                      "SPEC");
     }
+    struct pairs ps = {0};
+    uint32_t *idx = malloc((c->nmaps + 1) * sizeof(*idx));
+    if (idx == NULL) {
+        add_error(c, "out of memory checking the configuration");
+        return -1;
+    }
+    /* Names: the file refuses a second [map NAME] as it reads it; a --map name= or the state
+     * file can still clash. Equal names sort next to each other. */
     for (size_t i = 0; i < c->nmaps; i++) {
-        struct map_conf *a = &c->maps[i];
-        for (size_t j = 0; j < i; j++) {
-            /* The file refuses a second [map NAME] as it reads it; a --map name= can still clash.
-             */
-            if (strcmp(a->name, c->maps[j].name) == 0) {
-                char at[MAP_CONF_SOURCELEN + 16], bt[MAP_CONF_SOURCELEN + 16];
-                where(at, sizeof(at), a->source, a->line);
-                where(bt, sizeof(bt), c->maps[j].source, c->maps[j].line);
-                add_field_error(c, "name", "%s: name \"%s\" is already used by [map %s] at %s", at,
-                                a->name, a->name, bt);
-            }
-        }
-        if (!a->enabled || a->listen_lo == 0 || a->proto == NULL) {
-            continue;
-        }
-        for (size_t j = 0; j < i; j++) {
-            struct map_conf *b = &c->maps[j];
-            if (!b->enabled || b->listen_lo == 0 || b->proto == NULL) {
-                continue;
-            }
-            char at[MAP_CONF_SOURCELEN + 16], bt[MAP_CONF_SOURCELEN + 16];
-            where(at, sizeof(at), a->source, a->line);
-            where(bt, sizeof(bt), b->source, b->line);
-            if (listen_overlaps(a, b)) {
-                add_field_error(
-                    c, "listen", "%s: [map %s] listen: %s ports %u-%u overlap [map %s] at %s", at,
-                    a->name, transport_name(a->proto), a->listen_lo, a->listen_hi, b->name, bt);
-            }
-            check_own_udp_ports(c, a, b, at, bt);
+        idx[i] = (uint32_t)i;
+    }
+    sort_config = c;
+    qsort(idx, c->nmaps, sizeof(*idx), cmp_name);
+    for (size_t i = 1; i < c->nmaps; i++) {
+        for (size_t j = i; j-- > 0 && strcmp(c->maps[idx[j]].name, c->maps[idx[i]].name) == 0;) {
+            pair_add(&ps, idx[i], idx[j], CLASH_NAME);
         }
     }
+    size_t n = 0;
+    for (size_t i = 0; i < c->nmaps; i++) {
+        if (listening(&c->maps[i])) {
+            idx[n++] = (uint32_t)i;
+        }
+    }
+    find_listen_clashes(c, idx, n, &ps);
+    /* A protocol's own UDP ports (rtp-ports): the few mappings that have some, against all. */
+    for (size_t i = 0; i < c->nmaps; i++) {
+        uint16_t lo, hi;
+        if (!listening(&c->maps[i]) || own_udp_ports(&c->maps[i], &lo, &hi) == NULL) {
+            continue;
+        }
+        for (size_t j = 0; j < c->nmaps; j++) {
+            uint16_t lo2, hi2;
+            bool theirs = own_udp_ports(&c->maps[j], &lo2, &hi2) != NULL;
+            if (j != i && listening(&c->maps[j]) && !(theirs && j > i)) {
+                pair_add(&ps, i, j, CLASH_OWN_PORTS);
+            }
+        }
+    }
+    free(idx);
+    if (ps.oom) {
+        add_error(c, "out of memory checking the configuration");
+    }
+    if (ps.n > 0) {
+        qsort(ps.v, ps.n, sizeof(*ps.v), cmp_pair);
+    }
+    size_t shown = 0, before = c->nerrors;
+    for (size_t k = 0; k < ps.n; k++) {
+        const struct map_conf *a = &c->maps[ps.v[k].a], *b = &c->maps[ps.v[k].b];
+        if (k > 0 && cmp_pair(&ps.v[k], &ps.v[k - 1]) == 0) {
+            continue; /* found twice (two wildcards) */
+        }
+        if (shown == MAX_CLASHES) {
+            add_error(c, "... and more clashes between mappings (only the first %d are listed)",
+                      MAX_CLASHES);
+            break;
+        }
+        char at[MAP_CONF_SOURCELEN + 16], bt[MAP_CONF_SOURCELEN + 16];
+        where(at, sizeof(at), a->source, a->line);
+        where(bt, sizeof(bt), b->source, b->line);
+        switch (ps.v[k].kind) {
+        case CLASH_NAME:
+            add_field_error(c, "name", "%s: name \"%s\" is already used by [map %s] at %s", at,
+                            a->name, a->name, bt);
+            break;
+        case CLASH_LISTEN:
+            add_field_error(
+                c, "listen", "%s: [map %s] listen: %s ports %u-%u overlap [map %s] at %s", at,
+                a->name, transport_name(a->proto), a->listen_lo, a->listen_hi, b->name, bt);
+            break;
+        default:
+            check_own_udp_ports(c, a, b, at, bt);
+            break;
+        }
+        shown += c->nerrors > before;
+        before = c->nerrors;
+    }
+    free(ps.v);
     if (c->nerrors == 0 && resolve) {
         for (size_t i = 0; i < c->nmaps; i++) {
             if (c->maps[i].target.ss_family == 0) {

@@ -243,16 +243,139 @@ static bool slot_in_use(const struct lslot *s)
     return s->tcp != NULL || s->udp != NULL;
 }
 
+/* The next configuration's mappings and listening sockets, made before anything changes. */
+struct plan {
+    struct mapping **maps; /* one per enabled mapping */
+    size_t nmaps;
+    struct listener *ls;
+    size_t nls, cap;
+    unsigned added, changed, same;
+    /* The running state, indexed: a config may have thousands of mappings, and a change of one
+     * must not compare each with all. */
+    struct mapping **by_name; /* g->maps by name */
+    bool *kept;               /* by_name[i] goes on in the new set */
+    size_t *ls_order;         /* g->ls by transport, family, port, address */
+};
+
+/* qsort has no context argument; apply() runs on the control thread only. */
+static const struct gateway *sort_gateway;
+
+static int cmp_map_name(const void *x, const void *y)
+{
+    return strcmp((*(struct mapping *const *)x)->conf.name,
+                  (*(struct mapping *const *)y)->conf.name);
+}
+
+/* The key listeners are found by: transport, family, port, then the address bytes. */
+static int cmp_listen_key(const struct listener *a, int transport, const struct sockaddr_storage *b)
+{
+    if (a->proto->transport != transport) {
+        return a->proto->transport < transport ? -1 : 1;
+    }
+    if (a->addr.ss_family != b->ss_family) {
+        return a->addr.ss_family < b->ss_family ? -1 : 1;
+    }
+    uint16_t pa = addr_port(&a->addr), pb = addr_port(b);
+    if (pa != pb) {
+        return pa < pb ? -1 : 1;
+    }
+    if (b->ss_family == AF_INET6) {
+        return memcmp(&((const struct sockaddr_in6 *)&a->addr)->sin6_addr,
+                      &((const struct sockaddr_in6 *)b)->sin6_addr, 16);
+    }
+    return memcmp(&((const struct sockaddr_in *)&a->addr)->sin_addr,
+                  &((const struct sockaddr_in *)b)->sin_addr, 4);
+}
+
+static int cmp_ls_order(const void *x, const void *y)
+{
+    const struct listener *a = &sort_gateway->ls[*(const size_t *)x];
+    const struct listener *b = &sort_gateway->ls[*(const size_t *)y];
+    return cmp_listen_key(a, b->proto->transport, &b->addr);
+}
+
+/* The first position in p->ls_order whose listener is not below (transport, addr). */
+static size_t ls_lower_bound(const struct gateway *g, const struct plan *p, int transport,
+                             const struct sockaddr_storage *addr)
+{
+    size_t lo = 0, hi = g->nls;
+    while (lo < hi) {
+        size_t mid = (lo + hi) / 2;
+        if (cmp_listen_key(&g->ls[p->ls_order[mid]], transport, addr) < 0) {
+            lo = mid + 1;
+        } else {
+            hi = mid;
+        }
+    }
+    return lo;
+}
+
+/* Index of mapping name in p->by_name, or -1. */
+static ssize_t plan_find_old(const struct gateway *g, const struct plan *p, const char *name)
+{
+    size_t lo = 0, hi = g->nmaps;
+    while (lo < hi) {
+        size_t mid = (lo + hi) / 2;
+        int r = strcmp(p->by_name[mid]->conf.name, name);
+        if (r == 0) {
+            return (ssize_t)mid;
+        }
+        if (r < 0) {
+            lo = mid + 1;
+        } else {
+            hi = mid;
+        }
+    }
+    return -1;
+}
+
+/* Indexes the running state for the plan. Returns 0 or -ENOMEM. */
+static int plan_index(struct gateway *g, struct plan *p)
+{
+    p->by_name = malloc((g->nmaps + 1) * sizeof(*p->by_name));
+    p->kept = calloc(g->nmaps + 1, sizeof(*p->kept));
+    p->ls_order = malloc((g->nls + 1) * sizeof(*p->ls_order));
+    if (p->by_name == NULL || p->kept == NULL || p->ls_order == NULL) {
+        return -ENOMEM;
+    }
+    if (g->nmaps > 0) { /* none at start: g->maps is NULL */
+        memcpy(p->by_name, g->maps, g->nmaps * sizeof(*p->by_name));
+        qsort(p->by_name, g->nmaps, sizeof(*p->by_name), cmp_map_name);
+    }
+    for (size_t i = 0; i < g->nls; i++) {
+        p->ls_order[i] = i;
+    }
+    sort_gateway = g;
+    qsort(p->ls_order, g->nls, sizeof(*p->ls_order), cmp_ls_order);
+    return 0;
+}
+
+static void plan_index_free(struct plan *p)
+{
+    free(p->by_name);
+    free(p->kept);
+    free(p->ls_order);
+    p->by_name = NULL;
+    p->kept = NULL;
+    p->ls_order = NULL;
+}
+
 /* True if a running listener of ours holds l's port on an overlapping address of its family and
  * transport (the same address, or a wildcard on either side): l's sockets join it there, since
  * every socket is bound with SO_REUSEPORT, until the commit closes the old one. */
-static bool port_is_ours(const struct gateway *g, const struct listener *l)
+static bool port_is_ours(const struct gateway *g, const struct plan *p, const struct listener *l)
 {
-    for (size_t j = 0; j < g->nls; j++) {
-        const struct listener *o = &g->ls[j];
-        if (o->proto->transport == l->proto->transport && o->addr.ss_family == l->addr.ss_family &&
-            addr_port(&o->addr) == addr_port(&l->addr) &&
-            (addr_is_any(&o->addr) || addr_is_any(&l->addr) || addr_ip_equal(&o->addr, &l->addr))) {
+    /* The running listeners of l's transport, family and port sort together, from the one at
+     * the lowest address (the wildcard, all zeroes) on. */
+    struct sockaddr_storage lowest = {.ss_family = l->addr.ss_family};
+    addr_set_port(&lowest, addr_port(&l->addr));
+    for (size_t k = ls_lower_bound(g, p, l->proto->transport, &lowest); k < g->nls; k++) {
+        const struct listener *o = &g->ls[p->ls_order[k]];
+        if (o->proto->transport != l->proto->transport || o->addr.ss_family != l->addr.ss_family ||
+            addr_port(&o->addr) != addr_port(&l->addr)) {
+            break;
+        }
+        if (addr_is_any(&o->addr) || addr_is_any(&l->addr) || addr_ip_equal(&o->addr, &l->addr)) {
             return true;
         }
     }
@@ -269,11 +392,12 @@ static bool port_is_ours(const struct gateway *g, const struct listener *l)
  * ours holds it already, the probe would only find us. Returns 0, or -1 (logged; the sockets
  * bound so far stay in l->slots for the caller).
  */
-static int bind_slots(struct gateway *g, struct listener *l, const struct listener *from)
+static int bind_slots(struct gateway *g, const struct plan *p, struct listener *l,
+                      const struct listener *from)
 {
     bool tcp = l->proto->transport == SOCK_STREAM;
     int pktinfo = addr_is_any(&l->addr);
-    bool probe = from == NULL && !port_is_ours(g, l);
+    bool probe = from == NULL && !port_is_ours(g, p, l);
     for (unsigned w = 0; w < nsockets(g, l->proto); w++) {
         if (from != NULL && slot_in_use(&from->slots[w])) {
             continue; /* kept */
@@ -347,20 +471,15 @@ static void w_apply(struct worker *w, void *arg)
     ctx->max_pipes = g->max_pipes / g->nworkers + (w->id < g->max_pipes % g->nworkers);
 }
 
-/* The next configuration's mappings and listening sockets, made before anything changes. */
-struct plan {
-    struct mapping **maps; /* one per enabled mapping */
-    size_t nmaps;
-    struct listener *ls;
-    size_t nls, cap;
-    unsigned added, changed, same;
-};
-
 /* The running generation of mc's mapping when mc leaves it as it is, else a new generation (it
  * inherits the state of the one it replaces) or a new mapping. NULL when out of memory. */
 static struct mapping *plan_mapping(struct gateway *g, struct plan *p, const struct map_conf *mc)
 {
-    struct mapping *old = find_map(g->maps, g->nmaps, mc->name);
+    ssize_t k = plan_find_old(g, p, mc->name);
+    struct mapping *old = k >= 0 ? p->by_name[k] : NULL;
+    if (k >= 0) {
+        p->kept[k] = true;
+    }
     struct mapping *m;
     if (old != NULL && map_conf_equal(&old->conf, mc)) {
         m = mapping_ref(old);
@@ -406,13 +525,13 @@ static int plan_port(struct gateway *g, struct plan *p, struct mapping *m, uint1
     l->from = -1;
     /* The running socket on the same transport, address and port is kept, whatever the
      * protocol: a reload may turn a tcp mapping into an rtsp one. */
-    for (size_t j = 0; j < g->nls; j++) {
+    size_t k = ls_lower_bound(g, p, l->proto->transport, &l->addr);
+    if (k < g->nls) {
+        size_t j = p->ls_order[k];
         struct listener *o = &g->ls[j];
-        if (!o->keep && o->proto->transport == l->proto->transport &&
-            addr_equal(&o->addr, &l->addr)) {
+        if (!o->keep && cmp_listen_key(o, l->proto->transport, &l->addr) == 0) {
             o->keep = true;
             l->from = (ssize_t)j;
-            break;
         }
     }
     l->slots = calloc(g->nworkers, sizeof(*l->slots));
@@ -423,7 +542,7 @@ static int plan_port(struct gateway *g, struct plan *p, struct mapping *m, uint1
     for (unsigned w = 0; w < g->nworkers; w++) {
         l->slots[w].fd = -1;
     }
-    return bind_slots(g, l, l->from >= 0 ? &g->ls[l->from] : NULL);
+    return bind_slots(g, p, l, l->from >= 0 ? &g->ls[l->from] : NULL);
 }
 
 /* Puts the plan's new TCP sockets in the listening state, once everything else is bound.
@@ -451,6 +570,7 @@ static void plan_discard(struct gateway *g, struct plan *p)
 {
     free_slots(p->ls, p->nls, g->nworkers);
     free_maps(p->maps, p->nmaps);
+    plan_index_free(p);
     for (size_t j = 0; j < g->nls; j++) {
         g->ls[j].keep = false;
     }
@@ -485,11 +605,13 @@ static void commit(struct gateway *g, struct config *cfg, struct plan *p)
     }
     unsigned removed = 0;
     for (size_t i = 0; i < g->nmaps; i++) {
-        if (find_map(p->maps, p->nmaps, g->maps[i]->conf.name) == NULL) {
+        if (!p->kept[i]) {
             removed++;
-            log_info("map %s: removed; its established connections go on", g->maps[i]->conf.name);
+            log_info("map %s: removed; its established connections go on",
+                     p->by_name[i]->conf.name);
         }
     }
+    plan_index_free(p);
     g->old_ls = g->ls;
     g->old_nls = g->nls;
     g->ls = p->ls;
@@ -536,7 +658,9 @@ static int apply(struct gateway *g, struct config *cfg)
     g->apply_errno = 0;
     g->apply_error[0] = '\0';
     struct plan p = {.maps = calloc(cfg->nmaps + 1, sizeof(*p.maps))};
-    if (p.maps == NULL) {
+    if (p.maps == NULL || plan_index(g, &p) != 0) {
+        free(p.maps);
+        plan_index_free(&p);
         apply_failed(g, -ENOMEM, "out of memory applying the configuration");
         return -1;
     }

@@ -57,6 +57,10 @@ def test_add_change_disable_delete(admin_gateway):
     assert maps["file"]["read-only"] is True
     assert re.fullmatch(r".*/portgate\.conf:\d+", maps["file"]["source"]), maps["file"]
     assert maps["cam"]["max-conns"] == 0 and maps["cam"]["connect-timeout"] == "10s"
+    # The list and a single read show a mapping alike (the list is written from a cache).
+    for name in ("cam", "file"):
+        one = api.get(f"{API}/mappings/{name}").json
+        assert one == maps[name], (one, maps[name])
     # On disk before the answer: the state file has it, with the revision.
     st = json.loads(g.state.read_text())
     assert st["revision"] == rev and [m["name"] for m in st["mappings"]] == ["cam"]
@@ -351,6 +355,8 @@ def test_lease_ends(admin_gateway):
     assert r.status == 201 and 0 <= r.json["lease"] <= 1 and r.json["expires"] > 0, r
     assert echo_roundtrip(port) == b"hello portgate"
     assert json.loads(g.state.read_text())["mappings"][0]["expires"] == r.json["expires"]
+    listed = api.mappings()["tmp"]
+    assert listed["expires"] == r.json["expires"] and listed["lease"] <= 1
     deadline = time.time() + 5
     while "tmp" in api.mappings() and time.time() < deadline:
         time.sleep(0.1)

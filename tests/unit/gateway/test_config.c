@@ -323,6 +323,80 @@ static void test_file_errors(void **state)
                  "longer than 107 bytes");
 }
 
+/* Brute force: do two listeners clash (what config_finish finds by sorting)? */
+static bool overlap(const struct map_conf *a, const struct map_conf *b)
+{
+    if (a->proto->transport != b->proto->transport || a->listen.ss_family != b->listen.ss_family ||
+        a->listen_hi < b->listen_lo || b->listen_hi < a->listen_lo) {
+        return false;
+    }
+    return addr_is_any(&a->listen) || addr_is_any(&b->listen) ||
+           addr_ip_equal(&a->listen, &b->listen);
+}
+
+/* Random sets of listeners, crowded into few addresses and ports: config_finish reports
+ * exactly the clashing pairs that comparing every pair finds. */
+static void test_clashes_match_brute_force(void **state)
+{
+    (void)state;
+    static const char *const addrs[] = {"0.0.0.0",     "192.0.2.1", "192.0.2.2",
+                                        "[::]",        "[2001:db8::1]"};
+    static const char *const protos[] = {"tcp", "udp"};
+    /* A specific address across two wildcards, one of them long: both are found. */
+    struct config *w = config_new();
+    assert_int_equal(config_add_spec(w, "tcp:0.0.0.0:1-2=192.0.2.9:7,name=w1", 1), 0);
+    assert_int_equal(config_add_spec(w, "tcp:0.0.0.0:3-4=192.0.2.9:7,name=w2", 2), 0);
+    assert_int_equal(config_add_spec(w, "tcp:192.0.2.1:2-3=192.0.2.9:7,name=s", 3), 0);
+    assert_int_equal(config_finish(w, false), -1);
+    assert_int_equal(w->nerrors, 2);
+    config_free(w);
+    w = config_new();
+    assert_int_equal(config_add_spec(w, "udp:[::]:1-9=192.0.2.9:7,name=w1", 1), 0);
+    assert_int_equal(config_add_spec(w, "udp:[::]:20-21=192.0.2.9:7,name=w2", 2), 0);
+    assert_int_equal(config_add_spec(w, "udp:[2001:db8::1]:5=192.0.2.9:7,name=s", 3), 0);
+    assert_int_equal(config_finish(w, false), -1);
+    assert_int_equal(w->nerrors, 1);
+    assert_non_null(strstr(w->errors[0], "[map s] listen: udp ports 5-5 overlap [map w1]"));
+    config_free(w);
+    unsigned seed = 12345;
+    for (int round = 0; round < 2000; round++) {
+        struct config *c = config_new();
+        int n = 2 + (int)(rand_r(&seed) % 12);
+        for (int i = 0; i < n; i++) {
+            char spec[128];
+            unsigned lo = 1 + rand_r(&seed) % 20, len = rand_r(&seed) % 4;
+            snprintf(spec, sizeof(spec), "%s:%s:%u-%u=192.0.2.9:7,name=m%d%s",
+                     protos[rand_r(&seed) % 2], addrs[rand_r(&seed) % 5], lo, lo + len, i,
+                     rand_r(&seed) % 8 == 0 ? ",enabled=no" : "");
+            assert_int_equal(config_add_spec(c, spec, i + 1), 0);
+        }
+        config_finish(c, false);
+        int want = 0;
+        for (int i = 0; i < n; i++) {
+            for (int j = 0; j < i; j++) {
+                const struct map_conf *a = &c->maps[i], *b = &c->maps[j];
+                if (!a->enabled || !b->enabled || !overlap(a, b)) {
+                    continue;
+                }
+                want++;
+                char msg[64];
+                snprintf(msg, sizeof(msg), "[map m%d] listen:", i);
+                char other[64];
+                snprintf(other, sizeof(other), "overlap [map m%d] at", j);
+                bool found = false;
+                for (size_t e = 0; e < c->nerrors && !found; e++) {
+                    found = strstr(c->errors[e], msg) && strstr(c->errors[e], other);
+                }
+                if (!found) {
+                    fail_msg("round %d: m%d and m%d clash, not reported", round, i, j);
+                }
+            }
+        }
+        assert_int_equal((int)c->nerrors, want);
+        config_free(c);
+    }
+}
+
 /* The admin interface's keys: a file gets the documented defaults, which it may change; a
  * config made without a file (--map only) has no admin interface. */
 static void test_admin_keys(void **state)
@@ -722,7 +796,7 @@ int main(void)
         cmocka_unit_test(test_resolve),
         cmocka_unit_test(test_equal_and_copy),
         cmocka_unit_test(test_admin_keys),
-        cmocka_unit_test(test_map_keys_round_trip),
+        cmocka_unit_test(test_map_keys_round_trip), cmocka_unit_test(test_clashes_match_brute_force),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
