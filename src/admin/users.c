@@ -344,13 +344,33 @@ void users_each_token(const struct users *u,
 
 /* ---- changes ---- */
 
+/* The directory holding path, in dir (len bytes). */
+static const char *dir_of(const char *path, char *dir, size_t len)
+{
+    char copy[600];
+    snprintf(copy, sizeof(copy), "%s", path);
+    snprintf(dir, len, "%s", dirname(copy));
+    return dir;
+}
+
 static int write_file(const char *path, const struct users *u, char *err, size_t errlen)
 {
-    char tmp[600];
+    char tmp[600], dir[600];
     snprintf(tmp, sizeof(tmp), "%s.tmp", path);
     int fd = open(tmp, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0600);
     if (fd == -1) {
         snprintf(err, errlen, "%s: %s", tmp, strerror(errno));
+        return -1;
+    }
+    /* Root keeps the file whose it was (the gateway's, when it runs as its own user). */
+    struct stat sb;
+    if (geteuid() == 0 &&
+        (stat(path, &sb) == 0 || stat(dir_of(path, dir, sizeof(dir)), &sb) == 0) &&
+        fchown(fd, sb.st_uid, sb.st_gid) != 0) {
+        snprintf(err, errlen, "%s: giving it to uid %u: %s", tmp, (unsigned)sb.st_uid,
+                 strerror(errno));
+        close(fd);
+        unlink(tmp);
         return -1;
     }
     FILE *f = fdopen(fd, "w");
@@ -383,9 +403,7 @@ static int write_file(const char *path, const struct users *u, char *err, size_t
         unlink(tmp);
         return -1;
     }
-    char dir[600];
-    snprintf(dir, sizeof(dir), "%s", path);
-    int dfd = open(dirname(dir), O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+    int dfd = open(dir_of(path, dir, sizeof(dir)), O_RDONLY | O_DIRECTORY | O_CLOEXEC);
     if (dfd >= 0) {
         fsync(dfd);
         close(dfd);
@@ -398,17 +416,22 @@ static int edit(const char *path,
                 int (*change)(struct users *u, void *arg, char *err, size_t errlen), void *arg,
                 char *err, size_t errlen)
 {
-    char lockpath[600];
-    snprintf(lockpath, sizeof(lockpath), "%s.lock", path);
-    int lock = open(lockpath, O_RDWR | O_CREAT | O_CLOEXEC, 0600);
+    /* The lock is on the directory: a lock file would be one more file whose owner could keep
+     * the gateway or the commands out. */
+    char dir[600];
+    dir_of(path, dir, sizeof(dir));
+    int lock = open(dir, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+    if (lock == -1 && errno == ENOENT && mkdir(dir, 0750) == 0) {
+        lock = open(dir, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+    }
     if (lock == -1) {
-        snprintf(err, errlen, "%s: %s", lockpath, strerror(errno));
+        snprintf(err, errlen, "%s: %s", dir, strerror(errno));
         return -1;
     }
     int rc = -1;
     struct users *u = NULL;
     if (flock(lock, LOCK_EX) != 0) {
-        snprintf(err, errlen, "%s: %s", lockpath, strerror(errno));
+        snprintf(err, errlen, "%s: %s", dir, strerror(errno));
         goto out;
     }
     u = users_open(path);

@@ -12,9 +12,12 @@
  * constant time.
  *
  * The gateway reads the file again whenever it changed (users_refresh()); `portgate passwd` and
- * `portgate token` rewrite it whole (a temporary file and a rename, under a lock on PATH.lock),
- * as does the gateway when a user changes a password or makes a token on the page, so that
- * neither loses the other's change. The file is mode 0600.
+ * `portgate token` rewrite it whole (a temporary file and a rename, under a lock on its
+ * directory), as does the gateway when a user changes a password or makes a token on the page,
+ * so that neither loses the other's change. The file is mode 0600 and stays its owner's: run as
+ * root, the commands give the new file the owner of the old one, or of the directory for a new
+ * one (the state directory, which a service's user owns), so the gateway can still read and
+ * rewrite it. Its directory is made (0750) if missing.
  */
 #ifndef PORTGATE_USERS_H
 #define PORTGATE_USERS_H

@@ -819,6 +819,15 @@ static char *read_line(char *str, int num, void *stream)
     }
     if (indented && st->sec != SEC_NONE) {
         st->mb.continued = true; /* inih treats it as a continuation of the previous key */
+        /* inih strips a comment after a value (" ; ...") on the key's own line only: so do
+         * the same for a continuation line here. */
+        for (char *c = str + 1; *c != '\0'; c++) {
+            if (*c == ';' && (c[-1] == ' ' || c[-1] == '\t')) {
+                c[0] = '\n';
+                c[1] = '\0';
+                break;
+            }
+        }
         return str;
     }
     if (strpbrk(s, "=:") == NULL) {

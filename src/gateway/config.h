@@ -27,7 +27,7 @@
 #define CONFIG_ADMIN "127.0.0.1:8088"
 #define CONFIG_ADMIN_SOCKET "/run/portgate/admin.sock"
 #define CONFIG_STATE "/var/lib/portgate/state.json"
-#define CONFIG_USERS_FILE "/etc/portgate/users"
+#define CONFIG_USERS_FILE "/var/lib/portgate/users"
 #define CONFIG_PATHLEN 512
 
 struct config_gateway {

@@ -165,6 +165,37 @@ static void test_passwords_and_tokens(void **state)
     assert_int_equal(system(cmd), 0);
 }
 
+/* Run by root, the commands keep the file whose it was: the directory's for a new one, the old
+ * file's owner afterwards; and they make a missing directory. */
+static void test_owner_kept(void **state)
+{
+    (void)state;
+    if (geteuid() != 0) {
+        skip();
+    }
+    char dir[] = "/tmp/portgate-owner-XXXXXX", path[128], err[768];
+    assert_non_null(mkdtemp(dir));
+    assert_int_equal(chown(dir, 65534, 65534), 0);
+    snprintf(path, sizeof(path), "%s/users", dir);
+    assert_int_equal(users_set_password(path, "alice", "correct horse", err, sizeof(err)), 0);
+    struct stat sb;
+    assert_int_equal(stat(path, &sb), 0);
+    assert_int_equal(sb.st_uid, 65534);
+    assert_int_equal(sb.st_mode & 0777, 0600);
+    assert_int_equal(chown(path, 65533, 65533), 0);
+    char token[USERS_TOKEN_LEN + 1];
+    assert_int_equal(users_token_create(path, "ci", token, err, sizeof(err)), 0);
+    assert_int_equal(stat(path, &sb), 0);
+    assert_int_equal(sb.st_uid, 65533);
+    assert_int_equal(sb.st_gid, 65533);
+    char sub[160];
+    snprintf(sub, sizeof(sub), "%s/new/users", dir);
+    assert_int_equal(users_set_password(sub, "bob", "long enough", err, sizeof(err)), 0);
+    char cmd[160];
+    snprintf(cmd, sizeof(cmd), "rm -rf %s", dir);
+    assert_int_equal(system(cmd), 0);
+}
+
 int main(void)
 {
     assert_true(sodium_init() >= 0);
@@ -172,6 +203,7 @@ int main(void)
         cmocka_unit_test(test_parse),
         cmocka_unit_test(test_names),
         cmocka_unit_test(test_passwords_and_tokens),
+        cmocka_unit_test(test_owner_kept),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }

@@ -102,7 +102,7 @@ static void test_file_ok(void **state)
     struct config *c = load("; a comment\n# another\n[gateway]\nlog-level = debug\n"
                             "drain-timeout = 5s\nworkers = 3\nbusy-poll = 50us\n\n" MAP_OK
                             "allow = 198.51.100.0/24 ; inline comment\n"
-                            "allow = 203.0.113.0/24,\n  2001:db8::/32\n"
+                            "allow = 203.0.113.0/24,\n  2001:db8::/32 ; continued, with a comment\n"
                             "deny = 198.51.100.7\nmax-conns = 100\nmax-conns-per-ip = 4\n"
                             "connect-timeout = 3s\nidle-timeout = 10m\n"
                             "[map rtp]\nproto = udp\nlisten = [::]:5000-5009\n"
