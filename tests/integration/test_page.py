@@ -514,3 +514,43 @@ def test_page_table_screenshot_and_phone_width(gateway, browser):
     assert width <= 360 + 1, f"the page is {width} px wide on a 360 px screen"
 
     assert_clean_console(b)
+
+
+def test_page_with_ten_thousand_mappings(gateway, browser, tmp_path):
+    """A router's table grown to 10,000 mappings (from the state file, one worker, each on its
+    own loopback address): the page lists them, the filter finds the last one among all, and a
+    toggle still works. How long it takes is measured in bench/admin, not here."""
+    import json
+    n = 10000
+    state = tmp_path / "big-state.json"
+    port = free_ports()
+    state.write_text(json.dumps({"portgate-state": 1, "revision": 1, "mappings": [
+        {"name": f"m{i}", "proto": "tcp", "listen": f"127.1.{1 + i // 250}.{1 + i % 250}:{port}",
+         "target": f"192.0.2.{1 + i % 250}:80"} for i in range(n)]}))
+    web = free_ports()
+    g = gateway(config=f"[gateway]\nworkers = 1\nadmin = 127.0.0.1:{web}\nstate = {state}\n"
+                       "log-level = warn\n", ready=False)
+    api = Admin(g.admin_socket)
+    b = browser
+    deadline = 60
+    b.until("the gateway with 10,000 mappings", lambda: _answers(api), timeout=deadline)
+    r = api.get(f"{API}/mappings")
+    assert r.status == 200 and len(r.json["mappings"]) == n
+    passwd(g, USER, PASSWORD)
+    b.d.get(f"http://127.0.0.1:{web}/")
+    log_in_ok(b)
+    b.until("the first rows", lambda: b.els(row_css("m0")), timeout=30)
+    b.until("the count", lambda: "10000" in b.el("#list-count").text.replace(",", ""))
+    b.type("#filter", "m9999")
+    b.until("the filter finds the last one", lambda: row_names(b) == ["m9999"], timeout=30)
+    b.click(f"{row_css('m9999')} .toggle-enabled")
+    b.until("it is disabled", lambda: cell(b, "m9999", "c-status") == "disabled", timeout=30)
+    assert api.get(f"{API}/mappings/m9999").json["enabled"] is False
+    assert_clean_console(b)
+
+
+def _answers(api):
+    try:
+        return api.get(f"{API}/status").status == 200
+    except OSError:
+        return False
