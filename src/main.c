@@ -191,6 +191,13 @@ static int cmd_check(int argc, char **argv)
     } else {
         printf("ok\n");
         config_print(c, stdout);
+        /* What run would keep without running it: mappings of the admin interface. */
+        for (size_t i = 0; i < c->nmaps; i++) {
+            if (c->maps[i].enabled && c->maps[i].failed[0] != '\0') {
+                fprintf(stderr, "warning: %s: [map %s] would not run: %s\n", c->maps[i].source,
+                        c->maps[i].name, c->maps[i].failed);
+            }
+        }
     }
     config_free(c);
     free(a.specs);

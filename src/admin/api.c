@@ -182,9 +182,16 @@ static json_t *mapping_static(const struct map_conf *m)
     }
     json_object_set_new(o, "source", json_string(src));
     json_object_set_new(o, "read-only", json_boolean(m->origin != MAP_ORIGIN_API));
-    /* A configuration is applied whole or not at all: an enabled mapping listens. */
-    json_object_set_new(o, "status",
-                        json_pack("{s:s}", "state", m->enabled ? "listening" : "disabled"));
+    /* A configuration is applied whole or not at all, so an enabled mapping listens; but for
+     * one of the API's that could not run at start or at a reload, kept in the table. */
+    if (!m->enabled) {
+        json_object_set_new(o, "status", json_pack("{s:s}", "state", "disabled"));
+    } else if (m->failed[0] != '\0') {
+        json_object_set_new(o, "status",
+                            json_pack("{s:s,s:s}", "state", "failed", "reason", m->failed));
+    } else {
+        json_object_set_new(o, "status", json_pack("{s:s}", "state", "listening"));
+    }
     return o;
 }
 

@@ -162,6 +162,12 @@ char *api_metrics(struct gateway *g)
                     (unsigned long long)value(&stats[i], map_metrics[k].field));
         }
     }
+    family(out, "portgate_mapping_up", "gauge",
+           "1 if the mapping listens; 0 if it is disabled, or failed (its status says why).");
+    for (size_t i = 0; i < run->nmaps; i++) {
+        fprintf(out, "portgate_mapping_up{mapping=\"%s\",proto=\"%s\"} %d\n", run->maps[i].name,
+                run->maps[i].proto->name, map_conf_runs(&run->maps[i]) ? 1 : 0);
+    }
     /* Each protocol's own counters, for its mappings. */
     for (size_t i = 0; i < run->nmaps; i++) {
         const struct proto *p = run->maps[i].proto;

@@ -54,7 +54,17 @@ struct map_conf {
     char source[MAP_CONF_SOURCELEN];
     int line;
     int64_t expires; /* a lease: the Unix time the admin interface removes it at; 0: never */
+    /* Why it does not run although enabled, or "": an admin interface mapping that could not
+     * run at start or at a reload (its target did not resolve, its port was taken) is kept,
+     * failed, rather than keep the whole configuration from running (gateway/config.h). */
+    char failed[320];
 };
+
+/* True if m runs: enabled, and not failed. */
+static inline bool map_conf_runs(const struct map_conf *m)
+{
+    return m->enabled && m->failed[0] == '\0';
+}
 
 /* Empties m and sets the defaults that do not depend on the protocol. */
 void map_conf_init(struct map_conf *m, enum map_origin origin, const char *name, const char *source,

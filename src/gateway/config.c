@@ -1128,6 +1128,14 @@ static void resolve_target(struct config *c, struct map_conf *m)
     struct addrinfo hints = {.ai_family = AF_UNSPEC, .ai_socktype = m->proto->transport};
     struct addrinfo *res = NULL;
     int rc = getaddrinfo(m->target_host, NULL, &hints, &res);
+    if ((rc != 0 || res == NULL) && c->keep_failed && m->origin == MAP_ORIGIN_API) {
+        snprintf(m->failed, sizeof(m->failed), "target: cannot resolve \"%s\": %s", m->target_host,
+                 rc == EAI_SYSTEM ? strerror(errno) : gai_strerror(rc));
+        if (res) {
+            freeaddrinfo(res);
+        }
+        return;
+    }
     if (rc != 0 || res == NULL) {
         char at[MAP_CONF_SOURCELEN + 16];
         where(at, sizeof(at), m->source, m->line);
@@ -1411,7 +1419,7 @@ int config_finish(struct config *c, bool resolve)
     free(ps.v);
     if (c->nerrors == 0 && resolve) {
         for (size_t i = 0; i < c->nmaps; i++) {
-            if (c->maps[i].target.ss_family == 0) {
+            if (c->maps[i].target.ss_family == 0 && c->maps[i].failed[0] == '\0') {
                 resolve_target(c, &c->maps[i]);
             }
         }
@@ -1551,6 +1559,7 @@ struct config *config_build(const char *path, char *const *specs, int nspecs, bo
     if (extra != NULL) {
         extra(arg, c);
     }
+    c->keep_failed = true;
     config_finish(c, resolve);
     return c;
 }

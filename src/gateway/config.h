@@ -60,6 +60,11 @@ struct config {
     /* The revision this configuration was applied as (the admin interface's ETag), counted up by
      * every change; the state file keeps it, so it never goes back across restarts. */
     uint64_t revision;
+    /* At start and at a reload (config_build), a mapping of the admin interface whose target
+     * does not resolve is kept, failed (map_conf.failed), instead of being an error: it was
+     * accepted once, and the others must not stop for it. A change made through the API is
+     * checked strictly (this is false in config_copy()). A mapping failed already stays so. */
+    bool keep_failed;
     /* Errors collected so far, one line each, and for each the mapping key it is about (such as
      * "listen"), or NULL (private: errors_cap). */
     char **errors;

@@ -79,6 +79,9 @@ struct gateway {
     uint64_t reloads, reload_failures;
     char apply_error[512]; /* why the last apply failed, for gateway_apply() */
     int apply_errno;
+    /* When it failed binding: the mapping, and why (without its name). */
+    char bind_failed_map[MAP_CONF_NAMELEN];
+    char bind_failed_why[160];
     struct loop_io sig;
     struct loop_io idle; /* eventfd: +1 per worker whose last connection closed while draining */
     unsigned nidle;
@@ -215,6 +218,18 @@ static void apply_failed(struct gateway *g, int err, const char *fmt, ...)
     va_end(ap);
     g->apply_errno = err;
     log_error("%s", g->apply_error);
+}
+
+static const char *bind_hint(int err);
+
+/* A socket of listener l could not be bound or listen (err): logged, and kept for apply(). */
+static void bind_failed(struct gateway *g, const struct listener *l, int err)
+{
+    char as[ADDR_STRLEN];
+    snprintf(g->bind_failed_map, sizeof(g->bind_failed_map), "%s", l->map->conf.name);
+    snprintf(g->bind_failed_why, sizeof(g->bind_failed_why), "cannot listen on %s %s: %s",
+             l->proto->name, addr_format(&l->addr, as, sizeof(as)), strerror(-err));
+    apply_failed(g, err, "map %s: %s%s", l->map->conf.name, g->bind_failed_why, bind_hint(err));
 }
 
 static const char *bind_hint(int err)
@@ -416,10 +431,7 @@ static int bind_slots(struct gateway *g, const struct plan *p, struct listener *
             fd = tcp ? sock_listen_tcp(&l->addr, 0, 1) : sock_bind_udp(&l->addr, pktinfo, 1);
         }
         if (fd < 0) {
-            char as[ADDR_STRLEN];
-            apply_failed(g, fd, "map %s: cannot listen on %s %s: %s%s", l->map->conf.name,
-                         l->proto->name, addr_format(&l->addr, as, sizeof(as)), strerror(-fd),
-                         bind_hint(fd));
+            bind_failed(g, l, fd);
             return -1;
         }
         l->slots[w].fd = fd;
@@ -554,10 +566,7 @@ static int plan_listen(struct gateway *g, struct plan *p)
         for (unsigned w = 0; w < g->nworkers && l->proto->transport == SOCK_STREAM; w++) {
             int rc = l->slots[w].fd >= 0 ? sock_listen(l->slots[w].fd, LISTEN_BACKLOG) : 0;
             if (rc < 0) {
-                char as[ADDR_STRLEN];
-                apply_failed(g, rc, "map %s: cannot listen on %s %s: %s%s", l->map->conf.name,
-                             l->proto->name, addr_format(&l->addr, as, sizeof(as)), strerror(-rc),
-                             bind_hint(rc));
+                bind_failed(g, l, rc);
                 return -1;
             }
         }
@@ -653,10 +662,11 @@ static void commit(struct gateway *g, struct config *cfg, struct plan *p)
  * Makes cfg the running configuration. All-or-nothing: on any failure (logged) the gateway is
  * as it was and cfg is not taken. On success the gateway owns cfg.
  */
-static int apply(struct gateway *g, struct config *cfg)
+static int apply_once(struct gateway *g, struct config *cfg)
 {
     g->apply_errno = 0;
     g->apply_error[0] = '\0';
+    g->bind_failed_map[0] = '\0';
     struct plan p = {.maps = calloc(cfg->nmaps + 1, sizeof(*p.maps))};
     if (p.maps == NULL || plan_index(g, &p) != 0) {
         free(p.maps);
@@ -669,7 +679,7 @@ static int apply(struct gateway *g, struct config *cfg)
     }
     for (size_t i = 0; i < cfg->nmaps; i++) {
         const struct map_conf *mc = &cfg->maps[i];
-        if (!mc->enabled) {
+        if (!map_conf_runs(mc)) {
             continue;
         }
         struct mapping *m = plan_mapping(g, &p, mc);
@@ -704,6 +714,34 @@ static int apply(struct gateway *g, struct config *cfg)
     commit(g, cfg, &p);
     if (g->hooks.applied != NULL) {
         g->hooks.applied(g->hooks.arg);
+    }
+    return 0;
+}
+
+/*
+ * apply_once(), and at start and at a reload (cfg->keep_failed), again without each mapping of
+ * the admin interface that could not be bound: it stays in the table, failed with the reason,
+ * rather than keep every other mapping from running. It is tried again at the next reload, or
+ * when it is changed through the API (then strictly: the change is refused).
+ */
+static int apply(struct gateway *g, struct config *cfg)
+{
+    while (apply_once(g, cfg) != 0) {
+        ssize_t k = g->bind_failed_map[0] != '\0' ? config_find_map(cfg, g->bind_failed_map) : -1;
+        if (!cfg->keep_failed || k < 0 || cfg->maps[k].origin != MAP_ORIGIN_API ||
+            cfg->maps[k].failed[0] != '\0') {
+            return -1;
+        }
+        snprintf(cfg->maps[k].failed, sizeof(cfg->maps[k].failed), "%s", g->bind_failed_why);
+        log_warn("map %s: kept in the table but not running (made through the admin API): %s",
+                 cfg->maps[k].name, g->bind_failed_why);
+    }
+    for (size_t i = 0; i < cfg->nmaps; i++) {
+        if (cfg->maps[i].enabled && cfg->maps[i].failed[0] != '\0' &&
+            strncmp(cfg->maps[i].failed, "target:", 7) == 0) {
+            log_warn("map %s: kept in the table but not running (made through the admin API): %s",
+                     cfg->maps[i].name, cfg->maps[i].failed);
+        }
     }
     return 0;
 }
@@ -1073,11 +1111,11 @@ static void map_stats(const struct mapping *m, struct gateway_map_stats *out)
 
 void gateway_all_stats(const struct gateway *g, struct gateway_map_stats *out)
 {
-    /* g->maps holds the enabled mappings of g->cfg in its order (apply). */
+    /* g->maps holds the running mappings of g->cfg in its order (apply). */
     size_t j = 0;
     for (size_t i = 0; i < g->cfg->nmaps; i++) {
         memset(&out[i], 0, sizeof(out[i]));
-        if (g->cfg->maps[i].enabled && j < g->nmaps) {
+        if (map_conf_runs(&g->cfg->maps[i]) && j < g->nmaps) {
             assert(strcmp(g->maps[j]->conf.name, g->cfg->maps[i].name) == 0);
             map_stats(g->maps[j++], &out[i]);
         }

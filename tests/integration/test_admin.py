@@ -786,3 +786,88 @@ def test_rtsp_sessions_are_listed(gateway, tcp_echo):
     st = api.mappings()["enc"]["stats"]
     assert st["sessions"] == 1 and st["rtsp-sessions"] == 1, st
     c.close()
+
+
+def state_file(path, maps, revision=3):
+    path.write_text(json.dumps({"portgate-state": 1, "revision": revision, "mappings": maps}))
+
+
+def test_api_mapping_that_cannot_bind_at_start_is_kept_failed(gateway, tcp_echo, tmp_path):
+    """A mapping made through the API whose port another program took while the gateway was
+    down does not keep the others from running: it is listed as failed, with why, and runs
+    once changed (or reloaded) when the port is free."""
+    srv = tcp_echo()
+    held_port, ok_port = free_ports(), free_ports()
+    state = tmp_path / "kept.json"
+    state_file(state, [tcp_map("held", held_port, srv.port), tcp_map("ok", ok_port, srv.port)])
+    holder = socket.socket()
+    holder.bind(("127.0.0.1", held_port))
+    holder.listen()
+    g = gateway(config=f"[gateway]\nstate = {state}\n")
+    api = Admin(g.admin_socket)
+    maps = api.mappings()
+    assert maps["ok"]["status"] == {"state": "listening"}
+    st = maps["held"]["status"]
+    assert st["state"] == "failed" and "Address already in use" in st["reason"], st
+    assert f"127.0.0.1:{held_port}" in st["reason"]
+    assert echo_roundtrip(ok_port) == b"hello portgate"
+    g.wait_log("map held: kept in the table but not running (made through the admin API)")
+    assert re.search(r'^portgate_mapping_up\{mapping="held",proto="tcp"\} 0$',
+                     api.get("/metrics").body, re.M)
+    # Still there: the state file keeps it as it was made.
+    assert [m["name"] for m in json.loads(state.read_text())["mappings"]] == ["held", "ok"]
+    # While the port is taken, a change of it is refused (409), and it stays failed.
+    r = api.patch(f"{API}/mappings/held", {"max-conns": 5})
+    assert r.status == 409 and r.json["field"] == "listen", r
+    holder.close()
+    out = g.reload()
+    assert "configuration applied" in out
+    assert api.mappings()["held"]["status"] == {"state": "listening"}
+    assert echo_roundtrip(held_port) == b"hello portgate"
+
+
+@pytest.mark.skipif(os.geteuid() != 0 or shutil.which("unshare") is None,
+                    reason="needs root and unshare (a network namespace where names cannot "
+                           "resolve, so the test sends no DNS query)")
+def test_api_mapping_whose_target_does_not_resolve_is_kept_failed(tmp_path):
+    state = tmp_path / "state.json"
+    state_file(state, [{"name": "cam", "proto": "tcp", "listen": "127.0.0.1:8081",
+                        "target": "camera.portgate.test:80"},
+                       {"name": "enc", "proto": "tcp", "listen": "127.0.0.1:8082",
+                        "target": "192.0.2.10:80"}])
+    sock = tmp_path / "admin.sock"
+    conf = tmp_path / "p.conf"
+    conf.write_text(f"[gateway]\nadmin = off\nadmin-socket = {sock}\nstate = {state}\n"
+                    f"users-file = {tmp_path}/users\n")
+    # check says what run will do
+    r = subprocess.run(["unshare", "-n", BINARY, "check", "-c", str(conf)], capture_output=True,
+                       text=True, timeout=30)
+    assert r.returncode == 0, r.stderr
+    assert re.search(r"warning: .*state\.json: \[map cam\] would not run: target: cannot resolve "
+                     r'"camera\.portgate\.test"', r.stderr), r.stderr
+    log = tmp_path / "log"
+    with open(log, "w") as lf:
+        p = subprocess.Popen(["unshare", "-n", "sh", "-c", 'ip link set lo up && exec "$@"', "-",
+                              BINARY, "run", "-c", str(conf)], stdout=lf, stderr=lf)
+    try:
+        api = Admin(sock)
+        deadline = time.time() + 10
+        while True:
+            try:
+                maps = api.mappings()
+                break
+            except OSError:
+                assert time.time() < deadline and p.poll() is None, log.read_text()
+                time.sleep(0.05)
+        st = maps["cam"]["status"]
+        assert st["state"] == "failed" and st["reason"].startswith(
+            'target: cannot resolve "camera.portgate.test"'), st
+        assert maps["enc"]["status"] == {"state": "listening"}
+        # A change through the API is checked strictly: the same name is refused, with why.
+        r = api.patch(f"{API}/mappings/cam", {"max-conns": 3})
+        assert r.status == 400 and r.json["field"] == "target", r
+        r = api.patch(f"{API}/mappings/cam", {"target": "192.0.2.11:80"})
+        assert r.status == 200 and r.json["status"] == {"state": "listening"}, r
+    finally:
+        p.send_signal(signal.SIGTERM)
+        p.wait(15)
