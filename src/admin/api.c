@@ -51,6 +51,42 @@ void api_free(struct api *api)
 
 /* ---- responses ---- */
 
+/* The length of the valid UTF-8 sequence at s (RFC 3629: no overlong forms, no surrogates, at
+ * most U+10FFFF), or 0. */
+static size_t utf8_len(const unsigned char *s)
+{
+    if (s[0] < 0x80) {
+        return 1;
+    }
+    size_t n = s[0] >= 0xC2 && s[0] <= 0xDF   ? 2
+               : s[0] >= 0xE0 && s[0] <= 0xEF ? 3
+               : s[0] >= 0xF0 && s[0] <= 0xF4 ? 4
+                                              : 0;
+    for (size_t i = 1; i < n; i++) {
+        if ((s[i] & 0xC0) != 0x80) {
+            return 0;
+        }
+    }
+    if ((s[0] == 0xE0 && s[1] < 0xA0) || (s[0] == 0xED && s[1] > 0x9F) ||
+        (s[0] == 0xF0 && s[1] < 0x90) || (s[0] == 0xF4 && s[1] > 0x8F)) {
+        return 0;
+    }
+    return n;
+}
+
+void api_text_clean(char *s)
+{
+    unsigned char *p = (unsigned char *)s;
+    while (*p != '\0') {
+        size_t n = utf8_len(p);
+        if (n == 0) {
+            *p++ = '?';
+        } else {
+            p += n;
+        }
+    }
+}
+
 static void error_resp(struct api_response *rs, unsigned status, const char *field, const char *fmt,
                        ...) __attribute__((format(printf, 4, 5)));
 
@@ -62,6 +98,7 @@ static void error_resp(struct api_response *rs, unsigned status, const char *fie
     va_start(ap, fmt);
     vsnprintf(msg, sizeof(msg), fmt, ap);
     va_end(ap);
+    api_text_clean(msg);
     json_decref(rs->json);
     rs->status = status;
     rs->json = json_pack("{s:s}", "error", msg);
@@ -348,9 +385,12 @@ static bool check_and_apply(struct gateway *g, struct config *cand, size_t own_e
         return false;
     }
     if (config_finish(cand, true) != 0) {
+        /* Across mappings, each error names its key: a name taken or ports overlapping are a
+         * conflict; a target that does not resolve is the request's; one with no key is the
+         * gateway's own trouble (out of memory). */
         const char *f = cand->fields[own_errors];
-        bool conflict = f == NULL || strcmp(f, "target") != 0;
-        config_errors_resp(rs, conflict ? 409 : 400, cand, own_errors);
+        unsigned status = f == NULL ? 500 : strcmp(f, "target") == 0 ? 400 : 409;
+        config_errors_resp(rs, status, cand, own_errors);
         config_free(cand);
         return false;
     }
@@ -362,8 +402,11 @@ static bool check_and_apply(struct gateway *g, struct config *cand, size_t own_e
     int rc = gateway_apply(g, cand, why, sizeof(why));
     if (rc != 0) {
         config_free(cand);
-        if (rc == -EADDRINUSE || rc == -EADDRNOTAVAIL || rc == -EACCES) {
+        if (rc == -EADDRINUSE) {
             error_resp(rs, 409, "listen", "%s", why);
+        } else if (rc == -EADDRNOTAVAIL || rc == -EACCES) {
+            /* Not a conflict: no interface has the address, or the port needs a privilege. */
+            error_resp(rs, rc == -EACCES ? 403 : 400, "listen", "%s", why);
         } else if (rc == -ESHUTDOWN) {
             error_resp(rs, 503, NULL, "%s", why);
         } else {
@@ -516,6 +559,32 @@ static void delete_mapping(struct gateway *g, const struct api_request *rq, cons
     }
 }
 
+/* True if obj is m as the API shows it, leaving out what reads add and a lease's seconds
+ * left (which change by the second). */
+static bool shows_as(const struct map_conf *m, const json_t *obj)
+{
+    json_t *want = mapjson_from_conf(m, 0);
+    json_t *got = json_is_object(obj) ? json_deep_copy(obj) : NULL;
+    bool same = false;
+    if (want != NULL && got != NULL) {
+        const char *k;
+        json_t *v;
+        void *tmp;
+        json_object_foreach_safe(got, tmp, k, v)
+        {
+            if (mapjson_is_read_only(k) || strcmp(k, "lease") == 0 || strcmp(k, "expires") == 0) {
+                json_object_del(got, k);
+            }
+        }
+        json_object_del(want, "lease");
+        json_object_del(want, "expires");
+        same = json_equal(want, got);
+    }
+    json_decref(want);
+    json_decref(got);
+    return same;
+}
+
 /*
  * A candidate whose API mappings are those of the array maps (PUT /config, POST /check). An
  * entry naming a mapping of the config file must show it as it is (what GET returned). Returns
@@ -547,27 +616,30 @@ static struct config *replace_api_mappings(struct gateway *g, const json_t *maps
         const char *name =
             json_is_object(obj) ? json_string_value(json_object_get(obj, "name")) : NULL;
         ssize_t r = name != NULL ? config_find_map(run, name) : -1;
+        bool same = r >= 0 && shows_as(&run->maps[r], obj);
         if (r >= 0 && run->maps[r].origin != MAP_ORIGIN_API) {
             /* Read-only: it must be unchanged, compared as the API shows it. */
-            json_t *want = mapjson_from_conf(&run->maps[r], now);
-            json_t *got = json_deep_copy(obj);
-            const char *k;
-            json_t *v;
-            void *tmp;
-            json_object_foreach_safe(got, tmp, k, v)
-            {
-                if (mapjson_is_read_only(k)) {
-                    json_object_del(got, k);
-                }
-            }
-            bool same = want != NULL && got != NULL && json_equal(want, got);
-            json_decref(want);
-            json_decref(got);
             if (!same) {
                 writable_mapping(run, name, rs); /* the 403 */
                 config_free(cand);
                 return NULL;
             }
+            continue;
+        }
+        if (same) {
+            /* An API mapping given back as it is keeps what it is: its resolved target, its
+             * lease's end, and its failure if it failed at start (it is not checked again). */
+            struct map_conf *v = realloc(cand->maps, (cand->nmaps + 1) * sizeof(*v));
+            if (v == NULL || map_conf_copy(&v[cand->nmaps], &run->maps[r]) != 0) {
+                if (v != NULL) {
+                    cand->maps = v;
+                }
+                config_free(cand);
+                oom_resp(rs);
+                return NULL;
+            }
+            cand->maps = v;
+            cand->nmaps++;
             continue;
         }
         mapjson_add(cand, cand->gw.state, obj, MAPJSON_API, now);

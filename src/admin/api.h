@@ -43,6 +43,10 @@ void api_free(struct api *api);
 /* Handles one request. Never fails: errors are responses. */
 void api_handle(struct api *api, const struct api_request *rq, struct api_response *rs);
 
+/* Makes s valid UTF-8 in place, each byte of an invalid sequence becoming '?': a message that
+ * quotes what a client sent (a path, a header) must still be a JSON string. */
+void api_text_clean(char *s);
+
 /* Open file descriptors of the process. */
 size_t api_open_fds(void);
 

@@ -1,5 +1,6 @@
 #include "admin/auth.h"
 
+#include <errno.h>
 #include <sodium.h>
 #include <stdarg.h>
 #include <stdio.h>
@@ -61,6 +62,7 @@ static void answer(struct api_response *rs, unsigned status, const char *fmt, ..
     va_start(ap, fmt);
     vsnprintf(msg, sizeof(msg), fmt, ap);
     va_end(ap);
+    api_text_clean(msg);
     rs->status = status;
     rs->json = json_pack("{s:s}", "error", msg);
 }
@@ -92,14 +94,37 @@ static const char *member(const json_t *o, const char *key)
     return s != NULL && strlen(s) == json_string_length(v) ? s : NULL;
 }
 
-/* The session the request's cookie names, or NULL. */
-static const struct session *cookie_session(struct auth *a, const struct auth_request *rq)
+/* The session the request's cookie names, or NULL. One whose user is gone, or whose password
+ * changed since the login (by any means: the page, portgate passwd), ends here. */
+static struct session *cookie_session(struct auth *a, const char *cookie, uint64_t now)
 {
     char id[SESSION_IDLEN + 1];
-    if (rq->cookie == NULL || authhdr_cookie(rq->cookie, SESSION_COOKIE, id, sizeof(id)) < 0) {
+    if (cookie == NULL || authhdr_cookie(cookie, SESSION_COOKIE, id, sizeof(id)) < 0) {
         return NULL;
     }
-    return sessions_find(a->sessions, id, rq->now);
+    struct session *se = sessions_find(a->sessions, id, now);
+    unsigned char stamp[USERS_STAMP_LEN];
+    if (se != NULL && (!users_stamp(a->users, se->user, stamp) ||
+                       sodium_memcmp(stamp, se->stamp, sizeof(stamp)) != 0)) {
+        log_info("admin: user %s's session ended: %s", se->user,
+                 users_exists(a->users, se->user) ? "the password changed" : "no such user now");
+        sessions_end(a->sessions, se->id);
+        return NULL;
+    }
+    return se;
+}
+
+bool auth_credentials(struct auth *a, const char *cookie, const char *authorization, uint64_t now)
+{
+    users_refresh(a->users);
+    if (authorization != NULL) {
+        char token[USERS_TOKEN_LEN + 1];
+        bool ok = authhdr_bearer(authorization, token, sizeof(token)) >= 0 &&
+                  users_check_token(a->users, token) != NULL;
+        sodium_memzero(token, sizeof(token));
+        return ok;
+    }
+    return cookie_session(a, cookie, now) != NULL;
 }
 
 static bool changes(const struct auth_request *rq)
@@ -128,15 +153,20 @@ static bool check_password(struct auth *a, const struct auth_request *rq, const 
         regulate_success(a->regulate, by_user);
         return true;
     }
-    log_warn("admin: failed login for user %s from %s", user, rq->client);
+    /* The name only if it is a user's: one that is not may be a password typed in the wrong
+     * field. */
+    bool known = users_exists(a->users, user);
+    log_warn("admin: failed login for %s%s from %s",
+             known ? "user " : "a user name that does not exist", known ? user : "", rq->client);
     bool ban_addr = regulate_fail(a->regulate, by_addr, rq->now);
     bool ban_user = regulate_fail(a->regulate, by_user, rq->now);
     if (ban_addr || ban_user) {
-        char whom[USERS_NAMELEN + ADDR_STRLEN + 32];
+        char whom[USERS_NAMELEN + ADDR_STRLEN + 48];
+        const char *name = known ? user : "(a name that is no user's)";
         if (ban_addr && ban_user) {
-            snprintf(whom, sizeof(whom), "for user %s and from %s", user, rq->client);
+            snprintf(whom, sizeof(whom), "for user %s and from %s", name, rq->client);
         } else if (ban_user) {
-            snprintf(whom, sizeof(whom), "for user %s", user);
+            snprintf(whom, sizeof(whom), "for user %s", name);
         } else {
             snprintf(whom, sizeof(whom), "from %s", rq->client);
         }
@@ -166,7 +196,9 @@ static void login(struct auth *a, const struct auth_request *rq, struct api_resp
     if (user == NULL || password == NULL || !users_valid_name(user)) {
         answer(rs, 400, "send {\"user\": ..., \"password\": ...}");
     } else if (check_password(a, rq, user, password, rs)) {
-        const struct session *se = sessions_create(a->sessions, user, rq->now);
+        unsigned char stamp[USERS_STAMP_LEN];
+        users_stamp(a->users, user, stamp);
+        const struct session *se = sessions_create(a->sessions, user, stamp, rq->now);
         snprintf(set_cookie, len, "%s=%s; Path=/; HttpOnly; SameSite=Strict; Max-Age=%d",
                  SESSION_COOKIE, se->id, SESSION_MAX_AGE_S);
         session_answer(rs, se);
@@ -175,7 +207,7 @@ static void login(struct auth *a, const struct auth_request *rq, struct api_resp
     json_decref(body);
 }
 
-static void change_password(struct auth *a, const struct auth_request *rq, const struct session *se,
+static void change_password(struct auth *a, const struct auth_request *rq, struct session *se,
                             struct api_response *rs)
 {
     json_t *body = body_object(rq, rs);
@@ -188,14 +220,17 @@ static void change_password(struct auth *a, const struct auth_request *rq, const
     if (old == NULL || new == NULL) {
         answer(rs, 400, "send {\"old\": ..., \"new\": ...}");
     } else if (check_password(a, rq, user, old, rs)) {
-        if (users_set_password(a->users_file, user, new, err, sizeof(err)) != 0) {
-            answer(rs, strstr(err, "characters") != NULL ? 400 : 500, "%s", err);
+        int rc = users_set_password(a->users_file, user, new, err, sizeof(err));
+        if (rc != 0) {
+            answer(rs, rc == -EINVAL ? 400 : 500, "%s", err);
             if (rs->json != NULL && rs->status == 400) {
                 json_object_set_new(rs->json, "field", json_string("new"));
             }
         } else {
             users_refresh(a->users);
-            /* Other sessions of the user end: whoever had the old password is out. */
+            /* This session goes on with the new password; the user's others end: whoever had
+             * the old password is out. */
+            users_stamp(a->users, user, se->stamp);
             sessions_end_user(a->sessions, user, se);
             rs->status = 204;
             log_info("admin: user %s changed their password", user);
@@ -214,6 +249,7 @@ static void tokens(struct auth *a, const struct auth_request *rq, const char *wh
                    struct api_response *rs)
 {
     char err[512];
+    int rc;
     const char *name = rq->path[7] == '/' ? rq->path + 8 : NULL; /* /tokens/NAME */
     if (strcmp(rq->path, "/tokens") == 0 && strcmp(rq->method, "GET") == 0) {
         json_t *list = json_array();
@@ -227,8 +263,8 @@ static void tokens(struct auth *a, const struct auth_request *rq, const char *wh
         if (body != NULL && n == NULL) {
             answer(rs, 400, "send {\"name\": ...}");
         } else if (n != NULL &&
-                   users_token_create(a->users_file, n, token, err, sizeof(err)) != 0) {
-            answer(rs, strstr(err, "exists") != NULL ? 409 : 400, "%s", err);
+                   (rc = users_token_create(a->users_file, n, token, err, sizeof(err))) != 0) {
+            answer(rs, rc == -EEXIST ? 409 : rc == -EINVAL ? 400 : 500, "%s", err);
         } else if (n != NULL) {
             users_refresh(a->users);
             rs->status = 201;
@@ -238,8 +274,8 @@ static void tokens(struct auth *a, const struct auth_request *rq, const char *wh
         }
         json_decref(body);
     } else if (name != NULL && strcmp(rq->method, "DELETE") == 0) {
-        if (users_token_revoke(a->users_file, name, err, sizeof(err)) != 0) {
-            answer(rs, strncmp(err, "no token", 8) == 0 ? 404 : 500, "%s", err);
+        if ((rc = users_token_revoke(a->users_file, name, err, sizeof(err))) != 0) {
+            answer(rs, rc == -ENOENT ? 404 : 500, "%s", err);
         } else {
             users_refresh(a->users);
             rs->status = 204;
@@ -281,7 +317,7 @@ enum auth_verdict auth_handle(struct auth *a, const struct auth_request *rq,
         return AUTH_ANSWERED;
     }
     /* Everything else needs a token or a session. */
-    const struct session *se = cookie_session(a, rq);
+    struct session *se = cookie_session(a, rq->cookie, rq->now);
     const char *token_name = NULL;
     char who[USERS_NAMELEN + 16];
     if (rq->authorization != NULL) {

@@ -42,6 +42,11 @@ enum auth_verdict {
     AUTH_PASS,     /* the request goes on to the API */
 };
 
+/* True if the headers carry a credential: a valid API token, or the cookie of a live session.
+ * The server asks before it reads a body, so that only those get to send one (and a login its
+ * few bytes). */
+bool auth_credentials(struct auth *a, const char *cookie, const char *authorization, uint64_t now);
+
 /*
  * Handles the login endpoints and checks every other API request. set_cookie (len bytes) gets
  * a Set-Cookie header value to send, or stays empty.

@@ -204,10 +204,19 @@ int client_request(const struct client_target *t, const char *method, const char
         snprintf(auth, sizeof(auth), "Authorization: Bearer %s\r\n", t->token);
     }
     char *req = NULL;
+    /* Host with the port, as a browser sends it: the HTTP listener answers only to its own
+     * names (IPv6 in brackets). */
+    char host[sizeof(t->host) + 16];
+    if (t->socket != NULL) {
+        snprintf(host, sizeof(host), "portgate");
+    } else {
+        snprintf(host, sizeof(host), strchr(t->host, ':') != NULL ? "[%s]:%s" : "%s:%s", t->host,
+                 t->port);
+    }
     int n = asprintf(&req,
                      "%s %s HTTP/1.1\r\nHost: %s\r\nUser-Agent: portgate-cli\r\n%s%s"
                      "Content-Length: %zu\r\nConnection: close\r\n\r\n",
-                     method, path, t->socket != NULL ? "portgate" : t->host, auth,
+                     method, path, host, auth,
                      body != NULL ? "Content-Type: application/json\r\n" : "", blen);
     int rc = -1;
     char *buf = NULL;

@@ -18,6 +18,7 @@
 #include "admin/auth.h"
 #include "admin/page.h"
 #include "admin/state.h"
+#include "admin/users.h"
 #include "core/log.h"
 #include "core/sock.h"
 
@@ -46,6 +47,10 @@ struct admin_listener {
     struct loop_io io; /* libmicrohttpd's epoll descriptor */
     bool local;        /* the unix socket: trusted by its peer's credentials */
     char path[108];
+    /* The HTTP listener: the Host headers it answers to ("127.0.0.1:8088", "localhost:8088"),
+     * so that a web page whose name an attacker points at 127.0.0.1 (DNS rebinding) gets
+     * nothing from it. */
+    char hosts[2][ADDR_STRLEN + 16];
 };
 
 struct admin {
@@ -66,8 +71,13 @@ struct admin {
 struct req {
     char *body;
     size_t len;
+    size_t limit; /* the largest body taken */
     bool too_big;
+    bool answered; /* refused before its body: what comes is dropped */
 };
+
+/* A login is a user name and a password: a client with no credential sends no more. */
+#define LOGIN_MAX_BODY 4096
 
 static void mhd_log(void *cls, const char *fmt, va_list ap)
 {
@@ -174,6 +184,8 @@ static bool peer_allowed(struct admin_listener *l, struct MHD_Connection *c)
     struct ucred cr;
     socklen_t len = sizeof(cr);
     if (ci == NULL || getsockopt(ci->connect_fd, SOL_SOCKET, SO_PEERCRED, &cr, &len) == -1) {
+        log_warn("admin: refused a client of %s: its credentials cannot be read: %s", l->path,
+                 strerror(errno));
         return false;
     }
     if (cr.uid == 0 || cr.uid == geteuid()) {
@@ -181,6 +193,8 @@ static bool peer_allowed(struct admin_listener *l, struct MHD_Connection *c)
     }
     struct stat sb;
     if (stat(l->path, &sb) == -1) {
+        log_warn("admin: refused uid %u on %s: the socket's group cannot be read: %s",
+                 (unsigned)cr.uid, l->path, strerror(errno));
         return false;
     }
     if (cr.gid == sb.st_gid) {
@@ -188,12 +202,15 @@ static bool peer_allowed(struct admin_listener *l, struct MHD_Connection *c)
     }
     struct passwd pw, *res = NULL;
     char buf[1024];
-    if (getpwuid_r(cr.uid, &pw, buf, sizeof(buf), &res) != 0 || res == NULL) {
-        return false;
-    }
     gid_t groups[64];
     int n = 64;
+    if (getpwuid_r(cr.uid, &pw, buf, sizeof(buf), &res) != 0 || res == NULL) {
+        log_warn("admin: refused uid %u on %s: no such user, so no groups", (unsigned)cr.uid,
+                 l->path);
+        return false;
+    }
     if (getgrouplist(pw.pw_name, cr.gid, groups, &n) == -1) {
+        log_warn("admin: refused uid %u on %s: in more than 64 groups", (unsigned)cr.uid, l->path);
         return false;
     }
     for (int i = 0; i < n; i++) {
@@ -281,6 +298,59 @@ static enum MHD_Result api_request(struct admin_listener *l, struct MHD_Connecti
     return rc;
 }
 
+/* True if the Host header names the HTTP listener (or, with Origin, a page of it). */
+static bool host_ok(const struct admin_listener *l, const char *host)
+{
+    for (size_t i = 0; i < 2; i++) {
+        if (host != NULL && strcasecmp(host, l->hosts[i]) == 0) {
+            return true;
+        }
+    }
+    return false;
+}
+
+/*
+ * What is decided when the headers are in, before any body is read: the unix socket's peer,
+ * the HTTP listener's Host and Origin, and whether the request carries a credential (a
+ * request without one is answered at once, so it gets to make the gateway hold nothing, but
+ * for a login's few bytes). Returns -1 to go on, or the result of the answer it queued.
+ */
+static int refuse_early(struct admin_listener *l, struct MHD_Connection *c, const char *url,
+                        const char *method, struct req *r)
+{
+    r->limit = API_MAX_BODY;
+    if (l->local) {
+        if (peer_allowed(l, c)) {
+            return -1;
+        }
+        return send_error(c, 403, "only root and the socket's group may use this socket");
+    }
+    const char *host = MHD_lookup_connection_value(c, MHD_HEADER_KIND, "Host");
+    if (!host_ok(l, host)) {
+        return send_error(c, 421,
+                          "this listener answers to the names of this host only "
+                          "(127.0.0.1 or localhost, with its port)");
+    }
+    const char *origin = MHD_lookup_connection_value(c, MHD_HEADER_KIND, "Origin");
+    if (origin != NULL && (strncmp(origin, "http://", 7) != 0 || !host_ok(l, origin + 7))) {
+        return send_error(c, 403, "a request from another site's page");
+    }
+    if (strncmp(url, "/api/", 5) != 0 && strcmp(url, "/metrics") != 0) {
+        return -1; /* the page's files are public */
+    }
+    if (strcmp(url, "/api/v1/session") == 0 && strcmp(method, "POST") == 0) {
+        r->limit = LOGIN_MAX_BODY;
+        return -1;
+    }
+    if (auth_credentials(l->a->auth, MHD_lookup_connection_value(c, MHD_HEADER_KIND, "Cookie"),
+                         MHD_lookup_connection_value(c, MHD_HEADER_KIND, "Authorization"),
+                         loop_now(l->a->loop) / 1000)) {
+        return -1;
+    }
+    /* No credential: the login check answers (401, with how to make a first user). */
+    return auth_request(l, c, strncmp(url, "/api/v1", 7) == 0 ? url + 7 : url, method, r);
+}
+
 static enum MHD_Result on_request(void *cls, struct MHD_Connection *c, const char *url,
                                   const char *method, const char *version, const char *upload_data,
                                   size_t *upload_size, void **ctx)
@@ -294,15 +364,28 @@ static enum MHD_Result on_request(void *cls, struct MHD_Connection *c, const cha
             return MHD_NO;
         }
         *ctx = r;
+        int early = refuse_early(l, c, url, method, r);
+        if (early >= 0) {
+            r->answered = true; /* the body, if any, is never read */
+            return (enum MHD_Result)early;
+        }
         const char *cl = MHD_lookup_connection_value(c, MHD_HEADER_KIND, "Content-Length");
-        if (cl != NULL && strtoull(cl, NULL, 10) > API_MAX_BODY) {
-            r->too_big = true; /* answered now: the body is never read */
-            return send_error(c, 413, "request body larger than 1 MiB");
+        if (cl != NULL && strtoull(cl, NULL, 10) > r->limit) {
+            r->answered = true;
+            return send_error(c, 413,
+                              r->limit == API_MAX_BODY
+                                  ? "request body larger than 1 MiB"
+                                  : "a login is {\"user\": ..., \"password\": ...}, "
+                                    "no more than 4 KiB");
         }
         return MHD_YES;
     }
+    if (r->answered) {
+        *upload_size = 0;
+        return MHD_YES;
+    }
     if (*upload_size > 0) {
-        if (!r->too_big && r->len + *upload_size <= API_MAX_BODY) {
+        if (!r->too_big && r->len + *upload_size <= r->limit) {
             char *b = realloc(r->body, r->len + *upload_size + 1);
             if (b == NULL) {
                 return MHD_NO;
@@ -318,10 +401,9 @@ static enum MHD_Result on_request(void *cls, struct MHD_Connection *c, const cha
         return MHD_YES;
     }
     if (r->too_big) {
-        return send_error(c, 413, "request body larger than 1 MiB");
-    }
-    if (l->local && !peer_allowed(l, c)) {
-        return send_error(c, 403, "only root and the socket's group may use this socket");
+        return send_error(c, 413,
+                          r->limit == API_MAX_BODY ? "request body larger than 1 MiB"
+                                                   : "a login of more than 4 KiB");
     }
     if (strncmp(url, "/api/v1/", 8) == 0) {
         return api_request(l, c, url + 7, method, r);
@@ -621,7 +703,9 @@ static int unix_listen(const char *path)
         chown(path, (uid_t)-1, gr.gr_gid) == -1) {
         log_warn("admin-socket %s: cannot give it to group portgate: %s", path, strerror(errno));
     }
-    chmod(path, 0660);
+    if (chmod(path, 0660) == -1) {
+        log_warn("admin-socket %s: chmod 0660: %s", path, strerror(errno));
+    }
     return fd;
 }
 
@@ -689,8 +773,14 @@ int admin_start(struct admin *a, struct gateway *g)
         if (start_listener(a, fd, false, NULL) != 0) {
             return -1;
         }
+        struct admin_listener *l = &a->ls[a->nls - 1];
+        snprintf(l->hosts[0], sizeof(l->hosts[0]), "%s", as);
+        snprintf(l->hosts[1], sizeof(l->hosts[1]), "localhost:%u", addr_port(&gw->admin));
         log_info("admin: web page and API on http://%s/", as);
     }
+    /* Before the first login can arrive (the loop has not run yet), and once the sockets are
+     * open (it takes as long as a password check). */
+    users_prepare();
     arm_leases(a);
     return 0;
 }

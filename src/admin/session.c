@@ -53,7 +53,8 @@ static void drop(struct sessions *s, size_t i)
     sodium_memzero(&s->v[s->n], sizeof(s->v[0]));
 }
 
-const struct session *sessions_create(struct sessions *s, const char *user, uint64_t now)
+struct session *sessions_create(struct sessions *s, const char *user,
+                                const unsigned char stamp[USERS_STAMP_LEN], uint64_t now)
 {
     for (size_t i = s->n; i-- > 0;) {
         if (!live(&s->v[i], now)) {
@@ -73,6 +74,7 @@ const struct session *sessions_create(struct sessions *s, const char *user, uint
     random_id(se->id);
     random_id(se->csrf);
     snprintf(se->user, sizeof(se->user), "%s", user);
+    memcpy(se->stamp, stamp, USERS_STAMP_LEN);
     se->created = se->last = now;
     return se;
 }
@@ -92,7 +94,7 @@ static ssize_t lookup(const struct sessions *s, const char *id)
     return found;
 }
 
-const struct session *sessions_find(struct sessions *s, const char *id, uint64_t now)
+struct session *sessions_find(struct sessions *s, const char *id, uint64_t now)
 {
     ssize_t i = lookup(s, id);
     if (i < 0) {

@@ -25,17 +25,20 @@ struct session {
     char id[SESSION_IDLEN + 1];
     char csrf[SESSION_IDLEN + 1];
     char user[USERS_NAMELEN];
-    uint64_t created, last; /* seconds, monotonic */
+    unsigned char stamp[USERS_STAMP_LEN]; /* users_stamp() at the login */
+    uint64_t created, last;               /* seconds, monotonic */
 };
 
 struct sessions;
 
 struct sessions *sessions_new(void);
 void sessions_free(struct sessions *s);
-/* A new session for user. NULL when out of memory. */
-const struct session *sessions_create(struct sessions *s, const char *user, uint64_t now);
+/* A new session for user, whose password has the stamp given (users_stamp()). Pointers to
+ * sessions are valid until the next call that makes or ends one. */
+struct session *sessions_create(struct sessions *s, const char *user,
+                                const unsigned char stamp[USERS_STAMP_LEN], uint64_t now);
 /* The live session whose id is id (its last use becomes now), or NULL. */
-const struct session *sessions_find(struct sessions *s, const char *id, uint64_t now);
+struct session *sessions_find(struct sessions *s, const char *id, uint64_t now);
 /* Ends the session id (logout); a no-op if there is none. */
 void sessions_end(struct sessions *s, const char *id);
 /* Ends every session of user but keep (which may be NULL): after a password change. */

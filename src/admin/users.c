@@ -169,8 +169,15 @@ struct users *users_parse(const char *source, const char *buf, size_t len)
 /* Reads the file into u. Returns 0 (a missing file is an empty one), or -1 with u->error. */
 static int load(struct users *u)
 {
-    int fd = open(u->path, O_RDONLY | O_CLOEXEC);
+    /* Not through a symbolic link: root reads it for portgate passwd, in a directory that the
+     * gateway's user owns. */
+    int fd = open(u->path, O_RDONLY | O_NOFOLLOW | O_CLOEXEC);
     if (fd == -1) {
+        if (errno == ELOOP) {
+            snprintf(u->error, sizeof(u->error), "%s: a symbolic link (give the file's own path)",
+                     u->path);
+            return -1;
+        }
         if (errno == ENOENT) {
             users_clear(u);
             u->error[0] = '\0';
@@ -292,6 +299,37 @@ static const char *dummy_hash(void)
     return hash;
 }
 
+void users_prepare(void)
+{
+    dummy_hash();
+}
+
+static const struct entry *find_user(const struct users *u, const char *user)
+{
+    for (size_t i = 0; i < u->n; i++) {
+        if (!u->v[i].token && strcmp(u->v[i].name, user) == 0) {
+            return &u->v[i];
+        }
+    }
+    return NULL;
+}
+
+bool users_exists(const struct users *u, const char *user)
+{
+    return find_user(u, user) != NULL;
+}
+
+bool users_stamp(const struct users *u, const char *user, unsigned char stamp[USERS_STAMP_LEN])
+{
+    const struct entry *e = find_user(u, user);
+    if (e == NULL) {
+        return false;
+    }
+    crypto_generichash(stamp, USERS_STAMP_LEN, (const unsigned char *)e->hash, strlen(e->hash),
+                       NULL, 0);
+    return true;
+}
+
 bool users_check_password(const struct users *u, const char *user, const char *password)
 {
     const char *hash = NULL;
@@ -353,82 +391,96 @@ static const char *dir_of(const char *path, char *dir, size_t len)
     return dir;
 }
 
-static int write_file(const char *path, const struct users *u, char *err, size_t errlen)
+/*
+ * Writes u's entries to the file base in the directory dirfd (locked), as a new file renamed
+ * over the old one. Every name is taken relative to dirfd and no symbolic link is followed:
+ * run as root in a directory that the gateway's user owns, a link planted there must not make
+ * root write, or give away, a file elsewhere. Root gives the new file the owner of the old one
+ * (not a link), or of the directory. Returns 0, or -EIO with err set.
+ */
+static int write_file(int dirfd, const char *dir, const char *base, const struct users *u,
+                      char *err, size_t errlen)
 {
-    char tmp[600], dir[600];
-    snprintf(tmp, sizeof(tmp), "%s.tmp", path);
-    int fd = open(tmp, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0600);
+    char tmp[128];
+    unsigned char rnd[8];
+    randombytes_buf(rnd, sizeof(rnd));
+    char hex[2 * sizeof(rnd) + 1];
+    sodium_bin2hex(hex, sizeof(hex), rnd, sizeof(rnd));
+    snprintf(tmp, sizeof(tmp), ".%.64s.%s.tmp", base, hex);
+    int fd = openat(dirfd, tmp, O_WRONLY | O_CREAT | O_EXCL | O_NOFOLLOW | O_CLOEXEC, 0600);
     if (fd == -1) {
-        snprintf(err, errlen, "%s: %s", tmp, strerror(errno));
-        return -1;
+        snprintf(err, errlen, "%s/%s: %s", dir, tmp, strerror(errno));
+        return -EIO;
     }
     /* Root keeps the file whose it was (the gateway's, when it runs as its own user). */
     struct stat sb;
-    if (geteuid() == 0 &&
-        (stat(path, &sb) == 0 || stat(dir_of(path, dir, sizeof(dir)), &sb) == 0) &&
+    bool old = fstatat(dirfd, base, &sb, AT_SYMLINK_NOFOLLOW) == 0 && S_ISREG(sb.st_mode);
+    if (geteuid() == 0 && (old || fstat(dirfd, &sb) == 0) &&
         fchown(fd, sb.st_uid, sb.st_gid) != 0) {
-        snprintf(err, errlen, "%s: giving it to uid %u: %s", tmp, (unsigned)sb.st_uid,
+        snprintf(err, errlen, "%s/%s: giving it to uid %u: %s", dir, tmp, (unsigned)sb.st_uid,
                  strerror(errno));
         close(fd);
-        unlink(tmp);
-        return -1;
+        unlinkat(dirfd, tmp, 0);
+        return -EIO;
     }
     FILE *f = fdopen(fd, "w");
     if (f == NULL) {
-        snprintf(err, errlen, "%s: %s", tmp, strerror(errno));
+        snprintf(err, errlen, "%s/%s: %s", dir, tmp, strerror(errno));
         close(fd);
-        unlink(tmp);
-        return -1;
+        unlinkat(dirfd, tmp, 0);
+        return -EIO;
     }
     fprintf(f, "# portgate users and API tokens: see portgate passwd and portgate token.\n");
     for (size_t i = 0; i < u->n; i++) {
         const struct entry *e = &u->v[i];
         if (e->token) {
-            char hex[2 * crypto_generichash_BYTES + 1];
-            sodium_bin2hex(hex, sizeof(hex), e->thash, sizeof(e->thash));
-            fprintf(f, "token %s %s %lld\n", e->name, hex, (long long)e->created);
+            char th[2 * crypto_generichash_BYTES + 1];
+            sodium_bin2hex(th, sizeof(th), e->thash, sizeof(e->thash));
+            fprintf(f, "token %s %s %lld\n", e->name, th, (long long)e->created);
         } else {
             fprintf(f, "user %s %s\n", e->name, e->hash);
         }
     }
     if (fflush(f) != 0 || fsync(fd) != 0) {
-        snprintf(err, errlen, "%s: %s", tmp, strerror(errno));
+        snprintf(err, errlen, "%s/%s: %s", dir, tmp, strerror(errno));
         fclose(f);
-        unlink(tmp);
-        return -1;
+        unlinkat(dirfd, tmp, 0);
+        return -EIO;
     }
     fclose(f);
-    if (rename(tmp, path) != 0) {
-        snprintf(err, errlen, "%s: %s", path, strerror(errno));
-        unlink(tmp);
-        return -1;
+    if (renameat(dirfd, tmp, dirfd, base) != 0) {
+        snprintf(err, errlen, "%s/%s: %s", dir, base, strerror(errno));
+        unlinkat(dirfd, tmp, 0);
+        return -EIO;
     }
-    int dfd = open(dir_of(path, dir, sizeof(dir)), O_RDONLY | O_DIRECTORY | O_CLOEXEC);
-    if (dfd >= 0) {
-        fsync(dfd);
-        close(dfd);
+    if (fsync(dirfd) != 0) {
+        /* The new file is in place: the change is made, only its durability is in doubt. */
+        log_warn("users-file %s/%s: syncing its directory: %s", dir, base, strerror(errno));
     }
     return 0;
 }
 
-/* Runs change on the file's entries under its lock, and writes them back if it returns 0. */
+/* Runs change on the file's entries under its lock, and writes them back if it returns 0.
+ * Returns 0 or what change returned (-EINVAL, -EEXIST, -ENOENT), or -EIO. */
 static int edit(const char *path,
                 int (*change)(struct users *u, void *arg, char *err, size_t errlen), void *arg,
                 char *err, size_t errlen)
 {
     /* The lock is on the directory: a lock file would be one more file whose owner could keep
      * the gateway or the commands out. */
-    char dir[600];
+    char dir[600], copy[600];
     dir_of(path, dir, sizeof(dir));
+    snprintf(copy, sizeof(copy), "%s", path);
+    const char *base = basename(copy);
     int lock = open(dir, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
     if (lock == -1 && errno == ENOENT && mkdir(dir, 0750) == 0) {
         lock = open(dir, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
     }
     if (lock == -1) {
         snprintf(err, errlen, "%s: %s", dir, strerror(errno));
-        return -1;
+        return -EIO;
     }
-    int rc = -1;
+    int rc = -EIO;
     struct users *u = NULL;
     if (flock(lock, LOCK_EX) != 0) {
         snprintf(err, errlen, "%s: %s", dir, strerror(errno));
@@ -443,8 +495,9 @@ static int edit(const char *path,
         snprintf(err, errlen, "%s (fix or remove it first)", users_error(u));
         goto out;
     }
-    if (change(u, arg, err, errlen) == 0) {
-        rc = write_file(path, u, err, errlen);
+    rc = change(u, arg, err, errlen);
+    if (rc == 0) {
+        rc = write_file(lock, dir, base, u, err, errlen);
     }
 out:
     users_free(u);
@@ -482,14 +535,14 @@ static int do_set_password(struct users *u, void *arg, char *err, size_t errlen)
         }
     }
     if (e == NULL && (e = add_entry(u, err, errlen)) == NULL) {
-        return -1;
+        return -EIO;
     }
     snprintf(e->name, sizeof(e->name), "%s", sp->user);
     if (crypto_pwhash_str(e->hash, sp->password, strlen(sp->password),
                           crypto_pwhash_OPSLIMIT_INTERACTIVE,
                           crypto_pwhash_MEMLIMIT_INTERACTIVE) != 0) {
         snprintf(err, errlen, "hashing the password: out of memory");
-        return -1;
+        return -EIO;
     }
     return 0;
 }
@@ -501,13 +554,13 @@ int users_set_password(const char *path, const char *user, const char *password,
         snprintf(err, errlen,
                  "\"%s\": a user name is 1 to %d letters, digits, '.', '_', '-' or '@'", user,
                  USERS_NAMELEN - 1);
-        return -1;
+        return -EINVAL;
     }
     size_t len = strlen(password);
     if (len < USERS_MIN_PASSWORD || len > USERS_MAX_PASSWORD) {
         snprintf(err, errlen, "a password is %d to %d characters", USERS_MIN_PASSWORD,
                  USERS_MAX_PASSWORD);
-        return -1;
+        return -EINVAL;
     }
     struct set_password sp = {user, password};
     return edit(path, do_set_password, &sp, err, errlen);
@@ -524,12 +577,12 @@ static int do_token_create(struct users *u, void *arg, char *err, size_t errlen)
     for (size_t i = 0; i < u->n; i++) {
         if (u->v[i].token && strcmp(u->v[i].name, tc->name) == 0) {
             snprintf(err, errlen, "a token called \"%s\" exists (revoke it first)", tc->name);
-            return -1;
+            return -EEXIST;
         }
     }
     struct entry *e = add_entry(u, err, errlen);
     if (e == NULL) {
-        return -1;
+        return -EIO;
     }
     unsigned char raw[32];
     randombytes_buf(raw, sizeof(raw));
@@ -551,7 +604,7 @@ int users_token_create(const char *path, const char *name, char *token, char *er
         snprintf(err, errlen,
                  "\"%s\": a token name is 1 to %d letters, digits, '.', '_', '-' or '@'", name,
                  USERS_NAMELEN - 1);
-        return -1;
+        return -EINVAL;
     }
     struct token_create tc = {name, token};
     int rc = edit(path, do_token_create, &tc, err, errlen);
@@ -572,7 +625,7 @@ static int do_token_revoke(struct users *u, void *arg, char *err, size_t errlen)
         }
     }
     snprintf(err, errlen, "no token called \"%s\"", name);
-    return -1;
+    return -ENOENT;
 }
 
 int users_token_revoke(const char *path, const char *name, char *err, size_t errlen)

@@ -52,6 +52,15 @@ bool users_any(const struct users *u);
  * user is checked against a hash of the same cost. Returns true on a match.
  */
 bool users_check_password(const struct users *u, const char *user, const char *password);
+/* Computes the hash an unknown user is checked against now, rather than at the first unknown
+ * user's login (whose answer would then take twice as long). */
+void users_prepare(void);
+/* True if user has a password in the file. */
+bool users_exists(const struct users *u, const char *user);
+/* A digest of user's password hash (false if the user is gone): a session made at a login
+ * keeps it, and ends when it no longer matches (the password was changed, by any means). */
+#define USERS_STAMP_LEN 16
+bool users_stamp(const struct users *u, const char *user, unsigned char stamp[USERS_STAMP_LEN]);
 /* The name of the token given (a "pgt_..." string), or NULL if it is none of the file's. */
 const char *users_check_token(const struct users *u, const char *token);
 
@@ -63,8 +72,10 @@ void users_each_token(const struct users *u,
 bool users_valid_name(const char *name);
 
 /*
- * Changes to the file at path, each under its lock, atomically. Return 0, or -1 with a reason in
- * err. users_set_password() adds the user or changes its password (at least USERS_MIN_PASSWORD
+ * Changes to the file at path, each under its lock, atomically. Return 0, or a negative errno
+ * with a reason in err: -EINVAL (a bad name or password), -EEXIST (a token of that name
+ * exists), -ENOENT (no token of that name), -EIO (the file could not be read or written).
+ * users_set_password() adds the user or changes its password (at least USERS_MIN_PASSWORD
  * characters); users_token_create() makes a token named name (which must be new) and writes it
  * into token (USERS_TOKEN_LEN + 1 bytes); users_token_revoke() removes one (-1 if none has that
  * name).

@@ -108,12 +108,15 @@ static inline bool mapping_log_ok(const struct mapping *m, unsigned w, enum mapp
 }
 /* Worker w saw activity on m (a connection, bytes, a datagram) at loop time now_ms. A store
  * to w's own shard, and only when the time moved: the loop reads its clock once an iteration. */
-static inline void mapping_touch(const struct mapping *m, unsigned w, uint64_t now_ms)
+static inline void mapping_stamp(uint64_t *last, uint64_t now_ms)
 {
-    uint64_t *last = &m->state->shards[w].last_ms;
     if (__atomic_load_n(last, __ATOMIC_RELAXED) != now_ms) {
         __atomic_store_n(last, now_ms, __ATOMIC_RELAXED);
     }
+}
+static inline void mapping_touch(const struct mapping *m, unsigned w, uint64_t now_ms)
+{
+    mapping_stamp(&m->state->shards[w].last_ms, now_ms);
 }
 /* The latest activity over all workers (CLOCK_MONOTONIC milliseconds), or 0 if none yet. */
 uint64_t mapping_last_active(const struct mapping_state *st);

@@ -1202,14 +1202,12 @@ static int cmp_pair(const void *x, const void *y)
     return p->b < q->b ? -1 : (p->b > q->b);
 }
 
-/* qsort has no context argument: the config being sorted is passed through this. Only
- * config_finish() sets it, on the thread that checks the config. */
-static __thread const struct config *sort_config;
-
-static int cmp_name(const void *x, const void *y)
+/* qsort_r() comparisons of indices into the config given as ctx. */
+static int cmp_name(const void *x, const void *y, void *ctx)
 {
+    const struct config *c = ctx;
     const uint32_t *i = x, *j = y;
-    int r = strcmp(sort_config->maps[*i].name, sort_config->maps[*j].name);
+    int r = strcmp(c->maps[*i].name, c->maps[*j].name);
     return r != 0 ? r : (*i < *j ? -1 : (*i > *j));
 }
 
@@ -1236,10 +1234,11 @@ static int cmp_listen_addr(const struct map_conf *a, const struct map_conf *b)
 }
 
 /* Listeners by (transport, family, wildcard first, address, first port). */
-static int cmp_listen(const void *x, const void *y)
+static int cmp_listen(const void *x, const void *y, void *ctx)
 {
-    const struct map_conf *a = &sort_config->maps[*(const uint32_t *)x];
-    const struct map_conf *b = &sort_config->maps[*(const uint32_t *)y];
+    const struct config *c = ctx;
+    const struct map_conf *a = &c->maps[*(const uint32_t *)x];
+    const struct map_conf *b = &c->maps[*(const uint32_t *)y];
     if (a->proto->transport != b->proto->transport || a->listen.ss_family != b->listen.ss_family) {
         return cmp_listen_addr(a, b);
     }
@@ -1263,8 +1262,7 @@ static bool same_family_and_transport(const struct map_conf *a, const struct map
  * wildcard of the other's family and transport. idx holds the listening mappings. */
 static void find_listen_clashes(const struct config *c, uint32_t *idx, size_t n, struct pairs *ps)
 {
-    sort_config = c;
-    qsort(idx, n, sizeof(*idx), cmp_listen);
+    qsort_r(idx, n, sizeof(*idx), cmp_listen, (void *)c);
     /* The same address (wildcards among themselves too): sorted by first port, a listener
      * overlaps the following ones that start before it ends. */
     for (size_t i = 0; i < n; i++) {
@@ -1350,8 +1348,7 @@ int config_finish(struct config *c, bool resolve)
     for (size_t i = 0; i < c->nmaps; i++) {
         idx[i] = (uint32_t)i;
     }
-    sort_config = c;
-    qsort(idx, c->nmaps, sizeof(*idx), cmp_name);
+    qsort_r(idx, c->nmaps, sizeof(*idx), cmp_name, c);
     for (size_t i = 1; i < c->nmaps; i++) {
         for (size_t j = i; j-- > 0 && strcmp(c->maps[idx[j]].name, c->maps[idx[i]].name) == 0;) {
             pair_add(&ps, idx[i], idx[j], CLASH_NAME);

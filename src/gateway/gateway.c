@@ -272,9 +272,6 @@ struct plan {
     size_t *ls_order;         /* g->ls by transport, family, port, address */
 };
 
-/* qsort has no context argument; apply() runs on the control thread only. */
-static const struct gateway *sort_gateway;
-
 static int cmp_map_name(const void *x, const void *y)
 {
     return strcmp((*(struct mapping *const *)x)->conf.name,
@@ -302,10 +299,12 @@ static int cmp_listen_key(const struct listener *a, int transport, const struct 
                   &((const struct sockaddr_in *)b)->sin_addr, 4);
 }
 
-static int cmp_ls_order(const void *x, const void *y)
+/* A qsort_r() comparison of indices into the gateway's listeners (ctx). */
+static int cmp_ls_order(const void *x, const void *y, void *ctx)
 {
-    const struct listener *a = &sort_gateway->ls[*(const size_t *)x];
-    const struct listener *b = &sort_gateway->ls[*(const size_t *)y];
+    const struct gateway *g = ctx;
+    const struct listener *a = &g->ls[*(const size_t *)x];
+    const struct listener *b = &g->ls[*(const size_t *)y];
     return cmp_listen_key(a, b->proto->transport, &b->addr);
 }
 
@@ -360,8 +359,7 @@ static int plan_index(struct gateway *g, struct plan *p)
     for (size_t i = 0; i < g->nls; i++) {
         p->ls_order[i] = i;
     }
-    sort_gateway = g;
-    qsort(p->ls_order, g->nls, sizeof(*p->ls_order), cmp_ls_order);
+    qsort_r(p->ls_order, g->nls, sizeof(*p->ls_order), cmp_ls_order, g);
     return 0;
 }
 
@@ -736,7 +734,7 @@ static int apply(struct gateway *g, struct config *cfg)
         log_warn("map %s: kept in the table but not running (made through the admin API): %s",
                  cfg->maps[k].name, g->bind_failed_why);
     }
-    for (size_t i = 0; i < cfg->nmaps; i++) {
+    for (size_t i = 0; i < cfg->nmaps && cfg->keep_failed; i++) {
         if (cfg->maps[i].enabled && cfg->maps[i].failed[0] != '\0' &&
             strncmp(cfg->maps[i].failed, "target:", 7) == 0) {
             log_warn("map %s: kept in the table but not running (made through the admin API): %s",

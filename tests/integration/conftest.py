@@ -91,6 +91,10 @@ class Gateway:
 
     def wait_ready(self, timeout=10):
         self.wait_log("configuration applied", timeout=timeout)
+        # The admin interface starts once the mappings run: wait for its socket too.
+        if re.search(r"^admin-socket\s*=\s*/", self.conf.read_text() if self.conf.exists() else "",
+                     re.M):
+            self.wait_log("admin: API on unix socket", timeout=timeout)
 
     def reload(self, config=None):
         if config is not None:

@@ -403,11 +403,85 @@ def test_http_listener_serves_the_page_and_needs_a_user(gateway):
     for bad in ("/assets/../../etc/passwd", "/assets/%2e%2e/%2e%2e/etc/passwd", "/../etc/passwd",
                 "/assets/", "/assets/app.js/", "/etc/passwd", "/assets//app.js"):
         c = socket.create_connection(("127.0.0.1", g.web_port))
-        c.sendall(f"GET {bad} HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n".encode())
+        c.sendall(f"GET {bad} HTTP/1.1\r\nHost: 127.0.0.1:{g.web_port}\r\n"
+                  "Connection: close\r\n\r\n".encode())
         head = c.recv(65536).decode(errors="replace")
         c.close()
         assert head.startswith("HTTP/1.1 404") or head.startswith("HTTP/1.1 400"), (bad, head)
         assert "root:" not in head
+
+
+def raw_http(port, request):
+    """Sends request to the HTTP listener; returns the answer's head and body as text."""
+    c = socket.create_connection(("127.0.0.1", port), timeout=10)
+    try:
+        c.sendall(request)
+    except BrokenPipeError:
+        pass
+    out = b""
+    try:
+        while True:
+            d = c.recv(65536)
+            if not d:
+                break
+            out += d
+    except (ConnectionResetError, socket.timeout):
+        pass
+    c.close()
+    return out.decode(errors="replace")
+
+
+def test_http_listener_refuses_before_the_body(gateway):
+    """Another site's page that points its name at 127.0.0.1 (DNS rebinding), or any local
+    client without a credential, gets a refusal before the gateway reads a body."""
+    g = http_gateway(gateway)
+    passwd(g, "alice", "correct horse")
+    port = g.web_port
+    # Only this host's names.
+    out = raw_http(port, b"GET / HTTP/1.1\r\nHost: evil.example:%d\r\nConnection: close\r\n\r\n"
+                   % port)
+    assert out.startswith("HTTP/1.1 421"), out
+    for host in (f"127.0.0.1:{port}", f"localhost:{port}", f"LOCALHOST:{port}"):
+        out = raw_http(port, f"GET / HTTP/1.1\r\nHost: {host}\r\nConnection: close\r\n\r\n"
+                       .encode())
+        assert out.startswith("HTTP/1.1 200"), (host, out[:100])
+    # A login from another site's page.
+    body = b'{"user": "alice", "password": "correct horse"}'
+    out = raw_http(port, b"POST /api/v1/session HTTP/1.1\r\nHost: 127.0.0.1:%d\r\n"
+                   b"Origin: http://evil.example\r\nContent-Type: application/json\r\n"
+                   b"Content-Length: %d\r\nConnection: close\r\n\r\n%s" % (port, len(body), body))
+    assert out.startswith("HTTP/1.1 403") and "another site" in out, out
+    # No credential: 401 at once, a megabyte announced or not.
+    out = raw_http(port, b"POST /api/v1/mappings HTTP/1.1\r\nHost: 127.0.0.1:%d\r\n"
+                   b"Content-Type: application/json\r\nContent-Length: 1000000\r\n\r\n{" % port)
+    assert out.startswith("HTTP/1.1 401"), out
+    # A login is a few bytes.
+    out = raw_http(port, b"POST /api/v1/session HTTP/1.1\r\nHost: 127.0.0.1:%d\r\n"
+                   b"Content-Type: application/json\r\nContent-Length: 5000\r\n\r\n{" % port)
+    assert out.startswith("HTTP/1.1 413") and "4 KiB" in out, out
+
+
+def test_a_password_changed_anywhere_ends_the_sessions(gateway):
+    g = http_gateway(gateway)
+    passwd(g, "alice", "correct horse")
+    r = login(g.web, "alice", "correct horse")
+    sid = re.match(r"portgate_session=([^;]+);", r.headers["Set-Cookie"])[1]
+    s = Admin(host="127.0.0.1", port=g.web_port, headers={"Cookie": f"portgate_session={sid}"})
+    assert s.get(f"{API}/mappings").status == 200
+    passwd(g, "alice", "a new password")  # on the gateway, as after a leak
+    assert s.get(f"{API}/mappings").status == 401
+    g.wait_log("admin: user alice's session ended: the password changed")
+
+
+def test_bad_bytes_in_a_path_get_a_plain_404(admin_gateway):
+    api = admin_gateway.api
+    for path in (f"{API}/mappings/%FF", f"{API}/mappings/%C3%28/enable", f"{API}/tokens/%FF"):
+        r = api.request("DELETE" if "tokens" in path else "GET", path)
+        assert r.status in (404, 405), (path, r)
+        assert r.json["error"], r
+    r = api.request("DELETE", f"{API}/mappings/file", headers={"If-Match": '"\xff"'.encode("latin-1")
+                                                              .decode("latin-1")})
+    assert r.status in (412, 403), r
 
 
 def login(web, user, password, source=None):
@@ -770,15 +844,27 @@ def test_cli_over_http_with_a_token(gateway, tmp_path):
 
 def test_rtsp_sessions_are_listed(gateway, tcp_echo):
     from test_rtsp import Rtsp, fake_device, session_of
-    dev = fake_device(tcp_echo)
+    device_rtp, player_rtp = free_ports(2), free_ports(2)
+    dev = fake_device(tcp_echo, server_port=device_rtp[0])
     port = free_ports()
     g = gateway(config=f"[map enc]\nproto = rtsp\nlisten = 127.0.0.1:{port}\n"
                        f"target = 127.0.0.1:{dev.port}\nrtp-ports = 20600-20699\n")
     api = Admin(g.admin_socket)
     c = Rtsp(port)
     status, h, _ = c.ask("SETUP", f"rtsp://127.0.0.1:{port}/x",
-                         Transport="RTP/AVP;unicast;client_port=5000-5001")
+                         Transport=f"RTP/AVP;unicast;client_port={player_rtp[0]}-{player_rtp[1]}")
     assert status == 200
+    # The stream's RTP is the mapping's activity too, while its control connection is quiet.
+    before = api.mappings()["enc"]["stats"]["last-activity"]
+    time.sleep(1.1)
+    with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as d, \
+            socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as player:
+        d.bind(("127.0.0.1", device_rtp[0]))
+        player.bind(("127.0.0.1", player_rtp[0]))
+        player.settimeout(5)
+        d.sendto(b"\x80" + b"rtp" * 10, ("127.0.0.1", dev.client_ports[0][0]))
+        assert player.recv(2048) == b"\x80" + b"rtp" * 10
+    assert api.mappings()["enc"]["stats"]["last-activity"] > before
     (se,) = api.get(f"{API}/sessions?mapping=enc").json["sessions"]
     assert se["kind"] == "rtsp" and se["mapping"] == "enc" and se["client"] == "127.0.0.1", se
     assert se["target"] == f"127.0.0.1:{dev.port}"
@@ -816,6 +902,11 @@ def test_api_mapping_that_cannot_bind_at_start_is_kept_failed(gateway, tcp_echo,
                      api.get("/metrics").body, re.M)
     # Still there: the state file keeps it as it was made.
     assert [m["name"] for m in json.loads(state.read_text())["mappings"]] == ["held", "ok"]
+    # The configuration given back as read keeps it as it is (failed, not refused).
+    cfg = api.get(f"{API}/config")
+    r = api.put(f"{API}/config", cfg.json, headers={"If-Match": cfg.etag})
+    assert r.status == 200, r
+    assert api.mappings()["held"]["status"]["state"] == "failed"
     # While the port is taken, a change of it is refused (409), and it stays failed.
     r = api.patch(f"{API}/mappings/held", {"max-conns": 5})
     assert r.status == 409 and r.json["field"] == "listen", r

@@ -513,7 +513,10 @@ static int setup_udp(struct proxy *p, const struct rtsp_msg *m, struct pending *
                                   .client_port = {t->client_port[0], t->client_port[1]},
                                   .device = p->target,
                                   .port_lo = rtp->rtp_lo,
-                                  .port_hi = rtp->rtp_hi};
+                                  .port_hi = rtp->rtp_hi,
+                                  /* The session's holders all share p's mapping state, and the
+                                   * session (with its streams) ends with its last holder. */
+                                  .activity = &mapping_shard(p->map, p->ctx->worker)->last_ms};
     uint16_t in_port = 0, out_port = 0;
     int err = 0;
     struct rtsp_stream *s = rtsp_stream_new(p->ctx, &sc, &in_port, &out_port, &err);

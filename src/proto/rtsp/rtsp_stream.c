@@ -9,6 +9,7 @@
 
 #include "core/addr.h"
 #include "core/sock.h"
+#include "forward/mapping.h"
 
 #define READ_BATCH 64 /* datagrams per wake-up and socket, so one busy stream cannot starve */
 
@@ -24,6 +25,7 @@ struct rtp_sock {
 
 struct rtsp_stream {
     struct relay_ctx *ctx;
+    uint64_t *activity;
     struct rtp_sock sk[4];
     struct sockaddr_storage client, device; /* addresses; the ports are in sk[].peer_port */
     struct rtsp_stream_stats st;
@@ -101,6 +103,9 @@ static void on_datagram(struct loop_io *io, uint32_t ev)
         s->st.pkts[path]++;
         s->st.bytes[path] += (uint64_t)n;
         s->st.last_ms = loop_now(s->ctx->loop);
+        if (s->activity != NULL) {
+            mapping_stamp(s->activity, s->st.last_ms);
+        }
     }
 }
 
@@ -154,6 +159,7 @@ struct rtsp_stream *rtsp_stream_new(struct relay_ctx *ctx, const struct rtsp_str
         return NULL;
     }
     s->ctx = ctx;
+    s->activity = conf->activity;
     s->client = conf->client;
     s->device = conf->device;
     addr_unmap(&s->client);

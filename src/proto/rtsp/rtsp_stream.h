@@ -31,6 +31,9 @@ struct rtsp_stream_conf {
     uint16_t client_port[2];           /* RTP, RTCP, as the client's Transport announced */
     struct sockaddr_storage device;    /* the device's address (port ignored) */
     uint16_t port_lo, port_hi;         /* rtp-ports: pairs start at even ports in [lo, hi) */
+    /* Its mapping's last activity on this worker (struct mapping_shard), stamped with each
+     * datagram relayed; it must outlive the stream. NULL: none. */
+    uint64_t *activity;
 };
 
 enum rtsp_stream_path {

@@ -5,6 +5,7 @@
 #include <stdint.h>
 
 #include <cmocka.h>
+#include <errno.h>
 #include <sodium.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -96,9 +97,9 @@ static void test_passwords_and_tokens(void **state)
     assert_false(users_any(u));
     assert_false(users_check_password(u, "alice", "whatever"));
 
-    assert_int_equal(users_set_password(path, "alice", "short", err, sizeof(err)), -1);
+    assert_int_equal(users_set_password(path, "alice", "short", err, sizeof(err)), -EINVAL);
     assert_non_null(strstr(err, "8 to 1024 characters"));
-    assert_int_equal(users_set_password(path, "a b", "long enough", err, sizeof(err)), -1);
+    assert_int_equal(users_set_password(path, "a b", "long enough", err, sizeof(err)), -EINVAL);
     assert_int_equal(users_set_password(path, "alice", "correct horse", err, sizeof(err)), 0);
     struct stat sb;
     assert_int_equal(stat(path, &sb), 0);
@@ -120,7 +121,7 @@ static void test_passwords_and_tokens(void **state)
     assert_int_equal(users_token_create(path, "ci", token, err, sizeof(err)), 0);
     assert_int_equal(strlen(token), USERS_TOKEN_LEN);
     assert_memory_equal(token, "pgt_", 4);
-    assert_int_equal(users_token_create(path, "ci", token2, err, sizeof(err)), -1);
+    assert_int_equal(users_token_create(path, "ci", token2, err, sizeof(err)), -EEXIST);
     assert_non_null(strstr(err, "exists"));
     assert_int_equal(users_token_create(path, "deploy", token2, err, sizeof(err)), 0);
     assert_string_not_equal(token, token2);
@@ -142,7 +143,7 @@ static void test_passwords_and_tokens(void **state)
     assert_null(strstr(text, token + 4));
     assert_null(strstr(text, "correct horse"));
     assert_int_equal(users_token_revoke(path, "ci", err, sizeof(err)), 0);
-    assert_int_equal(users_token_revoke(path, "ci", err, sizeof(err)), -1);
+    assert_int_equal(users_token_revoke(path, "ci", err, sizeof(err)), -ENOENT);
     assert_non_null(strstr(err, "no token called \"ci\""));
     users_refresh(u);
     assert_null(users_check_token(u, token));
@@ -157,7 +158,7 @@ static void test_passwords_and_tokens(void **state)
     assert_non_null(users_error(u));
     assert_true(users_check_password(u, "bob", "battery staple"));
     /* and a change refuses to write over it */
-    assert_int_equal(users_set_password(path, "carol", "long enough", err, sizeof(err)), -1);
+    assert_int_equal(users_set_password(path, "carol", "long enough", err, sizeof(err)), -EIO);
     assert_non_null(strstr(err, "fix or remove it first"));
     users_free(u);
     char cmd[160];
@@ -191,6 +192,29 @@ static void test_owner_kept(void **state)
     char sub[160];
     snprintf(sub, sizeof(sub), "%s/new/users", dir);
     assert_int_equal(users_set_password(sub, "bob", "long enough", err, sizeof(err)), 0);
+
+    /* Links planted by the directory's owner (the gateway's user) make root write or give away
+     * nothing else: not as the temporary file (its name is random, and made exclusively), not
+     * as the users file (refused). */
+    char canary[160], link[160];
+    snprintf(canary, sizeof(canary), "%s/canary", dir);
+    FILE *f = fopen(canary, "w");
+    fputs("root's\n", f);
+    fclose(f);
+    snprintf(link, sizeof(link), "%s/users.tmp", dir);
+    assert_int_equal(symlink(canary, link), 0);
+    assert_int_equal(users_set_password(path, "alice", "another one", err, sizeof(err)), 0);
+    struct stat cs;
+    assert_int_equal(stat(canary, &cs), 0);
+    assert_int_equal(cs.st_uid, 0);
+    assert_int_equal(cs.st_size, 7);
+    assert_int_equal(unlink(path), 0);
+    assert_int_equal(symlink(canary, path), 0);
+    assert_int_equal(users_set_password(path, "alice", "another one", err, sizeof(err)), -EIO);
+    assert_non_null(strstr(err, "a symbolic link"));
+    assert_int_equal(stat(canary, &cs), 0);
+    assert_int_equal(cs.st_uid, 0);
+    assert_int_equal(cs.st_size, 7);
     char cmd[160];
     snprintf(cmd, sizeof(cmd), "rm -rf %s", dir);
     assert_int_equal(system(cmd), 0);
