@@ -519,9 +519,10 @@ def test_page_table_screenshot_and_phone_width(gateway, browser):
 def test_page_with_ten_thousand_mappings(gateway, browser, tmp_path):
     """A router's table grown to 10,000 mappings (from the state file, one worker, each on its
     own loopback address): the page lists them, the filter finds the last one among all, and a
-    toggle still works. How long it takes is measured in bench/admin, not here."""
+    toggle still works. How long it takes is measured in bench/admin, not here. Under the
+    sanitizers (several times slower), 2,000: the same paths, a shorter run."""
     import json
-    n = 10000
+    n = 2000 if os.environ.get("PORTGATE_SANITIZED") else 10000
     state = tmp_path / "big-state.json"
     port = free_ports()
     state.write_text(json.dumps({"portgate-state": 1, "revision": 1, "mappings": [
@@ -533,19 +534,20 @@ def test_page_with_ten_thousand_mappings(gateway, browser, tmp_path):
     api = Admin(g.admin_socket)
     b = browser
     deadline = 60
-    b.until("the gateway with 10,000 mappings", lambda: _answers(api), timeout=deadline)
+    b.until(f"the gateway with {n} mappings", lambda: _answers(api), timeout=deadline)
     r = api.get(f"{API}/mappings")
     assert r.status == 200 and len(r.json["mappings"]) == n
     passwd(g, USER, PASSWORD)
     b.d.get(f"http://127.0.0.1:{web}/")
     log_in_ok(b)
     b.until("the first rows", lambda: b.els(row_css("m0")), timeout=30)
-    b.until("the count", lambda: "10000" in b.el("#list-count").text.replace(",", ""))
-    b.type("#filter", "m9999")
-    b.until("the filter finds the last one", lambda: row_names(b) == ["m9999"], timeout=30)
-    b.click(f"{row_css('m9999')} .toggle-enabled")
-    b.until("it is disabled", lambda: cell(b, "m9999", "c-status") == "disabled", timeout=30)
-    assert api.get(f"{API}/mappings/m9999").json["enabled"] is False
+    b.until("the count", lambda: str(n) in b.el("#list-count").text.replace(",", ""))
+    last = f"m{n - 1}"
+    b.type("#filter", last)
+    b.until("the filter finds the last one", lambda: row_names(b) == [last], timeout=30)
+    b.click(f"{row_css(last)} .toggle-enabled")
+    b.until("it is disabled", lambda: cell(b, last, "c-status") == "disabled", timeout=30)
+    assert api.get(f"{API}/mappings/{last}").json["enabled"] is False
     assert_clean_console(b)
 
 
