@@ -104,22 +104,17 @@ static enum MHD_Result send_response(struct MHD_Connection *c, unsigned status,
     return rc;
 }
 
-static enum MHD_Result send_json(struct MHD_Connection *c, unsigned status, json_t *j,
-                                 unsigned long long etag, const char *location,
+/* Sends text (malloc'd, taken; NULL for a 204) of the type given, with an ETag (0: none), a
+ * Location and a Set-Cookie (NULL or empty: none). */
+static enum MHD_Result send_text(struct MHD_Connection *c, unsigned status, char *text,
+                                 const char *type, unsigned long long etag, const char *location,
                                  const char *set_cookie)
 {
-    char *text = j != NULL ? json_dumps(j, JSON_COMPACT) : NULL;
     struct MHD_Response *r;
-    if (status == 204) {
-        free(text);
+    if (text == NULL) {
         r = MHD_create_response_from_buffer(0, (void *)"", MHD_RESPMEM_PERSISTENT);
-    } else if (text == NULL) {
-        static const char oom[] = "{\"error\":\"out of memory\"}";
-        status = 500;
-        r = MHD_create_response_from_buffer(sizeof(oom) - 1, (void *)oom, MHD_RESPMEM_PERSISTENT);
     } else {
-        size_t n = strlen(text);
-        r = MHD_create_response_from_buffer(n, text, MHD_RESPMEM_MUST_FREE);
+        r = MHD_create_response_from_buffer(strlen(text), text, MHD_RESPMEM_MUST_FREE);
         if (r == NULL) {
             free(text);
         }
@@ -127,8 +122,8 @@ static enum MHD_Result send_json(struct MHD_Connection *c, unsigned status, json
     if (r == NULL) {
         return MHD_NO;
     }
-    if (status != 204) {
-        MHD_add_response_header(r, "Content-Type", "application/json");
+    if (text != NULL) {
+        MHD_add_response_header(r, "Content-Type", type);
     }
     if (etag != 0) {
         char tag[32];
@@ -144,33 +139,30 @@ static enum MHD_Result send_json(struct MHD_Connection *c, unsigned status, json
     return send_response(c, status, r);
 }
 
+static enum MHD_Result send_json(struct MHD_Connection *c, unsigned status, json_t *j,
+                                 unsigned long long etag, const char *location,
+                                 const char *set_cookie)
+{
+    if (status == 204) {
+        return send_text(c, status, NULL, NULL, etag, location, set_cookie);
+    }
+    char *text = j != NULL ? json_dumps(j, JSON_COMPACT) : NULL;
+    if (text == NULL) {
+        status = 500;
+        text = strdup("{\"error\":\"out of memory\"}");
+        if (text == NULL) {
+            return MHD_NO;
+        }
+    }
+    return send_text(c, status, text, "application/json", etag, location, set_cookie);
+}
+
 static enum MHD_Result send_error(struct MHD_Connection *c, unsigned status, const char *msg)
 {
     json_t *j = json_pack("{s:s}", "error", msg);
     enum MHD_Result rc = send_json(c, status, j, 0, NULL, NULL);
     json_decref(j);
     return rc;
-}
-
-static enum MHD_Result send_text(struct MHD_Connection *c, unsigned status, char *text,
-                                 const char *type, unsigned long long etag, const char *location)
-{
-    struct MHD_Response *r =
-        MHD_create_response_from_buffer(strlen(text), text, MHD_RESPMEM_MUST_FREE);
-    if (r == NULL) {
-        free(text);
-        return MHD_NO;
-    }
-    MHD_add_response_header(r, "Content-Type", type);
-    if (etag != 0) {
-        char tag[32];
-        snprintf(tag, sizeof(tag), "\"%llu\"", etag);
-        MHD_add_response_header(r, "ETag", tag);
-    }
-    if (location != NULL && location[0] != '\0') {
-        MHD_add_response_header(r, "Location", location);
-    }
-    return send_response(c, status, r);
 }
 
 /* ---- who is asking ---- */
@@ -291,7 +283,7 @@ static enum MHD_Result api_request(struct admin_listener *l, struct MHD_Connecti
     loop_update_time(l->a->loop); /* a change may have taken a while (binding, fsync) */
     if (rs.text != NULL) {
         json_decref(rs.json);
-        return send_text(c, rs.status, rs.text, rs.text_type, rs.etag, rs.location);
+        return send_text(c, rs.status, rs.text, rs.text_type, rs.etag, rs.location, NULL);
     }
     enum MHD_Result rc = send_json(c, rs.status, rs.json, rs.etag, rs.location, NULL);
     json_decref(rs.json);

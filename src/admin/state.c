@@ -12,6 +12,7 @@
 #include <unistd.h>
 
 #include "admin/mapjson.h"
+#include "core/file.h"
 #include "core/log.h"
 
 #define STATE_FORMAT 1
@@ -69,46 +70,27 @@ void state_load(void *arg, struct config *c)
     if (!config_admin_on(&c->gw) || path[0] == '\0') {
         return;
     }
-    int fd = open(path, O_RDONLY | O_CLOEXEC);
-    if (fd == -1) {
-        if (errno != ENOENT) {
-            config_add_error(c, NULL, "%s: cannot open the state file: %s", path, strerror(errno));
-        }
+    char *buf;
+    size_t len;
+    int rc = file_read(path, false, STATE_MAX_FILE, &buf, &len, NULL);
+    if (rc == -ENOENT) {
         return; /* none yet: no mapping was made through the admin interface */
     }
-    struct stat sb;
-    char *buf = NULL;
-    if (fstat(fd, &sb) == -1 || !S_ISREG(sb.st_mode)) {
-        config_add_error(c, NULL, "%s: the state file is not a regular file", path);
-        goto out;
-    }
-    if ((uint64_t)sb.st_size > STATE_MAX_FILE) {
+    if (rc == -EFBIG) {
         config_add_error(c, NULL, "%s: the state file is larger than %u bytes", path,
                          STATE_MAX_FILE);
-        goto out;
+        return;
     }
-    buf = malloc((size_t)sb.st_size + 1);
-    if (buf == NULL) {
-        config_add_error(c, NULL, "%s: out of memory reading the state file", path);
-        goto out;
+    if (rc == -EINVAL) {
+        config_add_error(c, NULL, "%s: the state file is not a regular file", path);
+        return;
     }
-    size_t got = 0;
-    while (got < (size_t)sb.st_size) {
-        ssize_t n = read(fd, buf + got, (size_t)sb.st_size - got);
-        if (n == -1 && errno == EINTR) {
-            continue;
-        }
-        if (n <= 0) {
-            config_add_error(c, NULL, "%s: reading the state file: %s", path,
-                             n == 0 ? "it shrank" : strerror(errno));
-            goto out;
-        }
-        got += (size_t)n;
+    if (rc != 0) {
+        config_add_error(c, NULL, "%s: cannot read the state file: %s", path, file_strerror(rc));
+        return;
     }
-    state_load_buffer(c, path, buf, got, (int64_t)time(NULL));
-out:
+    state_load_buffer(c, path, buf, len, (int64_t)time(NULL));
     free(buf);
-    close(fd);
 }
 
 static int write_all(int fd, const char *buf, size_t len)

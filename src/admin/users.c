@@ -12,6 +12,7 @@
 #include <time.h>
 #include <unistd.h>
 
+#include "core/file.h"
 #include "core/log.h"
 
 #define USERS_MAX_FILE (4u << 20)
@@ -171,63 +172,33 @@ static int load(struct users *u)
 {
     /* Not through a symbolic link: root reads it for portgate passwd, in a directory that the
      * gateway's user owns. */
-    int fd = open(u->path, O_RDONLY | O_NOFOLLOW | O_CLOEXEC);
-    if (fd == -1) {
-        if (errno == ELOOP) {
-            snprintf(u->error, sizeof(u->error), "%s: a symbolic link (give the file's own path)",
-                     u->path);
-            return -1;
-        }
-        if (errno == ENOENT) {
-            users_clear(u);
-            u->error[0] = '\0';
-            memset(&u->mtime, 0, sizeof(u->mtime));
-            u->dev = 0;
-            u->ino = 0;
-            u->size = 0;
-            return 0;
-        }
-        snprintf(u->error, sizeof(u->error), "%s: %s", u->path, strerror(errno));
+    char *buf;
+    size_t len;
+    struct stat sb;
+    int rc = file_read(u->path, true, USERS_MAX_FILE, &buf, &len, &sb);
+    if (rc == -ENOENT) {
+        users_clear(u);
+        u->error[0] = '\0';
+        memset(&u->mtime, 0, sizeof(u->mtime));
+        u->dev = 0;
+        u->ino = 0;
+        u->size = 0;
+        return 0;
+    }
+    if (rc != 0) {
+        snprintf(u->error, sizeof(u->error), "%s: %s", u->path,
+                 rc == -ELOOP   ? "a symbolic link (give the file's own path)"
+                 : rc == -EFBIG ? "larger than 4 MiB"
+                                : file_strerror(rc));
         return -1;
     }
-    struct stat sb;
-    char *buf = NULL;
-    int rc = -1;
-    if (fstat(fd, &sb) == -1 || !S_ISREG(sb.st_mode)) {
-        snprintf(u->error, sizeof(u->error), "%s: not a regular file", u->path);
-        goto out;
-    }
-    if ((uint64_t)sb.st_size > USERS_MAX_FILE) {
-        snprintf(u->error, sizeof(u->error), "%s: larger than %u bytes", u->path, USERS_MAX_FILE);
-        goto out;
-    }
-    buf = malloc((size_t)sb.st_size + 1);
-    size_t got = 0;
-    while (buf != NULL && got < (size_t)sb.st_size) {
-        ssize_t n = read(fd, buf + got, (size_t)sb.st_size - got);
-        if (n <= 0) {
-            if (n == -1 && errno == EINTR) {
-                continue;
-            }
-            break;
-        }
-        got += (size_t)n;
-    }
-    if (buf == NULL || got != (size_t)sb.st_size) {
-        snprintf(u->error, sizeof(u->error), "%s: cannot read it", u->path);
-        goto out;
-    }
-    rc = parse_into(u, u->path, buf, got);
+    rc = parse_into(u, u->path, buf, len);
     u->dev = sb.st_dev;
     u->ino = sb.st_ino;
     u->size = sb.st_size;
     u->mtime = sb.st_mtim;
-out:
-    if (buf != NULL) {
-        sodium_memzero(buf, got);
-    }
+    sodium_memzero(buf, len);
     free(buf);
-    close(fd);
     return rc;
 }
 

@@ -12,6 +12,7 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
+#include "core/file.h"
 #include "core/loop.h" /* LOOP_BUSY_POLL_MAX_US */
 #include "proto/protocols.h"
 
@@ -960,44 +961,19 @@ int config_load_buffer(struct config *c, const char *source, const char *buf, si
 
 int config_load_file(struct config *c, const char *path)
 {
-    int fd = open(path, O_RDONLY | O_CLOEXEC);
-    if (fd == -1) {
-        add_error(c, "%s: cannot open: %s", path, strerror(errno));
-        return -1;
-    }
-    struct stat sb;
-    if (fstat(fd, &sb) == -1 || !S_ISREG(sb.st_mode)) {
-        add_error(c, "%s: not a regular file", path);
-        close(fd);
-        return -1;
-    }
-    if ((size_t)sb.st_size > CONFIG_MAX_FILE) {
+    char *buf;
+    size_t len;
+    int rc = file_read(path, false, CONFIG_MAX_FILE, &buf, &len, NULL);
+    if (rc == -EFBIG) {
         add_error(c, "%s: larger than %u bytes", path, CONFIG_MAX_FILE);
-        close(fd);
         return -1;
     }
-    char *buf = malloc((size_t)sb.st_size + 1);
-    if (buf == NULL) {
-        add_error(c, "%s: out of memory", path);
-        close(fd);
+    if (rc != 0) {
+        add_error(c, "%s: %s%s", path,
+                  rc == -EINVAL || rc == -ENODATA ? "" : "cannot open: ", file_strerror(rc));
         return -1;
     }
-    size_t got = 0;
-    while (got < (size_t)sb.st_size) {
-        ssize_t n = read(fd, buf + got, (size_t)sb.st_size - got);
-        if (n == -1 && errno == EINTR) {
-            continue;
-        }
-        if (n <= 0) {
-            add_error(c, "%s: read: %s", path, n == 0 ? "file shrank" : strerror(errno));
-            free(buf);
-            close(fd);
-            return -1;
-        }
-        got += (size_t)n;
-    }
-    close(fd);
-    int rc = config_load_buffer(c, path, buf, got);
+    rc = config_load_buffer(c, path, buf, len);
     free(buf);
     return rc;
 }

@@ -339,8 +339,8 @@ static bool overlap(const struct map_conf *a, const struct map_conf *b)
 static void test_clashes_match_brute_force(void **state)
 {
     (void)state;
-    static const char *const addrs[] = {"0.0.0.0",     "192.0.2.1", "192.0.2.2",
-                                        "[::]",        "[2001:db8::1]"};
+    static const char *const addrs[] = {"0.0.0.0", "192.0.2.1", "192.0.2.2", "[::]",
+                                        "[2001:db8::1]"};
     static const char *const protos[] = {"tcp", "udp"};
     /* A specific address across two wildcards, one of them long: both are found. */
     struct config *w = config_new();
@@ -796,7 +796,8 @@ int main(void)
         cmocka_unit_test(test_resolve),
         cmocka_unit_test(test_equal_and_copy),
         cmocka_unit_test(test_admin_keys),
-        cmocka_unit_test(test_map_keys_round_trip), cmocka_unit_test(test_clashes_match_brute_force),
+        cmocka_unit_test(test_map_keys_round_trip),
+        cmocka_unit_test(test_clashes_match_brute_force),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
