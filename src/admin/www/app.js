@@ -1090,13 +1090,23 @@ const COUNTERS = [
   ['datagrams-out', 'Datagrams out', fmtCount],
   ['datagrams-dropped', 'Datagrams dropped', fmtCount],
   ['sessions', 'Sessions', fmtCount],
+  ['evicted', 'Sessions evicted', fmtCount],
   ['last-activity', 'Last activity', fmtAgo],
 ];
 
+// A protocol's own counter, by its key: "rtp-bytes-to-clients" is "RTP bytes to clients".
+function counterLabel(k) {
+  const words = k.split('-').map((w) => (['rtsp', 'rtp', 'rtcp'].includes(w) ? w.toUpperCase() : w));
+  const text = words.join(' ');
+  return text.charAt(0).toUpperCase() + text.slice(1);
+}
+
 // Counters that mean nothing for a protocol are left out unless they are not zero.
 const NOT_FOR = {
-  tcp: ['datagrams-in', 'datagrams-out', 'datagrams-dropped', 'sessions'],
+  tcp: ['datagrams-in', 'datagrams-out', 'datagrams-dropped', 'sessions', 'evicted'],
   udp: ['open', 'accepted', 'connect-failed', 'bytes-spliced'],
+  // RTSP's RTP has counters of its own (below); sessions are evicted only over UDP.
+  rtsp: ['datagrams-in', 'datagrams-out', 'datagrams-dropped', 'evicted', 'bytes-spliced'],
 };
 
 function renderCounters(stats, proto) {
@@ -1109,7 +1119,7 @@ function renderCounters(stats, proto) {
     dl.replaceChildren();
     for (const k of keys) {
       const c = COUNTERS.find((x) => x[0] === k);
-      dl.append(h('div', { class: 'counter' }, h('dt', { text: c ? c[1] : k }), h('dd', { 'data-key': k })));
+      dl.append(h('div', { class: 'counter' }, h('dt', { text: c ? c[1] : counterLabel(k) }), h('dd', { 'data-key': k })));
     }
     countersBuilt = sig;
   }
