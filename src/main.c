@@ -15,6 +15,7 @@
 #include "gateway/config.h"
 #include "gateway/gateway.h"
 #include "proto/protocols.h"
+#include "tls/tls_cert.h"
 
 static const char usage_main[] =
     "Usage: portgate COMMAND [OPTIONS]\n"
@@ -29,6 +30,7 @@ static const char usage_main[] =
     "  conns    its open TCP connections (--kill ID ends one)\n"
     "  passwd   set a password for the admin interface's web page\n"
     "  token    create, list or revoke API tokens for the admin interface\n"
+    "  cert     make a self-signed certificate for a tls mapping\n"
     "\n"
     "Options:\n"
     "  -h, --help       show this help (portgate COMMAND --help shows a command's)\n"
@@ -60,7 +62,8 @@ static const char usage_examples[] =
     "  udp:[::]:5000=192.0.2.10:5000\n"
     "  tcp:0.0.0.0:6000-6009=192.0.2.10:7000-7009\n"
     "  tcp:[2001:db8::1]:80=192.0.2.10:80,allow=198.51.100.0/24,max-conns=100\n"
-    "  rtsp:0.0.0.0:554=192.0.2.10:554,rtp-ports=16384-16483\n";
+    "  rtsp:0.0.0.0:554=192.0.2.10:554,rtp-ports=16384-16483\n"
+    "  tls:0.0.0.0:8443=192.0.2.10:80,cert=/etc/portgate/cam.crt,key=/etc/portgate/cam.key\n";
 
 /* A command's help: its text, then the SPEC grammar with the protocols of the table. */
 static void print_usage(const char *usage)
@@ -298,9 +301,12 @@ int main(int argc, char **argv)
     if (strcmp(cmd, "conns") == 0) {
         return cli_conns(argc - 1, argv + 1);
     }
+    if (strcmp(cmd, "cert") == 0) {
+        return tls_cert_command(argc - 1, argv + 1);
+    }
     fprintf(stderr,
             "portgate: unknown command \"%s\" (commands: run, check, map, status, conns, passwd, "
-            "token; see portgate --help)\n",
+            "token, cert; see portgate --help)\n",
             cmd);
     return 2;
 }

@@ -11,6 +11,7 @@
 #include <unistd.h>
 
 #include "admin/mapjson.h"
+#include "core/duration.h"
 #include "core/log.h"
 
 struct api {
@@ -704,7 +705,7 @@ static void post_check(struct gateway *g, const struct api_request *rq, struct a
 static json_t *gateway_view(const struct config *c)
 {
     char d[32], busy[32], admin[ADDR_STRLEN];
-    config_format_duration(c->gw.drain_timeout_ms, d, sizeof(d));
+    duration_format(c->gw.drain_timeout_ms, d, sizeof(d));
     if (c->gw.busy_poll_us == 0) {
         snprintf(busy, sizeof(busy), "off");
     } else {

@@ -19,12 +19,48 @@ void map_conf_init(struct map_conf *m, enum map_origin origin, const char *name,
     m->connect_timeout_ms = MAP_CONF_CONNECT_TIMEOUT_MS;
 }
 
+static void run_unref(struct map_run *r)
+{
+    if (r != NULL && __atomic_sub_fetch(&r->refs, 1, __ATOMIC_ACQ_REL) == 0) {
+        r->proto->run_close(r->obj);
+        free(r);
+    }
+}
+
 void map_conf_clear(struct map_conf *m)
 {
     cidr_set_clear(&m->allow);
     cidr_set_clear(&m->deny);
     free(m->pconf);
     m->pconf = NULL;
+    run_unref(m->run);
+    m->run = NULL;
+}
+
+int map_conf_open_run(struct map_conf *m, char *why, size_t whylen)
+{
+    const struct proto *p = m->proto;
+    if (m->run != NULL || p == NULL || p->run_open == NULL) {
+        return 0;
+    }
+    struct map_run *r = calloc(1, sizeof(*r));
+    if (r == NULL) {
+        snprintf(why, whylen, "out of memory");
+        return -1;
+    }
+    why[0] = '\0';
+    r->obj = p->run_open(m->pconf, m->name, r->id, why, whylen);
+    if (r->obj == NULL) {
+        free(r);
+        if (why[0] == '\0') {
+            snprintf(why, whylen, "out of memory");
+        }
+        return -1;
+    }
+    r->refs = 1;
+    r->proto = p;
+    m->run = r;
+    return 0;
 }
 
 int map_conf_copy(struct map_conf *dst, const struct map_conf *src)
@@ -33,9 +69,13 @@ int map_conf_copy(struct map_conf *dst, const struct map_conf *src)
     memset(&dst->allow, 0, sizeof(dst->allow));
     memset(&dst->deny, 0, sizeof(dst->deny));
     dst->pconf = NULL;
+    if (dst->run != NULL) {
+        __atomic_add_fetch(&dst->run->refs, 1, __ATOMIC_RELAXED);
+    }
     if (src->pconf != NULL) {
         dst->pconf = malloc(src->proto->conf_size);
         if (dst->pconf == NULL) {
+            map_conf_clear(dst);
             return -ENOMEM;
         }
         memcpy(dst->pconf, src->pconf, src->proto->conf_size);
@@ -63,6 +103,15 @@ static bool pconf_equal(const struct map_conf *a, const struct map_conf *b)
     return memcmp(a->pconf, b->pconf, a->proto->conf_size) == 0;
 }
 
+/* Run objects made from the same files (their digests) are interchangeable. */
+static bool run_equal(const struct map_conf *a, const struct map_conf *b)
+{
+    if (a->run == NULL || b->run == NULL) {
+        return a->run == b->run;
+    }
+    return memcmp(a->run->id, b->run->id, sizeof(a->run->id)) == 0;
+}
+
 bool map_conf_equal(const struct map_conf *a, const struct map_conf *b)
 {
     return a->proto == b->proto && map_conf_same_listen(a, b) &&
@@ -72,5 +121,5 @@ bool map_conf_equal(const struct map_conf *a, const struct map_conf *b)
            a->max_conns == b->max_conns && a->max_conns_per_ip == b->max_conns_per_ip &&
            a->max_sessions == b->max_sessions && a->connect_timeout_ms == b->connect_timeout_ms &&
            a->idle_timeout_ms == b->idle_timeout_ms && a->enabled == b->enabled &&
-           pconf_equal(a, b);
+           pconf_equal(a, b) && run_equal(a, b);
 }

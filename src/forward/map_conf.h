@@ -4,8 +4,9 @@
  * keeps an immutable copy.
  *
  * A map_conf owns its two CIDR sets and, when its protocol has settings of its own, a block of
- * proto->conf_size bytes (pconf) that only the protocol reads (see forward/proto.h). Copy one
- * with map_conf_copy() and release it with map_conf_clear(); plain assignment would share them.
+ * proto->conf_size bytes (pconf) that only the protocol reads (see forward/proto.h), and holds a
+ * reference to what the protocol made of them to run (run). Copy one with map_conf_copy() and
+ * release it with map_conf_clear(); plain assignment would share them.
  */
 #ifndef PORTGATE_MAP_CONF_H
 #define PORTGATE_MAP_CONF_H
@@ -16,6 +17,15 @@
 #include "core/addr.h"
 
 struct proto;
+
+/* A protocol's run-time object for a mapping (forward/proto.h: run_open), shared by the copies of
+ * its map_conf: the last map_conf_clear() closes it. */
+struct map_run {
+    unsigned refs; /* atomic */
+    const struct proto *proto;
+    void *obj;
+    unsigned char id[32];
+};
 
 /* Where a mapping comes from. */
 enum map_origin {
@@ -48,6 +58,7 @@ struct map_conf {
     uint32_t idle_timeout_ms; /* 0 = never */
     bool enabled;
     void *pconf; /* the protocol's own settings (proto->conf_size bytes), or NULL */
+    struct map_run *run; /* what the protocol made from them to run (config_finish), or NULL */
     /* Where it was defined, for messages and for the admin interface (which changes only the
      * mappings it made); none of this is a setting: map_conf_equal() ignores it. */
     enum map_origin origin;
@@ -74,7 +85,16 @@ void map_conf_init(struct map_conf *m, enum map_origin origin, const char *name,
 int map_conf_copy(struct map_conf *dst, const struct map_conf *src);
 /* Frees what m owns; m may be cleared again. */
 void map_conf_clear(struct map_conf *m);
-/* True if two mappings have the same settings (name and source position ignored). */
+/* Makes m's run object with its protocol's run_open(), unless it has one or its protocol needs
+ * none. Returns 0, or -1 with the reason in why (-ENOMEM is reported there too). */
+int map_conf_open_run(struct map_conf *m, char *why, size_t whylen);
+/* m's run object (forward/proto.h: run_open), or NULL. */
+static inline void *map_conf_run(const struct map_conf *m)
+{
+    return m->run != NULL ? m->run->obj : NULL;
+}
+/* True if two mappings have the same settings (name and source position ignored), and run
+ * objects made from the same files. */
 bool map_conf_equal(const struct map_conf *a, const struct map_conf *b);
 /* True if the listening sockets of a and b would be the same (transport, address, ports). */
 bool map_conf_same_listen(const struct map_conf *a, const struct map_conf *b);

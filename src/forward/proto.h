@@ -26,6 +26,7 @@
 
 struct relay_ctx;
 struct tcp_filter;
+struct tcp_layer;
 struct mapping;
 
 /* A session as the admin interface lists it (GET /api/v1/sessions): a UDP client, or what a
@@ -41,6 +42,7 @@ struct proto_session_info {
 typedef void (*proto_session_fn)(void *arg, const struct proto_session_info *si);
 
 #define PROTO_MAX_STATS 8
+#define PROTO_CONF_FORMAT_MAX 4096 /* conf_format()'s buffer */
 
 /*
  * Where a protocol's connections run. Every port of a mapping has a listening socket per worker
@@ -56,6 +58,9 @@ struct proto {
     const char *name; /* as written after proto = and before the first ':' of a SPEC */
     int transport;    /* SOCK_STREAM or SOCK_DGRAM: the listening sockets and the target's */
     const struct tcp_filter *filter; /* SOCK_STREAM: sees every byte both ways; NULL: opaque */
+    /* SOCK_STREAM: what the client's socket speaks under the filter (TLS), or NULL: plain. A
+     * layer finishes its handshake before the target is connected to (forward/tcp.h). */
+    const struct tcp_layer *layer;
     enum proto_placement placement;
 
     /* State one worker keeps for all the protocol's connections on it, which its filter finds in
@@ -79,7 +84,7 @@ struct proto {
      * in why ("\"VALUE\": what is wrong"). The block is plain data: reload copies and compares it
      * byte by byte, so it holds no pointers and conf_init() starts from zeroed memory.
      * conf_format() writes every setting as `portgate check` lists them, defaults included:
-     * "KEY=VALUE KEY=VALUE" in at most 1,023 bytes, one space apart, values without spaces, such
+     * "KEY=VALUE KEY=VALUE" in fewer than PROTO_CONF_FORMAT_MAX bytes, one space apart, values without spaces, such
      * that conf_set() given them back makes the same settings (the admin API reads them so).
      * own_udp_ports() says which UDP ports a mapping binds for itself besides its listeners (RTP
      * relays), so that no two mappings are set up to use the same ones: it returns the key that
@@ -92,6 +97,23 @@ struct proto {
     int (*conf_set)(void *pconf, const char *key, const char *val, char *why, size_t whylen);
     void (*conf_format)(const void *pconf, char *buf, size_t len);
     const char *(*own_udp_ports)(const void *pconf, uint16_t *lo, uint16_t *hi);
+
+    /*
+     * What a mapping needs at run time beyond plain settings, made from them: TLS's contexts,
+     * with the certificates, keys and OCSP responses read from their files. run_open() is called
+     * on the control thread by config_finish() for each enabled mapping of the protocol that has
+     * none yet: at start, at every reload (so a reload reads the files again), by check, and for
+     * a mapping the admin interface adds or changes. It returns the object, or NULL with a
+     * one-line reason in why (what to fix: the file and what is wrong with it). It fills id with
+     * a digest of everything it read: two objects with the same id are interchangeable, so a
+     * reload that finds the files unchanged keeps the running mapping (map_conf_equal()). The
+     * object is read-only once made, shared by every copy of the map_conf and every worker,
+     * and run_close() frees it after the last reference (forward/map_conf.h). Both NULL when
+     * the protocol needs none.
+     */
+    void *(*run_open)(const void *pconf, const char *mapname, unsigned char id[32], char *why,
+                      size_t whylen);
+    void (*run_close)(void *run);
 
     /* Counters of its own, at most PROTO_MAX_STATS, by index: the names SIGUSR1 gives them
      * ("rtsp sessions"), NULL-terminated, or NULL for none. Its filter adds to

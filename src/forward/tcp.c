@@ -20,12 +20,13 @@
 struct tcp_side {
     struct loop_io io;
     struct tcp_conn *conn;
-    bool readable; /* no EAGAIN from recv since the last readiness event */
-    bool writable; /* no EAGAIN from send since the last readiness event */
-    bool rdhup;    /* the peer's FIN or a reset was reported: read until recv says so */
+    struct tcp_ready r; /* no EAGAIN since the last readiness event; RDHUP seen (tcp.h) */
     bool fin;      /* a FIN alone was reported (RDHUP without HUP or ERR): no reset */
     bool eof;      /* recv returned 0 */
     bool shut;     /* we have shut down writing to this side */
+    /* The client's side under a layer (TLS): a read that waits for the socket to be writable,
+     * a write that waits for it to be readable. The event that each waits for clears it. */
+    bool rd_wants_out, wr_wants_in;
 };
 
 struct tcp_conn {
@@ -40,6 +41,11 @@ struct tcp_conn {
     const struct tcp_filter *filter;
     void *fstate; /* the protocol's state on this loop, for the filter's open() */
     void *fst;
+    const struct tcp_layer *layer; /* the client side's (TLS), or NULL */
+    void *lst;
+    uint32_t handshake_ms; /* how long the layer's handshake may take */
+    bool handshaking;      /* the layer's handshake is not done: no target yet */
+    bool notified;         /* the layer has ended what we write (close_notify) */
     uint64_t filter_moves; /* calls of the filter that consumed or produced bytes */
     struct sockaddr_storage client, target;
     uint64_t id; /* tcp_conn_info */
@@ -58,6 +64,7 @@ struct tcp_listener {
     struct mapping *map;
     const struct tcp_filter *filter; /* of map's protocol, and its state on this loop */
     void *fstate;
+    const struct tcp_layer *layer; /* of map's protocol */
     uint16_t port;
     struct loop_timer backoff;
     struct log_ratelimit emfile_log;
@@ -76,13 +83,26 @@ static void conn_close(struct tcp_conn *c, const char *fmt, ...)
     va_start(ap, fmt);
     vsnprintf(reason, sizeof(reason), fmt, ap);
     va_end(ap);
+    char layer[128] = "";
+    if (c->layer != NULL && c->lst != NULL) {
+        layer[0] = ' ';
+        layer[1] = '[';
+        c->layer->describe(c->lst, layer + 2, sizeof(layer) - 3);
+        size_t n = strlen(layer);
+        if (n == 2) {
+            layer[0] = '\0';
+        } else {
+            layer[n] = ']';
+            layer[n + 1] = '\0';
+        }
+    }
     uint64_t ms = loop_now(ctx->loop) - c->start_ms;
     log_info("map %s: tcp %s -> %s ended after %llu.%03llus, %llu bytes to target, %llu bytes to "
-             "client: %s",
+             "client: %s%s",
              c->map->conf.name, addr_format(&c->client, cs, sizeof(cs)),
              addr_format(&c->target, ts, sizeof(ts)), (unsigned long long)(ms / 1000),
              (unsigned long long)(ms % 1000), (unsigned long long)c->bytes[TCP_UP],
-             (unsigned long long)c->bytes[TCP_DOWN], reason);
+             (unsigned long long)c->bytes[TCP_DOWN], reason, layer);
     struct mapping_stats *st = &mapping_shard(c->map, ctx->worker)->stats;
     mapping_stat_add(&st->bytes_in, c->bytes[TCP_UP]);
     mapping_stat_add(&st->bytes_out, c->bytes[TCP_DOWN]);
@@ -98,6 +118,9 @@ static void conn_close(struct tcp_conn *c, const char *fmt, ...)
     }
     if (c->filter != NULL && c->fst != NULL) {
         c->filter->close(c->fst);
+    }
+    if (c->layer != NULL && c->lst != NULL) {
+        c->layer->close(c->lst);
     }
     mapping_release(c->map, &c->client);
     mapping_unref(c->map);
@@ -217,7 +240,10 @@ static int wrote(struct tcp_conn *c, enum tcp_dir d, struct tcp_side *dst, ssize
             return 1;
         }
         if (errno == EAGAIN) {
-            dst->writable = false;
+            /* A layer's write that waits for input leaves writable to the layer. */
+            if (!dst->wr_wants_in) {
+                dst->r.writable = false;
+            }
             return 0;
         }
         conn_fail(c, dst, errno, op);
@@ -227,6 +253,30 @@ static int wrote(struct tcp_conn *c, enum tcp_dir d, struct tcp_side *dst, ssize
     c->last_ms = loop_now(c->ctx->loop);
     mapping_touch(c->map, c->ctx->worker, c->last_ms);
     return 1;
+}
+
+/* True if side s is the client's under a layer, which does its I/O. */
+static bool layered(const struct tcp_conn *c, const struct tcp_side *s)
+{
+    return s == &c->cli && c->layer != NULL;
+}
+
+/* Writes len bytes to the layered client side s, as send() would (tcp.h: struct tcp_layer);
+ * closes the connection (-1, errno 0) on a protocol error. */
+static ssize_t layer_write(struct tcp_conn *c, struct tcp_side *s, const char *buf, size_t len)
+{
+    enum tcp_want want = TCP_WANT_NONE;
+    const char *why = "protocol error";
+    ssize_t n = c->layer->write(c->lst, buf, len, &want, &why);
+    if (n >= 0 || errno != EPROTO) {
+        if (n < 0 && errno == EAGAIN && want == TCP_WANT_READ) {
+            s->wr_wants_in = true;
+        }
+        return n;
+    }
+    conn_close(c, "%s to client: %s", c->layer->name, why);
+    errno = 0;
+    return -1;
 }
 
 /*
@@ -239,7 +289,7 @@ static int flush(struct tcp_conn *c, enum tcp_dir d, const struct tcp_side *src,
 {
     struct relay_pipe *pp = &c->pipe[d];
     while (pp->len > 0) {
-        if (!dst->writable) {
+        if (!dst->r.writable) {
             return 0;
         }
         ssize_t n =
@@ -253,15 +303,20 @@ static int flush(struct tcp_conn *c, enum tcp_dir d, const struct tcp_side *src,
     }
     relay_pipe_put(c->ctx, pp); /* drained: a pipe is held only while bytes are in flight */
     struct relay_buf *o = c->out[d];
+    bool lay = layered(c, dst);
     while (o != NULL && o->len > 0) {
-        if (!dst->writable) {
+        if (!dst->r.writable || dst->wr_wants_in) {
             return 0;
         }
         /* The last bytes before a FIN: MSG_MORE holds a short tail for the shutdown() or
          * close() that follows in this same pump, so the bytes and the FIN leave as one
          * segment (an answer then a close, as HTTP/1.0 does, saves two segments). */
-        ssize_t n =
-            send(dst->io.fd, o->data + o->off, o->len, MSG_NOSIGNAL | (src->eof ? MSG_MORE : 0));
+        ssize_t n = lay ? layer_write(c, dst, o->data + o->off, o->len)
+                        : send(dst->io.fd, o->data + o->off, o->len,
+                               MSG_NOSIGNAL | (src->eof ? MSG_MORE : 0));
+        if (n == -1 && errno == 0) {
+            return -1; /* closed by layer_write */
+        }
         int r = wrote(c, d, dst, &n, "send to");
         if (r <= 0) {
             return r;
@@ -280,6 +335,23 @@ static int pass_fin(struct tcp_conn *c, const struct tcp_side *src, struct tcp_s
 {
     if (dst->shut) {
         return 0;
+    }
+    if (layered(c, dst) && !c->notified) {
+        /* The layer ends its stream first (TLS: close_notify), then the FIN follows. */
+        if (!dst->r.writable || dst->wr_wants_in) {
+            return 0;
+        }
+        enum tcp_want want = TCP_WANT_NONE;
+        int r = c->layer->shutdown(c->lst, &want);
+        if (r < 0) {
+            conn_fail(c, dst, errno, "close to");
+            return -1;
+        }
+        if (r == 0) {
+            dst->wr_wants_in = want == TCP_WANT_READ;
+            return 0;
+        }
+        c->notified = true;
     }
     if (dst->eof && src->shut) {
         /* The other direction has ended both ways: the connection closes now, and close() sends
@@ -328,7 +400,7 @@ static int read_splice(struct tcp_conn *c, enum tcp_dir d, struct tcp_side *src)
         saw_eof(c, src);
         return 1;
     case EAGAIN:
-        src->readable = false; /* the pipe was empty, so the socket is */
+        src->r.readable = false; /* the pipe was empty, so the socket is */
         return 0;
     case EINTR:
         return 1;
@@ -364,7 +436,12 @@ static int read_copy(struct tcp_conn *c, enum tcp_dir d, struct tcp_side *src)
     if (room == 0) {
         return 0; /* filtered path waiting for the filter: cannot happen on the opaque path */
     }
-    ssize_t n = recv(src->io.fd, b->data + b->off + b->len, room, 0);
+    /* A layer reads the socket itself, and keeps src's readiness (tcp.h). */
+    bool lay = layered(c, src);
+    enum tcp_want want = TCP_WANT_NONE;
+    const char *why = "protocol error";
+    ssize_t n = lay ? c->layer->read(c->lst, b->data + b->off + b->len, room, &want, &why)
+                    : recv(src->io.fd, b->data + b->off + b->len, room, 0);
     if (n > 0) {
         b->len += (uint32_t)n;
         c->last_ms = loop_now(c->ctx->loop);
@@ -376,12 +453,13 @@ static int read_copy(struct tcp_conn *c, enum tcp_dir d, struct tcp_side *src)
          * skip the recv that would only say EAGAIN. After a FIN was reported, nothing can follow
          * the bytes before it: a short read has read them all, and the recv that would return 0
          * is skipped too. After a reset or an error, read on until recv reports it, so that it
-         * is passed on as a reset and not as a FIN. */
-        if ((size_t)n < room) {
+         * is passed on as a reset and not as a FIN. (A layer's short read says nothing of the
+         * socket: it may hold more records.) */
+        if ((size_t)n < room && !lay) {
             if (src->fin) {
                 saw_eof(c, src);
-            } else if (!src->rdhup) {
-                src->readable = false;
+            } else if (!src->r.rdhup) {
+                src->r.readable = false;
             }
         }
         return 1;
@@ -393,11 +471,19 @@ static int read_copy(struct tcp_conn *c, enum tcp_dir d, struct tcp_side *src)
     if (errno == EINTR) {
         return 1;
     }
+    if (lay && errno == EPROTO) {
+        conn_close(c, "%s from client: %s", c->layer->name, why);
+        return -1;
+    }
     if (errno != EAGAIN) {
         conn_fail(c, src, errno, "recv from");
         return -1;
     }
-    src->readable = false;
+    if (want == TCP_WANT_WRITE) {
+        src->rd_wants_out = true; /* the write it needs first waits for the socket */
+    } else {
+        src->r.readable = false;
+    }
     if (b->len == 0) {
         relay_buf_put(c->ctx, b);
         *slot = NULL;
@@ -438,7 +524,9 @@ static int pump(struct tcp_conn *c, enum tcp_dir d)
         if (src->eof) {
             return pass_fin(c, src, dst);
         }
-        if (!src->readable) {
+        if (layered(c, src) ? src->rd_wants_out ||
+                                  !(src->r.readable || c->layer->pending(c->lst))
+                            : !src->r.readable) {
             return 0;
         }
         r = c->bulk[d] ? read_splice(c, d, src) : -2;
@@ -477,6 +565,9 @@ static void conn_run(struct tcp_conn *c)
 }
 
 /* ---- events ---- */
+
+static void conn_handshake(struct tcp_conn *c);
+static void conn_connect(struct tcp_conn *c);
 
 /* The target's socket became writable (ev: its epoll events; 0 when connect() finished at
  * once). A failed connect always comes with EPOLLERR, so only then is SO_ERROR read. */
@@ -521,17 +612,29 @@ static void side_event(struct loop_io *io, uint32_t ev)
     struct tcp_side *s = container_of(io, struct tcp_side, io);
     struct tcp_conn *c = s->conn;
     if (ev & (LOOP_IN | LOOP_RDHUP | LOOP_HUP | LOOP_ERR)) {
-        s->readable = true;
+        s->r.readable = true;
+        if (s->wr_wants_in) {
+            s->wr_wants_in = false;
+            s->r.writable = true;
+        }
     }
     if (ev & (LOOP_RDHUP | LOOP_HUP | LOOP_ERR)) {
-        s->rdhup = true;
+        s->r.rdhup = true;
         s->fin = (ev & (LOOP_HUP | LOOP_ERR)) == 0;
     }
     if (ev & (LOOP_OUT | LOOP_HUP | LOOP_ERR)) {
-        s->writable = true;
+        s->r.writable = true;
+        if (s->rd_wants_out) {
+            s->rd_wants_out = false;
+            s->r.readable = true;
+        }
+    }
+    if (c->handshaking) {
+        conn_handshake(c); /* only the client's side exists yet */
+        return;
     }
     if (!c->connected) {
-        if (s == &c->tgt && s->writable) {
+        if (s == &c->tgt && s->r.writable) {
             on_connected(c, ev);
         } else if (s == &c->cli && (ev & (LOOP_HUP | LOOP_ERR))) {
             conn_close(c, "client left before the target answered");
@@ -545,6 +648,10 @@ static void conn_timer(struct loop_timer *t)
 {
     struct tcp_conn *c = container_of(t, struct tcp_conn, timer);
     struct loop *loop = c->ctx->loop;
+    if (c->handshaking) {
+        conn_close(c, "%s handshake: not done within %ums", c->layer->name, c->handshake_ms);
+        return;
+    }
     if (!c->connected) {
         char ts[ADDR_STRLEN];
         mapping_stat_add(&mapping_shard(c->map, c->ctx->worker)->stats.connect_failed, 1);
@@ -588,6 +695,23 @@ static bool client_spoke_first(int fd)
     return ioctl(fd, FIONREAD, &queued) == 0 && queued > 0;
 }
 
+/* Moves the layer's handshake on; once it is done, connects to the target. */
+static void conn_handshake(struct tcp_conn *c)
+{
+    enum tcp_want want = TCP_WANT_NONE;
+    const char *why = "failed";
+    int r = c->layer->handshake(c->lst, &want, &why);
+    if (r < 0) {
+        conn_close(c, "%s handshake: %s", c->layer->name, why);
+        return;
+    }
+    if (r == 0) {
+        return; /* the layer cleared the flag it waits for: the next event moves it on */
+    }
+    c->handshaking = false;
+    conn_connect(c);
+}
+
 static void conn_start(struct tcp_listener *l, int fd, const struct sockaddr_storage *client)
 {
     struct relay_ctx *ctx = l->ctx;
@@ -610,7 +734,7 @@ static void conn_start(struct tcp_listener *l, int fd, const struct sockaddr_sto
     c->cli.conn = c->tgt.conn = c;
     c->cli.io.fd = c->tgt.io.fd = -1; /* set when registered: conn_close() closes them */
     c->pipe[0].rfd = c->pipe[0].wfd = c->pipe[1].rfd = c->pipe[1].wfd = -1;
-    c->splice = ctx->splice && l->filter == NULL;
+    c->splice = ctx->splice && l->filter == NULL && l->layer == NULL;
     c->start_ms = c->last_ms = loop_now(ctx->loop);
     c->id = ++ctx->conn_ids;
     mapping_touch(m, ctx->worker, c->start_ms);
@@ -625,6 +749,7 @@ static void conn_start(struct tcp_listener *l, int fd, const struct sockaddr_sto
 
     c->filter = l->filter; /* opened once the target has accepted */
     c->fstate = l->fstate;
+    c->layer = l->layer;
     /* TCP_NODELAY: inherited from the listening socket. The relay writes what it has read as
      * soon as it has read it; Nagle on our side would only delay small writes the client (or the
      * target) already chose to send, so both sides relay without it. */
@@ -635,16 +760,45 @@ static void conn_start(struct tcp_listener *l, int fd, const struct sockaddr_sto
         conn_close(c, "epoll: %s", strerror(-rc));
         return;
     }
+    if (c->layer == NULL) {
+        conn_connect(c);
+        return;
+    }
+    /* The client's bytes wait in the socket until the layer reads them. */
+    c->cli.r.readable = c->cli.r.writable = true;
+    struct tcp_layer_conn lc = {.run = map_conf_run(&m->conf),
+                                .map = m,
+                                .worker = ctx->worker,
+                                .fd = fd,
+                                .ready = &c->cli.r,
+                                .client = &c->client};
+    c->lst = c->layer->open(&lc, &c->handshake_ms);
+    if (c->lst == NULL) {
+        conn_close(c, "%s: out of memory", c->layer->name);
+        return;
+    }
+    c->handshaking = true;
+    loop_timer_start(ctx->loop, &c->timer, c->handshake_ms);
+    conn_handshake(c);
+}
+
+/* The layer's handshake is done: the target is connected to. */
+static void conn_connect(struct tcp_conn *c)
+{
+    struct relay_ctx *ctx = c->ctx;
+    struct mapping *m = c->map;
+    int fd = c->cli.io.fd;
+    bool spoke = c->layer != NULL ? c->layer->pending(c->lst) || client_spoke_first(fd)
+                                  : client_spoke_first(fd);
     int in_progress;
-    int tfd = sock_connect(&c->target, SOCK_STREAM, client_spoke_first(fd) ? SOCK_SEND_FIRST : 0,
-                           &in_progress);
+    int tfd = sock_connect(&c->target, SOCK_STREAM, spoke ? SOCK_SEND_FIRST : 0, &in_progress);
     if (tfd < 0) {
         char ts[ADDR_STRLEN];
         mapping_stat_add(&mapping_shard(m, ctx->worker)->stats.connect_failed, 1);
         conn_close(c, "connect to %s: %s", addr_format(&c->target, ts, sizeof(ts)), strerror(-tfd));
         return;
     }
-    rc = loop_io_add(ctx->loop, &c->tgt.io, tfd, LOOP_IN | LOOP_OUT | LOOP_RDHUP | LOOP_ET,
+    int rc = loop_io_add(ctx->loop, &c->tgt.io, tfd, LOOP_IN | LOOP_OUT | LOOP_RDHUP | LOOP_ET,
                      side_event);
     if (rc < 0) {
         close(tfd);
@@ -654,12 +808,12 @@ static void conn_start(struct tcp_listener *l, int fd, const struct sockaddr_sto
     if (log_enabled(LOG_LVL_DEBUG)) {
         char cs[ADDR_STRLEN], ts[ADDR_STRLEN];
         log_debug("map %s: tcp %s -> %s: connecting", m->conf.name,
-                  addr_format(client, cs, sizeof(cs)), addr_format(&c->target, ts, sizeof(ts)));
+                  addr_format(&c->client, cs, sizeof(cs)), addr_format(&c->target, ts, sizeof(ts)));
     }
     if (in_progress) {
         loop_timer_start(ctx->loop, &c->timer, m->conf.connect_timeout_ms);
     } else {
-        c->tgt.writable = true;
+        c->tgt.r.writable = true;
         on_connected(c, 0);
     }
 }
@@ -765,6 +919,7 @@ void tcp_listener_set_mapping(struct tcp_listener *l, struct mapping *m)
     const struct proto *p = m->conf.proto;
     l->map = mapping_ref(m);
     l->filter = p->filter;
+    l->layer = p->layer;
     l->fstate = p->filter != NULL ? relay_proto_state(l->ctx, p) : NULL;
     mapping_unref(old);
 }

@@ -7,7 +7,9 @@
  * and relays both ways:
  *   - opaque path: bytes read from one side are written to the other unchanged;
  *   - filtered path: a struct tcp_filter sees the bytes of each direction and writes what goes
- *     on (a protocol module: RTSP, HTTP, TLS in later work).
+ *     on (a protocol module: RTSP, HTTP);
+ *   - layered: a struct tcp_layer (TLS) does the client socket's I/O, under the filter if any;
+ *     the target is connected to once its handshake is done.
  * Memory is bounded: each direction holds at most one buffer (two on the filtered path), and a
  * side is not read while the buffer towards the other side is full, so a slow reader stops the
  * reads from the fast writer. Buffers come from the relay pool only while bytes are in flight.
@@ -57,6 +59,63 @@ struct tcp_filter {
                     size_t out_room, size_t *out_len, const char **reason);
     bool (*pending)(void *st, enum tcp_dir dir);
     bool (*held)(void *st, enum tcp_dir dir);
+    void (*close)(void *st);
+};
+
+/*
+ * A socket's readiness as the relay knows it (edge-triggered): readable and writable are set by
+ * each event and stay set until a call on the socket would block. rdhup says the peer's FIN or
+ * a reset was reported: then the socket is read until recv says which. A layer that does its
+ * socket's I/O itself keeps these up to date as the relay does: it makes no call that the flags
+ * say would block, and clears a flag when a call blocks or a short read has emptied the socket.
+ */
+struct tcp_ready {
+    bool readable, writable, rdhup;
+};
+
+/* What a layer waits for when a call of it cannot go on: its socket to be readable or writable
+ * (a TLS read that must first send, a handshake waiting for the client's next flight). */
+enum tcp_want { TCP_WANT_NONE, TCP_WANT_READ, TCP_WANT_WRITE };
+
+/* What a layer learns of its connection when it opens: at accept, before the target exists. */
+struct tcp_layer_conn {
+    void *run; /* the mapping's run object (forward/proto.h: run_open) */
+    const struct mapping *map;
+    unsigned worker; /* for the mapping's counters: mapping_shard(map, worker) */
+    int fd;          /* the client's socket; the relay registers and closes it */
+    struct tcp_ready *ready;
+    const struct sockaddr_storage *client;
+};
+
+/*
+ * A layer between the client's socket and the relay: TLS. The relay hands it the client's
+ * socket at accept and from then on reads and writes the client's bytes only through it; the
+ * filter, if any, sees what it reads (plaintext). The target is connected to only once the
+ * layer's handshake is done, so a client that never completes one costs the target nothing.
+ *   open(): the layer's state, or NULL when out of memory; *timeout_ms is how long the client
+ *       has to complete the handshake.
+ *   handshake(): 1 when done, 0 when waiting (*want), -1 when it failed (*reason: one line).
+ *   read() and write(): as recv and send, with one difference: a call that cannot go on now
+ *       returns -1 with errno EAGAIN and *want saying what it waits for. Other errors: errno
+ *       from the socket (ECONNRESET and EPIPE pass a reset on), or EPROTO with *reason.
+ *       read() returns 0 at the end of the stream (TLS: close_notify, or the FIN).
+ *   pending(): true if it holds input it has read from the socket but not returned yet (a TLS
+ *       record after the one returned): the relay reads on although the socket is empty.
+ *   shutdown(): ends what the relay writes (TLS: close_notify), before the relay's FIN: 1
+ *       when done, 0 when waiting (*want), -1 on failure (errno).
+ *   describe(): a few words for a log line ("TLSv1.3 TLS_AES_128_GCM_SHA256 sni=cam1"), or "".
+ *   close(): frees the state; does not close the socket.
+ */
+struct tcp_layer {
+    const char *name;
+    void *(*open)(const struct tcp_layer_conn *lc, uint32_t *timeout_ms);
+    int (*handshake)(void *st, enum tcp_want *want, const char **reason);
+    ssize_t (*read)(void *st, char *buf, size_t len, enum tcp_want *want, const char **reason);
+    ssize_t (*write)(void *st, const char *buf, size_t len, enum tcp_want *want,
+                     const char **reason);
+    bool (*pending)(void *st);
+    int (*shutdown)(void *st, enum tcp_want *want);
+    void (*describe)(void *st, char *buf, size_t len);
     void (*close)(void *st);
 };
 

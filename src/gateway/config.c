@@ -12,6 +12,7 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
+#include "core/duration.h"
 #include "core/file.h"
 #include "core/loop.h" /* LOOP_BUSY_POLL_MAX_US */
 #include "proto/protocols.h"
@@ -94,67 +95,6 @@ static void where(char *buf, size_t len, const char *source, int line)
 }
 
 /* ---- values ---- */
-
-int config_parse_duration(const char *s, uint32_t *out_ms, char *err, size_t errlen)
-{
-    const char *p = s;
-    uint64_t v = 0;
-    if (*p < '0' || *p > '9') {
-        snprintf(err, errlen, "\"%s\": expected a duration such as 30s, 5m, 1h or 500ms", s);
-        return -1;
-    }
-    while (*p >= '0' && *p <= '9') {
-        v = v * 10 + (uint64_t)(*p - '0');
-        if (v > UINT32_MAX) {
-            snprintf(err, errlen, "\"%s\": duration too long", s);
-            return -1;
-        }
-        p++;
-    }
-    uint64_t mult;
-    if (*p == '\0') {
-        if (v != 0) {
-            snprintf(err, errlen, "\"%s\": missing unit (ms, s, m, h or d)", s);
-            return -1;
-        }
-        mult = 1;
-    } else if (strcmp(p, "ms") == 0) {
-        mult = 1;
-    } else if (strcmp(p, "s") == 0) {
-        mult = 1000;
-    } else if (strcmp(p, "m") == 0) {
-        mult = 60000;
-    } else if (strcmp(p, "h") == 0) {
-        mult = 3600000;
-    } else if (strcmp(p, "d") == 0) {
-        mult = 86400000;
-    } else {
-        snprintf(err, errlen, "\"%s\": unknown unit \"%s\" (use ms, s, m, h or d)", s, p);
-        return -1;
-    }
-    if (v * mult > UINT32_MAX) {
-        snprintf(err, errlen, "\"%s\": duration too long (at most 49d)", s);
-        return -1;
-    }
-    *out_ms = (uint32_t)(v * mult);
-    return 0;
-}
-
-char *config_format_duration(uint32_t ms, char *buf, size_t len)
-{
-    if (ms == 0) {
-        snprintf(buf, len, "0");
-    } else if (ms % 3600000 == 0) {
-        snprintf(buf, len, "%uh", ms / 3600000);
-    } else if (ms % 60000 == 0) {
-        snprintf(buf, len, "%um", ms / 60000);
-    } else if (ms % 1000 == 0) {
-        snprintf(buf, len, "%us", ms / 1000);
-    } else {
-        snprintf(buf, len, "%ums", ms);
-    }
-    return buf;
-}
 
 static int parse_uint(const char *s, uint32_t max, uint32_t *out, char *err, size_t errlen)
 {
@@ -384,7 +324,7 @@ static int set_max_sessions(struct map_conf *m, const char *val, char *why, size
 
 static int set_connect_timeout(struct map_conf *m, const char *val, char *why, size_t len)
 {
-    if (config_parse_duration(val, &m->connect_timeout_ms, why, len) != 0) {
+    if (duration_parse(val, &m->connect_timeout_ms, why, len) != 0) {
         return -1;
     }
     if (m->connect_timeout_ms == 0) {
@@ -396,7 +336,7 @@ static int set_connect_timeout(struct map_conf *m, const char *val, char *why, s
 
 static int set_idle_timeout(struct map_conf *m, const char *val, char *why, size_t len)
 {
-    return config_parse_duration(val, &m->idle_timeout_ms, why, len);
+    return duration_parse(val, &m->idle_timeout_ms, why, len);
 }
 
 static int set_enabled(struct map_conf *m, const char *val, char *why, size_t len)
@@ -856,7 +796,7 @@ static int gateway_set(struct ini_state *st, const char *key, const char *val)
         }
     } else if (strcmp(key, "drain-timeout") == 0) {
         bit = 2;
-        rc = config_parse_duration(val, &c->gw.drain_timeout_ms, why, sizeof(why));
+        rc = duration_parse(val, &c->gw.drain_timeout_ms, why, sizeof(why));
     } else if (strcmp(key, "splice") == 0) {
         bit = 4;
         rc = parse_bool(val, &c->gw.splice, why, sizeof(why));
@@ -1093,6 +1033,36 @@ static void check_own_udp_ports(struct config *c, const struct map_conf *a,
                         "%s: [map %s] listen: udp ports %u-%u overlap the %s of [map %s] at %s", at,
                         a->name, a->listen_lo, a->listen_hi, bkey, b->name, bt);
     }
+}
+
+/* Has m's protocol make what it needs to run (TLS: read the certificates). An API mapping that
+ * cannot is kept, failed, like one whose target does not resolve; any other is an error. */
+static void open_run(struct config *c, struct map_conf *m)
+{
+    if (!map_conf_runs(m) || m->run != NULL || m->proto->run_open == NULL) {
+        return;
+    }
+    char why[512];
+    if (map_conf_open_run(m, why, sizeof(why)) == 0) {
+        return;
+    }
+    if (c->keep_failed && m->origin == MAP_ORIGIN_API) {
+        size_t n = strnlen(why, sizeof(m->failed) - 1);
+        memcpy(m->failed, why, n);
+        m->failed[n] = '\0';
+        return;
+    }
+    /* The reason starts with the key it is about ("cert: ..."), the field to show it at. */
+    char field[32] = "";
+    size_t klen = strcspn(why, ":");
+    if (klen < sizeof(field) && why[klen] == ':') {
+        memcpy(field, why, klen);
+        field[klen] = '\0';
+    }
+    char at[MAP_CONF_SOURCELEN + 16];
+    where(at, sizeof(at), m->source, m->line);
+    add_field_error(c, proto_has_key(m->proto, field) ? field : NULL, "%s: [map %s] %s", at,
+                    m->name, why);
 }
 
 static void resolve_target(struct config *c, struct map_conf *m)
@@ -1390,6 +1360,11 @@ int config_finish(struct config *c, bool resolve)
         before = c->nerrors;
     }
     free(ps.v);
+    if (c->nerrors == 0) {
+        for (size_t i = 0; i < c->nmaps; i++) {
+            open_run(c, &c->maps[i]);
+        }
+    }
     if (c->nerrors == 0 && resolve) {
         for (size_t i = 0; i < c->nmaps; i++) {
             if (c->maps[i].target.ss_family == 0 && c->maps[i].failed[0] == '\0') {
@@ -1500,10 +1475,10 @@ void config_print(const struct config *c, FILE *out)
                 fprintf(out, " max-conns-per-ip=%u", m->max_conns_per_ip);
             }
             fprintf(out, " connect-timeout=%s",
-                    config_format_duration(m->connect_timeout_ms, d, sizeof(d)));
+                    duration_format(m->connect_timeout_ms, d, sizeof(d)));
         }
         if (m->pconf != NULL) {
-            char own[1024];
+            char own[PROTO_CONF_FORMAT_MAX];
             m->proto->conf_format(m->pconf, own, sizeof(own));
             fprintf(out, " %s", own);
         }
@@ -1511,7 +1486,7 @@ void config_print(const struct config *c, FILE *out)
             fprintf(out, " max-sessions=%u", m->max_sessions);
         }
         fprintf(out, " idle-timeout=%s%s\n",
-                config_format_duration(m->idle_timeout_ms, d, sizeof(d)),
+                duration_format(m->idle_timeout_ms, d, sizeof(d)),
                 m->enabled ? "" : " enabled=no");
     }
 }
@@ -1658,18 +1633,18 @@ void config_map_keys(const struct map_conf *m, config_key_fn fn, void *arg)
         snprintf(buf, sizeof(buf), "%u", m->max_conns_per_ip);
         fn(arg, "max-conns-per-ip", CONFIG_COUNT, buf);
         fn(arg, "connect-timeout", CONFIG_TEXT,
-           config_format_duration(m->connect_timeout_ms, buf, sizeof(buf)));
+           duration_format(m->connect_timeout_ms, buf, sizeof(buf)));
     }
     if (has_sessions(m->proto, NULL)) {
         snprintf(buf, sizeof(buf), "%u", m->max_sessions);
         fn(arg, "max-sessions", CONFIG_COUNT, buf);
     }
     fn(arg, "idle-timeout", CONFIG_TEXT,
-       config_format_duration(m->idle_timeout_ms, buf, sizeof(buf)));
+       duration_format(m->idle_timeout_ms, buf, sizeof(buf)));
     fn(arg, "enabled", CONFIG_BOOL, m->enabled ? "yes" : "no");
     if (m->pconf != NULL) {
         /* conf_format() writes "KEY=VALUE KEY=VALUE" (forward/proto.h), values without spaces. */
-        char own[1024];
+        char own[PROTO_CONF_FORMAT_MAX];
         m->proto->conf_format(m->pconf, own, sizeof(own));
         for (char *save = NULL, *item = strtok_r(own, " ", &save); item != NULL;
              item = strtok_r(NULL, " ", &save)) {

@@ -138,10 +138,6 @@ typedef void (*config_extra_fn)(void *arg, struct config *c);
 struct config *config_build(const char *path, char *const *specs, int nspecs, bool resolve,
                             config_extra_fn extra, void *arg);
 
-/* Parses a duration: "0", or a number with a unit ms, s, m, h or d ("30s", "5m", "1500ms"). */
-int config_parse_duration(const char *s, uint32_t *out_ms, char *err, size_t errlen);
-/* Formats a duration the way config_parse_duration reads it. */
-char *config_format_duration(uint32_t ms, char *buf, size_t len);
 
 /* Prints the mapping table as `portgate check` shows it. */
 void config_print(const struct config *c, FILE *out);

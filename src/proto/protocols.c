@@ -6,6 +6,7 @@
 
 #include "forward/relay.h"
 #include "proto/rtsp/rtsp_proto.h"
+#include "proto/tls/tls_proto.h"
 
 /* Plain TCP: the bytes go through untouched, spliced when they come in bulk. */
 static const struct proto tcp = {
@@ -26,6 +27,7 @@ const struct proto *const protocols[] = {
     &tcp,
     &udp,
     &rtsp_proto,
+    &tls_proto,
     NULL,
 };
 _Static_assert(sizeof(protocols) / sizeof(protocols[0]) - 1 <= RELAY_MAX_PROTOS,

@@ -73,6 +73,150 @@ static void upper_close(void *st)
 static const struct tcp_filter upper = {
     .name = "upper", .open = upper_open, .data = upper_data, .close = upper_close};
 
+/* ---- the test layer ----
+ * Its handshake is one byte, 'H', from the client. It reads the socket into a buffer of its own
+ * and gives it out 7 bytes at a time, upper-cased (so the relay must read on while pending()
+ * says it holds bytes, the socket empty); it writes at most 5 bytes a call. It keeps the relay's
+ * readiness flags as a layer must (forward/tcp.h). */
+
+struct test_layer {
+    int fd;
+    struct tcp_ready *ready;
+    char buf[4096];
+    size_t off, len;
+};
+static int layer_opened, layer_closed, layer_shut;
+
+static void *tl_open(const struct tcp_layer_conn *lc, uint32_t *timeout_ms)
+{
+    struct test_layer *t = calloc(1, sizeof(*t));
+    t->fd = lc->fd;
+    t->ready = lc->ready;
+    *timeout_ms = 5000;
+    layer_opened++;
+    return t;
+}
+
+/* Fills the buffer from the socket: 1, 0 at the end of the stream, -1 (errno EAGAIN: wait). */
+static int tl_fill(struct test_layer *t)
+{
+    if (!t->ready->readable) {
+        errno = EAGAIN;
+        return -1;
+    }
+    ssize_t n = recv(t->fd, t->buf, sizeof(t->buf), 0);
+    if (n > 0) {
+        t->off = 0;
+        t->len = (size_t)n;
+        if ((size_t)n < sizeof(t->buf) && !t->ready->rdhup) {
+            t->ready->readable = false;
+        }
+        return 1;
+    }
+    if (n == -1 && errno == EAGAIN) {
+        t->ready->readable = false;
+    }
+    return n == 0 ? 0 : -1;
+}
+
+static int tl_handshake(void *st, enum tcp_want *want, const char **reason)
+{
+    struct test_layer *t = st;
+    if (t->len == 0) {
+        int r = tl_fill(t);
+        if (r < 0 && errno == EAGAIN) {
+            *want = TCP_WANT_READ;
+            return 0;
+        }
+        if (r <= 0) {
+            *reason = "the client left";
+            return -1;
+        }
+    }
+    if (t->buf[t->off] != 'H') {
+        *reason = "no H";
+        return -1;
+    }
+    t->off++;
+    t->len--;
+    return 1;
+}
+
+static ssize_t tl_read(void *st, char *buf, size_t len, enum tcp_want *want, const char **reason)
+{
+    (void)reason;
+    struct test_layer *t = st;
+    if (t->len == 0) {
+        int r = tl_fill(t);
+        if (r <= 0) {
+            *want = TCP_WANT_READ;
+            return r;
+        }
+    }
+    size_t n = t->len < 7 ? t->len : 7;
+    n = n < len ? n : len;
+    for (size_t i = 0; i < n; i++) {
+        char ch = t->buf[t->off + i];
+        buf[i] = ch >= 'a' && ch <= 'z' ? (char)(ch - 32) : ch;
+    }
+    t->off += n;
+    t->len -= n;
+    return (ssize_t)n;
+}
+
+static ssize_t tl_write(void *st, const char *buf, size_t len, enum tcp_want *want,
+                        const char **reason)
+{
+    (void)reason;
+    struct test_layer *t = st;
+    if (!t->ready->writable) {
+        *want = TCP_WANT_WRITE;
+        errno = EAGAIN;
+        return -1;
+    }
+    ssize_t n = send(t->fd, buf, len < 5 ? len : 5, MSG_NOSIGNAL);
+    if (n == -1 && errno == EAGAIN) {
+        t->ready->writable = false;
+        *want = TCP_WANT_WRITE;
+    }
+    return n;
+}
+
+static bool tl_pending(void *st)
+{
+    return ((struct test_layer *)st)->len > 0;
+}
+
+static int tl_shutdown(void *st, enum tcp_want *want)
+{
+    (void)st;
+    (void)want;
+    layer_shut++;
+    return 1;
+}
+
+static void tl_describe(void *st, char *buf, size_t len)
+{
+    (void)st;
+    snprintf(buf, len, "test");
+}
+
+static void tl_close(void *st)
+{
+    layer_closed++;
+    free(st);
+}
+
+static const struct tcp_layer test_layer = {.name = "test",
+                                            .open = tl_open,
+                                            .handshake = tl_handshake,
+                                            .read = tl_read,
+                                            .write = tl_write,
+                                            .pending = tl_pending,
+                                            .shutdown = tl_shutdown,
+                                            .describe = tl_describe,
+                                            .close = tl_close};
+
 /* ---- peers ---- */
 
 static void *echo_target(void *arg)
@@ -97,6 +241,7 @@ static void *echo_target(void *arg)
 }
 
 struct client_job {
+    const char *prefix; /* sent first, not counted in what comes back */
     uint16_t port;
     const char *payload;
     size_t len, repeat;
@@ -113,6 +258,9 @@ static void *client(void *arg)
     addr_parse_ip("127.0.0.1", &ss);
     addr_set_port(&ss, j->port);
     if (connect(fd, (struct sockaddr *)&ss, addr_len(&ss)) == 0) {
+        if (j->prefix != NULL) {
+            assert_int_equal(send(fd, j->prefix, strlen(j->prefix), 0), strlen(j->prefix));
+        }
         /* Send and receive at once, or a large payload would deadlock on full buffers. */
         size_t total = j->len * j->repeat;
         j->got = malloc(total + 1);
@@ -199,11 +347,14 @@ static struct sockets make_sockets(const struct proto *p)
 }
 
 /* Runs one connection through a listener; returns what the client got back. */
-static struct client_job run_one(const struct tcp_filter *f, const char *payload, size_t repeat,
-                                 bool splice, uint64_t *spliced)
+static struct client_job run_layered(const struct tcp_filter *f, const struct tcp_layer *layer,
+                                     const char *prefix, const char *payload, size_t repeat,
+                                     bool splice, uint64_t *spliced)
 {
-    /* A protocol of the test's own: TCP through the filter f (opaque when f is NULL). */
-    struct proto test_proto = {.name = "test", .transport = SOCK_STREAM, .filter = f};
+    /* A protocol of the test's own: TCP through the filter f (opaque when f is NULL), on the
+     * layer if any. */
+    struct proto test_proto = {
+        .name = "test", .transport = SOCK_STREAM, .filter = f, .layer = layer};
     struct sockets k = make_sockets(&test_proto);
     int target_fd = k.target_fd, listen_fd = k.listen_fd;
     struct sockaddr_storage lss = k.lss;
@@ -224,7 +375,8 @@ static struct client_job run_one(const struct tcp_filter *f, const char *payload
     loop_io_add(loop, &stopper.io, stop[0], LOOP_IN, on_stop);
 
     pthread_t tt, ct;
-    struct client_job job = {.port = addr_port(&lss),
+    struct client_job job = {.prefix = prefix,
+                             .port = addr_port(&lss),
                              .payload = payload,
                              .len = strlen(payload),
                              .repeat = repeat,
@@ -241,6 +393,11 @@ static struct client_job run_one(const struct tcp_filter *f, const char *payload
     assert_int_equal(ctx.nconns, 0);
     assert_int_equal(ctx.pipes_used, 0); /* every pipe came back */
     *spliced = mapping_shard(m, 0)->stats.bytes_spliced;
+    /* A target that was never connected to (a failed handshake) waits in accept(): one
+     * connection of our own ends it; where it has served, this one waits in the queue. */
+    int poke = socket(AF_INET, SOCK_STREAM, 0);
+    assert_int_equal(connect(poke, (struct sockaddr *)&k.tss, addr_len(&k.tss)), 0);
+    close(poke);
     pthread_join(tt, NULL);
     tcp_close_all(&ctx, "test over");
     tcp_listener_free(l);
@@ -252,6 +409,12 @@ static struct client_job run_one(const struct tcp_filter *f, const char *payload
     loop_free(loop);
     mapping_unref(m);
     return job;
+}
+
+static struct client_job run_one(const struct tcp_filter *f, const char *payload, size_t repeat,
+                                 bool splice, uint64_t *spliced)
+{
+    return run_layered(f, NULL, NULL, payload, repeat, splice, spliced);
 }
 
 static void opaque(bool splice)
@@ -321,6 +484,40 @@ static void test_filtered_path(void **state)
     assert_int_equal(filter_closed, 1);
 }
 
+/* A layer on the client side: the target is connected to after its handshake, reads come out
+ * of it in small pieces (while the socket is empty), writes go in smaller ones, and it is told
+ * of the end before the FIN. Under a filter and without one, never spliced. */
+static void test_layered_path(void **state)
+{
+    (void)state;
+    const char *p = "bytes through a layer, seven at a time\n";
+    const char *up = "BYTES THROUGH A LAYER, SEVEN AT A TIME\n";
+    size_t n = 5000, plen = strlen(p);
+    for (int filtered = 0; filtered < 2; filtered++) {
+        layer_opened = layer_closed = layer_shut = 0;
+        uint64_t spliced;
+        struct client_job j =
+            run_layered(filtered ? &upper : NULL, &test_layer, "H", p, n, true, &spliced);
+        assert_int_equal(j.got_len, plen * n);
+        for (size_t off = 0; off < j.got_len; off += plen) {
+            assert_memory_equal(j.got + off, up, plen);
+        }
+        free(j.got);
+        assert_int_equal(spliced, 0);
+        assert_int_equal(layer_opened, 1);
+        assert_int_equal(layer_closed, 1);
+        assert_int_equal(layer_shut, 1); /* the target's FIN: the layer ended first */
+    }
+    /* A failed handshake: closed, and the target never connected to (the echo target would
+     * still wait in accept: it is given a connection of its own to end). */
+    layer_opened = layer_closed = 0;
+    uint64_t spliced;
+    struct client_job j = run_layered(NULL, &test_layer, "X", "x", 1, false, &spliced);
+    assert_int_equal(j.got_len, 0);
+    free(j.got);
+    assert_int_equal(layer_closed, 1);
+}
+
 static void test_filter_error_closes(void **state)
 {
     (void)state;
@@ -373,6 +570,7 @@ int main(void)
         cmocka_unit_test(test_opaque_splice),
         cmocka_unit_test(test_filtered_path),
         cmocka_unit_test(test_filter_error_closes),
+        cmocka_unit_test(test_layered_path),
         cmocka_unit_test(test_queued_connections_are_taken_before_closing),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);

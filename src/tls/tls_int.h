@@ -1,0 +1,19 @@
+/* What the files of tls/ share among themselves; the rest of portgate sees tls/tls.h only. */
+#ifndef PORTGATE_TLS_INT_H
+#define PORTGATE_TLS_INT_H
+
+#include <openssl/ssl.h>
+#include <stdbool.h>
+#include <stdint.h>
+
+/* OpenSSL's reason for its last error ("no shared cipher"), a static string; empties the
+ * thread's error queue. */
+const char *tls_err_reason(void);
+/* The default context of a run object, which a new connection starts in (SNI may move it). */
+SSL_CTX *tls_run_ctx(const void *run);
+uint32_t tls_run_handshake_ms(const void *run);
+/* True if the kernel offers TLS (the "tls" ULP): connections then use OpenSSL's socket BIO,
+ * which hands the records to the kernel, instead of ours. Read once, logged once. */
+bool tls_ktls_available(void);
+
+#endif
