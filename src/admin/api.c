@@ -373,7 +373,8 @@ static void move_last_to(struct config *c, size_t i)
 /*
  * Checks cand, a copy of the running config with the change made (its own errors, from index
  * own_errors on, are the request's: 400), against the whole set (name taken, ports in use by
- * another mapping: 409; a target that does not resolve: 400), then, unless dry_run, applies it.
+ * another mapping: 409; a target that does not resolve, files that do not load: 400), then,
+ * unless dry_run, applies it.
  * Returns true if it was applied (or would be); cand is then the gateway's (or freed). On
  * false the answer is set and cand freed.
  */
@@ -386,11 +387,11 @@ static bool check_and_apply(struct gateway *g, struct config *cand, size_t own_e
         return false;
     }
     if (config_finish(cand, true) != 0) {
-        /* Across mappings, each error names its key: a name taken or ports overlapping are a
-         * conflict; a target that does not resolve is the request's; one with no key is the
-         * gateway's own trouble (out of memory). */
+        /* A name taken or ports overlapping are a conflict with the other mappings; a target
+         * that does not resolve or a certificate that does not load is the request's; an error
+         * with no key is the gateway's own trouble (out of memory). */
         const char *f = cand->fields[own_errors];
-        unsigned status = f == NULL ? 500 : strcmp(f, "target") == 0 ? 400 : 409;
+        unsigned status = cand->conflicts > 0 ? 409 : f == NULL ? 500 : 400;
         config_errors_resp(rs, status, cand, own_errors);
         config_free(cand);
         return false;

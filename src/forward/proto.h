@@ -41,7 +41,7 @@ struct proto_session_info {
 };
 typedef void (*proto_session_fn)(void *arg, const struct proto_session_info *si);
 
-#define PROTO_MAX_STATS 8
+#define PROTO_MAX_STATS 12
 #define PROTO_CONF_FORMAT_MAX 4096 /* conf_format()'s buffer */
 
 /*

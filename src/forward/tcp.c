@@ -564,6 +564,13 @@ static void conn_run(struct tcp_conn *c)
     }
 }
 
+void tcp_conn_kick(struct tcp_conn *c)
+{
+    if (c->connected) {
+        conn_run(c);
+    }
+}
+
 /* ---- events ---- */
 
 static void conn_handshake(struct tcp_conn *c);
@@ -581,7 +588,8 @@ static void on_connected(struct tcp_conn *c, uint32_t ev)
         return;
     }
     if (c->filter != NULL) {
-        struct tcp_filter_conn fc = {.ctx = c->ctx,
+        struct tcp_filter_conn fc = {.conn = c,
+                                     .ctx = c->ctx,
                                      .state = c->fstate,
                                      .map = c->map,
                                      .client = c->client,

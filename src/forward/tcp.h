@@ -29,9 +29,12 @@
 
 enum tcp_dir { TCP_UP = 0 /* client -> target */, TCP_DOWN = 1 /* target -> client */ };
 
+struct tcp_conn;
+
 /* What a filter learns of its connection when it opens. */
 struct tcp_filter_conn {
-    struct relay_ctx *ctx; /* the worker's: for sockets the filter opens (RTP ports) */
+    struct tcp_conn *conn; /* for tcp_conn_kick() */
+    struct relay_ctx *ctx; /* the worker's: for sockets and timers the filter opens */
     void *state;           /* what the protocol keeps on this worker (forward/proto.h), or NULL */
     const struct mapping *map;
     struct sockaddr_storage client, client_local; /* the client, and our address it used */
@@ -118,6 +121,11 @@ struct tcp_layer {
     void (*describe)(void *st, char *buf, size_t len);
     void (*close)(void *st);
 };
+
+/* Runs conn's relay now, as an event on its sockets would: for a filter whose state changed
+ * outside data() (a timer of its own that fired), so that what it now has pending() goes out.
+ * On conn's loop only; the connection may close during the call (and the filter with it). */
+void tcp_conn_kick(struct tcp_conn *conn);
 
 struct tcp_listener;
 

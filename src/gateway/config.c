@@ -1356,6 +1356,7 @@ int config_finish(struct config *c, bool resolve)
             check_own_udp_ports(c, a, b, at, bt);
             break;
         }
+        c->conflicts += c->nerrors - before;
         shown += c->nerrors > before;
         before = c->nerrors;
     }

@@ -70,6 +70,9 @@ struct config {
     char **errors;
     char **fields;
     size_t nerrors, errors_cap;
+    /* Of them, how many config_finish() found between mappings (a name taken, ports that
+     * overlap): conflicts with the rest of the set, not errors of one mapping's values. */
+    size_t conflicts;
 };
 
 /* Returns an empty config with defaults (the admin interface off), or NULL when out of memory. */

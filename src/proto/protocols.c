@@ -5,6 +5,7 @@
 #include <sys/socket.h>
 
 #include "forward/relay.h"
+#include "proto/http/http_proto.h"
 #include "proto/rtsp/rtsp_proto.h"
 #include "proto/tls/tls_proto.h"
 
@@ -26,8 +27,11 @@ static const struct proto udp = {
 const struct proto *const protocols[] = {
     &tcp,
     &udp,
-    &rtsp_proto,
     &tls_proto,
+    &http_proto,
+    &https_proto,
+    &rtsp_proto,
+    &rtsps_proto,
     NULL,
 };
 _Static_assert(sizeof(protocols) / sizeof(protocols[0]) - 1 <= RELAY_MAX_PROTOS,

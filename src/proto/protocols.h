@@ -13,7 +13,8 @@ extern const struct proto *const protocols[];
 /* The protocol called name, or NULL. */
 const struct proto *protocols_find(const char *name);
 /* Writes the names of the protocols for which keep(p, arg) is true (every one when keep is NULL)
- * into buf as a list, "tcp, udp, rtsp or tls" with last "or", and returns buf. */
+ * into buf as a list with "or" before the last ("tcp, udp, tls, ... rtsp or rtsps"), and
+ * returns buf. */
 char *protocols_list(char *buf, size_t len, bool (*keep)(const struct proto *p, const void *arg),
                      const void *arg, const char *last);
 

@@ -31,6 +31,7 @@ struct tls_conf {
     char alpn[64];           /* protocols offered by ALPN, comma-separated; "": none */
     uint16_t min_version;    /* TLS1_2_VERSION or TLS1_3_VERSION */
     bool alpn_fixed;         /* the protocol sets alpn: not a key of its mappings */
+    uint8_t stat_base;       /* where the layer's counters start among the protocol's */
     uint32_t handshake_ms;
 };
 
@@ -39,8 +40,9 @@ struct tls_conf {
 extern const char *const tls_keys[];
 extern const char *const tls_keys_fixed_alpn[];
 
-/* Sets the defaults; alpn, if not NULL, is the protocol's own ALPN list (no alpn key then). */
-void tls_conf_init(struct tls_conf *c, const char *alpn);
+/* Sets the defaults; alpn, if not NULL, is the protocol's own ALPN list (no alpn key then);
+ * stat_base is the index of TLS_STAT_HANDSHAKES among the protocol's counters. */
+void tls_conf_init(struct tls_conf *c, const char *alpn, unsigned stat_base);
 /* Reads one of the keys. Returns 0, or -1 with "\"VALUE\": what is wrong" in why. */
 int tls_conf_set(struct tls_conf *c, const char *key, const char *val, char *why, size_t whylen);
 /* Writes the settings as "KEY=VALUE KEY=VALUE" (forward/proto.h: conf_format); empty lists are
@@ -57,8 +59,8 @@ void *tls_run_open(const struct tls_conf *c, const char *mapname, unsigned char 
                    size_t whylen);
 void tls_run_close(void *run);
 
-/* Counters the layer keeps, by index: a protocol that uses the layer lists these names first in
- * its stat_names. */
+/* Counters the layer keeps, by index from the protocol's stat_base: a protocol that uses the
+ * layer lists these names there in its stat_names. */
 enum {
     TLS_STAT_HANDSHAKES, /* handshakes completed, resumed ones included */
     TLS_STAT_RESUMED,    /* of which resumed a session (a ticket) */

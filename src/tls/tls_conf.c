@@ -11,9 +11,10 @@ const char *const tls_keys[] = {"cert",    "key",  "ocsp", "min-tls",
 const char *const tls_keys_fixed_alpn[] = {"cert",    "key", "ocsp", "min-tls",
                                            "ciphers", "handshake-timeout", NULL};
 
-void tls_conf_init(struct tls_conf *c, const char *alpn)
+void tls_conf_init(struct tls_conf *c, const char *alpn, unsigned stat_base)
 {
     memset(c, 0, sizeof(*c));
+    c->stat_base = (uint8_t)stat_base;
     c->min_version = TLS1_2_VERSION;
     c->handshake_ms = TLS_HANDSHAKE_MS;
     if (alpn != NULL) {

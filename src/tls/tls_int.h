@@ -12,6 +12,8 @@ const char *tls_err_reason(void);
 /* The default context of a run object, which a new connection starts in (SNI may move it). */
 SSL_CTX *tls_run_ctx(const void *run);
 uint32_t tls_run_handshake_ms(const void *run);
+/* Where the layer's counters start among the mapping's (tls/tls.h: TLS_STAT_*). */
+unsigned tls_run_stat_base(const void *run);
 /* True if the kernel offers TLS (the "tls" ULP): connections then use OpenSSL's socket BIO,
  * which hands the records to the kernel, instead of ours. Read once, logged once. */
 bool tls_ktls_available(void);

@@ -27,6 +27,7 @@ struct tls_conn {
     struct tcp_ready *ready;
     const struct mapping *map;
     unsigned worker;
+    unsigned stat_base; /* TLS_STAT_* are counted from here */
     bool counted; /* the handshake's outcome is counted: done, or failed */
 };
 
@@ -121,7 +122,8 @@ static void bio_setup(void)
 
 static void count(const struct tls_conn *t, int stat)
 {
-    mapping_stat_add(&mapping_shard(t->map, t->worker)->stats.proto[stat], 1);
+    mapping_stat_add(&mapping_shard(t->map, t->worker)->stats.proto[t->stat_base + (unsigned)stat],
+                     1);
 }
 
 static void *layer_open(const struct tcp_layer_conn *lc, uint32_t *timeout_ms)
@@ -137,6 +139,7 @@ static void *layer_open(const struct tcp_layer_conn *lc, uint32_t *timeout_ms)
     t->map = lc->map;
     t->worker = lc->worker;
     *timeout_ms = tls_run_handshake_ms(lc->run);
+    t->stat_base = tls_run_stat_base(lc->run);
     t->ssl = SSL_new(tls_run_ctx(lc->run));
     if (t->ssl == NULL) {
         ERR_clear_error();

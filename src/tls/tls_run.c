@@ -51,6 +51,7 @@ struct tls_run {
     struct tls_cert certs[TLS_MAX_CERTS];
     size_t ncerts;
     uint32_t handshake_ms;
+    unsigned stat_base;
     unsigned char alpn[64]; /* wire format: a length byte before each name */
     size_t alpn_len;
 };
@@ -581,6 +582,7 @@ void *tls_run_open(const struct tls_conf *c, const char *mapname, unsigned char 
         return NULL;
     }
     run->handshake_ms = c->handshake_ms;
+    run->stat_base = c->stat_base;
     run->alpn_len = alpn_wire(c->alpn, run->alpn, sizeof(run->alpn));
     /* The session id context: a session resumes only on the mapping that made it. */
     unsigned char sid[32];
@@ -613,6 +615,11 @@ SSL_CTX *tls_run_ctx(const void *run)
 uint32_t tls_run_handshake_ms(const void *run)
 {
     return ((const struct tls_run *)run)->handshake_ms;
+}
+
+unsigned tls_run_stat_base(const void *run)
+{
+    return ((const struct tls_run *)run)->stat_base;
 }
 
 bool tls_ktls_available(void)

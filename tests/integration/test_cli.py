@@ -39,7 +39,7 @@ def test_help_and_version():
         for opt in ("--config", "--map", "PROTO:LISTEN=TARGET", "max-conns-per-ip"):
             assert opt in r.stdout, (cmd, opt)
         # Every protocol of the table, and the keys a protocol adds.
-        assert "PROTO    tcp, udp, rtsp or tls\n" in r.stdout, r.stdout
+        assert "PROTO    tcp, udp, tls, http, https, rtsp or rtsps\n" in r.stdout, r.stdout
         assert "rtsp: rtp-ports" in r.stdout, r.stdout
 
 

@@ -1,12 +1,15 @@
 """The admin web page end to end: the real gateway with its HTTP listener, driven by headless
 Chromium through Selenium the way a user would use it (the setup panel, logging in, adding,
 watching, disabling, editing, deleting and logging out), with the browser's console checked at
-the end. Also the table's look: a screenshot for docs/admin-page.png (written only with
-PORTGATE_SCREENSHOT=1) and the table at a phone's width."""
+the end; a tls mapping through the same form. Also the table's look: a screenshot for
+docs/admin-page.png (written only with PORTGATE_SCREENSHOT=1) and the table at a phone's
+width."""
 import os
 import re
 import shutil
 import socket
+import ssl
+import subprocess
 import urllib.parse
 
 import pytest
@@ -24,8 +27,8 @@ from selenium.webdriver.support.select import Select  # noqa: E402
 from selenium.webdriver.support.ui import WebDriverWait  # noqa: E402
 
 from adminclient import Admin  # noqa: E402
-from conftest import (ROOT, connect, echo_roundtrip, free_ports, is_refused,  # noqa: E402
-                      recv_exactly)
+from conftest import (BINARY, ROOT, connect, echo_roundtrip, free_ports,  # noqa: E402
+                      is_refused, recv_all, recv_exactly)
 from test_admin import file_map, passwd  # noqa: E402
 
 CHROMIUM = shutil.which("chromium") or shutil.which("chromium-browser")
@@ -421,6 +424,177 @@ def test_page_story(gateway, tcp_echo, browser):
     # The console: nothing but the failed loads the story expects.
     network = assert_clean_console(b)
     assert (f"{API}/session", 401) in network, network  # the first look, without a session
+
+
+# ---------------------------------------------------------------- a tls mapping
+
+def settings(m):
+    """A mapping as the API gives it, without what changes by itself (status, counters)."""
+    return {k: v for k, v in m.items() if k not in ("status", "stats")}
+
+
+def counter_labels(b):
+    """The detail view's counters: label -> key."""
+    return dict(b.d.execute_script(
+        "return [...document.querySelectorAll('#detail-counters dt')]"
+        ".map((dt) => [dt.textContent, dt.nextElementSibling.dataset.key])"))
+
+
+def test_page_tls_mapping(gateway, tcp_echo, browser, tmp_path):
+    """A tls mapping added through the form with a certificate from `portgate cert`: the fields
+    that only tls has, the check's errors at the field they are about, a TLS client through it,
+    the TLS counters in its view with readable names, and its settings back in the edit dialog
+    (a save changes only what was changed)."""
+    b = browser
+    made = subprocess.run([BINARY, "cert", "-o", str(tmp_path / "c"), "localhost"],
+                          capture_output=True, text=True, timeout=30)
+    assert made.returncode == 0, made.stderr
+    crt, key = tmp_path / "c.crt", tmp_path / "c.key"
+    srv = tcp_echo()
+    g = web_gateway(gateway)
+    passwd(g, USER, PASSWORD)
+    b.d.get(g.url)
+    log_in_ok(b)
+
+    # 1. The protocol decides the fields: rtsp has RTP ports and no certificate; tls has a
+    # certificate and a key (General), its TLS settings and TCP's limits (Advanced), no RTP
+    # ports and no sessions.
+    open_add_dialog(b)
+    proto = Select(b.el("#f-proto"))
+    assert "TLS (HTTPS or any TCP)" in [o.text for o in proto.options]
+    assert "TLS ends at the gateway" in b.el("#hint-proto").text
+    assert not b.shown("#f-cert"), "tcp, the default, has no certificate"
+    proto.select_by_value("rtsp")
+    assert not b.shown("#f-cert") and not b.shown("#f-key")
+    b.click("#tab-advanced")
+    assert b.shown("#f-rtp-ports") and not b.shown("#f-min-tls")
+    b.click("#tab-general")
+    proto.select_by_value("tls")
+    assert b.shown("#f-cert") and b.shown("#f-key")
+    assert "comma-separated" in b.el("#hint-cert").text
+    b.click("#tab-advanced")
+    assert not b.shown("#f-rtp-ports") and not b.shown("#f-max-sessions")
+    for field in ("max-conns", "max-conns-per-ip", "connect-timeout", "idle-timeout", "min-tls",
+                  "handshake-timeout", "alpn", "ocsp", "ciphers"):
+        assert b.shown(f"#f-{field}"), field
+    assert Select(b.el("#f-min-tls")).first_selected_option.get_attribute("value") == "1.2"
+    assert b.el("#f-handshake-timeout").get_attribute("placeholder") == "10s"
+    b.click("#tab-general")
+
+    # 2. The certificate is needed (said before anything is sent); a file that does not exist,
+    # a key that does not exist: the gateway's check (a 400 naming the key) at that field.
+    port = free_ports()
+    fill_mapping(b, "web-tls", "127.0.0.1", port, "127.0.0.1", srv.port, proto="tls")
+    b.click("#mapping-save")
+    assert_field_error(b, "cert", "certificate")
+    missing = tmp_path / "missing.crt"
+    b.type("#f-cert", str(missing))
+    b.click("#mapping-save")
+    assert_field_error(b, "cert", str(missing), "No such file")
+    assert not b.shown("#err-form")
+    b.type("#f-cert", str(crt))
+    b.type("#f-key", str(tmp_path / "missing.key"))
+    b.click("#mapping-save")
+    assert_field_error(b, "key", "missing.key", "No such file")
+    assert not b.shown("#err-cert"), "the cert's error is gone once it is right"
+    assert "web-tls" not in g.api.mappings()
+
+    # 3. With its key, and on the Advanced tab a handshake timeout and ALPN: added, listed as
+    # tls, listening, and the API has exactly what was typed (nothing for the empty fields).
+    b.type("#f-key", str(key))
+    b.click("#tab-advanced")
+    b.type("#f-handshake-timeout", "5s")
+    b.type("#f-alpn", "http/1.1")
+    b.click("#mapping-save")
+    b.until("the add dialog to close", lambda: not b.dialog_open("#mapping-dialog"))
+    b.banner("web-tls added.")
+    b.visible(row_css("web-tls"))
+    b.until("web-tls listening", lambda: cell(b, "web-tls", "c-status") == "listening")
+    assert cell(b, "web-tls", "c-proto") == "tls"
+    assert cell(b, "web-tls", "c-listen") == f"127.0.0.1:{port}"
+    m = g.api.mappings()["web-tls"]
+    assert (m["proto"], m["cert"], m["key"], m["handshake-timeout"], m["alpn"], m["min-tls"]) \
+        == ("tls", str(crt), str(key), "5s", "http/1.1", "1.2"), m
+    assert "ocsp" not in m and "ciphers" not in m, m
+
+    # 4. A TLS client that trusts the certificate gets through to the device (ALPN agreed),
+    # and resumes with its ticket; plain HTTP to the port is a failed handshake.
+    ctx = ssl.create_default_context(cafile=str(crt))
+    ctx.set_alpn_protocols(["http/1.1"])
+    s = ctx.wrap_socket(connect(port), server_hostname="localhost")
+    try:
+        assert s.selected_alpn_protocol() == "http/1.1"
+        s.sendall(b"hello through tls")
+        assert recv_exactly(s, 17) == b"hello through tls"  # the TLS 1.3 ticket comes with it
+        sess = s.session
+    finally:
+        s.close()
+    s = ctx.wrap_socket(connect(port), server_hostname="localhost", session=sess)
+    try:
+        assert s.session_reused
+        s.sendall(b"again")
+        assert recv_exactly(s, 5) == b"again"
+    finally:
+        s.close()
+    c = connect(port)
+    c.sendall(b"GET / HTTP/1.1\r\nHost: localhost\r\n\r\n")
+    recv_all(c)  # the gateway ends it (after an alert, maybe)
+    c.close()
+    assert srv.accepted == 2, "only the handshakes that succeeded reached the device"
+
+    # 5. Its view: the TLS counters, named as a user reads them; no sessions, nothing spliced.
+    b.click(f'{row_css("web-tls")} .name-link')
+    b.visible("#detail-view")
+    assert b.el("#detail-summary").text.startswith(f"TLS 127.0.0.1:{port} \u2192 ")
+    b.until("the TLS counters",
+            lambda: [b.el(f'#detail-counters dd[data-key="{k}"]').text
+                     for k in ("tls-handshakes", "tls-resumed", "tls-handshake-failures")]
+            == ["2", "1", "1"])
+    labels = counter_labels(b)
+    assert labels["TLS handshakes"] == "tls-handshakes", labels
+    assert labels["TLS resumed"] == "tls-resumed", labels
+    assert labels["TLS handshake failures"] == "tls-handshake-failures", labels
+    for absent in ("bytes-spliced", "sessions", "evicted", "datagrams-in", "datagrams-out",
+                   "datagrams-dropped"):
+        assert absent not in labels.values(), (absent, labels)
+    b.until("the connections' list", lambda: b.el("#conn-note").text == "No open connections.")
+    assert not b.shown("#sessions-box")
+
+    # 6. Edit: every setting is back in its field; a save with TLS 1.3 as the oldest version
+    # changes that and nothing else, and a TLS 1.2 client is then turned away.
+    before = settings(g.api.mappings()["web-tls"])
+    b.click("#detail-edit")
+    b.until("the edit dialog", lambda: b.dialog_open("#mapping-dialog"))
+    assert b.el("#f-cert").get_attribute("value") == str(crt)
+    assert b.el("#f-key").get_attribute("value") == str(key)
+    b.click("#tab-advanced")
+    assert b.el("#f-handshake-timeout").get_attribute("value") == "5s"
+    assert b.el("#f-alpn").get_attribute("value") == "http/1.1"
+    assert b.el("#f-ocsp").get_attribute("value") == ""
+    assert b.el("#f-ciphers").get_attribute("value") == ""
+    min_tls = Select(b.el("#f-min-tls"))
+    assert min_tls.first_selected_option.get_attribute("value") == "1.2"
+    min_tls.select_by_value("1.3")
+    b.click("#mapping-save")
+    b.until("the edit dialog to close", lambda: not b.dialog_open("#mapping-dialog"))
+    b.banner("web-tls saved.")
+    after = settings(g.api.mappings()["web-tls"])
+    assert after == dict(before, **{"min-tls": "1.3"}), (before, after)
+    old = ssl.create_default_context(cafile=str(crt))
+    old.maximum_version = ssl.TLSVersion.TLSv1_2
+    with pytest.raises(ssl.SSLError):
+        old.wrap_socket(connect(port), server_hostname="localhost").close()
+    s = ctx.wrap_socket(connect(port), server_hostname="localhost")
+    try:
+        assert s.version() == "TLSv1.3"
+    finally:
+        s.close()
+
+    # The errors at cert and key were the gateway's answers (docs/admin.md: 400 for a file
+    # that does not load), shown at their fields.
+    network = assert_clean_console(b)
+    refused = [st for path, st in network if path == f"{API}/mappings"]
+    assert refused == [400, 400], network
 
 
 # ---------------------------------------------------------------- the table's look

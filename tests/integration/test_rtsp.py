@@ -121,6 +121,59 @@ def test_udp_stream_decodes_through_the_gateway(gateway, vlc):
     assert g.fds() == base  # the four RTP sockets are closed again
 
 
+@pytest.fixture
+def gst_device():
+    """GStreamer's RTSP server (which, unlike VLC's, serves RTP interleaved) at /test."""
+    procs = []
+
+    def make():
+        port = free_ports()
+        p = subprocess.Popen(["/usr/bin/python3", os.path.join(os.path.dirname(__file__),
+                                                              "nethelper.py"),
+                              "gst-rtsp", "127.0.0.1", str(port)], stdout=subprocess.PIPE,
+                             stderr=subprocess.DEVNULL)
+        procs.append(p)
+        assert p.stdout.readline().strip() == b"ready"
+        return port
+
+    yield make
+    for p in procs:
+        p.kill()
+        p.wait()
+
+
+def test_rtsps_stream_decodes_interleaved_and_refuses_udp(gateway, gst_device, tmp_path):
+    """rtsps: ffprobe plays rtsps:// with RTP interleaved in the TLS connection; the device
+    speaks plain RTSP and its URLs come back as rtsps://; a SETUP for UDP is answered 461
+    with the reason, and the device never sees it."""
+    from conftest import BINARY
+    dev = gst_device()
+    assert subprocess.run([BINARY, "cert", "-o", str(tmp_path / "c"), "localhost"],
+                          capture_output=True).returncode == 0
+    port = free_ports()
+    g = gateway("--map", f"rtsps:127.0.0.1:{port}=127.0.0.1:{dev},name=enc,"
+                f"cert={tmp_path}/c.crt,key={tmp_path}/c.key")
+    assert frames(f"rtsps://localhost:{port}/test", transport="tcp") >= 25
+    st = g.map_stats("enc")
+    assert st["tls handshakes"] >= 1 and st["rtsp sessions"] == 0
+    # A raw client over TLS: the answers name rtsps://, and UDP is refused.
+    import ssl
+    ctx = ssl.create_default_context(cafile=str(tmp_path / "c.crt"))
+    raw = ctx.wrap_socket(socket.create_connection(("127.0.0.1", port), timeout=10),
+                          server_hostname="localhost")
+    c = Rtsp.__new__(Rtsp)
+    c.s, c.buf, c.cseq = raw, b"", 0
+    status, headers, sdp = c.ask("DESCRIBE", f"rtsps://localhost:{port}/test",
+                                 Accept="application/sdp")
+    assert status == 200
+    assert headers["content-base"].startswith(f"rtsps://localhost:{port}/"), headers
+    track = re.findall(r"a=control:(\S+)", sdp)[-1]
+    status, headers, body = c.ask("SETUP", track, Transport="RTP/AVP;unicast;client_port=5000-5001")
+    assert status == 461, (status, headers)
+    c.close()
+    g.wait_log("RTP over UDP would leave the TLS connection")
+
+
 def test_two_players_at_once(gateway, vlc):
     dev = vlc()
     g, port = rtsp_gateway(gateway, dev)

@@ -11,8 +11,8 @@
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size);
 
 static const struct rtsp_rewrite rws[2] = {
-    {{"192.0.2.10", 8554}, {"2001:db8::1", 554}, ""},
-    {{"2001:db8::1", 554}, {"192.0.2.10", 8554}, ""},
+    {{"192.0.2.10", 8554}, {"2001:db8::1", 554}, "", NULL},
+    {{"2001:db8::1", 554}, {"192.0.2.10", 8554}, "", NULL},
 };
 
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
@@ -36,13 +36,13 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
             off += (size_t)n;
             continue;
         }
-        struct rtsp_msg m;
+        struct msg m;
         const char *why;
         ssize_t head = rtsp_parse(p, len, &m, &why);
-        if (head < 0 || (size_t)head + m.body_len > len) {
+        if (head < 0 || (size_t)head + m.length > len) {
             break;
         }
-        const struct rtsp_str *tr = rtsp_header(&m, "Transport");
+        const struct msg_str *tr = msg_header(&m, "Transport");
         if (tr != NULL) {
             size_t pos = 0;
             struct rtsp_transport t;
@@ -56,13 +56,13 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
             if (n < 0) {
                 continue; /* too large for out */
             }
-            struct rtsp_msg m2;
+            struct msg m2;
             ssize_t h2 = rtsp_parse(out, (size_t)n, &m2, &why);
-            if (h2 < 0 || (size_t)h2 + m2.body_len != (size_t)n) {
+            if (h2 < 0 || (size_t)h2 + m2.length != (size_t)n) {
                 abort(); /* the rewrite produced something the parser rejects */
             }
         }
-        off += (size_t)head + m.body_len;
+        off += (size_t)head + m.length;
     }
     free(buf);
     return 0;

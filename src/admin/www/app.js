@@ -759,9 +759,19 @@ function confirmDialog({ title, text, yes }) {
 const FIELD_IDS = [
   'name', 'proto', 'listen-addr', 'listen-port', 'target-addr', 'target-port', 'enabled', 'allow', 'deny',
   'max-conns', 'max-conns-per-ip', 'connect-timeout', 'idle-timeout', 'max-sessions', 'rtp-ports', 'lease',
+  'cert', 'key', 'ocsp', 'min-tls', 'ciphers', 'alpn', 'handshake-timeout',
 ];
+const PROTOS = ['tcp', 'udp', 'rtsp', 'tls'];
 const NUMBER_KEYS = ['max-conns', 'max-conns-per-ip', 'max-sessions', 'lease'];
-const TEXT_KEYS = ['connect-timeout', 'idle-timeout', 'rtp-ports'];
+// Text inputs and selects: sent as written, left out when empty.
+const TEXT_KEYS = [
+  'connect-timeout', 'idle-timeout', 'rtp-ports',
+  'cert', 'key', 'ocsp', 'min-tls', 'ciphers', 'alpn', 'handshake-timeout',
+];
+// Comma-separated lists whose entries may not hold a space: "a.crt, b.crt" is sent as "a.crt,b.crt".
+const COMMA_KEYS = ['cert', 'key', 'ocsp', 'alpn'];
+// Protocols without sessions of their own: their detail view has no sessions' table.
+const NO_SESSIONS = ['tcp', 'tls'];
 
 const dlg = { mode: 'add', name: null, revision: null, seq: 0, saving: false };
 const f = (id) => $(`f-${id}`);
@@ -879,7 +889,7 @@ function fillForm(m) {
   const l = splitHostPort(m.listen);
   const t = splitHostPort(m.target);
   f('name').value = m.name || '';
-  f('proto').value = ['tcp', 'udp', 'rtsp'].includes(m.proto) ? m.proto : 'tcp';
+  f('proto').value = PROTOS.includes(m.proto) ? m.proto : 'tcp';
   f('listen-addr').value = l.addr;
   f('listen-port').value = l.port;
   f('target-addr').value = t.addr;
@@ -888,6 +898,8 @@ function fillForm(m) {
   f('allow').value = Array.isArray(m.allow) ? m.allow.join('\n') : '';
   f('deny').value = Array.isArray(m.deny) ? m.deny.join('\n') : '';
   for (const k of [...NUMBER_KEYS, ...TEXT_KEYS]) f(k).value = m[k] == null ? '' : String(m[k]);
+  // A select has no empty choice: a mapping that does not say takes the default.
+  if (!f('min-tls').value) f('min-tls').value = '1.2';
   updateProtoFields();
 }
 
@@ -938,6 +950,9 @@ function buildBody() {
   if (!lport) errors.push(['listen-port', 'Enter a port (1-65535) or a range FIRST-LAST.']);
   if (!f('listen-addr').value.trim()) errors.push(['listen-addr', 'Enter an address: 0.0.0.0 for every IPv4 address, :: for every IPv6 one.']);
   if (!f('target-addr').value.trim()) errors.push(['target-addr', "Enter the device's address or host name."]);
+  if (proto === 'tls' && !f('cert').value.trim()) {
+    errors.push(['cert', "Enter the certificate's PEM file (portgate cert NAME makes one)."]);
+  }
   const body = {
     name,
     proto,
@@ -962,7 +977,8 @@ function buildBody() {
   for (const k of TEXT_KEYS) {
     const input = f(k);
     if (input.closest('.field').hidden) continue;
-    const v = input.value.trim();
+    let v = input.value.trim();
+    if (COMMA_KEYS.includes(k)) v = v.replace(/\s*,\s*/g, ',');
     if (v !== '') body[k] = v;
   }
   if (errors.length) {
@@ -1096,7 +1112,7 @@ const COUNTERS = [
 
 // A protocol's own counter, by its key: "rtp-bytes-to-clients" is "RTP bytes to clients".
 function counterLabel(k) {
-  const words = k.split('-').map((w) => (['rtsp', 'rtp', 'rtcp'].includes(w) ? w.toUpperCase() : w));
+  const words = k.split('-').map((w) => (['rtsp', 'rtp', 'rtcp', 'tls'].includes(w) ? w.toUpperCase() : w));
   const text = words.join(' ');
   return text.charAt(0).toUpperCase() + text.slice(1);
 }
@@ -1107,6 +1123,8 @@ const NOT_FOR = {
   udp: ['open', 'accepted', 'connect-failed', 'bytes-spliced'],
   // RTSP's RTP has counters of its own (below); sessions are evicted only over UDP.
   rtsp: ['datagrams-in', 'datagrams-out', 'datagrams-dropped', 'evicted', 'bytes-spliced'],
+  // A TLS connection goes through the gateway's TLS layer: never spliced.
+  tls: ['datagrams-in', 'datagrams-out', 'datagrams-dropped', 'sessions', 'evicted', 'bytes-spliced'],
 };
 
 function renderCounters(stats, proto) {
@@ -1162,7 +1180,7 @@ function renderDetail() {
   tog.disabled = ro;
   if (!tog.dataset.pending) tog.checked = m.enabled !== false;
   $('connections-box').hidden = m.proto === 'udp';
-  $('sessions-box').hidden = m.proto === 'tcp';
+  $('sessions-box').hidden = NO_SESSIONS.includes(m.proto);
   renderCounters(m.stats || {}, m.proto);
   drawGraph();
 }
@@ -1172,7 +1190,7 @@ async function pollDetailLists(name) {
   const proto = m ? m.proto : null;
   const tasks = [];
   if (proto !== 'udp') tasks.push(loadConnections(name));
-  if (proto !== 'tcp') tasks.push(loadSessions(name));
+  if (!NO_SESSIONS.includes(proto)) tasks.push(loadSessions(name));
   await Promise.all(tasks);
 }
 

@@ -5,215 +5,16 @@
 
 #include "core/addr.h"
 
-/* ---- parsing ---- */
-
-static bool is_token_char(unsigned char c)
+ssize_t rtsp_parse(const char *buf, size_t len, struct msg *m, const char **why)
 {
-    /* RFC 2616 2.2 token, as RFC 2326 uses it: no controls, no separators. */
-    return c > 32 && c < 127 && strchr("()<>@,;:\\\"/[]?={}", c) == NULL;
-}
-
-bool rtsp_str_ieq(struct rtsp_str s, const char *lit)
-{
-    size_t n = strlen(lit);
-    return s.n == n && strncasecmp(s.p, lit, n) == 0;
-}
-
-/* The end of the line starting at p (the CR of CRLF, or the LF), or NULL if none before end. A
- * bare CR is not a line end here: *bad is set. */
-static const char *line_end(const char *p, const char *end, bool *bad)
-{
-    const char *lf = memchr(p, '\n', (size_t)(end - p));
-    if (lf == NULL) {
-        /* A CR not followed by LF in what we have is either the last byte (wait) or an error. */
-        const char *cr = memchr(p, '\r', (size_t)(end - p));
-        if (cr != NULL && cr + 1 < end) {
-            *bad = true;
-        }
-        return NULL;
-    }
-    const char *cr = memchr(p, '\r', (size_t)(lf - p));
-    if (cr != NULL && cr + 1 != lf) {
-        *bad = true;
-        return NULL;
-    }
-    return cr != NULL ? cr : lf;
-}
-
-static const char *next_line(const char *eol)
-{
-    return *eol == '\r' ? eol + 2 : eol + 1;
-}
-
-static int parse_version(const char *p, size_t n, int *major, int *minor)
-{
-    /* "RTSP/" DIGIT "." DIGIT */
-    if (n != 8 || strncmp(p, "RTSP/", 5) != 0 || p[5] < '0' || p[5] > '9' || p[6] != '.' ||
-        p[7] < '0' || p[7] > '9') {
-        return -1;
-    }
-    *major = p[5] - '0';
-    *minor = p[7] - '0';
-    return 0;
-}
-
-static int parse_start_line(const char *p, const char *eol, struct rtsp_msg *m, const char **why)
-{
-    const char *sp1 = memchr(p, ' ', (size_t)(eol - p));
-    if (sp1 == NULL) {
-        *why = "start line without a space";
-        return -1;
-    }
-    if ((size_t)(sp1 - p) == 8 && strncmp(p, "RTSP/", 5) == 0) {
-        /* Status-Line: RTSP-Version SP Status-Code SP Reason-Phrase */
-        m->response = true;
-        if (parse_version(p, 8, &m->major, &m->minor) != 0) {
-            *why = "bad RTSP version";
-            return -1;
-        }
-        const char *c = sp1 + 1;
-        if (eol - c < 3 || c[0] < '1' || c[0] > '5' || c[1] < '0' || c[1] > '9' || c[2] < '0' ||
-            c[2] > '9' || (eol - c > 3 && c[3] != ' ')) {
-            *why = "bad status code";
-            return -1;
-        }
-        m->status = (c[0] - '0') * 100 + (c[1] - '0') * 10 + (c[2] - '0');
-        m->reason.p = eol - c > 3 ? c + 4 : eol;
-        m->reason.n = (size_t)(eol - m->reason.p);
-        return 0;
-    }
-    /* Request-Line: Method SP Request-URI SP RTSP-Version */
-    m->response = false;
-    for (const char *q = p; q < sp1; q++) {
-        if (!is_token_char((unsigned char)*q)) {
-            *why = "bad method";
-            return -1;
-        }
-    }
-    const char *sp2 = memchr(sp1 + 1, ' ', (size_t)(eol - sp1 - 1));
-    if (sp1 == p || sp2 == NULL || sp2 == sp1 + 1) {
-        *why = "bad request line";
-        return -1;
-    }
-    for (const char *q = sp1 + 1; q < sp2; q++) {
-        if ((unsigned char)*q <= 32 || *q == 127) {
-            *why = "bad request URI";
-            return -1;
-        }
-    }
-    if (parse_version(sp2 + 1, (size_t)(eol - sp2 - 1), &m->major, &m->minor) != 0) {
-        *why = "bad RTSP version";
-        return -1;
-    }
-    m->method = (struct rtsp_str){p, (size_t)(sp1 - p)};
-    m->uri = (struct rtsp_str){sp1 + 1, (size_t)(sp2 - sp1 - 1)};
-    return 0;
-}
-
-/* Content-Length: digits only, at most 9 of them (the relay's buffers are far smaller anyway). */
-static int parse_length(struct rtsp_str v, size_t *out)
-{
-    if (v.n == 0 || v.n > 9) {
-        return -1;
-    }
-    size_t n = 0;
-    for (size_t i = 0; i < v.n; i++) {
-        if (v.p[i] < '0' || v.p[i] > '9') {
-            return -1;
-        }
-        n = n * 10 + (size_t)(v.p[i] - '0');
-    }
-    *out = n;
-    return 0;
-}
-
-ssize_t rtsp_parse(const char *buf, size_t len, struct rtsp_msg *m, const char **why)
-{
-    const char *p = buf, *end = buf + len;
-    bool bad = false;
-    memset(m, 0, sizeof(*m));
-    *why = "malformed message";
-    const char *eol = line_end(p, end, &bad);
-    if (eol == NULL) {
-        if (bad) {
-            *why = "bare CR in the start line";
-            return RTSP_ERROR;
-        }
-        return RTSP_PARTIAL;
-    }
-    if (parse_start_line(p, eol, m, why) != 0) {
-        return RTSP_ERROR;
-    }
-    bool have_length = false;
-    for (p = next_line(eol);; p = next_line(eol)) {
-        eol = line_end(p, end, &bad);
-        if (eol == NULL) {
-            if (bad) {
-                *why = "bare CR in a header";
-                return RTSP_ERROR;
-            }
-            return RTSP_PARTIAL;
-        }
-        if (eol == p) {
-            break; /* the empty line */
-        }
-        if (*p == ' ' || *p == '\t') {
-            *why = "folded header line";
-            return RTSP_ERROR;
-        }
-        const char *colon = memchr(p, ':', (size_t)(eol - p));
-        if (colon == NULL || colon == p) {
-            *why = "header without a name";
-            return RTSP_ERROR;
-        }
-        for (const char *q = p; q < colon; q++) {
-            if (!is_token_char((unsigned char)*q)) {
-                *why = "bad header name";
-                return RTSP_ERROR;
-            }
-        }
-        if (m->nhdr == RTSP_MAX_HEADERS) {
-            *why = "too many headers";
-            return RTSP_ERROR;
-        }
-        const char *v = colon + 1, *ve = eol;
-        while (v < ve && (*v == ' ' || *v == '\t')) {
-            v++;
-        }
-        while (ve > v && (ve[-1] == ' ' || ve[-1] == '\t')) {
-            ve--;
-        }
-        struct rtsp_header *h = &m->hdr[m->nhdr++];
-        h->name = (struct rtsp_str){p, (size_t)(colon - p)};
-        h->value = (struct rtsp_str){v, (size_t)(ve - v)};
-        if (rtsp_str_ieq(h->name, "Content-Length")) {
-            size_t n;
-            if (parse_length(h->value, &n) != 0 || (have_length && n != m->body_len)) {
-                *why = "bad Content-Length";
-                return RTSP_ERROR;
-            }
-            have_length = true;
-            m->body_len = n;
-        }
-    }
-    m->head_len = (size_t)(next_line(eol) - buf);
-    return (ssize_t)m->head_len;
-}
-
-const struct rtsp_str *rtsp_header(const struct rtsp_msg *m, const char *name)
-{
-    for (size_t i = 0; i < m->nhdr; i++) {
-        if (rtsp_str_ieq(m->hdr[i].name, name)) {
-            return &m->hdr[i].value;
-        }
-    }
-    return NULL;
+    int status;
+    return msg_parse(buf, len, MSG_RTSP, m, why, &status);
 }
 
 ssize_t rtsp_frame_len(const char *buf, size_t len)
 {
     if (len < 4) {
-        return RTSP_PARTIAL;
+        return MSG_PARTIAL;
     }
     return (ssize_t)(4 + ((size_t)(unsigned char)buf[2] << 8 | (unsigned char)buf[3]));
 }
@@ -269,7 +70,7 @@ static void put_host(struct out *o, const char *host, bool url)
 
 /* Splits url into scheme end (just after "://") and the authority [start, end). Returns -1 if
  * it is not an rtsp URL. */
-static int url_authority(struct rtsp_str url, size_t *a, size_t *b)
+static int url_authority(struct msg_str url, size_t *a, size_t *b)
 {
     static const char *const schemes[] = {"rtsp://", "rtsps://", "rtspu://"};
     for (size_t i = 0; i < 3; i++) {
@@ -368,7 +169,7 @@ static void put_authority(struct out *o, const struct rtsp_endpoint *ep)
 }
 
 /* Writes url, rewritten if it names rw->from. Returns true if it was rewritten. */
-static bool put_url(struct out *o, struct rtsp_str url, const struct rtsp_rewrite *rw)
+static bool put_url(struct out *o, struct msg_str url, const struct rtsp_rewrite *rw)
 {
     size_t a, b, host_at;
     if (url_authority(url, &a, &b) != 0 ||
@@ -376,13 +177,18 @@ static bool put_url(struct out *o, struct rtsp_str url, const struct rtsp_rewrit
         put(o, url.p, url.n);
         return false;
     }
-    put(o, url.p, a + host_at);
+    if (rw->scheme != NULL) {
+        put(o, rw->scheme, strlen(rw->scheme));
+        put(o, url.p + a, host_at);
+    } else {
+        put(o, url.p, a + host_at);
+    }
     put_authority(o, &rw->to);
     put(o, url.p + b, url.n - b);
     return true;
 }
 
-int rtsp_url_endpoint(struct rtsp_str url, struct rtsp_endpoint *ep)
+int rtsp_url_endpoint(struct msg_str url, struct rtsp_endpoint *ep)
 {
     size_t start, end;
     struct authority a;
@@ -396,7 +202,7 @@ int rtsp_url_endpoint(struct rtsp_str url, struct rtsp_endpoint *ep)
     return 0;
 }
 
-ssize_t rtsp_rewrite_url(struct rtsp_str url, const struct rtsp_rewrite *rw, char *out,
+ssize_t rtsp_rewrite_url(struct msg_str url, const struct rtsp_rewrite *rw, char *out,
                          size_t out_room)
 {
     struct out o = {out, 0, out_room, false};
@@ -410,7 +216,7 @@ ssize_t rtsp_rewrite_url(struct rtsp_str url, const struct rtsp_rewrite *rw, cha
 /* RTP-Info (RFC 2326 12.33): url=URL;seq=..;rtptime=.., url=... Rewrites each url=. A URL may
  * contain ';' only in its parameters, which RTP-Info separates with ';' too: the URL ends at the
  * first ';' or ','. */
-static void put_rtp_info(struct out *o, struct rtsp_str v, const struct rtsp_rewrite *rw)
+static void put_rtp_info(struct out *o, struct msg_str v, const struct rtsp_rewrite *rw)
 {
     size_t i = 0;
     while (i < v.n) {
@@ -426,7 +232,7 @@ static void put_rtp_info(struct out *o, struct rtsp_str v, const struct rtsp_rew
             if (quoted) {
                 put(o, "\"", 1);
             }
-            put_url(o, (struct rtsp_str){v.p + s, e - s}, rw);
+            put_url(o, (struct msg_str){v.p + s, e - s}, rw);
             i = e;
             if (quoted && i < v.n) {
                 put(o, "\"", 1);
@@ -484,7 +290,7 @@ static bool sdp_names(const char *addr, size_t n, enum sdp_addr kind,
  * client's address too. Multicast addresses, which the gateway does not relay, stay as they are,
  * and so does what follows a '/' (a multicast TTL or count).
  */
-static void put_sdp_addr(struct out *o, struct rtsp_str line, size_t at,
+static void put_sdp_addr(struct out *o, struct msg_str line, size_t at,
                          const struct rtsp_rewrite *rw)
 {
     const char *p = line.p + at;
@@ -520,10 +326,10 @@ static void put_sdp(struct out *o, const char *body, size_t n, const struct rtsp
         const char *lf = memchr(p, '\n', (size_t)(end - p));
         const char *le = lf != NULL ? lf : end; /* line without its LF */
         const char *ce = le > p && le[-1] == '\r' ? le - 1 : le;
-        struct rtsp_str line = {p, (size_t)(ce - p)};
+        struct msg_str line = {p, (size_t)(ce - p)};
         if (line.n > 10 && strncmp(p, "a=control:", 10) == 0) {
             put(o, p, 10);
-            put_url(o, (struct rtsp_str){p + 10, line.n - 10}, rw);
+            put_url(o, (struct msg_str){p + 10, line.n - 10}, rw);
         } else if (line.n > 2 && strncmp(p, "c=", 2) == 0) {
             put_sdp_addr(o, line, 2, rw);
         } else if (line.n > 7 && strncmp(p, "a=rtcp:", 7) == 0) {
@@ -551,20 +357,20 @@ static void put_sdp(struct out *o, const char *body, size_t n, const struct rtsp
 
 /* ---- whole messages ---- */
 
-static bool is_sdp(const struct rtsp_msg *m)
+static bool is_sdp(const struct msg *m)
 {
-    const struct rtsp_str *ct = rtsp_header(m, "Content-Type");
+    const struct msg_str *ct = msg_header(m, "Content-Type");
     return ct != NULL && ct->n >= 15 && strncasecmp(ct->p, "application/sdp", 15) == 0;
 }
 
-ssize_t rtsp_rewrite(const char *in, const struct rtsp_msg *m, const struct rtsp_rewrite *rw,
+ssize_t rtsp_rewrite(const char *in, const struct msg *m, const struct rtsp_rewrite *rw,
                      const char *transport, char *out, size_t out_room, const char **why)
 {
     struct out o = {out, 0, out_room, false};
     /* An SDP body changes length when rewritten, and its Content-Length comes before it: that
      * header is written as a 9-digit placeholder, fixed once the body is out. */
     const char *body = in + m->head_len;
-    bool sdp = m->body_len > 0 && is_sdp(m);
+    bool sdp = m->length > 0 && is_sdp(m);
 
     /* Start line. */
     const char *eol = memchr(in, '\n', m->head_len);
@@ -572,8 +378,8 @@ ssize_t rtsp_rewrite(const char *in, const struct rtsp_msg *m, const struct rtsp
     if (!m->response) {
         put(&o, m->method.p, m->method.n);
         put(&o, " ", 1);
-        put_url(&o, m->uri, rw);
-        put(&o, m->uri.p + m->uri.n, (size_t)(sl_end - (m->uri.p + m->uri.n)));
+        put_url(&o, m->target, rw);
+        put(&o, m->target.p + m->target.n, (size_t)(sl_end - (m->target.p + m->target.n)));
     } else {
         put(&o, in, (size_t)(sl_end - in));
     }
@@ -581,21 +387,21 @@ ssize_t rtsp_rewrite(const char *in, const struct rtsp_msg *m, const struct rtsp
 
     size_t length_at = (size_t)-1;
     for (size_t i = 0; i < m->nhdr; i++) {
-        const struct rtsp_header *h = &m->hdr[i];
-        if (sdp && length_at != (size_t)-1 && rtsp_str_ieq(h->name, "Content-Length")) {
+        const struct msg_header *h = &m->hdr[i];
+        if (sdp && length_at != (size_t)-1 && msg_str_ieq(h->name, "Content-Length")) {
             continue; /* a repeated Content-Length (the parser made sure it agreed): one is enough
                        */
         }
         put(&o, h->name.p, h->name.n);
         put(&o, ": ", 2);
-        if (rtsp_str_ieq(h->name, "Content-Base") || rtsp_str_ieq(h->name, "Content-Location") ||
-            rtsp_str_ieq(h->name, "Location")) {
+        if (msg_str_ieq(h->name, "Content-Base") || msg_str_ieq(h->name, "Content-Location") ||
+            msg_str_ieq(h->name, "Location")) {
             put_url(&o, h->value, rw);
-        } else if (rtsp_str_ieq(h->name, "RTP-Info")) {
+        } else if (msg_str_ieq(h->name, "RTP-Info")) {
             put_rtp_info(&o, h->value, rw);
-        } else if (transport != NULL && rtsp_str_ieq(h->name, "Transport")) {
+        } else if (transport != NULL && msg_str_ieq(h->name, "Transport")) {
             put_str(&o, transport);
-        } else if (sdp && rtsp_str_ieq(h->name, "Content-Length")) {
+        } else if (sdp && msg_str_ieq(h->name, "Content-Length")) {
             length_at = o.len;
             put(&o, "000000000", 9); /* fixed below, once the body is written */
         } else {
@@ -605,10 +411,10 @@ ssize_t rtsp_rewrite(const char *in, const struct rtsp_msg *m, const struct rtsp
     }
     put(&o, "\r\n", 2);
     if (!sdp) {
-        put(&o, body, m->body_len);
+        put(&o, body, m->length);
     } else {
         size_t body_at = o.len;
-        put_sdp(&o, body, m->body_len, rw);
+        put_sdp(&o, body, m->length, rw);
         if (!o.overflow) {
             /* Write the real length over the placeholder and close the gap. */
             size_t blen = o.len - body_at;
@@ -630,25 +436,25 @@ ssize_t rtsp_rewrite(const char *in, const struct rtsp_msg *m, const struct rtsp
 
 /* ---- Transport ---- */
 
-static bool param_is(struct rtsp_str p, const char *name, struct rtsp_str *value)
+static bool param_is(struct msg_str p, const char *name, struct msg_str *value)
 {
     size_t n = strlen(name);
     if (p.n < n || strncasecmp(p.p, name, n) != 0) {
         return false;
     }
     if (p.n == n) {
-        *value = (struct rtsp_str){p.p + n, 0};
+        *value = (struct msg_str){p.p + n, 0};
         return true;
     }
     if (p.p[n] != '=') {
         return false;
     }
-    *value = (struct rtsp_str){p.p + n + 1, p.n - n - 1};
+    *value = (struct msg_str){p.p + n + 1, p.n - n - 1};
     return true;
 }
 
 /* "a" or "a-b" port numbers; a single port is RTP and the next one RTCP (RFC 2326 12.39). */
-static int parse_ports(struct rtsp_str v, uint16_t out[2])
+static int parse_ports(struct msg_str v, uint16_t out[2])
 {
     unsigned long a = 0, b = 0;
     size_t i = 0, digits = 0;
@@ -681,7 +487,7 @@ static int parse_ports(struct rtsp_str v, uint16_t out[2])
     return 0;
 }
 
-int rtsp_transport_next(struct rtsp_str value, size_t *pos, struct rtsp_transport *t,
+int rtsp_transport_next(struct msg_str value, size_t *pos, struct rtsp_transport *t,
                         const char **why)
 {
     size_t i = *pos;
@@ -700,20 +506,20 @@ int rtsp_transport_next(struct rtsp_str value, size_t *pos, struct rtsp_transpor
     }
     *pos = i;
     memset(t, 0, sizeof(*t));
-    t->spec = (struct rtsp_str){value.p + s, i - s};
+    t->spec = (struct msg_str){value.p + s, i - s};
     while (t->spec.n > 0 && (t->spec.p[t->spec.n - 1] == ' ' || t->spec.p[t->spec.n - 1] == '\t')) {
         t->spec.n--;
     }
     const char *p = t->spec.p, *end = t->spec.p + t->spec.n;
     const char *semi = memchr(p, ';', t->spec.n);
-    struct rtsp_str proto = {p, (size_t)((semi != NULL ? semi : end) - p)};
-    if (rtsp_str_ieq(proto, "RTP/AVP") || rtsp_str_ieq(proto, "RTP/AVP/UDP") ||
-        rtsp_str_ieq(proto, "RTP/SAVP") || rtsp_str_ieq(proto, "RTP/SAVP/UDP") ||
-        rtsp_str_ieq(proto, "RTP/AVPF") || rtsp_str_ieq(proto, "RTP/AVPF/UDP") ||
-        rtsp_str_ieq(proto, "RTP/SAVPF") || rtsp_str_ieq(proto, "RTP/SAVPF/UDP")) {
+    struct msg_str proto = {p, (size_t)((semi != NULL ? semi : end) - p)};
+    if (msg_str_ieq(proto, "RTP/AVP") || msg_str_ieq(proto, "RTP/AVP/UDP") ||
+        msg_str_ieq(proto, "RTP/SAVP") || msg_str_ieq(proto, "RTP/SAVP/UDP") ||
+        msg_str_ieq(proto, "RTP/AVPF") || msg_str_ieq(proto, "RTP/AVPF/UDP") ||
+        msg_str_ieq(proto, "RTP/SAVPF") || msg_str_ieq(proto, "RTP/SAVPF/UDP")) {
         t->lower = RTSP_UDP;
-    } else if (rtsp_str_ieq(proto, "RTP/AVP/TCP") || rtsp_str_ieq(proto, "RTP/SAVP/TCP") ||
-               rtsp_str_ieq(proto, "RTP/AVPF/TCP") || rtsp_str_ieq(proto, "RTP/SAVPF/TCP")) {
+    } else if (msg_str_ieq(proto, "RTP/AVP/TCP") || msg_str_ieq(proto, "RTP/SAVP/TCP") ||
+               msg_str_ieq(proto, "RTP/AVPF/TCP") || msg_str_ieq(proto, "RTP/SAVPF/TCP")) {
         t->lower = RTSP_TCP;
     } else {
         *why = "Transport is not RTP";
@@ -722,7 +528,7 @@ int rtsp_transport_next(struct rtsp_str value, size_t *pos, struct rtsp_transpor
     for (p = semi; p != NULL && p < end;) {
         p++; /* past ';' */
         const char *e = memchr(p, ';', (size_t)(end - p));
-        struct rtsp_str par = {p, (size_t)((e != NULL ? e : end) - p)}, v;
+        struct msg_str par = {p, (size_t)((e != NULL ? e : end) - p)}, v;
         if (param_is(par, "multicast", &v)) {
             t->multicast = true;
         } else if (param_is(par, "unicast", &v)) {

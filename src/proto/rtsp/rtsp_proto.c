@@ -69,22 +69,6 @@ static const char *own_udp_ports(const void *pconf, uint16_t *lo, uint16_t *hi)
     return keys[0];
 }
 
-static void sessions(void *state, proto_session_fn fn, void *arg)
-{
-    rtsp_proxy_worker_sessions(state, fn, arg);
-}
-
-static void *worker_new(struct relay_ctx *ctx)
-{
-    (void)ctx;
-    return rtsp_proxy_worker_new();
-}
-
-static void worker_free(void *state)
-{
-    rtsp_proxy_worker_free(state);
-}
-
 const struct proto rtsp_proto = {
     .name = "rtsp",
     .transport = SOCK_STREAM,
@@ -94,8 +78,8 @@ const struct proto rtsp_proto = {
      * run on one, which keeps a session, its RTP ports and every connection that names it on one
      * loop, with no lock. An encoder serves a few players; one core carries their streams. */
     .placement = PROTO_ONE_WORKER,
-    .worker_new = worker_new,
-    .worker_free = worker_free,
+    .worker_new = rtsp_proxy_state_new,
+    .worker_free = rtsp_proxy_state_free,
     .default_max_sessions = RTSP_PROTO_MAX_SESSIONS,
     .keys = keys,
     .conf_size = sizeof(struct rtsp_proto_conf),
@@ -104,5 +88,5 @@ const struct proto rtsp_proto = {
     .conf_format = conf_format,
     .own_udp_ports = own_udp_ports,
     .stat_names = stat_names,
-    .sessions = sessions,
+    .sessions = rtsp_proxy_state_sessions,
 };

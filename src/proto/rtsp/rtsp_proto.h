@@ -6,6 +6,7 @@
 #ifndef PORTGATE_RTSP_PROTO_H
 #define PORTGATE_RTSP_PROTO_H
 
+#include <stdbool.h>
 #include <stdint.h>
 
 #include "forward/proto.h"
@@ -17,7 +18,9 @@
 
 /* An rtsp mapping's own settings (map_conf.pconf). */
 struct rtsp_proto_conf {
-    uint16_t rtp_lo, rtp_hi; /* rtp-ports: UDP ports for RTP/RTCP pairs, lo even, hi odd */
+    uint16_t rtp_lo, rtp_hi; /* rtp-ports: UDP ports for RTP/RTCP pairs, lo even, hi odd; 0:
+                              * none (rtsps: RTP only interleaved) */
+    bool tls;                /* rtsps: rtsps:// towards the client, rtsp:// towards the device */
 };
 
 /* The counters of an rtsp mapping (mapping_stats.proto): sessions with RTP over UDP, requests
@@ -34,5 +37,6 @@ enum rtsp_proto_stat {
 };
 
 extern const struct proto rtsp_proto;
+extern const struct proto rtsps_proto;
 
 #endif

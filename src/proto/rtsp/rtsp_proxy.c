@@ -159,9 +159,9 @@ static void pending_release(struct proxy *p, struct pending *e, const char *why)
 
 /* The Session id of a message (up to its parameters), into id. Returns false without one, or
  * when it is longer than the gateway tracks (the message still goes on). */
-static bool session_id(const struct rtsp_msg *m, char id[SESSION_ID_MAX + 1])
+static bool session_id(const struct msg *m, char id[SESSION_ID_MAX + 1])
 {
-    const struct rtsp_str *v = rtsp_header(m, "Session");
+    const struct msg_str *v = msg_header(m, "Session");
     id[0] = '\0';
     if (v == NULL) {
         return false;
@@ -179,9 +179,9 @@ static bool session_id(const struct rtsp_msg *m, char id[SESSION_ID_MAX + 1])
 }
 
 /* The timeout= of a Session header in milliseconds, or 0 without one. */
-static uint32_t session_timeout(const struct rtsp_msg *m)
+static uint32_t session_timeout(const struct msg *m)
 {
-    const struct rtsp_str *v = rtsp_header(m, "Session");
+    const struct msg_str *v = msg_header(m, "Session");
     for (size_t i = 0; v != NULL && i + 8 <= v->n; i++) {
         if (strncasecmp(v->p + i, "timeout=", 8) == 0) {
             uint64_t n = 0;
@@ -337,14 +337,14 @@ static struct rtsp_proxy_session *session_new(struct proxy *p, struct rtsp_proxy
 
 /* ---- the queue of requests ---- */
 
-static struct pending *q_push(struct proxy *p, const struct rtsp_msg *m)
+static struct pending *q_push(struct proxy *p, const struct msg *m)
 {
     if (p->qlen == MAX_PENDING) {
         return NULL;
     }
     struct pending *e = &p->q[p->qlen++];
     memset(e, 0, sizeof(*e));
-    const struct rtsp_str *cseq = m != NULL ? rtsp_header(m, "CSeq") : NULL;
+    const struct msg_str *cseq = m != NULL ? msg_header(m, "CSeq") : NULL;
     if (cseq != NULL && cseq->n < sizeof(e->cseq)) {
         memcpy(e->cseq, cseq->p, cseq->n);
     }
@@ -358,9 +358,9 @@ static void q_remove(struct proxy *p, size_t i)
 }
 
 /* The forwarded request an answer is for: by CSeq, else the oldest. */
-static ssize_t q_match(struct proxy *p, const struct rtsp_msg *m)
+static ssize_t q_match(struct proxy *p, const struct msg *m)
 {
-    const struct rtsp_str *cseq = rtsp_header(m, "CSeq");
+    const struct msg_str *cseq = msg_header(m, "CSeq");
     ssize_t first = -1;
     for (size_t i = 0; i < p->qlen; i++) {
         if (p->q[i].local) {
@@ -393,7 +393,7 @@ static size_t format_reply(char *buf, size_t room, int major, int minor, int sta
 }
 
 /* Queues the gateway's own answer to request m. */
-static void reply(struct proxy *p, const struct rtsp_msg *m, int status, const char *text)
+static void reply(struct proxy *p, const struct msg *m, int status, const char *text)
 {
     struct pending *e = q_push(p, m);
     if (e == NULL) {
@@ -421,7 +421,7 @@ static void log_refusal(struct proxy *p, const char *why)
 }
 
 /* Refuses a SETUP: the log line and the answer. */
-static void refuse_setup(struct proxy *p, const struct rtsp_msg *m, int status, const char *text,
+static void refuse_setup(struct proxy *p, const struct msg *m, int status, const char *text,
                          const char *why)
 {
     log_refusal(p, why);
@@ -444,7 +444,7 @@ static void flush_local(struct proxy *p, char *out, size_t room, size_t *produce
 /* ---- Transport ---- */
 
 /* Appends ";param" for each parameter of spec not named in skip (NULL-terminated). */
-static void copy_params(struct rtsp_str spec, const char *const *skip, char *buf, size_t room,
+static void copy_params(struct msg_str spec, const char *const *skip, char *buf, size_t room,
                         size_t *len)
 {
     const char *p = memchr(spec.p, ';', spec.n), *end = spec.p + spec.n;
@@ -473,10 +473,10 @@ static const char *const udp_skip[] = {"unicast",     "multicast", "client_port"
                                        "destination", "source",    NULL};
 
 /* The spec's protocol (up to the first ';'). */
-static struct rtsp_str spec_proto(struct rtsp_str spec)
+static struct msg_str spec_proto(struct msg_str spec)
 {
     const char *semi = memchr(spec.p, ';', spec.n);
-    return (struct rtsp_str){spec.p, semi != NULL ? (size_t)(semi - spec.p) : spec.n};
+    return (struct msg_str){spec.p, semi != NULL ? (size_t)(semi - spec.p) : spec.n};
 }
 
 /* ---- requests: client -> device ---- */
@@ -487,7 +487,7 @@ static struct rtsp_str spec_proto(struct rtsp_str spec)
  * whose place in max-sessions is taken now so that the client hears 453 before the device sets
  * anything up. Returns 1 (forward), or 0 when the gateway refused it (the answer is queued).
  */
-static int setup_udp(struct proxy *p, const struct rtsp_msg *m, struct pending *slot,
+static int setup_udp(struct proxy *p, const struct msg *m, struct pending *slot,
                      const struct rtsp_transport *t, char *tbuf)
 {
     const struct rtsp_proxy_session *sess = session_find(p, slot->session);
@@ -530,7 +530,7 @@ static int setup_udp(struct proxy *p, const struct rtsp_msg *m, struct pending *
     slot->client_port[0] = t->client_port[0];
     slot->client_port[1] = t->client_port[1];
     slot->out_port = out_port;
-    struct rtsp_str proto = spec_proto(t->spec);
+    struct msg_str proto = spec_proto(t->spec);
     size_t len = (size_t)snprintf(tbuf, TRANSPORT_MAX, "%.*s;unicast;client_port=%u-%u",
                                   (int)proto.n, proto.p, in_port, in_port + 1);
     copy_params(t->spec, udp_skip, tbuf, TRANSPORT_MAX, &len);
@@ -539,10 +539,10 @@ static int setup_udp(struct proxy *p, const struct rtsp_msg *m, struct pending *
 
 /* A SETUP: picks the first transport the gateway can carry and fills *tbuf with what the device
  * is told. Returns 1 (forward), 0 (answered locally), with e's stream set for UDP. */
-static int setup_transport(struct proxy *p, const struct rtsp_msg *m, struct pending *slot,
+static int setup_transport(struct proxy *p, const struct msg *m, struct pending *slot,
                            char *tbuf, bool *have_transport)
 {
-    const struct rtsp_str *tv = rtsp_header(m, "Transport");
+    const struct msg_str *tv = msg_header(m, "Transport");
     *have_transport = false;
     if (tv == NULL) {
         return 1; /* the device will answer what it answers to a SETUP without one */
@@ -551,7 +551,8 @@ static int setup_transport(struct proxy *p, const struct rtsp_msg *m, struct pen
     struct rtsp_transport t;
     const char *why;
     int r;
-    bool multicast = false;
+    bool multicast = false, udp_refused = false;
+    bool udp_ok = ((const struct rtsp_proto_conf *)p->map->conf.pconf)->rtp_lo != 0;
     while ((r = rtsp_transport_next(*tv, &pos, &t, &why)) != 0) {
         if (r < 0) {
             continue; /* not RTP: maybe a later alternative is */
@@ -568,31 +569,37 @@ static int setup_transport(struct proxy *p, const struct rtsp_msg *m, struct pen
             p->interleaved = true;
             return 1;
         }
+        if (t.has_client_port && !udp_ok) {
+            udp_refused = true; /* rtsps: RTP over UDP would leave the TLS */
+            continue;
+        }
         if (t.has_client_port) {
             *have_transport = setup_udp(p, m, slot, &t, tbuf) == 1;
             return *have_transport;
         }
     }
     refuse_setup(p, m, 461, "Unsupported Transport",
-                 multicast ? "multicast transports are not relayed"
-                           : "no RTP transport it can carry");
+                 udp_refused ? "RTP over UDP would leave the TLS connection: ask for RTP "
+                               "interleaved in it (RTP/AVP/TCP; ffmpeg -rtsp_transport tcp)"
+                 : multicast ? "multicast transports are not relayed"
+                             : "no RTP transport it can carry");
     return 0;
 }
 
 /* One request. Returns the bytes written to out, 0 when the gateway answers it itself, or -2
  * when out has no room (nothing changed). */
-static ssize_t request(struct proxy *p, const char *msg, const struct rtsp_msg *m, char *out,
+static ssize_t request(struct proxy *p, const char *msg, const struct msg *m, char *out,
                        size_t room)
 {
     struct rtsp_endpoint view;
-    if (rtsp_url_endpoint(m->uri, &view) == 0) {
+    if (rtsp_url_endpoint(m->target, &view) == 0) {
         /* The address the client uses for the device: answers name it. */
         p->up.from = view;
         p->down.to = view;
     }
     struct pending slot = {0};
-    slot.kind = rtsp_str_ieq(m->method, "SETUP")      ? REQ_SETUP
-                : rtsp_str_ieq(m->method, "TEARDOWN") ? REQ_TEARDOWN
+    slot.kind = msg_str_ieq(m->method, "SETUP")      ? REQ_SETUP
+                : msg_str_ieq(m->method, "TEARDOWN") ? REQ_TEARDOWN
                                                       : REQ_OTHER;
     session_id(m, slot.session);
     char tbuf[TRANSPORT_MAX];
@@ -639,9 +646,9 @@ static void bad_request(struct proxy *p, const char *why)
 
 /* The Transport of a SETUP answer, if the device set up RTP over UDP (not interleaved, not
  * nonsense). */
-static bool udp_transport(const struct rtsp_msg *m, struct rtsp_transport *t)
+static bool udp_transport(const struct msg *m, struct rtsp_transport *t)
 {
-    const struct rtsp_str *tv = rtsp_header(m, "Transport");
+    const struct msg_str *tv = msg_header(m, "Transport");
     size_t pos = 0;
     const char *why;
     return tv != NULL && rtsp_transport_next(*tv, &pos, t, &why) == 1 && t->lower == RTSP_UDP &&
@@ -652,7 +659,7 @@ static bool udp_transport(const struct rtsp_msg *m, struct rtsp_transport *t)
 static void client_transport(struct proxy *p, const struct pending *e,
                              const struct rtsp_transport *t, char *tbuf)
 {
-    struct rtsp_str proto = spec_proto(t->spec);
+    struct msg_str proto = spec_proto(t->spec);
     size_t len = (size_t)snprintf(
         tbuf, TRANSPORT_MAX, "%.*s;unicast;client_port=%u-%u;server_port=%u-%u", (int)proto.n,
         proto.p, e->client_port[0], e->client_port[1], e->out_port, e->out_port + 1);
@@ -672,7 +679,7 @@ static void client_transport(struct proxy *p, const struct pending *e,
  * is reached), the stream is not relayed and the client is answered 453 instead. Returns the
  * bytes written, or -2 when out has no room (nothing changed).
  */
-static ssize_t answer_setup(struct proxy *p, const char *msg, const struct rtsp_msg *m,
+static ssize_t answer_setup(struct proxy *p, const char *msg, const struct msg *m,
                             struct pending *e, const struct rtsp_transport *t, char *out,
                             size_t room)
 {
@@ -762,7 +769,7 @@ static void teardown(struct proxy *p, const char *id)
 
 /* One answer. Returns the bytes written, -2 when out has no room (nothing changed), or -1 to end
  * the connection (p->close_reason set). */
-static ssize_t answer(struct proxy *p, const char *msg, const struct rtsp_msg *m, char *out,
+static ssize_t answer(struct proxy *p, const char *msg, const struct msg *m, char *out,
                       size_t room)
 {
     ssize_t i = q_match(p, m);
@@ -770,7 +777,7 @@ static ssize_t answer(struct proxy *p, const char *msg, const struct rtsp_msg *m
         /* An answer to no request the client is waiting for: it cannot be rewritten as its
          * request needs (a SETUP's Transport would name the device's own ports), and a device
          * that sends one has lost track of the conversation. */
-        const struct rtsp_str *cseq = rtsp_header(m, "CSeq");
+        const struct msg_str *cseq = msg_header(m, "CSeq");
         snprintf(p->close_reason, sizeof(p->close_reason),
                  "the device answered no request the client sent (CSeq %.*s)",
                  cseq != NULL ? (int)(cseq->n < 40 ? cseq->n : 40) : 4,
@@ -828,6 +835,10 @@ static void *proxy_open(const struct tcp_filter_conn *fc)
     p->up.to = device;
     p->down.from = device;
     p->down.to = view;
+    if (((const struct rtsp_proto_conf *)p->map->conf.pconf)->tls) {
+        p->up.scheme = "rtsp://";
+        p->down.scheme = "rtsps://";
+    }
     snprintf(p->down.to_ip, sizeof(p->down.to_ip), "%s", view.host);
     p->last_rtsp_ms = loop_now(p->ctx->loop);
     return p;
@@ -835,15 +846,15 @@ static void *proxy_open(const struct tcp_filter_conn *fc)
 
 /* Why the CSeq of request m cannot be matched to its answer, or NULL: answers are matched by
  * it, and the device answers the one it sees. */
-static const char *cseq_problem(const struct rtsp_msg *m)
+static const char *cseq_problem(const struct msg *m)
 {
-    const struct rtsp_str *cseq = rtsp_header(m, "CSeq");
+    const struct msg_str *cseq = msg_header(m, "CSeq");
     if (cseq != NULL && cseq->n > CSEQ_MAX) {
         return "CSeq longer than " STR(CSEQ_MAX) " bytes";
     }
     size_t n = 0;
     for (size_t i = 0; i < m->nhdr; i++) {
-        n += rtsp_str_ieq(m->hdr[i].name, "CSeq");
+        n += msg_str_ieq(m->hdr[i].name, "CSeq");
     }
     return n > 1 ? "more than one CSeq" : NULL;
 }
@@ -859,7 +870,7 @@ static size_t pass_frame(struct proxy *p, enum tcp_dir dir, const char *in, size
 {
     if (p->frame_left[dir] == 0) {
         ssize_t n = rtsp_frame_len(in, len);
-        if (n == RTSP_PARTIAL) {
+        if (n == MSG_PARTIAL) {
             return 0;
         }
         p->frame_left[dir] = (size_t)n;
@@ -881,10 +892,10 @@ static size_t pass_frame(struct proxy *p, enum tcp_dir dir, const char *in, size
 static ssize_t pass_message(struct proxy *p, enum tcp_dir dir, const char *in, size_t len,
                             char *out, size_t room, size_t *produced, const char **reason)
 {
-    struct rtsp_msg m;
+    struct msg m;
     const char *why;
     ssize_t head = rtsp_parse(in, len, &m, &why);
-    if (head == RTSP_PARTIAL || (head > 0 && (size_t)head + m.body_len > len)) {
+    if (head == MSG_PARTIAL || (head > 0 && (size_t)head + m.length > len)) {
         return 0;
     }
     const char *cseq_why;
@@ -930,7 +941,7 @@ static ssize_t pass_message(struct proxy *p, enum tcp_dir dir, const char *in, s
     }
     *produced += (size_t)n;
     p->last_rtsp_ms = loop_now(p->ctx->loop);
-    return head + (ssize_t)m.body_len;
+    return head + (ssize_t)m.length;
 }
 
 static ssize_t proxy_data(void *st, enum tcp_dir dir, const char *in, size_t len, bool eof,
@@ -1061,4 +1072,20 @@ void rtsp_proxy_worker_free(struct rtsp_proxy_worker *w)
     }
     assert(w->sessions == NULL); /* sessions end with the last connection that holds them */
     free(w);
+}
+
+void *rtsp_proxy_state_new(struct relay_ctx *ctx)
+{
+    (void)ctx;
+    return rtsp_proxy_worker_new();
+}
+
+void rtsp_proxy_state_free(void *state)
+{
+    rtsp_proxy_worker_free(state);
+}
+
+void rtsp_proxy_state_sessions(void *state, proto_session_fn fn, void *arg)
+{
+    rtsp_proxy_worker_sessions(state, fn, arg);
 }

@@ -41,4 +41,10 @@ void rtsp_proxy_worker_sessions(const struct rtsp_proxy_worker *w, proto_session
 /* Frees the list, which must be idle. NULL is a no-op. */
 void rtsp_proxy_worker_free(struct rtsp_proxy_worker *w);
 
+/* The same as a protocol entry's worker_new, worker_free and sessions (forward/proto.h), for
+ * rtsp's and rtsps's. */
+void *rtsp_proxy_state_new(struct relay_ctx *ctx);
+void rtsp_proxy_state_free(void *state);
+void rtsp_proxy_state_sessions(void *state, proto_session_fn fn, void *arg);
+
 #endif

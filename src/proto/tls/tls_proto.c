@@ -11,7 +11,7 @@ _Static_assert(TLS_STAT_COUNT <= PROTO_MAX_STATS, "tls: too many counters");
 
 static void conf_init(void *pconf)
 {
-    tls_conf_init(pconf, NULL);
+    tls_conf_init(pconf, NULL, 0);
 }
 
 static int conf_set(void *pconf, const char *key, const char *val, char *why, size_t len)

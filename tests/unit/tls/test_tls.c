@@ -30,7 +30,7 @@ static void test_keys(void **state)
     (void)state;
     struct tls_conf c;
     char why[256];
-    tls_conf_init(&c, NULL);
+    tls_conf_init(&c, NULL, 0);
     assert_int_equal(c.min_version, TLS1_2_VERSION);
     assert_int_equal(c.handshake_ms, TLS_HANDSHAKE_MS);
     assert_int_equal(set(&c, "cert", "/a.pem,/b.pem", why, sizeof(why)), 0);
@@ -47,7 +47,7 @@ static void test_keys(void **state)
                              "handshake-timeout=3s");
     /* What format wrote, set again, makes the same settings. */
     struct tls_conf d;
-    tls_conf_init(&d, NULL);
+    tls_conf_init(&d, NULL, 0);
     char *save = NULL;
     for (char *item = strtok_r(buf, " ", &save); item != NULL; item = strtok_r(NULL, " ", &save)) {
         char *eq = strchr(item, '=');
@@ -57,7 +57,7 @@ static void test_keys(void **state)
     assert_memory_equal(&c, &d, sizeof(c));
 
     /* A protocol that decides ALPN itself (https) does not show it. */
-    tls_conf_init(&d, "http/1.1");
+    tls_conf_init(&d, "http/1.1", 0);
     tls_conf_format(&d, buf, sizeof(buf));
     assert_string_equal(buf, "min-tls=1.2 handshake-timeout=10s");
     assert_true(d.alpn_fixed);
@@ -87,7 +87,7 @@ static void test_refusals(void **state)
     };
     for (size_t i = 0; i < sizeof(bad) / sizeof(bad[0]); i++) {
         struct tls_conf c;
-        tls_conf_init(&c, NULL);
+        tls_conf_init(&c, NULL, 0);
         struct tls_conf before = c;
         char why[256] = "";
         assert_int_equal(set(&c, bad[i].key, bad[i].val, why, sizeof(why)), -1);
@@ -101,7 +101,7 @@ static void test_refusals(void **state)
     longval[0] = '/';
     longval[sizeof(longval) - 1] = '\0';
     struct tls_conf c;
-    tls_conf_init(&c, NULL);
+    tls_conf_init(&c, NULL, 0);
     char why[256];
     assert_int_equal(set(&c, "cert", longval, why, sizeof(why)), -1);
     assert_non_null(strstr(why, "longer than"));
@@ -166,7 +166,7 @@ static void test_run(void **state)
     struct tls_conf c;
     char why[512], val[512];
     unsigned char id1[32], id2[32], id3[32];
-    tls_conf_init(&c, NULL);
+    tls_conf_init(&c, NULL, 0);
     assert_null(open_run(&c, id1, why, sizeof(why)));
     assert_non_null(strstr(why, "cert: a TLS mapping needs its certificate"));
 
@@ -210,7 +210,7 @@ static void test_run(void **state)
     assert_memory_not_equal(id2, id3, 32);
 
     /* A key in the cert file. */
-    tls_conf_init(&c, NULL);
+    tls_conf_init(&c, NULL, 0);
     assert_int_equal(tls_conf_set(&c, "cert", f.a_crt, why, sizeof(why)), 0);
     assert_null(open_run(&c, id1, why, sizeof(why)));
     assert_non_null(strstr(why, "no PEM private key in it; give key = FILE"));

@@ -12,7 +12,7 @@
 
 /* Parses s placed against a guard page; returns the result. The copy stays mapped until the
  * next call, since m points into it. */
-static ssize_t parse(const char *s, struct rtsp_msg *m, const char **why)
+static ssize_t parse(const char *s, struct msg *m, const char **why)
 {
     static struct guarded last;
     if (last.map != NULL) {
@@ -22,7 +22,7 @@ static ssize_t parse(const char *s, struct rtsp_msg *m, const char **why)
     return rtsp_parse(last.p, strlen(s), m, why);
 }
 
-static bool str_is(struct rtsp_str s, const char *want)
+static bool str_is(struct msg_str s, const char *want)
 {
     return s.n == strlen(want) && memcmp(s.p, want, s.n) == 0;
 }
@@ -35,26 +35,26 @@ static void test_parse_request(void **state)
                       "User-Agent: Lavf59.27.100\r\n"
                       "Accept:application/sdp  \r\n"
                       "\r\n";
-    struct rtsp_msg m;
+    struct msg m;
     const char *why;
     struct guarded g = guard_bytes(req, strlen(req));
     assert_int_equal(rtsp_parse(g.p, strlen(req), &m, &why), strlen(req));
     assert_false(m.response);
     assert_true(str_is(m.method, "DESCRIBE"));
-    assert_true(str_is(m.uri, "rtsp://203.0.113.1/live"));
+    assert_true(str_is(m.target, "rtsp://203.0.113.1/live"));
     assert_int_equal(m.major, 1);
     assert_int_equal(m.minor, 0);
     assert_int_equal(m.nhdr, 3);
-    assert_true(str_is(*rtsp_header(&m, "accept"), "application/sdp"));
-    assert_true(str_is(*rtsp_header(&m, "CSEQ"), "2"));
-    assert_null(rtsp_header(&m, "Session"));
-    assert_int_equal(m.body_len, 0);
+    assert_true(str_is(*msg_header(&m, "accept"), "application/sdp"));
+    assert_true(str_is(*msg_header(&m, "CSEQ"), "2"));
+    assert_null(msg_header(&m, "Session"));
+    assert_int_equal(m.length, 0);
     guard_free(g);
 
     /* Every shorter prefix is partial, never an error and never a read past the end. */
     for (size_t n = 0; n < strlen(req); n++) {
         g = guard_bytes(req, n);
-        assert_int_equal(rtsp_parse(g.p, n, &m, &why), RTSP_PARTIAL);
+        assert_int_equal(rtsp_parse(g.p, n, &m, &why), MSG_PARTIAL);
         guard_free(g);
     }
 
@@ -62,7 +62,7 @@ static void test_parse_request(void **state)
     const char *lf = "OPTIONS * RTSP/2.0\nCSeq: 1\n\nnext";
     assert_int_equal(parse(lf, &m, &why), strlen(lf) - 4);
     assert_int_equal(m.major, 2);
-    assert_true(str_is(m.uri, "*"));
+    assert_true(str_is(m.target, "*"));
 }
 
 static void test_parse_response(void **state)
@@ -74,13 +74,13 @@ static void test_parse_response(void **state)
              "RTSP/1.0 200 OK\r\nCSeq: 2\r\nContent-Type: application/sdp\r\n"
              "Content-Length: %zu\r\n\r\n%s",
              strlen(sdp), sdp);
-    struct rtsp_msg m;
+    struct msg m;
     const char *why;
     assert_int_equal(parse(resp, &m, &why), strlen(resp) - strlen(sdp));
     assert_true(m.response);
     assert_int_equal(m.status, 200);
     assert_true(str_is(m.reason, "OK"));
-    assert_int_equal(m.body_len, strlen(sdp));
+    assert_int_equal(m.length, strlen(sdp));
 
     assert_int_equal(parse("RTSP/1.0 461\r\n\r\n", &m, &why), 16); /* no reason phrase */
     assert_int_equal(m.status, 461);
@@ -88,7 +88,7 @@ static void test_parse_response(void **state)
 
 static void expect_error(const char *s, const char *reason)
 {
-    struct rtsp_msg m;
+    struct msg m;
     const char *why = NULL;
     assert_int_equal(parse(s, &m, &why), RTSP_ERROR);
     if (strcmp(why, reason) != 0) {
@@ -110,12 +110,12 @@ static void test_parse_errors(void **state)
     expect_error("OPTIONS * RTSP/1.0\r\nCSeq: 1\r\n continued\r\n\r\n", "folded header line");
     expect_error("OPTIONS * RTSP/1.0\r\nContent-Length: -1\r\n\r\n", "bad Content-Length");
     expect_error("OPTIONS * RTSP/1.0\r\nContent-Length: 1\r\nContent-Length: 2\r\n\r\n",
-                 "bad Content-Length");
+                 "Content-Length given twice");
     expect_error("OPTIONS * RTSP/1.0\r\nContent-Length: 9999999999\r\n\r\n", "bad Content-Length");
     expect_error("OPTIONS * RTSP/1.0\rCSeq: 1\r\n\r\n", "bare CR in the start line");
     expect_error("OPTIONS * RTSP/1.0\r\nCSeq: 1\rX: 2\r\n\r\n", "bare CR in a header");
     char many[4096] = "OPTIONS * RTSP/1.0\r\n";
-    for (int i = 0; i <= RTSP_MAX_HEADERS; i++) {
+    for (int i = 0; i <= MSG_MAX_HEADERS; i++) {
         strcat(many, "X: y\r\n");
     }
     strcat(many, "\r\n");
@@ -126,7 +126,7 @@ static void test_frames(void **state)
 {
     (void)state;
     const char f[] = {'$', 0, 0, 3, 'a', 'b', 'c', 'R'};
-    assert_int_equal(rtsp_frame_len(f, 3), RTSP_PARTIAL);
+    assert_int_equal(rtsp_frame_len(f, 3), MSG_PARTIAL);
     assert_int_equal(rtsp_frame_len(f, 4), 7); /* the header is enough */
     assert_int_equal(rtsp_frame_len(f, 6), 7);
     assert_int_equal(rtsp_frame_len(f, 8), 7);
@@ -134,13 +134,13 @@ static void test_frames(void **state)
     assert_int_equal(rtsp_frame_len(big, 4), 65539);
 }
 
-static const struct rtsp_rewrite out_rw = {{"192.0.2.10", 8554}, {"203.0.113.1", 554}, ""};
-static const struct rtsp_rewrite in_rw = {{"203.0.113.1", 554}, {"192.0.2.10", 8554}, ""};
+static const struct rtsp_rewrite out_rw = {{"192.0.2.10", 8554}, {"203.0.113.1", 554}, "", NULL};
+static const struct rtsp_rewrite in_rw = {{"203.0.113.1", 554}, {"192.0.2.10", 8554}, "", NULL};
 
 static void expect_url(const struct rtsp_rewrite *rw, const char *url, const char *want)
 {
     char out[256];
-    ssize_t n = rtsp_rewrite_url((struct rtsp_str){url, strlen(url)}, rw, out, sizeof(out));
+    ssize_t n = rtsp_rewrite_url((struct msg_str){url, strlen(url)}, rw, out, sizeof(out));
     if (want == NULL) {
         assert_int_equal(n, 0);
         return;
@@ -167,32 +167,40 @@ static void test_urls(void **state)
     expect_url(&in_rw, "rtsp://203.0.113.1/live", "rtsp://192.0.2.10:8554/live");
     expect_url(&in_rw, "rtsp://203.0.113.1:554/live", "rtsp://192.0.2.10:8554/live");
 
+    /* rtsps: the client's rtsps:// URLs reach the device as rtsp://, and back. */
+    const struct rtsp_rewrite tls_in = {{"203.0.113.1", 8322}, {"192.0.2.10", 8554}, "", "rtsp://"};
+    const struct rtsp_rewrite tls_out = {
+        {"192.0.2.10", 8554}, {"203.0.113.1", 8322}, "", "rtsps://"};
+    expect_url(&tls_in, "rtsps://user@203.0.113.1:8322/live", "rtsp://user@192.0.2.10:8554/live");
+    expect_url(&tls_out, "rtsp://192.0.2.10:8554/live/", "rtsps://203.0.113.1:8322/live/");
+    expect_url(&tls_out, "rtsp://192.0.2.11:8554/live/", NULL);
+
     /* IPv6 on either side. */
-    const struct rtsp_rewrite v6 = {{"192.0.2.10", 554}, {"2001:db8::1", 8554}, ""};
+    const struct rtsp_rewrite v6 = {{"192.0.2.10", 554}, {"2001:db8::1", 8554}, "", NULL};
     expect_url(&v6, "rtsp://192.0.2.10/x", "rtsp://[2001:db8::1]:8554/x");
-    const struct rtsp_rewrite v6in = {{"2001:db8::1", 8554}, {"192.0.2.10", 554}, ""};
+    const struct rtsp_rewrite v6in = {{"2001:db8::1", 8554}, {"192.0.2.10", 554}, "", NULL};
     expect_url(&v6in, "rtsp://[2001:DB8::1]:8554/x", "rtsp://192.0.2.10/x");
     expect_url(&v6in, "rtsp://[2001:db8::1/x", NULL);
 
     struct rtsp_endpoint ep;
     const char *e1 = "rtsp://user:pw@[2001:db8::1]:8554/live";
-    assert_int_equal(rtsp_url_endpoint((struct rtsp_str){e1, strlen(e1)}, &ep), 0);
+    assert_int_equal(rtsp_url_endpoint((struct msg_str){e1, strlen(e1)}, &ep), 0);
     assert_string_equal(ep.host, "2001:db8::1");
     assert_int_equal(ep.port, 8554);
     const char *e2 = "rtsp://gw.example.com/live";
-    assert_int_equal(rtsp_url_endpoint((struct rtsp_str){e2, strlen(e2)}, &ep), 0);
+    assert_int_equal(rtsp_url_endpoint((struct msg_str){e2, strlen(e2)}, &ep), 0);
     assert_string_equal(ep.host, "gw.example.com");
     assert_int_equal(ep.port, 554);
     const char *bad[] = {
         "*", "live/trackID=0", "rtsp://:554/", "rtsp://h:99999/", "rtsp://[::1/", "rtsp://h:/"};
     for (size_t i = 0; i < sizeof(bad) / sizeof(bad[0]); i++) {
-        assert_int_equal(rtsp_url_endpoint((struct rtsp_str){bad[i], strlen(bad[i])}, &ep), -1);
+        assert_int_equal(rtsp_url_endpoint((struct msg_str){bad[i], strlen(bad[i])}, &ep), -1);
     }
 
     char small[8];
     const char *u = "rtsp://192.0.2.10:8554/live";
     assert_int_equal(
-        rtsp_rewrite_url((struct rtsp_str){u, strlen(u)}, &out_rw, small, sizeof(small)),
+        rtsp_rewrite_url((struct msg_str){u, strlen(u)}, &out_rw, small, sizeof(small)),
         RTSP_ERROR);
 }
 
@@ -200,20 +208,20 @@ static void test_urls(void **state)
 static void expect_rewrite(const char *msg, const struct rtsp_rewrite *rw, const char *transport,
                            const char *want)
 {
-    struct rtsp_msg m;
+    struct msg m;
     const char *why = NULL;
     struct guarded g = guard_bytes(msg, strlen(msg));
     ssize_t head = rtsp_parse(g.p, strlen(msg), &m, &why);
     assert_true(head > 0);
-    assert_int_equal((size_t)head + m.body_len, strlen(msg));
+    assert_int_equal((size_t)head + m.length, strlen(msg));
     char out[4096];
     ssize_t n = rtsp_rewrite(g.p, &m, rw, transport, out, sizeof(out), &why);
     assert_true(n > 0);
     out[n] = '\0';
     assert_string_equal(out, want);
     /* What comes out parses, with a Content-Length that matches its body. */
-    struct rtsp_msg m2;
-    assert_int_equal(rtsp_parse(out, (size_t)n, &m2, &why) + (ssize_t)m2.body_len, n);
+    struct msg m2;
+    assert_int_equal(rtsp_parse(out, (size_t)n, &m2, &why) + (ssize_t)m2.length, n);
     /* Too little room is an error, not a truncated message. */
     assert_int_equal(rtsp_rewrite(g.p, &m, rw, transport, out, (size_t)n - 1, &why), RTSP_ERROR);
     guard_free(g);
@@ -272,7 +280,7 @@ static void test_rewrite_vlc_describe(void **state)
 static void test_rewrite_gstreamer(void **state)
 {
     (void)state;
-    const struct rtsp_rewrite rw = {{"192.0.2.10", 8554}, {"2001:db8::1", 554}, ""};
+    const struct rtsp_rewrite rw = {{"192.0.2.10", 8554}, {"2001:db8::1", 554}, "", NULL};
     const char *sdp = "v=0\n"
                       "o=- 1188340656180883 1 IN IP4 192.0.2.10\n"
                       "s=Session streamed with GStreamer\n"
@@ -323,7 +331,7 @@ static void sdp_answer(char *buf, size_t len, const char *sdp)
 static void test_rewrite_sdp_families(void **state)
 {
     (void)state;
-    const struct rtsp_rewrite to6 = {{"192.0.2.10", 8554}, {"2001:db8::1", 554}, "2001:db8::1"};
+    const struct rtsp_rewrite to6 = {{"192.0.2.10", 8554}, {"2001:db8::1", 554}, "2001:db8::1", NULL};
     const char *sdp = "v=0\r\n"
                       "o=- 1 1 IN IP4 192.0.2.10\r\n"
                       "c=IN IP4 0.0.0.0\r\n"
@@ -355,7 +363,7 @@ static void test_rewrite_sdp_families(void **state)
 
     /* The device's address written another way is still the device's. */
     const struct rtsp_rewrite same6 = {
-        {"2001:db8:2::10", 8554}, {"2001:db8:1::1", 554}, "2001:db8:1::1"};
+        {"2001:db8:2::10", 8554}, {"2001:db8:1::1", 554}, "2001:db8:1::1", NULL};
     sdp = "v=0\r\no=- 1 1 IN IP6 2001:DB8:2:0::10\r\nc=IN IP6 2001:db8:2::10\r\n";
     want_sdp = "v=0\r\no=- 1 1 IN IP6 2001:db8:1::1\r\nc=IN IP6 2001:db8:1::1\r\n";
     sdp_answer(msg, sizeof(msg), sdp);
@@ -363,7 +371,7 @@ static void test_rewrite_sdp_families(void **state)
     expect_rewrite(msg, &same6, NULL, want);
 
     /* An IPv4 player of an IPv6 device. */
-    const struct rtsp_rewrite to4 = {{"2001:db8:2::10", 8554}, {"203.0.113.1", 554}, "203.0.113.1"};
+    const struct rtsp_rewrite to4 = {{"2001:db8:2::10", 8554}, {"203.0.113.1", 554}, "203.0.113.1", NULL};
     sdp = "v=0\n"
           "o=- 7 1 IN IP6 2001:db8:2::10\n"
           "c=IN IP6 ::\n"
@@ -414,7 +422,7 @@ static void test_transport(void **state)
     const char *v = "RTP/AVP;unicast;client_port=5000-5001;ssrc=1234ABCD;mode=\"PLAY\", "
                     "RTP/AVP/TCP;unicast;interleaved=0-1,RTP/AVP;multicast;destination=233.252.0.1;"
                     "port=5000-5001, RTP/AVP/UDP;server_port=6970;source=192.0.2.10;mode=record";
-    struct rtsp_str s = {v, strlen(v)};
+    struct msg_str s = {v, strlen(v)};
     size_t pos = 0;
     struct rtsp_transport t;
     const char *why;
@@ -446,7 +454,7 @@ static void test_transport(void **state)
                          "RTP/AVP;server_port=x"};
     for (size_t i = 0; i < sizeof(bad) / sizeof(bad[0]); i++) {
         pos = 0;
-        s = (struct rtsp_str){bad[i], strlen(bad[i])};
+        s = (struct msg_str){bad[i], strlen(bad[i])};
         assert_int_equal(rtsp_transport_next(s, &pos, &t, &why), RTSP_ERROR);
     }
 }
@@ -467,7 +475,7 @@ static void test_transport_guarded(void **state)
     for (size_t i = 0; i < sizeof(values) / sizeof(values[0]); i++) {
         for (size_t n = 1; n <= strlen(values[i]); n++) {
             struct guarded g = guard_bytes(values[i], n);
-            struct rtsp_str s = {g.p, n};
+            struct msg_str s = {g.p, n};
             size_t pos = 0;
             struct rtsp_transport t;
             const char *why;

@@ -1,0 +1,281 @@
+#include "proto/http/http_proto.h"
+
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/socket.h>
+
+#include "core/duration.h"
+#include "proto/http/http_proxy.h"
+
+static const char *const stat_names[] = {
+    [HTTP_STAT_REQUESTS] = "http requests",
+    [HTTP_STAT_REFUSED] = "http requests answered by the gateway",
+    [HTTP_STAT_UPGRADES] = "http upgrades",
+    NULL,
+};
+static const char *const https_stat_names[] = {
+    [HTTP_STAT_REQUESTS] = "http requests",
+    [HTTP_STAT_REFUSED] = "http requests answered by the gateway",
+    [HTTP_STAT_UPGRADES] = "http upgrades",
+    [HTTP_STAT_COUNT] = TLS_STAT_NAMES,
+    NULL,
+};
+_Static_assert(HTTP_STAT_COUNT + TLS_STAT_COUNT <= PROTO_MAX_STATS, "https: too many counters");
+
+static const char *const http_keys[] = {"target-host",    "trusted-proxies", "redirect-https",
+                                        "header-timeout", "max-header-size", NULL};
+/* https: TLS's keys (ALPN is http/1.1), then the filter's. */
+static const char *const https_keys[] = {
+    "cert",        "key",             "ocsp",           "min-tls",        "ciphers",
+    "handshake-timeout", "target-host", "trusted-proxies", "hsts", "header-timeout",
+    "max-header-size", NULL};
+
+static void http_conf_init(struct http_conf *c, bool tls)
+{
+    memset(c, 0, sizeof(*c));
+    c->header_timeout_ms = HTTP_HEADER_TIMEOUT_MS;
+    c->max_header = HTTP_MAX_HEADER;
+    c->tls = tls;
+    if (tls) {
+        snprintf(c->hsts, sizeof(c->hsts), "%s", HTTP_HSTS_DEFAULT);
+    }
+}
+
+/* A host and an optional port, as a Host header carries them: "cam1", "192.0.2.10:8080",
+ * "[2001:db8::1]:80". */
+static bool host_ok(const char *v)
+{
+    if (*v == '\0' || strlen(v) > 255) {
+        return false;
+    }
+    for (const char *p = v; *p != '\0'; p++) {
+        char ch = *p;
+        if (!((ch >= 'a' && ch <= 'z') || (ch >= 'A' && ch <= 'Z') || (ch >= '0' && ch <= '9') ||
+              strchr("-._:[]", ch) != NULL)) {
+            return false;
+        }
+    }
+    return true;
+}
+
+static int http_conf_set(struct http_conf *c, const char *key, const char *val, char *why,
+                         size_t len)
+{
+    if (strcmp(key, "target-host") == 0) {
+        if (val[0] != '\0' && !host_ok(val)) {
+            snprintf(why, len, "\"%s\": a host name or address, and a port if any", val);
+            return -1;
+        }
+        snprintf(c->target_host, sizeof(c->target_host), "%s", val);
+        return 0;
+    }
+    if (strcmp(key, "trusted-proxies") == 0) {
+        struct cidr_set set = {0};
+        char err[256];
+        if (cidr_set_add_list(&set, val, err, sizeof(err)) != 0) {
+            cidr_set_clear(&set);
+            snprintf(why, len, "%s", err);
+            return -1;
+        }
+        if (set.n > HTTP_MAX_TRUSTED) {
+            cidr_set_clear(&set);
+            snprintf(why, len, "\"%.60s\": at most %d entries", val, HTTP_MAX_TRUSTED);
+            return -1;
+        }
+        memcpy(c->trusted, set.v, set.n * sizeof(*set.v));
+        c->ntrusted = set.n;
+        cidr_set_clear(&set);
+        return 0;
+    }
+    if (strcmp(key, "redirect-https") == 0) {
+        size_t digits = strspn(val, "0123456789");
+        bool port = digits == strlen(val) && digits > 0 && digits <= 5 && atoi(val) > 0 &&
+                    atoi(val) <= 65535;
+        if (val[0] != '\0' && !port && !host_ok(val)) {
+            snprintf(why, len, "\"%s\": the https twin's PORT, or HOST:PORT", val);
+            return -1;
+        }
+        if (strlen(val) >= sizeof(c->redirect_https)) {
+            snprintf(why, len, "\"%s\": too long", val);
+            return -1;
+        }
+        snprintf(c->redirect_https, sizeof(c->redirect_https), "%s", val);
+        return 0;
+    }
+    if (strcmp(key, "hsts") == 0) {
+        if (strcmp(val, "off") == 0) {
+            c->hsts[0] = '\0';
+            return 0;
+        }
+        /* Kept without spaces (directives may have none around ';'), so that check shows it
+         * as one value. */
+        char v[sizeof(c->hsts)];
+        size_t n = 0;
+        for (const char *p = val; *p != '\0'; p++) {
+            if (*p == ' ' || *p == '\t') {
+                continue;
+            }
+            if (*p < 0x21 || *p > 0x7e || n + 1 >= sizeof(v)) {
+                snprintf(why, len, "\"%.60s\": printable characters, at most %zu", val,
+                         sizeof(v) - 1);
+                return -1;
+            }
+            v[n++] = *p;
+        }
+        v[n] = '\0';
+        if (strncmp(v, "max-age=", 8) != 0 || strspn(v + 8, "0123456789") == 0) {
+            snprintf(why, len, "\"%s\": max-age=SECONDS[; includeSubDomains], or off", val);
+            return -1;
+        }
+        memcpy(c->hsts, v, n + 1);
+        return 0;
+    }
+    if (strcmp(key, "header-timeout") == 0) {
+        uint32_t ms;
+        if (duration_parse(val, &ms, why, len) != 0) {
+            return -1;
+        }
+        if (ms < 1000) {
+            snprintf(why, len, "\"%s\": 1s or more", val);
+            return -1;
+        }
+        c->header_timeout_ms = ms;
+        return 0;
+    }
+    /* max-header-size */
+    size_t digits = strspn(val, "0123456789");
+    long v = digits == strlen(val) && digits > 0 && digits <= 6 ? atol(val) : -1;
+    if (v < 1024 || v > 61440) {
+        snprintf(why, len, "\"%s\": bytes, from 1024 to 61440", val);
+        return -1;
+    }
+    c->max_header = (uint32_t)v;
+    return 0;
+}
+
+/* Appends " KEY=VALUE" (no space before the first) to buf. */
+static void item(char *buf, size_t len, size_t *off, const char *key, const char *val)
+{
+    if (*off < len) {
+        int n = snprintf(buf + *off, len - *off, "%s%s=%s", *off ? " " : "", key, val);
+        *off += n > 0 ? (size_t)n : 0;
+    }
+}
+
+static size_t http_conf_format(const struct http_conf *c, char *buf, size_t len)
+{
+    char d[32], trusted[HTTP_MAX_TRUSTED * (CIDR_STRLEN + 1)] = "", size[16];
+    size_t off = 0, t = 0;
+    for (size_t i = 0; i < c->ntrusted; i++) {
+        char one[CIDR_STRLEN];
+        t += (size_t)snprintf(trusted + t, sizeof(trusted) - t, "%s%s", i ? "," : "",
+                              cidr_format(&c->trusted[i], one, sizeof(one)));
+    }
+    buf[0] = '\0';
+    if (c->target_host[0]) {
+        item(buf, len, &off, "target-host", c->target_host);
+    }
+    if (c->ntrusted) {
+        item(buf, len, &off, "trusted-proxies", trusted);
+    }
+    if (c->redirect_https[0]) {
+        item(buf, len, &off, "redirect-https", c->redirect_https);
+    }
+    if (c->tls) {
+        item(buf, len, &off, "hsts", c->hsts[0] ? c->hsts : "off");
+    }
+    item(buf, len, &off, "header-timeout", duration_format(c->header_timeout_ms, d, sizeof(d)));
+    snprintf(size, sizeof(size), "%u", c->max_header);
+    item(buf, len, &off, "max-header-size", size);
+    return off < len ? off : len - 1;
+}
+
+/* ---- http ---- */
+
+static void http_init(void *pconf)
+{
+    http_conf_init(pconf, false);
+}
+
+static int http_set(void *pconf, const char *key, const char *val, char *why, size_t len)
+{
+    return http_conf_set(pconf, key, val, why, len);
+}
+
+static void http_format(const void *pconf, char *buf, size_t len)
+{
+    http_conf_format(pconf, buf, len);
+}
+
+const struct proto http_proto = {
+    .name = "http",
+    .transport = SOCK_STREAM,
+    .filter = &http_proxy_filter,
+    .placement = PROTO_EVERY_WORKER,
+    .keys = http_keys,
+    .conf_size = sizeof(struct http_conf),
+    .conf_init = http_init,
+    .conf_set = http_set,
+    .conf_format = http_format,
+    .stat_names = stat_names,
+};
+
+/* ---- https ---- */
+
+static bool is_tls_key(const char *key)
+{
+    for (const char *const *k = tls_keys_fixed_alpn; *k != NULL; k++) {
+        if (strcmp(*k, key) == 0) {
+            return true;
+        }
+    }
+    return false;
+}
+
+static void https_init(void *pconf)
+{
+    struct https_conf *c = pconf;
+    http_conf_init(&c->http, true);
+    tls_conf_init(&c->tls, "http/1.1", HTTP_STAT_COUNT);
+}
+
+static int https_set(void *pconf, const char *key, const char *val, char *why, size_t len)
+{
+    struct https_conf *c = pconf;
+    return is_tls_key(key) ? tls_conf_set(&c->tls, key, val, why, len)
+                           : http_conf_set(&c->http, key, val, why, len);
+}
+
+static void https_format(const void *pconf, char *buf, size_t len)
+{
+    const struct https_conf *c = pconf;
+    size_t n = tls_conf_format(&c->tls, buf, len);
+    if (n + 1 < len) {
+        buf[n++] = ' ';
+        http_conf_format(&c->http, buf + n, len - n);
+    }
+}
+
+static void *https_run_open(const void *pconf, const char *mapname, unsigned char id[32],
+                            char *why, size_t len)
+{
+    const struct https_conf *c = pconf;
+    return tls_run_open(&c->tls, mapname, id, why, len);
+}
+
+const struct proto https_proto = {
+    .name = "https",
+    .transport = SOCK_STREAM,
+    .filter = &http_proxy_filter,
+    .layer = &tls_layer,
+    .placement = PROTO_EVERY_WORKER,
+    .keys = https_keys,
+    .conf_size = sizeof(struct https_conf),
+    .conf_init = https_init,
+    .conf_set = https_set,
+    .conf_format = https_format,
+    .run_open = https_run_open,
+    .run_close = tls_run_close,
+    .stat_names = https_stat_names,
+};

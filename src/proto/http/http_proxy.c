@@ -1,0 +1,829 @@
+#include "proto/http/http_proxy.h"
+
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <strings.h>
+
+#include "core/log.h"
+#include "message/msg.h"
+#include "proto/http/http_proto.h"
+
+#define MAX_PENDING 16
+#define MAX_RESPONSE_HEAD 61440 /* a device's answer head, bounded by the relay's buffer */
+
+enum state { S_HEAD, S_LENGTH, S_CHUNKED, S_UNTIL_CLOSE, S_TUNNEL };
+
+struct pending_req {
+    bool head;    /* HEAD: the answer has no body */
+    bool upgrade; /* it asked for a websocket */
+};
+
+struct hx {
+    struct tcp_conn *conn;
+    struct relay_ctx *ctx;
+    const struct mapping *map;
+    const struct http_conf *conf;
+    struct sockaddr_storage client, target, local;
+    char client_ip[ADDR_STRLEN]; /* the client's address, as X-Forwarded-For gives it */
+    bool trusted;       /* the client is one of the trusted-proxies */
+    char host[256];     /* the Host of this connection's requests; "" until one gave it */
+    bool have_host;
+    enum state st[2];
+    uint64_t left[2];
+    struct msg_chunked chunk[2];
+    struct pending_req q[MAX_PENDING];
+    size_t qlen;
+    bool upgrading; /* a request asked for an upgrade: the client waits for its answer */
+    /* The gateway's own answer, after which the connection closes. */
+    char answer[1024];
+    size_t answer_len;
+    bool answering, answered;
+    const char *close_reason;
+    struct loop_timer timer; /* header-timeout */
+    bool timing;
+};
+
+/* ---- the gateway's answers ---- */
+
+static const char *status_text(int status)
+{
+    switch (status) {
+    case 308:
+        return "Permanent Redirect";
+    case 400:
+        return "Bad Request";
+    case 405:
+        return "Method Not Allowed";
+    case 408:
+        return "Request Timeout";
+    case 421:
+        return "Misdirected Request";
+    case 431:
+        return "Request Header Fields Too Large";
+    case 501:
+        return "Not Implemented";
+    case 502:
+        return "Bad Gateway";
+    case 505:
+        return "HTTP Version Not Supported";
+    default:
+        return "Error";
+    }
+}
+
+/* Queues the gateway's answer to the request now being read, after which the connection
+ * closes: its turn comes once the device has answered every request before it. extra is more
+ * header lines ("Location: ...\r\n"), or "". */
+static void answer(struct hx *h, int status, const char *why, const char *extra)
+{
+    if (h->answering) {
+        return;
+    }
+    char body[320];
+    int bn = snprintf(body, sizeof(body), "%d %s: %s\n", status, status_text(status), why);
+    bn = bn < 0 ? 0 : bn >= (int)sizeof(body) ? (int)sizeof(body) - 1 : bn;
+    int n = snprintf(h->answer, sizeof(h->answer),
+                     "HTTP/1.1 %d %s\r\nContent-Type: text/plain; charset=utf-8\r\n"
+                     "Content-Length: %d\r\nConnection: close\r\nCache-Control: no-store\r\n"
+                     "%s\r\n%s",
+                     status, status_text(status), bn, extra, body);
+    h->answer_len = n < 0 ? 0 : n >= (int)sizeof(h->answer) ? sizeof(h->answer) - 1 : (size_t)n;
+    h->answering = true;
+    h->close_reason = status == 308 ? "redirected to https" : "the gateway answered the request";
+    if (status != 308) {
+        mapping_stat_add(&mapping_shard(h->map, h->ctx->worker)->stats.proto[HTTP_STAT_REFUSED], 1);
+        uint64_t suppressed;
+        char cs[ADDR_STRLEN];
+        if (mapping_log_ok(h->map, h->ctx->worker, MAPPING_LOG_PROTO, loop_now(h->ctx->loop),
+                           &suppressed)) {
+            log_warn("map %s: http %s: answered %d: %s (%llu more refusals not logged)",
+                     h->map->conf.name, addr_format(&h->client, cs, sizeof(cs)), status, why,
+                     (unsigned long long)suppressed);
+        }
+    }
+    if (h->timing) {
+        loop_timer_stop(h->ctx->loop, &h->timer);
+        h->timing = false;
+    }
+}
+
+static void on_timeout(struct loop_timer *t)
+{
+    struct hx *h = container_of(t, struct hx, timer);
+    h->timing = false;
+    if (h->st[TCP_UP] != S_HEAD || h->answering) {
+        return;
+    }
+    char why[64];
+    snprintf(why, sizeof(why), "the request's head did not come within %ums",
+             h->conf->header_timeout_ms);
+    answer(h, 408, why, "");
+    tcp_conn_kick(h->conn); /* may close the connection, and free h */
+}
+
+static void start_timer(struct hx *h)
+{
+    if (!h->timing && !h->answering) {
+        loop_timer_start(h->ctx->loop, &h->timer, h->conf->header_timeout_ms);
+        h->timing = true;
+    }
+}
+
+/* ---- writing heads ---- */
+
+struct out {
+    char *p;
+    size_t len, room;
+    bool full;
+};
+
+static void put(struct out *o, const char *s, size_t n)
+{
+    if (o->full || n > o->room - o->len) {
+        o->full = true;
+        return;
+    }
+    memcpy(o->p + o->len, s, n);
+    o->len += n;
+}
+
+static void puts_(struct out *o, const char *s)
+{
+    put(o, s, strlen(s));
+}
+
+static void put_str(struct out *o, struct msg_str s)
+{
+    put(o, s.p, s.n);
+}
+
+static void put_header(struct out *o, struct msg_str name, struct msg_str value)
+{
+    put_str(o, name);
+    put(o, ": ", 2);
+    put_str(o, value);
+    put(o, "\r\n", 2);
+}
+
+static bool is_forwarding_header(struct msg_str name)
+{
+    return msg_str_ieq(name, "X-Forwarded-For") || msg_str_ieq(name, "X-Forwarded-Proto") ||
+           msg_str_ieq(name, "X-Forwarded-Host") || msg_str_ieq(name, "Forwarded");
+}
+
+/* A Forwarded parameter's value (RFC 7239 4): quoted, with " and \ escaped. */
+static void put_quoted(struct out *o, const char *s, size_t n)
+{
+    put(o, "\"", 1);
+    for (size_t i = 0; i < n; i++) {
+        if (s[i] == '"' || s[i] == '\\') {
+            put(o, "\\", 1);
+        }
+        put(o, s + i, 1);
+    }
+    put(o, "\"", 1);
+}
+
+/* The request head as the device gets it. */
+static void write_request(struct hx *h, const struct msg *m, struct out *o)
+{
+    put_str(o, m->method);
+    put(o, " ", 1);
+    put_str(o, m->target);
+    puts_(o, m->minor == 0 ? " HTTP/1.0\r\n" : " HTTP/1.1\r\n");
+    const char *proto = h->conf->tls ? "https" : "http";
+    const struct msg_str *xff = NULL, *xfp = NULL, *xfh = NULL, *fwd = NULL;
+    for (size_t i = 0; i < m->nhdr; i++) {
+        const struct msg_header *hd = &m->hdr[i];
+        if (is_forwarding_header(hd->name)) {
+            if (h->trusted) {
+                /* Kept, ours appended: remember the first of each. */
+                const struct msg_str **slot = msg_str_ieq(hd->name, "X-Forwarded-For")   ? &xff
+                                              : msg_str_ieq(hd->name, "X-Forwarded-Proto") ? &xfp
+                                              : msg_str_ieq(hd->name, "X-Forwarded-Host")  ? &xfh
+                                                                                            : &fwd;
+                if (*slot == NULL) {
+                    *slot = &hd->value;
+                }
+            }
+            continue;
+        }
+        if (msg_str_ieq(hd->name, "Proxy-Connection")) {
+            continue; /* never a header a device should act on */
+        }
+        if (msg_str_ieq(hd->name, "Host") && h->conf->target_host[0] != '\0') {
+            puts_(o, "Host: ");
+            puts_(o, h->conf->target_host);
+            puts_(o, "\r\n");
+            continue;
+        }
+        put_header(o, hd->name, hd->value);
+    }
+    if (m->host.p == NULL && h->conf->target_host[0] != '\0') {
+        puts_(o, "Host: ");
+        puts_(o, h->conf->target_host);
+        puts_(o, "\r\n");
+    }
+    puts_(o, "X-Forwarded-For: ");
+    if (xff != NULL) {
+        put_str(o, *xff);
+        puts_(o, ", ");
+    }
+    puts_(o, h->client_ip);
+    puts_(o, "\r\nX-Forwarded-Proto: ");
+    if (xfp != NULL) {
+        put_str(o, *xfp);
+    } else {
+        puts_(o, proto);
+    }
+    puts_(o, "\r\n");
+    if (xfh != NULL || m->host.n > 0) {
+        puts_(o, "X-Forwarded-Host: ");
+        put_str(o, xfh != NULL ? *xfh : m->host);
+        puts_(o, "\r\n");
+    }
+    puts_(o, "Forwarded: ");
+    if (fwd != NULL) {
+        put_str(o, *fwd);
+        puts_(o, ", ");
+    }
+    puts_(o, "for=");
+    char ipv6[ADDR_STRLEN + 2];
+    if (strchr(h->client_ip, ':') != NULL) {
+        snprintf(ipv6, sizeof(ipv6), "[%s]", h->client_ip);
+        put_quoted(o, ipv6, strlen(ipv6));
+    } else {
+        puts_(o, h->client_ip);
+    }
+    puts_(o, ";proto=");
+    puts_(o, proto);
+    if (m->host.n > 0) {
+        puts_(o, ";host=");
+        put_quoted(o, m->host.p, m->host.n);
+    }
+    puts_(o, "\r\n\r\n");
+}
+
+/* ---- rewriting what names the device ---- */
+
+/* True if host[0..n) (no brackets) and port name the device: its address, the name the mapping
+ * gives as its target, or target-host; at the target's port (a URL without one has its scheme's
+ * default). */
+static bool names_device(const struct hx *h, const char *host, size_t n, unsigned port)
+{
+    if (port != addr_port(&h->target)) {
+        return false;
+    }
+    char ip[ADDR_STRLEN];
+    addr_format_ip(&h->target, ip, sizeof(ip));
+    const char *ip_bare = ip[0] == '[' ? ip + 1 : ip;
+    size_t ip_len = strlen(ip_bare) - (ip[0] == '[' ? 1 : 0);
+    if (n == ip_len && strncasecmp(host, ip_bare, n) == 0) {
+        return true;
+    }
+    const char *names[2] = {h->map->conf.target_host, h->conf->target_host};
+    for (int i = 0; i < 2; i++) {
+        const char *t = names[i];
+        size_t tn = strcspn(t, ":"); /* target-host may carry a port: the host part */
+        if (t[0] == '[') {
+            t++;
+            tn = strcspn(t, "]");
+        }
+        if (tn > 0 && tn == n && strncasecmp(host, t, n) == 0) {
+            return true;
+        }
+    }
+    return false;
+}
+
+/* The external name of the device: the Host the client used, else our address it reached. */
+static void put_external(const struct hx *h, struct out *o)
+{
+    if (h->have_host && h->host[0] != '\0') {
+        puts_(o, h->host);
+        return;
+    }
+    char a[ADDR_STRLEN];
+    puts_(o, addr_format(&h->local, a, sizeof(a)));
+}
+
+/* Writes url, its scheme and authority replaced by ours if they name the device. Returns true
+ * if it did (else nothing is written). */
+static bool rewrite_url(const struct hx *h, struct msg_str url, struct out *o)
+{
+    size_t skip;
+    unsigned dport;
+    if (url.n >= 7 && strncasecmp(url.p, "http://", 7) == 0) {
+        skip = 7;
+        dport = 80;
+    } else if (url.n >= 8 && strncasecmp(url.p, "https://", 8) == 0) {
+        skip = 8;
+        dport = 443;
+    } else {
+        return false;
+    }
+    const char *a = url.p + skip, *end = url.p + url.n;
+    const char *ae = a;
+    while (ae < end && *ae != '/' && *ae != '?' && *ae != '#') {
+        ae++;
+    }
+    if (memchr(a, '@', (size_t)(ae - a)) != NULL) {
+        return false; /* userinfo: not a URL a device gives for itself */
+    }
+    const char *host = a, *he;
+    unsigned port = dport;
+    if (a < ae && *a == '[') {
+        const char *rb = memchr(a, ']', (size_t)(ae - a));
+        if (rb == NULL) {
+            return false;
+        }
+        host = a + 1;
+        he = rb;
+        a = rb + 1;
+    } else {
+        he = memchr(a, ':', (size_t)(ae - a));
+        he = he != NULL ? he : ae;
+        a = he;
+    }
+    if (a < ae) {
+        if (*a != ':' || ae - a < 2 || ae - a > 6) {
+            return false;
+        }
+        port = 0;
+        for (const char *q = a + 1; q < ae; q++) {
+            if (*q < '0' || *q > '9') {
+                return false;
+            }
+            port = port * 10 + (unsigned)(*q - '0');
+        }
+    }
+    if (!names_device(h, host, (size_t)(he - host), port)) {
+        return false;
+    }
+    puts_(o, h->conf->tls ? "https://" : "http://");
+    put_external(h, o);
+    put(o, ae, (size_t)(end - ae));
+    return true;
+}
+
+/* Refresh: "5; url=URL": the URL rewritten. */
+static void put_refresh(const struct hx *h, struct msg_str v, struct out *o)
+{
+    const char *p = v.p, *end = v.p + v.n;
+    for (const char *q = p; q + 4 <= end; q++) {
+        if (strncasecmp(q, "url=", 4) == 0) {
+            struct msg_str url = {q + 4, (size_t)(end - q - 4)};
+            put(o, p, (size_t)(q + 4 - p));
+            if (!rewrite_url(h, url, o)) {
+                put_str(o, url);
+            }
+            return;
+        }
+    }
+    put_str(o, v);
+}
+
+/* Set-Cookie: a Domain attribute that names the device is left out, so the cookie belongs to
+ * the name the client used. */
+static void put_cookie(const struct hx *h, struct msg_str v, struct out *o)
+{
+    const char *p = v.p, *end = v.p + v.n;
+    const char *semi = memchr(p, ';', v.n);
+    if (semi == NULL) {
+        put_str(o, v);
+        return;
+    }
+    put(o, p, (size_t)(semi - p));
+    for (const char *a = semi; a < end;) {
+        const char *next = memchr(a + 1, ';', (size_t)(end - a - 1));
+        next = next != NULL ? next : end;
+        const char *k = a + 1;
+        while (k < next && (*k == ' ' || *k == '\t')) {
+            k++;
+        }
+        if (next - k > 7 && strncasecmp(k, "domain=", 7) == 0) {
+            const char *d = k + 7, *de = next;
+            d += d < de && *d == '.';
+            while (de > d && (de[-1] == ' ' || de[-1] == '\t')) {
+                de--;
+            }
+            if (names_device(h, d, (size_t)(de - d), addr_port(&h->target))) {
+                a = next;
+                continue;
+            }
+        }
+        put(o, a, (size_t)(next - a));
+        a = next;
+    }
+}
+
+/* The answer head as the client gets it. */
+static void write_response(struct hx *h, const struct msg *m, struct out *o)
+{
+    char line[32];
+    snprintf(line, sizeof(line), "HTTP/1.%d %03d ", m->minor == 0 ? 0 : 1, m->status);
+    puts_(o, line);
+    put_str(o, m->reason);
+    puts_(o, "\r\n");
+    bool hsts = false;
+    for (size_t i = 0; i < m->nhdr; i++) {
+        const struct msg_header *hd = &m->hdr[i];
+        if (msg_str_ieq(hd->name, "Location") || msg_str_ieq(hd->name, "Content-Location")) {
+            put_str(o, hd->name);
+            puts_(o, ": ");
+            if (!rewrite_url(h, hd->value, o)) {
+                put_str(o, hd->value);
+            }
+            puts_(o, "\r\n");
+        } else if (msg_str_ieq(hd->name, "Refresh")) {
+            put_str(o, hd->name);
+            puts_(o, ": ");
+            put_refresh(h, hd->value, o);
+            puts_(o, "\r\n");
+        } else if (msg_str_ieq(hd->name, "Set-Cookie")) {
+            put_str(o, hd->name);
+            puts_(o, ": ");
+            put_cookie(h, hd->value, o);
+            puts_(o, "\r\n");
+        } else {
+            hsts |= msg_str_ieq(hd->name, "Strict-Transport-Security");
+            put_header(o, hd->name, hd->value);
+        }
+    }
+    if (h->conf->tls && h->conf->hsts[0] != '\0' && !hsts && m->status >= 200) {
+        puts_(o, "Strict-Transport-Security: ");
+        puts_(o, h->conf->hsts);
+        puts_(o, "\r\n");
+    }
+    puts_(o, "\r\n");
+}
+
+/* ---- bodies ---- */
+
+/*
+ * Copies what belongs to the body direction d is in (S_LENGTH, S_CHUNKED, or everything:
+ * S_UNTIL_CLOSE, S_TUNNEL) from in to out, as far as out has room. Returns the bytes taken, with
+ * *done set when the body ended with them, or -1 with *reason (a chunked body that breaks).
+ */
+static ssize_t pass_body(struct hx *h, enum tcp_dir d, const char *in, size_t len, char *out,
+                         size_t room, size_t *produced, bool *done, const char **reason)
+{
+    size_t n = len < room - *produced ? len : room - *produced;
+    *done = false;
+    if (h->st[d] == S_LENGTH) {
+        n = n < h->left[d] ? n : (size_t)h->left[d];
+        h->left[d] -= n;
+        *done = h->left[d] == 0;
+    } else if (h->st[d] == S_CHUNKED && n > 0) {
+        ssize_t k = msg_chunked_scan(&h->chunk[d], in, n, done, reason);
+        if (k < 0) {
+            return -1;
+        }
+        n = (size_t)k;
+    }
+    memcpy(out + *produced, in, n);
+    *produced += n;
+    return (ssize_t)n;
+}
+
+/* ---- requests ---- */
+
+/* Checks a parsed request against what the gateway lets through. Returns false with the
+ * answer queued. */
+static bool request_allowed(struct hx *h, const struct msg *m)
+{
+    if (msg_str_ieq(m->method, "CONNECT") || msg_str_ieq(m->method, "TRACE")) {
+        answer(h, 405, "CONNECT and TRACE are not passed on", "Allow: GET, HEAD, POST, PUT, DELETE, OPTIONS, PATCH\r\n");
+        return false;
+    }
+    if (m->target.p[0] != '/' && !(m->target.n == 1 && m->target.p[0] == '*' &&
+                                   msg_str_ieq(m->method, "OPTIONS"))) {
+        answer(h, 400, "the request target must be a path (no absolute or authority form)", "");
+        return false;
+    }
+    if (m->host.n >= sizeof(h->host)) {
+        answer(h, 400, "Host too long", "");
+        return false;
+    }
+    if (m->host.p != NULL) {
+        if (h->have_host &&
+            (strlen(h->host) != m->host.n || strncasecmp(h->host, m->host.p, m->host.n) != 0)) {
+            answer(h, 421, "a connection serves one Host: open another for this one", "");
+            return false;
+        }
+        memcpy(h->host, m->host.p, m->host.n);
+        h->host[m->host.n] = '\0';
+        h->have_host = true;
+    }
+    if (h->conf->redirect_https[0] != '\0') {
+        /* To the https twin: the same host, its port, the same target. */
+        char host[256], loc[1400];
+        const char *r = h->conf->redirect_https;
+        if (strspn(r, "0123456789") == strlen(r)) {
+            size_t hn = strlen(h->host);
+            const char *colon = h->host[0] == '[' ? strstr(h->host, "]:") : strrchr(h->host, ':');
+            if (colon != NULL) {
+                hn = (size_t)(colon - h->host) + (h->host[0] == '[');
+            }
+            if (!h->have_host || hn == 0) {
+                answer(h, 400, "no Host to redirect to", "");
+                return false;
+            }
+            snprintf(host, sizeof(host), "%.*s%s%s", (int)hn, h->host, strcmp(r, "443") ? ":" : "",
+                     strcmp(r, "443") ? r : "");
+        } else {
+            snprintf(host, sizeof(host), "%s", r);
+        }
+        snprintf(loc, sizeof(loc), "Location: https://%s%.*s\r\n", host,
+                 (int)(m->target.n > 1000 ? 1000 : m->target.n), m->target.p);
+        answer(h, 308, "see https", loc);
+        return false;
+    }
+    return true;
+}
+
+/* Reads what the client sent: returns the input used, with *produced bytes written to out, or
+ * -1 with *reason. */
+static ssize_t up_data(struct hx *h, const char *in, size_t len, char *out, size_t room,
+                       size_t *produced, const char **reason)
+{
+    size_t used = 0;
+    while (used < len && !h->answering) {
+        switch (h->st[TCP_UP]) {
+        case S_HEAD: {
+            if (h->upgrading || h->qlen == MAX_PENDING) {
+                return (ssize_t)used; /* held until the answers come */
+            }
+            struct msg m;
+            const char *why;
+            int status;
+            ssize_t n = msg_parse(in + used, len - used, MSG_HTTP_REQUEST, &m, &why, &status);
+            if ((n == MSG_PARTIAL && len - used >= h->conf->max_header) ||
+                (n > 0 && (size_t)n > h->conf->max_header)) {
+                char w[80];
+                snprintf(w, sizeof(w), "the request's head is longer than %u bytes",
+                         h->conf->max_header);
+                answer(h, 431, w, "");
+                break;
+            }
+            if (n == MSG_PARTIAL) {
+                start_timer(h);
+                return (ssize_t)used;
+            }
+            if (n == MSG_ERROR) {
+                answer(h, status, why, "");
+                break;
+            }
+            if (!request_allowed(h, &m)) {
+                break;
+            }
+            struct out o = {out + *produced, 0, room - *produced, false};
+            write_request(h, &m, &o);
+            if (o.full) {
+                if (*produced == 0) {
+                    *reason = "a request head too large to pass on";
+                    return -1;
+                }
+                return (ssize_t)used; /* the next call, with an empty buffer */
+            }
+            *produced += o.len;
+            used += (size_t)n;
+            if (h->timing) {
+                loop_timer_stop(h->ctx->loop, &h->timer);
+                h->timing = false;
+            }
+            mapping_stat_add(
+                &mapping_shard(h->map, h->ctx->worker)->stats.proto[HTTP_STAT_REQUESTS], 1);
+            const struct msg_str *up = msg_header(&m, "Upgrade");
+            const struct msg_str *conn = msg_header(&m, "Connection");
+            struct pending_req *r = &h->q[h->qlen++];
+            r->head = msg_str_ieq(m.method, "HEAD");
+            r->upgrade = up != NULL && conn != NULL && msg_list_has(*conn, "upgrade");
+            h->upgrading = r->upgrade;
+            if (m.chunked) {
+                h->st[TCP_UP] = S_CHUNKED;
+                msg_chunked_init(&h->chunk[TCP_UP]);
+            } else if (m.length > 0) {
+                h->st[TCP_UP] = S_LENGTH;
+                h->left[TCP_UP] = m.length;
+            }
+            break;
+        }
+        default: {
+            bool done;
+            ssize_t n = pass_body(h, TCP_UP, in + used, len - used, out, room, produced, &done,
+                                  reason);
+            if (n < 0) {
+                return -1; /* part of the request is with the device: no answer now */
+            }
+            if (n == 0 && !done) {
+                return (ssize_t)used;
+            }
+            used += (size_t)n;
+            if (done) {
+                h->st[TCP_UP] = S_HEAD;
+            }
+            break;
+        }
+        }
+    }
+    if (h->answering) {
+        return (ssize_t)len; /* what follows a refused request is not read */
+    }
+    return (ssize_t)used;
+}
+
+/* ---- answers ---- */
+
+static void pop(struct hx *h)
+{
+    memmove(&h->q[0], &h->q[1], (h->qlen - 1) * sizeof(h->q[0]));
+    h->qlen--;
+    h->st[TCP_DOWN] = S_HEAD;
+}
+
+static ssize_t down_data(struct hx *h, const char *in, size_t len, char *out, size_t room,
+                         size_t *produced, const char **reason)
+{
+    size_t used = 0;
+    for (;;) {
+        if (h->answering && !h->answered && h->qlen == 0 && h->st[TCP_DOWN] == S_HEAD) {
+            if (h->answer_len > room - *produced) {
+                return (ssize_t)used;
+            }
+            memcpy(out + *produced, h->answer, h->answer_len);
+            *produced += h->answer_len;
+            h->answered = true;
+            return (ssize_t)len; /* nothing more from the device is wanted */
+        }
+        if (used == len) {
+            return (ssize_t)used;
+        }
+        switch (h->st[TCP_DOWN]) {
+        case S_HEAD: {
+            if (h->qlen == 0) {
+                *reason = "the device sent an answer to no request";
+                return -1;
+            }
+            struct msg m;
+            const char *why;
+            int status;
+            ssize_t n = msg_parse(in + used, len - used, MSG_HTTP_RESPONSE, &m, &why, &status);
+            if (n == MSG_PARTIAL) {
+                if (len - used >= MAX_RESPONSE_HEAD) {
+                    *reason = "the device's answer head is too long";
+                    return -1;
+                }
+                return (ssize_t)used;
+            }
+            if (n == MSG_ERROR) {
+                /* Nothing of this answer went out: the client gets a 502 of ours. */
+                char w[160];
+                snprintf(w, sizeof(w), "the device's answer is not HTTP (%s)", why);
+                h->answering = false;
+                answer(h, 502, w, "");
+                h->qlen = 0;
+                continue;
+            }
+            struct out o = {out + *produced, 0, room - *produced, false};
+            write_response(h, &m, &o);
+            if (o.full) {
+                if (*produced == 0) {
+                    *reason = "the device's answer head is too long";
+                    return -1;
+                }
+                return (ssize_t)used;
+            }
+            *produced += o.len;
+            used += (size_t)n;
+            if (m.status == 101) {
+                if (!h->q[0].upgrade) {
+                    *reason = "the device switched protocols unasked";
+                    return -1;
+                }
+                h->st[TCP_UP] = h->st[TCP_DOWN] = S_TUNNEL;
+                h->upgrading = false;
+                h->qlen = 0;
+                mapping_stat_add(
+                    &mapping_shard(h->map, h->ctx->worker)->stats.proto[HTTP_STAT_UPGRADES], 1);
+                continue;
+            }
+            if (m.status < 200) {
+                continue; /* 100 Continue and the like: the final answer follows */
+            }
+            if (h->q[0].upgrade) {
+                h->upgrading = false; /* refused: HTTP goes on */
+            }
+            if (h->q[0].head || m.status == 204 || m.status == 304) {
+                pop(h);
+            } else if (m.chunked) {
+                h->st[TCP_DOWN] = S_CHUNKED;
+                msg_chunked_init(&h->chunk[TCP_DOWN]);
+            } else if (m.has_length) {
+                h->st[TCP_DOWN] = S_LENGTH;
+                h->left[TCP_DOWN] = m.length;
+                if (m.length == 0) {
+                    pop(h);
+                }
+            } else {
+                h->st[TCP_DOWN] = S_UNTIL_CLOSE;
+            }
+            continue;
+        }
+        default: {
+            bool done;
+            ssize_t n = pass_body(h, TCP_DOWN, in + used, len - used, out, room, produced, &done,
+                                  reason);
+            if (n < 0) {
+                return -1;
+            }
+            if (n == 0 && !done) {
+                return (ssize_t)used;
+            }
+            used += (size_t)n;
+            if (done) {
+                pop(h);
+            }
+            continue;
+        }
+        }
+    }
+}
+
+/* ---- the filter ---- */
+
+static void *hx_open(const struct tcp_filter_conn *fc)
+{
+    struct hx *h = calloc(1, sizeof(*h));
+    if (h == NULL) {
+        return NULL;
+    }
+    h->conn = fc->conn;
+    h->ctx = fc->ctx;
+    h->map = fc->map;
+    h->conf = fc->map->conf.pconf;
+    h->client = fc->client;
+    h->target = fc->target;
+    h->local = fc->client_local;
+    struct sockaddr_storage c = fc->client;
+    addr_unmap(&c);
+    char ip[ADDR_STRLEN];
+    addr_format_ip(&c, ip, sizeof(ip));
+    /* X-Forwarded-For has addresses bare, without brackets. */
+    size_t n = strlen(ip);
+    if (ip[0] == '[' && n >= 2) {
+        snprintf(h->client_ip, sizeof(h->client_ip), "%.*s", (int)(n - 2), ip + 1);
+    } else {
+        snprintf(h->client_ip, sizeof(h->client_ip), "%s", ip);
+    }
+    struct cidr_set trusted = {(struct cidr *)h->conf->trusted, h->conf->ntrusted,
+                               h->conf->ntrusted};
+    h->trusted = h->conf->ntrusted > 0 && cidr_set_contains(&trusted, &fc->client);
+    loop_timer_init(&h->timer, on_timeout);
+    start_timer(h); /* the first request must come within header-timeout */
+    return h;
+}
+
+static ssize_t hx_data(void *st, enum tcp_dir dir, const char *in, size_t len, bool eof, char *out,
+                       size_t room, size_t *out_len, const char **reason)
+{
+    (void)eof;
+    struct hx *h = st;
+    *out_len = 0;
+    if (h->answered) {
+        *reason = h->close_reason;
+        return -1;
+    }
+    return dir == TCP_UP ? up_data(h, in, len, out, room, out_len, reason)
+                         : down_data(h, in, len, out, room, out_len, reason);
+}
+
+static bool hx_pending(void *st, enum tcp_dir dir)
+{
+    const struct hx *h = st;
+    return dir == TCP_DOWN && h->answering &&
+           (h->answered || (h->qlen == 0 && h->st[TCP_DOWN] == S_HEAD));
+}
+
+static bool hx_held(void *st, enum tcp_dir dir)
+{
+    const struct hx *h = st;
+    return dir == TCP_UP && h->st[TCP_UP] == S_HEAD && (h->upgrading || h->qlen == MAX_PENDING);
+}
+
+static void hx_close(void *st)
+{
+    struct hx *h = st;
+    if (h->timing) {
+        loop_timer_stop(h->ctx->loop, &h->timer);
+    }
+    free(h);
+}
+
+const struct tcp_filter http_proxy_filter = {.name = "http",
+                                             .open = hx_open,
+                                             .data = hx_data,
+                                             .pending = hx_pending,
+                                             .held = hx_held,
+                                             .close = hx_close};

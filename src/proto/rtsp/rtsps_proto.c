@@ -1,0 +1,71 @@
+/* The rtsps entry of the protocol table: RTSP over TLS towards the client, plain RTSP towards
+ * the device, through the same filter as rtsp (rtsp_proxy.h). RTP rides interleaved in the TLS
+ * connection: a SETUP for RTP over UDP is answered 461 with the reason, since its datagrams
+ * would leave the TLS. URLs are rtsps:// for the client and rtsp:// for the device. */
+#include <stdio.h>
+#include <string.h>
+#include <sys/socket.h>
+
+#include "proto/rtsp/rtsp_proto.h"
+#include "proto/rtsp/rtsp_proxy.h"
+#include "tls/tls.h"
+
+struct rtsps_conf {
+    struct rtsp_proto_conf rtsp; /* first: the filter reads map_conf.pconf as this */
+    struct tls_conf tls;
+};
+
+static const char *const stat_names[] = {
+    [RTSP_STAT_SESSIONS] = "rtsp sessions",
+    [RTSP_STAT_REFUSED] = "rtsp requests refused",
+    [RTSP_STAT_RTP_BYTES_IN] = "rtp bytes to targets",
+    [RTSP_STAT_RTP_BYTES_OUT] = "rtp bytes to clients",
+    [RTSP_STAT_RTP_DROPPED_SOURCE] = "rtp datagrams from strangers",
+    [RTSP_STAT_RTP_DROPPED_SEND] = "rtp datagrams not sent",
+    [RTSP_STAT_COUNT] = TLS_STAT_NAMES,
+    NULL,
+};
+_Static_assert(RTSP_STAT_COUNT + TLS_STAT_COUNT <= PROTO_MAX_STATS, "rtsps: too many counters");
+
+static void conf_init(void *pconf)
+{
+    struct rtsps_conf *c = pconf;
+    c->rtsp.tls = true; /* no rtp-ports: interleaved only */
+    tls_conf_init(&c->tls, NULL, RTSP_STAT_COUNT);
+}
+
+static int conf_set(void *pconf, const char *key, const char *val, char *why, size_t len)
+{
+    return tls_conf_set(&((struct rtsps_conf *)pconf)->tls, key, val, why, len);
+}
+
+static void conf_format(const void *pconf, char *buf, size_t len)
+{
+    tls_conf_format(&((const struct rtsps_conf *)pconf)->tls, buf, len);
+}
+
+static void *run_open(const void *pconf, const char *mapname, unsigned char id[32], char *why,
+                      size_t len)
+{
+    return tls_run_open(&((const struct rtsps_conf *)pconf)->tls, mapname, id, why, len);
+}
+
+const struct proto rtsps_proto = {
+    .name = "rtsps",
+    .transport = SOCK_STREAM,
+    .filter = &rtsp_proxy_filter,
+    .layer = &tls_layer,
+    /* As rtsp: a session spans control connections (rtsp_proto.c). */
+    .placement = PROTO_ONE_WORKER,
+    .worker_new = rtsp_proxy_state_new,
+    .worker_free = rtsp_proxy_state_free,
+    .keys = tls_keys_fixed_alpn,
+    .conf_size = sizeof(struct rtsps_conf),
+    .conf_init = conf_init,
+    .conf_set = conf_set,
+    .conf_format = conf_format,
+    .run_open = run_open,
+    .run_close = tls_run_close,
+    .stat_names = stat_names,
+    .sessions = rtsp_proxy_state_sessions,
+};

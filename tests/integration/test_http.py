@@ -1,0 +1,279 @@
+"""proto = http and https: the HTTP-aware mapping through the real binary, with curl and raw
+sockets as clients and a device's web server (httpdevice.py) behind it."""
+import hashlib
+import os
+import re
+import socket
+import subprocess
+import time
+
+import pytest
+
+from conftest import BINARY, free_ports
+from httpdevice import Device, raw
+
+
+@pytest.fixture
+def device():
+    devs = []
+
+    def make(**kw):
+        d = Device(**kw)
+        devs.append(d)
+        return d
+    yield make
+    for d in devs:
+        d.close()
+
+
+def http_map(name, port, dev_port, proto="http", extra=""):
+    return (f"[map {name}]\nproto = {proto}\nlisten = 127.0.0.1:{port}\n"
+            f"target = 127.0.0.1:{dev_port}\n" + extra)
+
+
+def curl(*args, timeout=30):
+    r = subprocess.run(["curl", "-sS", *args], capture_output=True, timeout=timeout)
+    return r
+
+
+def headers_of(text):
+    out = {}
+    for line in text.splitlines()[1:]:
+        k, _, v = line.partition(": ")
+        out.setdefault(k.lower(), []).append(v)
+    return out
+
+
+def test_forwarding_headers_and_keepalive(gateway, device):
+    dev = device()
+    p = free_ports(2)
+    g = gateway(config=http_map("web", p[0], dev.port)
+                + http_map("behind-lb", p[1], dev.port, extra="trusted-proxies = 127.0.0.0/8\n"))
+    url = f"http://localhost:{p[0]}"
+    r = curl("-H", "X-Forwarded-For: 6.6.6.6", "-H", "Forwarded: for=6.6.6.6",
+             "-H", "X-Forwarded-Proto: https", "-w", "[%{num_connects}]",
+             f"{url}/echo", f"{url}/echo?2", f"{url}/echo?3")
+    assert r.returncode == 0, r.stderr
+    # One connection, three requests.
+    assert re.findall(r"\[(\d)\]", r.stdout.decode()) == ["1", "0", "0"], r.stdout
+    pages = re.sub(r"\[\d\]", "", r.stdout.decode()).split("GET /echo")
+    h = headers_of("GET /echo" + pages[1])
+    assert h["x-forwarded-for"] == ["127.0.0.1"]
+    assert h["x-forwarded-proto"] == ["http"]
+    assert h["x-forwarded-host"] == [f"localhost:{p[0]}"]
+    assert h["forwarded"] == [f'for=127.0.0.1;proto=http;host="localhost:{p[0]}"']
+    assert h["host"] == [f"localhost:{p[0]}"]
+    # From a trusted proxy, what it says is kept and ours appended.
+    r = curl("-H", "X-Forwarded-For: 198.51.100.7", "-H", "Forwarded: for=198.51.100.7",
+             f"http://localhost:{p[1]}/echo")
+    h = headers_of(r.stdout.decode())
+    assert h["x-forwarded-for"] == ["198.51.100.7, 127.0.0.1"]
+    assert h["forwarded"] == [f'for=198.51.100.7, for=127.0.0.1;proto=http;host="localhost:{p[1]}"']
+    st = g.map_stats("web")
+    assert st["http requests"] == 3 and st["http requests answered by the gateway"] == 0
+
+
+def test_pipelined_requests_and_bodies(gateway, device):
+    big = os.urandom(3 << 20)
+    dev = device(big=big)
+    port = free_ports()
+    gateway(config=http_map("web", port, dev.port))
+    # Three requests in one write: three answers, in order.
+    reqs = b"".join(f"GET /echo?{i} HTTP/1.1\r\nHost: a\r\n\r\n".encode() for i in range(3))
+    s = socket.create_connection(("127.0.0.1", port), timeout=5)
+    s.sendall(reqs + b"HEAD /big HTTP/1.1\r\nHost: a\r\nConnection: close\r\n\r\n")
+    out = b""
+    while True:
+        d = s.recv(65536)
+        if not d:
+            break
+        out += d
+    s.close()
+    assert [int(x) for x in re.findall(rb"GET /echo\?(\d)", out)] == [0, 1, 2]
+    assert out.count(b"HTTP/1.1 200") == 4
+    assert out.endswith(b"Content-Length: %d\r\n\r\n" % len(big))  # HEAD: no body follows
+    # A chunked answer with trailers; a large one; uploads by length and chunked.
+    r = curl(f"http://127.0.0.1:{port}/chunked", "--raw")
+    assert r.stdout == (b"6\r\nhello \r\n8\r\nchunked \r\n5\r\nworld\r\n0\r\nX-Trailer: yes\r\n\r\n")
+    r = curl(f"http://127.0.0.1:{port}/big")
+    assert r.stdout == big
+    up = os.urandom(5 << 20)
+    want = hashlib.sha256(up).hexdigest().encode()
+    for extra in ([], ["-H", "Transfer-Encoding: chunked"]):
+        r = subprocess.run(["curl", "-sS", "--data-binary", "@-", *extra,
+                            f"http://127.0.0.1:{port}/upload"], input=up, capture_output=True,
+                           timeout=30)
+        assert r.stdout == want, (extra, r.stderr)
+    # Expect: 100-continue passes, and the body follows the device's 100.
+    r = subprocess.run(["curl", "-sS", "-H", "Expect: 100-continue", "--data-binary", "@-", "-v",
+                        f"http://127.0.0.1:{port}/upload"], input=up[:100000],
+                       capture_output=True, timeout=30)
+    assert r.stdout == hashlib.sha256(up[:100000]).hexdigest().encode()
+    assert b"HTTP/1.1 100 Continue" in r.stderr
+
+
+def test_redirects_and_cookies_name_the_gateway(gateway, device):
+    dev = device()
+    port = free_ports()
+    gateway(config=http_map("web", port, dev.port))
+    r = curl("-D", "-", "-o", "/dev/null", f"http://cam1.localhost:{port}/redirect",
+             "--resolve", f"cam1.localhost:{port}:127.0.0.1")
+    h = headers_of(r.stdout.decode())
+    ext = f"http://cam1.localhost:{port}"
+    assert h["location"] == [f"{ext}/login?x=1"]
+    assert h["content-location"] == [f"{ext}/redirect"]
+    assert h["refresh"] == [f"3; url={ext}/later"]
+    assert h["set-cookie"] == ["sid=abc; Path=/; HttpOnly", "other=1; Domain=example.org"]
+    # A URL that names another host is left as it is.
+    r = curl("-D", "-", "-o", "/dev/null", f"http://127.0.0.1:{port}/elsewhere")
+    assert headers_of(r.stdout.decode())["location"] == ["http://192.0.2.99/x"]
+    # curl following the redirect stays on the gateway.
+    r = curl("-L", "-w", "%{url_effective}", "-o", "/dev/null",
+             f"http://cam1.localhost:{port}/redirect", "--resolve",
+             f"cam1.localhost:{port}:127.0.0.1")
+    assert r.stdout.decode() == f"{ext}/login?x=1"
+
+
+@pytest.mark.parametrize("req,status,why", [
+    (b"POST / HTTP/1.1\r\nHost: a\r\nContent-Length: 5\r\nTransfer-Encoding: chunked\r\n\r\n"
+     b"0\r\n\r\n", 400, "both Content-Length and Transfer-Encoding"),
+    (b"POST / HTTP/1.1\r\nHost: a\r\nContent-Length: 5\r\nContent-Length: 6\r\n\r\nhello",
+     400, "Content-Length given twice"),
+    (b"GET / HTTP/1.1\r\nHost: a\r\nX: a\r\n folded\r\n\r\n", 400, "folded header line"),
+    (b"GET / HTTP/1.1\r\nHost: a\rX: b\r\n\r\n", 400, "bare CR"),
+    (b"GET / HTTP/1.1\nHost: a\n\n", 400, "bare LF"),
+    (b"GET / HTTP/1.1\r\nHost : a\r\n\r\n", 400, "space before a header's colon"),
+    (b"GET / HTTP/1.1\r\nBad\x01Name: a\r\nHost: a\r\n\r\n", 400, "bad header name"),
+    (b"GET / HTTP/1.1\r\nHost: a\r\nHost: b\r\n\r\n", 400, "more than one Host header"),
+    (b"GET http://192.0.2.10/ HTTP/1.1\r\nHost: a\r\n\r\n", 400, "must be a path"),
+    (b"CONNECT 192.0.2.10:22 HTTP/1.1\r\nHost: a\r\n\r\n", 405, "CONNECT and TRACE"),
+    (b"TRACE / HTTP/1.1\r\nHost: a\r\n\r\n", 405, "CONNECT and TRACE"),
+    (b"PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n", 505, "HTTP version not supported"),
+    (b"POST / HTTP/1.1\r\nHost: a\r\nTransfer-Encoding: identity\r\n\r\n", 501,
+     "Transfer-Encoding the gateway does not know"),
+    (b"GET / HTTP/1.1\r\nHost: a\r\nX: " + b"y" * 20000 + b"\r\n\r\n", 431, "longer than"),
+], ids=lambda v: v if isinstance(v, str) else None)
+def test_refusals_never_reach_the_device(gateway, device, req, status, why):
+    dev = device()
+    port = free_ports()
+    g = gateway(config=http_map("web", port, dev.port))
+    out = raw(port, req)
+    assert out.startswith(b"HTTP/1.1 %d " % status), out[:200]
+    assert why.encode() in out and b"Connection: close" in out, out
+    assert dev.seen == []
+    assert g.map_stats("web")["http requests answered by the gateway"] == 1
+    g.wait_log(f"answered {status}: ")
+
+
+def test_refusal_after_good_requests_keeps_order(gateway, device):
+    """A bad request behind good ones: their answers first, then the gateway's, then the end."""
+    dev = device()
+    port = free_ports()
+    gateway(config=http_map("web", port, dev.port))
+    out = raw(port, b"GET /echo?1 HTTP/1.1\r\nHost: a\r\n\r\nGET /echo?2 HTTP/1.1\r\nHost: a\r\n\r\n"
+                    b"GET / HTTP/1.1\r\nHost: b\r\n\r\nGET /echo?4 HTTP/1.1\r\nHost: a\r\n\r\n")
+    assert [m for m in re.findall(rb"HTTP/1.1 (\d+)", out)] == [b"200", b"200", b"421"], out
+    assert [s[1] for s in dev.seen] == ["/echo?1", "/echo?2"]
+
+
+def test_slow_head_gets_408(gateway, device):
+    dev = device()
+    port = free_ports()
+    g = gateway(config=http_map("web", port, dev.port, extra="header-timeout = 1s\n"))
+    s = socket.create_connection(("127.0.0.1", port), timeout=5)
+    t0 = time.time()
+    s.sendall(b"GET / HTTP/1.1\r\nHost: a\r\n")  # and never the end of the head
+    out = b""
+    while True:
+        d = s.recv(4096)
+        if not d:
+            break
+        out += d
+    assert out.startswith(b"HTTP/1.1 408 "), out
+    assert 0.8 < time.time() - t0 < 4
+    # One that says nothing at all is cut off the same way.
+    out = raw(port, b"")
+    assert out.startswith(b"HTTP/1.1 408 "), out
+    assert dev.seen == []
+    g.wait_log("answered 408: the request's head did not come within 1000ms")
+
+
+def test_websocket_passes_through(gateway, device):
+    dev = device()
+    port = free_ports()
+    g = gateway(config=http_map("web", port, dev.port))
+    s = socket.create_connection(("127.0.0.1", port), timeout=5)
+    s.sendall(b"GET /ws HTTP/1.1\r\nHost: a\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n"
+              b"Sec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\nSec-WebSocket-Version: 13\r\n\r\n"
+              b"\x81\x85early")  # a frame right behind the request waits for the 101
+    head = b""
+    while b"\r\n\r\n" not in head:
+        head += s.recv(4096)
+    assert head.startswith(b"HTTP/1.1 101 ")
+    assert b"Sec-WebSocket-Accept: s3pPLMBiTxaQ9kYGzzhZRbK+xOo=" in head
+    rest = head.split(b"\r\n\r\n", 1)[1]
+    while len(rest) < 7:
+        rest += s.recv(4096)
+    assert rest == b"\x81\x85early"
+    payload = os.urandom(200000)
+    s.sendall(payload)
+    got = b""
+    while len(got) < len(payload):
+        got += s.recv(65536)
+    assert got == payload
+    s.close()
+    assert g.map_stats("web")["http upgrades"] == 1
+
+
+def test_https_with_hsts_and_redirect_from_http(gateway, device, tmp_path):
+    dev = device()
+    assert subprocess.run([BINARY, "cert", "-o", str(tmp_path / "c"), "localhost"],
+                          capture_output=True).returncode == 0
+    crt, key = tmp_path / "c.crt", tmp_path / "c.key"
+    p = free_ports(2)
+    g = gateway(config=http_map("secure", p[0], dev.port, "https",
+                                f"cert = {crt}\nkey = {key}\ntarget-host = 192.0.2.10\n")
+                + http_map("plain", p[1], dev.port, extra=f"redirect-https = {p[0]}\n"))
+    base = ["--cacert", str(crt)]
+    r = curl(*base, "-D", "-", f"https://localhost:{p[0]}/echo")
+    text = r.stdout.decode()
+    h = headers_of(text.split("\r\n\r\n")[0])
+    assert h["strict-transport-security"] == ["max-age=31536000"]
+    body = headers_of(text.split("\r\n\r\n", 1)[1])
+    assert body["host"] == ["192.0.2.10"]  # target-host
+    assert body["x-forwarded-proto"] == ["https"]
+    assert body["x-forwarded-host"] == [f"localhost:{p[0]}"]
+    # The device's redirect naming target-host comes back as https on the external name.
+    r = curl(*base, "-D", "-", "-o", "/dev/null", f"https://localhost:{p[0]}/redirect")
+    assert headers_of(r.stdout.decode())["location"][0].startswith(f"https://localhost:{p[0]}/")
+    # http to https, the path kept; curl -L ends on the device through https.
+    r = curl(*base, "-L", "-w", "%{url_effective} %{http_code}", "-o", "/dev/null",
+             f"http://localhost:{p[1]}/echo?a=1")
+    assert r.stdout.decode() == f"https://localhost:{p[0]}/echo?a=1 200", r.stderr
+    out = raw(p[1], b"GET /x HTTP/1.1\r\nHost: localhost:" + str(p[1]).encode() + b"\r\n\r\n")
+    assert out.startswith(b"HTTP/1.1 308 ")
+    assert f"Location: https://localhost:{p[0]}/x\r\n".encode() in out
+    st = g.map_stats("secure")
+    assert st["tls handshakes"] >= 3 and st["http requests"] >= 3
+
+
+def test_check_refuses_bad_http_keys(tmp_path):
+    cases = [
+        ("target-host = a b\n", "target-host: \"a b\""),
+        ("trusted-proxies = 10.0.0.1/8\n", "trusted-proxies"),
+        ("header-timeout = 10ms\n", "1s or more"),
+        ("max-header-size = 100\n", "from 1024 to 61440"),
+        ("redirect-https = a/b\n", "the https twin's PORT"),
+        ("hsts = forever\n", "hsts applies to https mappings only"),
+    ]
+    for keys, want in cases:
+        conf = tmp_path / "c.conf"
+        conf.write_text("[gateway]\nadmin = off\n" + http_map("w", 8080, 80) + keys)
+        out = subprocess.run([BINARY, "check", "-c", str(conf)], capture_output=True, text=True)
+        assert out.returncode == 1 and want in out.stderr, (keys, out.stderr)
+    conf.write_text("[gateway]\nadmin = off\n" + http_map(
+        "w", 8080, 80, extra="trusted-proxies = 192.0.2.0/24\ntarget-host = cam:80\n"))
+    out = subprocess.run([BINARY, "check", "-c", str(conf)], capture_output=True, text=True)
+    assert out.returncode == 0, out.stderr
+    assert ("target-host=cam:80 trusted-proxies=192.0.2.0/24 header-timeout=10s "
+            "max-header-size=16384") in out.stdout
