@@ -1,9 +1,10 @@
 """The admin web page end to end: the real gateway with its HTTP listener, driven by headless
 Chromium through Selenium the way a user would use it (the setup panel, logging in, adding,
 watching, disabling, editing, deleting and logging out), with the browser's console checked at
-the end; a tls mapping through the same form. Also the table's look: a screenshot for
-docs/admin-page.png (written only with PORTGATE_SCREENSHOT=1) and the table at a phone's
-width."""
+the end; a tls and an https mapping through the same form, and the fields each protocol has.
+Also the table's look: a screenshot for docs/admin-page.png (written only with
+PORTGATE_SCREENSHOT=1) and the table at a phone's width."""
+import http.client
 import os
 import re
 import shutil
@@ -29,6 +30,7 @@ from selenium.webdriver.support.ui import WebDriverWait  # noqa: E402
 from adminclient import Admin  # noqa: E402
 from conftest import (BINARY, ROOT, connect, echo_roundtrip, free_ports,  # noqa: E402
                       is_refused, recv_all, recv_exactly)
+from httpdevice import Device  # noqa: E402
 from test_admin import file_map, passwd  # noqa: E402
 
 CHROMIUM = shutil.which("chromium") or shutil.which("chromium-browser")
@@ -461,7 +463,7 @@ def test_page_tls_mapping(gateway, tcp_echo, browser, tmp_path):
     # ports and no sessions.
     open_add_dialog(b)
     proto = Select(b.el("#f-proto"))
-    assert "TLS (HTTPS or any TCP)" in [o.text for o in proto.options]
+    assert "TLS (any protocol over TCP)" in [o.text for o in proto.options]
     assert "TLS ends at the gateway" in b.el("#hint-proto").text
     assert not b.shown("#f-cert"), "tcp, the default, has no certificate"
     proto.select_by_value("rtsp")
@@ -595,6 +597,192 @@ def test_page_tls_mapping(gateway, tcp_echo, browser, tmp_path):
     network = assert_clean_console(b)
     refused = [st for path, st in network if path == f"{API}/mappings"]
     assert refused == [400, 400], network
+
+
+# ---------------------------------------------------------------- http, https, rtsps
+
+TLS_SIDE = {"tls", "https", "rtsps"}
+TCP_BASED = {"tcp", "tls", "http", "https", "rtsp", "rtsps"}
+HTTP_SIDE = {"http", "https"}
+# The fields that only some protocols have (docs/configuration.md, [map NAME]), on the tab
+# they are on; idle timeout and allow (everyone's) as a check that the others stay.
+GENERAL_FIELDS = {"cert": TLS_SIDE, "key": TLS_SIDE}
+ADVANCED_FIELDS = {
+    "max-conns": TCP_BASED, "max-conns-per-ip": TCP_BASED, "connect-timeout": TCP_BASED,
+    "max-sessions": {"udp", "rtsp"}, "rtp-ports": {"rtsp"},
+    "min-tls": TLS_SIDE, "handshake-timeout": TLS_SIDE, "ocsp": TLS_SIDE, "ciphers": TLS_SIDE,
+    "alpn": {"tls"},
+    "target-host": HTTP_SIDE, "trusted-proxies": HTTP_SIDE, "header-timeout": HTTP_SIDE,
+    "max-header-size": HTTP_SIDE, "redirect-https": {"http"}, "hsts": {"https"},
+    "idle-timeout": TCP_BASED | {"udp"}, "allow": TCP_BASED | {"udp"},
+}
+
+
+def assert_fields_of(b, proto):
+    """With proto chosen in the dialog, exactly the fields proto has are on each tab."""
+    Select(b.el("#f-proto")).select_by_value(proto)
+    for tab, fields in (("general", GENERAL_FIELDS), ("advanced", ADVANCED_FIELDS)):
+        b.click(f"#tab-{tab}")
+        shown = {k for k in fields if b.shown(f"#f-{k}")}
+        want = {k for k, protos in fields.items() if proto in protos}
+        assert shown == want, (proto, tab, "shown but not wanted:", shown - want,
+                               "wanted but not shown:", want - shown)
+    b.click("#tab-general")
+
+
+def test_page_https_mapping(gateway, browser, tmp_path):
+    """An https mapping added through the form (a certificate from `portgate cert`, HSTS,
+    target-host and trusted proxies on the Advanced tab) in front of a device's web server:
+    the fields each protocol has, a request through it with the HSTS header, the HTTP and TLS
+    counters named as a user reads them, its settings back in the edit dialog; and an rtsps
+    mapping's view, which has sessions."""
+    b = browser
+    made = subprocess.run([BINARY, "cert", "-o", str(tmp_path / "c"), "localhost"],
+                          capture_output=True, text=True, timeout=30)
+    assert made.returncode == 0, made.stderr
+    crt, key = tmp_path / "c.crt", tmp_path / "c.key"
+    dev = Device()
+    try:
+        g = web_gateway(gateway)
+        passwd(g, USER, PASSWORD)
+        b.d.get(g.url)
+        log_in_ok(b)
+        _https_story(b, g, dev, crt, key)
+    finally:
+        dev.close()
+
+
+def _https_story(b, g, dev, crt, key):
+    # 1. Every protocol in the select, in order, and the fields each one has.
+    open_add_dialog(b)
+    options = Select(b.el("#f-proto")).options
+    assert [o.get_attribute("value") for o in options] \
+        == ["tcp", "udp", "tls", "http", "https", "rtsp", "rtsps"]
+    labels = [o.text for o in options]
+    for want in ("HTTP", "HTTPS (TLS + HTTP)", "RTSPS (RTSP over TLS)"):
+        assert want in labels, labels
+    for proto in ("http", "https", "rtsps", "rtsp", "tls", "udp", "tcp"):
+        assert_fields_of(b, proto)
+
+    # 2. https needs a certificate (said before anything is sent); an HSTS value that is not
+    # one: the gateway's check (a 400 naming the key) at that field.
+    port = free_ports()
+    fill_mapping(b, "web-https", "127.0.0.1", port, "127.0.0.1", dev.port, proto="https")
+    b.click("#mapping-save")
+    assert_field_error(b, "cert", "certificate")
+    b.type("#f-cert", str(crt))
+    b.type("#f-key", str(key))
+    b.click("#tab-advanced")
+    assert b.el("#f-hsts").get_attribute("placeholder") == "max-age=31536000"
+    assert b.el("#f-header-timeout").get_attribute("placeholder") == "10s"
+    assert b.el("#f-max-header-size").get_attribute("placeholder") == "16384"
+    b.type("#f-hsts", "forever")
+    b.click("#mapping-save")
+    assert_field_error(b, "hsts", "max-age")
+    assert "web-https" not in g.api.mappings()
+
+    # 3. A good HSTS, the Host the device wants and two trusted proxies (one a line): added,
+    # listed as https, listening; the API has what was typed and the defaults for the rest.
+    b.type("#f-hsts", "max-age=600")
+    b.type("#f-target-host", "192.0.2.10")
+    b.type("#f-trusted-proxies", "192.0.2.0/24\n198.51.100.0/24")
+    b.click("#mapping-save")
+    b.until("the add dialog to close", lambda: not b.dialog_open("#mapping-dialog"))
+    b.banner("web-https added.")
+    b.visible(row_css("web-https"))
+    b.until("web-https listening", lambda: cell(b, "web-https", "c-status") == "listening")
+    assert cell(b, "web-https", "c-proto") == "https"
+    m = g.api.mappings()["web-https"]
+    assert (m["proto"], m["cert"], m["key"], m["hsts"], m["target-host"], m["trusted-proxies"],
+            m["header-timeout"], m["max-header-size"]) \
+        == ("https", str(crt), str(key), "max-age=600", "192.0.2.10",
+            "192.0.2.0/24,198.51.100.0/24", "10s", "16384"), m
+    assert "redirect-https" not in m and "ocsp" not in m and "alpn" not in m, m
+
+    # 4. A client that trusts the certificate gets the device's page, with HSTS, and the
+    # device gets the Host it wants.
+    ctx = ssl.create_default_context(cafile=str(crt))
+    conn = http.client.HTTPConnection("localhost", port, timeout=10)
+    conn.sock = ctx.wrap_socket(connect(port), server_hostname="localhost")
+    try:
+        conn.request("GET", "/echo")
+        r = conn.getresponse()
+        body = r.read().decode()
+        assert r.status == 200, (r.status, body)
+        assert r.getheader("Strict-Transport-Security") == "max-age=600"
+        assert "Host: 192.0.2.10\n" in body, body
+        assert "X-Forwarded-Proto: https\n" in body, body
+    finally:
+        conn.close()
+
+    # 5. Its view: the HTTP counters, then the TLS ones, named as a user reads them; no
+    # sessions, nothing spliced.
+    b.click(f'{row_css("web-https")} .name-link')
+    b.visible("#detail-view")
+    assert b.el("#detail-summary").text.startswith(f"HTTPS 127.0.0.1:{port} \u2192 ")
+    b.until("the HTTP and TLS counters",
+            lambda: [b.el(f'#detail-counters dd[data-key="{k}"]').text
+                     for k in ("http-requests", "tls-handshakes")] == ["1", "1"])
+    labels = counter_labels(b)
+    for label, k in (("HTTP requests", "http-requests"),
+                     ("HTTP requests answered by the gateway",
+                      "http-requests-answered-by-the-gateway"),
+                     ("HTTP upgrades", "http-upgrades"), ("TLS handshakes", "tls-handshakes")):
+        assert labels.get(label) == k, (label, labels)
+    keys = list(labels.values())
+    assert keys.index("http-upgrades") < keys.index("tls-handshakes"), keys
+    for absent in ("bytes-spliced", "sessions", "evicted", "datagrams-in"):
+        assert absent not in keys, (absent, labels)
+    b.until("the connections' list", lambda: b.el("#conn-note").text == "No open connections.")
+    assert not b.shown("#sessions-box")
+
+    # 6. Edit: every setting back in its field (the proxies one a line); a save with a
+    # smaller head limit changes that and nothing else.
+    before = settings(g.api.mappings()["web-https"])
+    b.click("#detail-edit")
+    b.until("the edit dialog", lambda: b.dialog_open("#mapping-dialog"))
+    assert Select(b.el("#f-proto")).first_selected_option.get_attribute("value") == "https"
+    assert b.el("#f-cert").get_attribute("value") == str(crt)
+    b.click("#tab-advanced")
+    assert not b.shown("#f-redirect-https") and not b.shown("#f-alpn")
+    for field, want in (("hsts", "max-age=600"), ("target-host", "192.0.2.10"),
+                        ("trusted-proxies", "192.0.2.0/24\n198.51.100.0/24"),
+                        ("header-timeout", "10s"), ("max-header-size", "16384")):
+        assert b.el(f"#f-{field}").get_property("value") == want, field
+    b.type("#f-max-header-size", "8192")
+    b.click("#mapping-save")
+    b.until("the edit dialog to close", lambda: not b.dialog_open("#mapping-dialog"))
+    b.banner("web-https saved.")
+    after = settings(g.api.mappings()["web-https"])
+    assert after == dict(before, **{"max-header-size": "8192"}), (before, after)
+
+    # 7. An rtsps mapping (made through the API): its view has RTSP's counters, then TLS's,
+    # and the sessions' table; its edit dialog has its certificate and no RTP ports.
+    r = g.api.post(f"{API}/mappings", {
+        "name": "cam-rtsps", "proto": "rtsps", "listen": f"127.0.0.1:{free_ports()}",
+        "target": "192.0.2.11:554", "cert": str(crt), "key": str(key)})
+    assert r.status == 201, r
+    b.d.execute_script("location.hash = '#/mapping/cam-rtsps'")
+    b.until("the rtsps view",
+            lambda: b.el("#detail-summary").text.startswith("RTSPS 127.0.0.1:"))
+    b.until("the sessions' list", lambda: b.el("#sess-note").text == "No sessions.")
+    assert b.shown("#sessions-box")
+    b.until("the RTSP and TLS counters",
+            lambda: {"RTSP sessions", "TLS handshakes"} <= set(counter_labels(b)))
+    b.click("#detail-edit")
+    b.until("the edit dialog", lambda: b.dialog_open("#mapping-dialog"))
+    assert Select(b.el("#f-proto")).first_selected_option.get_attribute("value") == "rtsps"
+    assert b.el("#f-cert").get_attribute("value") == str(crt)
+    b.click("#tab-advanced")
+    assert b.shown("#f-min-tls") and not b.shown("#f-rtp-ports") \
+        and not b.shown("#f-max-sessions")
+    b.click("#mapping-cancel")
+    b.until("the edit dialog to close", lambda: not b.dialog_open("#mapping-dialog"))
+
+    # The one refusal was the gateway's answer to the bad HSTS value.
+    network = assert_clean_console(b)
+    refused = [st for path, st in network if path == f"{API}/mappings"]
+    assert refused == [400], network
 
 
 # ---------------------------------------------------------------- the table's look

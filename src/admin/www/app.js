@@ -760,18 +760,25 @@ const FIELD_IDS = [
   'name', 'proto', 'listen-addr', 'listen-port', 'target-addr', 'target-port', 'enabled', 'allow', 'deny',
   'max-conns', 'max-conns-per-ip', 'connect-timeout', 'idle-timeout', 'max-sessions', 'rtp-ports', 'lease',
   'cert', 'key', 'ocsp', 'min-tls', 'ciphers', 'alpn', 'handshake-timeout',
+  'target-host', 'trusted-proxies', 'redirect-https', 'hsts', 'header-timeout', 'max-header-size',
 ];
-const PROTOS = ['tcp', 'udp', 'rtsp', 'tls'];
-const NUMBER_KEYS = ['max-conns', 'max-conns-per-ip', 'max-sessions', 'lease'];
+const PROTOS = ['tcp', 'udp', 'tls', 'http', 'https', 'rtsp', 'rtsps'];
+// The protocols that end TLS at the gateway: a certificate is required.
+const TLS_PROTOS = ['tls', 'https', 'rtsps'];
+const NUMBER_KEYS = ['max-conns', 'max-conns-per-ip', 'max-sessions', 'lease', 'max-header-size'];
 // Text inputs and selects: sent as written, left out when empty.
 const TEXT_KEYS = [
   'connect-timeout', 'idle-timeout', 'rtp-ports',
   'cert', 'key', 'ocsp', 'min-tls', 'ciphers', 'alpn', 'handshake-timeout',
+  'target-host', 'redirect-https', 'hsts', 'header-timeout',
 ];
 // Comma-separated lists whose entries may not hold a space: "a.crt, b.crt" is sent as "a.crt,b.crt".
 const COMMA_KEYS = ['cert', 'key', 'ocsp', 'alpn'];
+// Address lists in a textarea (one a line or comma-separated) that the API takes as one
+// comma-separated string, unlike allow and deny (arrays).
+const LIST_TEXT_KEYS = ['trusted-proxies'];
 // Protocols without sessions of their own: their detail view has no sessions' table.
-const NO_SESSIONS = ['tcp', 'tls'];
+const NO_SESSIONS = ['tcp', 'tls', 'http', 'https'];
 
 const dlg = { mode: 'add', name: null, revision: null, seq: 0, saving: false };
 const f = (id) => $(`f-${id}`);
@@ -898,6 +905,7 @@ function fillForm(m) {
   f('allow').value = Array.isArray(m.allow) ? m.allow.join('\n') : '';
   f('deny').value = Array.isArray(m.deny) ? m.deny.join('\n') : '';
   for (const k of [...NUMBER_KEYS, ...TEXT_KEYS]) f(k).value = m[k] == null ? '' : String(m[k]);
+  for (const k of LIST_TEXT_KEYS) f(k).value = m[k] == null ? '' : parseList(String(m[k])).join('\n');
   // A select has no empty choice: a mapping that does not say takes the default.
   if (!f('min-tls').value) f('min-tls').value = '1.2';
   updateProtoFields();
@@ -950,7 +958,7 @@ function buildBody() {
   if (!lport) errors.push(['listen-port', 'Enter a port (1-65535) or a range FIRST-LAST.']);
   if (!f('listen-addr').value.trim()) errors.push(['listen-addr', 'Enter an address: 0.0.0.0 for every IPv4 address, :: for every IPv6 one.']);
   if (!f('target-addr').value.trim()) errors.push(['target-addr', "Enter the device's address or host name."]);
-  if (proto === 'tls' && !f('cert').value.trim()) {
+  if (TLS_PROTOS.includes(proto) && !f('cert').value.trim()) {
     errors.push(['cert', "Enter the certificate's PEM file (portgate cert NAME makes one)."]);
   }
   const body = {
@@ -979,6 +987,11 @@ function buildBody() {
     if (input.closest('.field').hidden) continue;
     let v = input.value.trim();
     if (COMMA_KEYS.includes(k)) v = v.replace(/\s*,\s*/g, ',');
+    if (v !== '') body[k] = v;
+  }
+  for (const k of LIST_TEXT_KEYS) {
+    if (f(k).closest('.field').hidden) continue;
+    const v = parseList(f(k).value).join(',');
     if (v !== '') body[k] = v;
   }
   if (errors.length) {
@@ -1110,9 +1123,12 @@ const COUNTERS = [
   ['last-activity', 'Last activity', fmtAgo],
 ];
 
+// Words of counter names that are written in capitals.
+const ACRONYMS = ['tls', 'http', 'https', 'rtsp', 'rtsps', 'rtp', 'rtcp'];
+
 // A protocol's own counter, by its key: "rtp-bytes-to-clients" is "RTP bytes to clients".
 function counterLabel(k) {
-  const words = k.split('-').map((w) => (['rtsp', 'rtp', 'rtcp', 'tls'].includes(w) ? w.toUpperCase() : w));
+  const words = k.split('-').map((w) => (ACRONYMS.includes(w) ? w.toUpperCase() : w));
   const text = words.join(' ');
   return text.charAt(0).toUpperCase() + text.slice(1);
 }
@@ -1125,6 +1141,11 @@ const NOT_FOR = {
   rtsp: ['datagrams-in', 'datagrams-out', 'datagrams-dropped', 'evicted', 'bytes-spliced'],
   // A TLS connection goes through the gateway's TLS layer: never spliced.
   tls: ['datagrams-in', 'datagrams-out', 'datagrams-dropped', 'sessions', 'evicted', 'bytes-spliced'],
+  // HTTP reads every message: never spliced either, and no sessions.
+  http: ['datagrams-in', 'datagrams-out', 'datagrams-dropped', 'sessions', 'evicted', 'bytes-spliced'],
+  https: ['datagrams-in', 'datagrams-out', 'datagrams-dropped', 'sessions', 'evicted', 'bytes-spliced'],
+  // RTSPS has RTSP's sessions; its RTP rides in the TLS connection.
+  rtsps: ['datagrams-in', 'datagrams-out', 'datagrams-dropped', 'evicted', 'bytes-spliced'],
 };
 
 function renderCounters(stats, proto) {
