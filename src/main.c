@@ -173,6 +173,12 @@ static void print_errors(const struct config *c)
     }
 }
 
+static void print_warning(void *arg, const char *msg)
+{
+    (void)arg;
+    fprintf(stderr, "warning: %s\n", msg);
+}
+
 static int cmd_check(int argc, char **argv)
 {
     struct args a = {0};
@@ -194,6 +200,7 @@ static int cmd_check(int argc, char **argv)
     } else {
         printf("ok\n");
         config_print(c, stdout);
+        config_warnings(c, print_warning, NULL);
         /* What run would keep without running it: mappings of the admin interface. */
         for (size_t i = 0; i < c->nmaps; i++) {
             if (c->maps[i].enabled && c->maps[i].failed[0] != '\0') {

@@ -176,6 +176,25 @@ bool addr_is_loopback(const struct sockaddr_storage *ss)
            (ntohl(((const struct sockaddr_in *)&v4)->sin_addr.s_addr) >> 24) == 127;
 }
 
+bool addr_is_private(const struct sockaddr_storage *ss)
+{
+    struct sockaddr_storage v4 = *ss;
+    addr_unmap(&v4);
+    if (addr_is_loopback(&v4)) {
+        return true;
+    }
+    if (v4.ss_family == AF_INET6) {
+        const uint8_t *a = ((const struct sockaddr_in6 *)&v4)->sin6_addr.s6_addr;
+        return (a[0] & 0xfe) == 0xfc || (a[0] == 0xfe && (a[1] & 0xc0) == 0x80);
+    }
+    if (v4.ss_family != AF_INET) {
+        return false;
+    }
+    uint32_t ip = ntohl(((const struct sockaddr_in *)&v4)->sin_addr.s_addr);
+    return (ip >> 24) == 10 || (ip >> 20) == 0xac1 || (ip >> 16) == 0xc0a8 ||
+           (ip >> 16) == 0xa9fe || (ip >> 22) == (100u << 2 | 1);
+}
+
 bool addr_ip_equal(const struct sockaddr_storage *a, const struct sockaddr_storage *b)
 {
     if (a->ss_family != b->ss_family) {

@@ -42,6 +42,10 @@ void addr_set_port(struct sockaddr_storage *ss, uint16_t port);
 bool addr_is_any(const struct sockaddr_storage *ss);
 /* True for 127.0.0.0/8 and ::1 (and 127/8 mapped into IPv6). */
 bool addr_is_loopback(const struct sockaddr_storage *ss);
+/* True if ss is an address no one on the internet reaches: loopback, RFC 1918, shared (RFC
+ * 6598), link-local, IPv6 unique local (fc00::/7) and link-local. A wildcard is not (it
+ * listens on every address, public ones too). */
+bool addr_is_private(const struct sockaddr_storage *ss);
 /* Same family, address and port. */
 bool addr_equal(const struct sockaddr_storage *a, const struct sockaddr_storage *b);
 /* Same family and address; ports ignored. */

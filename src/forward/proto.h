@@ -62,6 +62,10 @@ struct proto {
      * layer finishes its handshake before the target is connected to (forward/tcp.h). */
     const struct tcp_layer *layer;
     enum proto_placement placement;
+    /* Its traffic carries what a device asks a person in the clear (a web page's login, RTSP's
+     * authentication): `check` warns when such a mapping faces the internet without an allow
+     * list (gateway/config.h: config_warnings). */
+    bool cleartext_logins;
 
     /* State one worker keeps for all the protocol's connections on it, which its filter finds in
      * struct tcp_filter_conn: made before the worker's thread starts (NULL: out of memory, the

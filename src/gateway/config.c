@@ -1453,6 +1453,40 @@ static char *format_target(const struct map_conf *m, char *buf, size_t len)
     return buf;
 }
 
+size_t config_warnings(const struct config *c, void (*fn)(void *arg, const char *msg), void *arg)
+{
+    size_t n = 0;
+    for (size_t i = 0; i < c->nmaps; i++) {
+        const struct map_conf *m = &c->maps[i];
+        if (!map_conf_runs(m)) {
+            continue;
+        }
+        char at[MAP_CONF_SOURCELEN + 16], msg[1024], a[ADDR_STRLEN];
+        where(at, sizeof(at), m->source, m->line);
+        if (m->proto->cleartext_logins && m->allow.n == 0 && !addr_is_private(&m->listen)) {
+            format_listen(m, a, sizeof(a));
+            snprintf(msg, sizeof(msg),
+                     "%s: [map %s] %s on %s%s faces the internet with no allow list: the "
+                     "device's own login goes over it in the clear; set allow to who needs it, "
+                     "or serve it over TLS (https, rtsps)",
+                     at, m->name, m->proto->name, a,
+                     addr_is_any(&m->listen) ? " (every address)" : "");
+            fn(arg, msg);
+            n++;
+        }
+        if (m->proto->layer != NULL && m->target.ss_family != 0 && !addr_is_private(&m->target)) {
+            addr_format_ip(&m->target, a, sizeof(a));
+            snprintf(msg, sizeof(msg),
+                     "%s: [map %s] %s ends TLS here and sends the device's traffic in the clear "
+                     "to %s, which is not a private address: that leg is not encrypted",
+                     at, m->name, m->proto->name, a);
+            fn(arg, msg);
+            n++;
+        }
+    }
+    return n;
+}
+
 void config_print(const struct config *c, FILE *out)
 {
     fprintf(out, "%-16s %-5s %-28s %-28s %s\n", "NAME", "PROTO", "LISTEN", "TARGET", "OPTIONS");

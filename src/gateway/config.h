@@ -142,6 +142,15 @@ struct config *config_build(const char *path, char *const *specs, int nspecs, bo
                             config_extra_fn extra, void *arg);
 
 
+/*
+ * Calls fn with each warning about c, a checked configuration: what runs but exposes a device
+ * (a mapping whose protocol carries logins in the clear listening on an address the internet
+ * reaches, with no allow list; a TLS mapping whose plain inside leg goes to an address outside
+ * the private ranges). `check` prints them, start and reload log them; none is an error.
+ * Returns how many.
+ */
+size_t config_warnings(const struct config *c, void (*fn)(void *arg, const char *msg), void *arg);
+
 /* Prints the mapping table as `portgate check` shows it. */
 void config_print(const struct config *c, FILE *out);
 

@@ -585,6 +585,12 @@ static void plan_discard(struct gateway *g, struct plan *p)
 
 /* Makes the plan for cfg the running state: kept listeners move to the new table, and the
  * workers close the others and take over the new sockets. Nothing here can fail. */
+static void log_config_warning(void *arg, const char *msg)
+{
+    (void)arg;
+    log_warn("%s", msg);
+}
+
 static void commit(struct gateway *g, struct config *cfg, struct plan *p)
 {
     for (size_t i = 0; i < p->nls; i++) {
@@ -649,6 +655,7 @@ static void commit(struct gateway *g, struct config *cfg, struct plan *p)
     }
     config_free(g->cfg);
     g->cfg = cfg;
+    config_warnings(cfg, log_config_warning, NULL);
     /* The outcome is logged at the level in force when the reload was asked for. */
     log_info("configuration applied: %u mappings added, %u changed, %u removed, %u unchanged; %zu "
              "ports listening on %u workers",

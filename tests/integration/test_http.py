@@ -277,3 +277,27 @@ def test_check_refuses_bad_http_keys(tmp_path):
     assert out.returncode == 0, out.stderr
     assert ("target-host=cam:80 trusted-proxies=192.0.2.0/24 header-timeout=10s "
             "max-header-size=16384") in out.stdout
+
+
+def test_check_warns_about_exposed_devices(tmp_path):
+    """check warns (and exits 0) when an http or rtsp mapping faces the internet with no allow
+    list, and when TLS ends here with the plain leg going to a public address."""
+    assert subprocess.run([BINARY, "cert", "-o", str(tmp_path / "c"), "localhost"],
+                          capture_output=True).returncode == 0
+    cert = f"cert={tmp_path}/c.crt,key={tmp_path}/c.key"
+    cases = [
+        ("http:0.0.0.0:8080=192.0.2.10:80", "http on 0.0.0.0:8080 (every address) faces the internet"),
+        ("rtsp:[::]:554=192.0.2.10:554", "rtsp on [::]:554 (every address) faces the internet"),
+        ("http:203.0.113.1:80=192.0.2.10:80", "http on 203.0.113.1:80 faces the internet"),
+        (f"https:10.0.0.1:443=203.0.113.9:80,{cert}", "to 203.0.113.9, which is not a private"),
+    ]
+    for spec, want in cases:
+        out = subprocess.run([BINARY, "check", "--map", spec], capture_output=True, text=True)
+        assert out.returncode == 0 and f"warning: --map 1: [map cli-1] " in out.stderr, out
+        assert want in out.stderr, (spec, out.stderr)
+    quiet = ["http:127.0.0.1:8080=192.0.2.10:80", "http:10.0.0.1:80=192.168.1.10:80",
+             "http:0.0.0.0:8080=192.0.2.10:80,allow=198.51.100.0/24",
+             "tcp:0.0.0.0:8080=192.0.2.10:80", f"https:0.0.0.0:443=10.0.0.5:80,{cert}"]
+    for spec in quiet:
+        out = subprocess.run([BINARY, "check", "--map", spec], capture_output=True, text=True)
+        assert out.returncode == 0 and "warning" not in out.stderr, (spec, out.stderr)

@@ -213,6 +213,7 @@ const struct proto http_proto = {
     .transport = SOCK_STREAM,
     .filter = &http_proxy_filter,
     .placement = PROTO_EVERY_WORKER,
+    .cleartext_logins = true,
     .keys = http_keys,
     .conf_size = sizeof(struct http_conf),
     .conf_init = http_init,

@@ -78,6 +78,7 @@ const struct proto rtsp_proto = {
      * run on one, which keeps a session, its RTP ports and every connection that names it on one
      * loop, with no lock. An encoder serves a few players; one core carries their streams. */
     .placement = PROTO_ONE_WORKER,
+    .cleartext_logins = true,
     .worker_new = rtsp_proxy_state_new,
     .worker_free = rtsp_proxy_state_free,
     .default_max_sessions = RTSP_PROTO_MAX_SESSIONS,
