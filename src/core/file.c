@@ -50,6 +50,9 @@ int file_read(const char *path, bool nofollow, size_t max, char **buf, size_t *l
         *st = sb;
     }
 out:
+    if (b != NULL) {
+        explicit_bzero(b, got); /* a file read in part may be a key */
+    }
     free(b);
     close(fd);
     return rc;

@@ -42,7 +42,7 @@ struct proto_session_info {
 typedef void (*proto_session_fn)(void *arg, const struct proto_session_info *si);
 
 #define PROTO_MAX_STATS 12
-#define PROTO_CONF_FORMAT_MAX 4096 /* conf_format()'s buffer */
+#define PROTO_CONF_FORMAT_MAX 8192 /* conf_format()'s buffer */
 
 /*
  * Where a protocol's connections run. Every port of a mapping has a listening socket per worker
@@ -62,10 +62,10 @@ struct proto {
      * layer finishes its handshake before the target is connected to (forward/tcp.h). */
     const struct tcp_layer *layer;
     enum proto_placement placement;
-    /* Its traffic carries what a device asks a person in the clear (a web page's login, RTSP's
-     * authentication): `check` warns when such a mapping faces the internet without an allow
-     * list (gateway/config.h: config_warnings). */
-    bool cleartext_logins;
+    /* True if a mapping with these settings carries what a device asks a person in the clear (a
+     * web page's login, RTSP's authentication): `check` warns when such a mapping faces the
+     * internet without an allow list (gateway/config.h: config_warnings). NULL: never. */
+    bool (*cleartext_logins)(const void *pconf);
 
     /* State one worker keeps for all the protocol's connections on it, which its filter finds in
      * struct tcp_filter_conn: made before the worker's thread starts (NULL: out of memory, the

@@ -46,6 +46,7 @@ struct tcp_conn {
     uint32_t handshake_ms; /* how long the layer's handshake may take */
     bool handshaking;      /* the layer's handshake is not done: no target yet */
     bool notified;         /* the layer has ended what we write (close_notify) */
+    const char *ending;    /* the filter ended the connection (TCP_FILTER_END): why */
     uint64_t filter_moves; /* calls of the filter that consumed or produced bytes */
     struct sockaddr_storage client, target;
     uint64_t id; /* tcp_conn_info */
@@ -181,6 +182,30 @@ static bool filter_holds(const struct tcp_conn *c, enum tcp_dir d)
     return c->in[d] != NULL && c->filter->held != NULL && c->filter->held(c->fst, d);
 }
 
+static void conn_linger(struct tcp_conn *c);
+
+#define LINGER_MS 2000 /* how long an ended connection reads what the client still sends */
+
+/*
+ * The filter ended the connection (TCP_FILTER_END) with its last words in out[TCP_DOWN]: the
+ * target is closed now; the client gets those words, then the end of the stream (the layer's,
+ * then a FIN), and what it still sends is read and dropped until its own FIN or LINGER_MS, so
+ * that the close sends no reset that would destroy the answer before the client reads it.
+ */
+static void conn_end(struct tcp_conn *c, const char *reason)
+{
+    c->ending = reason;
+    loop_io_close(c->ctx->loop, &c->tgt.io);
+    c->tgt.eof = c->tgt.shut = true;
+    relay_buf_put(c->ctx, c->in[TCP_UP]);
+    relay_buf_put(c->ctx, c->out[TCP_UP]);
+    c->in[TCP_UP] = c->out[TCP_UP] = NULL;
+    relay_buf_put(c->ctx, c->in[TCP_DOWN]);
+    c->in[TCP_DOWN] = NULL;
+    loop_timer_start(c->ctx->loop, &c->timer, LINGER_MS);
+    conn_linger(c);
+}
+
 /* Runs the filter on what direction d has read. Returns 1 if it produced or consumed, 0 if it
  * needs more input, -1 if the connection was closed. c->out[d] is empty on entry. */
 static int run_filter(struct tcp_conn *c, enum tcp_dir d, bool eof)
@@ -196,6 +221,12 @@ static int run_filter(struct tcp_conn *c, enum tcp_dir d, bool eof)
     const char *reason = "protocol error";
     ssize_t used = c->filter->data(c->fst, d, in ? in->data + in->off : NULL, in ? in->len : 0, eof,
                                    out->data, RELAY_BUF_SIZE, &produced, &reason);
+    if (used == TCP_FILTER_END && d == TCP_DOWN) {
+        out->off = 0;
+        out->len = (uint32_t)produced;
+        conn_end(c, reason);
+        return -1;
+    }
     if (used < 0) {
         conn_close(c, "%s filter: %s", c->filter->name, reason);
         return -1;
@@ -539,8 +570,44 @@ static int pump(struct tcp_conn *c, enum tcp_dir d)
     }
 }
 
+/* An ended connection (conn_end()): its last words out, then the FIN, then what the client
+ * sends dropped until it closes. */
+static void conn_linger(struct tcp_conn *c)
+{
+    if (flush(c, TCP_DOWN, &c->tgt, &c->cli) <= 0 || pass_fin(c, &c->tgt, &c->cli) < 0) {
+        return; /* waits for room, or closed */
+    }
+    if (!c->cli.shut) {
+        return; /* the layer waits to send its end */
+    }
+    char drop[4096];
+    enum tcp_want want;
+    const char *why;
+    for (;;) {
+        if (layered(c, &c->cli) ? !(c->cli.r.readable || c->layer->pending(c->lst))
+                                : !c->cli.r.readable) {
+            return;
+        }
+        ssize_t n = layered(c, &c->cli)
+                        ? c->layer->read(c->lst, drop, sizeof(drop), &want, &why)
+                        : recv(c->cli.io.fd, drop, sizeof(drop), 0);
+        if (n == 0 || (n < 0 && errno != EAGAIN && errno != EINTR)) {
+            conn_close(c, "%s", c->ending);
+            return;
+        }
+        if (n < 0 && errno == EAGAIN) {
+            c->cli.r.readable = false;
+            return;
+        }
+    }
+}
+
 static void conn_run(struct tcp_conn *c)
 {
+    if (c->ending != NULL) {
+        conn_linger(c);
+        return;
+    }
     for (;;) {
         uint64_t moved = c->filter_moves;
         if (pump(c, TCP_UP) < 0) {
@@ -658,6 +725,10 @@ static void conn_timer(struct loop_timer *t)
     struct loop *loop = c->ctx->loop;
     if (c->handshaking) {
         conn_close(c, "%s handshake: not done within %ums", c->layer->name, c->handshake_ms);
+        return;
+    }
+    if (c->ending != NULL) {
+        conn_close(c, "%s", c->ending);
         return;
     }
     if (!c->connected) {

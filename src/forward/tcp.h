@@ -54,7 +54,13 @@ struct tcp_filter_conn {
  * held(): the relay then stops reading that side once its buffer is full, without taking the
  * full buffer for a message too large to parse, and offers the held input again as soon as the
  * filter has moved bytes the other way. pending and held may be NULL.
+ * data() for TCP_DOWN may also return TCP_FILTER_END, with *out_len and *reason set: what it
+ * wrote is the last the client gets (the gateway's own answer to a refused request); the
+ * target is closed at once, and the client gets those bytes, then the end of the stream, while
+ * what it still sends is dropped for a moment (so the close sends no reset that would destroy
+ * the answer before the client reads it).
  */
+#define TCP_FILTER_END (-2)
 struct tcp_filter {
     const char *name;
     void *(*open)(const struct tcp_filter_conn *fc);

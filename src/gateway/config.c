@@ -1463,7 +1463,8 @@ size_t config_warnings(const struct config *c, void (*fn)(void *arg, const char 
         }
         char at[MAP_CONF_SOURCELEN + 16], msg[1024], a[ADDR_STRLEN];
         where(at, sizeof(at), m->source, m->line);
-        if (m->proto->cleartext_logins && m->allow.n == 0 && !addr_is_private(&m->listen)) {
+        if (m->proto->cleartext_logins != NULL && m->proto->cleartext_logins(m->pconf) &&
+            m->allow.n == 0 && !addr_is_private(&m->listen)) {
             format_listen(m, a, sizeof(a));
             snprintf(msg, sizeof(msg),
                      "%s: [map %s] %s on %s%s faces the internet with no allow list: the "

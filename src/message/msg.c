@@ -1,5 +1,6 @@
 #include "message/msg.h"
 
+#include <stdio.h>
 #include <string.h>
 #include <strings.h>
 
@@ -182,7 +183,7 @@ static int parse_start_line(const struct parse *ps, const char *p, const char *e
     if (parse_version(sp2 + 1, (size_t)(eol - sp2 - 1), ps->name, &m->major, &m->minor) != 0) {
         return fail(ps, 400, ps->http ? "bad HTTP version" : "bad RTSP version");
     }
-    if (ps->http && m->major != 1) {
+    if (ps->http && (m->major != 1 || m->minor > 1)) {
         return fail(ps, 505, "HTTP version not supported (HTTP/1.0 and 1.1 are)");
     }
     m->method = (struct msg_str){p, (size_t)(sp1 - p)};
@@ -211,6 +212,8 @@ static int parse_length(struct msg_str v, size_t max_digits, uint64_t *out)
  * chunked comes anywhere else, and whether one is unknown. */
 struct codings {
     bool last_chunked, chunked_before, unknown, any;
+    bool request;  /* a request may have chunked only: no coding a device could get wrong */
+    size_t lines;  /* Transfer-Encoding header lines, empty ones too */
 };
 
 static bool coding(struct msg_str el, void *arg)
@@ -221,25 +224,75 @@ static bool coding(struct msg_str el, void *arg)
     }
     c->any = true;
     c->last_chunked = msg_str_ieq(el, "chunked");
-    if (!c->last_chunked && !msg_str_ieq(el, "gzip") && !msg_str_ieq(el, "deflate") &&
-        !msg_str_ieq(el, "compress") && !msg_str_ieq(el, "x-gzip")) {
+    if (!c->last_chunked && (c->request || (!msg_str_ieq(el, "gzip") &&
+                                            !msg_str_ieq(el, "deflate") &&
+                                            !msg_str_ieq(el, "compress")))) {
         c->unknown = true;
     }
     return false;
 }
 
-/* A Host value: a reg-name, IPv4 or bracketed IPv6 literal, and a port; nothing else. */
+/* A Host value: a name or an IPv4 address, or an IPv6 literal in brackets; then ":PORT" or
+ * nothing. Stricter than RFC 3986's reg-name (no sub-delims), which no device needs. */
 static bool host_ok(struct msg_str v)
 {
-    for (size_t i = 0; i < v.n; i++) {
-        unsigned char ch = (unsigned char)v.p[i];
-        if (!((ch >= 'a' && ch <= 'z') || (ch >= 'A' && ch <= 'Z') || (ch >= '0' && ch <= '9') ||
-              strchr("-._~!$&'()*+,;=:[]%", ch) != NULL) ||
-            ch == '\0') {
+    size_t i = 0;
+    if (v.n > 0 && v.p[0] == '[') {
+        for (i = 1; i < v.n && v.p[i] != ']'; i++) {
+            unsigned char ch = (unsigned char)v.p[i];
+            if (!((ch >= '0' && ch <= '9') || ((ch | 0x20) >= 'a' && (ch | 0x20) <= 'f') ||
+                  ch == ':' || ch == '.')) {
+                return false;
+            }
+        }
+        if (i == v.n) {
             return false;
+        }
+        i++;
+    } else {
+        for (; i < v.n && v.p[i] != ':'; i++) {
+            unsigned char ch = (unsigned char)v.p[i];
+            if (!((ch >= 'a' && ch <= 'z') || (ch >= 'A' && ch <= 'Z') ||
+                  (ch >= '0' && ch <= '9') || ch == '-' || ch == '.' || ch == '_' || ch == '~')) {
+                return false;
+            }
+        }
+    }
+    if (i < v.n) {
+        if (v.p[i] != ':' || v.n - i < 2 || v.n - i > 6) {
+            return false;
+        }
+        for (i++; i < v.n; i++) {
+            if (v.p[i] < '0' || v.p[i] > '9') {
+                return false;
+            }
         }
     }
     return true;
+}
+
+/* A request header whose name, with _ read as -, is one the framing or routing depends on:
+ * some servers read Content_Length as Content-Length. */
+static bool lookalike(struct msg_str name)
+{
+    if (memchr(name.p, '_', name.n) == NULL) {
+        return false;
+    }
+    static const char *const names[] = {"content-length", "transfer-encoding", "host"};
+    for (size_t k = 0; k < 3; k++) {
+        size_t n = strlen(names[k]);
+        if (name.n != n) {
+            continue;
+        }
+        size_t i = 0;
+        while (i < n && ((name.p[i] | 0x20) == names[k][i] || (name.p[i] == '_' && names[k][i] == '-'))) {
+            i++;
+        }
+        if (i == n) {
+            return true;
+        }
+    }
+    return false;
 }
 
 /* What the headers say of the body and the host, once all are read. */
@@ -248,6 +301,9 @@ static int framing(const struct parse *ps, struct msg *m, const struct codings *
 {
     if (!ps->http) {
         return 0;
+    }
+    if (te->lines > 0 && !te->any) {
+        return fail(ps, 400, "an empty Transfer-Encoding");
     }
     if (te->any) {
         if (m->major == 1 && m->minor == 0 && !m->response) {
@@ -314,7 +370,7 @@ ssize_t msg_parse(const char *buf, size_t len, enum msg_kind kind, struct msg *m
     if (parse_start_line(&ps, p, eol, m) != 0) {
         return MSG_ERROR;
     }
-    struct codings te = {0};
+    struct codings te = {.request = kind == MSG_HTTP_REQUEST};
     size_t nlength = 0, nhost = 0;
     for (p = next_line(eol);; p = next_line(eol)) {
         eol = line_end(p, end, ps.strict, &bad);
@@ -376,10 +432,15 @@ ssize_t msg_parse(const char *buf, size_t len, enum msg_kind kind, struct msg *m
             m->has_length = true;
             m->length = n;
         } else if (ps.http && msg_str_ieq(h->name, "Transfer-Encoding")) {
+            te.lines++;
             list_each(h->value, coding, &te);
         } else if (ps.http && msg_str_ieq(h->name, "Host")) {
             nhost++;
             m->host = h->value;
+        } else if (ps.strict && lookalike(h->name)) {
+            fail(&ps, 400, "a header name with _ that stands for Content-Length, "
+                           "Transfer-Encoding or Host");
+            return MSG_ERROR;
         }
     }
     if (framing(&ps, m, &te, nlength, nhost) != 0) {
@@ -392,18 +453,23 @@ ssize_t msg_parse(const char *buf, size_t len, enum msg_kind kind, struct msg *m
 /* ---- chunked bodies ---- */
 
 enum {
-    C_SIZE,      /* hex digits of a chunk size */
-    C_EXT,       /* after them, up to the CR: extensions */
-    C_SIZE_LF,   /* the LF after the size line */
-    C_DATA,      /* chunk data */
-    C_DATA_CR,   /* the CRLF after it */
+    C_SIZE,         /* hex digits of a chunk size */
+    C_BWS,          /* blanks after them, before ';' or the CR */
+    C_EXT,          /* after ';', up to the CR: extensions */
+    C_SIZE_LF,      /* the LF after the size line */
+    C_DATA,         /* chunk data */
+    C_DATA_CR,      /* the CRLF after it */
     C_DATA_LF,
-    C_TRAILER,   /* the start of a trailer line, or of the final CRLF */
-    C_TRAILER_LINE,
+    C_TRAILER,      /* the start of a trailer line, or of the final CRLF */
+    C_TRAILER_NAME, /* a trailer's name, up to its colon */
+    C_TRAILER_LINE, /* its value, up to the CR */
     C_TRAILER_LF,
     C_END_LF, /* the LF of the final CRLF */
     C_DONE,
 };
+
+/* What a byte of framing did (step()). */
+enum { EV_NONE, EV_CHUNK, EV_CHUNK_END, EV_LAST };
 
 void msg_chunked_init(struct msg_chunked *c)
 {
@@ -420,127 +486,185 @@ static int hexval(unsigned char ch)
     return ch >= 'a' && ch <= 'f' ? ch - 'a' + 10 : -1;
 }
 
+static bool is_ctl(unsigned char ch)
+{
+    return (ch < 32 && ch != '\t') || ch == 127;
+}
+
+/* Takes one byte of framing (any state but C_DATA and C_DONE): returns what it completed
+ * (EV_*), or -1 with *why. */
+static int step(struct msg_chunked *c, unsigned char ch, const char **why)
+{
+    if (c->state >= C_TRAILER && ++c->trailers > MSG_TRAILERS_MAX) {
+        *why = "trailers too long";
+        return -1;
+    }
+    if (++c->line > MSG_CHUNK_LINE_MAX) {
+        *why = c->state >= C_TRAILER ? "trailer line too long" : "chunk size line too long";
+        return -1;
+    }
+    switch (c->state) {
+    case C_SIZE: {
+        int v = hexval(ch);
+        if (v >= 0) {
+            if (++c->digits > 15) {
+                *why = "chunk size too large";
+                return -1;
+            }
+            c->left = c->left * 16 + (uint64_t)v;
+            return EV_NONE;
+        }
+        if (c->digits == 0) {
+            *why = "bad chunk size";
+            return -1;
+        }
+        if (ch == '\n') {
+            *why = "bare LF in a chunk size line";
+            return -1;
+        }
+        c->state = ch == '\r' ? C_SIZE_LF : ch == ';' ? C_EXT : is_blank((char)ch) ? C_BWS : -1;
+        if (c->state < 0) {
+            *why = "bad chunk size";
+            return -1;
+        }
+        return EV_NONE;
+    }
+    case C_BWS:
+        if (ch == '\r' || ch == ';' || is_blank((char)ch)) {
+            c->state = ch == '\r' ? C_SIZE_LF : ch == ';' ? C_EXT : C_BWS;
+            return EV_NONE;
+        }
+        *why = "bad chunk extension";
+        return -1;
+    case C_EXT:
+        if (ch == '\r') {
+            c->state = C_SIZE_LF;
+        } else if (is_ctl(ch)) {
+            *why = "control character in a chunk extension";
+            return -1;
+        }
+        return EV_NONE;
+    case C_SIZE_LF:
+        if (ch != '\n') {
+            *why = "bare CR in a chunk size line";
+            return -1;
+        }
+        c->digits = 0;
+        c->line = 0;
+        c->state = c->left > 0 ? C_DATA : C_TRAILER;
+        return c->left > 0 ? EV_CHUNK : EV_NONE;
+    case C_DATA_CR:
+    case C_DATA_LF:
+        if (ch != (c->state == C_DATA_CR ? '\r' : '\n')) {
+            *why = "chunk data longer than its size";
+            return -1;
+        }
+        c->state = c->state == C_DATA_CR ? C_DATA_LF : C_SIZE;
+        c->line = 0;
+        return c->state == C_SIZE ? EV_CHUNK_END : EV_NONE;
+    case C_TRAILER:
+        if (ch == '\r') {
+            c->state = C_END_LF;
+        } else if (is_token_char(ch)) {
+            c->state = C_TRAILER_NAME;
+        } else {
+            *why = "bad trailer line";
+            return -1;
+        }
+        return EV_NONE;
+    case C_TRAILER_NAME:
+        if (ch == ':') {
+            c->state = C_TRAILER_LINE;
+        } else if (!is_token_char(ch)) {
+            *why = "bad trailer line";
+            return -1;
+        }
+        return EV_NONE;
+    case C_TRAILER_LINE:
+        if (ch == '\r') {
+            c->state = C_TRAILER_LF;
+        } else if (is_ctl(ch)) {
+            *why = "control character in a trailer";
+            return -1;
+        }
+        return EV_NONE;
+    case C_TRAILER_LF:
+        if (ch != '\n') {
+            *why = "bare CR in a trailer";
+            return -1;
+        }
+        c->state = C_TRAILER;
+        c->line = 0;
+        return EV_NONE;
+    default: /* C_END_LF */
+        if (ch != '\n') {
+            *why = "bare CR at the end of a chunked body";
+            return -1;
+        }
+        c->state = C_DONE;
+        return EV_LAST;
+    }
+}
+
 ssize_t msg_chunked_scan(struct msg_chunked *c, const char *in, size_t len, bool *done,
                          const char **why)
 {
     size_t i = 0;
-    *done = c->state == C_DONE;
     while (i < len && c->state != C_DONE) {
-        unsigned char ch = (unsigned char)in[i];
-        if (c->state >= C_TRAILER && ++c->trailers > MSG_TRAILERS_MAX) {
-            *why = "trailers too long";
-            return MSG_ERROR;
-        }
-        switch (c->state) {
-        case C_DATA: {
+        if (c->state == C_DATA) {
             uint64_t n = len - i < c->left ? len - i : c->left;
             i += (size_t)n;
             c->left -= n;
-            if (c->left == 0) {
-                c->state = C_DATA_CR;
-            }
+            c->state = c->left == 0 ? C_DATA_CR : C_DATA;
             continue;
         }
-        case C_SIZE: {
-            int v = hexval(ch);
-            if (v >= 0) {
-                if (++c->digits > 15) {
-                    *why = "chunk size too large";
-                    return MSG_ERROR;
-                }
-                c->left = c->left * 16 + (uint64_t)v;
-                break;
-            }
-            if (c->digits == 0) {
-                *why = "bad chunk size";
-                return MSG_ERROR;
-            }
-            if (ch == '\r') {
-                c->state = C_SIZE_LF;
-            } else if (ch == ';' || ch == ' ' || ch == '\t') {
-                c->state = C_EXT;
-            } else if (ch == '\n') {
-                *why = "bare LF in a chunk size line";
-                return MSG_ERROR;
-            } else {
-                *why = "bad chunk size";
-                return MSG_ERROR;
-            }
-            break;
-        }
-        case C_EXT:
-            if (ch == '\r') {
-                c->state = C_SIZE_LF;
-            } else if ((ch < 32 && ch != '\t') || ch == 127) {
-                *why = "control character in a chunk extension";
-                return MSG_ERROR;
-            }
-            break;
-        case C_SIZE_LF:
-            if (ch != '\n') {
-                *why = "bare CR in a chunk size line";
-                return MSG_ERROR;
-            }
-            c->state = c->left > 0 ? C_DATA : C_TRAILER;
-            c->digits = 0;
-            c->line = 0;
-            break;
-        case C_DATA_CR:
-            if (ch != '\r') {
-                *why = "chunk data longer than its size";
-                return MSG_ERROR;
-            }
-            c->state = C_DATA_LF;
-            break;
-        case C_DATA_LF:
-            if (ch != '\n') {
-                *why = "chunk data longer than its size";
-                return MSG_ERROR;
-            }
-            c->state = C_SIZE;
-            c->line = 0;
-            break;
-        case C_TRAILER:
-            if (ch == '\r') {
-                c->state = C_END_LF;
-            } else if (is_token_char(ch)) {
-                c->state = C_TRAILER_LINE;
-            } else {
-                *why = "bad trailer line";
-                return MSG_ERROR;
-            }
-            break;
-        case C_TRAILER_LINE:
-            if (ch == '\r') {
-                c->state = C_TRAILER_LF;
-            } else if ((ch < 32 && ch != '\t') || ch == 127) {
-                *why = "control character in a trailer";
-                return MSG_ERROR;
-            }
-            break;
-        case C_TRAILER_LF:
-            if (ch != '\n') {
-                *why = "bare CR in a trailer";
-                return MSG_ERROR;
-            }
-            c->state = C_TRAILER;
-            c->line = 0;
-            break;
-        case C_END_LF:
-            if (ch != '\n') {
-                *why = "bare CR at the end of a chunked body";
-                return MSG_ERROR;
-            }
-            c->state = C_DONE;
-            break;
-        }
-        i++;
-        if ((c->state == C_SIZE || c->state == C_EXT || c->state == C_SIZE_LF) &&
-            ++c->line > MSG_CHUNK_LINE_MAX) {
-            *why = "chunk size line too long";
+        if (step(c, (unsigned char)in[i], why) < 0) {
             return MSG_ERROR;
         }
+        i++;
     }
+    *done = c->state == C_DONE;
+    return (ssize_t)i;
+}
+
+ssize_t msg_chunked_reframe(struct msg_chunked *c, const char *in, size_t len, char *out,
+                            size_t room, size_t *out_len, bool *done, const char **why)
+{
+    size_t i = 0, o = 0;
+    while (i < len && c->state != C_DONE) {
+        if (c->state == C_DATA) {
+            uint64_t n = len - i < c->left ? len - i : c->left;
+            n = n < room - o ? n : room - o;
+            if (n == 0) {
+                break;
+            }
+            memcpy(out + o, in + i, (size_t)n);
+            i += (size_t)n;
+            o += (size_t)n;
+            c->left -= n;
+            c->state = c->left == 0 ? C_DATA_CR : C_DATA;
+            continue;
+        }
+        if (room - o < 24) {
+            break; /* room for what this byte may complete: a size line, or the end */
+        }
+        int ev = step(c, (unsigned char)in[i], why);
+        if (ev < 0) {
+            return MSG_ERROR;
+        }
+        i++;
+        if (ev == EV_CHUNK) {
+            int n = snprintf(out + o, room - o, "%llx\r\n", (unsigned long long)c->left);
+            o += n > 0 ? (size_t)n : 0;
+        } else if (ev == EV_CHUNK_END) {
+            memcpy(out + o, "\r\n", 2);
+            o += 2;
+        } else if (ev == EV_LAST) {
+            memcpy(out + o, "0\r\n\r\n", 5);
+            o += 5;
+        }
+    }
+    *out_len = o;
     *done = c->state == C_DONE;
     return (ssize_t)i;
 }

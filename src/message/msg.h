@@ -10,14 +10,17 @@
  * answers it with (400, 505...).
  *
  * How strict it is depends on who sent the message:
- *   - MSG_HTTP_REQUEST, from a client the gateway stands in front of a weak device for: lines
- *     end in CRLF only; no folded header lines, no space before a header's colon, no control
- *     character in a value; a request has exactly one Host (HTTP/1.1); Content-Length is one
- *     number, given once; Transfer-Encoding ends in chunked, is HTTP/1.1 only, and never comes
- *     with Content-Length. Anything that two parsers could read differently (request
- *     smuggling) is refused.
- *   - MSG_HTTP_RESPONSE, from the device: a bare LF ends a line too, and equal Content-Lengths
- *     given twice are one (as RFC 9112 lets a recipient do); the rest as for requests.
+ *   - MSG_HTTP_REQUEST, from a client the gateway stands in front of a weak device for: HTTP/1.0
+ *     or 1.1; lines end in CRLF only; no folded header lines, no space before a header's colon,
+ *     no control character in a value, no name with _ standing for Content-Length,
+ *     Transfer-Encoding or Host; exactly one Host (HTTP/1.1), a host and a port; Content-Length
+ *     one number, given once; Transfer-Encoding is chunked alone (no other coding, nothing
+ *     empty), HTTP/1.1 only, never with Content-Length. Anything two parsers could read
+ *     differently (request smuggling) is refused.
+ *   - MSG_HTTP_RESPONSE, from the device: a bare LF ends a line too, equal Content-Lengths
+ *     given twice are one (as RFC 9112 lets a recipient do), Transfer-Encoding may have gzip,
+ *     deflate or compress and need not end in chunked (the body then ends with the
+ *     connection); the rest as for requests.
  *   - MSG_RTSP, either way: bare LF line ends, equal Content-Lengths; Transfer-Encoding is just a
  *     header (RTSP has no chunked bodies).
  */
@@ -73,10 +76,11 @@ bool msg_str_ieq(struct msg_str s, const char *lit);
 bool msg_list_has(struct msg_str value, const char *tok);
 
 /*
- * A chunked body (RFC 9112 7.1), followed without changing it: which bytes belong to it, and
- * where it ends. Chunk sizes are hexadecimal, at most 15 digits; a chunk-size line (with its
- * extensions) and each trailer line are at most MSG_CHUNK_LINE_MAX bytes, trailers at most
- * MSG_TRAILERS_MAX in all; lines end in CRLF.
+ * A chunked body (RFC 9112 7.1): which bytes belong to it, and where it ends. Chunk sizes are
+ * hexadecimal, at most 15 digits, then blanks and ";" extensions (no control characters); a
+ * trailer is a header line (a token, a colon, no control characters). A size line and each
+ * trailer line are at most MSG_CHUNK_LINE_MAX bytes, the trailers MSG_TRAILERS_MAX in all;
+ * lines end in CRLF.
  */
 #define MSG_CHUNK_LINE_MAX 4096
 #define MSG_TRAILERS_MAX 16384
@@ -84,17 +88,24 @@ bool msg_list_has(struct msg_str value, const char *tok);
 struct msg_chunked {
     int state;
     uint64_t left;   /* bytes of the current chunk's data still to come */
-    size_t line;     /* bytes of the current chunk-size line seen */
+    size_t line;     /* bytes of the current size or trailer line seen */
     size_t trailers; /* bytes of trailers seen */
     unsigned digits;
-    bool cr;
 };
 
 /* Starts following a chunked body. */
 void msg_chunked_init(struct msg_chunked *c);
-/* Takes the next len bytes of the stream: returns how many belong to the body (all of them, or
- * fewer when the body ends within them: *done is then set), or MSG_ERROR with *why. */
+/* Takes the next len bytes of the stream, unchanged: returns how many belong to the body (all
+ * of them, or fewer when the body ends within them: *done is then set), or MSG_ERROR with
+ * *why. */
 ssize_t msg_chunked_scan(struct msg_chunked *c, const char *in, size_t len, bool *done,
                          const char **why);
+/* The same, but writes the body to out framed anew, as a request goes to a device: each size
+ * in plain hexadecimal without extensions, the data, and a last chunk without trailers. So a
+ * device reads the body as the gateway did, whatever its own parser makes of extensions and
+ * trailers. Returns the input taken (it stops early when out lacks room: *out_len is what it
+ * wrote), or MSG_ERROR with *why. */
+ssize_t msg_chunked_reframe(struct msg_chunked *c, const char *in, size_t len, char *out,
+                            size_t room, size_t *out_len, bool *done, const char **why);
 
 #endif

@@ -1,6 +1,5 @@
 /*
- * tls: TLS termination, for the protocols that speak TLS to their clients (tls; https and rtsps
- * next). Three parts, each for the protocol entries to use (forward/proto.h):
+ * tls: TLS termination, for the protocols that speak TLS to their clients (tls, https, rtsps). Three parts, each for the protocol entries to use (forward/proto.h):
  *   - the keys they share (cert, key, ocsp, min-tls, ciphers, alpn, handshake-timeout), in a
  *     struct tls_conf: plain data, parsed, formatted and compared like any protocol settings;
  *   - the run object made from them (tls_run_open): an OpenSSL context per certificate, with

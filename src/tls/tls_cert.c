@@ -255,7 +255,8 @@ int tls_cert_command(int argc, char **argv)
         return 2;
     }
     if (out == NULL) {
-        out = argv[optind][0] == '*' ? argv[optind] + 2 : argv[optind];
+        out = strncmp(argv[optind], "*.", 2) == 0 && argv[optind][2] != '\0' ? argv[optind] + 2
+                                                                            : argv[optind];
     }
     char cert[4096], key[4096], fp[128], why[512];
     if ((size_t)snprintf(cert, sizeof(cert), "%s.crt", out) >= sizeof(cert) ||

@@ -29,6 +29,7 @@ struct tls_conn {
     unsigned worker;
     unsigned stat_base; /* TLS_STAT_* are counted from here */
     bool counted; /* the handshake's outcome is counted: done, or failed */
+    bool ktls;    /* on OpenSSL's socket BIO (the kernel may do the records), not ours */
 };
 
 /* ---- the BIO ---- */
@@ -147,6 +148,8 @@ static void *layer_open(const struct tcp_layer_conn *lc, uint32_t *timeout_ms)
         return NULL;
     }
     if (tls_ktls_available()) {
+        t->ktls = true;
+        errno = 0;
         if (SSL_set_fd(t->ssl, lc->fd) != 1) {
             goto fail;
         }
@@ -188,6 +191,9 @@ static int failed(struct tls_conn *t, int ret, enum tcp_want *want, const char *
             errno = t->err;
             return -1;
         }
+        if (t->ktls && errno != 0) {
+            return -1; /* OpenSSL's socket BIO: errno is the socket call's */
+        }
         return 1; /* the end of the stream */
     default:
         *reason = tls_err_reason();
@@ -199,6 +205,7 @@ static int failed(struct tls_conn *t, int ret, enum tcp_want *want, const char *
 static int layer_handshake(void *st, enum tcp_want *want, const char **reason)
 {
     struct tls_conn *t = st;
+    errno = 0; /* what the socket BIO's call sets, and nothing older */
     int r = SSL_do_handshake(t->ssl);
     if (r == 1) {
         t->counted = true;
@@ -227,6 +234,7 @@ static ssize_t layer_read(void *st, char *buf, size_t len, enum tcp_want *want,
 {
     struct tls_conn *t = st;
     size_t n = 0;
+    errno = 0; /* what the socket BIO's call sets, and nothing older */
     int r = SSL_read_ex(t->ssl, buf, len, &n);
     if (r == 1) {
         return (ssize_t)n;
@@ -240,6 +248,7 @@ static ssize_t layer_write(void *st, const char *buf, size_t len, enum tcp_want 
 {
     struct tls_conn *t = st;
     size_t n = 0;
+    errno = 0; /* what the socket BIO's call sets, and nothing older */
     int r = SSL_write_ex(t->ssl, buf, len, &n);
     if (r == 1) {
         return (ssize_t)n;

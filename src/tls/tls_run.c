@@ -41,7 +41,7 @@ static const char groups[] = "X25519:P-256:P-384";
 
 struct tls_cert {
     SSL_CTX *ctx;
-    char *names[MAX_NAMES]; /* DNS names, lower case; "*.example.org" for a wildcard */
+    char *names[MAX_NAMES]; /* DNS names as the certificate gives them; "*.example.org" */
     size_t nnames;
     unsigned char *ocsp; /* the DER response stapled, or NULL */
     size_t ocsp_len;
@@ -96,8 +96,10 @@ static int current_key(struct ticket_key *out)
             RAND_bytes(k.hmac, sizeof(k.hmac)) != 1) {
             return -1;
         }
+        OPENSSL_cleanse(&ticket_keys[TICKET_KEYS - 1], sizeof(ticket_keys[0]));
         memmove(&ticket_keys[1], &ticket_keys[0], (TICKET_KEYS - 1) * sizeof(ticket_keys[0]));
         ticket_keys[0] = k;
+        OPENSSL_cleanse(&k, sizeof(k));
     }
     *out = ticket_keys[0];
     return 0;

@@ -152,6 +152,16 @@ def test_redirects_and_cookies_name_the_gateway(gateway, device):
     (b"POST / HTTP/1.1\r\nHost: a\r\nTransfer-Encoding: identity\r\n\r\n", 501,
      "Transfer-Encoding the gateway does not know"),
     (b"GET / HTTP/1.1\r\nHost: a\r\nX: " + b"y" * 20000 + b"\r\n\r\n", 431, "longer than"),
+    (b"POST / HTTP/1.1\r\nHost: a\r\nTransfer-Encoding:\r\nContent-Length: 9\r\n\r\n0\r\n\r\nGET ",
+     400, "an empty Transfer-Encoding"),
+    (b"POST / HTTP/1.1\r\nHost: a\r\nTransfer-Encoding: gzip, chunked\r\n\r\n0\r\n\r\n", 501,
+     "Transfer-Encoding the gateway does not know"),
+    (b"POST / HTTP/1.1\r\nHost: a\r\nContent_Length: 5\r\n\r\nhello", 400,
+     "a header name with _"),
+    (b"GET / HTTP/1.1\r\nHost: a\r\nContent-Length: 33\r\n\r\nGET /admin HTTP/1.1\r\nHost: a\r\n\r\n",
+     400, "a GET or HEAD with a body"),
+    (b"GET / HTTP/1.2\r\nHost: a\r\n\r\n", 505, "HTTP version not supported"),
+    (b"GET / HTTP/1.1\r\nHost: a,b\r\n\r\n", 400, "bad Host"),
 ], ids=lambda v: v if isinstance(v, str) else None)
 def test_refusals_never_reach_the_device(gateway, device, req, status, why):
     dev = device()
@@ -276,7 +286,7 @@ def test_check_refuses_bad_http_keys(tmp_path):
     out = subprocess.run([BINARY, "check", "-c", str(conf)], capture_output=True, text=True)
     assert out.returncode == 0, out.stderr
     assert ("target-host=cam:80 trusted-proxies=192.0.2.0/24 header-timeout=10s "
-            "max-header-size=16384") in out.stdout
+            "keep-alive-timeout=1m max-header-size=16384") in out.stdout
 
 
 def test_check_warns_about_exposed_devices(tmp_path):
@@ -301,3 +311,77 @@ def test_check_warns_about_exposed_devices(tmp_path):
     for spec in quiet:
         out = subprocess.run([BINARY, "check", "--map", spec], capture_output=True, text=True)
         assert out.returncode == 0 and "warning" not in out.stderr, (spec, out.stderr)
+
+
+def test_what_the_device_gets_is_framed_anew(gateway, device):
+    """Chunk extensions and trailers never reach the device, nor the client's own framing
+    headers: what it reads is what the gateway read. An h2c upgrade is dropped (HTTP/1.1 goes
+    on); a chunked body hiding a request in its 'trailers' is refused."""
+    dev = device()
+    port = free_ports()
+    g = gateway(config=http_map("web", port, dev.port))
+    body = b"5;ext=\"x\"\r\nhello\r\n6\r\n world\r\n0\r\nX-Trailer: 1\r\n\r\n"
+    out = raw(port, b"POST /upload HTTP/1.1\r\nHost: a\r\nTransfer-Encoding: chunked\r\n"
+                    b"Connection: close\r\n\r\n" + body)
+    assert out.startswith(b"HTTP/1.1 200"), out
+    assert out.endswith(hashlib.sha256(b"hello world").hexdigest().encode())
+    method, path, headers = dev.seen[-1]
+    assert headers.get("Transfer-Encoding") == "chunked" and "X-Trailer" not in headers
+    # Leading zeros of a Content-Length are the gateway's to read, not the device's.
+    out = raw(port, b"POST /upload HTTP/1.1\r\nHost: a\r\nContent-Length: 0005\r\n"
+                    b"Connection: close\r\n\r\nhello")
+    assert out.endswith(hashlib.sha256(b"hello").hexdigest().encode()), out
+    assert dev.seen[-1][2]["Content-Length"] == "5"
+    # h2c: the upgrade is not passed on; the request is answered over HTTP/1.1.
+    out = raw(port, b"GET /echo HTTP/1.1\r\nHost: a\r\nConnection: Upgrade, HTTP2-Settings, close\r\n"
+                    b"Upgrade: h2c\r\nHTTP2-Settings: AAMAAABkAAQAAP__\r\n\r\n")
+    assert out.startswith(b"HTTP/1.1 200"), out
+    assert b"Upgrade" not in out.split(b"\r\n\r\n", 1)[1] and b"HTTP2-Settings" not in out
+    # A request smuggled where trailers go.
+    n = len(dev.seen)
+    out = raw(port, b"POST /upload HTTP/1.1\r\nHost: a\r\nTransfer-Encoding: chunked\r\n\r\n"
+                    b"0\r\nGET /admin HTTP/1.1\r\nHost: a\r\n\r\n")
+    assert len(dev.seen) == n or dev.seen[-1][1] != "/admin"
+    g.wait_log("bad trailer line")
+
+
+def test_refusal_reaches_a_client_that_keeps_sending(gateway, device):
+    """The gateway's answer, then its FIN; what the client still sends is dropped rather than
+    answered with a reset that would destroy the answer."""
+    dev = device()
+    port = free_ports()
+    gateway(config=http_map("web", port, dev.port))
+    s = socket.create_connection(("127.0.0.1", port), timeout=5)
+    s.sendall(b"POST / HTTP/1.1\r\nHost: a\r\nContent-Length: 5\r\nContent-Length: 6\r\n\r\n")
+    s.sendall(os.urandom(300000))  # an upload the gateway never reads
+    out = b""
+    while True:
+        d = s.recv(65536)
+        if not d:
+            break
+        out += d
+    s.close()
+    assert out.startswith(b"HTTP/1.1 400 ") and out.endswith(b"Content-Length given twice\n"), out
+    assert dev.seen == []
+
+
+def test_keepalive_timeout_and_long_redirect(gateway, device):
+    dev = device()
+    p = free_ports(2)
+    g = gateway(config=http_map("web", p[0], dev.port, extra="keep-alive-timeout = 1s\n")
+                + http_map("plain", p[1], dev.port, extra="redirect-https = 443\n"))
+    s = socket.create_connection(("127.0.0.1", p[0]), timeout=5)
+    s.sendall(b"GET /echo HTTP/1.1\r\nHost: a\r\n\r\n")
+    t0 = time.time()
+    out = b""
+    while True:
+        d = s.recv(65536)
+        if not d:
+            break
+        out += d
+    assert out.startswith(b"HTTP/1.1 200") and 0.8 < time.time() - t0 < 4, out
+    g.wait_log("idle between requests (keep-alive-timeout)")
+    out = raw(p[1], b"GET /" + b"a" * 3000 + b" HTTP/1.1\r\nHost: a\r\n\r\n")
+    assert out.startswith(b"HTTP/1.1 414 "), out[:100]
+    out = raw(p[1], b"GET /" + b"a" * 1500 + b" HTTP/1.1\r\nHost: a:80\r\n\r\n")
+    assert out.startswith(b"HTTP/1.1 308 ") and b"Location: https://a/" + b"a" * 1500 + b"\r\n" in out

@@ -1,9 +1,9 @@
 /* libFuzzer target: the http filter driven by both sides of a connection, as the relay drives
  * it. The input is a series of chunks: a byte whose bit 0 is the direction (0: client ->
- * device, 1: device -> client) and bit 1 says whether the mapping is https (first chunk only),
- * a length byte, then that many bytes. Each side's unconsumed bytes are kept and offered again
- * with the next chunk; a direction the filter holds is not offered. What the filter writes must
- * fit its room; every end says why. */
+ * device, 1: device -> client) and bit 1 picks one of two mappings (first chunk only: one with
+ * the https settings, trusted proxies and target-host; one that redirects), a length byte, then
+ * that many bytes. Each side's unconsumed bytes are kept and offered again with the next chunk.
+ * What the filter writes must fit its room; every end says why. */
 #include <stddef.h>
 #include <stdint.h>
 #include <stdlib.h>
@@ -25,6 +25,7 @@ static struct mapping *make(const char *spec)
 {
     struct config *c = config_new();
     config_add_spec(c, spec, 1);
+    /* The settings only: no config_finish(), so no certificate is read. */
     struct mapping *m = c->nerrors == 0 ? mapping_new(&c->maps[0], NULL, 1) : NULL;
     config_free(c);
     if (m == NULL) {
@@ -41,8 +42,9 @@ static void setup(void)
         abort();
     }
     /* https's filter settings are read the same way; its TLS is not the filter's. */
-    maps[0] = make("http:127.0.0.1:80=192.0.2.10:8080,trusted-proxies=198.51.100.0/24,"
-                   "target-host=cam.local:8080,max-header-size=2048");
+    maps[0] = make("https:127.0.0.1:443=192.0.2.10:8080,trusted-proxies=198.51.100.0/24,"
+                   "target-host=cam.local:8080,max-header-size=2048,hsts=max-age=60,"
+                   "cert=/nonexistent.pem");
     maps[1] = make("http:127.0.0.1:80=192.0.2.10:80,redirect-https=8443");
 }
 

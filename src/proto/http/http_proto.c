@@ -23,18 +23,21 @@ static const char *const https_stat_names[] = {
 };
 _Static_assert(HTTP_STAT_COUNT + TLS_STAT_COUNT <= PROTO_MAX_STATS, "https: too many counters");
 
-static const char *const http_keys[] = {"target-host",    "trusted-proxies", "redirect-https",
-                                        "header-timeout", "max-header-size", NULL};
+static const char *const http_keys[] = {"target-host",        "trusted-proxies",
+                                        "redirect-https",     "header-timeout",
+                                        "keep-alive-timeout", "max-header-size",
+                                        NULL};
 /* https: TLS's keys (ALPN is http/1.1), then the filter's. */
 static const char *const https_keys[] = {
     "cert",        "key",             "ocsp",           "min-tls",        "ciphers",
     "handshake-timeout", "target-host", "trusted-proxies", "hsts", "header-timeout",
-    "max-header-size", NULL};
+    "keep-alive-timeout", "max-header-size", NULL};
 
 static void http_conf_init(struct http_conf *c, bool tls)
 {
     memset(c, 0, sizeof(*c));
     c->header_timeout_ms = HTTP_HEADER_TIMEOUT_MS;
+    c->keepalive_timeout_ms = HTTP_KEEPALIVE_TIMEOUT_MS;
     c->max_header = HTTP_MAX_HEADER;
     c->tls = tls;
     if (tls) {
@@ -131,7 +134,7 @@ static int http_conf_set(struct http_conf *c, const char *key, const char *val, 
         memcpy(c->hsts, v, n + 1);
         return 0;
     }
-    if (strcmp(key, "header-timeout") == 0) {
+    if (strcmp(key, "header-timeout") == 0 || strcmp(key, "keep-alive-timeout") == 0) {
         uint32_t ms;
         if (duration_parse(val, &ms, why, len) != 0) {
             return -1;
@@ -140,7 +143,7 @@ static int http_conf_set(struct http_conf *c, const char *key, const char *val, 
             snprintf(why, len, "\"%s\": 1s or more", val);
             return -1;
         }
-        c->header_timeout_ms = ms;
+        *(key[0] == 'h' ? &c->header_timeout_ms : &c->keepalive_timeout_ms) = ms;
         return 0;
     }
     /* max-header-size */
@@ -186,6 +189,8 @@ static size_t http_conf_format(const struct http_conf *c, char *buf, size_t len)
         item(buf, len, &off, "hsts", c->hsts[0] ? c->hsts : "off");
     }
     item(buf, len, &off, "header-timeout", duration_format(c->header_timeout_ms, d, sizeof(d)));
+    item(buf, len, &off, "keep-alive-timeout",
+         duration_format(c->keepalive_timeout_ms, d, sizeof(d)));
     snprintf(size, sizeof(size), "%u", c->max_header);
     item(buf, len, &off, "max-header-size", size);
     return off < len ? off : len - 1;
@@ -208,12 +213,18 @@ static void http_format(const void *pconf, char *buf, size_t len)
     http_conf_format(pconf, buf, len);
 }
 
+/* An http mapping that only redirects to https never shows the device. */
+static bool http_cleartext(const void *pconf)
+{
+    return ((const struct http_conf *)pconf)->redirect_https[0] == '\0';
+}
+
 const struct proto http_proto = {
     .name = "http",
     .transport = SOCK_STREAM,
     .filter = &http_proxy_filter,
     .placement = PROTO_EVERY_WORKER,
-    .cleartext_logins = true,
+    .cleartext_logins = http_cleartext,
     .keys = http_keys,
     .conf_size = sizeof(struct http_conf),
     .conf_init = http_init,

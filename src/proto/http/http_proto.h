@@ -16,6 +16,7 @@
 
 /* Defaults, documented in docs/configuration.md. */
 #define HTTP_HEADER_TIMEOUT_MS 10000u
+#define HTTP_KEEPALIVE_TIMEOUT_MS 60000u
 #define HTTP_MAX_HEADER 16384u
 #define HTTP_MAX_TRUSTED 16
 #define HTTP_HSTS_DEFAULT "max-age=31536000"
@@ -28,6 +29,7 @@ struct http_conf {
     char redirect_https[64]; /* http: "PORT" or "HOST:PORT" of the https twin; "": none */
     char hsts[128];          /* https: the Strict-Transport-Security value; "": none */
     uint32_t header_timeout_ms;
+    uint32_t keepalive_timeout_ms; /* between requests */
     uint32_t max_header;
     bool tls; /* https: TLS outside (X-Forwarded-Proto, HSTS, the scheme of rewritten URLs) */
 };

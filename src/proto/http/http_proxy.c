@@ -35,13 +35,14 @@ struct hx {
     struct pending_req q[MAX_PENDING];
     size_t qlen;
     bool upgrading; /* a request asked for an upgrade: the client waits for its answer */
+    unsigned crlfs; /* empty lines skipped before the request being read */
     /* The gateway's own answer, after which the connection closes. */
-    char answer[1024];
+    char answer[3072];
     size_t answer_len;
     bool answering, answered;
     const char *close_reason;
-    struct loop_timer timer; /* header-timeout */
-    bool timing;
+    struct loop_timer timer; /* header-timeout, or keep-alive-timeout while idle */
+    bool timing, idle;      /* idle: the timer waits for a next request, not for a head */
 };
 
 /* ---- the gateway's answers ---- */
@@ -59,6 +60,8 @@ static const char *status_text(int status)
         return "Request Timeout";
     case 421:
         return "Misdirected Request";
+    case 414:
+        return "URI Too Long";
     case 431:
         return "Request Header Fields Too Large";
     case 501:
@@ -115,17 +118,40 @@ static void on_timeout(struct loop_timer *t)
     if (h->st[TCP_UP] != S_HEAD || h->answering) {
         return;
     }
-    char why[64];
-    snprintf(why, sizeof(why), "the request's head did not come within %ums",
-             h->conf->header_timeout_ms);
-    answer(h, 408, why, "");
+    if (h->idle) {
+        /* Nothing asked since the last answer: the connection ends, no answer needed. */
+        h->answering = true;
+        h->answer_len = 0;
+        h->close_reason = "idle between requests (keep-alive-timeout)";
+    } else {
+        char why[64];
+        snprintf(why, sizeof(why), "the request's head did not come within %ums",
+                 h->conf->header_timeout_ms);
+        answer(h, 408, why, "");
+    }
     tcp_conn_kick(h->conn); /* may close the connection, and free h */
 }
 
+/* The first bytes of a head: header-timeout runs from now (the idle wait before it ends). */
 static void start_timer(struct hx *h)
 {
+    if (h->timing && h->idle) {
+        loop_timer_stop(h->ctx->loop, &h->timer);
+        h->timing = false;
+    }
     if (!h->timing && !h->answering) {
+        h->idle = false;
         loop_timer_start(h->ctx->loop, &h->timer, h->conf->header_timeout_ms);
+        h->timing = true;
+    }
+}
+
+/* Every answer is out and no request is being read: keep-alive-timeout runs. */
+static void start_idle(struct hx *h)
+{
+    if (!h->timing && !h->answering && h->qlen == 0 && h->st[TCP_UP] == S_HEAD) {
+        h->idle = true;
+        loop_timer_start(h->ctx->loop, &h->timer, h->conf->keepalive_timeout_ms);
         h->timing = true;
     }
 }
@@ -185,7 +211,50 @@ static void put_quoted(struct out *o, const char *s, size_t n)
     put(o, "\"", 1);
 }
 
-/* The request head as the device gets it. */
+/* Writes every value of the headers called name, in order, commas between; returns whether
+ * there was one. */
+static bool put_all(struct out *o, const struct msg *m, const char *name)
+{
+    bool any = false;
+    for (size_t i = 0; i < m->nhdr; i++) {
+        if (msg_str_ieq(m->hdr[i].name, name)) {
+            if (any) {
+                put(o, ", ", 2);
+            }
+            put_str(o, m->hdr[i].value);
+            any = true;
+        }
+    }
+    return any;
+}
+
+/* True if any of the headers called name lists tok. */
+static bool any_lists(const struct msg *m, const char *name, const char *tok)
+{
+    for (size_t i = 0; i < m->nhdr; i++) {
+        if (msg_str_ieq(m->hdr[i].name, name) && msg_list_has(m->hdr[i].value, tok)) {
+            return true;
+        }
+    }
+    return false;
+}
+
+/* True if the request asks for a websocket: Upgrade: websocket, and upgrade in Connection. The
+ * only upgrade passed on: any other (h2c) would turn the connection into one the filter no
+ * longer reads. */
+static bool wants_websocket(const struct msg *m)
+{
+    const struct msg_str *up = msg_header(m, "Upgrade");
+    return up != NULL && msg_str_ieq(*up, "websocket") && any_lists(m, "Connection", "upgrade");
+}
+
+/*
+ * The request head as the device gets it: the framing written anew from what the gateway read
+ * (one Content-Length in plain decimal, or Transfer-Encoding: chunked, the body then reframed),
+ * so the device cannot read it otherwise; the forwarding headers the gateway's own (a trusted
+ * proxy's kept, every line of them, ours appended); Host as target-host asks; an upgrade other
+ * than a websocket's dropped with its Connection tokens.
+ */
 static void write_request(struct hx *h, const struct msg *m, struct out *o)
 {
     put_str(o, m->method);
@@ -193,59 +262,62 @@ static void write_request(struct hx *h, const struct msg *m, struct out *o)
     put_str(o, m->target);
     puts_(o, m->minor == 0 ? " HTTP/1.0\r\n" : " HTTP/1.1\r\n");
     const char *proto = h->conf->tls ? "https" : "http";
-    const struct msg_str *xff = NULL, *xfp = NULL, *xfh = NULL, *fwd = NULL;
+    bool websocket = wants_websocket(m);
     for (size_t i = 0; i < m->nhdr; i++) {
         const struct msg_header *hd = &m->hdr[i];
-        if (is_forwarding_header(hd->name)) {
-            if (h->trusted) {
-                /* Kept, ours appended: remember the first of each. */
-                const struct msg_str **slot = msg_str_ieq(hd->name, "X-Forwarded-For")   ? &xff
-                                              : msg_str_ieq(hd->name, "X-Forwarded-Proto") ? &xfp
-                                              : msg_str_ieq(hd->name, "X-Forwarded-Host")  ? &xfh
-                                                                                            : &fwd;
-                if (*slot == NULL) {
-                    *slot = &hd->value;
-                }
-            }
+        if (is_forwarding_header(hd->name) || msg_str_ieq(hd->name, "Proxy-Connection") ||
+            msg_str_ieq(hd->name, "Content-Length") ||
+            msg_str_ieq(hd->name, "Transfer-Encoding")) {
+            continue; /* written below */
+        }
+        if (!websocket && (msg_str_ieq(hd->name, "Upgrade") ||
+                           msg_str_ieq(hd->name, "HTTP2-Settings") ||
+                           msg_str_ieq(hd->name, "Connection"))) {
             continue;
         }
-        if (msg_str_ieq(hd->name, "Proxy-Connection")) {
-            continue; /* never a header a device should act on */
-        }
         if (msg_str_ieq(hd->name, "Host") && h->conf->target_host[0] != '\0') {
-            puts_(o, "Host: ");
-            puts_(o, h->conf->target_host);
-            puts_(o, "\r\n");
             continue;
         }
         put_header(o, hd->name, hd->value);
     }
-    if (m->host.p == NULL && h->conf->target_host[0] != '\0') {
+    if (!websocket && any_lists(m, "Connection", "close")) {
+        puts_(o, "Connection: close\r\n");
+    } else if (!websocket && any_lists(m, "Connection", "keep-alive")) {
+        puts_(o, "Connection: keep-alive\r\n");
+    }
+    if (h->conf->target_host[0] != '\0') {
         puts_(o, "Host: ");
         puts_(o, h->conf->target_host);
         puts_(o, "\r\n");
     }
+    if (m->chunked) {
+        puts_(o, "Transfer-Encoding: chunked\r\n");
+    } else if (m->has_length) {
+        char cl[40];
+        snprintf(cl, sizeof(cl), "Content-Length: %llu\r\n", (unsigned long long)m->length);
+        puts_(o, cl);
+    }
     puts_(o, "X-Forwarded-For: ");
-    if (xff != NULL) {
-        put_str(o, *xff);
+    if (h->trusted && put_all(o, m, "X-Forwarded-For")) {
         puts_(o, ", ");
     }
     puts_(o, h->client_ip);
     puts_(o, "\r\nX-Forwarded-Proto: ");
-    if (xfp != NULL) {
-        put_str(o, *xfp);
-    } else {
+    if (!h->trusted || !put_all(o, m, "X-Forwarded-Proto")) {
         puts_(o, proto);
     }
     puts_(o, "\r\n");
-    if (xfh != NULL || m->host.n > 0) {
+    if (h->trusted && msg_header(m, "X-Forwarded-Host") != NULL) {
         puts_(o, "X-Forwarded-Host: ");
-        put_str(o, xfh != NULL ? *xfh : m->host);
+        put_all(o, m, "X-Forwarded-Host");
+        puts_(o, "\r\n");
+    } else if (m->host.n > 0) {
+        puts_(o, "X-Forwarded-Host: ");
+        put_str(o, m->host);
         puts_(o, "\r\n");
     }
     puts_(o, "Forwarded: ");
-    if (fwd != NULL) {
-        put_str(o, *fwd);
+    if (h->trusted && put_all(o, m, "Forwarded")) {
         puts_(o, ", ");
     }
     puts_(o, "for=");
@@ -475,6 +547,16 @@ static ssize_t pass_body(struct hx *h, enum tcp_dir d, const char *in, size_t le
         n = n < h->left[d] ? n : (size_t)h->left[d];
         h->left[d] -= n;
         *done = h->left[d] == 0;
+    } else if (h->st[d] == S_CHUNKED && d == TCP_UP) {
+        /* A request's chunks are framed anew: the device reads them as the gateway did. */
+        size_t w = 0;
+        ssize_t k = msg_chunked_reframe(&h->chunk[d], in, len, out + *produced,
+                                        room - *produced, &w, done, reason);
+        if (k < 0) {
+            return -1;
+        }
+        *produced += w;
+        return k;
     } else if (h->st[d] == S_CHUNKED && n > 0) {
         ssize_t k = msg_chunked_scan(&h->chunk[d], in, n, done, reason);
         if (k < 0) {
@@ -493,6 +575,12 @@ static ssize_t pass_body(struct hx *h, enum tcp_dir d, const char *in, size_t le
  * answer queued. */
 static bool request_allowed(struct hx *h, const struct msg *m)
 {
+    if ((msg_str_ieq(m->method, "GET") || msg_str_ieq(m->method, "HEAD")) &&
+        (m->chunked || m->length > 0)) {
+        /* Browsers send none; a device that ignores it would read the body as a request. */
+        answer(h, 400, "a GET or HEAD with a body", "");
+        return false;
+    }
     if (msg_str_ieq(m->method, "CONNECT") || msg_str_ieq(m->method, "TRACE")) {
         answer(h, 405, "CONNECT and TRACE are not passed on", "Allow: GET, HEAD, POST, PUT, DELETE, OPTIONS, PATCH\r\n");
         return false;
@@ -518,7 +606,7 @@ static bool request_allowed(struct hx *h, const struct msg *m)
     }
     if (h->conf->redirect_https[0] != '\0') {
         /* To the https twin: the same host, its port, the same target. */
-        char host[256], loc[1400];
+        char host[256], loc[2400];
         const char *r = h->conf->redirect_https;
         if (strspn(r, "0123456789") == strlen(r)) {
             size_t hn = strlen(h->host);
@@ -535,8 +623,12 @@ static bool request_allowed(struct hx *h, const struct msg *m)
         } else {
             snprintf(host, sizeof(host), "%s", r);
         }
-        snprintf(loc, sizeof(loc), "Location: https://%s%.*s\r\n", host,
-                 (int)(m->target.n > 1000 ? 1000 : m->target.n), m->target.p);
+        if (m->target.n > 2048) {
+            answer(h, 414, "the target is too long to redirect", "");
+            return false;
+        }
+        snprintf(loc, sizeof(loc), "Location: https://%s%.*s\r\n", host, (int)m->target.n,
+                 m->target.p);
         answer(h, 308, "see https", loc);
         return false;
     }
@@ -554,6 +646,20 @@ static ssize_t up_data(struct hx *h, const char *in, size_t len, char *out, size
         case S_HEAD: {
             if (h->upgrading || h->qlen == MAX_PENDING) {
                 return (ssize_t)used; /* held until the answers come */
+            }
+            /* Empty lines before a request (some clients end a body with one more CRLF) are
+             * skipped, as RFC 9112 2.2 asks, and not passed on; a few at most. */
+            if (in[used] == '\r') {
+                if (h->crlfs == 4 || (len - used >= 2 && in[used + 1] != '\n')) {
+                    answer(h, 400, "empty lines before the request", "");
+                    break;
+                }
+                if (len - used < 2) {
+                    return (ssize_t)used;
+                }
+                h->crlfs++;
+                used += 2;
+                break;
             }
             struct msg m;
             const char *why;
@@ -589,17 +695,16 @@ static ssize_t up_data(struct hx *h, const char *in, size_t len, char *out, size
             }
             *produced += o.len;
             used += (size_t)n;
+            h->crlfs = 0;
             if (h->timing) {
                 loop_timer_stop(h->ctx->loop, &h->timer);
                 h->timing = false;
             }
             mapping_stat_add(
                 &mapping_shard(h->map, h->ctx->worker)->stats.proto[HTTP_STAT_REQUESTS], 1);
-            const struct msg_str *up = msg_header(&m, "Upgrade");
-            const struct msg_str *conn = msg_header(&m, "Connection");
             struct pending_req *r = &h->q[h->qlen++];
             r->head = msg_str_ieq(m.method, "HEAD");
-            r->upgrade = up != NULL && conn != NULL && msg_list_has(*conn, "upgrade");
+            r->upgrade = wants_websocket(&m);
             h->upgrading = r->upgrade;
             if (m.chunked) {
                 h->st[TCP_UP] = S_CHUNKED;
@@ -641,6 +746,7 @@ static void pop(struct hx *h)
     memmove(&h->q[0], &h->q[1], (h->qlen - 1) * sizeof(h->q[0]));
     h->qlen--;
     h->st[TCP_DOWN] = S_HEAD;
+    start_idle(h);
 }
 
 static ssize_t down_data(struct hx *h, const char *in, size_t len, char *out, size_t room,
@@ -655,7 +761,8 @@ static ssize_t down_data(struct hx *h, const char *in, size_t len, char *out, si
             memcpy(out + *produced, h->answer, h->answer_len);
             *produced += h->answer_len;
             h->answered = true;
-            return (ssize_t)len; /* nothing more from the device is wanted */
+            *reason = h->close_reason;
+            return TCP_FILTER_END; /* the answer, then the end; the device is done with */
         }
         if (used == len) {
             return (ssize_t)used;
@@ -698,8 +805,9 @@ static ssize_t down_data(struct hx *h, const char *in, size_t len, char *out, si
             *produced += o.len;
             used += (size_t)n;
             if (m.status == 101) {
-                if (!h->q[0].upgrade) {
-                    *reason = "the device switched protocols unasked";
+                const struct msg_str *up = msg_header(&m, "Upgrade");
+                if (!h->q[0].upgrade || up == NULL || !msg_str_ieq(*up, "websocket")) {
+                    *reason = "the device switched to a protocol other than the websocket asked for";
                     return -1;
                 }
                 h->st[TCP_UP] = h->st[TCP_DOWN] = S_TUNNEL;
@@ -795,6 +903,10 @@ static ssize_t hx_data(void *st, enum tcp_dir dir, const char *in, size_t len, b
         *reason = h->close_reason;
         return -1;
     }
+    if (dir == TCP_DOWN && h->answering && !h->answered && h->qlen == 0 &&
+        h->st[TCP_DOWN] == S_HEAD) {
+        return down_data(h, NULL, 0, out, room, out_len, reason); /* the answer's turn */
+    }
     return dir == TCP_UP ? up_data(h, in, len, out, room, out_len, reason)
                          : down_data(h, in, len, out, room, out_len, reason);
 }
@@ -802,8 +914,8 @@ static ssize_t hx_data(void *st, enum tcp_dir dir, const char *in, size_t len, b
 static bool hx_pending(void *st, enum tcp_dir dir)
 {
     const struct hx *h = st;
-    return dir == TCP_DOWN && h->answering &&
-           (h->answered || (h->qlen == 0 && h->st[TCP_DOWN] == S_HEAD));
+    return dir == TCP_DOWN && h->answering && !h->answered && h->qlen == 0 &&
+           h->st[TCP_DOWN] == S_HEAD;
 }
 
 static bool hx_held(void *st, enum tcp_dir dir)

@@ -5,7 +5,7 @@
  * The parser reads the head of one message (RTSP 1.0, RFC 2326; RTSP 2.0 heads, RFC 7826, parse
  * the same way) in place: the start line and each header are pointer+length slices of the
  * caller's buffer, valid as long as it is. It returns the head's length, MSG_PARTIAL when the
- * head is not complete yet, or RTSP_ERROR with a reason. Lines end in CRLF or a bare LF (RFC
+ * head is not complete yet, or MSG_ERROR with a reason. Lines end in CRLF or a bare LF (RFC
  * 2326 4: receivers accept both); folded header lines are refused (no server folds).
  *
  * The rewriter copies a message while replacing every address that names the device with the one

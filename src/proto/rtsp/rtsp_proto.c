@@ -69,6 +69,12 @@ static const char *own_udp_ports(const void *pconf, uint16_t *lo, uint16_t *hi)
     return keys[0];
 }
 
+static bool always(const void *pconf)
+{
+    (void)pconf;
+    return true;
+}
+
 const struct proto rtsp_proto = {
     .name = "rtsp",
     .transport = SOCK_STREAM,
@@ -78,7 +84,7 @@ const struct proto rtsp_proto = {
      * run on one, which keeps a session, its RTP ports and every connection that names it on one
      * loop, with no lock. An encoder serves a few players; one core carries their streams. */
     .placement = PROTO_ONE_WORKER,
-    .cleartext_logins = true,
+    .cleartext_logins = always,
     .worker_new = rtsp_proxy_state_new,
     .worker_free = rtsp_proxy_state_free,
     .default_max_sessions = RTSP_PROTO_MAX_SESSIONS,

@@ -75,7 +75,7 @@ static void test_request(void **state)
                       MSG_HTTP_REQUEST, &m, &why, &status) > 0);
     assert_true(m.has_length);
     assert_int_equal(m.length, 12345678901ull);
-    assert_true(parse("POST /x HTTP/1.1\r\nHost: a\r\nTransfer-Encoding: gzip, Chunked\r\n\r\n",
+    assert_true(parse("POST /x HTTP/1.1\r\nHost: a\r\nTransfer-Encoding: Chunked\r\n\r\n",
                       MSG_HTTP_REQUEST, &m, &why, &status) > 0);
     assert_true(m.chunked);
     assert_true(parse("GET / HTTP/1.1\r\nHost: [2001:db8::1]:80\r\n\r\n", MSG_HTTP_REQUEST, &m,
@@ -148,7 +148,22 @@ static void test_request_refusals(void **state)
     refuse("POST / HTTP/1.1\r\nHost: a\r\nContent-Length: 5\r\nTransfer-Encoding: chunked\r\n\r\n",
            Q, "both Content-Length and Transfer-Encoding", 400);
     refuse("POST / HTTP/1.1\r\nHost: a\r\nTransfer-Encoding: chunked, gzip\r\n\r\n", Q,
-           "a request body whose length is unknown (chunked must be last)", 400);
+           "a Transfer-Encoding the gateway does not know", 501);
+    refuse("POST / HTTP/1.1\r\nHost: a\r\nTransfer-Encoding: gzip, chunked\r\n\r\n", Q,
+           "a Transfer-Encoding the gateway does not know", 501);
+    refuse("POST / HTTP/1.1\r\nHost: a\r\nTransfer-Encoding:\r\nContent-Length: 40\r\n\r\n", Q,
+           "an empty Transfer-Encoding", 400);
+    refuse("POST / HTTP/1.1\r\nHost: a\r\nTransfer-Encoding: ,\r\nContent-Length: 40\r\n\r\n",
+           Q, "an empty Transfer-Encoding", 400);
+    refuse("POST / HTTP/1.1\r\nHost: a\r\nContent_Length: 40\r\n\r\n", Q,
+           "a header name with _ that stands for Content-Length, Transfer-Encoding or Host", 400);
+    refuse("POST / HTTP/1.1\r\nHost: a\r\nTRANSFER_ENCODING: chunked\r\n\r\n", Q,
+           "a header name with _ that stands for Content-Length, Transfer-Encoding or Host", 400);
+    refuse("GET / HTTP/1.2\r\nHost: a\r\n\r\n", Q,
+           "HTTP version not supported (HTTP/1.0 and 1.1 are)", 505);
+    refuse("GET / HTTP/1.1\r\nHost: a,b\r\n\r\n", Q, "bad Host", 400);
+    refuse("GET / HTTP/1.1\r\nHost: a:80:80\r\n\r\n", Q, "bad Host", 400);
+    refuse("GET / HTTP/1.1\r\nHost: [::1\r\n\r\n", Q, "bad Host", 400);
     refuse("POST / HTTP/1.1\r\nHost: a\r\nTransfer-Encoding: chunked\r\n"
            "Transfer-Encoding: chunked\r\n\r\n",
            Q, "chunked applied twice, or not last, in Transfer-Encoding", 400);
@@ -220,6 +235,7 @@ static void test_chunked(void **state)
         "5\r\nhello\r\n0\r\n\r\n",
         "5;name=value\r\nhello\r\nA\r\n0123456789\r\n0\r\n\r\n",
         "5 ;ext\r\nhello\r\n0\r\nTrailer: x\r\nOther: y\r\n\r\n",
+        "5 \t;a=\"b c\"\r\nhello\r\n0\r\n\r\n",
         "000000000000005\r\nhello\r\n0\r\n\r\n",
     };
     for (size_t i = 0; i < sizeof(ok) / sizeof(ok[0]); i++) {
@@ -247,6 +263,9 @@ static void test_chunked(void **state)
         {"-5\r\n", "bad chunk size"},
         {"5;a\x01\r\n", "control character in a chunk extension"},
         {"0\r\n:bad\r\n\r\n", "bad trailer line"},
+        {"0\r\nGET /admin HTTP/1.1\r\n\r\n", "bad trailer line"},
+        {"5 x\r\n", "bad chunk extension"},
+        {"5 ; a\r\nhello\r\n0\r\nA B: c\r\n", "bad trailer line"},
         {"0\r\nX: a\x01\r\n\r\n", "control character in a trailer"},
         {"0\r\n\rX", "bare CR at the end of a chunked body"},
     };
@@ -280,12 +299,44 @@ static void test_chunked(void **state)
     assert_true(done);
 }
 
+/* Reframed, as a request goes to a device: plain sizes, no extensions, no trailers; the same
+ * however the input and the output room are cut. */
+static void test_reframe(void **state)
+{
+    (void)state;
+    const char *in = "5;name=\"v\"\r\nhello\r\n00a\r\n0123456789\r\n0\r\nX-T: 1\r\n\r\nNEXT";
+    const char *want = "5\r\nhello\r\na\r\n0123456789\r\n0\r\n\r\n";
+    size_t inlen = strlen(in) - 4;
+    for (size_t step = 1; step <= strlen(in); step++) {
+        for (size_t room = 24; room <= 64; room += 20) {
+            struct msg_chunked c;
+            msg_chunked_init(&c);
+            char out[256];
+            size_t off = 0, o = 0;
+            bool done = false;
+            while (off < strlen(in) && !done) {
+                size_t n = strlen(in) - off < step ? strlen(in) - off : step;
+                size_t w = 0;
+                const char *why = NULL;
+                ssize_t r = msg_chunked_reframe(&c, in + off, n, out + o, room, &w, &done, &why);
+                assert_true(r >= 0);
+                off += (size_t)r;
+                o += w;
+            }
+            assert_true(done);
+            assert_int_equal(off, inlen);
+            out[o] = '\0';
+            assert_string_equal(out, want);
+        }
+    }
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_request),          cmocka_unit_test(test_response),
         cmocka_unit_test(test_request_refusals), cmocka_unit_test(test_response_refusals),
-        cmocka_unit_test(test_chunked),
+        cmocka_unit_test(test_chunked),          cmocka_unit_test(test_reframe),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
