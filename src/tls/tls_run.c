@@ -45,6 +45,7 @@ struct tls_cert {
     size_t nnames;
     unsigned char *ocsp; /* the DER response stapled, or NULL */
     size_t ocsp_len;
+    time_t ocsp_until;   /* its nextUpdate: past it, it is no longer stapled (0: none given) */
 };
 
 struct tls_run {
@@ -213,8 +214,8 @@ static int alpn_cb(SSL *s, const unsigned char **out, unsigned char *outlen,
 static int ocsp_cb(SSL *s, void *arg)
 {
     struct tls_cert *c = arg;
-    if (c->ocsp == NULL) {
-        return SSL_TLSEXT_ERR_NOACK;
+    if (c->ocsp == NULL || (c->ocsp_until != 0 && time(NULL) > c->ocsp_until)) {
+        return SSL_TLSEXT_ERR_NOACK; /* a stale response would make a strict client refuse */
     }
     unsigned char *copy = OPENSSL_memdup(c->ocsp, c->ocsp_len);
     if (copy == NULL || SSL_set_tlsext_status_ocsp_resp(s, copy, (long)c->ocsp_len) != 1) {
@@ -331,8 +332,24 @@ static int check_cert(X509 *leaf, const char *path, char *why, size_t whylen)
     return 0;
 }
 
+/* True if basic is signed by issuer, or by a responder certificate (in the response) that
+ * issuer signed for OCSP. */
+static bool signed_by(OCSP_BASICRESP *basic, X509 *issuer)
+{
+    X509_STORE *store = X509_STORE_new();
+    STACK_OF(X509) *chain = sk_X509_new_null();
+    bool ok = store != NULL && chain != NULL && X509_STORE_add_cert(store, issuer) == 1 &&
+              sk_X509_push(chain, issuer) > 0 &&
+              OCSP_basic_verify(basic, chain, store, OCSP_TRUSTOTHER) == 1;
+    sk_X509_free(chain);
+    X509_STORE_free(store);
+    ERR_clear_error();
+    return ok;
+}
+
 /* Reads the OCSP response file for the certificate leaf (issued by issuer) and checks that it
- * is about it, says good, and is current. */
+ * is signed by the issuer (or a responder it delegated to), is about it, says good, and is
+ * current. */
 static int load_ocsp(struct tls_cert *tc, EVP_MD_CTX *md, const char *path, X509 *leaf,
                      X509 *issuer, const char *cert_path, char *why, size_t whylen)
 {
@@ -363,7 +380,14 @@ static int load_ocsp(struct tls_cert *tc, EVP_MD_CTX *md, const char *path, X509
                  status == V_OCSP_CERTSTATUS_REVOKED ? "revoked" : "unknown to its issuer");
     } else if (OCSP_check_validity(thisupd, nextupd, 300, -1) != 1) {
         snprintf(why, whylen, "ocsp: %s: out of date: fetch a new response", path);
+    } else if (!signed_by(basic, issuer)) {
+        snprintf(why, whylen, "ocsp: %s: not signed by the issuer of the certificate in %s", path,
+                 cert_path);
     } else {
+        struct tm tm;
+        if (nextupd != NULL && ASN1_TIME_to_tm(nextupd, &tm) == 1) {
+            tc->ocsp_until = timegm(&tm);
+        }
         tc->ocsp = (unsigned char *)buf;
         tc->ocsp_len = len;
         buf = NULL;

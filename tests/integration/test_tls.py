@@ -369,6 +369,15 @@ def test_ocsp_stapling(gateway, tcp_echo, tmp_path, ca):
                          input=b"", capture_output=True, timeout=10).stdout.decode()
     assert "OCSP Response Status: successful" in out, out
     assert "Cert Status: good" in out, out
+    # A response signed by another CA is refused by check, as is a revoked certificate's.
+    other = CA("another CA")
+    forged = tmp_path / "forged.ocsp"
+    forged.write_bytes(other.ocsp_response_for(cert, ca.cert))
+    conf = tmp_path / "f.conf"
+    conf.write_text("[gateway]\nadmin = off\n" + tls_map("web", port, srv.port, crt, key,
+                                                         f"ocsp = {forged}\n"))
+    out = subprocess.run([BINARY, "check", "-c", str(conf)], capture_output=True, text=True)
+    assert out.returncode == 1 and "not signed by the issuer" in out.stderr, out.stderr
     # A revoked certificate's response is refused by check.
     revoked = tmp_path / "revoked.ocsp"
     revoked.write_bytes(ca.ocsp_response(cert, status="revoked"))

@@ -83,6 +83,18 @@ class CA:
         return b.sign(self.key, hashes.SHA256()).public_bytes(serialization.Encoding.DER)
 
 
+def _ocsp_for(signer_key, signer_cert, cert, issuer):
+    b = ocsp.OCSPResponseBuilder().add_response(
+        cert=cert, issuer=issuer, algorithm=hashes.SHA1(), cert_status=ocsp.OCSPCertStatus.GOOD,
+        this_update=NOW() - datetime.timedelta(hours=1),
+        next_update=NOW() + datetime.timedelta(days=1), revocation_time=None,
+        revocation_reason=None).responder_id(ocsp.OCSPResponderEncoding.HASH, signer_cert)
+    return b.sign(signer_key, hashes.SHA256()).public_bytes(serialization.Encoding.DER)
+
+
+CA.ocsp_response_for = lambda self, cert, issuer: _ocsp_for(self.key, self.cert, cert, issuer)
+
+
 def rsa_key(bits):
     return rsa.generate_private_key(public_exponent=65537, key_size=bits)
 
