@@ -665,6 +665,22 @@ static void put_config(struct gateway *g, const struct api_request *rq, struct a
     }
 }
 
+/* POST /reload: what SIGHUP does (certificates renewed on disk are read again), answered with
+ * its outcome. */
+static void post_reload(struct gateway *g, struct api_response *rs)
+{
+    struct config *errs = NULL;
+    if (gateway_reload(g, &errs) == 0) {
+        rs->json = json_pack("{s:I}", "revision", (json_int_t)gateway_config(g)->revision);
+        rs->status = 200;
+    } else if (errs != NULL) {
+        config_errors_resp(rs, 400, errs, 0);
+        config_free(errs);
+    } else {
+        error_resp(rs, 500, NULL, "the reload failed: the gateway's log says why");
+    }
+}
+
 static void post_check(struct gateway *g, const struct api_request *rq, struct api_response *rs)
 {
     json_t *body = parse_body(rq, rs);
@@ -964,6 +980,12 @@ void api_handle(struct api *api, const struct api_request *rq, struct api_respon
             put_config(g, rq, rs);
         } else {
             not_allowed(rs, "GET, PUT");
+        }
+    } else if (strcmp(p, "/reload") == 0) {
+        if (is(rq, "POST")) {
+            post_reload(g, rs);
+        } else {
+            not_allowed(rs, "POST");
         }
     } else if (strcmp(p, "/check") == 0) {
         if (is(rq, "POST")) {

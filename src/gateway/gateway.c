@@ -927,7 +927,7 @@ static void on_signal(struct loop_io *io, uint32_t ev)
             if (g->draining) {
                 log_warn("SIGHUP while stopping: ignored");
             } else {
-                gateway_reload(g);
+                gateway_reload(g, NULL);
             }
             break;
         case SIGTERM:
@@ -1049,7 +1049,7 @@ int gateway_start(struct gateway *g, struct config *cfg)
     return apply(g, cfg);
 }
 
-int gateway_reload(struct gateway *g)
+int gateway_reload(struct gateway *g, struct config **errors)
 {
     log_info("reloading the configuration");
     g->reloads++;
@@ -1066,7 +1066,11 @@ int gateway_reload(struct gateway *g)
             log_error("%s", cfg->errors[i]);
         }
         log_error("reload failed: %zu errors; keeping the running configuration", cfg->nerrors);
-        config_free(cfg);
+        if (errors != NULL) {
+            *errors = cfg;
+        } else {
+            config_free(cfg);
+        }
         g->reload_failures++;
         return -1;
     }

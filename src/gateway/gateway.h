@@ -48,8 +48,11 @@ struct gateway *gateway_new(const char *path, char *const *specs, int nspecs,
 int gateway_start(struct gateway *g, struct config *cfg);
 /* Runs until stopped by a signal. Returns the process exit status. */
 int gateway_run(struct gateway *g);
-/* Re-reads the configuration and applies it (what SIGHUP does). Returns 0 or -1. */
-int gateway_reload(struct gateway *g);
+/* Re-reads the configuration and applies it (what SIGHUP does): the file, the --map SPECs, the
+ * state file, and every file a mapping names (certificates). Returns 0 or -1 (logged); when
+ * the configuration had errors and errors is not NULL, *errors is that configuration, for the
+ * caller to report and free. */
+int gateway_reload(struct gateway *g, struct config **errors);
 /*
  * Makes cfg (checked, errors-free) the running configuration, as a reload does: everything it
  * needs is bound first, then the persist hook runs, then it takes effect on every worker; any

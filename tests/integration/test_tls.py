@@ -346,12 +346,27 @@ def test_reload_swaps_certificates_without_dropping(gateway, tcp_echo, tmp_path,
     for s in (old, new):
         s.sendall(b"still here")
         assert recv_exactly(s, 10) == b"still here"
+    # The same through the admin API: POST /api/v1/reload reads the files again.
+    from adminclient import Admin
+    api = Admin(g.admin_socket)
+    ca.write_leaf(tmp_path, "gw", ["localhost"])
+    r = api.post("/api/v1/reload")
+    assert r.status == 200 and r.json["revision"] > 0, r
+    s = tls_connect(port, ctx)
+    fp3 = hashlib.sha256(s.getpeercert(binary_form=True)).hexdigest()
+    s.close()
+    assert fp3 not in (fp1, fp2)
     # A broken renewal is refused as a whole; the running certificate stays.
+    good_key = key.read_text()
     key.write_text("garbage\n")
+    r = api.post("/api/v1/reload")
+    assert r.status == 400 and r.json["field"] == "key", r
+    assert "no PEM private key" in r.json["error"], r
     tail = g.reload(conf)
     assert "reload failed" in tail and "no PEM private key" in tail, tail
     s = tls_connect(port, ctx)
-    assert hashlib.sha256(s.getpeercert(binary_form=True)).hexdigest() == fp2
+    assert hashlib.sha256(s.getpeercert(binary_form=True)).hexdigest() == fp3
+    key.write_text(good_key)
     for s2 in (old, new, s):
         s2.close()
 
