@@ -57,7 +57,7 @@ struct map_conf {
     uint32_t connect_timeout_ms;
     uint32_t idle_timeout_ms; /* 0 = never */
     bool enabled;
-    void *pconf; /* the protocol's own settings (proto->conf_size bytes), or NULL */
+    void *pconf;         /* the protocol's own settings (proto->conf_size bytes), or NULL */
     struct map_run *run; /* what the protocol made from them to run (config_finish), or NULL */
     /* Where it was defined, for messages and for the admin interface (which changes only the
      * mappings it made); none of this is a setting: map_conf_equal() ignores it. */

@@ -88,12 +88,12 @@ struct proto {
      * in why ("\"VALUE\": what is wrong"). The block is plain data: reload copies and compares it
      * byte by byte, so it holds no pointers and conf_init() starts from zeroed memory.
      * conf_format() writes every setting as `portgate check` lists them, defaults included:
-     * "KEY=VALUE KEY=VALUE" in fewer than PROTO_CONF_FORMAT_MAX bytes, one space apart, values without spaces, such
-     * that conf_set() given them back makes the same settings (the admin API reads them so).
-     * own_udp_ports() says which UDP ports a mapping binds for itself besides its listeners (RTP
-     * relays), so that no two mappings are set up to use the same ones: it returns the key that
-     * sets them, for messages, or NULL when the mapping binds none.
-     * Any of them is NULL when the protocol has no settings.
+     * "KEY=VALUE KEY=VALUE" in fewer than PROTO_CONF_FORMAT_MAX bytes, one space apart, values
+     * without spaces, such that conf_set() given them back makes the same settings (the admin API
+     * reads them so). own_udp_ports() says which UDP ports a mapping binds for itself besides its
+     * listeners (RTP relays), so that no two mappings are set up to use the same ones: it returns
+     * the key that sets them, for messages, or NULL when the mapping binds none. Any of them is
+     * NULL when the protocol has no settings.
      */
     const char *const *keys;
     size_t conf_size;

@@ -21,9 +21,9 @@ struct tcp_side {
     struct loop_io io;
     struct tcp_conn *conn;
     struct tcp_ready r; /* no EAGAIN since the last readiness event; RDHUP seen (tcp.h) */
-    bool fin;      /* a FIN alone was reported (RDHUP without HUP or ERR): no reset */
-    bool eof;      /* recv returned 0 */
-    bool shut;     /* we have shut down writing to this side */
+    bool fin;           /* a FIN alone was reported (RDHUP without HUP or ERR): no reset */
+    bool eof;           /* recv returned 0 */
+    bool shut;          /* we have shut down writing to this side */
     /* The client's side under a layer (TLS): a read that waits for the socket to be writable,
      * a write that waits for it to be readable. The event that each waits for clears it. */
     bool rd_wants_out, wr_wants_in;
@@ -555,8 +555,7 @@ static int pump(struct tcp_conn *c, enum tcp_dir d)
         if (src->eof) {
             return pass_fin(c, src, dst);
         }
-        if (layered(c, src) ? src->rd_wants_out ||
-                                  !(src->r.readable || c->layer->pending(c->lst))
+        if (layered(c, src) ? src->rd_wants_out || !(src->r.readable || c->layer->pending(c->lst))
                             : !src->r.readable) {
             return 0;
         }
@@ -588,9 +587,8 @@ static void conn_linger(struct tcp_conn *c)
                                 : !c->cli.r.readable) {
             return;
         }
-        ssize_t n = layered(c, &c->cli)
-                        ? c->layer->read(c->lst, drop, sizeof(drop), &want, &why)
-                        : recv(c->cli.io.fd, drop, sizeof(drop), 0);
+        ssize_t n = layered(c, &c->cli) ? c->layer->read(c->lst, drop, sizeof(drop), &want, &why)
+                                        : recv(c->cli.io.fd, drop, sizeof(drop), 0);
         if (n == 0 || (n < 0 && errno != EAGAIN && errno != EINTR)) {
             conn_close(c, "%s", c->ending);
             return;
@@ -878,7 +876,7 @@ static void conn_connect(struct tcp_conn *c)
         return;
     }
     int rc = loop_io_add(ctx->loop, &c->tgt.io, tfd, LOOP_IN | LOOP_OUT | LOOP_RDHUP | LOOP_ET,
-                     side_event);
+                         side_event);
     if (rc < 0) {
         close(tfd);
         conn_close(c, "epoll: %s", strerror(-rc));

@@ -1521,8 +1521,7 @@ void config_print(const struct config *c, FILE *out)
         if (has_sessions(m->proto, NULL)) {
             fprintf(out, " max-sessions=%u", m->max_sessions);
         }
-        fprintf(out, " idle-timeout=%s%s\n",
-                duration_format(m->idle_timeout_ms, d, sizeof(d)),
+        fprintf(out, " idle-timeout=%s%s\n", duration_format(m->idle_timeout_ms, d, sizeof(d)),
                 m->enabled ? "" : " enabled=no");
     }
 }
@@ -1675,8 +1674,7 @@ void config_map_keys(const struct map_conf *m, config_key_fn fn, void *arg)
         snprintf(buf, sizeof(buf), "%u", m->max_sessions);
         fn(arg, "max-sessions", CONFIG_COUNT, buf);
     }
-    fn(arg, "idle-timeout", CONFIG_TEXT,
-       duration_format(m->idle_timeout_ms, buf, sizeof(buf)));
+    fn(arg, "idle-timeout", CONFIG_TEXT, duration_format(m->idle_timeout_ms, buf, sizeof(buf)));
     fn(arg, "enabled", CONFIG_BOOL, m->enabled ? "yes" : "no");
     if (m->pconf != NULL) {
         /* conf_format() writes "KEY=VALUE KEY=VALUE" (forward/proto.h), values without spaces. */

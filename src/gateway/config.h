@@ -141,7 +141,6 @@ typedef void (*config_extra_fn)(void *arg, struct config *c);
 struct config *config_build(const char *path, char *const *specs, int nspecs, bool resolve,
                             config_extra_fn extra, void *arg);
 
-
 /*
  * Calls fn with each warning about c, a checked configuration: what runs but exposes a device
  * (a mapping whose protocol carries logins in the clear listening on an address the internet

@@ -212,8 +212,8 @@ static int parse_length(struct msg_str v, size_t max_digits, uint64_t *out)
  * chunked comes anywhere else, and whether one is unknown. */
 struct codings {
     bool last_chunked, chunked_before, unknown, any;
-    bool request;  /* a request may have chunked only: no coding a device could get wrong */
-    size_t lines;  /* Transfer-Encoding header lines, empty ones too */
+    bool request; /* a request may have chunked only: no coding a device could get wrong */
+    size_t lines; /* Transfer-Encoding header lines, empty ones too */
 };
 
 static bool coding(struct msg_str el, void *arg)
@@ -224,9 +224,9 @@ static bool coding(struct msg_str el, void *arg)
     }
     c->any = true;
     c->last_chunked = msg_str_ieq(el, "chunked");
-    if (!c->last_chunked && (c->request || (!msg_str_ieq(el, "gzip") &&
-                                            !msg_str_ieq(el, "deflate") &&
-                                            !msg_str_ieq(el, "compress")))) {
+    if (!c->last_chunked &&
+        (c->request || (!msg_str_ieq(el, "gzip") && !msg_str_ieq(el, "deflate") &&
+                        !msg_str_ieq(el, "compress")))) {
         c->unknown = true;
     }
     return false;
@@ -285,7 +285,8 @@ static bool lookalike(struct msg_str name)
             continue;
         }
         size_t i = 0;
-        while (i < n && ((name.p[i] | 0x20) == names[k][i] || (name.p[i] == '_' && names[k][i] == '-'))) {
+        while (i < n &&
+               ((name.p[i] | 0x20) == names[k][i] || (name.p[i] == '_' && names[k][i] == '-'))) {
             i++;
         }
         if (i == n) {
@@ -353,8 +354,9 @@ ssize_t msg_parse(const char *buf, size_t len, enum msg_kind kind, struct msg *m
     const char *eol = line_end(p, end, ps.strict, &bad);
     if (eol == NULL) {
         if (bad != NULL) {
-            fail(&ps, 400, strcmp(bad, "bare CR") == 0 ? "bare CR in the start line"
-                                                       : "bare LF in the start line");
+            fail(&ps, 400,
+                 strcmp(bad, "bare CR") == 0 ? "bare CR in the start line"
+                                             : "bare LF in the start line");
             return MSG_ERROR;
         }
         /* A request that is no request (TLS to a plain port, a binary protocol) is known by
@@ -376,8 +378,8 @@ ssize_t msg_parse(const char *buf, size_t len, enum msg_kind kind, struct msg *m
         eol = line_end(p, end, ps.strict, &bad);
         if (eol == NULL) {
             if (bad != NULL) {
-                fail(&ps, 400, strcmp(bad, "bare CR") == 0 ? "bare CR in a header"
-                                                           : "bare LF in a header");
+                fail(&ps, 400,
+                     strcmp(bad, "bare CR") == 0 ? "bare CR in a header" : "bare LF in a header");
                 return MSG_ERROR;
             }
             return MSG_PARTIAL;
@@ -438,8 +440,9 @@ ssize_t msg_parse(const char *buf, size_t len, enum msg_kind kind, struct msg *m
             nhost++;
             m->host = h->value;
         } else if (ps.strict && lookalike(h->name)) {
-            fail(&ps, 400, "a header name with _ that stands for Content-Length, "
-                           "Transfer-Encoding or Host");
+            fail(&ps, 400,
+                 "a header name with _ that stands for Content-Length, "
+                 "Transfer-Encoding or Host");
             return MSG_ERROR;
         }
     }
@@ -453,12 +456,12 @@ ssize_t msg_parse(const char *buf, size_t len, enum msg_kind kind, struct msg *m
 /* ---- chunked bodies ---- */
 
 enum {
-    C_SIZE,         /* hex digits of a chunk size */
-    C_BWS,          /* blanks after them, before ';' or the CR */
-    C_EXT,          /* after ';', up to the CR: extensions */
-    C_SIZE_LF,      /* the LF after the size line */
-    C_DATA,         /* chunk data */
-    C_DATA_CR,      /* the CRLF after it */
+    C_SIZE,    /* hex digits of a chunk size */
+    C_BWS,     /* blanks after them, before ';' or the CR */
+    C_EXT,     /* after ';', up to the CR: extensions */
+    C_SIZE_LF, /* the LF after the size line */
+    C_DATA,    /* chunk data */
+    C_DATA_CR, /* the CRLF after it */
     C_DATA_LF,
     C_TRAILER,      /* the start of a trailer line, or of the final CRLF */
     C_TRAILER_NAME, /* a trailer's name, up to its colon */

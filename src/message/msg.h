@@ -55,10 +55,10 @@ struct msg {
     int major, minor; /* HTTP/major.minor, RTSP/major.minor */
     struct msg_header hdr[MSG_MAX_HEADERS];
     size_t nhdr;
-    size_t head_len;    /* the start line, the headers and the empty line */
-    bool has_length;    /* a Content-Length was given */
-    uint64_t length;    /* its value; 0 without one */
-    bool chunked;       /* HTTP: Transfer-Encoding ends in chunked */
+    size_t head_len;     /* the start line, the headers and the empty line */
+    bool has_length;     /* a Content-Length was given */
+    uint64_t length;     /* its value; 0 without one */
+    bool chunked;        /* HTTP: Transfer-Encoding ends in chunked */
     struct msg_str host; /* HTTP requests: the Host header's value, or empty */
 };
 

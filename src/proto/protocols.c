@@ -25,14 +25,7 @@ static const struct proto udp = {
 };
 
 const struct proto *const protocols[] = {
-    &tcp,
-    &udp,
-    &tls_proto,
-    &http_proto,
-    &https_proto,
-    &rtsp_proto,
-    &rtsps_proto,
-    NULL,
+    &tcp, &udp, &tls_proto, &http_proto, &https_proto, &rtsp_proto, &rtsps_proto, NULL,
 };
 _Static_assert(sizeof(protocols) / sizeof(protocols[0]) - 1 <= RELAY_MAX_PROTOS,
                "a worker keeps the state of RELAY_MAX_PROTOS protocols at most");

@@ -1,5 +1,6 @@
 /*
- * tls: TLS termination, for the protocols that speak TLS to their clients (tls, https, rtsps). Three parts, each for the protocol entries to use (forward/proto.h):
+ * tls: TLS termination, for the protocols that speak TLS to their clients (tls, https, rtsps).
+ * Three parts, each for the protocol entries to use (forward/proto.h):
  *   - the keys they share (cert, key, ocsp, min-tls, ciphers, alpn, handshake-timeout), in a
  *     struct tls_conf: plain data, parsed, formatted and compared like any protocol settings;
  *   - the run object made from them (tls_run_open): an OpenSSL context per certificate, with
@@ -18,8 +19,8 @@
 
 #include "forward/tcp.h"
 
-#define TLS_MAX_CERTS 8       /* certificates of one mapping, chosen by SNI */
-#define TLS_LIST_LEN 1000     /* a list of files as written, commas between */
+#define TLS_MAX_CERTS 8         /* certificates of one mapping, chosen by SNI */
+#define TLS_LIST_LEN 1000       /* a list of files as written, commas between */
 #define TLS_HANDSHAKE_MS 10000u /* handshake-timeout's default */
 
 struct tls_conf {

@@ -233,8 +233,9 @@ int tls_cert_command(int argc, char **argv)
             errno = 0;
             days = strtoul(optarg, &end, 10);
             if (errno != 0 || *end != '\0' || optarg[0] == '-' || days < 1 || days > 825) {
-                fprintf(stderr, "portgate cert: --days \"%s\": a number of days, 1 to 825 "
-                                "(browsers refuse longer)\n",
+                fprintf(stderr,
+                        "portgate cert: --days \"%s\": a number of days, 1 to 825 "
+                        "(browsers refuse longer)\n",
                         optarg);
                 return 2;
             }
@@ -256,7 +257,7 @@ int tls_cert_command(int argc, char **argv)
     }
     if (out == NULL) {
         out = strncmp(argv[optind], "*.", 2) == 0 && argv[optind][2] != '\0' ? argv[optind] + 2
-                                                                            : argv[optind];
+                                                                             : argv[optind];
     }
     char cert[4096], key[4096], fp[128], why[512];
     if ((size_t)snprintf(cert, sizeof(cert), "%s.crt", out) >= sizeof(cert) ||
@@ -264,8 +265,8 @@ int tls_cert_command(int argc, char **argv)
         fprintf(stderr, "portgate cert: --out: too long\n");
         return 2;
     }
-    if (tls_cert_make((const char *const *)argv + optind, (size_t)(argc - optind),
-                      (unsigned)days, cert, key, force, fp, sizeof(fp), why, sizeof(why)) != 0) {
+    if (tls_cert_make((const char *const *)argv + optind, (size_t)(argc - optind), (unsigned)days,
+                      cert, key, force, fp, sizeof(fp), why, sizeof(why)) != 0) {
         fprintf(stderr, "portgate cert: %s\n", why);
         return 1;
     }

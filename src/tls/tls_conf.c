@@ -6,10 +6,10 @@
 #include "core/duration.h"
 #include "tls/tls.h"
 
-const char *const tls_keys[] = {"cert",    "key",  "ocsp", "min-tls",
-                                "ciphers", "alpn", "handshake-timeout", NULL};
-const char *const tls_keys_fixed_alpn[] = {"cert",    "key", "ocsp", "min-tls",
-                                           "ciphers", "handshake-timeout", NULL};
+const char *const tls_keys[] = {
+    "cert", "key", "ocsp", "min-tls", "ciphers", "alpn", "handshake-timeout", NULL};
+const char *const tls_keys_fixed_alpn[] = {
+    "cert", "key", "ocsp", "min-tls", "ciphers", "handshake-timeout", NULL};
 
 void tls_conf_init(struct tls_conf *c, const char *alpn, unsigned stat_base)
 {
@@ -81,8 +81,8 @@ static int check_alpn(const char *val, char *why, size_t whylen)
     for (;;) {
         size_t n = strcspn(p, ",");
         if (n == 0 || n > 32) {
-            snprintf(why, whylen, "\"%s\": expected protocol names such as http/1.1, commas between",
-                     val);
+            snprintf(why, whylen,
+                     "\"%s\": expected protocol names such as http/1.1, commas between", val);
             return -1;
         }
         for (size_t i = 0; i < n; i++) {

@@ -28,8 +28,8 @@ struct tls_conn {
     const struct mapping *map;
     unsigned worker;
     unsigned stat_base; /* TLS_STAT_* are counted from here */
-    bool counted; /* the handshake's outcome is counted: done, or failed */
-    bool ktls;    /* on OpenSSL's socket BIO (the kernel may do the records), not ours */
+    bool counted;       /* the handshake's outcome is counted: done, or failed */
+    bool ktls;          /* on OpenSSL's socket BIO (the kernel may do the records), not ours */
 };
 
 /* ---- the BIO ---- */
@@ -229,8 +229,7 @@ static int layer_handshake(void *st, enum tcp_want *want, const char **reason)
     return -1;
 }
 
-static ssize_t layer_read(void *st, char *buf, size_t len, enum tcp_want *want,
-                          const char **reason)
+static ssize_t layer_read(void *st, char *buf, size_t len, enum tcp_want *want, const char **reason)
 {
     struct tls_conn *t = st;
     size_t n = 0;

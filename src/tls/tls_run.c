@@ -45,7 +45,7 @@ struct tls_cert {
     size_t nnames;
     unsigned char *ocsp; /* the DER response stapled, or NULL */
     size_t ocsp_len;
-    time_t ocsp_until;   /* its nextUpdate: past it, it is no longer stapled (0: none given) */
+    time_t ocsp_until; /* its nextUpdate: past it, it is no longer stapled (0: none given) */
 };
 
 struct tls_run {
@@ -372,8 +372,7 @@ static int load_ocsp(struct tls_cert *tc, EVP_MD_CTX *md, const char *path, X509
                  "ocsp: %s: the issuer's certificate must follow the certificate in %s", path,
                  cert_path);
     } else if ((id = OCSP_cert_to_id(NULL, leaf, issuer)) == NULL ||
-               OCSP_resp_find_status(basic, id, &status, &reason, &rev, &thisupd, &nextupd) !=
-                   1) {
+               OCSP_resp_find_status(basic, id, &status, &reason, &rev, &thisupd, &nextupd) != 1) {
         snprintf(why, whylen, "ocsp: %s: not about the certificate in %s", path, cert_path);
     } else if (status != V_OCSP_CERTSTATUS_GOOD) {
         snprintf(why, whylen, "ocsp: %s: the certificate in %s is %s", path, cert_path,
@@ -408,7 +407,8 @@ static int setup_ctx(SSL_CTX *ctx, const struct tls_conf *c, struct tls_run *run
     SSL_CTX_set_min_proto_version(ctx, c->min_version);
     SSL_CTX_set_options(ctx, SSL_OP_NO_COMPRESSION | SSL_OP_NO_RENEGOTIATION |
                                  SSL_OP_IGNORE_UNEXPECTED_EOF | SSL_OP_CIPHER_SERVER_PREFERENCE |
-                                 SSL_OP_PRIORITIZE_CHACHA | SSL_OP_NO_SESSION_RESUMPTION_ON_RENEGOTIATION);
+                                 SSL_OP_PRIORITIZE_CHACHA |
+                                 SSL_OP_NO_SESSION_RESUMPTION_ON_RENEGOTIATION);
     if (tls_ktls_available()) {
         SSL_CTX_set_options(ctx, SSL_OP_ENABLE_KTLS);
     }
@@ -586,13 +586,16 @@ void *tls_run_open(const struct tls_conf *c, const char *mapname, unsigned char 
 {
     size_t n = list_count(c->cert), nkeys = list_count(c->key), nocsp = list_count(c->ocsp);
     if (n == 0) {
-        snprintf(why, whylen, "cert: a TLS mapping needs its certificate: cert = FILE (PEM; "
-                              "`portgate cert NAME` makes a self-signed one)");
+        snprintf(why, whylen,
+                 "cert: a TLS mapping needs its certificate: cert = FILE (PEM; "
+                 "`portgate cert NAME` makes a self-signed one)");
         return NULL;
     }
     if (nkeys != 0 && nkeys != n) {
-        snprintf(why, whylen, "key: %zu files for %zu certificates: one key per cert, in order, "
-                              "or none when each cert file holds its key", nkeys, n);
+        snprintf(why, whylen,
+                 "key: %zu files for %zu certificates: one key per cert, in order, "
+                 "or none when each cert file holds its key",
+                 nkeys, n);
         return NULL;
     }
     if (nocsp > n) {
@@ -666,10 +669,10 @@ bool tls_ktls_available(void)
             fclose(f);
         }
         log_debug("tls: %s", yes ? "the kernel's TLS (kTLS) is available: OpenSSL hands it the "
-                                  "records of the ciphers it supports"
-                                : "this kernel has no TLS offload (no \"tls\" in "
-                                  "net.ipv4.tcp_available_ulp): records are encrypted in user "
-                                  "space");
+                                   "records of the ciphers it supports"
+                                 : "this kernel has no TLS offload (no \"tls\" in "
+                                   "net.ipv4.tcp_available_ulp): records are encrypted in user "
+                                   "space");
         __atomic_store_n(&avail, yes, __ATOMIC_RELEASE);
     }
     return __atomic_load_n(&avail, __ATOMIC_ACQUIRE) == 1;

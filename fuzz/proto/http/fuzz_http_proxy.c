@@ -90,8 +90,8 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
                 }
                 size_t produced = 0;
                 const char *reason = NULL;
-                ssize_t used = f->data(st, (enum tcp_dir)dir, have[dir] ? in[dir] : NULL,
-                                       have[dir], false, out, sizeof(out), &produced, &reason);
+                ssize_t used = f->data(st, (enum tcp_dir)dir, have[dir] ? in[dir] : NULL, have[dir],
+                                       false, out, sizeof(out), &produced, &reason);
                 if (used < 0) {
                     if (reason == NULL) {
                         abort(); /* an end always says why */

@@ -23,15 +23,27 @@ static const char *const https_stat_names[] = {
 };
 _Static_assert(HTTP_STAT_COUNT + TLS_STAT_COUNT <= PROTO_MAX_STATS, "https: too many counters");
 
-static const char *const http_keys[] = {"target-host",        "trusted-proxies",
-                                        "redirect-https",     "header-timeout",
-                                        "keep-alive-timeout", "max-header-size",
+static const char *const http_keys[] = {"target-host",
+                                        "trusted-proxies",
+                                        "redirect-https",
+                                        "header-timeout",
+                                        "keep-alive-timeout",
+                                        "max-header-size",
                                         NULL};
 /* https: TLS's keys (ALPN is http/1.1), then the filter's. */
-static const char *const https_keys[] = {
-    "cert",        "key",             "ocsp",           "min-tls",        "ciphers",
-    "handshake-timeout", "target-host", "trusted-proxies", "hsts", "header-timeout",
-    "keep-alive-timeout", "max-header-size", NULL};
+static const char *const https_keys[] = {"cert",
+                                         "key",
+                                         "ocsp",
+                                         "min-tls",
+                                         "ciphers",
+                                         "handshake-timeout",
+                                         "target-host",
+                                         "trusted-proxies",
+                                         "hsts",
+                                         "header-timeout",
+                                         "keep-alive-timeout",
+                                         "max-header-size",
+                                         NULL};
 
 static void http_conf_init(struct http_conf *c, bool tls)
 {
@@ -269,8 +281,8 @@ static void https_format(const void *pconf, char *buf, size_t len)
     }
 }
 
-static void *https_run_open(const void *pconf, const char *mapname, unsigned char id[32],
-                            char *why, size_t len)
+static void *https_run_open(const void *pconf, const char *mapname, unsigned char id[32], char *why,
+                            size_t len)
 {
     const struct https_conf *c = pconf;
     return tls_run_open(&c->tls, mapname, id, why, len);

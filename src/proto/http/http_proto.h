@@ -23,7 +23,7 @@
 
 /* The HTTP filter's settings, shared by http and https (plain data: forward/proto.h). */
 struct http_conf {
-    char target_host[256];      /* target-host: the Host the device gets; "": the client's */
+    char target_host[256]; /* target-host: the Host the device gets; "": the client's */
     struct cidr trusted[HTTP_MAX_TRUSTED]; /* trusted-proxies */
     size_t ntrusted;
     char redirect_https[64]; /* http: "PORT" or "HOST:PORT" of the https twin; "": none */
@@ -42,12 +42,7 @@ struct https_conf {
 
 /* The counters of http and https mappings (mapping_stats.proto): requests relayed, those the
  * gateway answered itself (4xx, redirects), connections upgraded (websocket); then TLS's. */
-enum http_proto_stat {
-    HTTP_STAT_REQUESTS,
-    HTTP_STAT_REFUSED,
-    HTTP_STAT_UPGRADES,
-    HTTP_STAT_COUNT
-};
+enum http_proto_stat { HTTP_STAT_REQUESTS, HTTP_STAT_REFUSED, HTTP_STAT_UPGRADES, HTTP_STAT_COUNT };
 
 extern const struct proto http_proto;
 extern const struct proto https_proto;

@@ -26,8 +26,8 @@ struct hx {
     const struct http_conf *conf;
     struct sockaddr_storage client, target, local;
     char client_ip[ADDR_STRLEN]; /* the client's address, as X-Forwarded-For gives it */
-    bool trusted;       /* the client is one of the trusted-proxies */
-    char host[256];     /* the Host of this connection's requests; "" until one gave it */
+    bool trusted;                /* the client is one of the trusted-proxies */
+    char host[256];              /* the Host of this connection's requests; "" until one gave it */
     bool have_host;
     enum state st[2];
     uint64_t left[2];
@@ -42,7 +42,7 @@ struct hx {
     bool answering, answered;
     const char *close_reason;
     struct loop_timer timer; /* header-timeout, or keep-alive-timeout while idle */
-    bool timing, idle;      /* idle: the timer waits for a next request, not for a head */
+    bool timing, idle;       /* idle: the timer waits for a next request, not for a head */
 };
 
 /* ---- the gateway's answers ---- */
@@ -266,13 +266,12 @@ static void write_request(struct hx *h, const struct msg *m, struct out *o)
     for (size_t i = 0; i < m->nhdr; i++) {
         const struct msg_header *hd = &m->hdr[i];
         if (is_forwarding_header(hd->name) || msg_str_ieq(hd->name, "Proxy-Connection") ||
-            msg_str_ieq(hd->name, "Content-Length") ||
-            msg_str_ieq(hd->name, "Transfer-Encoding")) {
+            msg_str_ieq(hd->name, "Content-Length") || msg_str_ieq(hd->name, "Transfer-Encoding")) {
             continue; /* written below */
         }
-        if (!websocket && (msg_str_ieq(hd->name, "Upgrade") ||
-                           msg_str_ieq(hd->name, "HTTP2-Settings") ||
-                           msg_str_ieq(hd->name, "Connection"))) {
+        if (!websocket &&
+            (msg_str_ieq(hd->name, "Upgrade") || msg_str_ieq(hd->name, "HTTP2-Settings") ||
+             msg_str_ieq(hd->name, "Connection"))) {
             continue;
         }
         if (msg_str_ieq(hd->name, "Host") && h->conf->target_host[0] != '\0') {
@@ -550,8 +549,8 @@ static ssize_t pass_body(struct hx *h, enum tcp_dir d, const char *in, size_t le
     } else if (h->st[d] == S_CHUNKED && d == TCP_UP) {
         /* A request's chunks are framed anew: the device reads them as the gateway did. */
         size_t w = 0;
-        ssize_t k = msg_chunked_reframe(&h->chunk[d], in, len, out + *produced,
-                                        room - *produced, &w, done, reason);
+        ssize_t k = msg_chunked_reframe(&h->chunk[d], in, len, out + *produced, room - *produced,
+                                        &w, done, reason);
         if (k < 0) {
             return -1;
         }
@@ -582,11 +581,12 @@ static bool request_allowed(struct hx *h, const struct msg *m)
         return false;
     }
     if (msg_str_ieq(m->method, "CONNECT") || msg_str_ieq(m->method, "TRACE")) {
-        answer(h, 405, "CONNECT and TRACE are not passed on", "Allow: GET, HEAD, POST, PUT, DELETE, OPTIONS, PATCH\r\n");
+        answer(h, 405, "CONNECT and TRACE are not passed on",
+               "Allow: GET, HEAD, POST, PUT, DELETE, OPTIONS, PATCH\r\n");
         return false;
     }
-    if (m->target.p[0] != '/' && !(m->target.n == 1 && m->target.p[0] == '*' &&
-                                   msg_str_ieq(m->method, "OPTIONS"))) {
+    if (m->target.p[0] != '/' &&
+        !(m->target.n == 1 && m->target.p[0] == '*' && msg_str_ieq(m->method, "OPTIONS"))) {
         answer(h, 400, "the request target must be a path (no absolute or authority form)", "");
         return false;
     }
@@ -717,8 +717,8 @@ static ssize_t up_data(struct hx *h, const char *in, size_t len, char *out, size
         }
         default: {
             bool done;
-            ssize_t n = pass_body(h, TCP_UP, in + used, len - used, out, room, produced, &done,
-                                  reason);
+            ssize_t n =
+                pass_body(h, TCP_UP, in + used, len - used, out, room, produced, &done, reason);
             if (n < 0) {
                 return -1; /* part of the request is with the device: no answer now */
             }
@@ -807,7 +807,8 @@ static ssize_t down_data(struct hx *h, const char *in, size_t len, char *out, si
             if (m.status == 101) {
                 const struct msg_str *up = msg_header(&m, "Upgrade");
                 if (!h->q[0].upgrade || up == NULL || !msg_str_ieq(*up, "websocket")) {
-                    *reason = "the device switched to a protocol other than the websocket asked for";
+                    *reason =
+                        "the device switched to a protocol other than the websocket asked for";
                     return -1;
                 }
                 h->st[TCP_UP] = h->st[TCP_DOWN] = S_TUNNEL;
@@ -841,8 +842,8 @@ static ssize_t down_data(struct hx *h, const char *in, size_t len, char *out, si
         }
         default: {
             bool done;
-            ssize_t n = pass_body(h, TCP_DOWN, in + used, len - used, out, room, produced, &done,
-                                  reason);
+            ssize_t n =
+                pass_body(h, TCP_DOWN, in + used, len - used, out, room, produced, &done, reason);
             if (n < 0) {
                 return -1;
             }

@@ -89,7 +89,7 @@ struct rtsp_transport {
     bool record;    /* mode=record (or mode="RECORD") */
     bool has_client_port, has_server_port, has_interleaved;
     uint16_t client_port[2], server_port[2]; /* RTP, RTCP */
-    struct msg_str source, destination;     /* empty when absent */
+    struct msg_str source, destination;      /* empty when absent */
 };
 
 /* Parses the first spec of a Transport value starting at *pos and moves *pos past it and its

@@ -35,6 +35,10 @@ enum rtsp_proto_stat {
     RTSP_STAT_RTP_DROPPED_SEND,
     RTSP_STAT_COUNT
 };
+/* Their names, in that order (rtsp's stat_names, and rtsps's before TLS's). */
+#define RTSP_STAT_NAMES                                                                            \
+    "rtsp sessions", "rtsp requests refused", "rtp bytes to targets", "rtp bytes to clients",      \
+        "rtp datagrams from strangers", "rtp datagrams not sent"
 
 extern const struct proto rtsp_proto;
 extern const struct proto rtsps_proto;

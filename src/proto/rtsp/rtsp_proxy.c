@@ -539,8 +539,8 @@ static int setup_udp(struct proxy *p, const struct msg *m, struct pending *slot,
 
 /* A SETUP: picks the first transport the gateway can carry and fills *tbuf with what the device
  * is told. Returns 1 (forward), 0 (answered locally), with e's stream set for UDP. */
-static int setup_transport(struct proxy *p, const struct msg *m, struct pending *slot,
-                           char *tbuf, bool *have_transport)
+static int setup_transport(struct proxy *p, const struct msg *m, struct pending *slot, char *tbuf,
+                           bool *have_transport)
 {
     const struct msg_str *tv = msg_header(m, "Transport");
     *have_transport = false;
@@ -600,7 +600,7 @@ static ssize_t request(struct proxy *p, const char *msg, const struct msg *m, ch
     struct pending slot = {0};
     slot.kind = msg_str_ieq(m->method, "SETUP")      ? REQ_SETUP
                 : msg_str_ieq(m->method, "TEARDOWN") ? REQ_TEARDOWN
-                                                      : REQ_OTHER;
+                                                     : REQ_OTHER;
     session_id(m, slot.session);
     char tbuf[TRANSPORT_MAX];
     bool have_transport = false;
@@ -769,8 +769,7 @@ static void teardown(struct proxy *p, const char *id)
 
 /* One answer. Returns the bytes written, -2 when out has no room (nothing changed), or -1 to end
  * the connection (p->close_reason set). */
-static ssize_t answer(struct proxy *p, const char *msg, const struct msg *m, char *out,
-                      size_t room)
+static ssize_t answer(struct proxy *p, const char *msg, const struct msg *m, char *out, size_t room)
 {
     ssize_t i = q_match(p, m);
     if (i < 0) {

@@ -15,16 +15,7 @@ struct rtsps_conf {
     struct tls_conf tls;
 };
 
-static const char *const stat_names[] = {
-    [RTSP_STAT_SESSIONS] = "rtsp sessions",
-    [RTSP_STAT_REFUSED] = "rtsp requests refused",
-    [RTSP_STAT_RTP_BYTES_IN] = "rtp bytes to targets",
-    [RTSP_STAT_RTP_BYTES_OUT] = "rtp bytes to clients",
-    [RTSP_STAT_RTP_DROPPED_SOURCE] = "rtp datagrams from strangers",
-    [RTSP_STAT_RTP_DROPPED_SEND] = "rtp datagrams not sent",
-    [RTSP_STAT_COUNT] = TLS_STAT_NAMES,
-    NULL,
-};
+static const char *const stat_names[] = {RTSP_STAT_NAMES, TLS_STAT_NAMES, NULL};
 _Static_assert(RTSP_STAT_COUNT + TLS_STAT_COUNT <= PROTO_MAX_STATS, "rtsps: too many counters");
 
 static void conf_init(void *pconf)

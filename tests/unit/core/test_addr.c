@@ -237,13 +237,26 @@ static void test_private(void **state)
         const char *ip;
         bool private;
     } cases[] = {
-        {"127.0.0.1", true},     {"10.1.2.3", true},       {"172.16.0.1", true},
-        {"172.31.255.255", true}, {"172.32.0.1", false},   {"192.168.1.1", true},
-        {"169.254.1.1", true},   {"100.64.0.1", true},     {"100.128.0.1", false},
-        {"192.0.2.10", false},   {"203.0.113.5", false},   {"0.0.0.0", false},
-        {"::1", true},           {"fd00::1", true},        {"fc12::1", true},
-        {"fe80::1", true},       {"2001:db8::1", false},   {"::", false},
-        {"::ffff:10.0.0.1", true}, {"::ffff:8.8.8.8", false},
+        {"127.0.0.1", true},
+        {"10.1.2.3", true},
+        {"172.16.0.1", true},
+        {"172.31.255.255", true},
+        {"172.32.0.1", false},
+        {"192.168.1.1", true},
+        {"169.254.1.1", true},
+        {"100.64.0.1", true},
+        {"100.128.0.1", false},
+        {"192.0.2.10", false},
+        {"203.0.113.5", false},
+        {"0.0.0.0", false},
+        {"::1", true},
+        {"fd00::1", true},
+        {"fc12::1", true},
+        {"fe80::1", true},
+        {"2001:db8::1", false},
+        {"::", false},
+        {"::ffff:10.0.0.1", true},
+        {"::ffff:8.8.8.8", false},
     };
     for (size_t i = 0; i < sizeof(cases) / sizeof(cases[0]); i++) {
         struct sockaddr_storage ss;

@@ -169,8 +169,9 @@ static void test_file_errors(void **state)
     expect_error(MAP_OK "max-conns = 1\n  2\n",
                  "t.conf:6: [map web] max-conns: only allow and deny may continue");
     expect_error(MAP_OK "max-conns =\n", "t.conf:5: [map web] max-conns: empty value");
-    expect_error("[map web]\nproto = sctp\nlisten = 0.0.0.0:1\ntarget = 192.0.2.1:1\n",
-                 "t.conf:2: [map web] proto: \"sctp\": expected tcp, udp, tls, http, https, rtsp or rtsps");
+    expect_error(
+        "[map web]\nproto = sctp\nlisten = 0.0.0.0:1\ntarget = 192.0.2.1:1\n",
+        "t.conf:2: [map web] proto: \"sctp\": expected tcp, udp, tls, http, https, rtsp or rtsps");
     expect_error("[map web]\nproto = tcp\nlisten = 0.0.0.0\ntarget = 192.0.2.1:1\n",
                  "t.conf:3: [map web] listen: \"0.0.0.0\": expected HOST:PORT");
     expect_error("[map web]\nproto = tcp\nlisten = gw.example:80\ntarget = 192.0.2.1:1\n",
@@ -667,7 +668,8 @@ static void test_spec_errors(void **state)
         {"tcp", "expected PROTO:LISTEN=TARGET"},
         {"tcp:0.0.0.0:80", "expected PROTO:LISTEN=TARGET"},
         {"=tcp:0.0.0.0:80", "expected PROTO:LISTEN=TARGET"},
-        {"sctp:0.0.0.0:80=192.0.2.1:80", "--map 1: proto: \"sctp\": expected tcp, udp, tls, http, https, rtsp or rtsps"},
+        {"sctp:0.0.0.0:80=192.0.2.1:80",
+         "--map 1: proto: \"sctp\": expected tcp, udp, tls, http, https, rtsp or rtsps"},
         {"tcp:0.0.0.0=192.0.2.1:80", "--map 1: listen: \"0.0.0.0\": expected HOST:PORT"},
         {"tcp:0.0.0.0:80=192.0.2.1", "--map 1: target: \"192.0.2.1\": expected HOST:PORT"},
         {"tcp:0.0.0.0:80=", "target: \"\": expected HOST:PORT"},

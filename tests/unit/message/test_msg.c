@@ -153,8 +153,8 @@ static void test_request_refusals(void **state)
            "a Transfer-Encoding the gateway does not know", 501);
     refuse("POST / HTTP/1.1\r\nHost: a\r\nTransfer-Encoding:\r\nContent-Length: 40\r\n\r\n", Q,
            "an empty Transfer-Encoding", 400);
-    refuse("POST / HTTP/1.1\r\nHost: a\r\nTransfer-Encoding: ,\r\nContent-Length: 40\r\n\r\n",
-           Q, "an empty Transfer-Encoding", 400);
+    refuse("POST / HTTP/1.1\r\nHost: a\r\nTransfer-Encoding: ,\r\nContent-Length: 40\r\n\r\n", Q,
+           "an empty Transfer-Encoding", 400);
     refuse("POST / HTTP/1.1\r\nHost: a\r\nContent_Length: 40\r\n\r\n", Q,
            "a header name with _ that stands for Content-Length, Transfer-Encoding or Host", 400);
     refuse("POST / HTTP/1.1\r\nHost: a\r\nTRANSFER_ENCODING: chunked\r\n\r\n", Q,

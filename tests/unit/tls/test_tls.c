@@ -122,25 +122,22 @@ static void make_files(struct files *f)
     snprintf(f->b_key, sizeof(f->b_key), "%s/b.key", f->dir);
     const char *an[] = {"a.example.org"}, *bn[] = {"b.example.org", "192.0.2.1"};
     char fp[128], why[256];
-    assert_int_equal(tls_cert_make(an, 1, 30, f->a_crt, f->a_key, false, fp, sizeof(fp), why,
-                                   sizeof(why)),
-                     0);
+    assert_int_equal(
+        tls_cert_make(an, 1, 30, f->a_crt, f->a_key, false, fp, sizeof(fp), why, sizeof(why)), 0);
     assert_int_equal(strlen(fp), 95); /* 32 bytes, colons between */
-    assert_int_equal(tls_cert_make(bn, 2, 30, f->b_crt, f->b_key, false, fp, sizeof(fp), why,
-                                   sizeof(why)),
-                     0);
+    assert_int_equal(
+        tls_cert_make(bn, 2, 30, f->b_crt, f->b_key, false, fp, sizeof(fp), why, sizeof(why)), 0);
     struct stat st;
     assert_int_equal(stat(f->a_key, &st), 0);
     assert_int_equal(st.st_mode & 0777, 0600);
     /* Existing files are kept unless forced. */
-    assert_int_equal(tls_cert_make(an, 1, 30, f->a_crt, f->a_key, false, fp, sizeof(fp), why,
-                                   sizeof(why)),
-                     -1);
+    assert_int_equal(
+        tls_cert_make(an, 1, 30, f->a_crt, f->a_key, false, fp, sizeof(fp), why, sizeof(why)), -1);
     assert_non_null(strstr(why, "File exists"));
     const char *badname[] = {"a..b"};
-    assert_int_equal(tls_cert_make(badname, 1, 30, f->a_crt, f->a_key, true, fp, sizeof(fp), why,
-                                   sizeof(why)),
-                     -1);
+    assert_int_equal(
+        tls_cert_make(badname, 1, 30, f->a_crt, f->a_key, true, fp, sizeof(fp), why, sizeof(why)),
+        -1);
     assert_non_null(strstr(why, "not a DNS name"));
 }
 

@@ -331,7 +331,8 @@ static void sdp_answer(char *buf, size_t len, const char *sdp)
 static void test_rewrite_sdp_families(void **state)
 {
     (void)state;
-    const struct rtsp_rewrite to6 = {{"192.0.2.10", 8554}, {"2001:db8::1", 554}, "2001:db8::1", NULL};
+    const struct rtsp_rewrite to6 = {
+        {"192.0.2.10", 8554}, {"2001:db8::1", 554}, "2001:db8::1", NULL};
     const char *sdp = "v=0\r\n"
                       "o=- 1 1 IN IP4 192.0.2.10\r\n"
                       "c=IN IP4 0.0.0.0\r\n"
@@ -371,7 +372,8 @@ static void test_rewrite_sdp_families(void **state)
     expect_rewrite(msg, &same6, NULL, want);
 
     /* An IPv4 player of an IPv6 device. */
-    const struct rtsp_rewrite to4 = {{"2001:db8:2::10", 8554}, {"203.0.113.1", 554}, "203.0.113.1", NULL};
+    const struct rtsp_rewrite to4 = {
+        {"2001:db8:2::10", 8554}, {"203.0.113.1", 554}, "203.0.113.1", NULL};
     sdp = "v=0\n"
           "o=- 7 1 IN IP6 2001:db8:2::10\n"
           "c=IN IP6 ::\n"
