@@ -164,6 +164,37 @@ void mapping_unref(struct mapping *m)
     free(m);
 }
 
+struct mapping_group *mapping_group_new(struct mapping *const *maps, size_t n)
+{
+    struct mapping_group *g = malloc(sizeof(*g) + n * sizeof(g->maps[0]));
+    if (g == NULL) {
+        return NULL;
+    }
+    g->refs = 1;
+    g->n = n;
+    for (size_t i = 0; i < n; i++) {
+        g->maps[i] = mapping_ref(maps[i]);
+    }
+    return g;
+}
+
+struct mapping_group *mapping_group_ref(struct mapping_group *g)
+{
+    __atomic_add_fetch(&g->refs, 1, __ATOMIC_RELAXED);
+    return g;
+}
+
+void mapping_group_unref(struct mapping_group *g)
+{
+    if (g == NULL || __atomic_sub_fetch(&g->refs, 1, __ATOMIC_ACQ_REL) > 0) {
+        return;
+    }
+    for (size_t i = 0; i < g->n; i++) {
+        mapping_unref(g->maps[i]);
+    }
+    free(g);
+}
+
 _Static_assert(sizeof(((struct mapping_state *)0)->hash_key) == crypto_shorthash_KEYBYTES,
                "hash_key: a SipHash key");
 _Static_assert(sizeof(struct mapping_stats) % sizeof(uint64_t) == 0,

@@ -94,6 +94,26 @@ struct mapping *mapping_ref(struct mapping *m);
 /* Drops a reference; the last one frees. mapping_unref(NULL) is a no-op. */
 void mapping_unref(struct mapping *m);
 
+/*
+ * The mappings that share one listening port, in the order of the configuration: one, or for a
+ * protocol with a router (forward/proto.h) several, told apart by what the client sends first
+ * (HTTP's Host, TLS's server name). Immutable once made; reference-counted like a mapping: a
+ * listener holds one reference, and so does each connection it accepted, for as long as the
+ * connection lives (its TLS handshake may have used any member's certificate).
+ */
+struct mapping_group {
+    unsigned refs; /* atomic */
+    size_t n;
+    struct mapping *maps[]; /* a reference to each */
+};
+
+/* A group of n >= 1 mappings (a reference is taken to each), with one reference; NULL when out
+ * of memory. */
+struct mapping_group *mapping_group_new(struct mapping *const *maps, size_t n);
+struct mapping_group *mapping_group_ref(struct mapping_group *g);
+/* Drops a reference; the last one drops the members'. NULL is a no-op. */
+void mapping_group_unref(struct mapping_group *g);
+
 /* Worker w's counters (w < the nworkers the state was made with). */
 static inline struct mapping_shard *mapping_shard(const struct mapping *m, unsigned w)
 {

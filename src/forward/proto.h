@@ -27,6 +27,7 @@
 struct relay_ctx;
 struct tcp_filter;
 struct tcp_layer;
+struct tcp_router;
 struct mapping;
 
 /* A session as the admin interface lists it (GET /api/v1/sessions): a UDP client, or what a
@@ -61,6 +62,15 @@ struct proto {
     /* SOCK_STREAM: what the client's socket speaks under the filter (TLS), or NULL: plain. A
      * layer finishes its handshake before the target is connected to (forward/tcp.h). */
     const struct tcp_layer *layer;
+    /* SOCK_STREAM: picks the mapping among those that share a port from the client's first
+     * bytes, before the target is connected to (forward/tcp.h), or NULL: the port's one. */
+    const struct tcp_router *router;
+    /* With a router: true if mappings with settings a and b may share a listening port (the
+     * same address and ports): the router can tell their clients apart (different hosts), and
+     * what the port does before routing is the same for both (TLS's versions and ciphers).
+     * Else false, with why the two cannot share in why ("both answer for host x"). NULL: a
+     * port is one mapping's. */
+    bool (*can_share)(const void *a, const void *b, char *why, size_t whylen);
     enum proto_placement placement;
     /* True if a mapping with these settings carries what a device asks a person in the clear (a
      * web page's login, RTSP's authentication): `check` warns when such a mapping faces the

@@ -37,7 +37,14 @@ struct tcp_conn {
     uint64_t bytes[2];         /* written to the other side */
     uint64_t spliced;          /* of which moved by splice() */
     struct relay_ctx *ctx;
+    /* The mapping: the router's choice once made; until then the port's first, not admitted
+     * (a port of several mappings admits by the chosen one's rules). */
     struct mapping *map;
+    struct mapping_group *group; /* the port's mappings (the layer may have used any of them) */
+    const struct tcp_router *router;
+    bool routing;  /* the router has not chosen yet: no target */
+    bool admitted; /* map counts this connection (mapping_admit): released at close */
+    uint16_t port; /* the listening port it came to, for mapping_target() */
     const struct tcp_filter *filter;
     void *fstate; /* the protocol's state on this loop, for the filter's open() */
     void *fst;
@@ -62,10 +69,12 @@ struct tcp_conn {
 struct tcp_listener {
     struct loop_io io;
     struct relay_ctx *ctx;
-    struct mapping *map;
-    const struct tcp_filter *filter; /* of map's protocol, and its state on this loop */
+    struct mapping_group *group;
+    struct mapping *map;             /* the group's first: for messages */
+    const struct tcp_filter *filter; /* of their protocol, and its state on this loop */
     void *fstate;
-    const struct tcp_layer *layer; /* of map's protocol */
+    const struct tcp_layer *layer; /* of their protocol */
+    const struct tcp_router *router;
     uint16_t port;
     struct loop_timer backoff;
     struct log_ratelimit emfile_log;
@@ -123,8 +132,11 @@ static void conn_close(struct tcp_conn *c, const char *fmt, ...)
     if (c->layer != NULL && c->lst != NULL) {
         c->layer->close(c->lst);
     }
-    mapping_release(c->map, &c->client);
+    if (c->admitted) {
+        mapping_release(c->map, &c->client);
+    }
     mapping_unref(c->map);
+    mapping_group_unref(c->group);
     if (c->prev) {
         c->prev->next = c->next;
     } else {
@@ -639,6 +651,7 @@ void tcp_conn_kick(struct tcp_conn *c)
 /* ---- events ---- */
 
 static void conn_handshake(struct tcp_conn *c);
+static void conn_route(struct tcp_conn *c, bool timeout);
 static void conn_connect(struct tcp_conn *c);
 
 /* The target's socket became writable (ev: its epoll events; 0 when connect() finished at
@@ -706,6 +719,14 @@ static void side_event(struct loop_io *io, uint32_t ev)
         conn_handshake(c); /* only the client's side exists yet */
         return;
     }
+    if (c->ending != NULL) {
+        conn_linger(c);
+        return;
+    }
+    if (c->routing) {
+        conn_route(c, false);
+        return;
+    }
     if (!c->connected) {
         if (s == &c->tgt && s->r.writable) {
             on_connected(c, ev);
@@ -727,6 +748,10 @@ static void conn_timer(struct loop_timer *t)
     }
     if (c->ending != NULL) {
         conn_close(c, "%s", c->ending);
+        return;
+    }
+    if (c->routing) {
+        conn_route(c, true);
         return;
     }
     if (!c->connected) {
@@ -772,7 +797,117 @@ static bool client_spoke_first(int fd)
     return ioctl(fd, FIONREAD, &queued) == 0 && queued > 0;
 }
 
-/* Moves the layer's handshake on; once it is done, connects to the target. */
+/* The client may send: a protocol with a router waits for what it needs to choose the mapping,
+ * under the router's timeout; the others connect to the target now. */
+static void conn_ready(struct tcp_conn *c)
+{
+    if (c->router == NULL) {
+        conn_connect(c);
+        return;
+    }
+    c->routing = true;
+    loop_timer_start(c->ctx->loop, &c->timer, c->router->timeout_ms(c->map));
+    conn_route(c, false);
+}
+
+/* True if the client's side may have bytes to read now. */
+static bool cli_readable(const struct tcp_conn *c)
+{
+    if (c->layer != NULL) {
+        return !c->cli.rd_wants_out && (c->cli.r.readable || c->layer->pending(c->lst));
+    }
+    return c->cli.r.readable;
+}
+
+/*
+ * Reads what the client sends until the router chooses its mapping (forward/tcp.h: struct
+ * tcp_router), then admits the connection by that mapping's rules and connects to its target;
+ * what was read waits in the filter's input. Or the router refuses: its answer goes to the
+ * client, and the connection ends without a target (conn_end()).
+ */
+static void conn_route(struct tcp_conn *c, bool timeout)
+{
+    struct tcp_side *s = &c->cli;
+    while (!timeout && !s->eof && cli_readable(c)) {
+        int r = read_copy(c, TCP_UP, s);
+        if (r < 0) {
+            return;
+        }
+        if (r == 0) {
+            break; /* empty, or the buffer is full */
+        }
+    }
+    struct relay_buf *in = c->in[TCP_UP];
+    bool full = in != NULL && in->off + in->len == RELAY_BUF_SIZE;
+    if (in == NULL && !s->eof && !timeout) {
+        return;
+    }
+    struct tcp_route_conn rc = {.group = c->group,
+                                .servername = c->layer != NULL && c->layer->servername != NULL
+                                                  ? c->layer->servername(c->lst)
+                                                  : NULL,
+                                .client = &c->client,
+                                .worker = c->ctx->worker,
+                                .now_ms = loop_now(c->ctx->loop)};
+    char answer[4096];
+    size_t alen = 0;
+    const char *why = "refused";
+    ssize_t r =
+        c->router->route(&rc, in != NULL ? in->data + in->off : "", in != NULL ? in->len : 0,
+                         s->eof, timeout, answer, sizeof(answer), &alen, &why);
+    if (r == TCP_ROUTE_MORE) {
+        if (s->eof) {
+            conn_close(c, "client closed before it said what it wants");
+        } else if (timeout || full) {
+            conn_close(c, "client sent %s without saying what it wants",
+                       full ? "a full buffer" : "too little in time");
+        }
+        return;
+    }
+    c->routing = false;
+    if (r < 0 || (size_t)r >= c->group->n) {
+        if (alen > 0) {
+            struct relay_buf *out = relay_buf_get(c->ctx);
+            if (out == NULL) {
+                conn_close(c, "out of memory");
+                return;
+            }
+            memcpy(out->data, answer, alen < sizeof(answer) ? alen : sizeof(answer));
+            out->off = 0;
+            out->len = (uint32_t)(alen < sizeof(answer) ? alen : sizeof(answer));
+            relay_buf_put(c->ctx, c->out[TCP_DOWN]);
+            c->out[TCP_DOWN] = out;
+        }
+        conn_end(c, why);
+        return;
+    }
+    struct mapping *m = c->group->maps[r];
+    if (!c->admitted) {
+        enum mapping_verdict v = mapping_admit(m, c->ctx->worker, &c->client);
+        if (v != MAPPING_ADMIT) {
+            uint64_t suppressed;
+            enum mapping_log what = v == MAPPING_DENIED ? MAPPING_LOG_DENIED : MAPPING_LOG_LIMIT;
+            if (mapping_log_ok(m, c->ctx->worker, what, loop_now(c->ctx->loop), &suppressed)) {
+                char cs[ADDR_STRLEN];
+                log_warn("map %s: tcp refused %s: %s (%llu more refusals not logged)", m->conf.name,
+                         addr_format(&c->client, cs, sizeof(cs)), mapping_verdict_reason(v),
+                         (unsigned long long)suppressed);
+            }
+            sock_set_linger0(s->io.fd);
+            conn_close(c, "refused by map %s: %s", m->conf.name, mapping_verdict_reason(v));
+            return;
+        }
+        mapping_unref(c->map);
+        c->map = mapping_ref(m);
+        c->admitted = true;
+        mapping_touch(m, c->ctx->worker, loop_now(c->ctx->loop));
+    }
+    mapping_target(c->map, c->port, &c->target);
+    loop_timer_stop(c->ctx->loop, &c->timer);
+    conn_connect(c);
+}
+
+/* Moves the layer's handshake on; once it is done, the client may send (conn_ready()). */
 static void conn_handshake(struct tcp_conn *c)
 {
     enum tcp_want want = TCP_WANT_NONE;
@@ -786,27 +921,52 @@ static void conn_handshake(struct tcp_conn *c)
         return; /* the layer cleared the flag it waits for: the next event moves it on */
     }
     c->handshaking = false;
-    conn_connect(c);
+    conn_ready(c);
+}
+
+/* Whether some mapping of the group lets the client in by its allow and deny lists. */
+static bool group_allows(const struct mapping_group *g, const struct sockaddr_storage *client)
+{
+    for (size_t i = 0; i < g->n; i++) {
+        if (mapping_check_acl(g->maps[i], client) == MAPPING_ADMIT) {
+            return true;
+        }
+    }
+    return false;
 }
 
 static void conn_start(struct tcp_listener *l, int fd, const struct sockaddr_storage *client)
 {
     struct relay_ctx *ctx = l->ctx;
     struct mapping *m = l->map;
-    enum mapping_verdict v = mapping_admit(m, ctx->worker, client);
+    /* A port of one mapping admits now; one of several once the router has chosen, and now
+     * only turns away a client that every one of them would. */
+    bool admit = l->group->n == 1;
+    enum mapping_verdict v = admit ? mapping_admit(m, ctx->worker, client)
+                             : group_allows(l->group, client) ? MAPPING_ADMIT
+                                                              : MAPPING_DENIED;
     if (v != MAPPING_ADMIT) {
+        if (!admit) {
+            mapping_stat_add(&mapping_shard(m, ctx->worker)->stats.refused_acl, 1);
+        }
         refuse(l, fd, client, v);
         return;
     }
     struct tcp_conn *c = calloc(1, sizeof(*c));
     if (c == NULL) {
         log_error("map %s: out of memory; closing a new connection", m->conf.name);
-        mapping_release(m, client);
+        if (admit) {
+            mapping_release(m, client);
+        }
         close(fd);
         return;
     }
     c->ctx = ctx;
     c->map = mapping_ref(m);
+    c->admitted = admit;
+    c->group = mapping_group_ref(l->group);
+    c->router = l->router;
+    c->port = l->port;
     c->client = *client;
     c->cli.conn = c->tgt.conn = c;
     c->cli.io.fd = c->tgt.io.fd = -1; /* set when registered: conn_close() closes them */
@@ -838,13 +998,14 @@ static void conn_start(struct tcp_listener *l, int fd, const struct sockaddr_sto
         return;
     }
     if (c->layer == NULL) {
-        conn_connect(c);
+        conn_ready(c);
         return;
     }
     /* The client's bytes wait in the socket until the layer reads them. */
     c->cli.r.readable = c->cli.r.writable = true;
     struct tcp_layer_conn lc = {.run = map_conf_run(&m->conf),
                                 .map = m,
+                                .group = c->group,
                                 .worker = ctx->worker,
                                 .fd = fd,
                                 .ready = &c->cli.r,
@@ -865,8 +1026,8 @@ static void conn_connect(struct tcp_conn *c)
     struct relay_ctx *ctx = c->ctx;
     struct mapping *m = c->map;
     int fd = c->cli.io.fd;
-    bool spoke = c->layer != NULL ? c->layer->pending(c->lst) || client_spoke_first(fd)
-                                  : client_spoke_first(fd);
+    bool spoke = c->in[TCP_UP] != NULL || (c->layer != NULL && c->layer->pending(c->lst)) ||
+                 client_spoke_first(fd);
     int in_progress;
     int tfd = sock_connect(&c->target, SOCK_STREAM, spoke ? SOCK_SEND_FIRST : 0, &in_progress);
     if (tfd < 0) {
@@ -966,7 +1127,7 @@ size_t tcp_listener_take_queued(struct tcp_listener *l)
     return total;
 }
 
-struct tcp_listener *tcp_listener_new(struct relay_ctx *ctx, int fd, struct mapping *m,
+struct tcp_listener *tcp_listener_new(struct relay_ctx *ctx, int fd, struct mapping_group *g,
                                       uint16_t port)
 {
     struct tcp_listener *l = calloc(1, sizeof(*l));
@@ -977,12 +1138,12 @@ struct tcp_listener *tcp_listener_new(struct relay_ctx *ctx, int fd, struct mapp
     }
     l->ctx = ctx;
     l->port = port;
-    tcp_listener_set_mapping(l, m);
+    tcp_listener_set_group(l, g);
     loop_timer_init(&l->backoff, listener_backoff_done);
     int rc = loop_io_add(ctx->loop, &l->io, fd, LOOP_IN, listener_event);
     if (rc < 0) {
         close(fd);
-        mapping_unref(l->map);
+        mapping_group_unref(l->group);
         free(l);
         errno = -rc;
         return NULL;
@@ -990,15 +1151,17 @@ struct tcp_listener *tcp_listener_new(struct relay_ctx *ctx, int fd, struct mapp
     return l;
 }
 
-void tcp_listener_set_mapping(struct tcp_listener *l, struct mapping *m)
+void tcp_listener_set_group(struct tcp_listener *l, struct mapping_group *g)
 {
-    struct mapping *old = l->map;
-    const struct proto *p = m->conf.proto;
-    l->map = mapping_ref(m);
+    struct mapping_group *old = l->group;
+    const struct proto *p = g->maps[0]->conf.proto;
+    l->group = mapping_group_ref(g);
+    l->map = g->maps[0];
     l->filter = p->filter;
     l->layer = p->layer;
+    l->router = p->router;
     l->fstate = p->filter != NULL ? relay_proto_state(l->ctx, p) : NULL;
-    mapping_unref(old);
+    mapping_group_unref(old);
 }
 
 void tcp_listener_free(struct tcp_listener *l)
@@ -1009,7 +1172,7 @@ void tcp_listener_free(struct tcp_listener *l)
     loop_timer_stop(l->ctx->loop, &l->backoff);
     loop_io_del(l->ctx->loop, &l->io);
     close(l->io.fd);
-    mapping_unref(l->map);
+    mapping_group_unref(l->group);
     free(l);
 }
 

@@ -1,15 +1,17 @@
 /*
  * tcp: TCP listeners and the connections they accept.
  *
- * A listener owns one listening socket (one port of a mapping) and a reference to its mapping,
- * which a reload may swap (tcp_listener_set_mapping); connections keep the mapping they started
- * with. A connection pairs the accepted client socket with a non-blocking connect to the target
- * and relays both ways:
+ * A listener owns one listening socket (one port of a mapping, or of several that share it: a
+ * struct mapping_group) and a reference to its group, which a reload may swap
+ * (tcp_listener_set_group); connections keep the mapping they started with. A connection pairs
+ * the accepted client socket with a non-blocking connect to the target and relays both ways:
  *   - opaque path: bytes read from one side are written to the other unchanged;
  *   - filtered path: a struct tcp_filter sees the bytes of each direction and writes what goes
  *     on (a protocol module: RTSP, HTTP);
  *   - layered: a struct tcp_layer (TLS) does the client socket's I/O, under the filter if any;
- *     the target is connected to once its handshake is done.
+ *     the target is connected to once its handshake is done;
+ *   - routed: a struct tcp_router picks the connection's mapping among the group's from what
+ *     the client sends first (HTTP's Host), and the target is connected to only then.
  * Memory is bounded: each direction holds at most one buffer (two on the filtered path), and a
  * side is not read while the buffer towards the other side is full, so a slow reader stops the
  * reads from the fast writer. Buffers come from the relay pool only while bytes are in flight.
@@ -90,6 +92,9 @@ enum tcp_want { TCP_WANT_NONE, TCP_WANT_READ, TCP_WANT_WRITE };
 struct tcp_layer_conn {
     void *run; /* the mapping's run object (forward/proto.h: run_open) */
     const struct mapping *map;
+    /* The mappings that share the port, map first (forward/mapping.h): a layer that chooses a
+     * certificate by server name chooses among all of theirs. Lives as long as the connection. */
+    const struct mapping_group *group;
     unsigned worker; /* for the mapping's counters: mapping_shard(map, worker) */
     int fd;          /* the client's socket; the relay registers and closes it */
     struct tcp_ready *ready;
@@ -125,7 +130,43 @@ struct tcp_layer {
     bool (*pending)(void *st);
     int (*shutdown)(void *st, enum tcp_want *want);
     void (*describe)(void *st, char *buf, size_t len);
+    /* The server name the client asked for in its handshake (TLS's SNI), or NULL. */
+    const char *(*servername)(void *st);
     void (*close)(void *st);
+};
+
+/* What a router learns of a connection it routes. */
+struct tcp_route_conn {
+    const struct mapping_group *group; /* the mappings of the port; the choice is among them */
+    const char *servername;            /* the layer's (TLS SNI), or NULL */
+    const struct sockaddr_storage *client;
+    unsigned worker; /* for the mappings' counters and log limits */
+    uint64_t now_ms; /* the worker's loop time */
+};
+
+/*
+ * A router: a port that several mappings share (forward/proto.h: can_share) gives each new
+ * connection to one of them by what the client sends first. The relay reads the client's
+ * bytes (after the layer's handshake, if any) and offers them, all of them each time, to
+ * route(), which consumes nothing: they go on to the chosen mapping's filter as they came.
+ * Until route() has chosen, no target is connected to: a client that never sends a whole
+ * request costs no device anything. A protocol with a router routes every connection, even on
+ * a port that only one mapping has, so that the one mapping can also refuse what is not for it.
+ *   timeout_ms(): how long the client has to send what route() needs, by the port's first
+ *       mapping's settings.
+ *   route(): the index in rc->group of the mapping chosen; or TCP_ROUTE_MORE when it needs more
+ *       bytes (never when eof or timeout: no more will come); or TCP_ROUTE_REFUSE, with the
+ *       gateway's answer to the client in out (*out_len bytes, at most out_room; 0: none) and a
+ *       few words for the log line in *reason: the client gets the answer, then the end of the
+ *       stream, and no target is connected to. timeout says the time is up.
+ */
+#define TCP_ROUTE_MORE (-1)
+#define TCP_ROUTE_REFUSE (-2)
+struct tcp_router {
+    uint32_t (*timeout_ms)(const struct mapping *first);
+    ssize_t (*route)(const struct tcp_route_conn *rc, const char *in, size_t len, bool eof,
+                     bool timeout, char *out, size_t out_room, size_t *out_len,
+                     const char **reason);
 };
 
 /* Runs conn's relay now, as an event on its sockets would: for a filter whose state changed
@@ -135,15 +176,16 @@ void tcp_conn_kick(struct tcp_conn *conn);
 
 struct tcp_listener;
 
-/* Takes ownership of fd (a listening socket) and a new reference to m. New connections take the
- * path m's protocol chooses: its filter (forward/proto.h) with the protocol's state on this
- * loop, or the opaque one. Returns NULL with errno set when out of memory or when the fd cannot
- * be registered (fd is then closed). */
-struct tcp_listener *tcp_listener_new(struct relay_ctx *ctx, int fd, struct mapping *m,
+/* Takes ownership of fd (a listening socket) and a new reference to g, the mappings of the port
+ * (all of one protocol). New connections take the path their protocol chooses: its router, if
+ * any, picks one of g's mappings; then its layer and its filter (forward/proto.h) with the
+ * protocol's state on this loop, or the opaque path. Returns NULL with errno set when out of
+ * memory or when the fd cannot be registered (fd is then closed). */
+struct tcp_listener *tcp_listener_new(struct relay_ctx *ctx, int fd, struct mapping_group *g,
                                       uint16_t port);
-/* Points the listener at another generation of its mapping, which may be of another protocol:
+/* Points the listener at another generation of its mappings, which may be of another protocol:
  * new connections use it, established ones keep theirs. */
-void tcp_listener_set_mapping(struct tcp_listener *l, struct mapping *m);
+void tcp_listener_set_group(struct tcp_listener *l, struct mapping_group *g);
 /* Accepts and starts the connections the kernel has queued on the listener's socket, which
  * would be reset if it closed now: their clients have connected already. Returns how many. For
  * a listener about to close at a reload; accepting stops early when out of descriptors. */

@@ -1035,6 +1035,24 @@ static void check_own_udp_ports(struct config *c, const struct map_conf *a,
     }
 }
 
+/* True if a and b may listen on the same port: their protocol routes each connection to one of
+ * them (forward/proto.h: router), they listen on the same address and ports, and the protocol
+ * can tell their clients apart. Else false, with why when it is about their settings. */
+static bool may_share(const struct map_conf *a, const struct map_conf *b, char *why, size_t whylen)
+{
+    const struct proto *p = a->proto;
+    if (p != b->proto || p->router == NULL || p->can_share == NULL) {
+        return false;
+    }
+    if (!addr_equal(&a->listen, &b->listen) || a->listen_lo != b->listen_lo ||
+        a->listen_hi != b->listen_hi) {
+        snprintf(why, whylen, "%s mappings share a port only on the same listen address and ports",
+                 p->name);
+        return false;
+    }
+    return p->can_share(a->pconf, b->pconf, why, whylen);
+}
+
 /* Has m's protocol make what it needs to run (TLS: read the certificates). An API mapping that
  * cannot is kept, failed, like one whose target does not resolve; any other is an error. */
 static void open_run(struct config *c, struct map_conf *m)
@@ -1347,11 +1365,17 @@ int config_finish(struct config *c, bool resolve)
             add_field_error(c, "name", "%s: name \"%s\" is already used by [map %s] at %s", at,
                             a->name, a->name, bt);
             break;
-        case CLASH_LISTEN:
-            add_field_error(
-                c, "listen", "%s: [map %s] listen: %s ports %u-%u overlap [map %s] at %s", at,
-                a->name, transport_name(a->proto), a->listen_lo, a->listen_hi, b->name, bt);
+        case CLASH_LISTEN: {
+            char why[320] = "";
+            if (may_share(a, b, why, sizeof(why))) {
+                break;
+            }
+            add_field_error(c, "listen",
+                            "%s: [map %s] listen: %s ports %u-%u overlap [map %s] at %s%s%s", at,
+                            a->name, transport_name(a->proto), a->listen_lo, a->listen_hi, b->name,
+                            bt, why[0] != '\0' ? ": " : "", why);
             break;
+        }
         default:
             check_own_udp_ports(c, a, b, at, bt);
             break;

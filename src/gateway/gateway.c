@@ -32,15 +32,18 @@ struct lslot {
     int fd; /* during apply: a socket bound but not yet handed to the worker's relay */
 };
 
-/* One port of one mapping: a listening socket, bound with SO_REUSEPORT, on each worker that runs
- * its protocol (forward/proto.h: placement). */
+/* One port of one mapping (of several, with a protocol that routes: forward/proto.h): a listening
+ * socket, bound with SO_REUSEPORT, on each worker that runs its protocol (placement). */
 struct listener {
     const struct proto *proto;
     struct sockaddr_storage addr; /* with the port */
-    struct mapping *map;          /* borrowed: the relay listeners hold references */
-    struct lslot *slots;          /* one per worker; empty on a worker that does not run it */
-    ssize_t from;                 /* during apply: the running listener taken over, or -1 */
-    bool keep;                    /* during apply: still needed */
+    struct mapping *map;          /* the first; borrowed: the relay listeners hold references */
+    struct mapping **members;     /* all of them, when several share the port; else NULL */
+    size_t nmembers;
+    struct mapping_group *group; /* what the TCP listeners take (made once the plan is whole) */
+    struct lslot *slots;         /* one per worker; empty on a worker that does not run it */
+    ssize_t from;                /* during apply: the running listener taken over, or -1 */
+    bool keep;                   /* during apply: still needed */
 };
 
 /* What a worker reports for SIGUSR1. */
@@ -202,6 +205,10 @@ static void free_slots(struct listener *ls, size_t n, unsigned nworkers)
             }
         }
         free(ls[i].slots);
+    }
+    for (size_t i = 0; i < n; i++) {
+        mapping_group_unref(ls[i].group);
+        free(ls[i].members);
     }
     free(ls);
 }
@@ -455,7 +462,7 @@ static void w_apply(struct worker *w, void *arg)
         struct listener *l = &g->ls[i];
         struct lslot *s = &l->slots[w->id];
         if (s->tcp != NULL) {
-            tcp_listener_set_mapping(s->tcp, l->map);
+            tcp_listener_set_group(s->tcp, l->group);
         } else if (s->udp != NULL) {
             udp_listener_set_mapping(s->udp, l->map);
         } else if (s->fd >= 0) {
@@ -463,7 +470,7 @@ static void w_apply(struct worker *w, void *arg)
             s->fd = -1;
             uint16_t port = addr_port(&l->addr);
             if (l->proto->transport == SOCK_STREAM) {
-                s->tcp = tcp_listener_new(ctx, fd, l->map, port);
+                s->tcp = tcp_listener_new(ctx, fd, l->group, port);
             } else {
                 s->udp = udp_listener_new(ctx, fd, l->map, port);
             }
@@ -510,12 +517,60 @@ static struct mapping *plan_mapping(struct gateway *g, struct plan *p, const str
 }
 
 /*
+ * m's protocol routes (forward/proto.h): if the plan has the port's listener already, m joins
+ * its mappings (the configuration let them share it). Returns 1 when it joined, 0 when the port
+ * is not in the plan yet, -1 when out of memory (reported).
+ */
+static int plan_share(struct gateway *g, struct plan *p, struct mapping *m, uint16_t port)
+{
+    struct sockaddr_storage addr = m->conf.listen;
+    addr_set_port(&addr, port);
+    for (size_t i = p->nls; i-- > 0;) {
+        struct listener *l = &p->ls[i];
+        if (l->proto != m->conf.proto || cmp_listen_key(l, SOCK_STREAM, &addr) != 0) {
+            continue;
+        }
+        struct mapping **v = realloc(l->members, (l->nmembers + 2) * sizeof(*v));
+        if (v == NULL) {
+            apply_failed(g, -ENOMEM, "out of memory applying the configuration");
+            return -1;
+        }
+        if (l->members == NULL) {
+            v[l->nmembers++] = l->map;
+        }
+        v[l->nmembers++] = m;
+        l->members = v;
+        return 1;
+    }
+    return 0;
+}
+
+/* Makes each listener's group of mappings, for the TCP listeners. Returns 0, or -1 (reported). */
+static int plan_groups(struct gateway *g, struct plan *p)
+{
+    for (size_t i = 0; i < p->nls; i++) {
+        struct listener *l = &p->ls[i];
+        l->group = l->members != NULL ? mapping_group_new(l->members, l->nmembers)
+                                      : mapping_group_new(&l->map, 1);
+        if (l->group == NULL) {
+            apply_failed(g, -ENOMEM, "out of memory applying the configuration");
+            return -1;
+        }
+    }
+    return 0;
+}
+
+/*
  * Adds the listener of m's port to the plan: the running one on the same protocol, address and
  * port if there is one (kept, so its socket is never closed and re-bound), else new sockets
  * bound now. Returns 0, or -1 (logged: out of memory, or a bind failed).
  */
 static int plan_port(struct gateway *g, struct plan *p, struct mapping *m, uint16_t port)
 {
+    int shared = m->conf.proto->router != NULL ? plan_share(g, p, m, port) : 0;
+    if (shared != 0) {
+        return shared > 0 ? 0 : -1;
+    }
     if (p->nls == p->cap) {
         size_t cap = p->cap ? p->cap * 2 : 16;
         struct listener *v = realloc(p->ls, cap * sizeof(*v));
@@ -642,6 +697,12 @@ static void commit(struct gateway *g, struct config *cfg, struct plan *p)
             log_info("map %s: listening on %s %s -> %s", l->map->conf.name, l->proto->name,
                      addr_format(&l->addr, as, sizeof(as)), addr_format(&t, ts, sizeof(ts)));
         }
+        for (size_t k = 1; k < l->nmembers && l->from < 0; k++) {
+            char as[ADDR_STRLEN];
+            log_info("map %s: shares %s %s with map %s, by what its clients ask for",
+                     l->members[k]->conf.name, l->proto->name,
+                     addr_format(&l->addr, as, sizeof(as)), l->map->conf.name);
+        }
     }
     free_slots(g->old_ls, g->old_nls, g->nworkers);
     g->old_ls = NULL;
@@ -700,7 +761,7 @@ static int apply_once(struct gateway *g, struct config *cfg)
             }
         }
     }
-    if (plan_listen(g, &p) != 0) {
+    if (plan_groups(g, &p) != 0 || plan_listen(g, &p) != 0) {
         plan_discard(g, &p);
         return -1;
     }

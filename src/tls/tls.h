@@ -58,6 +58,12 @@ size_t tls_conf_format(const struct tls_conf *c, char *buf, size_t len);
 void *tls_run_open(const struct tls_conf *c, const char *mapname, unsigned char id[32], char *why,
                    size_t whylen);
 void tls_run_close(void *run);
+/* Tells the run object which host names its mapping answers for (a comma-separated list, lower
+ * case; "*.example.org" wildcards), when several mappings share a port (forward/proto.h:
+ * router): a handshake whose server name is one of them gets this mapping's certificate. Each
+ * name (an address excepted) must be covered by one of its certificates: returns 0, or -1 with
+ * "host: NAME: ..." in why. */
+int tls_run_set_hosts(void *run, const char *hosts, char *why, size_t whylen);
 
 /* Counters the layer keeps, by index from the protocol's stat_base: a protocol that uses the
  * layer lists these names there in its stat_names. */

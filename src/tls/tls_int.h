@@ -14,6 +14,12 @@ SSL_CTX *tls_run_ctx(const void *run);
 uint32_t tls_run_handshake_ms(const void *run);
 /* Where the layer's counters start among the mapping's (tls/tls.h: TLS_STAT_*). */
 unsigned tls_run_stat_base(const void *run);
+struct mapping_group;
+/* Has the handshake on s choose its certificate among those of every mapping of g (the mappings
+ * that share a port: forward/mapping.h) by the client's server name: first the mapping whose
+ * host key names it (tls_run_set_hosts), then the first certificate that covers it. g outlives
+ * s. A group of one changes nothing. */
+void tls_run_use_group(SSL *s, const struct mapping_group *g);
 /* True if the kernel offers TLS (the "tls" ULP): connections then use OpenSSL's socket BIO,
  * which hands the records to the kernel, instead of ours. Read once, logged once. */
 bool tls_ktls_available(void);

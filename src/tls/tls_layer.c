@@ -161,6 +161,7 @@ static void *layer_open(const struct tcp_layer_conn *lc, uint32_t *timeout_ms)
         BIO_set_data(b, t);
         SSL_set_bio(t->ssl, b, b);
     }
+    tls_run_use_group(t->ssl, lc->group);
     SSL_set_accept_state(t->ssl);
     return t;
 fail:
@@ -276,6 +277,12 @@ static int layer_shutdown(void *st, enum tcp_want *want)
     return f == 0 ? 0 : f == 1 ? 1 : -1;
 }
 
+static const char *layer_servername(void *st)
+{
+    const struct tls_conn *t = st;
+    return SSL_get_servername(t->ssl, TLSEXT_NAMETYPE_host_name);
+}
+
 static void layer_describe(void *st, char *buf, size_t len)
 {
     struct tls_conn *t = st;
@@ -317,5 +324,6 @@ const struct tcp_layer tls_layer = {
     .pending = layer_pending,
     .shutdown = layer_shutdown,
     .describe = layer_describe,
+    .servername = layer_servername,
     .close = layer_close,
 };

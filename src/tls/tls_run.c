@@ -22,6 +22,7 @@
 
 #include "core/file.h"
 #include "core/log.h"
+#include "forward/mapping.h"
 #include "tls/tls.h"
 #include "tls/tls_int.h"
 
@@ -51,6 +52,7 @@ struct tls_cert {
 struct tls_run {
     struct tls_cert certs[TLS_MAX_CERTS];
     size_t ncerts;
+    char hosts[1024]; /* the names its mapping answers for on a shared port, or "" */
     uint32_t handshake_ms;
     unsigned stat_base;
     unsigned char alpn[64]; /* wire format: a length byte before each name */
@@ -179,17 +181,80 @@ static struct tls_cert *find_cert(struct tls_run *run, const char *host)
     return NULL;
 }
 
-/* SNI: moves the handshake to the certificate that names the host; with no SNI, or a name no
- * certificate has, the first one answers (a client that checks will refuse it). */
+/* How well a list of names (a host key's) matches host: 2 equal, 1 by a wildcard, 0 not. */
+static int hosts_match(const char *hosts, const char *host)
+{
+    int best = 0;
+    for (const char *p = hosts; *p != '\0';) {
+        size_t k = strcspn(p, ",");
+        char pat[256];
+        if (k < sizeof(pat)) {
+            memcpy(pat, p, k);
+            pat[k] = '\0';
+            int m = !name_matches(pat, host) ? 0 : pat[0] == '*' ? 1 : 2;
+            best = m > best ? m : best;
+        }
+        p += k + (p[k] == ',');
+    }
+    return best;
+}
+
+static pthread_once_t group_once = PTHREAD_ONCE_INIT;
+/* The SSL ex_data that holds a shared port's mappings: made by the first tls_run_open(), on the
+ * control thread, before any worker runs a connection. */
+static int group_idx = -1;
+
+static void group_setup(void)
+{
+    group_idx = SSL_get_ex_new_index(0, NULL, NULL, NULL, NULL);
+}
+
+void tls_run_use_group(SSL *s, const struct mapping_group *g)
+{
+    if (g != NULL && g->n > 1) {
+        pthread_once(&group_once, group_setup);
+        SSL_set_ex_data(s, group_idx, (void *)g);
+    }
+}
+
+/* On a port several mappings share: the certificate for host, by the rules of
+ * tls_run_use_group(), or NULL. */
+static struct tls_cert *group_cert(const struct mapping_group *g, const char *host)
+{
+    struct tls_run *best = NULL;
+    int how = 0;
+    for (size_t i = 0; i < g->n && how < 2; i++) {
+        struct tls_run *r = map_conf_run(&g->maps[i]->conf);
+        int m = r != NULL ? hosts_match(r->hosts, host) : 0;
+        if (m > how) {
+            best = r;
+            how = m;
+        }
+    }
+    struct tls_cert *c = best != NULL ? find_cert(best, host) : NULL;
+    for (size_t i = 0; i < g->n && c == NULL; i++) {
+        struct tls_run *r = map_conf_run(&g->maps[i]->conf);
+        c = r != NULL ? find_cert(r, host) : NULL;
+    }
+    return c;
+}
+
+/* SNI: moves the handshake to the certificate that names the host (on a port several mappings
+ * share, among all of theirs); with no SNI, or a name no certificate has, the first one answers
+ * (a client that checks will refuse it). */
 static int servername_cb(SSL *s, int *alert, void *arg)
 {
     (void)alert;
     struct tls_run *run = arg;
     const char *host = SSL_get_servername(s, TLSEXT_NAMETYPE_host_name);
-    if (host == NULL || run->ncerts == 1) {
+    const struct mapping_group *g = NULL;
+    if (host != NULL && group_idx >= 0) {
+        g = SSL_get_ex_data(s, group_idx);
+    }
+    if (host == NULL || (run->ncerts == 1 && g == NULL)) {
         return SSL_TLSEXT_ERR_OK;
     }
-    struct tls_cert *c = find_cert(run, host);
+    struct tls_cert *c = g != NULL ? group_cert(g, host) : find_cert(run, host);
     if (c != NULL && c->ctx != SSL_get_SSL_CTX(s)) {
         SSL_set_SSL_CTX(s, c->ctx);
     }
@@ -610,6 +675,7 @@ void *tls_run_open(const struct tls_conf *c, const char *mapname, unsigned char 
         EVP_MD_CTX_free(md);
         return NULL;
     }
+    pthread_once(&group_once, group_setup); /* before any worker reads group_idx */
     run->handshake_ms = c->handshake_ms;
     run->stat_base = c->stat_base;
     run->alpn_len = alpn_wire(c->alpn, run->alpn, sizeof(run->alpn));
@@ -634,6 +700,43 @@ void *tls_run_open(const struct tls_conf *c, const char *mapname, unsigned char 
     EVP_DigestFinal_ex(md, id, &idlen);
     EVP_MD_CTX_free(md);
     return run;
+}
+
+int tls_run_set_hosts(void *obj, const char *hosts, char *why, size_t whylen)
+{
+    struct tls_run *run = obj;
+    if (strlen(hosts) >= sizeof(run->hosts)) {
+        snprintf(why, whylen, "host: too many names");
+        return -1;
+    }
+    for (const char *p = hosts; *p != '\0';) {
+        size_t k = strcspn(p, ",");
+        char name[256];
+        snprintf(name, sizeof(name), "%.*s", (int)k, p);
+        p += k + (p[k] == ',');
+        /* Addresses: a certificate names them as IP addresses, which SNI never carries. */
+        if (name[0] == '[' || strspn(name, "0123456789.") == strlen(name)) {
+            continue;
+        }
+        if (find_cert(run, name) == NULL) {
+            char names[400] = "";
+            size_t off = 0;
+            for (size_t i = 0; i < run->ncerts; i++) {
+                for (size_t j = 0; j < run->certs[i].nnames && off < sizeof(names); j++) {
+                    int n = snprintf(names + off, sizeof(names) - off, "%s%s", off ? ", " : "",
+                                     run->certs[i].names[j]);
+                    off += n > 0 ? (size_t)n : 0;
+                }
+            }
+            snprintf(why, whylen,
+                     "host: %s is not a name of any certificate of the mapping, so clients "
+                     "asking for it would refuse the handshake (the certificates name: %s)",
+                     name, names[0] ? names : "nothing");
+            return -1;
+        }
+    }
+    snprintf(run->hosts, sizeof(run->hosts), "%s", hosts);
+    return 0;
 }
 
 SSL_CTX *tls_run_ctx(const void *run)

@@ -385,3 +385,137 @@ def test_keepalive_timeout_and_long_redirect(gateway, device):
     assert out.startswith(b"HTTP/1.1 414 "), out[:100]
     out = raw(p[1], b"GET /" + b"a" * 1500 + b" HTTP/1.1\r\nHost: a:80\r\n\r\n")
     assert out.startswith(b"HTTP/1.1 308 ") and b"Location: https://a/" + b"a" * 1500 + b"\r\n" in out
+
+
+def _get(port, host, path="/echo", version="1.1"):
+    hdr = f"Host: {host}\r\n" if host is not None else ""
+    return raw(port, f"GET {path} HTTP/{version}\r\n{hdr}Connection: close\r\n\r\n".encode())
+
+
+def test_host_routing_shares_a_port(gateway, device):
+    """Mappings with host = share a port: each request goes to the device its Host names; an
+    unknown host gets 404 from the gateway, and a connection that says nothing reaches no
+    device at all."""
+    d1, d2, d3 = device(), device(), device()
+    p = free_ports(2)
+    conf = (http_map("cam1", p[0], d1.port, extra="host = cam1.example.org\n")
+            + http_map("cams", p[0], d2.port, extra="host = cam2.example.org, *.cams.example.org\n"))
+    g = gateway(config=conf)
+    for host, dev, n in [("cam1.example.org", d1, 1), ("CAM2.Example.org.", d2, 1),
+                         (f"x.cams.example.org:{p[0]}", d2, 2)]:
+        out = _get(p[0], host)
+        assert b" 200 " in out.split(b"\r\n")[0], (host, out[:300])
+        assert len(dev.seen) == n, host
+    # Keep-alive on one connection, with curl.
+    r = curl("-w", "[%{num_connects}]", "--resolve", f"cam1.example.org:{p[0]}:127.0.0.1",
+             f"http://cam1.example.org:{p[0]}/echo", f"http://cam1.example.org:{p[0]}/echo")
+    assert re.findall(r"\[(\d)\]", r.stdout.decode()) == ["1", "0"], r.stdout
+    assert len(d1.seen) == 3
+    # Names no mapping has: the gateway answers, no device sees them.
+    for host, status in [("other.example.org", 404), ("a.b.cams.example.org", 404),
+                         ("cams.example.org", 404)]:
+        out = _get(p[0], host)
+        assert out.startswith(b"HTTP/1.1 %d " % status), (host, out[:300])
+        assert f"no device here answers for host {host}".encode() in out
+    out = _get(p[0], None, version="1.0")
+    assert out.startswith(b"HTTP/1.1 400 ") and b"a Host header is needed" in out
+    # A second host on one connection is another device's: 421, as on any http mapping.
+    out = raw(p[0], b"GET /echo HTTP/1.1\r\nHost: cam1.example.org\r\n\r\n"
+              b"GET /echo HTTP/1.1\r\nHost: cam2.example.org\r\n\r\n")
+    assert out.count(b"HTTP/1.0 200") + out.count(b"HTTP/1.1 200") == 1
+    assert b"HTTP/1.1 421 " in out
+    assert len(d1.seen) == 4 and len(d2.seen) == 2
+    # A mapping without host answers for every other name; a reload adds it to the port.
+    tail = g.reload(config=conf + http_map("rest", p[0], d3.port))
+    assert "configuration applied" in tail, tail
+    assert b" 200 " in _get(p[0], "other.example.org").split(b"\r\n")[0]
+    assert b" 200 " in _get(p[0], None, version="1.0").split(b"\r\n")[0]
+    assert len(d3.seen) == 2 and len(d1.seen) == 4 and len(d2.seen) == 2
+    # A client that connects and says nothing costs no device a connection, and gets 408.
+    quiet = socket.socket()
+    quiet.bind(("127.0.0.1", 0))
+    quiet.listen(8)
+    quiet.setblocking(False)
+    tail = g.reload(config=conf + http_map("quiet", p[1], quiet.getsockname()[1],
+                                          extra="header-timeout = 1s\n"))
+    assert "configuration applied" in tail, tail
+    s = socket.create_connection(("127.0.0.1", p[1]), timeout=5)
+    s.sendall(b"GET / HTTP/1.1\r\nHo")
+    start = time.time()
+    out = s.recv(4096)
+    assert out.startswith(b"HTTP/1.1 408 "), out
+    assert 0.8 < time.time() - start < 3
+    with pytest.raises(BlockingIOError):
+        quiet.accept()
+    quiet.close()
+    s.close()
+
+
+def test_https_host_routing_by_sni(gateway, device, tmp_path):
+    """https mappings share a port: the server name chooses the certificate and the device, and
+    a Host that names another mapping than the server name gets 421."""
+    d1, d2 = device(), device()
+    for n in ("cam1", "cam2"):
+        r = subprocess.run([BINARY, "cert", "-o", str(tmp_path / n), f"{n}.example.org"],
+                           capture_output=True)
+        assert r.returncode == 0, r.stderr
+    port = free_ports()
+    g = gateway(config="".join(
+        http_map(n, port, d.port, "https",
+                 f"cert = {tmp_path}/{n}.crt\nkey = {tmp_path}/{n}.key\nhost = {n}.example.org\n")
+        for n, d in (("cam1", d1), ("cam2", d2))))
+    for n, d in (("cam1", d1), ("cam2", d2)):
+        url = f"https://{n}.example.org:{port}/echo"
+        r = curl("--cacert", str(tmp_path / f"{n}.crt"), "--resolve",
+                 f"{n}.example.org:{port}:127.0.0.1", "-w", "%{http_code}", "-o", "/dev/null", url)
+        assert r.stdout == b"200", (n, r.stderr)
+        assert len(d.seen) == 1
+    r = curl("--cacert", str(tmp_path / "cam1.crt"), "--resolve",
+             f"cam1.example.org:{port}:127.0.0.1", "-H", "Host: cam2.example.org",
+             f"https://cam1.example.org:{port}/echo")
+    assert r.stdout.startswith(b"421 Misdirected Request: this connection was opened for "
+                               b"cam1.example.org"), r.stdout
+    # No server name (an address): the Host chooses.
+    r = curl("-k", "-H", "Host: cam2.example.org", "-w", "%{http_code}", "-o", "/dev/null",
+             f"https://127.0.0.1:{port}/echo")
+    assert r.stdout == b"200" and len(d2.seen) == 2 and len(d1.seen) == 1
+    assert g.map_stats("cam2")["http requests"] == 2
+
+
+def test_check_refuses_ports_that_cannot_be_shared(tmp_path):
+    for n in ("cam1", "cam2"):
+        assert subprocess.run([BINARY, "cert", "-o", str(tmp_path / n), f"{n}.example.org"],
+                              capture_output=True).returncode == 0
+
+    def tls(n, extra=""):
+        return f"cert = {tmp_path}/{n}.crt\nkey = {tmp_path}/{n}.key\n" + extra
+    cases = [
+        (http_map("a", 8080, 80) + http_map("b", 8080, 81),
+         "neither has a host key, so both would answer for every host"),
+        (http_map("a", 8080, 80, extra="host = x.example.org\n")
+         + http_map("b", 8080, 81, extra="host = *.example.org\n"),
+         "both answer for host x.example.org"),
+        (http_map("a", 8080, 80, extra="host = x.example.org\n")
+         + http_map("b", 8080, 81, "tcp"), "overlap [map a]"),
+        (http_map("a", 8080, 80, "https", tls("cam1", "host = cam1.example.org\n"))
+         + http_map("b", 8080, 81, "https", tls("cam2", "host = cam2.example.org\nmin-tls = 1.3\n")),
+         "must have the same min-tls"),
+        (http_map("a", 8443, 80, "https", tls("cam1", "host = cam1.example.org, cam9.example.org\n")),
+         "host: cam9.example.org is not a name of any certificate of the mapping"),
+        (http_map("a", 8080, 80, extra="host = a b\n"), "host: \"a b\""),
+        (http_map("a", 8080, 80, extra="host = x.org, X.org\n"), "\"x.org\": given twice"),
+        (http_map("a", 8080, 80, extra="host = -x.org\n"), "a host name (cam1.example.org)"),
+    ]
+    conf = tmp_path / "c.conf"
+    for text, want in cases:
+        conf.write_text("[gateway]\nadmin = off\n" + text)
+        out = subprocess.run([BINARY, "check", "-c", str(conf)], capture_output=True, text=True)
+        assert out.returncode == 1 and want in out.stderr, (text, out.stderr)
+    conf.write_text("[gateway]\nadmin = off\n"
+                    + http_map("a", 8443, 80, "https", tls("cam1", "host = cam1.example.org\n"))
+                    + http_map("b", 8443, 81, "https", tls("cam2", "host = cam2.example.org\n"))
+                    + http_map("c", 8080, 81, extra="host = *.Example.org.\n"))
+    out = subprocess.run([BINARY, "check", "-c", str(conf)], capture_output=True, text=True)
+    assert out.returncode == 0, out.stderr
+    assert "host=*.example.org target-host" not in out.stdout  # host comes first
+    assert "host=*.example.org header-timeout=10s" in out.stdout

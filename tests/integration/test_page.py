@@ -612,7 +612,8 @@ ADVANCED_FIELDS = {
     "max-sessions": {"udp", "rtsp"}, "rtp-ports": {"rtsp"},
     "min-tls": TLS_SIDE, "handshake-timeout": TLS_SIDE, "ocsp": TLS_SIDE, "ciphers": TLS_SIDE,
     "alpn": {"tls"},
-    "target-host": HTTP_SIDE, "trusted-proxies": HTTP_SIDE, "header-timeout": HTTP_SIDE,
+    "host": HTTP_SIDE, "target-host": HTTP_SIDE, "trusted-proxies": HTTP_SIDE,
+    "header-timeout": HTTP_SIDE,
     "max-header-size": HTTP_SIDE, "redirect-https": {"http"}, "hsts": {"https"},
     "idle-timeout": TCP_BASED | {"udp"}, "allow": TCP_BASED | {"udp"},
 }

@@ -760,7 +760,7 @@ const FIELD_IDS = [
   'name', 'proto', 'listen-addr', 'listen-port', 'target-addr', 'target-port', 'enabled', 'allow', 'deny',
   'max-conns', 'max-conns-per-ip', 'connect-timeout', 'idle-timeout', 'max-sessions', 'rtp-ports', 'lease',
   'cert', 'key', 'ocsp', 'min-tls', 'ciphers', 'alpn', 'handshake-timeout',
-  'target-host', 'trusted-proxies', 'redirect-https', 'hsts', 'header-timeout', 'max-header-size',
+  'host', 'target-host', 'trusted-proxies', 'redirect-https', 'hsts', 'header-timeout', 'max-header-size',
 ];
 const PROTOS = ['tcp', 'udp', 'tls', 'http', 'https', 'rtsp', 'rtsps'];
 // The protocols that end TLS at the gateway: a certificate is required.
@@ -770,10 +770,10 @@ const NUMBER_KEYS = ['max-conns', 'max-conns-per-ip', 'max-sessions', 'lease', '
 const TEXT_KEYS = [
   'connect-timeout', 'idle-timeout', 'rtp-ports',
   'cert', 'key', 'ocsp', 'min-tls', 'ciphers', 'alpn', 'handshake-timeout',
-  'target-host', 'redirect-https', 'hsts', 'header-timeout',
+  'host', 'target-host', 'redirect-https', 'hsts', 'header-timeout',
 ];
 // Comma-separated lists whose entries may not hold a space: "a.crt, b.crt" is sent as "a.crt,b.crt".
-const COMMA_KEYS = ['cert', 'key', 'ocsp', 'alpn'];
+const COMMA_KEYS = ['cert', 'key', 'ocsp', 'alpn', 'host'];
 // Address lists in a textarea (one a line or comma-separated) that the API takes as one
 // comma-separated string, unlike allow and deny (arrays).
 const LIST_TEXT_KEYS = ['trusted-proxies'];

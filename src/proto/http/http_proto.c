@@ -23,13 +23,9 @@ static const char *const https_stat_names[] = {
 };
 _Static_assert(HTTP_STAT_COUNT + TLS_STAT_COUNT <= PROTO_MAX_STATS, "https: too many counters");
 
-static const char *const http_keys[] = {"target-host",
-                                        "trusted-proxies",
-                                        "redirect-https",
-                                        "header-timeout",
-                                        "keep-alive-timeout",
-                                        "max-header-size",
-                                        NULL};
+static const char *const http_keys[] = {
+    "host",           "target-host",        "trusted-proxies", "redirect-https",
+    "header-timeout", "keep-alive-timeout", "max-header-size", NULL};
 /* https: TLS's keys (ALPN is http/1.1), then the filter's. */
 static const char *const https_keys[] = {"cert",
                                          "key",
@@ -37,6 +33,7 @@ static const char *const https_keys[] = {"cert",
                                          "min-tls",
                                          "ciphers",
                                          "handshake-timeout",
+                                         "host",
                                          "target-host",
                                          "trusted-proxies",
                                          "hsts",
@@ -77,6 +74,9 @@ static bool host_ok(const char *v)
 static int http_conf_set(struct http_conf *c, const char *key, const char *val, char *why,
                          size_t len)
 {
+    if (strcmp(key, "host") == 0) {
+        return http_hosts_parse(val, c->hosts, sizeof(c->hosts), why, len);
+    }
     if (strcmp(key, "target-host") == 0) {
         if (val[0] != '\0' && !host_ok(val)) {
             snprintf(why, len, "\"%s\": a host name or address, and a port if any", val);
@@ -188,6 +188,9 @@ static size_t http_conf_format(const struct http_conf *c, char *buf, size_t len)
                               cidr_format(&c->trusted[i], one, sizeof(one)));
     }
     buf[0] = '\0';
+    if (c->hosts[0]) {
+        item(buf, len, &off, "host", c->hosts);
+    }
     if (c->target_host[0]) {
         item(buf, len, &off, "target-host", c->target_host);
     }
@@ -231,10 +234,31 @@ static bool http_cleartext(const void *pconf)
     return ((const struct http_conf *)pconf)->redirect_https[0] == '\0';
 }
 
+/* Two mappings share a port when each request can go to one of them only: no name of one is
+ * another's, and at most one answers for every name. */
+static bool http_can_share(const void *a, const void *b, char *why, size_t len)
+{
+    const struct http_conf *x = a, *y = b;
+    char name[256];
+    if (x->hosts[0] == '\0' && y->hosts[0] == '\0') {
+        snprintf(why, len,
+                 "neither has a host key, so both would answer for every host; give each its "
+                 "names (host = cam1.example.org)");
+        return false;
+    }
+    if (http_hosts_overlap(x->hosts, y->hosts, name, sizeof(name))) {
+        snprintf(why, len, "both answer for host %s", name);
+        return false;
+    }
+    return true;
+}
+
 const struct proto http_proto = {
     .name = "http",
     .transport = SOCK_STREAM,
     .filter = &http_proxy_filter,
+    .router = &http_router,
+    .can_share = http_can_share,
     .placement = PROTO_EVERY_WORKER,
     .cleartext_logins = http_cleartext,
     .keys = http_keys,
@@ -285,7 +309,28 @@ static void *https_run_open(const void *pconf, const char *mapname, unsigned cha
                             size_t len)
 {
     const struct https_conf *c = pconf;
-    return tls_run_open(&c->tls, mapname, id, why, len);
+    void *run = tls_run_open(&c->tls, mapname, id, why, len);
+    if (run != NULL && tls_run_set_hosts(run, c->http.hosts, why, len) != 0) {
+        tls_run_close(run);
+        return NULL;
+    }
+    return run;
+}
+
+/* As http's, and what a handshake does before it knows the mapping must be the same for both:
+ * the versions, ciphers and time it is given. */
+static bool https_can_share(const void *a, const void *b, char *why, size_t len)
+{
+    const struct https_conf *x = a, *y = b;
+    const char *key = x->tls.min_version != y->tls.min_version      ? "min-tls"
+                      : strcmp(x->tls.ciphers, y->tls.ciphers) != 0 ? "ciphers"
+                      : x->tls.handshake_ms != y->tls.handshake_ms  ? "handshake-timeout"
+                                                                    : NULL;
+    if (key != NULL) {
+        snprintf(why, len, "mappings that share a port must have the same %s", key);
+        return false;
+    }
+    return http_can_share(&x->http, &y->http, why, len);
 }
 
 const struct proto https_proto = {
@@ -293,6 +338,8 @@ const struct proto https_proto = {
     .transport = SOCK_STREAM,
     .filter = &http_proxy_filter,
     .layer = &tls_layer,
+    .router = &http_router,
+    .can_share = https_can_share,
     .placement = PROTO_EVERY_WORKER,
     .keys = https_keys,
     .conf_size = sizeof(struct https_conf),

@@ -12,6 +12,7 @@
 
 #include "core/addr.h"
 #include "forward/proto.h"
+#include "proto/http/http_route.h"
 #include "tls/tls.h"
 
 /* Defaults, documented in docs/configuration.md. */
@@ -23,7 +24,8 @@
 
 /* The HTTP filter's settings, shared by http and https (plain data: forward/proto.h). */
 struct http_conf {
-    char target_host[256]; /* target-host: the Host the device gets; "": the client's */
+    char hosts[HTTP_HOSTS_LEN]; /* host: the names it answers for on a shared port; "": any */
+    char target_host[256];      /* target-host: the Host the device gets; "": the client's */
     struct cidr trusted[HTTP_MAX_TRUSTED]; /* trusted-proxies */
     size_t ntrusted;
     char redirect_https[64]; /* http: "PORT" or "HOST:PORT" of the https twin; "": none */

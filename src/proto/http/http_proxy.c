@@ -56,6 +56,8 @@ static const char *status_text(int status)
         return "Bad Request";
     case 405:
         return "Method Not Allowed";
+    case 404:
+        return "Not Found";
     case 408:
         return "Request Timeout";
     case 421:
@@ -78,20 +80,25 @@ static const char *status_text(int status)
 /* Queues the gateway's answer to the request now being read, after which the connection
  * closes: its turn comes once the device has answered every request before it. extra is more
  * header lines ("Location: ...\r\n"), or "". */
+size_t http_answer_text(char *buf, size_t len, int status, const char *why, const char *extra)
+{
+    char body[320];
+    int bn = snprintf(body, sizeof(body), "%d %s: %s\n", status, status_text(status), why);
+    bn = bn < 0 ? 0 : bn >= (int)sizeof(body) ? (int)sizeof(body) - 1 : bn;
+    int n = snprintf(buf, len,
+                     "HTTP/1.1 %d %s\r\nContent-Type: text/plain; charset=utf-8\r\n"
+                     "Content-Length: %d\r\nConnection: close\r\nCache-Control: no-store\r\n"
+                     "%s\r\n%s",
+                     status, status_text(status), bn, extra, body);
+    return n < 0 ? 0 : n >= (int)len ? len - 1 : (size_t)n;
+}
+
 static void answer(struct hx *h, int status, const char *why, const char *extra)
 {
     if (h->answering) {
         return;
     }
-    char body[320];
-    int bn = snprintf(body, sizeof(body), "%d %s: %s\n", status, status_text(status), why);
-    bn = bn < 0 ? 0 : bn >= (int)sizeof(body) ? (int)sizeof(body) - 1 : bn;
-    int n = snprintf(h->answer, sizeof(h->answer),
-                     "HTTP/1.1 %d %s\r\nContent-Type: text/plain; charset=utf-8\r\n"
-                     "Content-Length: %d\r\nConnection: close\r\nCache-Control: no-store\r\n"
-                     "%s\r\n%s",
-                     status, status_text(status), bn, extra, body);
-    h->answer_len = n < 0 ? 0 : n >= (int)sizeof(h->answer) ? sizeof(h->answer) - 1 : (size_t)n;
+    h->answer_len = http_answer_text(h->answer, sizeof(h->answer), status, why, extra);
     h->answering = true;
     h->close_reason = status == 308 ? "redirected to https" : "the gateway answered the request";
     if (status != 308) {

@@ -26,4 +26,9 @@
 
 extern const struct tcp_filter http_proxy_filter;
 
+/* Writes the gateway's own answer to a request, after which the connection closes: status, a
+ * one-line body saying why, and extra header lines ("Location: ...\r\n", or ""). Returns its
+ * length (cut to len - 1 if it does not fit). */
+size_t http_answer_text(char *buf, size_t len, int status, const char *why, const char *extra);
+
 #endif

@@ -365,7 +365,9 @@ static struct client_job run_layered(const struct tcp_filter *f, const struct tc
     assert_int_equal(relay_ctx_init(&ctx, loop, 0), 0);
     ctx.splice = splice;
     ctx.max_pipes = 4;
-    struct tcp_listener *l = tcp_listener_new(&ctx, listen_fd, m, addr_port(&lss));
+    struct mapping_group *g = mapping_group_new(&m, 1);
+    struct tcp_listener *l = tcp_listener_new(&ctx, listen_fd, g, addr_port(&lss));
+    mapping_group_unref(g); /* the listener holds its own */
     int stop[2];
     assert_int_equal(pipe(stop), 0);
     struct {
@@ -542,7 +544,9 @@ static void test_queued_connections_are_taken_before_closing(void **state)
     struct relay_ctx ctx;
     assert_int_equal(relay_ctx_init(&ctx, loop, 0), 0);
     ctx.max_pipes = 4;
-    struct tcp_listener *l = tcp_listener_new(&ctx, listen_fd, m, addr_port(&lss));
+    struct mapping_group *g = mapping_group_new(&m, 1);
+    struct tcp_listener *l = tcp_listener_new(&ctx, listen_fd, g, addr_port(&lss));
+    mapping_group_unref(g); /* the listener holds its own */
     int clients[3];
     for (int i = 0; i < 3; i++) { /* the kernel completes each handshake: they queue */
         clients[i] = socket(AF_INET, SOCK_STREAM, 0);
