@@ -15,9 +15,12 @@
  *     Strict-Transport-Security on https; passes 1xx answers (100-continue) on;
  *   - passes a websocket (Upgrade, then 101) through both ways as bytes;
  *   - on an http mapping with redirect-https, answers every request with a redirect to its https
- *     twin.
- * A request the client pipelines waits while 16 await their answers; the gateway's own answer
- * comes after the device's answers to the requests before it.
+ *     twin;
+ *   - with acme-webroot, answers GET and HEAD under /.well-known/acme-challenge/ itself from
+ *     that directory (http_acme.h), ahead of redirect-https, and keeps the connection.
+ * A request the client pipelines waits while 16 await their answers (or while a challenge's
+ * answer waits its turn); the gateway's own answer comes after the device's answers to the
+ * requests before it.
  */
 #ifndef PORTGATE_HTTP_PROXY_H
 #define PORTGATE_HTTP_PROXY_H
