@@ -8,9 +8,18 @@
 
 int file_read(const char *path, bool nofollow, size_t max, char **buf, size_t *len, struct stat *st)
 {
+    return file_read_at(AT_FDCWD, path, nofollow, max, buf, len, st);
+}
+
+int file_read_at(int dirfd, const char *path, bool nofollow, size_t max, char **buf, size_t *len,
+                 struct stat *st)
+{
     *buf = NULL;
     *len = 0;
-    int fd = open(path, O_RDONLY | O_CLOEXEC | (nofollow ? O_NOFOLLOW : 0));
+    /* O_NONBLOCK: opening a FIFO would otherwise wait for a writer; on a regular file it
+     * changes nothing. */
+    int fd = openat(dirfd, path,
+                    O_RDONLY | O_CLOEXEC | O_NOCTTY | O_NONBLOCK | (nofollow ? O_NOFOLLOW : 0));
     if (fd == -1) {
         return -errno;
     }

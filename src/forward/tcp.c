@@ -849,7 +849,7 @@ static void conn_route(struct tcp_conn *c, bool timeout)
                                 .client = &c->client,
                                 .worker = c->ctx->worker,
                                 .now_ms = loop_now(c->ctx->loop)};
-    char answer[4096];
+    char answer[TCP_ROUTE_ANSWER_MAX];
     size_t alen = 0;
     const char *why = "refused";
     ssize_t r =

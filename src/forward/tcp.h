@@ -160,6 +160,7 @@ struct tcp_route_conn {
  *       few words for the log line in *reason: the client gets the answer, then the end of the
  *       stream, and no target is connected to. timeout says the time is up.
  */
+#define TCP_ROUTE_ANSWER_MAX 8192 /* out_room */
 #define TCP_ROUTE_MORE (-1)
 #define TCP_ROUTE_REFUSE (-2)
 struct tcp_router {

@@ -11,8 +11,24 @@
                                            GStreamer's RTSP server with a live H.264 test
                                            pattern at /test (Digest authentication when a user
                                            is given); prints "ready"
+  nethelper.py dns HOST PORT NAME=IPV4...  a DNS server over UDP with the A records given (other
+                                           types of those names: no answer; other names:
+                                           NXDOMAIN); prints "ready"
+  nethelper.py http-device HOST PORT       the HTTP tests' device (httpdevice.py); "ready"
+  nethelper.py https-get HOST PORT NAME CAFILE
+                                           GET /echo over TLS to NAME (SNI, verified against
+                                           CAFILE); prints "STATUS SERIAL" (the certificate's
+                                           serial number, in hex), exit 1 on failure
+  nethelper.py https-hold HOST PORT NAME CAFILE
+                                           the same on one connection, kept open: prints
+                                           "ready" after a first GET, then "STATUS SERIAL" for
+                                           each line read from stdin, a GET on that connection
 """
+import http.client
+import os
 import socket
+import ssl
+import struct
 import sys
 import threading
 import time
@@ -132,6 +148,84 @@ def gst_rtsp(host, port, user=None, password=None):
     GLib.MainLoop().run()
 
 
+def dns(host, port, records):
+    """Enough of RFC 1035 for one resolver: a question per query, answers authoritative (a
+    stub resolver takes an empty answer from a server that is neither authoritative nor
+    recursive for a lame referral)."""
+    names = {}
+    for r in records:
+        name, addr = r.split("=", 1)
+        names[name.lower().rstrip(".")] = socket.inet_aton(addr)
+    s = socket.socket(family(host), socket.SOCK_DGRAM)
+    s.bind((host, port))
+    print("ready", flush=True)
+    while True:
+        q, peer = s.recvfrom(4096)
+        if len(q) < 12:
+            continue
+        qid, flags, qdcount = struct.unpack("!HHH", q[:6])
+        if flags & 0x8000 or qdcount != 1:
+            continue
+        i, labels = 12, []
+        while i < len(q) and q[i] != 0:
+            labels.append(q[i + 1:i + 1 + q[i]].decode("ascii", "replace"))
+            i += 1 + q[i]
+        if i + 5 > len(q):
+            continue
+        qtype = struct.unpack("!H", q[i + 1:i + 3])[0]
+        question = q[12:i + 5]
+        name = ".".join(labels).lower()
+        rcode, answer = (0, b"") if name in names else (3, b"")
+        if name in names and qtype == 1:
+            answer = b"\xc0\x0c" + struct.pack("!HHIH", 1, 1, 60, 4) + names[name]
+        # QR, AA, RD as asked, RA, and the rcode.
+        reply_flags = 0x8000 | 0x0400 | (flags & 0x0100) | 0x0080 | rcode
+        s.sendto(struct.pack("!HHHHHH", qid, reply_flags, 1, 1 if answer else 0, 0, 0)
+                 + question + answer, peer)
+
+
+def http_device(host, port):
+    sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+    from httpdevice import Handler
+    import http.server
+    httpd = http.server.ThreadingHTTPServer((host, port), Handler)
+    httpd.daemon_threads = True
+    httpd.seen = []
+    httpd.big = b""
+    print("ready", flush=True)
+    httpd.serve_forever()
+
+
+def https_connection(host, port, name, cafile):
+    ctx = ssl.create_default_context(cafile=cafile)
+    conn = http.client.HTTPSConnection(host, port, context=ctx, timeout=10)
+    # The certificate must be NAME's, whatever address carries it.
+    conn.sock = ctx.wrap_socket(socket.create_connection((host, port), timeout=10),
+                                server_hostname=name)
+    return conn
+
+
+def https_get_on(conn):
+    conn.request("GET", "/echo")
+    r = conn.getresponse()
+    r.read()
+    return f"{r.status} {conn.sock.getpeercert()['serialNumber']}"
+
+
+def https_get(host, port, name, cafile):
+    conn = https_connection(host, port, name, cafile)
+    print(https_get_on(conn), flush=True)
+    conn.close()
+
+
+def https_hold(host, port, name, cafile):
+    conn = https_connection(host, port, name, cafile)
+    https_get_on(conn)
+    print("ready", flush=True)
+    for _ in sys.stdin:
+        print(https_get_on(conn), flush=True)
+
+
 def main():
     mode, host, port = sys.argv[1], sys.argv[2], int(sys.argv[3])
     try:
@@ -149,7 +243,15 @@ def main():
             wait_tcp(host, port)
         elif mode == "gst-rtsp":
             gst_rtsp(host, port, *sys.argv[4:6])
-    except OSError as e:
+        elif mode == "dns":
+            dns(host, port, sys.argv[4:])
+        elif mode == "http-device":
+            http_device(host, port)
+        elif mode == "https-get":
+            https_get(host, port, sys.argv[4], sys.argv[5])
+        elif mode == "https-hold":
+            https_hold(host, port, sys.argv[4], sys.argv[5])
+    except (OSError, http.client.HTTPException) as e:
         print(f"error: {e}", file=sys.stderr)
         sys.exit(1)
 

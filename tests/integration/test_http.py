@@ -275,6 +275,10 @@ def test_check_refuses_bad_http_keys(tmp_path):
         ("max-header-size = 100\n", "from 1024 to 61440"),
         ("redirect-https = a/b\n", "the https twin's PORT"),
         ("hsts = forever\n", "hsts applies to https mappings only"),
+        ("acme-webroot = acme\n", 'acme-webroot: "acme": an absolute path'),
+        (f"acme-webroot = {tmp_path}/none\n",
+         f'acme-webroot: "{tmp_path}/none": No such file or directory'),
+        (f"acme-webroot = {BINARY}\n", f'acme-webroot: "{BINARY}": not a directory'),
     ]
     for keys, want in cases:
         conf = tmp_path / "c.conf"
@@ -287,6 +291,9 @@ def test_check_refuses_bad_http_keys(tmp_path):
     assert out.returncode == 0, out.stderr
     assert ("target-host=cam:80 trusted-proxies=192.0.2.0/24 header-timeout=10s "
             "keep-alive-timeout=1m max-header-size=16384") in out.stdout
+    conf.write_text("[gateway]\nadmin = off\n" + http_map("w", 8080, 80, extra=f"acme-webroot = {tmp_path}\n"))
+    out = subprocess.run([BINARY, "check", "-c", str(conf)], capture_output=True, text=True)
+    assert out.returncode == 0 and f"acme-webroot={tmp_path} " in out.stdout, out
 
 
 def test_check_warns_about_exposed_devices(tmp_path):
@@ -519,3 +526,140 @@ def test_check_refuses_ports_that_cannot_be_shared(tmp_path):
     assert out.returncode == 0, out.stderr
     assert "host=*.example.org target-host" not in out.stdout  # host comes first
     assert "host=*.example.org header-timeout=10s" in out.stdout
+
+
+def acme_webroot(tmp_path):
+    """A webroot as certbot --webroot and lego --http.webroot leave it during a validation, with
+    what an operator's mistakes or an attacker's links could put there beside the token."""
+    root = tmp_path / "acme"
+    chal = root / ".well-known" / "acme-challenge"
+    chal.mkdir(parents=True)
+    token = "LoqXcYV8q5ONbJQxbmR7SCTNo3tiAXDfowyjxAjEuX0"
+    keyauth = token + ".9jg46WB3rR_AHD-EBXdN7cBkH1WOu0tA3M9fm21mqTI"
+    (chal / token).write_text(keyauth)
+    secret = tmp_path / "secret"
+    secret.write_text("not for the outside")
+    (chal / "link").symlink_to(secret)
+    (chal / "dir").mkdir()
+    (chal / "big").write_bytes(b"a" * 4097)
+    (chal / "max").write_bytes(b"m" * 4096)
+    return root, token, keyauth
+
+
+def test_acme_challenges_answered_by_the_gateway(gateway, device, tmp_path):
+    """acme-webroot: GET and HEAD under /.well-known/acme-challenge/ are answered from the
+    webroot, on the same keep-alive connection, ahead of redirect-https; the device never sees
+    them; everything that is not a plain file with a base64url name gets 404 (500 when too
+    large), and the log says why. Without acme-webroot the device answers as before."""
+    dev = device()
+    root, token, keyauth = acme_webroot(tmp_path)
+    p = free_ports(3)
+    g = gateway(config=http_map("web", p[0], dev.port, extra=f"acme-webroot = {root}\n")
+                + http_map("redir", p[1], dev.port,
+                           extra=f"acme-webroot = {root}\nredirect-https = 443\n")
+                + http_map("plain", p[2], dev.port))
+    base = f"http://localhost:{p[0]}/.well-known/acme-challenge/"
+    cases = [(token, 200), ("a.b", 404), ("a%2Fb", 404), ("a?b=1", 404), ("x" * 129, 404),
+             ("link", 404), ("dir", 404), ("big", 500), ("missing", 404), ("max", 200),
+             ("", 404)]
+    # A challenge that is a connection's first request is answered before any device is
+    # connected to (so a renewal works while the device is off), and the connection closes.
+    r = curl("--path-as-is", "-w", "\n[%{http_code} %{num_connects} %{content_type}]\n",
+             *[base + t for t, _ in cases])
+    assert r.returncode == 0, r.stderr
+    out = r.stdout.decode()
+    got = re.findall(r"\[(\d+) (\d) ([^\]]*)\]", out)
+    assert [int(c) for c, _, _ in got] == [s for _, s in cases], out
+    assert [n for _, n, _ in got] == ["1"] * len(cases), out
+    assert got[0][2] == "text/plain" and out.startswith(keyauth + "\n["), out
+    assert "m" * 4096 + "\n[200" in out
+    assert "not for the outside" not in out and "a" * 4097 not in out
+    # Logged as refusals are, at most a line a second per worker (the unit tests see every
+    # reason).
+    g.wait_log("answered 404 to an ACME challenge: not a token (1 to 128 characters")
+    time.sleep(1.1)
+    assert curl(base + "big").stdout == b"500 Internal Server Error\n"
+    g.wait_log("answered 500 to an ACME challenge: the token's file is larger than 4096 bytes")
+    st = g.map_stats("web")
+    assert st["http acme challenges answered"] == 2, st
+    assert st["http requests answered by the gateway"] == 10, st
+    assert st["http requests"] == 0, st
+
+    # A device that is off: the challenge is answered all the same.
+    down = socket.socket()
+    down.bind(("127.0.0.1", 0))
+    down_port = down.getsockname()[1]
+    down.close()
+    tail = g.reload(config=http_map("web", p[0], dev.port, extra=f"acme-webroot = {root}\n")
+                    + http_map("redir", p[1], down_port,
+                               extra=f"acme-webroot = {root}\nredirect-https = 443\n")
+                    + http_map("plain", p[2], dev.port))
+    assert "configuration applied" in tail, tail
+    r = curl("-w", "[%{http_code}]", f"http://localhost:{p[1]}/.well-known/acme-challenge/{token}")
+    assert r.stdout.decode() == keyauth + "[200]", r.stdout
+
+    # Pipelined behind requests for the device and each other: answered in order, and the
+    # connection goes on.
+    chal = b"/.well-known/acme-challenge/" + token.encode()
+    out = raw(p[0], b"GET /echo?1 HTTP/1.1\r\nHost: a\r\n\r\n"
+                    b"HEAD " + chal + b" HTTP/1.1\r\nHost: a\r\n\r\n"
+                    b"GET " + chal + b" HTTP/1.1\r\nHost: a\r\n\r\n"
+                    b"GET /echo?4 HTTP/1.1\r\nHost: a\r\nConnection: close\r\n\r\n")
+    bodies = re.split(rb"HTTP/1.1 200 ", out)[1:]
+    assert len(bodies) == 4, out
+    assert b"GET /echo?1 " in bodies[0]
+    # HEAD: the length of the body it does not get.
+    assert bodies[1] == (b"OK\r\nContent-Type: text/plain\r\nContent-Length: %d\r\n"
+                         b"Cache-Control: no-store\r\n\r\n" % len(keyauth)), out
+    assert bodies[2].endswith(b"\r\n\r\n" + keyauth.encode()), out
+    assert b"GET /echo?4 " in bodies[3], out
+    # HTTP/1.0 without keep-alive: the answer, then the end of the connection.
+    out = raw(p[0], b"GET /.well-known/acme-challenge/" + token.encode() + b" HTTP/1.0\r\n\r\n")
+    assert out.startswith(b"HTTP/1.1 200 OK\r\n") and b"Connection: close\r\n" in out
+    assert out.endswith(keyauth.encode()), out
+    # A method other than GET and HEAD is refused, and the connection ends.
+    out = raw(p[0], b"POST /.well-known/acme-challenge/" + token.encode()
+                    + b" HTTP/1.1\r\nHost: a\r\nContent-Length: 2\r\n\r\nhi")
+    assert out.startswith(b"HTTP/1.1 405 ") and b"Allow: GET, HEAD\r\n" in out, out
+    assert not [s for s in dev.seen if "acme-challenge" in s[1]], dev.seen
+
+    # Ahead of redirect-https: the challenge is answered, anything else redirected.
+    r = curl("-w", "\n[%{http_code}]", f"http://localhost:{p[1]}/.well-known/acme-challenge/{token}",
+             f"http://localhost:{p[1]}/.well-known/other")
+    assert r.stdout.decode().startswith(keyauth + "\n[200]"), r.stdout
+    assert r.stdout.decode().endswith("[308]"), r.stdout
+    # No acme-webroot: the device's, as any other request.
+    r = curl("-w", "[%{http_code}]", f"http://localhost:{p[2]}/.well-known/acme-challenge/{token}")
+    assert r.stdout == b"no such page\n[404]", r.stdout
+    assert dev.seen[-1][1] == f"/.well-known/acme-challenge/{token}"
+
+
+def test_acme_challenge_on_https(gateway, device, tmp_path):
+    """An https mapping answers challenges too (an ACME server that follows the redirect of an
+    http twin lands there), with HSTS like every answer of it."""
+    dev = device()
+    root, token, keyauth = acme_webroot(tmp_path)
+    assert subprocess.run([BINARY, "cert", "-o", str(tmp_path / "c"), "localhost"],
+                          capture_output=True).returncode == 0
+    crt, key = tmp_path / "c.crt", tmp_path / "c.key"
+    port = free_ports()
+    g = gateway(config=http_map("secure", port, dev.port, "https",
+                                f"cert = {crt}\nkey = {key}\nacme-webroot = {root}\n"))
+    base = f"https://localhost:{port}"
+    r = curl("--cacert", str(crt), "-D", "-", "-w", "[%{num_connects}]",
+             f"{base}/.well-known/acme-challenge/{token}", f"{base}/.well-known/acme-challenge/link",
+             f"{base}/echo")
+    text = r.stdout.decode()
+    assert r.returncode == 0, r.stderr
+    assert text.startswith("HTTP/1.1 200 OK\r\n"), text
+    head, rest = text.split("\r\n\r\n", 1)
+    h = headers_of(head)
+    assert h["content-type"] == ["text/plain"] and h["content-length"] == [str(len(keyauth))]
+    assert h["strict-transport-security"] == ["max-age=31536000"]
+    assert rest.startswith(keyauth + "[1]"), rest
+    # Each a connection's first request: answered before a device is connected to, then closed.
+    assert "HTTP/1.1 404 Not Found" in rest and "GET /echo " in rest and rest.endswith("[1]")
+    assert [s[1] for s in dev.seen] == ["/echo"]
+    st = g.map_stats("secure")
+    assert st["http acme challenges answered"] == 1 and st["tls handshakes"] == 3, st
+    g.wait_log("answered 404 to an ACME challenge: the token's file is a symbolic link")

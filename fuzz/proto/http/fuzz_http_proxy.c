@@ -1,7 +1,8 @@
 /* libFuzzer target: the http filter driven by both sides of a connection, as the relay drives
  * it. The input is a series of chunks: a byte whose bit 0 is the direction (0: client ->
  * device, 1: device -> client) and bit 1 picks one of two mappings (first chunk only: one with
- * the https settings, trusted proxies and target-host; one that redirects), a length byte, then
+ * the https settings, trusted proxies and target-host; one that redirects and answers ACME
+ * challenges), a length byte, then
  * that many bytes. Each side's unconsumed bytes are kept and offered again with the next chunk.
  * What the filter writes must fit its room; every end says why. */
 #include <stddef.h>
@@ -45,7 +46,9 @@ static void setup(void)
     maps[0] = make("https:127.0.0.1:443=192.0.2.10:8080,trusted-proxies=198.51.100.0/24,"
                    "target-host=cam.local:8080,max-header-size=2048,hsts=max-age=60,"
                    "cert=/nonexistent.pem");
-    maps[1] = make("http:127.0.0.1:80=192.0.2.10:80,redirect-https=8443");
+    /* Challenges answered ahead of the redirect, from a webroot that has none of them: each is
+     * a 404 of the gateway's, on a connection that goes on. */
+    maps[1] = make("http:127.0.0.1:80=192.0.2.10:80,redirect-https=8443,acme-webroot=/");
 }
 
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)

@@ -63,7 +63,7 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
     size_t steps[3] = {len / 3, 2 * len / 3, len};
     for (int s = 0; s < 3; s++) {
         bool last = s == 2;
-        char out[4096];
+        char out[TCP_ROUTE_ANSWER_MAX];
         size_t out_len = 0;
         const char *reason = NULL;
         ssize_t r = http_router.route(&rc, in, steps[s], last && eof, last && timeout, out,

@@ -1124,7 +1124,7 @@ const COUNTERS = [
 ];
 
 // Words of counter names that are written in capitals.
-const ACRONYMS = ['tls', 'http', 'https', 'rtsp', 'rtsps', 'rtp', 'rtcp'];
+const ACRONYMS = ['tls', 'http', 'https', 'rtsp', 'rtsps', 'rtp', 'rtcp', 'acme'];
 
 // A protocol's own counter, by its key: "rtp-bytes-to-clients" is "RTP bytes to clients".
 function counterLabel(k) {

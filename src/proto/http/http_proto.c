@@ -1,9 +1,11 @@
 #include "proto/http/http_proto.h"
 
+#include <errno.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/socket.h>
+#include <sys/stat.h>
 
 #include "core/duration.h"
 #include "proto/http/http_proxy.h"
@@ -12,20 +14,28 @@ static const char *const stat_names[] = {
     [HTTP_STAT_REQUESTS] = "http requests",
     [HTTP_STAT_REFUSED] = "http requests answered by the gateway",
     [HTTP_STAT_UPGRADES] = "http upgrades",
+    [HTTP_STAT_ACME] = "http acme challenges answered",
     NULL,
 };
 static const char *const https_stat_names[] = {
     [HTTP_STAT_REQUESTS] = "http requests",
     [HTTP_STAT_REFUSED] = "http requests answered by the gateway",
     [HTTP_STAT_UPGRADES] = "http upgrades",
+    [HTTP_STAT_ACME] = "http acme challenges answered",
     [HTTP_STAT_COUNT] = TLS_STAT_NAMES,
     NULL,
 };
 _Static_assert(HTTP_STAT_COUNT + TLS_STAT_COUNT <= PROTO_MAX_STATS, "https: too many counters");
 
-static const char *const http_keys[] = {
-    "host",           "target-host",        "trusted-proxies", "redirect-https",
-    "header-timeout", "keep-alive-timeout", "max-header-size", NULL};
+static const char *const http_keys[] = {"host",
+                                        "target-host",
+                                        "trusted-proxies",
+                                        "redirect-https",
+                                        "acme-webroot",
+                                        "header-timeout",
+                                        "keep-alive-timeout",
+                                        "max-header-size",
+                                        NULL};
 /* https: TLS's keys (ALPN is http/1.1), then the filter's. */
 static const char *const https_keys[] = {"cert",
                                          "key",
@@ -37,6 +47,7 @@ static const char *const https_keys[] = {"cert",
                                          "target-host",
                                          "trusted-proxies",
                                          "hsts",
+                                         "acme-webroot",
                                          "header-timeout",
                                          "keep-alive-timeout",
                                          "max-header-size",
@@ -116,6 +127,39 @@ static int http_conf_set(struct http_conf *c, const char *key, const char *val, 
             return -1;
         }
         snprintf(c->redirect_https, sizeof(c->redirect_https), "%s", val);
+        return 0;
+    }
+    if (strcmp(key, "acme-webroot") == 0) {
+        /* Checked now, so that check, start, reload and the API say so; answered from at each
+         * challenge (http_acme.h), so that the directory may also be made again later. */
+        if (val[0] == '\0') {
+            c->acme_webroot[0] = '\0';
+            return 0;
+        }
+        if (val[0] != '/') {
+            snprintf(why, len, "\"%s\": an absolute path", val);
+            return -1;
+        }
+        if (strlen(val) >= sizeof(c->acme_webroot)) {
+            snprintf(why, len, "\"%.60s...\": at most %zu bytes", val, sizeof(c->acme_webroot) - 1);
+            return -1;
+        }
+        for (const char *p = val; *p != '\0'; p++) {
+            if ((unsigned char)*p <= ' ' || *p == 0x7f) {
+                snprintf(why, len, "\"%s\": no spaces or control characters", val);
+                return -1;
+            }
+        }
+        struct stat st;
+        if (stat(val, &st) == -1) {
+            snprintf(why, len, "\"%s\": %s", val, strerror(errno));
+            return -1;
+        }
+        if (!S_ISDIR(st.st_mode)) {
+            snprintf(why, len, "\"%s\": not a directory", val);
+            return -1;
+        }
+        snprintf(c->acme_webroot, sizeof(c->acme_webroot), "%s", val);
         return 0;
     }
     if (strcmp(key, "hsts") == 0) {
@@ -202,6 +246,9 @@ static size_t http_conf_format(const struct http_conf *c, char *buf, size_t len)
     }
     if (c->tls) {
         item(buf, len, &off, "hsts", c->hsts[0] ? c->hsts : "off");
+    }
+    if (c->acme_webroot[0]) {
+        item(buf, len, &off, "acme-webroot", c->acme_webroot);
     }
     item(buf, len, &off, "header-timeout", duration_format(c->header_timeout_ms, d, sizeof(d)));
     item(buf, len, &off, "keep-alive-timeout",

@@ -21,6 +21,7 @@
 #define HTTP_MAX_HEADER 16384u
 #define HTTP_MAX_TRUSTED 16
 #define HTTP_HSTS_DEFAULT "max-age=31536000"
+#define HTTP_WEBROOT_LEN 256 /* acme-webroot: an absolute path, shorter than this */
 
 /* The HTTP filter's settings, shared by http and https (plain data: forward/proto.h). */
 struct http_conf {
@@ -30,6 +31,9 @@ struct http_conf {
     size_t ntrusted;
     char redirect_https[64]; /* http: "PORT" or "HOST:PORT" of the https twin; "": none */
     char hsts[128];          /* https: the Strict-Transport-Security value; "": none */
+    /* The directory an ACME client writes HTTP-01 challenges into (http_acme.h); "": none,
+     * challenges go to the device like any request. */
+    char acme_webroot[HTTP_WEBROOT_LEN];
     uint32_t header_timeout_ms;
     uint32_t keepalive_timeout_ms; /* between requests */
     uint32_t max_header;
@@ -43,8 +47,16 @@ struct https_conf {
 };
 
 /* The counters of http and https mappings (mapping_stats.proto): requests relayed, those the
- * gateway answered itself (4xx, redirects), connections upgraded (websocket); then TLS's. */
-enum http_proto_stat { HTTP_STAT_REQUESTS, HTTP_STAT_REFUSED, HTTP_STAT_UPGRADES, HTTP_STAT_COUNT };
+ * gateway answered itself with an error (4xx, 5xx), connections upgraded (websocket), ACME
+ * challenges answered from acme-webroot (200 only: the others count as answered by the
+ * gateway); then TLS's. */
+enum http_proto_stat {
+    HTTP_STAT_REQUESTS,
+    HTTP_STAT_REFUSED,
+    HTTP_STAT_UPGRADES,
+    HTTP_STAT_ACME,
+    HTTP_STAT_COUNT
+};
 
 extern const struct proto http_proto;
 extern const struct proto https_proto;

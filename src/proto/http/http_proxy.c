@@ -1,5 +1,6 @@
 #include "proto/http/http_proxy.h"
 
+#include <assert.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -7,6 +8,7 @@
 
 #include "core/log.h"
 #include "message/msg.h"
+#include "proto/http/http_acme.h"
 #include "proto/http/http_proto.h"
 
 #define MAX_PENDING 16
@@ -17,6 +19,7 @@ enum state { S_HEAD, S_LENGTH, S_CHUNKED, S_UNTIL_CLOSE, S_TUNNEL };
 struct pending_req {
     bool head;    /* HEAD: the answer has no body */
     bool upgrade; /* it asked for a websocket */
+    bool local;   /* an ACME challenge: the gateway answers it (struct hx: acme) */
 };
 
 struct hx {
@@ -43,6 +46,13 @@ struct hx {
     const char *close_reason;
     struct loop_timer timer; /* header-timeout, or keep-alive-timeout while idle */
     bool timing, idle;       /* idle: the timer waits for a next request, not for a head */
+    /* An ACME challenge the gateway answers itself, keeping the connection (unlike the answer
+     * above): queued as a request (pending_req.local), answered when its turn comes. One at a
+     * time: the requests after it are held until it is out. */
+    bool acme_queued;
+    bool acme_close;                          /* the client asked to close after it */
+    bool acme_http10;                         /* it was HTTP/1.0: keep-alive is said */
+    char acme_token[HTTP_ACME_TOKEN_MAX + 1]; /* "": not a token (404) */
 };
 
 /* ---- the gateway's answers ---- */
@@ -50,14 +60,16 @@ struct hx {
 static const char *status_text(int status)
 {
     switch (status) {
+    case 200:
+        return "OK";
     case 308:
         return "Permanent Redirect";
     case 400:
         return "Bad Request";
-    case 405:
-        return "Method Not Allowed";
     case 404:
         return "Not Found";
+    case 405:
+        return "Method Not Allowed";
     case 408:
         return "Request Timeout";
     case 421:
@@ -66,6 +78,8 @@ static const char *status_text(int status)
         return "URI Too Long";
     case 431:
         return "Request Header Fields Too Large";
+    case 500:
+        return "Internal Server Error";
     case 501:
         return "Not Implemented";
     case 502:
@@ -74,6 +88,14 @@ static const char *status_text(int status)
         return "HTTP Version Not Supported";
     default:
         return "Error";
+    }
+}
+
+static void stop_timer(struct hx *h)
+{
+    if (h->timing) {
+        loop_timer_stop(h->ctx->loop, &h->timer);
+        h->timing = false;
     }
 }
 
@@ -112,10 +134,7 @@ static void answer(struct hx *h, int status, const char *why, const char *extra)
                      (unsigned long long)suppressed);
         }
     }
-    if (h->timing) {
-        loop_timer_stop(h->ctx->loop, &h->timer);
-        h->timing = false;
-    }
+    stop_timer(h);
 }
 
 static void on_timeout(struct loop_timer *t)
@@ -611,34 +630,161 @@ static bool request_allowed(struct hx *h, const struct msg *m)
         h->host[m->host.n] = '\0';
         h->have_host = true;
     }
-    if (h->conf->redirect_https[0] != '\0') {
-        /* To the https twin: the same host, its port, the same target. */
-        char host[256], loc[2400];
-        const char *r = h->conf->redirect_https;
-        if (strspn(r, "0123456789") == strlen(r)) {
-            size_t hn = strlen(h->host);
-            const char *colon = h->host[0] == '[' ? strstr(h->host, "]:") : strrchr(h->host, ':');
-            if (colon != NULL) {
-                hn = (size_t)(colon - h->host) + (h->host[0] == '[');
-            }
-            if (!h->have_host || hn == 0) {
-                answer(h, 400, "no Host to redirect to", "");
-                return false;
-            }
-            snprintf(host, sizeof(host), "%.*s%s%s", (int)hn, h->host, strcmp(r, "443") ? ":" : "",
-                     strcmp(r, "443") ? r : "");
-        } else {
-            snprintf(host, sizeof(host), "%s", r);
+    return true;
+}
+
+int http_redirect(const struct http_conf *c, const char *host, struct msg_str target, char *loc,
+                  size_t len, const char **why)
+{
+    char to[256];
+    const char *r = c->redirect_https;
+    loc[0] = '\0';
+    if (strspn(r, "0123456789") == strlen(r)) {
+        size_t hn = strlen(host);
+        const char *colon = host[0] == '[' ? strstr(host, "]:") : strrchr(host, ':');
+        if (colon != NULL) {
+            hn = (size_t)(colon - host) + (host[0] == '[');
         }
-        if (m->target.n > 2048) {
-            answer(h, 414, "the target is too long to redirect", "");
-            return false;
+        if (hn == 0) {
+            *why = "no Host to redirect to";
+            return 400;
         }
-        snprintf(loc, sizeof(loc), "Location: https://%s%.*s\r\n", host, (int)m->target.n,
-                 m->target.p);
-        answer(h, 308, "see https", loc);
+        snprintf(to, sizeof(to), "%.*s%s%s", (int)hn, host, strcmp(r, "443") ? ":" : "",
+                 strcmp(r, "443") ? r : "");
+    } else {
+        snprintf(to, sizeof(to), "%s", r);
+    }
+    if (target.n > 2048) {
+        *why = "the target is too long to redirect";
+        return 414;
+    }
+    snprintf(loc, len, "Location: https://%s%.*s\r\n", to, (int)target.n, target.p);
+    *why = "see https";
+    return 308;
+}
+
+/* redirect-https: answers the request with a redirect to the https twin, after which the
+ * connection closes. */
+static void redirect(struct hx *h, const struct msg *m)
+{
+    char loc[HTTP_REDIRECT_LOC_MAX];
+    const char *why;
+    int status =
+        http_redirect(h->conf, h->have_host ? h->host : "", m->target, loc, sizeof(loc), &why);
+    answer(h, status, why, loc);
+}
+
+/* ---- ACME challenges ---- */
+
+/* True if the client asks to end the connection after this request (RFC 9112 9.3): HTTP/1.0
+ * without keep-alive, or Connection: close. */
+static bool wants_close(const struct msg *m)
+{
+    return m->minor == 0 ? !any_lists(m, "Connection", "keep-alive")
+                         : any_lists(m, "Connection", "close");
+}
+
+/*
+ * Takes a request under HTTP_ACME_PREFIX on a mapping with acme-webroot: its answer is the
+ * gateway's, from the webroot, queued like a request's so that it comes after the answers to
+ * the requests before it, and the connection goes on. Returns false with an answer queued that
+ * ends the connection instead: a method other than GET and HEAD (its body is not read).
+ */
+static bool take_challenge(struct hx *h, const struct msg *m)
+{
+    bool head = msg_str_ieq(m->method, "HEAD");
+    if (!head && !msg_str_ieq(m->method, "GET")) {
+        answer(h, 405, "an ACME challenge is answered to GET and HEAD only",
+               "Allow: GET, HEAD\r\n");
         return false;
     }
+    h->q[h->qlen++] = (struct pending_req){.head = head, .local = true};
+    h->acme_queued = true;
+    h->acme_close = wants_close(m);
+    h->acme_http10 = m->minor == 0;
+    http_acme_token(m->target.p, m->target.n, h->acme_token); /* "" when it is none */
+    return true;
+}
+
+size_t http_challenge_answer(const struct http_conf *conf, const char *token, bool head, bool close,
+                             bool http10, char *out, size_t room, int *status, char *why,
+                             size_t whylen)
+{
+    char err[64];
+    char *body = NULL;
+    size_t blen = 0;
+    *status = 404;
+    if (token[0] == '\0') {
+        snprintf(why, whylen, "not a token (1 to %d characters of A-Z a-z 0-9 _ -)",
+                 HTTP_ACME_TOKEN_MAX);
+    } else {
+        *status = http_acme_read(conf->acme_webroot, token, &body, &blen, why, whylen);
+    }
+    const char *b = body;
+    if (*status != 200) {
+        int n = snprintf(err, sizeof(err), "%d %s\n", *status, status_text(*status));
+        blen = n > 0 ? (size_t)n : 0;
+        b = err;
+    }
+    struct out o = {out, 0, room, false};
+    char line[192];
+    snprintf(line, sizeof(line),
+             "HTTP/1.1 %d %s\r\nContent-Type: text/plain%s\r\nContent-Length: %zu\r\n"
+             "Cache-Control: no-store\r\n",
+             *status, status_text(*status), *status == 200 ? "" : "; charset=utf-8", blen);
+    puts_(&o, line);
+    if (close) {
+        puts_(&o, "Connection: close\r\n");
+    } else if (http10) {
+        puts_(&o, "Connection: keep-alive\r\n");
+    }
+    if (conf->tls && conf->hsts[0] != '\0') {
+        puts_(&o, "Strict-Transport-Security: ");
+        puts_(&o, conf->hsts);
+        puts_(&o, "\r\n");
+    }
+    puts_(&o, "\r\n");
+    if (!head) {
+        put(&o, b, blen);
+    }
+    free(body);
+    assert(!o.full); /* room is at least HTTP_CHALLENGE_ANSWER_MAX */
+    return o.len;
+}
+
+void http_challenge_count(const struct mapping *m, unsigned worker, uint64_t now_ms,
+                          const struct sockaddr_storage *client, int status, const char *why)
+{
+    struct mapping_shard *sh = mapping_shard(m, worker);
+    if (status == 200) {
+        mapping_stat_add(&sh->stats.proto[HTTP_STAT_ACME], 1);
+        return;
+    }
+    mapping_stat_add(&sh->stats.proto[HTTP_STAT_REFUSED], 1);
+    uint64_t suppressed;
+    char cs[ADDR_STRLEN];
+    if (mapping_log_ok(m, worker, MAPPING_LOG_PROTO, now_ms, &suppressed)) {
+        log_warn("map %s: http %s: answered %d to an ACME challenge: %s (%llu more refusals not "
+                 "logged)",
+                 m->conf.name, addr_format(client, cs, sizeof(cs)), status, why,
+                 (unsigned long long)suppressed);
+    }
+}
+
+/* Writes the answer to the challenge at the head of the queue to out: the webroot's file (200,
+ * text/plain, as RFC 8555 8.3 has it), or 404 or 500, counted and logged. Returns false, with
+ * nothing written, while out has no room for the largest. */
+static bool answer_challenge(struct hx *h, char *out, size_t room, size_t *produced)
+{
+    if (room - *produced < HTTP_CHALLENGE_ANSWER_MAX) {
+        return false;
+    }
+    char why[HTTP_WEBROOT_LEN + 128];
+    int status;
+    *produced +=
+        http_challenge_answer(h->conf, h->acme_token, h->q[0].head, h->acme_close, h->acme_http10,
+                              out + *produced, room - *produced, &status, why, sizeof(why));
+    http_challenge_count(h->map, h->ctx->worker, loop_now(h->ctx->loop), &h->client, status, why);
     return true;
 }
 
@@ -651,7 +797,7 @@ static ssize_t up_data(struct hx *h, const char *in, size_t len, char *out, size
     while (used < len && !h->answering) {
         switch (h->st[TCP_UP]) {
         case S_HEAD: {
-            if (h->upgrading || h->qlen == MAX_PENDING) {
+            if (h->upgrading || h->qlen == MAX_PENDING || h->acme_queued) {
                 return (ssize_t)used; /* held until the answers come */
             }
             /* Empty lines before a request (some clients end a body with one more CRLF) are
@@ -691,6 +837,21 @@ static ssize_t up_data(struct hx *h, const char *in, size_t len, char *out, size
             if (!request_allowed(h, &m)) {
                 break;
             }
+            /* Before redirect-https: an ACME server validates over plain http, and although
+             * Let's Encrypt follows a redirect, an answer from here needs no https mapping
+             * yet. Before any login in front of the device, for the same reason. */
+            if (h->conf->acme_webroot[0] != '\0' && http_acme_target(m.target.p, m.target.n)) {
+                if (take_challenge(h, &m)) {
+                    used += (size_t)n;
+                    h->crlfs = 0;
+                    stop_timer(h);
+                }
+                break;
+            }
+            if (h->conf->redirect_https[0] != '\0') {
+                redirect(h, &m);
+                break;
+            }
             struct out o = {out + *produced, 0, room - *produced, false};
             write_request(h, &m, &o);
             if (o.full) {
@@ -703,16 +864,12 @@ static ssize_t up_data(struct hx *h, const char *in, size_t len, char *out, size
             *produced += o.len;
             used += (size_t)n;
             h->crlfs = 0;
-            if (h->timing) {
-                loop_timer_stop(h->ctx->loop, &h->timer);
-                h->timing = false;
-            }
+            stop_timer(h);
             mapping_stat_add(
                 &mapping_shard(h->map, h->ctx->worker)->stats.proto[HTTP_STAT_REQUESTS], 1);
-            struct pending_req *r = &h->q[h->qlen++];
-            r->head = msg_str_ieq(m.method, "HEAD");
-            r->upgrade = wants_websocket(&m);
-            h->upgrading = r->upgrade;
+            h->q[h->qlen++] = (struct pending_req){.head = msg_str_ieq(m.method, "HEAD"),
+                                                   .upgrade = wants_websocket(&m)};
+            h->upgrading = h->q[h->qlen - 1].upgrade;
             if (m.chunked) {
                 h->st[TCP_UP] = S_CHUNKED;
                 msg_chunked_init(&h->chunk[TCP_UP]);
@@ -771,6 +928,21 @@ static ssize_t down_data(struct hx *h, const char *in, size_t len, char *out, si
             *reason = h->close_reason;
             return TCP_FILTER_END; /* the answer, then the end; the device is done with */
         }
+        if (h->qlen > 0 && h->q[0].local && h->st[TCP_DOWN] == S_HEAD) {
+            if (!answer_challenge(h, out, room, produced)) {
+                return (ssize_t)used;
+            }
+            bool last = h->acme_close;
+            h->acme_queued = false;
+            pop(h);
+            if (last) {
+                h->answered = true;
+                h->close_reason = "an ACME challenge answered, the client asked to close";
+                *reason = h->close_reason;
+                return TCP_FILTER_END;
+            }
+            continue;
+        }
         if (used == len) {
             return (ssize_t)used;
         }
@@ -798,6 +970,7 @@ static ssize_t down_data(struct hx *h, const char *in, size_t len, char *out, si
                 h->answering = false;
                 answer(h, 502, w, "");
                 h->qlen = 0;
+                h->acme_queued = false;
                 continue;
             }
             struct out o = {out + *produced, 0, room - *produced, false};
@@ -922,14 +1095,17 @@ static ssize_t hx_data(void *st, enum tcp_dir dir, const char *in, size_t len, b
 static bool hx_pending(void *st, enum tcp_dir dir)
 {
     const struct hx *h = st;
-    return dir == TCP_DOWN && h->answering && !h->answered && h->qlen == 0 &&
-           h->st[TCP_DOWN] == S_HEAD;
+    if (dir != TCP_DOWN || h->answered || h->st[TCP_DOWN] != S_HEAD) {
+        return false;
+    }
+    return (h->answering && h->qlen == 0) || (h->qlen > 0 && h->q[0].local);
 }
 
 static bool hx_held(void *st, enum tcp_dir dir)
 {
     const struct hx *h = st;
-    return dir == TCP_UP && h->st[TCP_UP] == S_HEAD && (h->upgrading || h->qlen == MAX_PENDING);
+    return dir == TCP_UP && h->st[TCP_UP] == S_HEAD &&
+           (h->upgrading || h->qlen == MAX_PENDING || h->acme_queued);
 }
 
 static void hx_close(void *st)

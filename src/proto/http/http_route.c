@@ -211,6 +211,54 @@ static ssize_t refuse(const struct tcp_route_conn *rc, int status, const char *w
     return TCP_ROUTE_REFUSE;
 }
 
+/* The chosen mapping redirects every request to https (redirect-https): the gateway answers,
+ * as its filter would, without a device; else the mapping chosen. A 308 is no refusal: it is
+ * neither counted nor logged as one. */
+static ssize_t redirect(const struct tcp_route_conn *rc, ssize_t chosen, const struct msg *m,
+                        char *out, size_t room, size_t *out_len, const char **reason)
+{
+    const struct mapping *map = rc->group->maps[chosen];
+    const struct http_conf *c = map->conf.pconf;
+    if (c->redirect_https[0] == '\0') {
+        return chosen;
+    }
+    char host[256], loc[HTTP_REDIRECT_LOC_MAX];
+    snprintf(host, sizeof(host), "%.*s", (int)m->host.n, m->host.n ? m->host.p : "");
+    const char *why;
+    int status = http_redirect(c, host, m->target, loc, sizeof(loc), &why);
+    if (status != 308) {
+        return refuse(rc, status, why, "the gateway refused to redirect", out, room, out_len,
+                      reason);
+    }
+    *out_len = http_answer_text(out, room, status, why, loc);
+    *reason = "redirected to https";
+    return TCP_ROUTE_REFUSE;
+}
+
+/* The chosen mapping answers ACME challenges from its webroot, and the first request is one: the
+ * gateway answers it now and closes, so that a certificate is issued or renewed even while the
+ * device is off. Any other request: the mapping chosen. */
+static ssize_t challenge(const struct tcp_route_conn *rc, ssize_t chosen, const struct msg *m,
+                         char *out, size_t room, size_t *out_len, const char **reason)
+{
+    const struct mapping *map = rc->group->maps[chosen];
+    const struct http_conf *c = map->conf.pconf;
+    bool head = msg_str_ieq(m->method, "HEAD");
+    if (c->acme_webroot[0] == '\0' || !http_acme_target(m->target.p, m->target.n) ||
+        (!head && !msg_str_ieq(m->method, "GET")) || room < HTTP_CHALLENGE_ANSWER_MAX) {
+        return redirect(rc, chosen, m, out, room, out_len, reason);
+    }
+    char token[HTTP_ACME_TOKEN_MAX + 1], why[HTTP_WEBROOT_LEN + 128];
+    int status;
+    http_acme_token(m->target.p, m->target.n, token);
+    *out_len =
+        http_challenge_answer(c, token, head, true, false, out, room, &status, why, sizeof(why));
+    http_challenge_count(map, rc->worker, rc->now_ms, rc->client, status, why);
+    *reason = status == 200 ? "the gateway answered an ACME challenge"
+                            : "the gateway answered an ACME challenge it had no file for";
+    return TCP_ROUTE_REFUSE;
+}
+
 static uint32_t route_timeout(const struct mapping *first)
 {
     return ((const struct http_conf *)first->conf.pconf)->header_timeout_ms;
@@ -273,7 +321,7 @@ static ssize_t route(const struct tcp_route_conn *rc, const char *in, size_t len
             return refuse(rc, 421, why, "the gateway answered 421: Host and SNI differ", out, room,
                           out_len, reason);
         }
-        return chosen;
+        return challenge(rc, chosen, &m, out, room, out_len, reason);
     }
     /* HTTP/1.0 without a Host: the server name the handshake gave, or the mapping for any. */
     chosen = by_sni >= 0 ? by_sni : pick(rc->group, "", 0);
@@ -281,7 +329,7 @@ static ssize_t route(const struct tcp_route_conn *rc, const char *in, size_t len
         return refuse(rc, 400, "a Host header is needed: this port serves several hosts",
                       "the gateway answered 400: no Host", out, room, out_len, reason);
     }
-    return chosen;
+    return challenge(rc, chosen, &m, out, room, out_len, reason);
 }
 
 const struct tcp_router http_router = {.timeout_ms = route_timeout, .route = route};

@@ -6,9 +6,11 @@
 
 #include <cmocka.h>
 #include <errno.h>
+#include <fcntl.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/stat.h>
 #include <unistd.h>
 
 #include "core/file.h"
@@ -39,6 +41,19 @@ static void test_read(void **state)
     assert_int_equal(file_read(link, true, 100, &buf, &len, NULL), -ELOOP);
     assert_int_equal(file_read(dir, false, 100, &buf, &len, NULL), -EINVAL);
     assert_string_equal(file_strerror(-EINVAL), "not a regular file");
+    /* A FIFO is refused at once, not waited on for a writer. */
+    char fifo[128];
+    snprintf(fifo, sizeof(fifo), "%s/p", dir);
+    assert_int_equal(mkfifo(fifo, 0600), 0);
+    assert_int_equal(file_read(fifo, true, 100, &buf, &len, NULL), -EINVAL);
+    /* Relative to a directory: openat(2), the link in its place not followed. */
+    int dfd = open(dir, O_RDONLY | O_DIRECTORY);
+    assert_true(dfd >= 0);
+    assert_int_equal(file_read_at(dfd, "f", true, 100, &buf, &len, NULL), 0);
+    assert_string_equal(buf, "hello\n");
+    free(buf);
+    assert_int_equal(file_read_at(dfd, "l", true, 100, &buf, &len, NULL), -ELOOP);
+    close(dfd);
     snprintf(path, sizeof(path), "%s/none", dir);
     assert_int_equal(file_read(path, false, 100, &buf, &len, NULL), -ENOENT);
     assert_string_equal(file_strerror(-ENOENT), "No such file or directory");

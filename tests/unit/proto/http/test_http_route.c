@@ -107,7 +107,7 @@ static int route(struct port p, const char *req, const char *sni, bool eof, bool
 {
     struct sockaddr_storage client = {.ss_family = AF_INET};
     struct tcp_route_conn rc = {.group = p.g, .servername = sni, .client = &client};
-    char out[4096];
+    char out[TCP_ROUTE_ANSWER_MAX];
     size_t out_len = 99;
     const char *reason = NULL;
     ssize_t r =
