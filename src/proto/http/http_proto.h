@@ -18,14 +18,11 @@
 #define HTTP_HEADER_TIMEOUT_MS 10000u
 #define HTTP_KEEPALIVE_TIMEOUT_MS 60000u
 #define HTTP_MAX_HEADER 16384u
-#define HTTP_MAX_TRUSTED 16
 #define HTTP_HSTS_DEFAULT "max-age=31536000"
 
 /* The HTTP filter's settings, shared by http and https (plain data: forward/proto.h). */
 struct http_conf {
-    char target_host[256]; /* target-host: the Host the device gets; "": the client's */
-    struct cidr trusted[HTTP_MAX_TRUSTED]; /* trusted-proxies */
-    size_t ntrusted;
+    char target_host[256];   /* target-host: the Host the device gets; "": the client's */
     char redirect_https[64]; /* http: "PORT" or "HOST:PORT" of the https twin; "": none */
     char hsts[128];          /* https: the Strict-Transport-Security value; "": none */
     uint32_t header_timeout_ms;
