@@ -52,8 +52,8 @@ static const char usage_spec[] =
     "  TARGET   HOST:PORT or HOST:FIRST-LAST (a range as long as LISTEN's, or one port);\n"
     "           HOST is an address or a name resolved at start and at reload\n"
     "  KEY      any mapping key of the config file: allow, deny, max-conns, max-conns-per-ip,\n"
-    "           max-sessions, connect-timeout, idle-timeout, enabled, those of its protocol\n"
-    "           (below); and name (default cli-N)\n";
+    "           max-sessions, connect-timeout, send-proxy, accept-proxy, trusted-proxies,\n"
+    "           idle-timeout, enabled, those of its protocol (below); and name (default cli-N)\n";
 
 static const char usage_examples[] =
     "\n"

@@ -48,8 +48,8 @@ static const struct {
      F_ACCEPTED,
      NULL},
     {{"portgate_mapping_refused_total", "counter",
-      "Clients refused, by reason: acl (allow/deny) or limit (max-conns, max-conns-per-ip, "
-      "max-sessions)."},
+      "Clients refused, by reason: acl (allow/deny, or a peer not in trusted-proxies) or limit "
+      "(max-conns, max-conns-per-ip, max-sessions)."},
      F_REFUSED_ACL,
      "reason=\"acl\""},
     {{NULL, NULL, NULL}, F_REFUSED_LIMIT, "reason=\"limit\""},

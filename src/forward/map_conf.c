@@ -31,6 +31,7 @@ void map_conf_clear(struct map_conf *m)
 {
     cidr_set_clear(&m->allow);
     cidr_set_clear(&m->deny);
+    cidr_set_clear(&m->trusted);
     free(m->pconf);
     m->pconf = NULL;
     run_unref(m->run);
@@ -68,6 +69,7 @@ int map_conf_copy(struct map_conf *dst, const struct map_conf *src)
     *dst = *src;
     memset(&dst->allow, 0, sizeof(dst->allow));
     memset(&dst->deny, 0, sizeof(dst->deny));
+    memset(&dst->trusted, 0, sizeof(dst->trusted));
     dst->pconf = NULL;
     if (dst->run != NULL) {
         __atomic_add_fetch(&dst->run->refs, 1, __ATOMIC_RELAXED);
@@ -81,7 +83,8 @@ int map_conf_copy(struct map_conf *dst, const struct map_conf *src)
         memcpy(dst->pconf, src->pconf, src->proto->conf_size);
     }
     if (cidr_set_copy(&dst->allow, &src->allow) != 0 ||
-        cidr_set_copy(&dst->deny, &src->deny) != 0) {
+        cidr_set_copy(&dst->deny, &src->deny) != 0 ||
+        cidr_set_copy(&dst->trusted, &src->trusted) != 0) {
         map_conf_clear(dst);
         return -ENOMEM;
     }
@@ -120,6 +123,7 @@ bool map_conf_equal(const struct map_conf *a, const struct map_conf *b)
            cidr_set_equal(&a->allow, &b->allow) && cidr_set_equal(&a->deny, &b->deny) &&
            a->max_conns == b->max_conns && a->max_conns_per_ip == b->max_conns_per_ip &&
            a->max_sessions == b->max_sessions && a->connect_timeout_ms == b->connect_timeout_ms &&
-           a->idle_timeout_ms == b->idle_timeout_ms && a->enabled == b->enabled &&
-           pconf_equal(a, b) && run_equal(a, b);
+           a->idle_timeout_ms == b->idle_timeout_ms && a->send_proxy == b->send_proxy &&
+           a->accept_proxy == b->accept_proxy && cidr_set_equal(&a->trusted, &b->trusted) &&
+           a->enabled == b->enabled && pconf_equal(a, b) && run_equal(a, b);
 }

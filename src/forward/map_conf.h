@@ -3,7 +3,7 @@
  * checked (gateway/config.c builds them). The relays read them through struct mapping, which
  * keeps an immutable copy.
  *
- * A map_conf owns its two CIDR sets and, when its protocol has settings of its own, a block of
+ * A map_conf owns its three CIDR sets and, when its protocol has settings of its own, a block of
  * proto->conf_size bytes (pconf) that only the protocol reads (see forward/proto.h), and holds a
  * reference to what the protocol made of them to run (run). Copy one with map_conf_copy() and
  * release it with map_conf_clear(); plain assignment would share them.
@@ -15,6 +15,7 @@
 #include <stdint.h>
 
 #include "core/addr.h"
+#include "forward/proxyhdr.h"
 
 struct proto;
 
@@ -41,6 +42,7 @@ enum map_origin {
 #define MAP_CONF_CONNECT_TIMEOUT_MS 10000u
 #define MAP_CONF_TCP_IDLE_TIMEOUT_MS 3600000u
 #define MAP_CONF_UDP_IDLE_TIMEOUT_MS 60000u
+#define MAP_CONF_MAX_TRUSTED 16 /* trusted-proxies: entries at most */
 
 struct map_conf {
     char name[MAP_CONF_NAMELEN];
@@ -56,6 +58,11 @@ struct map_conf {
     uint32_t max_sessions;     /* what the protocol counts as a session (see forward/proto.h) */
     uint32_t connect_timeout_ms;
     uint32_t idle_timeout_ms; /* 0 = never */
+    /* Stream protocols: the PROXY protocol header (forward/proxyhdr.h) sent to the target first
+     * (send-proxy), and the one the client's proxy must send first (accept-proxy), from an
+     * address of trusted (trusted-proxies, which http's forwarding headers trust too). */
+    enum proxyhdr_version send_proxy, accept_proxy;
+    struct cidr_set trusted;
     bool enabled;
     void *pconf;         /* the protocol's own settings (proto->conf_size bytes), or NULL */
     struct map_run *run; /* what the protocol made from them to run (config_finish), or NULL */

@@ -239,6 +239,16 @@ enum mapping_verdict mapping_check_acl(const struct mapping *m,
     return MAPPING_ADMIT;
 }
 
+enum mapping_verdict mapping_check_proxy(const struct mapping *m, unsigned w,
+                                         const struct sockaddr_storage *peer)
+{
+    if (cidr_set_contains(&m->conf.trusted, peer)) {
+        return MAPPING_ADMIT;
+    }
+    mapping_stat_add(&m->state->shards[w].stats.refused_acl, 1);
+    return MAPPING_UNTRUSTED;
+}
+
 /* Takes a place among max places in *count (max 0: no limit); false if none is left. */
 static bool take_place(uint32_t *count, uint32_t max)
 {
@@ -369,6 +379,8 @@ const char *mapping_verdict_reason(enum mapping_verdict v)
         return "max-conns reached";
     case MAPPING_FULL_PER_IP:
         return "max-conns-per-ip reached";
+    case MAPPING_UNTRUSTED:
+        return "accept-proxy: not one of trusted-proxies";
     }
     return "?";
 }

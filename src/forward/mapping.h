@@ -21,7 +21,7 @@
 
 struct mapping_stats {
     uint64_t accepted;      /* TCP connections / UDP sessions admitted */
-    uint64_t refused_acl;   /* clients refused by allow/deny */
+    uint64_t refused_acl;   /* clients refused by allow/deny (or not trusted-proxies) */
     uint64_t refused_limit; /* refused by max-conns / max-conns-per-ip / max-sessions */
     uint64_t connect_failed;
     uint64_t bytes_in;      /* client -> target */
@@ -148,11 +148,22 @@ size_t mapping_per_ip_longest_chain(const struct mapping_state *st);
 /* Open connections or sessions of the mapping, across workers. */
 uint32_t mapping_active(const struct mapping_state *st);
 
-enum mapping_verdict { MAPPING_ADMIT, MAPPING_DENIED, MAPPING_FULL, MAPPING_FULL_PER_IP };
+enum mapping_verdict {
+    MAPPING_ADMIT,
+    MAPPING_DENIED,
+    MAPPING_FULL,
+    MAPPING_FULL_PER_IP,
+    MAPPING_UNTRUSTED, /* accept-proxy: the peer is not one of trusted-proxies */
+};
 
 /* Access control: allow/deny. Deny wins; a non-empty allow list refuses everything else. */
 enum mapping_verdict mapping_check_acl(const struct mapping *m,
                                        const struct sockaddr_storage *client);
+/* accept-proxy: whether a peer may send the PROXY header that names the client, that is whether
+ * it is one of trusted-proxies (MAPPING_ADMIT) or not (MAPPING_UNTRUSTED, counted in w's shard
+ * with allow/deny's refusals). The client is admitted once the header names it. */
+enum mapping_verdict mapping_check_proxy(const struct mapping *m, unsigned w,
+                                         const struct sockaddr_storage *peer);
 /*
  * The whole admission of a new TCP connection by worker w: access control, then max-conns and
  * max-conns-per-ip (across all workers). Refusals are counted in w's shard. On MAPPING_ADMIT the

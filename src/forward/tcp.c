@@ -13,6 +13,7 @@
 #include "core/log.h"
 #include "core/sock.h"
 #include "forward/proto.h"
+#include "forward/proxyhdr.h"
 
 #define ACCEPT_BATCH 64
 #define ACCEPT_BACKOFF_MS 100
@@ -60,6 +61,9 @@ struct tcp_conn {
     uint64_t start_ms, last_ms;
     struct loop_timer timer; /* connect timeout, then idle timeout */
     bool connected;
+    bool proxy_wait; /* accept-proxy: the header of the client's proxy is not read yet */
+    bool refused;    /* refused once the header or the router named whom (logged already) */
+    struct sockaddr_storage orig_dst; /* accept-proxy: what the client connected to; 0: ours */
     bool splice;  /* opaque path through pipes; off with a filter, or when splice() fails */
     bool bulk[2]; /* splice path: this direction carries a bulk flow, so its reads splice */
     const char *first_eof; /* "client" or "target": who closed first */
@@ -107,12 +111,15 @@ static void conn_close(struct tcp_conn *c, const char *fmt, ...)
         }
     }
     uint64_t ms = loop_now(ctx->loop) - c->start_ms;
-    log_info("map %s: tcp %s -> %s ended after %llu.%03llus, %llu bytes to target, %llu bytes to "
-             "client: %s%s",
-             c->map->conf.name, addr_format(&c->client, cs, sizeof(cs)),
-             addr_format(&c->target, ts, sizeof(ts)), (unsigned long long)(ms / 1000),
-             (unsigned long long)(ms % 1000), (unsigned long long)c->bytes[TCP_UP],
-             (unsigned long long)c->bytes[TCP_DOWN], reason, layer);
+    /* A client refused once its proxy's header named it: its refusal was logged, rate-limited. */
+    enum log_level lvl = c->refused ? LOG_LVL_DEBUG : LOG_LVL_INFO;
+    log_msg(lvl,
+            "map %s: tcp %s -> %s ended after %llu.%03llus, %llu bytes to target, %llu bytes to "
+            "client: %s%s",
+            c->map->conf.name, addr_format(&c->client, cs, sizeof(cs)),
+            addr_format(&c->target, ts, sizeof(ts)), (unsigned long long)(ms / 1000),
+            (unsigned long long)(ms % 1000), (unsigned long long)c->bytes[TCP_UP],
+            (unsigned long long)c->bytes[TCP_DOWN], reason, layer);
     struct mapping_stats *st = &mapping_shard(c->map, ctx->worker)->stats;
     mapping_stat_add(&st->bytes_in, c->bytes[TCP_UP]);
     mapping_stat_add(&st->bytes_out, c->bytes[TCP_DOWN]);
@@ -653,6 +660,39 @@ void tcp_conn_kick(struct tcp_conn *c)
 static void conn_handshake(struct tcp_conn *c);
 static void conn_route(struct tcp_conn *c, bool timeout);
 static void conn_connect(struct tcp_conn *c);
+static void conn_proxy(struct tcp_conn *c);
+static void conn_begin(struct tcp_conn *c);
+
+/*
+ * send-proxy: the PROXY header that names the client and the address it connected to (with
+ * accept-proxy, what its proxy said; for a layered mapping, still the TCP connection's) goes to
+ * the target first: it waits in the buffer towards the target, which pump() writes before any
+ * byte of the client's. Returns 0, or -1 if the connection was closed.
+ */
+static int conn_send_proxy(struct tcp_conn *c)
+{
+    struct sockaddr_storage dst = c->orig_dst;
+    socklen_t len = sizeof(dst);
+    if (dst.ss_family == 0 && getsockname(c->cli.io.fd, (struct sockaddr *)&dst, &len) == -1) {
+        conn_close(c, "send-proxy: getsockname: %s", strerror(errno));
+        return -1;
+    }
+    struct relay_buf *b = relay_buf_get(c->ctx);
+    if (b == NULL) {
+        conn_close(c, "out of memory");
+        return -1;
+    }
+    int n = proxyhdr_build(c->map->conf.send_proxy, &c->client, &dst, b->data, RELAY_BUF_SIZE);
+    if (n < 0) {
+        relay_buf_put(c->ctx, b);
+        conn_close(c, "send-proxy: the client is not an IP address");
+        return -1;
+    }
+    b->off = 0;
+    b->len = (uint32_t)n;
+    c->out[TCP_UP] = b; /* empty until the target has accepted */
+    return 0;
+}
 
 /* The target's socket became writable (ev: its epoll events; 0 when connect() finished at
  * once). A failed connect always comes with EPOLLERR, so only then is SO_ERROR read. */
@@ -681,6 +721,9 @@ static void on_connected(struct tcp_conn *c, uint32_t ev)
             conn_close(c, "%s filter: out of memory", c->filter->name);
             return;
         }
+    }
+    if (c->map->conf.send_proxy != PROXYHDR_OFF && conn_send_proxy(c) < 0) {
+        return;
     }
     c->connected = true;
     c->last_ms = loop_now(c->ctx->loop);
@@ -715,6 +758,10 @@ static void side_event(struct loop_io *io, uint32_t ev)
             s->r.readable = true;
         }
     }
+    if (c->proxy_wait) {
+        conn_proxy(c); /* only the client's side exists yet */
+        return;
+    }
     if (c->handshaking) {
         conn_handshake(c); /* only the client's side exists yet */
         return;
@@ -742,6 +789,11 @@ static void conn_timer(struct loop_timer *t)
 {
     struct tcp_conn *c = container_of(t, struct tcp_conn, timer);
     struct loop *loop = c->ctx->loop;
+    if (c->proxy_wait) {
+        conn_close(c, "PROXY header: not whole within %ums (connect-timeout)",
+                   c->map->conf.connect_timeout_ms);
+        return;
+    }
     if (c->handshaking) {
         conn_close(c, "%s handshake: not done within %ums", c->layer->name, c->handshake_ms);
         return;
@@ -769,17 +821,25 @@ static void conn_timer(struct loop_timer *t)
     loop_timer_start_at(loop, &c->timer, deadline);
 }
 
-static void refuse(struct tcp_listener *l, int fd, const struct sockaddr_storage *client,
-                   enum mapping_verdict v)
+/* Logs a refused client: one line a second per kind of refusal (mapping_log_ok). */
+static void log_refused(const struct mapping *m, struct relay_ctx *ctx,
+                        const struct sockaddr_storage *client, enum mapping_verdict v)
 {
     uint64_t suppressed;
-    enum mapping_log what = v == MAPPING_DENIED ? MAPPING_LOG_DENIED : MAPPING_LOG_LIMIT;
-    if (mapping_log_ok(l->map, l->ctx->worker, what, loop_now(l->ctx->loop), &suppressed)) {
+    enum mapping_log what =
+        v == MAPPING_DENIED || v == MAPPING_UNTRUSTED ? MAPPING_LOG_DENIED : MAPPING_LOG_LIMIT;
+    if (mapping_log_ok(m, ctx->worker, what, loop_now(ctx->loop), &suppressed)) {
         char cs[ADDR_STRLEN];
-        log_warn("map %s: tcp refused %s: %s (%llu more refusals not logged)", l->map->conf.name,
+        log_warn("map %s: tcp refused %s: %s (%llu more refusals not logged)", m->conf.name,
                  addr_format(client, cs, sizeof(cs)), mapping_verdict_reason(v),
                  (unsigned long long)suppressed);
     }
+}
+
+static void refuse(struct tcp_listener *l, int fd, const struct sockaddr_storage *client,
+                   enum mapping_verdict v)
+{
+    log_refused(l->map, l->ctx, client, v);
     sock_set_linger0(fd);
     close(fd);
 }
@@ -885,15 +945,9 @@ static void conn_route(struct tcp_conn *c, bool timeout)
     if (!c->admitted) {
         enum mapping_verdict v = mapping_admit(m, c->ctx->worker, &c->client);
         if (v != MAPPING_ADMIT) {
-            uint64_t suppressed;
-            enum mapping_log what = v == MAPPING_DENIED ? MAPPING_LOG_DENIED : MAPPING_LOG_LIMIT;
-            if (mapping_log_ok(m, c->ctx->worker, what, loop_now(c->ctx->loop), &suppressed)) {
-                char cs[ADDR_STRLEN];
-                log_warn("map %s: tcp refused %s: %s (%llu more refusals not logged)", m->conf.name,
-                         addr_format(&c->client, cs, sizeof(cs)), mapping_verdict_reason(v),
-                         (unsigned long long)suppressed);
-            }
+            log_refused(m, c->ctx, &c->client, v);
             sock_set_linger0(s->io.fd);
+            c->refused = true;
             conn_close(c, "refused by map %s: %s", m->conf.name, mapping_verdict_reason(v));
             return;
         }
@@ -935,18 +989,92 @@ static bool group_allows(const struct mapping_group *g, const struct sockaddr_st
     return false;
 }
 
+/*
+ * accept-proxy: reads the header that the client's proxy sends first (forward/proxyhdr.h) and
+ * nothing after it, so that what follows (a TLS ClientHello) stays in the socket: the bytes are
+ * peeked into a small buffer and parsed, and only the header's length is read. Until it is
+ * whole, each new segment brings an event (edge-triggered) and the bytes are peeked again,
+ * within connect-timeout. Then the client is the one it names (LOCAL, UNKNOWN: the proxy
+ * itself), admitted as any other (allow/deny, max-conns, max-conns-per-ip), and the connection
+ * goes on as if it had just been accepted from that client.
+ */
+static void conn_proxy(struct tcp_conn *c)
+{
+    char buf[PROXYHDR_MAX];
+    int fd = c->cli.io.fd;
+    ssize_t n;
+    do {
+        n = recv(fd, buf, sizeof(buf), MSG_PEEK);
+    } while (n == -1 && errno == EINTR);
+    if (n == -1) {
+        if (errno == EAGAIN) {
+            c->cli.r.readable = false;
+        } else {
+            conn_fail(c, &c->cli, errno, "recv from");
+        }
+        return;
+    }
+    struct proxyhdr h;
+    const char *why = "invalid";
+    int len = n > 0 ? proxyhdr_parse(buf, (size_t)n, c->map->conf.accept_proxy, &h, &why) : 0;
+    if (len < 0) {
+        conn_close(c, "PROXY header: %s", why);
+        return;
+    }
+    if (len == 0) {
+        if (n == 0 || c->cli.r.rdhup) {
+            conn_close(c, "PROXY header: the client's proxy ended before a whole one");
+        } else {
+            c->cli.r.readable = false;
+        }
+        return;
+    }
+    ssize_t got = recv(fd, buf, (size_t)len, 0);
+    if (got != len) { /* cannot happen: the bytes were peeked */
+        conn_close(c, "PROXY header: recv: %s", got < 0 ? strerror(errno) : "short read");
+        return;
+    }
+    if (h.has_addrs) {
+        c->client = h.src;
+        c->orig_dst = h.dst;
+    }
+    c->proxy_wait = false;
+    loop_timer_stop(c->ctx->loop, &c->timer);
+    /* A port of several mappings admits once the router has chosen (conn_route). */
+    bool one = c->group->n == 1;
+    enum mapping_verdict v = one ? mapping_admit(c->map, c->ctx->worker, &c->client)
+                             : group_allows(c->group, &c->client) ? MAPPING_ADMIT
+                                                                  : MAPPING_DENIED;
+    if (v != MAPPING_ADMIT) {
+        if (!one) {
+            mapping_stat_add(&mapping_shard(c->map, c->ctx->worker)->stats.refused_acl, 1);
+        }
+        log_refused(c->map, c->ctx, &c->client, v);
+        sock_set_linger0(fd);
+        c->refused = true;
+        conn_close(c, "refused");
+        return;
+    }
+    c->admitted = one;
+    c->cli.r.readable = true; /* what follows the header may be in the socket already */
+    conn_begin(c);
+}
+
 static void conn_start(struct tcp_listener *l, int fd, const struct sockaddr_storage *client)
 {
     struct relay_ctx *ctx = l->ctx;
     struct mapping *m = l->map;
     /* A port of one mapping admits now; one of several once the router has chosen, and now
-     * only turns away a client that every one of them would. */
-    bool admit = l->group->n == 1;
-    enum mapping_verdict v = admit ? mapping_admit(m, ctx->worker, client)
+     * only turns away a client that every one of them would. accept-proxy: the peer must be a
+     * trusted proxy, and the client its header names is admitted once it is read (conn_proxy). */
+    bool proxied = m->conf.accept_proxy != PROXYHDR_OFF;
+    bool admit = !proxied && l->group->n == 1;
+    enum mapping_verdict v = proxied ? mapping_check_proxy(m, ctx->worker, client)
+                             : admit ? mapping_admit(m, ctx->worker, client)
                              : group_allows(l->group, client) ? MAPPING_ADMIT
                                                               : MAPPING_DENIED;
     if (v != MAPPING_ADMIT) {
-        if (!admit) {
+        if (!admit && !proxied) {
             mapping_stat_add(&mapping_shard(m, ctx->worker)->stats.refused_acl, 1);
         }
         refuse(l, fd, client, v);
@@ -997,6 +1125,22 @@ static void conn_start(struct tcp_listener *l, int fd, const struct sockaddr_sto
         conn_close(c, "epoll: %s", strerror(-rc));
         return;
     }
+    if (proxied) {
+        c->proxy_wait = true;
+        loop_timer_start(ctx->loop, &c->timer, m->conf.connect_timeout_ms);
+        conn_proxy(c);
+        return;
+    }
+    conn_begin(c);
+}
+
+/* The client is known (and admitted, but on a port several mappings share): the layer's
+ * handshake if any, then the router's choice if any, then the connect to the target. */
+static void conn_begin(struct tcp_conn *c)
+{
+    struct relay_ctx *ctx = c->ctx;
+    struct mapping *m = c->map;
+    int fd = c->cli.io.fd;
     if (c->layer == NULL) {
         conn_ready(c);
         return;

@@ -339,6 +339,42 @@ static int set_idle_timeout(struct map_conf *m, const char *val, char *why, size
     return duration_parse(val, &m->idle_timeout_ms, why, len);
 }
 
+/* send-proxy (off, v1, v2) and accept-proxy (also any). */
+static int parse_proxy_version(const char *s, bool any_ok, enum proxyhdr_version *out, char *why,
+                               size_t len)
+{
+    for (enum proxyhdr_version v = PROXYHDR_OFF; v <= (any_ok ? PROXYHDR_ANY : PROXYHDR_V2); v++) {
+        if (strcmp(s, proxyhdr_version_name(v)) == 0) {
+            *out = v;
+            return 0;
+        }
+    }
+    snprintf(why, len, "\"%s\": expected v1, v2%s or off", s, any_ok ? ", any" : "");
+    return -1;
+}
+
+static int set_send_proxy(struct map_conf *m, const char *val, char *why, size_t len)
+{
+    return parse_proxy_version(val, false, &m->send_proxy, why, len);
+}
+
+static int set_accept_proxy(struct map_conf *m, const char *val, char *why, size_t len)
+{
+    return parse_proxy_version(val, true, &m->accept_proxy, why, len);
+}
+
+static int set_trusted_proxies(struct map_conf *m, const char *val, char *why, size_t len)
+{
+    if (cidr_set_add_list(&m->trusted, val, why, len) != 0) {
+        return -1;
+    }
+    if (m->trusted.n > MAP_CONF_MAX_TRUSTED) {
+        snprintf(why, len, "\"%.60s\": at most %d entries", val, MAP_CONF_MAX_TRUSTED);
+        return -1;
+    }
+    return 0;
+}
+
 static int set_enabled(struct map_conf *m, const char *val, char *why, size_t len)
 {
     return parse_bool(val, &m->enabled, why, len);
@@ -368,6 +404,9 @@ enum key {
     K_MAX_SESSIONS,
     K_CONNECT_TIMEOUT,
     K_IDLE_TIMEOUT,
+    K_SEND_PROXY,
+    K_ACCEPT_PROXY,
+    K_TRUSTED_PROXIES,
     K_ENABLED,
     K_NAME,
     K_COUNT
@@ -389,6 +428,9 @@ static const struct map_key {
     [K_MAX_SESSIONS] = {.name = "max-sessions", .set = set_max_sessions},
     [K_CONNECT_TIMEOUT] = {.name = "connect-timeout", .set = set_connect_timeout},
     [K_IDLE_TIMEOUT] = {.name = "idle-timeout", .set = set_idle_timeout},
+    [K_SEND_PROXY] = {.name = "send-proxy", .set = set_send_proxy},
+    [K_ACCEPT_PROXY] = {.name = "accept-proxy", .set = set_accept_proxy},
+    [K_TRUSTED_PROXIES] = {.name = "trusted-proxies", .set = set_trusted_proxies},
     [K_ENABLED] = {.name = "enabled", .set = set_enabled},
     [K_NAME] = {.name = "name", .set = set_name, .spec_only = true},
 };
@@ -569,10 +611,12 @@ static void map_validate(struct config *c, struct map_conf *m, struct map_build 
         m->idle_timeout_ms =
             is_stream(p, NULL) ? MAP_CONF_TCP_IDLE_TIMEOUT_MS : MAP_CONF_UDP_IDLE_TIMEOUT_MS;
     }
-    static const enum key stream_only[] = {K_MAX_CONNS, K_MAX_CONNS_PER_IP, K_CONNECT_TIMEOUT};
-    for (size_t i = 0; i < 3; i++) {
+    static const enum key stream_only[] = {K_MAX_CONNS,  K_MAX_CONNS_PER_IP, K_CONNECT_TIMEOUT,
+                                           K_SEND_PROXY, K_ACCEPT_PROXY,     K_TRUSTED_PROXIES};
+    for (size_t i = 0; i < sizeof(stream_only) / sizeof(stream_only[0]); i++) {
         if (!is_stream(p, NULL) && (b->seen & (1u << stream_only[i]))) {
-            bool hint = stream_only[i] != K_CONNECT_TIMEOUT && has_sessions(p, NULL);
+            bool hint = (stream_only[i] == K_MAX_CONNS || stream_only[i] == K_MAX_CONNS_PER_IP) &&
+                        has_sessions(p, NULL);
             add_field_error(c, map_keys[stream_only[i]].name,
                             "%s: [map %s] %s applies to tcp mappings only (proto %s)%s%s", at,
                             m->name, map_keys[stream_only[i]].name,
@@ -589,6 +633,13 @@ static void map_validate(struct config *c, struct map_conf *m, struct map_build 
     }
     if (!(b->seen & (1u << K_MAX_SESSIONS))) {
         m->max_sessions = p->default_max_sessions;
+    }
+    if (m->accept_proxy != PROXYHDR_OFF && m->trusted.n == 0 && is_stream(p, NULL)) {
+        /* proxy-protocol.txt 1: a header from anyone would let anyone claim any address. */
+        add_field_error(c, "accept-proxy",
+                        "%s: [map %s] accept-proxy: set trusted-proxies to the addresses of the "
+                        "proxies that send the header (anyone else could claim any address)",
+                        at, m->name);
     }
     apply_proto_keys(c, m, b, at);
     map_build_clear(b);
@@ -1048,6 +1099,14 @@ static bool may_share(const struct map_conf *a, const struct map_conf *b, char *
         a->listen_hi != b->listen_hi) {
         snprintf(why, whylen, "%s mappings share a port only on the same listen address and ports",
                  p->name);
+        return false;
+    }
+    /* A PROXY header is read before anything tells the mappings apart. */
+    if (a->accept_proxy != b->accept_proxy ||
+        (a->accept_proxy != PROXYHDR_OFF && !cidr_set_equal(&a->trusted, &b->trusted))) {
+        snprintf(why, whylen,
+                 "mappings that share a port must have the same accept-proxy and, with it, the "
+                 "same trusted-proxies");
         return false;
     }
     return p->can_share(a->pconf, b->pconf, why, whylen);
@@ -1536,6 +1595,13 @@ void config_print(const struct config *c, FILE *out)
             }
             fprintf(out, " connect-timeout=%s",
                     duration_format(m->connect_timeout_ms, d, sizeof(d)));
+            if (m->send_proxy != PROXYHDR_OFF) {
+                fprintf(out, " send-proxy=%s", proxyhdr_version_name(m->send_proxy));
+            }
+            if (m->accept_proxy != PROXYHDR_OFF) {
+                fprintf(out, " accept-proxy=%s", proxyhdr_version_name(m->accept_proxy));
+            }
+            print_cidrs(out, " trusted-proxies=", &m->trusted);
         }
         if (m->pconf != NULL) {
             char own[PROTO_CONF_FORMAT_MAX];
@@ -1693,6 +1759,14 @@ void config_map_keys(const struct map_conf *m, config_key_fn fn, void *arg)
         fn(arg, "max-conns-per-ip", CONFIG_COUNT, buf);
         fn(arg, "connect-timeout", CONFIG_TEXT,
            duration_format(m->connect_timeout_ms, buf, sizeof(buf)));
+        fn(arg, "send-proxy", CONFIG_TEXT, proxyhdr_version_name(m->send_proxy));
+        fn(arg, "accept-proxy", CONFIG_TEXT, proxyhdr_version_name(m->accept_proxy));
+        if (m->trusted.n > 0) {
+            /* One comma-separated value, as the file writes it (not a list like allow). */
+            char list[MAP_CONF_MAX_TRUSTED * CIDR_STRLEN];
+            fn(arg, "trusted-proxies", CONFIG_TEXT,
+               cidr_set_format(&m->trusted, list, sizeof(list)));
+        }
     }
     if (has_sessions(m->proto, NULL)) {
         snprintf(buf, sizeof(buf), "%u", m->max_sessions);

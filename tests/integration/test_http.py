@@ -289,8 +289,9 @@ def test_check_refuses_bad_http_keys(tmp_path):
         "w", 8080, 80, extra="trusted-proxies = 192.0.2.0/24\ntarget-host = cam:80\n"))
     out = subprocess.run([BINARY, "check", "-c", str(conf)], capture_output=True, text=True)
     assert out.returncode == 0, out.stderr
-    assert ("target-host=cam:80 trusted-proxies=192.0.2.0/24 header-timeout=10s "
-            "keep-alive-timeout=1m max-header-size=16384") in out.stdout
+    # trusted-proxies is every TCP-based mapping's (accept-proxy's too): with the general keys.
+    assert ("connect-timeout=10s trusted-proxies=192.0.2.0/24 target-host=cam:80 "
+            "header-timeout=10s keep-alive-timeout=1m max-header-size=16384") in out.stdout
     conf.write_text("[gateway]\nadmin = off\n" + http_map("w", 8080, 80, extra=f"acme-webroot = {tmp_path}\n"))
     out = subprocess.run([BINARY, "check", "-c", str(conf)], capture_output=True, text=True)
     assert out.returncode == 0 and f"acme-webroot={tmp_path} " in out.stdout, out

@@ -609,11 +609,11 @@ HTTP_SIDE = {"http", "https"}
 GENERAL_FIELDS = {"cert": TLS_SIDE, "key": TLS_SIDE}
 ADVANCED_FIELDS = {
     "max-conns": TCP_BASED, "max-conns-per-ip": TCP_BASED, "connect-timeout": TCP_BASED,
+    "send-proxy": TCP_BASED, "accept-proxy": TCP_BASED, "trusted-proxies": TCP_BASED,
     "max-sessions": {"udp", "rtsp"}, "rtp-ports": {"rtsp"},
     "min-tls": TLS_SIDE, "handshake-timeout": TLS_SIDE, "ocsp": TLS_SIDE, "ciphers": TLS_SIDE,
     "alpn": {"tls"},
-    "host": HTTP_SIDE, "target-host": HTTP_SIDE, "trusted-proxies": HTTP_SIDE,
-    "header-timeout": HTTP_SIDE,
+    "host": HTTP_SIDE, "target-host": HTTP_SIDE, "header-timeout": HTTP_SIDE,
     "max-header-size": HTTP_SIDE, "redirect-https": {"http"}, "hsts": {"https"},
     "idle-timeout": TCP_BASED | {"udp"}, "allow": TCP_BASED | {"udp"},
 }
@@ -682,9 +682,16 @@ def _https_story(b, g, dev, crt, key):
     assert_field_error(b, "hsts", "max-age")
     assert "web-https" not in g.api.mappings()
 
+    # A PROXY header accepted from nobody: the gateway's check, at that field; then off again.
+    b.type("#f-hsts", "max-age=600")
+    assert Select(b.el("#f-accept-proxy")).first_selected_option.get_attribute("value") == "off"
+    Select(b.el("#f-accept-proxy")).select_by_value("any")
+    b.click("#mapping-save")
+    assert_field_error(b, "accept-proxy", "set trusted-proxies")
+    Select(b.el("#f-accept-proxy")).select_by_value("off")
+
     # 3. A good HSTS, the Host the device wants and two trusted proxies (one a line): added,
     # listed as https, listening; the API has what was typed and the defaults for the rest.
-    b.type("#f-hsts", "max-age=600")
     b.type("#f-target-host", "192.0.2.10")
     b.type("#f-trusted-proxies", "192.0.2.0/24\n198.51.100.0/24")
     b.click("#mapping-save")
@@ -699,6 +706,7 @@ def _https_story(b, g, dev, crt, key):
         == ("https", str(crt), str(key), "max-age=600", "192.0.2.10",
             "192.0.2.0/24,198.51.100.0/24", "10s", "16384"), m
     assert "redirect-https" not in m and "ocsp" not in m and "alpn" not in m, m
+    assert (m["send-proxy"], m["accept-proxy"]) == ("off", "off"), m
 
     # 4. A client that trusts the certificate gets the device's page, with HSTS, and the
     # device gets the Host it wants.
@@ -780,10 +788,11 @@ def _https_story(b, g, dev, crt, key):
     b.click("#mapping-cancel")
     b.until("the edit dialog to close", lambda: not b.dialog_open("#mapping-dialog"))
 
-    # The one refusal was the gateway's answer to the bad HSTS value.
+    # The two refusals were the gateway's answers to the bad HSTS value and the PROXY header
+    # accepted from nobody.
     network = assert_clean_console(b)
     refused = [st for path, st in network if path == f"{API}/mappings"]
-    assert refused == [400], network
+    assert refused == [400, 400], network
 
 
 # ---------------------------------------------------------------- the table's look

@@ -758,7 +758,8 @@ function confirmDialog({ title, text, yes }) {
 
 const FIELD_IDS = [
   'name', 'proto', 'listen-addr', 'listen-port', 'target-addr', 'target-port', 'enabled', 'allow', 'deny',
-  'max-conns', 'max-conns-per-ip', 'connect-timeout', 'idle-timeout', 'max-sessions', 'rtp-ports', 'lease',
+  'max-conns', 'max-conns-per-ip', 'connect-timeout', 'send-proxy', 'accept-proxy', 'idle-timeout',
+  'max-sessions', 'rtp-ports', 'lease',
   'cert', 'key', 'ocsp', 'min-tls', 'ciphers', 'alpn', 'handshake-timeout',
   'host', 'target-host', 'trusted-proxies', 'redirect-https', 'hsts', 'header-timeout', 'max-header-size',
 ];
@@ -768,7 +769,7 @@ const TLS_PROTOS = ['tls', 'https', 'rtsps'];
 const NUMBER_KEYS = ['max-conns', 'max-conns-per-ip', 'max-sessions', 'lease', 'max-header-size'];
 // Text inputs and selects: sent as written, left out when empty.
 const TEXT_KEYS = [
-  'connect-timeout', 'idle-timeout', 'rtp-ports',
+  'connect-timeout', 'send-proxy', 'accept-proxy', 'idle-timeout', 'rtp-ports',
   'cert', 'key', 'ocsp', 'min-tls', 'ciphers', 'alpn', 'handshake-timeout',
   'host', 'target-host', 'redirect-https', 'hsts', 'header-timeout',
 ];
@@ -908,6 +909,7 @@ function fillForm(m) {
   for (const k of LIST_TEXT_KEYS) f(k).value = m[k] == null ? '' : parseList(String(m[k])).join('\n');
   // A select has no empty choice: a mapping that does not say takes the default.
   if (!f('min-tls').value) f('min-tls').value = '1.2';
+  for (const k of ['send-proxy', 'accept-proxy']) if (!f(k).value) f(k).value = 'off';
   updateProtoFields();
 }
 

@@ -29,7 +29,6 @@ _Static_assert(HTTP_STAT_COUNT + TLS_STAT_COUNT <= PROTO_MAX_STATS, "https: too 
 
 static const char *const http_keys[] = {"host",
                                         "target-host",
-                                        "trusted-proxies",
                                         "redirect-https",
                                         "acme-webroot",
                                         "header-timeout",
@@ -45,7 +44,6 @@ static const char *const https_keys[] = {"cert",
                                          "handshake-timeout",
                                          "host",
                                          "target-host",
-                                         "trusted-proxies",
                                          "hsts",
                                          "acme-webroot",
                                          "header-timeout",
@@ -94,24 +92,6 @@ static int http_conf_set(struct http_conf *c, const char *key, const char *val, 
             return -1;
         }
         snprintf(c->target_host, sizeof(c->target_host), "%s", val);
-        return 0;
-    }
-    if (strcmp(key, "trusted-proxies") == 0) {
-        struct cidr_set set = {0};
-        char err[256];
-        if (cidr_set_add_list(&set, val, err, sizeof(err)) != 0) {
-            cidr_set_clear(&set);
-            snprintf(why, len, "%s", err);
-            return -1;
-        }
-        if (set.n > HTTP_MAX_TRUSTED) {
-            cidr_set_clear(&set);
-            snprintf(why, len, "\"%.60s\": at most %d entries", val, HTTP_MAX_TRUSTED);
-            return -1;
-        }
-        memcpy(c->trusted, set.v, set.n * sizeof(*set.v));
-        c->ntrusted = set.n;
-        cidr_set_clear(&set);
         return 0;
     }
     if (strcmp(key, "redirect-https") == 0) {
@@ -224,22 +204,14 @@ static void item(char *buf, size_t len, size_t *off, const char *key, const char
 
 static size_t http_conf_format(const struct http_conf *c, char *buf, size_t len)
 {
-    char d[32], trusted[HTTP_MAX_TRUSTED * (CIDR_STRLEN + 1)] = "", size[16];
-    size_t off = 0, t = 0;
-    for (size_t i = 0; i < c->ntrusted; i++) {
-        char one[CIDR_STRLEN];
-        t += (size_t)snprintf(trusted + t, sizeof(trusted) - t, "%s%s", i ? "," : "",
-                              cidr_format(&c->trusted[i], one, sizeof(one)));
-    }
+    char d[32], size[16];
+    size_t off = 0;
     buf[0] = '\0';
     if (c->hosts[0]) {
         item(buf, len, &off, "host", c->hosts);
     }
     if (c->target_host[0]) {
         item(buf, len, &off, "target-host", c->target_host);
-    }
-    if (c->ntrusted) {
-        item(buf, len, &off, "trusted-proxies", trusted);
     }
     if (c->redirect_https[0]) {
         item(buf, len, &off, "redirect-https", c->redirect_https);

@@ -19,7 +19,6 @@
 #define HTTP_HEADER_TIMEOUT_MS 10000u
 #define HTTP_KEEPALIVE_TIMEOUT_MS 60000u
 #define HTTP_MAX_HEADER 16384u
-#define HTTP_MAX_TRUSTED 16
 #define HTTP_HSTS_DEFAULT "max-age=31536000"
 #define HTTP_WEBROOT_LEN 256 /* acme-webroot: an absolute path, shorter than this */
 
@@ -27,8 +26,6 @@
 struct http_conf {
     char hosts[HTTP_HOSTS_LEN]; /* host: the names it answers for on a shared port; "": any */
     char target_host[256];      /* target-host: the Host the device gets; "": the client's */
-    struct cidr trusted[HTTP_MAX_TRUSTED]; /* trusted-proxies */
-    size_t ntrusted;
     char redirect_https[64]; /* http: "PORT" or "HOST:PORT" of the https twin; "": none */
     char hsts[128];          /* https: the Strict-Transport-Security value; "": none */
     /* The directory an ACME client writes HTTP-01 challenges into (http_acme.h); "": none,

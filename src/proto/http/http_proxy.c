@@ -1066,9 +1066,9 @@ static void *hx_open(const struct tcp_filter_conn *fc)
     } else {
         snprintf(h->client_ip, sizeof(h->client_ip), "%s", ip);
     }
-    struct cidr_set trusted = {(struct cidr *)h->conf->trusted, h->conf->ntrusted,
-                               h->conf->ntrusted};
-    h->trusted = h->conf->ntrusted > 0 && cidr_set_contains(&trusted, &fc->client);
+    /* trusted-proxies is the mapping's: with accept-proxy, fc->client is the address the proxy's
+     * header gave, so these headers are kept from a client that is itself a trusted proxy. */
+    h->trusted = cidr_set_contains(&fc->map->conf.trusted, &fc->client);
     loop_timer_init(&h->timer, on_timeout);
     start_timer(h); /* the first request must come within header-timeout */
     return h;

@@ -59,6 +59,8 @@ static void test_ok_and_round_trip(void **state)
         "{" BASE "}",
         "{" BASE ", \"allow\": [\"198.51.100.0/24\", \"2001:db8::/32\"], \"deny\": \"192.0.2.9\", "
         "\"max-conns\": 5, \"enabled\": false, \"idle-timeout\": \"90s\"}",
+        "{" BASE ", \"send-proxy\": \"v2\", \"accept-proxy\": \"any\", "
+        "\"trusted-proxies\": \"192.0.2.0/24, 2001:db8::1\"}",
         "{\"name\": \"u\", \"proto\": \"udp\", \"listen\": \"[::]:5000-5009\", "
         "\"target\": \"192.0.2.1:6000-6009\", \"max-sessions\": 10}",
         "{\"name\": \"r\", \"proto\": \"rtsp\", \"listen\": \"0.0.0.0:554\", "

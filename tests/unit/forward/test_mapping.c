@@ -56,6 +56,36 @@ static void test_acl(void **state)
     mapping_unref(m);
 }
 
+/* accept-proxy: only trusted-proxies may send the header; the client it names is admitted as
+ * any other, its refusals counted with allow/deny's. */
+static void test_trusted_proxies(void **state)
+{
+    (void)state;
+    struct mapping *m = make("tcp:0.0.0.0:80=192.0.2.1:80,accept-proxy=v1,"
+                             "trusted-proxies=198.51.100.0/24,2001:db8::1,deny=203.0.113.9");
+    struct sockaddr_storage lb = ip("198.51.100.2", 1), lb6 = ip("2001:db8::1", 1),
+                            mapped = ip("::ffff:198.51.100.3", 1), other = ip("203.0.113.5", 1),
+                            denied = ip("203.0.113.9", 1);
+    assert_int_equal(mapping_check_proxy(m, 0, &lb), MAPPING_ADMIT);
+    assert_int_equal(mapping_check_proxy(m, 0, &lb6), MAPPING_ADMIT);
+    assert_int_equal(mapping_check_proxy(m, 1, &mapped), MAPPING_ADMIT);
+    assert_int_equal(mapping_check_proxy(m, 1, &other), MAPPING_UNTRUSTED);
+    assert_string_equal(mapping_verdict_reason(MAPPING_UNTRUSTED),
+                        "accept-proxy: not one of trusted-proxies");
+    assert_int_equal(mapping_admit(m, 0, &other), MAPPING_ADMIT);
+    assert_int_equal(mapping_admit(m, 0, &denied), MAPPING_DENIED);
+    struct mapping_stats st;
+    mapping_stats_sum(m->state, &st);
+    assert_int_equal(st.refused_acl, 2);
+    assert_int_equal(st.accepted, 1);
+    mapping_release(m, &other);
+    mapping_unref(m);
+
+    m = make("tcp:0.0.0.0:80=192.0.2.1:80"); /* none: nobody may */
+    assert_int_equal(mapping_check_proxy(m, 0, &lb), MAPPING_UNTRUSTED);
+    mapping_unref(m);
+}
+
 static void test_limits(void **state)
 {
     (void)state;
@@ -286,6 +316,7 @@ int main(void)
 {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_acl),
+        cmocka_unit_test(test_trusted_proxies),
         cmocka_unit_test(test_limits),
         cmocka_unit_test(test_no_table_without_per_ip_limit),
         cmocka_unit_test(test_per_ip_table_is_keyed),

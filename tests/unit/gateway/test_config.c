@@ -409,7 +409,9 @@ static void test_map_keys_round_trip(void **state)
 {
     (void)state;
     struct config *c = load(MAP_OK "allow = 198.51.100.0/24, 2001:db8::/32\nmax-conns = 7\n"
-                                   "idle-timeout = 90s\nenabled = no\n"
+                                   "idle-timeout = 90s\nenabled = no\nsend-proxy = v1\n"
+                                   "accept-proxy = any\n"
+                                   "trusted-proxies = 198.51.100.0/24, 2001:db8::1\n"
                                    "[map enc]\nproto = rtsp\nlisten = [::]:554\n"
                                    "target = 192.0.2.10:8554\nrtp-ports = 20000-20099\n"
                                    "[map u]\nproto = udp\nlisten = 0.0.0.0:5000-5009\n"
@@ -717,6 +719,93 @@ static void test_resolve(void **state)
     config_free(c);
 }
 
+/* send-proxy, accept-proxy and trusted-proxies: every TCP-based mapping's, checked together. */
+static void test_proxy_keys(void **state)
+{
+    (void)state;
+    struct config *c = load(MAP_OK "send-proxy = v2\naccept-proxy = any\n"
+                                   "trusted-proxies = 192.0.2.0/24, 2001:db8::1\n"
+                                   "[map w]\nproto = http\nlisten = 0.0.0.0:8081\n"
+                                   "target = 192.0.2.10:80\nsend-proxy = v1\n",
+                            false);
+    for (size_t i = 0; i < c->nerrors; i++) {
+        fprintf(stderr, "%s\n", c->errors[i]);
+    }
+    assert_int_equal(c->nerrors, 0);
+    assert_int_equal(c->maps[0].send_proxy, PROXYHDR_V2);
+    assert_int_equal(c->maps[0].accept_proxy, PROXYHDR_ANY);
+    assert_int_equal(c->maps[0].trusted.n, 2);
+    assert_int_equal(c->maps[1].send_proxy, PROXYHDR_V1);
+    assert_int_equal(c->maps[1].accept_proxy, PROXYHDR_OFF);
+    config_free(c);
+    c = load(MAP_OK "send-proxy = off\naccept-proxy = off\n", false);
+    assert_int_equal(c->nerrors, 0);
+    assert_int_equal(c->maps[0].send_proxy, PROXYHDR_OFF);
+    config_free(c);
+
+    expect_error(MAP_OK "send-proxy = v3\n",
+                 "t.conf:5: [map web] send-proxy: \"v3\": expected v1, v2 or off");
+    expect_error(MAP_OK "send-proxy = any\n", "send-proxy: \"any\": expected v1, v2 or off");
+    expect_error(MAP_OK "accept-proxy = V1\ntrusted-proxies = 192.0.2.1\n",
+                 "accept-proxy: \"V1\": expected v1, v2, any or off");
+    expect_error(MAP_OK "accept-proxy = v1\n",
+                 "t.conf:1: [map web] accept-proxy: set trusted-proxies to the addresses of the "
+                 "proxies");
+    expect_error(MAP_OK "trusted-proxies = 192.0.2.1/8\n",
+                 "t.conf:5: [map web] trusted-proxies: \"192.0.2.1/8\"");
+    expect_error(MAP_OK "trusted-proxies = 192.0.2.1\ntrusted-proxies = 192.0.2.2\n",
+                 "t.conf:6: [map web] trusted-proxies: set twice in this mapping");
+    expect_error(MAP_OK "trusted-proxies = 192.0.2.1,\n  192.0.2.2\n",
+                 "only allow and deny may continue on a following line");
+    char many[1024] = MAP_OK "trusted-proxies = 10.0.0.1";
+    for (int i = 2; i <= 17; i++) {
+        snprintf(many + strlen(many), sizeof(many) - strlen(many), ",10.0.0.%d", i);
+    }
+    strcat(many, "\n");
+    expect_error(many, "trusted-proxies: \"10.0.0.1,10.0.0.2");
+    expect_error(many, "at most 16 entries");
+    const char *udp = "[map u]\nproto = udp\nlisten = 0.0.0.0:5000\ntarget = 192.0.2.1:5000\n";
+    const char *keys[] = {"send-proxy = v1", "accept-proxy = v2", "trusted-proxies = 192.0.2.1"};
+    for (size_t i = 0; i < 3; i++) {
+        char text[256], want[128];
+        snprintf(text, sizeof(text), "%s%s\n", udp, keys[i]);
+        snprintf(want, sizeof(want), "t.conf:1: [map u] %.*s applies to tcp mappings only",
+                 (int)strcspn(keys[i], " "), keys[i]);
+        expect_error(text, want);
+    }
+
+    /* What check shows, and what makes two mappings differ. */
+    c = load(MAP_OK "send-proxy = v1\naccept-proxy = v2\ntrusted-proxies = 192.0.2.0/24\n", false);
+    struct config *d = load(MAP_OK "send-proxy = v2\naccept-proxy = v2\n"
+                                   "trusted-proxies = 192.0.2.0/24\n",
+                            false);
+    struct config *e = load(MAP_OK "send-proxy = v1\naccept-proxy = v2\n"
+                                   "trusted-proxies = 192.0.3.0/24\n",
+                            false);
+    struct config *f = load(MAP_OK "send-proxy = v1\naccept-proxy = any\n"
+                                   "trusted-proxies = 192.0.2.0/24\n",
+                            false);
+    assert_false(map_conf_equal(&c->maps[0], &d->maps[0]));
+    assert_false(map_conf_equal(&c->maps[0], &e->maps[0]));
+    assert_false(map_conf_equal(&c->maps[0], &f->maps[0]));
+    struct map_conf copy;
+    assert_int_equal(map_conf_copy(&copy, &c->maps[0]), 0);
+    assert_true(map_conf_equal(&copy, &c->maps[0]));
+    map_conf_clear(&copy);
+    char *shown = NULL;
+    size_t len = 0;
+    FILE *out = open_memstream(&shown, &len);
+    config_print(c, out);
+    fclose(out);
+    assert_non_null(strstr(shown, " connect-timeout=10s send-proxy=v1 accept-proxy=v2 "
+                                  "trusted-proxies=192.0.2.0/24 idle-timeout=1h"));
+    free(shown);
+    config_free(c);
+    config_free(d);
+    config_free(e);
+    config_free(f);
+}
+
 static void test_equal_and_copy(void **state)
 {
     (void)state;
@@ -752,6 +841,7 @@ int main(void)
         cmocka_unit_test(test_spec_errors),
         cmocka_unit_test(test_resolve),
         cmocka_unit_test(test_equal_and_copy),
+        cmocka_unit_test(test_proxy_keys),
         cmocka_unit_test(test_admin_keys),
         cmocka_unit_test(test_map_keys_round_trip),
         cmocka_unit_test(test_clashes_match_brute_force),
