@@ -1,0 +1,75 @@
+/*
+ * digest: the gateway as an HTTP or RTSP client of a device's own authentication (device-auth):
+ * a WWW-Authenticate challenge read, and the Authorization that answers it, by Basic (RFC 7617)
+ * or Digest (RFC 7616: MD5 or SHA-256, qop=auth or none, as RTSP devices still use). Pure
+ * functions over buffers, but for the client nonce, which is random.
+ *
+ * Limits: a realm, nonce and opaque of at most DIGEST_FIELD_MAX - 1 bytes each; a challenge
+ * that exceeds them, repeats a parameter, or offers only what is not supported (qop=auth-int
+ * alone, an unknown or -sess algorithm, userhash=true, another scheme) is refused with the
+ * reason.
+ */
+#ifndef PORTGATE_DIGEST_H
+#define PORTGATE_DIGEST_H
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+
+#define DIGEST_FIELD_MAX 256
+#define DIGEST_CRED_MAX 1024 /* DIGEST_CRED_MAX: the longest Authorization value written */
+
+enum digest_scheme { DIGEST_NONE, DIGEST_BASIC, DIGEST_MD5, DIGEST_SHA256 };
+
+struct digest_challenge {
+    enum digest_scheme scheme;
+    bool qop_auth; /* qop=auth offered (else the RFC 2069 form: no qop, nc or cnonce) */
+    bool stale;    /* the nonce expired, the credentials were right: answer again */
+    char realm[DIGEST_FIELD_MAX];
+    char nonce[DIGEST_FIELD_MAX];
+    char opaque[DIGEST_FIELD_MAX]; /* "" when none was given */
+    bool has_opaque;
+};
+
+/* The device's login, as the device-auth key gives it: "USER:PASSWORD" written in the
+ * configuration, or "file:/ABSOLUTE/PATH" of a file that holds USER:PASSWORD on one line (and
+ * must not be readable by every user). Plain data (forward/proto.h: a protocol's settings). */
+struct digest_login {
+    char user[128];
+    char password[256];
+    char file[256]; /* the file it came from, or "" */
+};
+
+/* Reads a device-auth value into l ("" or "off": none, user[0] == '\0'). The file form reads
+ * the file now: a reload reads it again. Returns 0, or -1 with "\"VALUE\": what is wrong" in
+ * why (never the password). */
+int digest_login_set(struct digest_login *l, const char *val, char *why, size_t whylen);
+/* Writes the value back as digest_login_set() takes it: "file:PATH" or "USER:PASSWORD". */
+void digest_login_format(const struct digest_login *l, char *buf, size_t len);
+
+/* Reads one WWW-Authenticate value (value, n bytes: one challenge; several comma-separated
+ * challenges in one value are read up to the first that parses). Returns 0 with *c filled, or -1
+ * with a static reason in *why. */
+int digest_parse(const char *value, size_t n, struct digest_challenge *c, const char **why);
+
+/* True if a is a better choice than b among a device's challenges: SHA-256 Digest over MD5
+ * Digest over Basic. */
+bool digest_better(const struct digest_challenge *a, const struct digest_challenge *b);
+
+/*
+ * Writes the Authorization value ("Basic ..." or "Digest username=...") that answers c for the
+ * request method and uri (as sent on the request line), as user with password, the nc-th use
+ * of c's nonce (from 1). Returns its length, or 0 when it would not fit len bytes (len of
+ * DIGEST_CRED_MAX always fits) or user has a '"' or ':' (Basic) that the scheme cannot carry.
+ */
+size_t digest_credentials(const struct digest_challenge *c, const char *user, const char *password,
+                          const char *method, size_t mlen, const char *uri, size_t ulen,
+                          uint32_t nc, char *out, size_t len);
+
+/* As digest_credentials(), with the client nonce given (for tests against known answers). */
+size_t digest_credentials_cnonce(const struct digest_challenge *c, const char *user,
+                                 const char *password, const char *method, size_t mlen,
+                                 const char *uri, size_t ulen, uint32_t nc, const char *cnonce,
+                                 char *out, size_t len);
+
+#endif
