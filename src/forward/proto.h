@@ -76,6 +76,10 @@ struct proto {
      * web page's login, RTSP's authentication): `check` warns when such a mapping faces the
      * internet without an allow list (gateway/config.h: config_warnings). NULL: never. */
     bool (*cleartext_logins)(const void *pconf);
+    /* True if a mapping with these settings logs every client in to the device as the device's
+     * own user (device-auth): `check` warns when it faces the internet without an allow list.
+     * NULL: never. */
+    bool (*opens_device)(const void *pconf);
 
     /* State one worker keeps for all the protocol's connections on it, which its filter finds in
      * struct tcp_filter_conn: made before the worker's thread starts (NULL: out of memory, the

@@ -635,9 +635,12 @@ static void conn_run(struct tcp_conn *c)
             return;
         }
         /* A filter may hold a direction's input until the other has moved (forward/tcp.h:
-         * held). What moved the other way brings no event on the held side, so while a
-         * direction stopped held and the filter moved since, the two run again. */
-        held = held || (c->filter != NULL && filter_holds(c, TCP_DOWN));
+         * held), or have output of its own for the target from what the target said (http's
+         * device-auth sends a request again). What moved the other way brings no event on
+         * that side, so while the filter moved since, the two run again. */
+        held =
+            held || (c->filter != NULL && filter_holds(c, TCP_DOWN)) ||
+            (c->filter != NULL && c->filter->pending != NULL && c->filter->pending(c->fst, TCP_UP));
         if (!held || c->filter_moves == moved) {
             break;
         }

@@ -50,10 +50,11 @@ struct tcp_filter_conn {
  * returns how many input bytes it consumed (it may keep a partial message until more arrives)
  * and sets *out_len; or -1 to end the connection, with *reason set. eof says no more input
  * will come. A filter that makes output of its own (an answer to the client that the target
- * never sees) says so with pending(): data() is then called for that direction even with no
- * input (in == NULL, len 0). A filter that takes no more input in a direction until the other
- * direction has moved (rtsp reads no more requests while 16 await their answers) says so with
- * held(): the relay then stops reading that side once its buffer is full, without taking the
+ * never sees, or a request the target asked to have again) says so with pending(): data() is
+ * then called for that direction even with no input (in == NULL, len 0), also when the output
+ * comes of what the other direction read. A filter that takes no more input in a direction until
+ * the other direction has moved (rtsp reads no more requests while 16 await their answers) says so
+ * with held(): the relay then stops reading that side once its buffer is full, without taking the
  * full buffer for a message too large to parse, and offers the held input again as soon as the
  * filter has moved bytes the other way. pending and held may be NULL.
  * data() for TCP_DOWN may also return TCP_FILTER_END, with *out_len and *reason set: what it

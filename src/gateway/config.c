@@ -1558,6 +1558,18 @@ size_t config_warnings(const struct config *c, void (*fn)(void *arg, const char 
             fn(arg, msg);
             n++;
         }
+        if (m->proto->opens_device != NULL && m->proto->opens_device(m->pconf) && m->allow.n == 0 &&
+            !addr_is_private(&m->listen)) {
+            format_listen(m, a, sizeof(a));
+            snprintf(msg, sizeof(msg),
+                     "%s: [map %s] %s on %s%s faces the internet with no allow list, and its "
+                     "device-auth logs every client in to the device as its user: set allow to "
+                     "who needs it",
+                     at, m->name, m->proto->name, a,
+                     addr_is_any(&m->listen) ? " (every address)" : "");
+            fn(arg, msg);
+            n++;
+        }
         if (m->proto->layer != NULL && m->target.ss_family != 0 && !addr_is_private(&m->target)) {
             addr_format_ip(&m->target, a, sizeof(a));
             snprintf(msg, sizeof(msg),

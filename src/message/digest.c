@@ -426,7 +426,14 @@ int digest_login_set(struct digest_login *l, const char *val, char *why, size_t 
         return 0;
     }
     if (strncmp(val, "file:", 5) != 0) {
-        /* The value holds a password: no message repeats it. */
+        /* The value holds a password: no message repeats it. Settings are listed as
+         * KEY=VALUE with no space in a value: a password with spaces goes in a file. */
+        if (strpbrk(val, " \t") != NULL) {
+            snprintf(why, whylen,
+                     "\"(not shown)\": a space in the value; put USER:PASSWORD in a file and "
+                     "give file:/PATH");
+            return -1;
+        }
         return login_split(l, val, strlen(val), "\"(not shown)\"", why, whylen);
     }
     const char *path = val + 5;

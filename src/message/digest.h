@@ -32,7 +32,7 @@ struct digest_challenge {
 };
 
 /* The device's login, as the device-auth key gives it: "USER:PASSWORD" written in the
- * configuration, or "file:/ABSOLUTE/PATH" of a file that holds USER:PASSWORD on one line (and
+ * configuration (no spaces), or "file:/ABSOLUTE/PATH" of a file that holds USER:PASSWORD on one line (and
  * must not be readable by every user). Plain data (forward/proto.h: a protocol's settings). */
 struct digest_login {
     char user[128];

@@ -3,6 +3,8 @@ pages that show what it received and answers that name its own address, as weak 
 import base64
 import hashlib
 import http.server
+import os
+import re
 import socket
 import threading
 
@@ -37,10 +39,43 @@ class Handler(http.server.BaseHTTPRequestHandler):
                 self.rfile.readline()
         return self.rfile.read(int(self.headers.get("Content-Length", 0)))
 
+    def _digest_ok(self):
+        """/digest* pages want Digest (SHA-256 or MD5, qop=auth) for user "cam", password
+        "s3cret": True if this request has it, else a 401 is sent. A nonce is good for
+        server.nonce_uses requests, then it is stale."""
+        srv = self.server
+        auth = self.headers.get("Authorization", "")
+        srv.auths.append(auth)
+        fields = dict(re.findall(r'(\w+)="?([^",]*)"?', auth[7:])) if auth.startswith("Digest ") else {}
+        algo = fields.get("algorithm", "MD5")
+        h = (lambda s: hashlib.sha256(s.encode()).hexdigest()) if algo == "SHA-256" else \
+            (lambda s: hashlib.md5(s.encode()).hexdigest())
+        nonce = fields.get("nonce", "")
+        stale = False
+        if fields and nonce in srv.nonces:
+            ha1 = h(f"cam:{fields.get('realm')}:s3cret")
+            ha2 = h(f"{self.command}:{fields.get('uri')}")
+            want = h(f"{ha1}:{nonce}:{fields.get('nc')}:{fields.get('cnonce')}:auth:{ha2}")
+            if fields.get("response") == want and fields.get("uri") == self.path:
+                srv.nonces[nonce] += 1
+                if srv.nonces[nonce] <= srv.nonce_uses:
+                    return True
+                stale = True
+        new = base64.b64encode(os.urandom(12)).decode()
+        srv.nonces[new] = 0
+        st = ", stale=true" if stale else ""
+        self._send(401, b"login needed\n", [
+            ("WWW-Authenticate", f'Digest realm="cam", qop="auth", algorithm=MD5, nonce="{new}"{st}'),
+            ("WWW-Authenticate", f'Digest realm="cam", qop="auth", algorithm=SHA-256, nonce="{new}"{st}'),
+            ("WWW-Authenticate", 'Basic realm="cam"')])
+        return False
+
     def do_GET(self):
+        if self.path.startswith("/digest") and not self._digest_ok():
+            return
         self.server.seen.append((self.command, self.path, dict(self.headers)))
         me = f"{self.server.server_address[0]}:{self.server.server_address[1]}"
-        if self.path.startswith("/echo"):
+        if self.path.startswith(("/echo", "/digest/echo")):
             head = f"{self.command} {self.path} {self.request_version}\n" + "".join(
                 f"{k}: {v}\n" for k, v in self.headers.items())
             self._send(200, head.encode(), [("Content-Type", "text/plain")])
@@ -86,6 +121,8 @@ class Handler(http.server.BaseHTTPRequestHandler):
 
     def do_POST(self):
         data = self._body()
+        if self.path.startswith("/digest") and not self._digest_ok():
+            return
         self.server.seen.append((self.command, self.path, dict(self.headers)))
         self._send(200, hashlib.sha256(data).hexdigest().encode())
 
@@ -97,6 +134,9 @@ class Device:
         self.httpd = http.server.ThreadingHTTPServer((host, 0), Handler)
         self.httpd.daemon_threads = True
         self.httpd.seen = []
+        self.httpd.auths = []  # the Authorization of each request for /digest, "" for none
+        self.httpd.nonces = {}
+        self.httpd.nonce_uses = 1000
         self.httpd.big = big
         self.port = self.httpd.server_address[1]
         self.thread = threading.Thread(target=self.httpd.serve_forever, daemon=True)

@@ -308,6 +308,8 @@ def test_check_warns_about_exposed_devices(tmp_path):
         ("rtsp:[::]:554=192.0.2.10:554", "rtsp on [::]:554 (every address) faces the internet"),
         ("http:203.0.113.1:80=192.0.2.10:80", "http on 203.0.113.1:80 faces the internet"),
         (f"https:10.0.0.1:443=203.0.113.9:80,{cert}", "to 203.0.113.9, which is not a private"),
+        (f"https:0.0.0.0:443=10.0.0.5:80,{cert},device-auth=admin:pw",
+         "its device-auth logs every client in to the device as its user"),
     ]
     for spec, want in cases:
         out = subprocess.run([BINARY, "check", "--map", spec], capture_output=True, text=True)
@@ -315,7 +317,8 @@ def test_check_warns_about_exposed_devices(tmp_path):
         assert want in out.stderr, (spec, out.stderr)
     quiet = ["http:127.0.0.1:8080=192.0.2.10:80", "http:10.0.0.1:80=192.168.1.10:80",
              "http:0.0.0.0:8080=192.0.2.10:80,allow=198.51.100.0/24",
-             "tcp:0.0.0.0:8080=192.0.2.10:80", f"https:0.0.0.0:443=10.0.0.5:80,{cert}"]
+             "tcp:0.0.0.0:8080=192.0.2.10:80", f"https:0.0.0.0:443=10.0.0.5:80,{cert}",
+             f"https:0.0.0.0:443=10.0.0.5:80,{cert},device-auth=a:b,allow=198.51.100.0/24"]
     for spec in quiet:
         out = subprocess.run([BINARY, "check", "--map", spec], capture_output=True, text=True)
         assert out.returncode == 0 and "warning" not in out.stderr, (spec, out.stderr)
@@ -664,3 +667,79 @@ def test_acme_challenge_on_https(gateway, device, tmp_path):
     st = g.map_stats("secure")
     assert st["http acme challenges answered"] == 1 and st["tls handshakes"] == 3, st
     g.wait_log("answered 404 to an ACME challenge: the token's file is a symbolic link")
+
+
+def test_device_auth_digest(gateway, device):
+    """device-auth: the gateway answers the device's Digest challenge (SHA-256 chosen over MD5
+    and Basic), the client never sees the 401 nor needs the password, a body is sent again
+    whole, later requests carry credentials at once, a stale nonce is answered once more, and a
+    client's own Authorization never reaches the device."""
+    dev = device()
+    p = free_ports(2)
+    g = gateway(config=http_map("cam", p[0], dev.port, extra="device-auth = cam:s3cret\n")
+                + http_map("wrong", p[1], dev.port, extra="device-auth = cam:nope\n"))
+    url = f"http://127.0.0.1:{p[0]}"
+    r = curl("-w", "[%{http_code} %{num_connects}]", "-u", "mallory:guess", f"{url}/digest/echo",
+             f"{url}/digest/echo?2", "-d", "x" * 3000, "-H", "Expect:", f"{url}/digest/up")
+    out = r.stdout.decode()
+    assert out.count("[200 ") == 3 and "[200 1]" in out and "login needed" not in out, out
+    assert hashlib.sha256(b"x" * 3000).hexdigest() in out
+    # One 401 for the connection, then credentials on every request; SHA-256, never the
+    # client's, never Basic.
+    auths = dev.httpd.auths
+    assert auths[0] == "" and len(auths) == 4, auths
+    assert all(a.startswith('Digest username="cam", realm="cam"') and "algorithm=SHA-256" in a
+               for a in auths[1:]), auths
+    assert [re.search(r"nc=(\w+)", a).group(1) for a in auths[1:]] == ["00000001", "00000002",
+                                                                        "00000003"]
+    assert "mallory" not in str(dev.seen)
+    # A stale nonce: answered once more, the client sees nothing of it.
+    dev.httpd.nonce_uses = 1
+    dev.httpd.auths.clear()
+    r = curl("-w", "[%{http_code}]", f"{url}/digest/echo", f"{url}/digest/echo?b")
+    assert r.stdout.decode().count("[200]") == 2, r.stdout
+    # "", then N1 nc=1 (200), N1 nc=2 (stale), N2 nc=1 (200).
+    assert len(dev.httpd.auths) == 4 and dev.httpd.auths[0] == "", dev.httpd.auths
+    st = g.map_stats("cam")
+    assert st["http device logins answered"] == 3, st
+    # A wrong password: 502 from the gateway, logged, the device's 401 not passed on.
+    r = curl("-w", "[%{http_code}]", f"http://127.0.0.1:{p[1]}/digest/echo")
+    assert r.stdout.decode().startswith("502 Bad Gateway: the device refused device-auth's login")
+    g.wait_log("answered 502: the device refused device-auth's login")
+    assert "nope" not in g.log()
+    # Pages that need no login pass as before.
+    assert curl(f"{url}/echo").stdout.startswith(b"GET /echo ")
+
+
+def test_device_auth_basic_with_nginx(gateway, tmp_path):
+    """nginx with Basic auth as the device: the client gets its pages with no password."""
+    from test_proxy import Servers
+    servers = Servers(tmp_path)
+    nport, gport = free_ports(2)
+    pw = subprocess.run(["openssl", "passwd", "-apr1", "s3cret"], capture_output=True,
+                        text=True).stdout.strip()
+    (tmp_path / "htpasswd").write_text(f"admin:{pw}\n")
+    try:
+        www = tmp_path / "www"
+        www.mkdir()
+        (www / "a").write_text("hello\n")
+        (www / "b").write_text("hello\n")
+        servers.nginx(f"    server {{\n        listen 127.0.0.1:{nport};\n"
+                      f"        auth_basic \"cam\";\n"
+                      f"        auth_basic_user_file {tmp_path}/htpasswd;\n"
+                      f"        add_header X-User $remote_user always;\n"
+                      f"        location / {{ root {www}; }}\n    }}\n", [nport])
+        secret = tmp_path / "cam.auth"
+        secret.write_text("admin:s3cret\n")
+        secret.chmod(0o600)
+        gateway(config=http_map("cam", gport, nport, extra=f"device-auth = file:{secret}\n"))
+        r = curl("-D", "-", "-w", "[%{http_code}]", f"http://127.0.0.1:{gport}/a",
+                 f"http://127.0.0.1:{gport}/b")
+        out = r.stdout.decode()
+        assert out.count("hello\n[200]") == 2 and out.count("X-User: admin\r\n") == 2, out
+        assert "401" not in out and "WWW-Authenticate" not in out, out
+        # Without device-auth, nginx asks the client (the check that the test can fail).
+        r = curl("-w", "[%{http_code}]", "-o", "/dev/null", f"http://127.0.0.1:{nport}/a")
+        assert r.stdout == b"[401]"
+    finally:
+        servers.stop()

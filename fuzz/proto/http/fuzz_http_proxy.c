@@ -1,9 +1,9 @@
 /* libFuzzer target: the http filter driven by both sides of a connection, as the relay drives
  * it. The input is a series of chunks: a byte whose bit 0 is the direction (0: client ->
- * device, 1: device -> client) and bit 1 picks one of two mappings (first chunk only: one with
- * the https settings, trusted proxies and target-host; one that redirects and answers ACME
- * challenges), a length byte, then
- * that many bytes. Each side's unconsumed bytes are kept and offered again with the next chunk.
+ * device, 1: device -> client) and bits 1-2 pick one of three mappings (first chunk only: one
+ * with the https settings, trusted proxies and target-host; one that redirects and answers ACME
+ * challenges; one that answers the device's own login), a length byte, then that many bytes.
+ * Each side's unconsumed bytes are kept and offered again with the next chunk.
  * What the filter writes must fit its room; every end says why. */
 #include <stddef.h>
 #include <stdint.h>
@@ -20,7 +20,7 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size);
 
 static struct loop *loop;
 static struct relay_ctx ctx;
-static struct mapping *maps[2];
+static struct mapping *maps[3];
 
 static struct mapping *make(const char *spec)
 {
@@ -49,6 +49,8 @@ static void setup(void)
     /* Challenges answered ahead of the redirect, from a webroot that has none of them: each is
      * a 404 of the gateway's, on a connection that goes on. */
     maps[1] = make("http:127.0.0.1:80=192.0.2.10:80,redirect-https=8443,acme-webroot=/");
+    /* The device's own login answered (device-auth): its 401s are read and requests resent. */
+    maps[2] = make("http:127.0.0.1:80=192.0.2.10:80,device-auth=cam:s3cret");
 }
 
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
@@ -60,7 +62,7 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
         return 0;
     }
     const struct tcp_filter *f = &http_proxy_filter;
-    struct tcp_filter_conn fc = {.ctx = &ctx, .map = maps[(data[0] >> 1) & 1]};
+    struct tcp_filter_conn fc = {.ctx = &ctx, .map = maps[((data[0] >> 1) & 3) % 3]};
     addr_parse_ip("198.51.100.2", &fc.client);
     addr_set_port(&fc.client, 40000);
     addr_parse_ip("127.0.0.1", &fc.client_local);

@@ -15,6 +15,7 @@ static const char *const stat_names[] = {
     [HTTP_STAT_REFUSED] = "http requests answered by the gateway",
     [HTTP_STAT_UPGRADES] = "http upgrades",
     [HTTP_STAT_ACME] = "http acme challenges answered",
+    [HTTP_STAT_DEVICE_AUTH] = "http device logins answered",
     NULL,
 };
 static const char *const https_stat_names[] = {
@@ -22,19 +23,16 @@ static const char *const https_stat_names[] = {
     [HTTP_STAT_REFUSED] = "http requests answered by the gateway",
     [HTTP_STAT_UPGRADES] = "http upgrades",
     [HTTP_STAT_ACME] = "http acme challenges answered",
+    [HTTP_STAT_DEVICE_AUTH] = "http device logins answered",
     [HTTP_STAT_COUNT] = TLS_STAT_NAMES,
     NULL,
 };
 _Static_assert(HTTP_STAT_COUNT + TLS_STAT_COUNT <= PROTO_MAX_STATS, "https: too many counters");
 
-static const char *const http_keys[] = {"host",
-                                        "target-host",
-                                        "redirect-https",
-                                        "acme-webroot",
-                                        "header-timeout",
-                                        "keep-alive-timeout",
-                                        "max-header-size",
-                                        NULL};
+static const char *const http_keys[] = {
+    "host",        "target-host",    "redirect-https",     "acme-webroot",
+    "device-auth", "header-timeout", "keep-alive-timeout", "max-header-size",
+    NULL};
 /* https: TLS's keys (ALPN is http/1.1), then the filter's. */
 static const char *const https_keys[] = {"cert",
                                          "key",
@@ -46,6 +44,7 @@ static const char *const https_keys[] = {"cert",
                                          "target-host",
                                          "hsts",
                                          "acme-webroot",
+                                         "device-auth",
                                          "header-timeout",
                                          "keep-alive-timeout",
                                          "max-header-size",
@@ -108,6 +107,9 @@ static int http_conf_set(struct http_conf *c, const char *key, const char *val, 
         }
         snprintf(c->redirect_https, sizeof(c->redirect_https), "%s", val);
         return 0;
+    }
+    if (strcmp(key, "device-auth") == 0) {
+        return digest_login_set(&c->device_auth, val, why, len);
     }
     if (strcmp(key, "acme-webroot") == 0) {
         /* Checked now, so that check, start, reload and the API say so; answered from at each
@@ -222,6 +224,11 @@ static size_t http_conf_format(const struct http_conf *c, char *buf, size_t len)
     if (c->acme_webroot[0]) {
         item(buf, len, &off, "acme-webroot", c->acme_webroot);
     }
+    if (c->device_auth.user[0]) {
+        char v[sizeof(c->device_auth)];
+        digest_login_format(&c->device_auth, v, sizeof(v));
+        item(buf, len, &off, "device-auth", v);
+    }
     item(buf, len, &off, "header-timeout", duration_format(c->header_timeout_ms, d, sizeof(d)));
     item(buf, len, &off, "keep-alive-timeout",
          duration_format(c->keepalive_timeout_ms, d, sizeof(d)));
@@ -272,6 +279,17 @@ static bool http_can_share(const void *a, const void *b, char *why, size_t len)
     return true;
 }
 
+/* device-auth: every client is the device's user. */
+static bool http_opens_device(const void *pconf)
+{
+    return ((const struct http_conf *)pconf)->device_auth.user[0] != '\0';
+}
+
+static bool https_opens_device(const void *pconf)
+{
+    return http_opens_device(&((const struct https_conf *)pconf)->http);
+}
+
 const struct proto http_proto = {
     .name = "http",
     .transport = SOCK_STREAM,
@@ -280,6 +298,7 @@ const struct proto http_proto = {
     .can_share = http_can_share,
     .placement = PROTO_EVERY_WORKER,
     .cleartext_logins = http_cleartext,
+    .opens_device = http_opens_device,
     .keys = http_keys,
     .conf_size = sizeof(struct http_conf),
     .conf_init = http_init,
@@ -358,6 +377,7 @@ const struct proto https_proto = {
     .filter = &http_proxy_filter,
     .layer = &tls_layer,
     .router = &http_router,
+    .opens_device = https_opens_device,
     .can_share = https_can_share,
     .placement = PROTO_EVERY_WORKER,
     .keys = https_keys,

@@ -12,6 +12,7 @@
 
 #include "core/addr.h"
 #include "forward/proto.h"
+#include "message/digest.h"
 #include "proto/http/http_route.h"
 #include "tls/tls.h"
 
@@ -24,10 +25,11 @@
 
 /* The HTTP filter's settings, shared by http and https (plain data: forward/proto.h). */
 struct http_conf {
-    char hosts[HTTP_HOSTS_LEN]; /* host: the names it answers for on a shared port; "": any */
-    char target_host[256];      /* target-host: the Host the device gets; "": the client's */
-    char redirect_https[64]; /* http: "PORT" or "HOST:PORT" of the https twin; "": none */
-    char hsts[128];          /* https: the Strict-Transport-Security value; "": none */
+    char hosts[HTTP_HOSTS_LEN];      /* host: the names it answers for on a shared port; "": any */
+    char target_host[256];           /* target-host: the Host the device gets; "": the client's */
+    struct digest_login device_auth; /* the device's own login, answered by the gateway */
+    char redirect_https[64];         /* http: "PORT" or "HOST:PORT" of the https twin; "": none */
+    char hsts[128];                  /* https: the Strict-Transport-Security value; "": none */
     /* The directory an ACME client writes HTTP-01 challenges into (http_acme.h); "": none,
      * challenges go to the device like any request. */
     char acme_webroot[HTTP_WEBROOT_LEN];
@@ -52,6 +54,7 @@ enum http_proto_stat {
     HTTP_STAT_REFUSED,
     HTTP_STAT_UPGRADES,
     HTTP_STAT_ACME,
+    HTTP_STAT_DEVICE_AUTH,
     HTTP_STAT_COUNT
 };
 

@@ -1,12 +1,14 @@
 #include "proto/http/http_proxy.h"
 
 #include <assert.h>
+#include <openssl/crypto.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <strings.h>
 
 #include "core/log.h"
+#include "message/digest.h"
 #include "message/msg.h"
 #include "proto/http/http_acme.h"
 #include "proto/http/http_proto.h"
@@ -20,6 +22,32 @@ struct pending_req {
     bool head;    /* HEAD: the answer has no body */
     bool upgrade; /* it asked for a websocket */
     bool local;   /* an ACME challenge: the gateway answers it (struct hx: acme) */
+};
+
+/*
+ * device-auth: the gateway answers the device's own login (message/digest.h). Until the device
+ * has asked once on this connection, each request goes alone (no pipelining) and a copy of it as
+ * sent (head, and a body up to DA_SAVE_BODY) is kept; a 401 with a challenge is then not passed
+ * on: its body is skipped and the copy sent again with Authorization. From the first answer that
+ * is no 401 on, every request carries credentials for that challenge (Digest: the next nc).
+ */
+#define DA_SAVE_HEAD 8192
+#define DA_SAVE_BODY 16384
+#define DA_RESENDS 2 /* answers to one request: the first challenge, then a stale nonce */
+
+struct devauth {
+    struct digest_challenge ch;
+    bool known;       /* ch answers this device: requests carry credentials */
+    uint32_t nc;      /* uses of ch's nonce so far */
+    unsigned resends; /* of the request awaiting its answer */
+    bool saving;      /* the request's body is being copied to saved */
+    bool saved_ok;    /* saved holds the whole request */
+    bool resend;      /* saved goes to the device again, with credentials (pending TCP_UP) */
+    bool skipping;    /* the device's 401's body is being dropped */
+    size_t bare_len;  /* write_request(): the head's length before its credentials */
+    size_t head_len;  /* saved's head, with its empty line, without credentials */
+    size_t saved_len;
+    char saved[DA_SAVE_HEAD + DA_SAVE_BODY];
 };
 
 struct hx {
@@ -53,6 +81,7 @@ struct hx {
     bool acme_close;                          /* the client asked to close after it */
     bool acme_http10;                         /* it was HTTP/1.0: keep-alive is said */
     char acme_token[HTTP_ACME_TOKEN_MAX + 1]; /* "": not a token (404) */
+    struct devauth *da;                       /* with device-auth only */
 };
 
 /* ---- the gateway's answers ---- */
@@ -281,6 +310,22 @@ static bool wants_websocket(const struct msg *m)
  * proxy's kept, every line of them, ours appended); Host as target-host asks; an upgrade other
  * than a websocket's dropped with its Connection tokens.
  */
+/* Writes the Authorization line that answers the device's challenge for method and target. */
+static void put_credentials(struct hx *h, struct msg_str method, struct msg_str target,
+                            struct out *o)
+{
+    char cred[DIGEST_CRED_MAX];
+    const struct digest_login *l = &h->conf->device_auth;
+    size_t n = digest_credentials(&h->da->ch, l->user, l->password, method.p, method.n, target.p,
+                                  target.n, ++h->da->nc, cred, sizeof(cred));
+    if (n > 0) {
+        puts_(o, "Authorization: ");
+        put(o, cred, n);
+        puts_(o, "\r\n");
+    }
+    OPENSSL_cleanse(cred, sizeof(cred));
+}
+
 static void write_request(struct hx *h, const struct msg *m, struct out *o)
 {
     put_str(o, m->method);
@@ -302,6 +347,9 @@ static void write_request(struct hx *h, const struct msg *m, struct out *o)
         }
         if (msg_str_ieq(hd->name, "Host") && h->conf->target_host[0] != '\0') {
             continue;
+        }
+        if (h->da != NULL && msg_str_ieq(hd->name, "Authorization")) {
+            continue; /* the device's login is the gateway's: no client tries passwords on it */
         }
         put_header(o, hd->name, hd->value);
     }
@@ -359,7 +407,14 @@ static void write_request(struct hx *h, const struct msg *m, struct out *o)
         puts_(o, ";host=");
         put_quoted(o, m->host.p, m->host.n);
     }
-    puts_(o, "\r\n\r\n");
+    puts_(o, "\r\n");
+    if (h->da != NULL) {
+        h->da->bare_len = o->len; /* the head without credentials, for a resend */
+        if (h->da->known) {
+            put_credentials(h, m->method, m->target, o);
+        }
+    }
+    puts_(o, "\r\n");
 }
 
 /* ---- rewriting what names the device ---- */
@@ -788,16 +843,131 @@ static bool answer_challenge(struct hx *h, char *out, size_t room, size_t *produ
     return true;
 }
 
+/* ---- device-auth ---- */
+
+/* True when no request waits to be sent again: the next may go (pipelining) as usual. */
+static bool da_settled(const struct devauth *da)
+{
+    return da->known && da->resends == 0 && !da->resend && !da->skipping;
+}
+
+/* Keeps a copy of the request's head that write_request() wrote, as the device got it but for
+ * its credentials, for a resend (which has new ones); body: one follows. */
+static void da_save_head(struct devauth *da, const char *head, bool body)
+{
+    size_t n = da->bare_len;
+    da->resends = 0;
+    da->saved_ok = n + 2 <= DA_SAVE_HEAD;
+    da->saving = da->saved_ok && body;
+    da->head_len = da->saved_len = da->saved_ok ? n + 2 : 0;
+    if (da->saved_ok) {
+        memcpy(da->saved, head, n);
+        memcpy(da->saved + n, "\r\n", 2);
+    }
+}
+
+/* Adds what the device got of the request's body (framed as it got it) to the copy. */
+static void da_save_body(struct devauth *da, const char *p, size_t n, bool done)
+{
+    if (n > sizeof(da->saved) - da->saved_len || da->saved_len - da->head_len + n > DA_SAVE_BODY) {
+        da->saved_ok = da->saving = false;
+        return;
+    }
+    memcpy(da->saved + da->saved_len, p, n);
+    da->saved_len += n;
+    da->saving = !done;
+}
+
+/* Sends the saved request again, with the credentials that answer the device's challenge. */
+static void resend(struct hx *h, char *out, size_t room, size_t *produced)
+{
+    struct devauth *da = h->da;
+    const char *sp1 = memchr(da->saved, ' ', da->head_len);
+    const char *sp2 =
+        sp1 != NULL ? memchr(sp1 + 1, ' ', da->head_len - (size_t)(sp1 + 1 - da->saved)) : NULL;
+    struct out o = {out + *produced, 0, room - *produced, false};
+    if (sp2 == NULL || room - *produced < da->saved_len + DIGEST_CRED_MAX + 32) {
+        return; /* cannot happen: a head the filter wrote, an empty out */
+    }
+    struct msg_str method = {da->saved, (size_t)(sp1 - da->saved)};
+    struct msg_str target = {sp1 + 1, (size_t)(sp2 - sp1 - 1)};
+    put(&o, da->saved, da->head_len - 2); /* without the empty line */
+    put_credentials(h, method, target, &o);
+    puts_(&o, "\r\n");
+    put(&o, da->saved + da->head_len, da->saved_len - da->head_len);
+    *produced += o.len;
+    da->resend = false;
+    mapping_stat_add(&mapping_shard(h->map, h->ctx->worker)->stats.proto[HTTP_STAT_DEVICE_AUTH], 1);
+}
+
+/* The device answered 401 to the request at the head of the queue. Returns true when the
+ * gateway answers the challenge (the 401 is dropped, its body skipped, the request sent again),
+ * false with the client's 502 queued when it cannot. */
+static bool da_challenged(struct hx *h, const struct msg *m)
+{
+    struct devauth *da = h->da;
+    struct digest_challenge best = {0}, c;
+    const char *why = "no WWW-Authenticate";
+    bool any = false;
+    for (size_t i = 0; i < m->nhdr; i++) {
+        if (msg_str_ieq(m->hdr[i].name, "WWW-Authenticate") &&
+            digest_parse(m->hdr[i].value.p, m->hdr[i].value.n, &c, &why) == 0 &&
+            (!any || digest_better(&c, &best))) {
+            best = c;
+            any = true;
+        }
+    }
+    char w[200];
+    const char *fail = NULL;
+    bool sent_credentials = da->known || da->resends > 0;
+    if (!any) {
+        snprintf(w, sizeof(w), "the device asks for a login the gateway cannot give (%s)", why);
+        fail = w;
+    } else if (sent_credentials && (!best.stale || da->resends >= DA_RESENDS)) {
+        fail = "the device refused device-auth's login";
+    } else if (!da->saved_ok || da->saving) {
+        fail = "the device asked for its login on a request too large to send again";
+    } else if (!h->q[0].head && m->status != 204 && !m->chunked && !m->has_length) {
+        fail = "the device's 401 has no length to skip it by";
+    }
+    if (fail != NULL) {
+        h->answering = false;
+        answer(h, 502, fail, "");
+        h->qlen = 0;
+        h->acme_queued = false;
+        return false;
+    }
+    da->ch = best;
+    da->known = true;
+    da->nc = 0;
+    da->resends++;
+    da->resend = true;
+    if (!h->q[0].head && m->chunked) {
+        da->skipping = true;
+        h->st[TCP_DOWN] = S_CHUNKED;
+        msg_chunked_init(&h->chunk[TCP_DOWN]);
+    } else if (!h->q[0].head && m->length > 0) {
+        da->skipping = true;
+        h->st[TCP_DOWN] = S_LENGTH;
+        h->left[TCP_DOWN] = m->length;
+    }
+    return true;
+}
+
 /* Reads what the client sent: returns the input used, with *produced bytes written to out, or
  * -1 with *reason. */
 static ssize_t up_data(struct hx *h, const char *in, size_t len, char *out, size_t room,
                        size_t *produced, const char **reason)
 {
     size_t used = 0;
+    if (h->da != NULL && h->da->resend && h->st[TCP_UP] == S_HEAD && !h->answering) {
+        resend(h, out, room, produced);
+    }
     while (used < len && !h->answering) {
         switch (h->st[TCP_UP]) {
         case S_HEAD: {
-            if (h->upgrading || h->qlen == MAX_PENDING || h->acme_queued) {
+            if (h->upgrading || h->qlen == MAX_PENDING || h->acme_queued ||
+                (h->da != NULL && h->qlen > 0 && !da_settled(h->da))) {
                 return (ssize_t)used; /* held until the answers come */
             }
             /* Empty lines before a request (some clients end a body with one more CRLF) are
@@ -861,6 +1031,9 @@ static ssize_t up_data(struct hx *h, const char *in, size_t len, char *out, size
                 }
                 return (ssize_t)used; /* the next call, with an empty buffer */
             }
+            if (h->da != NULL) {
+                da_save_head(h->da, o.p, m.chunked || m.length > 0);
+            }
             *produced += o.len;
             used += (size_t)n;
             h->crlfs = 0;
@@ -881,10 +1054,14 @@ static ssize_t up_data(struct hx *h, const char *in, size_t len, char *out, size
         }
         default: {
             bool done;
+            size_t before = *produced;
             ssize_t n =
                 pass_body(h, TCP_UP, in + used, len - used, out, room, produced, &done, reason);
             if (n < 0) {
                 return -1; /* part of the request is with the device: no answer now */
+            }
+            if (h->da != NULL && h->da->saving) {
+                da_save_body(h->da, out + before, *produced - before, done);
             }
             if (n == 0 && !done) {
                 return (ssize_t)used;
@@ -973,6 +1150,15 @@ static ssize_t down_data(struct hx *h, const char *in, size_t len, char *out, si
                 h->acme_queued = false;
                 continue;
             }
+            if (h->da != NULL && m.status == 401) {
+                if (da_challenged(h, &m)) {
+                    used += (size_t)n; /* dropped: the request goes again (pending TCP_UP) */
+                }
+                continue;
+            }
+            if (h->da != NULL && m.status >= 200) {
+                h->da->resends = 0; /* answered: the next request may go */
+            }
             struct out o = {out + *produced, 0, room - *produced, false};
             write_response(h, &m, &o);
             if (o.full) {
@@ -1022,16 +1208,24 @@ static ssize_t down_data(struct hx *h, const char *in, size_t len, char *out, si
         }
         default: {
             bool done;
+            size_t before = *produced;
             ssize_t n =
                 pass_body(h, TCP_DOWN, in + used, len - used, out, room, produced, &done, reason);
             if (n < 0) {
                 return -1;
             }
+            bool skip = h->da != NULL && h->da->skipping;
+            if (skip) {
+                *produced = before; /* a 401 the gateway answered: the client never sees it */
+            }
             if (n == 0 && !done) {
                 return (ssize_t)used;
             }
             used += (size_t)n;
-            if (done) {
+            if (done && skip) {
+                h->da->skipping = false;
+                h->st[TCP_DOWN] = S_HEAD; /* the request's real answer comes next */
+            } else if (done) {
                 pop(h);
             }
             continue;
@@ -1069,6 +1263,10 @@ static void *hx_open(const struct tcp_filter_conn *fc)
     /* trusted-proxies is the mapping's: with accept-proxy, fc->client is the address the proxy's
      * header gave, so these headers are kept from a client that is itself a trusted proxy. */
     h->trusted = cidr_set_contains(&fc->map->conf.trusted, &fc->client);
+    if (h->conf->device_auth.user[0] != '\0' && (h->da = calloc(1, sizeof(*h->da))) == NULL) {
+        free(h);
+        return NULL;
+    }
     loop_timer_init(&h->timer, on_timeout);
     start_timer(h); /* the first request must come within header-timeout */
     return h;
@@ -1095,6 +1293,9 @@ static ssize_t hx_data(void *st, enum tcp_dir dir, const char *in, size_t len, b
 static bool hx_pending(void *st, enum tcp_dir dir)
 {
     const struct hx *h = st;
+    if (dir == TCP_UP) {
+        return h->da != NULL && h->da->resend && h->st[TCP_UP] == S_HEAD && !h->answering;
+    }
     if (dir != TCP_DOWN || h->answered || h->st[TCP_DOWN] != S_HEAD) {
         return false;
     }
@@ -1105,7 +1306,8 @@ static bool hx_held(void *st, enum tcp_dir dir)
 {
     const struct hx *h = st;
     return dir == TCP_UP && h->st[TCP_UP] == S_HEAD &&
-           (h->upgrading || h->qlen == MAX_PENDING || h->acme_queued);
+           (h->upgrading || h->qlen == MAX_PENDING || h->acme_queued ||
+            (h->da != NULL && h->qlen > 0 && !da_settled(h->da)));
 }
 
 static void hx_close(void *st)
@@ -1113,6 +1315,10 @@ static void hx_close(void *st)
     struct hx *h = st;
     if (h->timing) {
         loop_timer_stop(h->ctx->loop, &h->timer);
+    }
+    if (h->da != NULL) {
+        OPENSSL_cleanse(h->da, sizeof(*h->da)); /* the copies held the device's credentials */
+        free(h->da);
     }
     free(h);
 }
