@@ -7,10 +7,10 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "admin/authhdr.h"
-#include "admin/regulate.h"
-#include "admin/session.h"
-#include "admin/users.h"
+#include "auth/authhdr.h"
+#include "auth/regulate.h"
+#include "auth/session.h"
+#include "auth/users.h"
 #include "core/addr.h"
 #include "core/log.h"
 

@@ -14,7 +14,7 @@
 
 #include "admin/client.h"
 #include "admin/mapjson.h"
-#include "admin/users.h"
+#include "auth/users.h"
 #include "forward/proto.h"
 #include "gateway/config.h"
 

@@ -18,7 +18,7 @@
 #include "admin/auth.h"
 #include "admin/page.h"
 #include "admin/state.h"
-#include "admin/users.h"
+#include "auth/users.h"
 #include "core/log.h"
 #include "core/sock.h"
 

@@ -1,4 +1,4 @@
-#include "admin/users.h"
+#include "auth/users.h"
 
 #include <errno.h>
 #include <fcntl.h>

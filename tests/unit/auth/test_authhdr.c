@@ -8,7 +8,7 @@
 #include <stdio.h>
 #include <string.h>
 
-#include "admin/authhdr.h"
+#include "auth/authhdr.h"
 #include "guard.h"
 
 static int cookie(const char *header, char *out, size_t len)

@@ -1,4 +1,4 @@
-#include "admin/regulate.h"
+#include "auth/regulate.h"
 
 #include <stdio.h>
 #include <stdlib.h>

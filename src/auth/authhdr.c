@@ -1,4 +1,4 @@
-#include "admin/authhdr.h"
+#include "auth/authhdr.h"
 
 #include <stdbool.h>
 #include <string.h>

@@ -7,7 +7,7 @@
 #include <cmocka.h>
 #include <stdio.h>
 
-#include "admin/regulate.h"
+#include "auth/regulate.h"
 
 static void test_ban_and_expiry(void **state)
 {

@@ -12,7 +12,7 @@
 #include <stdbool.h>
 #include <stdint.h>
 
-#include "admin/users.h"
+#include "auth/users.h"
 
 #define SESSION_COOKIE "portgate_session"
 #define SESSION_IDLE_S 1800

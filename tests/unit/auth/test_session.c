@@ -9,7 +9,7 @@
 #include <stdio.h>
 #include <string.h>
 
-#include "admin/session.h"
+#include "auth/session.h"
 
 static const unsigned char stamp0[USERS_STAMP_LEN];
 

@@ -13,7 +13,7 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
-#include "admin/users.h"
+#include "auth/users.h"
 #include "guard.h"
 
 static struct users *parse(const char *text)

@@ -1,4 +1,4 @@
-#include "admin/session.h"
+#include "auth/session.h"
 
 #include <sodium.h>
 #include <stdio.h>
