@@ -5,7 +5,7 @@
  * API request carries either an API token (Authorization: Bearer) or the page's session cookie,
  * and with the cookie, every request that changes something also its CSRF token.
  *
- * Logins are regulated per client address and per user name (admin/regulate.h); a wrong user
+ * Logins are regulated per client address and per user name (auth/regulate.h); a wrong user
  * and a wrong password get the same answer after the same work. No password or token is ever
  * logged.
  */

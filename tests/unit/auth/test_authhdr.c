@@ -1,4 +1,4 @@
-/* admin/authhdr: Cookie and Authorization headers, inputs against a guard page. */
+/* auth/authhdr: Cookie and Authorization headers, inputs against a guard page. */
 #include <setjmp.h>
 #include <stdarg.h>
 #include <stddef.h>

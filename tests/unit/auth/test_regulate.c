@@ -1,4 +1,4 @@
-/* admin/regulate: failures per key, bans, their end, and a full table. */
+/* auth/regulate: failures per key, bans, their end, and a full table. */
 #include <setjmp.h>
 #include <stdarg.h>
 #include <stddef.h>

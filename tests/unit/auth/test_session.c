@@ -1,4 +1,4 @@
-/* admin/session: sessions made, found, expired, ended, and the CSRF check. */
+/* auth/session: sessions made, found, expired, ended, and the CSRF check. */
 #include <setjmp.h>
 #include <stdarg.h>
 #include <stddef.h>

@@ -1,4 +1,4 @@
-/* admin/users: the users file's parser, passwords, tokens, and changes under the lock. */
+/* auth/users: the users file's parser, passwords, tokens, and changes under the lock. */
 #include <setjmp.h>
 #include <stdarg.h>
 #include <stddef.h>
