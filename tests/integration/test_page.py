@@ -614,6 +614,7 @@ ADVANCED_FIELDS = {
     "min-tls": TLS_SIDE, "handshake-timeout": TLS_SIDE, "ocsp": TLS_SIDE, "ciphers": TLS_SIDE,
     "alpn": {"tls"},
     "host": HTTP_SIDE, "target-host": HTTP_SIDE, "header-timeout": HTTP_SIDE,
+    "device-auth": HTTP_SIDE, "acme-webroot": HTTP_SIDE, "keep-alive-timeout": HTTP_SIDE,
     "max-header-size": HTTP_SIDE, "redirect-https": {"http"}, "hsts": {"https"},
     "idle-timeout": TCP_BASED | {"udp"}, "allow": TCP_BASED | {"udp"},
 }

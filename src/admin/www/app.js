@@ -762,6 +762,7 @@ const FIELD_IDS = [
   'max-sessions', 'rtp-ports', 'lease',
   'cert', 'key', 'ocsp', 'min-tls', 'ciphers', 'alpn', 'handshake-timeout',
   'host', 'target-host', 'trusted-proxies', 'redirect-https', 'hsts', 'header-timeout', 'max-header-size',
+  'device-auth', 'acme-webroot', 'keep-alive-timeout',
 ];
 const PROTOS = ['tcp', 'udp', 'tls', 'http', 'https', 'rtsp', 'rtsps'];
 // The protocols that end TLS at the gateway: a certificate is required.
@@ -771,7 +772,8 @@ const NUMBER_KEYS = ['max-conns', 'max-conns-per-ip', 'max-sessions', 'lease', '
 const TEXT_KEYS = [
   'connect-timeout', 'send-proxy', 'accept-proxy', 'idle-timeout', 'rtp-ports',
   'cert', 'key', 'ocsp', 'min-tls', 'ciphers', 'alpn', 'handshake-timeout',
-  'host', 'target-host', 'redirect-https', 'hsts', 'header-timeout',
+  'host', 'target-host', 'redirect-https', 'hsts', 'device-auth', 'acme-webroot',
+  'keep-alive-timeout', 'header-timeout',
 ];
 // Comma-separated lists whose entries may not hold a space: "a.crt, b.crt" is sent as "a.crt,b.crt".
 const COMMA_KEYS = ['cert', 'key', 'ocsp', 'alpn', 'host'];
