@@ -1,7 +1,8 @@
 /*
  * tls: TLS termination, for the protocols that speak TLS to their clients (tls, https, rtsps).
  * Three parts, each for the protocol entries to use (forward/proto.h):
- *   - the keys they share (cert, key, ocsp, min-tls, ciphers, alpn, handshake-timeout), in a
+ *   - the keys they share (cert, key, ocsp, min-tls, ciphers, alpn, handshake-timeout, and
+ *     auth = client-cert with client-ca, client-crl and users), in a
  *     struct tls_conf: plain data, parsed, formatted and compared like any protocol settings;
  *   - the run object made from them (tls_run_open): an OpenSSL context per certificate, with
  *     its chain and key checked against each other and its dates, the OCSP response to staple,
@@ -33,6 +34,14 @@ struct tls_conf {
     bool alpn_fixed;         /* the protocol sets alpn: not a key of its mappings */
     uint8_t stat_base;       /* where the layer's counters start among the protocol's */
     uint32_t handshake_ms;
+    /* auth = client-cert: mutual TLS. Clients must show a certificate that chains to client-ca
+     * (PEM CA certificates), is not revoked by client-crl (PEM CRLs of those CAs, or "": no
+     * revocation list), and whose subject's common name is one of users (commas between; "":
+     * any). */
+    bool client_cert;
+    char client_ca[256];
+    char client_crl[256];
+    char users[1024];
 };
 
 /* The keys, NULL-terminated: a protocol's keys list starts with them (tls_keys_fixed_alpn for a

@@ -7,9 +7,11 @@
 #include "tls/tls.h"
 
 const char *const tls_keys[] = {
-    "cert", "key", "ocsp", "min-tls", "ciphers", "alpn", "handshake-timeout", NULL};
+    "cert", "key",       "ocsp",       "min-tls", "ciphers", "alpn", "handshake-timeout",
+    "auth", "client-ca", "client-crl", "users",   NULL};
 const char *const tls_keys_fixed_alpn[] = {
-    "cert", "key", "ocsp", "min-tls", "ciphers", "handshake-timeout", NULL};
+    "cert", "key",       "ocsp",       "min-tls", "ciphers", "handshake-timeout",
+    "auth", "client-ca", "client-crl", "users",   NULL};
 
 void tls_conf_init(struct tls_conf *c, const char *alpn, unsigned stat_base)
 {
@@ -144,6 +146,60 @@ int tls_conf_set(struct tls_conf *c, const char *key, const char *val, char *why
         c->handshake_ms = ms;
         return 0;
     }
+    if (strcmp(key, "auth") == 0) {
+        if (strcmp(val, "client-cert") != 0 && strcmp(val, "none") != 0) {
+            snprintf(why, whylen,
+                     "\"%s\": client-cert (clients show a certificate of client-ca), or none", val);
+            return -1;
+        }
+        c->client_cert = val[0] == 'c';
+        return 0;
+    }
+    if (strcmp(key, "client-ca") == 0 || strcmp(key, "client-crl") == 0) {
+        if (val[0] != '\0' && (check_files(val, false, why, whylen) != 0 || strchr(val, ','))) {
+            if (strchr(val, ',') != NULL) {
+                snprintf(why, whylen,
+                         "\"%.60s\": one file (it may hold several, one after "
+                         "the other)",
+                         val);
+            }
+            return -1;
+        }
+        return copy_value(strcmp(key, "client-ca") == 0 ? c->client_ca : c->client_crl,
+                          sizeof(c->client_ca), val, why, whylen);
+    }
+    if (strcmp(key, "users") == 0) {
+        /* Common names, commas between (blanks around them dropped), kept without spaces so
+         * that check lists the settings as KEY=VALUE. */
+        char out[sizeof(c->users)];
+        size_t off = 0;
+        for (const char *p = val; *p != '\0';) {
+            p += strspn(p, " \t");
+            size_t n = strcspn(p, ",");
+            size_t e = n;
+            while (e > 0 && (p[e - 1] == ' ' || p[e - 1] == '\t')) {
+                e--;
+            }
+            for (size_t i = 0; i < e; i++) {
+                if ((unsigned char)p[i] <= 0x20 || p[i] == 0x7f) {
+                    snprintf(why, whylen,
+                             "\"%.60s\": a common name with a space or a control character", val);
+                    return -1;
+                }
+            }
+            if (e == 0 || off + e + 2 > sizeof(out)) {
+                snprintf(why, whylen, "\"%.60s\": %s", val,
+                         e == 0 ? "an empty name" : "too long in all");
+                return -1;
+            }
+            off +=
+                (size_t)snprintf(out + off, sizeof(out) - off, "%s%.*s", off ? "," : "", (int)e, p);
+            p += n + (p[n] == ',');
+        }
+        out[off] = '\0';
+        memcpy(c->users, out, off + 1);
+        return 0;
+    }
     snprintf(why, whylen, "\"%s\": not a TLS key", key);
     return -1;
 }
@@ -162,6 +218,10 @@ size_t tls_conf_format(const struct tls_conf *c, char *buf, size_t len)
         {"ciphers", c->ciphers},
         {"alpn", c->alpn_fixed ? "" : c->alpn},
         {"handshake-timeout", duration_format(c->handshake_ms, d, sizeof(d))},
+        {"auth", c->client_cert ? "client-cert" : ""},
+        {"client-ca", c->client_ca},
+        {"client-crl", c->client_crl},
+        {"users", c->users},
     };
     buf[0] = '\0';
     for (size_t i = 0; i < sizeof(items) / sizeof(items[0]) && off < len; i++) {

@@ -20,6 +20,8 @@ struct mapping_group;
  * host key names it (tls_run_set_hosts), then the first certificate that covers it. g outlives
  * s. A group of one changes nothing. */
 void tls_run_use_group(SSL *s, const struct mapping_group *g);
+/* The common name of the client's certificate (auth = client-cert), printable, or "". */
+void tls_run_client_name(SSL *s, char *buf, size_t len);
 /* True if the kernel offers TLS (the "tls" ULP): connections then use OpenSSL's socket BIO,
  * which hands the records to the kernel, instead of ours. Read once, logged once. */
 bool tls_ktls_available(void);

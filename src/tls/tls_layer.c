@@ -300,8 +300,11 @@ static void layer_describe(void *st, char *buf, size_t len)
         snprintf(buf, len, "%s%s", sni != NULL ? "sni=" : "", name);
         return;
     }
-    snprintf(buf, len, "%s %s%s%s%s", SSL_get_version(t->ssl), SSL_get_cipher_name(t->ssl),
-             sni != NULL ? " sni=" : "", name, SSL_session_reused(t->ssl) ? " resumed" : "");
+    char client[96];
+    tls_run_client_name(t->ssl, client, sizeof(client));
+    snprintf(buf, len, "%s %s%s%s%s%s%s", SSL_get_version(t->ssl), SSL_get_cipher_name(t->ssl),
+             sni != NULL ? " sni=" : "", name, client[0] ? " client=" : "", client,
+             SSL_session_reused(t->ssl) ? " resumed" : "");
 }
 
 static void layer_close(void *st)

@@ -53,6 +53,7 @@ struct tls_run {
     struct tls_cert certs[TLS_MAX_CERTS];
     size_t ncerts;
     char hosts[1024]; /* the names its mapping answers for on a shared port, or "" */
+    char users[1024]; /* auth = client-cert: the common names let in, or "": any */
     uint32_t handshake_ms;
     unsigned stat_base;
     unsigned char alpn[64]; /* wire format: a length byte before each name */
@@ -646,6 +647,218 @@ static size_t alpn_wire(const char *list, unsigned char *out, size_t cap)
     return off;
 }
 
+/* ---- client certificates (auth = client-cert) ---- */
+
+/* What client-ca and client-crl hold, read and checked once for all the run's contexts. */
+struct clients {
+    bool on;
+    STACK_OF(X509) * cas;
+    STACK_OF(X509_CRL) * crls;
+    unsigned char digest[32]; /* of the settings and both files: the session id context */
+};
+
+static void clients_free(struct clients *cl)
+{
+    sk_X509_pop_free(cl->cas, X509_free);
+    sk_X509_CRL_pop_free(cl->crls, X509_CRL_free);
+    cl->cas = NULL;
+    cl->crls = NULL;
+}
+
+/* True if name is one of the comma-separated list. */
+static bool in_list(const char *list, const char *name)
+{
+    size_t n = strlen(name);
+    for (const char *p = list; *p != '\0';) {
+        size_t k = strcspn(p, ",");
+        if (k == n && memcmp(p, name, n) == 0) {
+            return true;
+        }
+        p += k + (p[k] == ',');
+    }
+    return false;
+}
+
+/* The common name of x's subject, printable, or "" (for the log and for users). */
+static void common_name(X509 *x, char *buf, size_t len)
+{
+    buf[0] = '\0';
+    if (X509_NAME_get_text_by_NID(X509_get_subject_name(x), NID_commonName, buf, (int)len) < 0) {
+        buf[0] = '\0';
+    }
+    for (char *p = buf; *p != '\0'; p++) {
+        *p = *p > ' ' && *p <= '~' ? *p : '?';
+    }
+}
+
+/* Mutual TLS: a client's certificate, once it chains to client-ca (and is not revoked), must
+ * name one of users, if any. */
+static int verify_cb(int ok, X509_STORE_CTX *x)
+{
+    if (!ok || X509_STORE_CTX_get_error_depth(x) != 0) {
+        return ok;
+    }
+    SSL *s = X509_STORE_CTX_get_ex_data(x, SSL_get_ex_data_X509_STORE_CTX_idx());
+    const struct tls_run *run = s != NULL ? SSL_CTX_get_app_data(SSL_get_SSL_CTX(s)) : NULL;
+    if (run == NULL || run->users[0] == '\0') {
+        return 1;
+    }
+    char cn[256];
+    common_name(X509_STORE_CTX_get_current_cert(x), cn, sizeof(cn));
+    if (cn[0] != '\0' && in_list(run->users, cn)) {
+        return 1;
+    }
+    X509_STORE_CTX_set_error(x, X509_V_ERR_APPLICATION_VERIFICATION);
+    return 0;
+}
+
+/* Reads client-ca and client-crl for auth = client-cert, and checks them: at least one CA
+ * certificate; each CRL issued and signed by one of them, and current. */
+static int load_clients(struct clients *cl, const struct tls_conf *c, EVP_MD_CTX *md, char *why,
+                        size_t whylen)
+{
+    EVP_Digest(c->users, strlen(c->users), cl->digest, NULL, EVP_sha256(), NULL);
+    if (!c->client_cert) {
+        if (c->client_ca[0] != '\0' || c->client_crl[0] != '\0' || c->users[0] != '\0') {
+            snprintf(why, whylen, "%s: applies with auth = client-cert only",
+                     c->client_ca[0]    ? "client-ca"
+                     : c->client_crl[0] ? "client-crl"
+                                        : "users");
+            return -1;
+        }
+        return 0;
+    }
+    if (c->client_ca[0] == '\0') {
+        snprintf(why, whylen,
+                 "client-ca: auth = client-cert needs the CA that issues the clients' "
+                 "certificates: client-ca = FILE (PEM)");
+        return -1;
+    }
+    cl->on = true;
+    char *buf = NULL;
+    size_t len = 0;
+    EVP_MD_CTX *d = EVP_MD_CTX_new();
+    int rc = -1;
+    if (d == NULL || EVP_DigestInit_ex(d, EVP_sha256(), NULL) != 1 ||
+        (cl->cas = sk_X509_new_null()) == NULL || (cl->crls = sk_X509_CRL_new_null()) == NULL) {
+        snprintf(why, whylen, "out of memory");
+        goto out;
+    }
+    EVP_DigestUpdate(d, cl->digest, sizeof(cl->digest));
+    if (read_file(md, "client-ca", c->client_ca, &buf, &len, why, whylen) != 0) {
+        goto out;
+    }
+    EVP_DigestUpdate(d, buf, len);
+    BIO *b = BIO_new_mem_buf(buf, (int)len);
+    X509 *x;
+    while (b != NULL && (x = PEM_read_bio_X509(b, NULL, NULL, NULL)) != NULL) {
+        sk_X509_push(cl->cas, x);
+    }
+    BIO_free(b);
+    ERR_clear_error();
+    free(buf);
+    buf = NULL;
+    if (sk_X509_num(cl->cas) == 0) {
+        snprintf(why, whylen, "client-ca: %s: no PEM certificate in it", c->client_ca);
+        goto out;
+    }
+    if (c->client_crl[0] != '\0') {
+        if (read_file(md, "client-crl", c->client_crl, &buf, &len, why, whylen) != 0) {
+            goto out;
+        }
+        EVP_DigestUpdate(d, buf, len);
+        b = BIO_new_mem_buf(buf, (int)len);
+        X509_CRL *crl;
+        while (b != NULL && (crl = PEM_read_bio_X509_CRL(b, NULL, NULL, NULL)) != NULL) {
+            sk_X509_CRL_push(cl->crls, crl);
+        }
+        BIO_free(b);
+        ERR_clear_error();
+        if (sk_X509_CRL_num(cl->crls) == 0) {
+            snprintf(why, whylen, "client-crl: %s: no PEM CRL in it", c->client_crl);
+            goto out;
+        }
+        for (int i = 0; i < sk_X509_CRL_num(cl->crls); i++) {
+            X509_CRL *r = sk_X509_CRL_value(cl->crls, i);
+            bool signed_ok = false;
+            for (int j = 0; j < sk_X509_num(cl->cas) && !signed_ok; j++) {
+                X509 *ca = sk_X509_value(cl->cas, j);
+                signed_ok = X509_NAME_cmp(X509_CRL_get_issuer(r), X509_get_subject_name(ca)) == 0 &&
+                            X509_CRL_verify(r, X509_get0_pubkey(ca)) == 1;
+            }
+            ERR_clear_error();
+            const ASN1_TIME *next = X509_CRL_get0_nextUpdate(r);
+            char when[64];
+            if (!signed_ok) {
+                snprintf(why, whylen, "client-crl: %s: a CRL not signed by a CA of client-ca %s",
+                         c->client_crl, c->client_ca);
+                goto out;
+            }
+            if (next != NULL && X509_cmp_current_time(next) < 0) {
+                format_time(next, when, sizeof(when));
+                snprintf(why, whylen,
+                         "client-crl: %s: out of date since %s: every client would be refused "
+                         "until a new one is fetched",
+                         c->client_crl, when);
+                goto out;
+            }
+        }
+    }
+    EVP_DigestFinal_ex(d, cl->digest, NULL);
+    rc = 0;
+out:
+    if (buf != NULL) {
+        free(buf);
+    }
+    EVP_MD_CTX_free(d);
+    return rc;
+}
+
+/* Makes a context ask for and check clients' certificates (cl->on). */
+static int clients_apply(const struct clients *cl, struct tls_run *run, SSL_CTX *ctx, char *why,
+                         size_t whylen)
+{
+    SSL_CTX_set_app_data(ctx, run);
+    if (!cl->on) {
+        return 0;
+    }
+    X509_STORE *store = SSL_CTX_get_cert_store(ctx);
+    STACK_OF(X509_NAME) *names = sk_X509_NAME_new_null();
+    bool ok = store != NULL && names != NULL;
+    for (int i = 0; ok && i < sk_X509_num(cl->cas); i++) {
+        X509 *ca = sk_X509_value(cl->cas, i);
+        X509_NAME *nm = X509_NAME_dup(X509_get_subject_name(ca));
+        ok = X509_STORE_add_cert(store, ca) == 1 && nm != NULL && sk_X509_NAME_push(names, nm) > 0;
+        if (!ok) {
+            X509_NAME_free(nm);
+        }
+    }
+    for (int i = 0; ok && i < sk_X509_CRL_num(cl->crls); i++) {
+        ok = X509_STORE_add_crl(store, sk_X509_CRL_value(cl->crls, i)) == 1;
+    }
+    if (!ok) {
+        sk_X509_NAME_pop_free(names, X509_NAME_free);
+        snprintf(why, whylen, "client-ca: %s", tls_err_reason());
+        return -1;
+    }
+    if (sk_X509_CRL_num(cl->crls) > 0) {
+        X509_STORE_set_flags(store, X509_V_FLAG_CRL_CHECK);
+    }
+    SSL_CTX_set_client_CA_list(ctx, names); /* takes names */
+    SSL_CTX_set_verify(ctx, SSL_VERIFY_PEER | SSL_VERIFY_FAIL_IF_NO_PEER_CERT, verify_cb);
+    SSL_CTX_set_verify_depth(ctx, 4);
+    return 0;
+}
+
+void tls_run_client_name(SSL *s, char *buf, size_t len)
+{
+    X509 *peer = SSL_get0_peer_certificate(s);
+    buf[0] = '\0';
+    if (peer != NULL) {
+        common_name(peer, buf, len);
+    }
+}
+
 void *tls_run_open(const struct tls_conf *c, const char *mapname, unsigned char id[32], char *why,
                    size_t whylen)
 {
@@ -679,10 +892,32 @@ void *tls_run_open(const struct tls_conf *c, const char *mapname, unsigned char 
     run->handshake_ms = c->handshake_ms;
     run->stat_base = c->stat_base;
     run->alpn_len = alpn_wire(c->alpn, run->alpn, sizeof(run->alpn));
-    /* The session id context: a session resumes only on the mapping that made it. */
+    struct clients cl = {0};
+    if (load_clients(&cl, c, md, why, whylen) != 0) {
+        clients_free(&cl);
+        EVP_MD_CTX_free(md);
+        free(run);
+        return NULL;
+    }
+    snprintf(run->users, sizeof(run->users), "%s", c->users);
+    /* The session id context: a session resumes only on the mapping that made it, and, with
+     * client certificates, under the same CA, revocation list and users (so that a revoked
+     * client resumes nothing). */
     unsigned char sid[32];
     unsigned int sidlen = 0;
-    EVP_Digest(mapname, strlen(mapname), sid, &sidlen, EVP_sha256(), NULL);
+    EVP_MD_CTX *sm = EVP_MD_CTX_new();
+    if (sm == NULL || EVP_DigestInit_ex(sm, EVP_sha256(), NULL) != 1) {
+        snprintf(why, whylen, "out of memory");
+        EVP_MD_CTX_free(sm);
+        clients_free(&cl);
+        EVP_MD_CTX_free(md);
+        free(run);
+        return NULL;
+    }
+    EVP_DigestUpdate(sm, mapname, strlen(mapname));
+    EVP_DigestUpdate(sm, cl.digest, sizeof(cl.digest));
+    EVP_DigestFinal_ex(sm, sid, &sidlen);
+    EVP_MD_CTX_free(sm);
     EVP_DigestUpdate(md, c, sizeof(*c));
     for (size_t i = 0; i < n; i++) {
         char cp[TLS_LIST_LEN], kp[TLS_LIST_LEN], op[TLS_LIST_LEN];
@@ -690,12 +925,15 @@ void *tls_run_open(const struct tls_conf *c, const char *mapname, unsigned char 
         list_item(c->key, i, kp, sizeof(kp));
         list_item(c->ocsp, i, op, sizeof(op));
         run->ncerts++;
-        if (load_cert(run, &run->certs[i], md, c, cp, kp, op, sid, why, whylen) != 0) {
+        if (load_cert(run, &run->certs[i], md, c, cp, kp, op, sid, why, whylen) != 0 ||
+            clients_apply(&cl, run, run->certs[i].ctx, why, whylen) != 0) {
+            clients_free(&cl);
             EVP_MD_CTX_free(md);
             tls_run_close(run);
             return NULL;
         }
     }
+    clients_free(&cl);
     unsigned int idlen = 0;
     EVP_DigestFinal_ex(md, id, &idlen);
     EVP_MD_CTX_free(md);

@@ -615,6 +615,7 @@ ADVANCED_FIELDS = {
     "alpn": {"tls"},
     "host": HTTP_SIDE, "target-host": HTTP_SIDE, "header-timeout": HTTP_SIDE,
     "device-auth": HTTP_SIDE, "acme-webroot": HTTP_SIDE, "keep-alive-timeout": HTTP_SIDE,
+    "auth": TLS_SIDE, "client-ca": TLS_SIDE, "client-crl": TLS_SIDE, "users": TLS_SIDE,
     "max-header-size": HTTP_SIDE, "redirect-https": {"http"}, "hsts": {"https"},
     "idle-timeout": TCP_BASED | {"udp"}, "allow": TCP_BASED | {"udp"},
 }

@@ -503,3 +503,93 @@ def test_testssl(gateway, tmp_path, ca):
     finally:
         web.kill()
         web.wait()
+
+
+def test_client_certificates(gateway, tcp_echo, tmp_path, ca):
+    """auth = client-cert: a client with a certificate of client-ca that names one of users gets
+    through, and the log names it; no certificate, another CA's, a revoked one or another name
+    never reach the target. Tickets do not skip the check after the CRL changes."""
+    crt, key, _ = ca.write_leaf(tmp_path, "gw", ["localhost"])
+    (tmp_path / "ca.pem").write_bytes(ca.pem())
+    other = CA("another CA")
+    alice = ca.write_client(tmp_path, "alice")
+    bob = ca.write_client(tmp_path, "bob")
+    carol = ca.write_client(tmp_path, "carol")
+    mallory = other.write_client(tmp_path, "mallory")
+    crl = tmp_path / "ca.crl"
+    crl.write_bytes(ca.crl(revoked=[bob[2]]))
+    echo = tcp_echo()
+    port = free_ports()
+    conf = tls_map("mtls", port, echo.port, crt, key,
+                   f"auth = client-cert\nclient-ca = {tmp_path}/ca.pem\n"
+                   f"client-crl = {crl}\nusers = alice, bob\n")
+    g = gateway(config=conf)
+
+    ctxs = {}
+
+    def attempt(who, session=None):
+        key = who[0] if who else None
+        if key not in ctxs:
+            ctxs[key] = client_context(tmp_path / "ca.pem")
+            if who is not None:
+                ctxs[key].load_cert_chain(str(who[0]), str(who[1]))
+        ctx = ctxs[key]
+        try:
+            s = tls_connect(port, ctx, session=session)
+            s.sendall(b"ping")
+            got = s.recv(16)
+            sess = s.session
+            s.close()
+            return got, sess
+        except (ssl.SSLError, ConnectionResetError, BrokenPipeError) as e:
+            return e, None
+    got, sess = attempt(alice)
+    assert got == b"ping", got
+    g.wait_log("client=alice")
+    for who in (None, bob, carol, mallory):
+        got, _ = attempt(who)
+        assert got != b"ping", (who, got)
+    st = g.map_stats("mtls")
+    assert st["tls handshakes"] == 1 and st["tls handshake failures"] == 4, st
+    assert st["accepted"] == 5 and st["bytes to targets"] == 4, st
+    # openssl s_client without a certificate: the gateway's alert says what is missing.
+    r = subprocess.run(["openssl", "s_client", "-connect", f"127.0.0.1:{port}", "-servername",
+                        "localhost", "-CAfile", str(tmp_path / "ca.pem"), "-no_ign_eof"],
+                       input=b"", capture_output=True, timeout=10)
+    assert b"alert certificate required" in r.stderr, r
+    assert b"Acceptable client certificate CA names" in r.stdout, r
+    # A new CRL revokes alice: her ticket no longer resumes a session, and she is refused.
+    crl.write_bytes(ca.crl(revoked=[alice[2], bob[2]]))
+    tail = g.reload()
+    assert "configuration applied" in tail, tail
+    got, _ = attempt(alice, session=sess)
+    assert got != b"ping", got
+
+
+def test_check_refuses_client_cert_settings(tmp_path, ca):
+    crt, key, _ = ca.write_leaf(tmp_path, "gw", ["localhost"])
+    (tmp_path / "ca.pem").write_bytes(ca.pem())
+    (tmp_path / "stale.crl").write_bytes(
+        ca.crl(next_update=datetime.datetime.utcnow() - datetime.timedelta(hours=1)))
+    (tmp_path / "other.crl").write_bytes(CA("another CA").crl())
+    (tmp_path / "junk.pem").write_text("not a certificate\n")
+    cases = [
+        ("auth = client-cert\n", "client-ca: auth = client-cert needs the CA"),
+        ("client-ca = CA\n", "client-ca: applies with auth = client-cert only"),
+        ("auth = client-cert\nclient-ca = JUNK\n", "no PEM certificate in it"),
+        ("auth = client-cert\nclient-ca = CA\nclient-crl = STALE\n", "out of date since"),
+        ("auth = client-cert\nclient-ca = CA\nclient-crl = OTHER\n",
+         "a CRL not signed by a CA of client-ca"),
+        ("auth = client-cert\nclient-ca = CA\nclient-crl = JUNK\n", "no PEM CRL in it"),
+        ("auth = password\n", "client-cert (clients show a certificate of client-ca), or none"),
+        ("auth = client-cert\nclient-ca = CA\nusers = Alice Smith\n", "a common name with a space"),
+    ]
+    conf = tmp_path / "c.conf"
+    for extra, want in cases:
+        extra = (extra.replace("JUNK", str(tmp_path / "junk.pem"))
+                 .replace("STALE", str(tmp_path / "stale.crl"))
+                 .replace("OTHER", str(tmp_path / "other.crl"))
+                 .replace("CA", str(tmp_path / "ca.pem")))
+        conf.write_text("[gateway]\nadmin = off\n" + tls_map("m", 8443, 80, crt, key, extra))
+        out = subprocess.run([BINARY, "check", "-c", str(conf)], capture_output=True, text=True)
+        assert out.returncode == 1 and want in out.stderr, (extra, out.stderr)

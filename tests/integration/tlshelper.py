@@ -70,6 +70,35 @@ class CA:
         keyf.chmod(0o600)
         return crt, keyf, cert
 
+    def write_client(self, dirpath, cn):
+        """A client's certificate for cn (clientAuth): writes CN.crt and CN.key; returns their
+        paths and the certificate."""
+        key = ec.generate_private_key(ec.SECP256R1())
+        cert = (x509.CertificateBuilder().subject_name(_name(cn))
+                .issuer_name(self.cert.subject).public_key(key.public_key())
+                .serial_number(x509.random_serial_number())
+                .not_valid_before(NOW() - datetime.timedelta(days=1))
+                .not_valid_after(NOW() + datetime.timedelta(days=30))
+                .add_extension(x509.ExtendedKeyUsage([ExtendedKeyUsageOID.CLIENT_AUTH]), False)
+                .sign(self.key, hashes.SHA256()))
+        crt, keyf = dirpath / f"{cn}.crt", dirpath / f"{cn}.key"
+        crt.write_bytes(_pem(cert))
+        keyf.write_bytes(_pem_key(key))
+        keyf.chmod(0o600)
+        return crt, keyf, cert
+
+    def crl(self, revoked=(), next_update=None):
+        """A PEM CRL signed by the CA, revoking the certificates given."""
+        next_update = next_update or NOW() + datetime.timedelta(days=7)
+        b = (x509.CertificateRevocationListBuilder().issuer_name(self.cert.subject)
+             .last_update(min(NOW(), next_update) - datetime.timedelta(hours=1))
+             .next_update(next_update))
+        for c in revoked:
+            b = b.add_revoked_certificate(
+                x509.RevokedCertificateBuilder().serial_number(c.serial_number)
+                .revocation_date(NOW() - datetime.timedelta(hours=1)).build())
+        return b.sign(self.key, hashes.SHA256()).public_bytes(serialization.Encoding.PEM)
+
     def ocsp_response(self, cert, status="good", this_update=None, next_update=None):
         """A DER OCSP response, signed by the CA, about cert."""
         b = ocsp.OCSPResponseBuilder().add_response(

@@ -762,7 +762,7 @@ const FIELD_IDS = [
   'max-sessions', 'rtp-ports', 'lease',
   'cert', 'key', 'ocsp', 'min-tls', 'ciphers', 'alpn', 'handshake-timeout',
   'host', 'target-host', 'trusted-proxies', 'redirect-https', 'hsts', 'header-timeout', 'max-header-size',
-  'device-auth', 'acme-webroot', 'keep-alive-timeout',
+  'device-auth', 'acme-webroot', 'keep-alive-timeout', 'auth', 'client-ca', 'client-crl', 'users',
 ];
 const PROTOS = ['tcp', 'udp', 'tls', 'http', 'https', 'rtsp', 'rtsps'];
 // The protocols that end TLS at the gateway: a certificate is required.
@@ -773,10 +773,10 @@ const TEXT_KEYS = [
   'connect-timeout', 'send-proxy', 'accept-proxy', 'idle-timeout', 'rtp-ports',
   'cert', 'key', 'ocsp', 'min-tls', 'ciphers', 'alpn', 'handshake-timeout',
   'host', 'target-host', 'redirect-https', 'hsts', 'device-auth', 'acme-webroot',
-  'keep-alive-timeout', 'header-timeout',
+  'keep-alive-timeout', 'header-timeout', 'auth', 'client-ca', 'client-crl', 'users',
 ];
 // Comma-separated lists whose entries may not hold a space: "a.crt, b.crt" is sent as "a.crt,b.crt".
-const COMMA_KEYS = ['cert', 'key', 'ocsp', 'alpn', 'host'];
+const COMMA_KEYS = ['cert', 'key', 'ocsp', 'alpn', 'host', 'users'];
 // Address lists in a textarea (one a line or comma-separated) that the API takes as one
 // comma-separated string, unlike allow and deny (arrays).
 const LIST_TEXT_KEYS = ['trusted-proxies'];
@@ -912,6 +912,7 @@ function fillForm(m) {
   // A select has no empty choice: a mapping that does not say takes the default.
   if (!f('min-tls').value) f('min-tls').value = '1.2';
   for (const k of ['send-proxy', 'accept-proxy']) if (!f(k).value) f(k).value = 'off';
+  if (!f('auth').value) f('auth').value = 'none';
   updateProtoFields();
 }
 

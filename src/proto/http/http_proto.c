@@ -40,6 +40,10 @@ static const char *const https_keys[] = {"cert",
                                          "min-tls",
                                          "ciphers",
                                          "handshake-timeout",
+                                         "auth",
+                                         "client-ca",
+                                         "client-crl",
+                                         "users",
                                          "host",
                                          "target-host",
                                          "hsts",
@@ -360,10 +364,13 @@ static void *https_run_open(const void *pconf, const char *mapname, unsigned cha
 static bool https_can_share(const void *a, const void *b, char *why, size_t len)
 {
     const struct https_conf *x = a, *y = b;
-    const char *key = x->tls.min_version != y->tls.min_version      ? "min-tls"
-                      : strcmp(x->tls.ciphers, y->tls.ciphers) != 0 ? "ciphers"
-                      : x->tls.handshake_ms != y->tls.handshake_ms  ? "handshake-timeout"
-                                                                    : NULL;
+    const char *key = x->tls.min_version != y->tls.min_version            ? "min-tls"
+                      : strcmp(x->tls.ciphers, y->tls.ciphers) != 0       ? "ciphers"
+                      : x->tls.handshake_ms != y->tls.handshake_ms        ? "handshake-timeout"
+                      : x->tls.client_cert != y->tls.client_cert          ? "auth"
+                      : strcmp(x->tls.client_ca, y->tls.client_ca) != 0   ? "client-ca"
+                      : strcmp(x->tls.client_crl, y->tls.client_crl) != 0 ? "client-crl"
+                                                                          : NULL;
     if (key != NULL) {
         snprintf(why, len, "mappings that share a port must have the same %s", key);
         return false;
