@@ -313,6 +313,19 @@ enum mapping_verdict mapping_admit(struct mapping *m, unsigned w,
         mapping_stat_add(&stats->refused_acl, 1);
         return v;
     }
+    v = mapping_hold(m, w, client);
+    if (v == MAPPING_ADMIT) {
+        mapping_stat_add(&stats->accepted, 1);
+    }
+    return v;
+}
+
+enum mapping_verdict mapping_hold(struct mapping *m, unsigned w,
+                                  const struct sockaddr_storage *client)
+{
+    struct mapping_state *st = m->state;
+    struct mapping_stats *stats = &st->shards[w].stats;
+    enum mapping_verdict v;
     if (!take_place(&st->active, m->conf.max_conns)) {
         mapping_stat_add(&stats->refused_limit, 1);
         return MAPPING_FULL;
@@ -332,7 +345,6 @@ enum mapping_verdict mapping_admit(struct mapping *m, unsigned w,
             return v;
         }
     }
-    mapping_stat_add(&stats->accepted, 1);
     return MAPPING_ADMIT;
 }
 

@@ -172,6 +172,11 @@ enum mapping_verdict mapping_check_proxy(const struct mapping *m, unsigned w,
 enum mapping_verdict mapping_admit(struct mapping *m, unsigned w,
                                    const struct sockaddr_storage *client);
 void mapping_release(struct mapping *m, const struct sockaddr_storage *client);
+/* Only the limits of mapping_admit() (max-conns, max-conns-per-ip), with no allow/deny and not
+ * counted as accepted: a connection on a port several mappings share holds a place of the
+ * port's first mapping while its own is not chosen yet. mapping_release() gives it back. */
+enum mapping_verdict mapping_hold(struct mapping *m, unsigned w,
+                                  const struct sockaddr_storage *client);
 /*
  * A new session, as the protocol counts them (forward/proto.h: a UDP client, or an RTSP session
  * that takes RTP ports): takes a place in the count of open sessions (across workers) if fewer

@@ -38,13 +38,14 @@ struct tcp_conn {
     uint64_t bytes[2];         /* written to the other side */
     uint64_t spliced;          /* of which moved by splice() */
     struct relay_ctx *ctx;
-    /* The mapping: the router's choice once made; until then the port's first, not admitted
-     * (a port of several mappings admits by the chosen one's rules). */
+    /* The mapping: the router's choice once made; until then the port's first, a place of
+     * whose limits it holds (a port of several mappings admits by the chosen one's rules). */
     struct mapping *map;
     struct mapping_group *group; /* the port's mappings (the layer may have used any of them) */
     const struct tcp_router *router;
     bool routing;  /* the router has not chosen yet: no target */
-    bool admitted; /* map counts this connection (mapping_admit): released at close */
+    bool counted;  /* map counts this connection (admitted, or held): released at close */
+    bool chosen;   /* map is the connection's own, chosen and admitted (not the port's first) */
     uint16_t port; /* the listening port it came to, for mapping_target() */
     const struct tcp_filter *filter;
     void *fstate; /* the protocol's state on this loop, for the filter's open() */
@@ -139,7 +140,7 @@ static void conn_close(struct tcp_conn *c, const char *fmt, ...)
     if (c->layer != NULL && c->lst != NULL) {
         c->layer->close(c->lst);
     }
-    if (c->admitted) {
+    if (c->counted) {
         mapping_release(c->map, &c->client);
     }
     mapping_unref(c->map);
@@ -945,7 +946,12 @@ static void conn_route(struct tcp_conn *c, bool timeout)
         return;
     }
     struct mapping *m = c->group->maps[r];
-    if (!c->admitted) {
+    if (!c->chosen) {
+        /* The place held of the port's first mapping goes back; the chosen one admits. */
+        if (c->counted) {
+            mapping_release(c->map, &c->client);
+            c->counted = false;
+        }
         enum mapping_verdict v = mapping_admit(m, c->ctx->worker, &c->client);
         if (v != MAPPING_ADMIT) {
             log_refused(m, c->ctx, &c->client, v);
@@ -956,7 +962,7 @@ static void conn_route(struct tcp_conn *c, bool timeout)
         }
         mapping_unref(c->map);
         c->map = mapping_ref(m);
-        c->admitted = true;
+        c->counted = c->chosen = true;
         mapping_touch(m, c->ctx->worker, loop_now(c->ctx->loop));
     }
     mapping_target(c->map, c->port, &c->target);
@@ -981,15 +987,27 @@ static void conn_handshake(struct tcp_conn *c)
     conn_ready(c);
 }
 
-/* Whether some mapping of the group lets the client in by its allow and deny lists. */
-static bool group_allows(const struct mapping_group *g, const struct sockaddr_storage *client)
+/*
+ * Admits a new client to a port: by its one mapping's rules; or, on a port several mappings
+ * share, while none is chosen, if one of them at least would let it in (allow, deny), and
+ * within the limits (max-conns, max-conns-per-ip) of the port's first mapping, which it holds a
+ * place of until the router has chosen (conn_route). Either way the connection counts on the
+ * group's first mapping: mapping_release() it.
+ */
+static enum mapping_verdict port_admit(const struct mapping_group *g, unsigned w,
+                                       const struct sockaddr_storage *client)
 {
+    struct mapping *first = g->maps[0];
+    if (g->n == 1) {
+        return mapping_admit(first, w, client);
+    }
     for (size_t i = 0; i < g->n; i++) {
         if (mapping_check_acl(g->maps[i], client) == MAPPING_ADMIT) {
-            return true;
+            return mapping_hold(first, w, client);
         }
     }
-    return false;
+    mapping_stat_add(&mapping_shard(first, w)->stats.refused_acl, 1);
+    return MAPPING_DENIED;
 }
 
 /*
@@ -1043,22 +1061,16 @@ static void conn_proxy(struct tcp_conn *c)
     }
     c->proxy_wait = false;
     loop_timer_stop(c->ctx->loop, &c->timer);
-    /* A port of several mappings admits once the router has chosen (conn_route). */
-    bool one = c->group->n == 1;
-    enum mapping_verdict v = one ? mapping_admit(c->map, c->ctx->worker, &c->client)
-                             : group_allows(c->group, &c->client) ? MAPPING_ADMIT
-                                                                  : MAPPING_DENIED;
+    enum mapping_verdict v = port_admit(c->group, c->ctx->worker, &c->client);
     if (v != MAPPING_ADMIT) {
-        if (!one) {
-            mapping_stat_add(&mapping_shard(c->map, c->ctx->worker)->stats.refused_acl, 1);
-        }
         log_refused(c->map, c->ctx, &c->client, v);
         sock_set_linger0(fd);
         c->refused = true;
         conn_close(c, "refused");
         return;
     }
-    c->admitted = one;
+    c->counted = true;
+    c->chosen = c->group->n == 1;
     c->cli.r.readable = true; /* what follows the header may be in the socket already */
     conn_begin(c);
 }
@@ -1067,26 +1079,19 @@ static void conn_start(struct tcp_listener *l, int fd, const struct sockaddr_sto
 {
     struct relay_ctx *ctx = l->ctx;
     struct mapping *m = l->map;
-    /* A port of one mapping admits now; one of several once the router has chosen, and now
-     * only turns away a client that every one of them would. accept-proxy: the peer must be a
-     * trusted proxy, and the client its header names is admitted once it is read (conn_proxy). */
+    /* accept-proxy: the peer must be a trusted proxy, and the client its header names is
+     * admitted once it is read (conn_proxy). */
     bool proxied = m->conf.accept_proxy != PROXYHDR_OFF;
-    bool admit = !proxied && l->group->n == 1;
     enum mapping_verdict v = proxied ? mapping_check_proxy(m, ctx->worker, client)
-                             : admit ? mapping_admit(m, ctx->worker, client)
-                             : group_allows(l->group, client) ? MAPPING_ADMIT
-                                                              : MAPPING_DENIED;
+                                     : port_admit(l->group, ctx->worker, client);
     if (v != MAPPING_ADMIT) {
-        if (!admit && !proxied) {
-            mapping_stat_add(&mapping_shard(m, ctx->worker)->stats.refused_acl, 1);
-        }
         refuse(l, fd, client, v);
         return;
     }
     struct tcp_conn *c = calloc(1, sizeof(*c));
     if (c == NULL) {
         log_error("map %s: out of memory; closing a new connection", m->conf.name);
-        if (admit) {
+        if (!proxied) {
             mapping_release(m, client);
         }
         close(fd);
@@ -1094,7 +1099,8 @@ static void conn_start(struct tcp_listener *l, int fd, const struct sockaddr_sto
     }
     c->ctx = ctx;
     c->map = mapping_ref(m);
-    c->admitted = admit;
+    c->counted = !proxied;
+    c->chosen = !proxied && l->group->n == 1;
     c->group = mapping_group_ref(l->group);
     c->router = l->router;
     c->port = l->port;

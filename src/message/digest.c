@@ -205,6 +205,9 @@ static bool read_challenge(const char *s, size_t n, size_t *i, struct reading *r
         r->why = "a Digest challenge that offers qop=auth-int only";
         return false;
     }
+    if (basic) {
+        r->c.stale = false; /* a Digest word: a Basic challenge cannot ask to answer again */
+    }
     if (r->sess || r->userhash) {
         r->why = r->sess ? "a -sess algorithm" : "userhash";
         return false;

@@ -17,7 +17,10 @@
 #include <stdint.h>
 
 #define DIGEST_FIELD_MAX 256
-#define DIGEST_CRED_MAX 1024 /* DIGEST_CRED_MAX: the longest Authorization value written */
+/* The Authorization values a buffer of this size holds: any but those for a request URI of
+ * kilobytes (with a realm, nonce and opaque of DIGEST_FIELD_MAX bytes all escaped, 1.5 KiB is
+ * taken before the URI). */
+#define DIGEST_CRED_MAX 4096
 
 enum digest_scheme { DIGEST_NONE, DIGEST_BASIC, DIGEST_MD5, DIGEST_SHA256 };
 
@@ -32,8 +35,9 @@ struct digest_challenge {
 };
 
 /* The device's login, as the device-auth key gives it: "USER:PASSWORD" written in the
- * configuration (no spaces), or "file:/ABSOLUTE/PATH" of a file that holds USER:PASSWORD on one line (and
- * must not be readable by every user). Plain data (forward/proto.h: a protocol's settings). */
+ * configuration (no spaces), or "file:/ABSOLUTE/PATH" of a file that holds USER:PASSWORD on one
+ * line (and must not be readable by every user). Plain data (forward/proto.h: a protocol's
+ * settings). */
 struct digest_login {
     char user[128];
     char password[256];
@@ -59,8 +63,8 @@ bool digest_better(const struct digest_challenge *a, const struct digest_challen
 /*
  * Writes the Authorization value ("Basic ..." or "Digest username=...") that answers c for the
  * request method and uri (as sent on the request line), as user with password, the nc-th use
- * of c's nonce (from 1). Returns its length, or 0 when it would not fit len bytes (len of
- * DIGEST_CRED_MAX always fits) or user has a '"' or ':' (Basic) that the scheme cannot carry.
+ * of c's nonce (from 1). Returns its length, or 0 when it would not fit len bytes (see
+ * DIGEST_CRED_MAX) or user has a ':' that Basic cannot carry.
  */
 size_t digest_credentials(const struct digest_challenge *c, const char *user, const char *password,
                           const char *method, size_t mlen, const char *uri, size_t ulen,

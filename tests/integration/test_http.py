@@ -456,10 +456,36 @@ def test_host_routing_shares_a_port(gateway, device):
     out = s.recv(4096)
     assert out.startswith(b"HTTP/1.1 408 "), out
     assert 0.8 < time.time() - start < 3
+    s.close()
+    # Nor does a first request the gateway refuses.
+    out = raw(p[1], b"TRACE / HTTP/1.1\r\nHost: a\r\n\r\n")
+    assert out.startswith(b"HTTP/1.1 405 "), out
     with pytest.raises(BlockingIOError):
         quiet.accept()
     quiet.close()
-    s.close()
+    # Until its mapping is chosen, a connection holds a place of the port's first mapping:
+    # its max-conns bound the clients that have not said what they want.
+    tail = g.reload(config=http_map("cam1", p[0], d1.port,
+                                    extra="host = cam1.example.org\nmax-conns = 2\n")
+                    + http_map("cams", p[0], d2.port, extra="host = cam2.example.org\n"))
+    assert "configuration applied" in tail, tail
+    slow = [socket.create_connection(("127.0.0.1", p[0]), timeout=5) for _ in range(2)]
+    for c in slow:
+        c.sendall(b"GET / HTTP/1.1\r\n")
+    time.sleep(0.2)
+    with pytest.raises((ConnectionResetError, BrokenPipeError)):
+        third = socket.create_connection(("127.0.0.1", p[0]), timeout=5)
+        time.sleep(0.2)
+        third.sendall(b"GET / HTTP/1.1\r\n")
+        if third.recv(100) == b"":
+            raise ConnectionResetError
+    g.wait_log("map cam1: tcp refused 127.0.0.1:")
+    assert "max-conns reached" in g.log()
+    for c in slow:
+        c.sendall(b"Host: cam2.example.org\r\nConnection: close\r\n\r\n")
+        assert b" 404 " in c.recv(100)  # /: the device's answer, through
+        c.close()
+    assert b" 200 " in _get(p[0], "cam2.example.org").split(b"\r\n")[0]
 
 
 def test_https_host_routing_by_sni(gateway, device, tmp_path):
@@ -702,6 +728,13 @@ def test_device_auth_digest(gateway, device):
     assert len(dev.httpd.auths) == 4 and dev.httpd.auths[0] == "", dev.httpd.auths
     st = g.map_stats("cam")
     assert st["http device logins answered"] == 3, st
+    # Pipelined requests while nonces go stale: each goes alone, each answer is its own.
+    dev.httpd.nonce_uses = 2
+    out = raw(p[0], b"".join(b"GET /digest/echo?%d HTTP/1.1\r\nHost: a\r\n\r\n" % i
+                             for i in range(1, 6))
+              + b"GET /digest/echo?6 HTTP/1.1\r\nHost: a\r\nConnection: close\r\n\r\n")
+    assert [int(x) for x in re.findall(rb"GET /digest/echo\?(\d) ", out)] == [1, 2, 3, 4, 5, 6], out
+    assert out.count(b"HTTP/1.0 200 ") + out.count(b"HTTP/1.1 200 ") == 6, out
     # A wrong password: 502 from the gateway, logged, the device's 401 not passed on.
     r = curl("-w", "[%{http_code}]", f"http://127.0.0.1:{p[1]}/digest/echo")
     assert r.stdout.decode().startswith("502 Bad Gateway: the device refused device-auth's login")

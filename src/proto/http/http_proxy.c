@@ -25,11 +25,12 @@ struct pending_req {
 };
 
 /*
- * device-auth: the gateway answers the device's own login (message/digest.h). Until the device
- * has asked once on this connection, each request goes alone (no pipelining) and a copy of it as
- * sent (head, and a body up to DA_SAVE_BODY) is kept; a 401 with a challenge is then not passed
- * on: its body is skipped and the copy sent again with Authorization. From the first answer that
- * is no 401 on, every request carries credentials for that challenge (Digest: the next nc).
+ * device-auth: the gateway answers the device's own login (message/digest.h). Each request goes
+ * alone (no pipelining: a request sent again must be the one answered) and a copy of it as sent
+ * (head, and a body up to DA_SAVE_BODY) is kept; a 401 with a challenge is then not passed on:
+ * its body is skipped and the copy sent again with Authorization. From the first challenge on,
+ * every request carries credentials for it (Digest: the next nc); a stale nonce is answered
+ * once more.
  */
 #define DA_SAVE_HEAD 8192
 #define DA_SAVE_BODY 16384
@@ -653,22 +654,38 @@ static ssize_t pass_body(struct hx *h, enum tcp_dir d, const char *in, size_t le
 
 /* Checks a parsed request against what the gateway lets through. Returns false with the
  * answer queued. */
-static bool request_allowed(struct hx *h, const struct msg *m)
+int http_request_refused(const struct msg *m, const char **why, const char **extra)
 {
+    *extra = "";
     if ((msg_str_ieq(m->method, "GET") || msg_str_ieq(m->method, "HEAD")) &&
         (m->chunked || m->length > 0)) {
         /* Browsers send none; a device that ignores it would read the body as a request. */
-        answer(h, 400, "a GET or HEAD with a body", "");
-        return false;
+        *why = "a GET or HEAD with a body";
+        return 400;
     }
     if (msg_str_ieq(m->method, "CONNECT") || msg_str_ieq(m->method, "TRACE")) {
-        answer(h, 405, "CONNECT and TRACE are not passed on",
-               "Allow: GET, HEAD, POST, PUT, DELETE, OPTIONS, PATCH\r\n");
-        return false;
+        *why = "CONNECT and TRACE are not passed on";
+        *extra = "Allow: GET, HEAD, POST, PUT, DELETE, OPTIONS, PATCH\r\n";
+        return 405;
     }
     if (m->target.p[0] != '/' &&
         !(m->target.n == 1 && m->target.p[0] == '*' && msg_str_ieq(m->method, "OPTIONS"))) {
-        answer(h, 400, "the request target must be a path (no absolute or authority form)", "");
+        *why = "the request target must be a path (no absolute or authority form)";
+        return 400;
+    }
+    if (m->host.n >= 256) {
+        *why = "Host too long";
+        return 400;
+    }
+    return 0;
+}
+
+static bool request_allowed(struct hx *h, const struct msg *m)
+{
+    const char *why, *extra;
+    int status = http_request_refused(m, &why, &extra);
+    if (status != 0) {
+        answer(h, status, why, extra);
         return false;
     }
     if (m->host.n >= sizeof(h->host)) {
@@ -845,12 +862,6 @@ static bool answer_challenge(struct hx *h, char *out, size_t room, size_t *produ
 
 /* ---- device-auth ---- */
 
-/* True when no request waits to be sent again: the next may go (pipelining) as usual. */
-static bool da_settled(const struct devauth *da)
-{
-    return da->known && da->resends == 0 && !da->resend && !da->skipping;
-}
-
 /* Keeps a copy of the request's head that write_request() wrote, as the device got it but for
  * its credentials, for a resend (which has new ones); body: one follows. */
 static void da_save_head(struct devauth *da, const char *head, bool body)
@@ -927,8 +938,11 @@ static bool da_challenged(struct hx *h, const struct msg *m)
         fail = "the device refused device-auth's login";
     } else if (!da->saved_ok || da->saving) {
         fail = "the device asked for its login on a request too large to send again";
-    } else if (!h->q[0].head && m->status != 204 && !m->chunked && !m->has_length) {
+    } else if (!h->q[0].head && !m->chunked && !m->has_length) {
         fail = "the device's 401 has no length to skip it by";
+    } else if (m->minor == 0 ? !any_lists(m, "Connection", "keep-alive")
+                             : any_lists(m, "Connection", "close")) {
+        fail = "the device closes its connection after its 401 (device-auth needs keep-alive)";
     }
     if (fail != NULL) {
         h->answering = false;
@@ -967,7 +981,7 @@ static ssize_t up_data(struct hx *h, const char *in, size_t len, char *out, size
         switch (h->st[TCP_UP]) {
         case S_HEAD: {
             if (h->upgrading || h->qlen == MAX_PENDING || h->acme_queued ||
-                (h->da != NULL && h->qlen > 0 && !da_settled(h->da))) {
+                (h->da != NULL && h->qlen > 0)) {
                 return (ssize_t)used; /* held until the answers come */
             }
             /* Empty lines before a request (some clients end a body with one more CRLF) are
@@ -1307,7 +1321,7 @@ static bool hx_held(void *st, enum tcp_dir dir)
     const struct hx *h = st;
     return dir == TCP_UP && h->st[TCP_UP] == S_HEAD &&
            (h->upgrading || h->qlen == MAX_PENDING || h->acme_queued ||
-            (h->da != NULL && h->qlen > 0 && !da_settled(h->da)));
+            (h->da != NULL && h->qlen > 0));
 }
 
 static void hx_close(void *st)

@@ -47,6 +47,11 @@ size_t http_answer_text(char *buf, size_t len, int status, const char *why, cons
 size_t http_challenge_answer(const struct http_conf *conf, const char *token, bool head, bool close,
                              bool http10, char *out, size_t room, int *status, char *why,
                              size_t whylen);
+/* What the gateway refuses of a parsed request whatever the connection (a GET with a body,
+ * CONNECT and TRACE, a target that is no path, a Host of 256 bytes or more): the status to
+ * answer, with *why and extra header lines in *extra ("" or "Allow: ...\r\n"), or 0. */
+int http_request_refused(const struct msg *m, const char **why, const char **extra);
+
 /* redirect-https: the status and the header lines of the answer to a request for target with
  * Host host ("" without one): 308 with "Location: https://...\r\n" in loc (the same host, the
  * twin's port, the same target), or 400 (no Host) or 414 (a target too long) with loc "".

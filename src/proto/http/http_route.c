@@ -158,6 +158,20 @@ bool http_hosts_overlap(const char *a, const char *b, char *buf, size_t len)
 
 /* ---- routing ---- */
 
+/* True if name (a TLS server name, any case) is a DNS name. */
+static bool sni_ok(const char *name)
+{
+    char low[256];
+    size_t n = strlen(name);
+    if (n == 0 || n >= sizeof(low)) {
+        return false;
+    }
+    for (size_t i = 0; i <= n; i++) {
+        low[i] = (char)tolower((unsigned char)name[i]);
+    }
+    return dns_name(low, n);
+}
+
 /* The name in a Host value, without its port: "cam1:8080" -> "cam1", "[::1]:80" -> "[::1]". */
 static size_t host_name_len(const char *h, size_t n)
 {
@@ -193,9 +207,9 @@ static ssize_t pick(const struct mapping_group *g, const char *host, size_t n)
 
 /* The gateway's answer, counted and logged (one line a second at most) under the port's first
  * mapping: no mapping is chosen yet. */
-static ssize_t refuse(const struct tcp_route_conn *rc, int status, const char *why,
-                      const char *log_reason, char *out, size_t room, size_t *out_len,
-                      const char **reason)
+static ssize_t refuse_with(const struct tcp_route_conn *rc, int status, const char *why,
+                           const char *extra, const char *log_reason, char *out, size_t room,
+                           size_t *out_len, const char **reason)
 {
     const struct mapping *first = rc->group->maps[0];
     mapping_stat_add(&mapping_shard(first, rc->worker)->stats.proto[HTTP_STAT_REFUSED], 1);
@@ -206,9 +220,16 @@ static ssize_t refuse(const struct tcp_route_conn *rc, int status, const char *w
                  first->conf.name, addr_format(rc->client, cs, sizeof(cs)), status, why,
                  (unsigned long long)suppressed);
     }
-    *out_len = http_answer_text(out, room, status, why, "");
+    *out_len = http_answer_text(out, room, status, why, extra);
     *reason = log_reason;
     return TCP_ROUTE_REFUSE;
+}
+
+static ssize_t refuse(const struct tcp_route_conn *rc, int status, const char *why,
+                      const char *log_reason, char *out, size_t room, size_t *out_len,
+                      const char **reason)
+{
+    return refuse_with(rc, status, why, "", log_reason, out, room, out_len, reason);
 }
 
 /* The chosen mapping redirects every request to https (redirect-https): the gateway answers,
@@ -299,11 +320,15 @@ static ssize_t route(const struct tcp_route_conn *rc, const char *in, size_t len
         }
         return TCP_ROUTE_MORE;
     }
-    if (n == MSG_ERROR) {
-        return refuse(rc, status, perr, "the gateway refused the first request", out, room, out_len,
-                      reason);
+    /* What the filter would refuse of the first request, refused before a device is connected
+     * to: what the parser refuses, then what the gateway lets through of a parsed request. */
+    const char *extra = "";
+    if (n == MSG_ERROR || (status = http_request_refused(&m, &perr, &extra)) != 0) {
+        return refuse_with(rc, status, perr, extra, "the gateway refused the first request", out,
+                           room, out_len, reason);
     }
-    const char *sni = rc->servername;
+    /* A server name is a DNS name; anything else (control characters) is as good as none. */
+    const char *sni = rc->servername != NULL && sni_ok(rc->servername) ? rc->servername : NULL;
     ssize_t by_sni = sni != NULL ? pick(rc->group, sni, strlen(sni)) : -1;
     ssize_t chosen;
     if (m.host.n > 0) {

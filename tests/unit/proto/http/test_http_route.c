@@ -148,6 +148,21 @@ static void test_router_choice(void **state)
     assert_int_equal(
         route(p, "GET / HTTP/1.1\r\nHost: cam1.example.org\r\n\r\n", "cam2.example.org", 0, 0),
         -421);
+    /* A server name that is no DNS name (control characters) counts as none. */
+    assert_int_equal(route(p, "GET / HTTP/1.1\r\nHost: cam1.example.org\r\n\r\n",
+                           "cam2.example.org\nforged", 0, 0),
+                     0);
+    /* What the filter refuses of a parsed request, refused before any device. */
+    assert_int_equal(route(p, "TRACE / HTTP/1.1\r\nHost: cam1.example.org\r\n\r\n", NULL, 0, 0),
+                     -405);
+    assert_int_equal(route(p, "GET http://x/ HTTP/1.1\r\nHost: cam1.example.org\r\n\r\n", NULL,
+                           0, 0),
+                     -400);
+    assert_int_equal(route(p,
+                           "GET / HTTP/1.1\r\nHost: cam1.example.org\r\nContent-Length: 1\r\n"
+                           "\r\nx",
+                           NULL, 0, 0),
+                     -400);
     /* A server name no mapping has: the Host decides. */
     assert_int_equal(
         route(p, "GET / HTTP/1.1\r\nHost: cam1.example.org\r\n\r\n", "other.net", 0, 0), 0);
