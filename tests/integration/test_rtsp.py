@@ -126,12 +126,13 @@ def gst_device():
     """GStreamer's RTSP server (which, unlike VLC's, serves RTP interleaved) at /test."""
     procs = []
 
-    def make():
+    def make(*login):
+        """login: USER, PASSWORD for a device with Digest authentication."""
         port = free_ports()
         p = subprocess.Popen(["/usr/bin/python3", os.path.join(os.path.dirname(__file__),
                                                               "nethelper.py"),
-                              "gst-rtsp", "127.0.0.1", str(port)], stdout=subprocess.PIPE,
-                             stderr=subprocess.DEVNULL)
+                              "gst-rtsp", "127.0.0.1", str(port), *login],
+                             stdout=subprocess.PIPE, stderr=subprocess.DEVNULL)
         procs.append(p)
         assert p.stdout.readline().strip() == b"ready"
         return port
@@ -735,3 +736,180 @@ def test_interleaved_bulk_is_filtered_not_spliced(gateway, tcp_echo, variant):
         st = g.map_stats("enc")
     assert st["bytes to clients"] > len(frames)
     assert st["bytes spliced"] == 0, st
+
+
+# ---- device-auth: the gateway answers the device's own login ----
+
+def auth_header(request):
+    """The Authorization values of a request head (text)."""
+    return re.findall(r"(?im)^authorization:[ \t]*(.*?)\r?$", request)
+
+
+def cseq_of(request):
+    return re.search(r"(?im)^cseq:\s*(\S+)", request)[1]
+
+
+def auth_device(tcp_echo, challenge):
+    """A device that wants a login: a request without Authorization is answered 401 with the
+    challenge given (WWW-Authenticate lines), one with it 200. The heads of the requests it got
+    are in .requests."""
+    requests = []
+
+    def handler(c):
+        buf = b""
+        while True:
+            d = c.recv(65536)
+            if not d:
+                return
+            buf += d
+            while b"\r\n\r\n" in buf:
+                head, buf = buf.split(b"\r\n\r\n", 1)
+                text = head.decode()
+                requests.append(text)
+                if auth_header(text):
+                    c.sendall(f"RTSP/1.0 200 OK\r\nCSeq: {cseq_of(text)}\r\n\r\n".encode())
+                else:
+                    c.sendall(f"RTSP/1.0 401 Unauthorized\r\nCSeq: {cseq_of(text)}\r\n"
+                              f"{challenge}\r\n".encode())
+    dev = tcp_echo(handler=handler)
+    dev.requests = requests
+    return dev
+
+
+def test_device_auth_digest_plays_without_credentials(gateway, gst_device):
+    """GStreamer's server with Digest authentication, behind an rtsp mapping with device-auth:
+    ffprobe gives no credentials and plays it, RTP interleaved and over UDP; the same player
+    through a mapping without device-auth is refused by the device."""
+    dev = gst_device("admin", "s3cret")
+    g, port = rtsp_gateway(gateway, dev, extra=",device-auth=admin:s3cret")
+    for transport in ("tcp", "udp"):
+        assert frames(f"rtsp://127.0.0.1:{port}/test", transport) >= 25, transport
+    st = g.map_stats("enc")
+    assert st["rtsp device-auth answers"] == 2 and st["rtsp device-auth failures"] == 0, st
+    assert st["rtsp sessions"] == 1  # the UDP one's
+    assert "s3cret" not in g.log()
+    plain, plain_port = rtsp_gateway(gateway, dev, rtp="20200-20299")
+    assert frames(f"rtsp://127.0.0.1:{plain_port}/test", "tcp") == 0
+
+
+def test_device_auth_wrong_password_gets_502(gateway, gst_device):
+    """A password the device refuses: the player gets 502 from the gateway with the reason
+    (never the device's 401, which would invite it to try passwords), the log says why, naming
+    the user but never the password, and the failure is counted."""
+    dev = gst_device("admin", "s3cret")
+    g, port = rtsp_gateway(gateway, dev, extra=",device-auth=admin:not-it")
+    url = f"rtsp://127.0.0.1:{port}/test"
+    r = subprocess.run(["ffprobe", "-v", "error", "-rtsp_transport", "tcp", url],
+                       capture_output=True, text=True, timeout=60)
+    assert r.returncode != 0 and "502 Bad Gateway" in r.stderr, r.stderr
+    g.wait_log("DESCRIBE answered 502: the device refused device-auth's credentials "
+               "(user \"admin\")")
+    c = Rtsp(port)
+    status, h, body = c.ask("DESCRIBE", url, Authorization="Basic YWRtaW46czNjcmV0")
+    assert status == 502 and "www-authenticate" not in h, h
+    assert body == "the device refused device-auth's credentials\n"
+    c.close()
+    st = g.map_stats("enc")
+    assert st["rtsp device-auth failures"] == 2 and st["rtsp device-auth answers"] == 2, st
+    assert "not-it" not in g.log()
+
+
+def test_device_auth_behind_rtsps(gateway, gst_device, tmp_path):
+    """rtsps with device-auth from a file: ffprobe plays rtsps:// with no credentials, RTP
+    interleaved in the TLS connection."""
+    from conftest import BINARY
+    dev = gst_device("admin", "s3cret")
+    assert subprocess.run([BINARY, "cert", "-o", str(tmp_path / "c"), "localhost"],
+                          capture_output=True).returncode == 0
+    login = tmp_path / "device-login"
+    login.write_text("admin:s3cret\n")
+    login.chmod(0o600)
+    port = free_ports()
+    g = gateway("--map", f"rtsps:127.0.0.1:{port}=127.0.0.1:{dev},name=enc,"
+                f"cert={tmp_path}/c.crt,key={tmp_path}/c.key,device-auth=file:{login}")
+    assert frames(f"rtsps://localhost:{port}/test", transport="tcp") >= 25
+    st = g.map_stats("enc")
+    assert st["tls handshakes"] >= 1 and st["rtsp device-auth answers"] == 1, st
+
+
+def test_device_auth_players_authorization_never_reaches_the_device(gateway, tcp_echo):
+    """A player's own Authorization is removed: the device sees the gateway's Digest only,
+    answering its challenge for the request as the device got it (its URL), the first time by
+    sending the challenged request again with the same CSeq, then from the start with the
+    nonce's next count. The answers are right for RFC 7616's MD5 with qop=auth."""
+    import hashlib
+    dev = auth_device(tcp_echo, 'WWW-Authenticate: Basic realm="cam"\r\n'
+                                'WWW-Authenticate: Digest realm="cam", nonce="abc", qop="auth"\r\n')
+    g, port = rtsp_gateway(gateway, dev.port, extra=",device-auth=admin:s3cret")
+    url = f"rtsp://127.0.0.1:{port}/x"
+    c = Rtsp(port)
+    guess = 'Digest username="guess", realm="cam", nonce="abc", uri="/x", response="00"'
+    status, h, _ = c.ask("OPTIONS", url, Authorization=guess)
+    assert status == 200 and h["cseq"] == "1"
+    assert c.ask("DESCRIBE", url, Authorization="Basic Z3Vlc3M6Z3Vlc3M=")[0] == 200
+    c.close()
+    assert [cseq_of(r) for r in dev.requests] == ["1", "1", "2"]
+    assert auth_header(dev.requests[0]) == []
+    md5 = lambda s: hashlib.md5(s.encode()).hexdigest()
+    for r, nc in zip(dev.requests[1:], ("00000001", "00000002")):
+        (value,) = auth_header(r)
+        method, uri = r.split(" ")[:2]
+        assert uri == f"rtsp://127.0.0.1:{dev.port}/x"
+        fields = dict(re.findall(r'(\w+)="?([^",]*)"?', value[len("Digest "):]))
+        assert value.startswith("Digest ") and fields["username"] == "admin"
+        assert fields["uri"] == uri and fields["nc"] == nc and fields["qop"] == "auth"
+        want = md5(f"{md5('admin:cam:s3cret')}:abc:{nc}:{fields['cnonce']}:auth:"
+                   f"{md5(method + ':' + uri)}")
+        assert fields["response"] == want
+    assert g.map_stats("enc")["rtsp device-auth answers"] == 1
+
+
+def test_device_auth_basic(gateway, tcp_echo):
+    """A device that asks for Basic gets Basic of device-auth's user and password, on the
+    challenged request sent again and on every request after it."""
+    import base64
+    dev = auth_device(tcp_echo, 'WWW-Authenticate: Basic realm="x"\r\n')
+    g, port = rtsp_gateway(gateway, dev.port, extra=",device-auth=admin:s3cret")
+    url = f"rtsp://127.0.0.1:{port}/x"
+    c = Rtsp(port)
+    assert c.ask("DESCRIBE", url)[0] == 200
+    assert c.ask("OPTIONS", url)[0] == 200
+    c.close()
+    basic = "Basic " + base64.b64encode(b"admin:s3cret").decode()
+    assert [auth_header(r) for r in dev.requests] == [[], [basic], [basic]]
+
+
+def test_device_auth_check_lists_it_and_never_prints_a_password(tmp_path):
+    """portgate check lists device-auth as it lists any key (the file form keeps the password
+    out of it); its errors never repeat a password."""
+    from conftest import BINARY
+    port = free_ports()
+    head = f"[map enc]\nproto = rtsp\nlisten = 127.0.0.1:{port}\ntarget = 192.0.2.10:554\n"
+    conf = tmp_path / "p.conf"
+    conf.write_text(head + "device-auth = admin:s3cret\n")
+    r = subprocess.run([BINARY, "check", "-c", str(conf)], capture_output=True, text=True)
+    assert r.returncode == 0 and " device-auth=admin:s3cret " in r.stdout, r.stdout + r.stderr
+    login = tmp_path / "login"
+    login.write_text("admin:s3cret\n")
+    login.chmod(0o640)
+    conf.write_text(head + f"device-auth = file:{login}\n")
+    r = subprocess.run([BINARY, "check", "-c", str(conf)], capture_output=True, text=True)
+    assert r.returncode == 0 and f" device-auth=file:{login} " in r.stdout, r.stdout + r.stderr
+    assert "s3cret" not in r.stdout
+    login.chmod(0o644)
+    long = tmp_path / "long"
+    long.write_text("admin:" + "s3cret" * 50 + "\n")
+    long.chmod(0o600)
+    for value, error in ((f"file:{login}", "readable by every user; chmod o-r it"),
+                         ("s3cret-only", '"(not shown)": USER:PASSWORD, or file:/PATH'),
+                         ("admin:s3cret pw", '"(not shown)": a blank in it'),
+                         (f"file:{long}", "a password of at most 255"),
+                         (f"file:{tmp_path}/none", "No such file or directory")):
+        conf.write_text(head + f"device-auth = {value}\n")
+        r = subprocess.run([BINARY, "check", "-c", str(conf)], capture_output=True, text=True)
+        assert r.returncode == 1 and f"p.conf:5: [map enc] device-auth: " in r.stderr, r.stderr
+        assert error in r.stderr and "s3cret" not in r.stdout + r.stderr, r.stderr
+    conf.write_text(head.replace("rtsp", "tcp") + "device-auth = admin:s3cret\n")
+    r = subprocess.run([BINARY, "check", "-c", str(conf)], capture_output=True, text=True)
+    assert r.returncode == 1 and "device-auth applies to " in r.stderr
+    assert "s3cret" not in r.stdout + r.stderr

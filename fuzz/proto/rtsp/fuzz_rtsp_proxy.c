@@ -1,11 +1,13 @@
 /* libFuzzer target: the rtsp proxy filter (the conversation state: pending requests, local
- * answers, sessions, streams and their RTP ports) driven by both sides of two control
- * connections of one client at once, so that sessions held by both are exercised too. The input
- * is a series of chunks: a byte whose bit 0 is the direction (0: client -> device, 1: device ->
- * client) and bit 1 the connection, a length byte, then that many bytes. Each side's unconsumed
- * bytes are kept and offered again with the next chunk, as the relay does; what the filter
- * writes is checked to fit and then dropped. A connection the filter ends is closed and its
- * chunks are skipped. Streams bind real UDP ports on 127.0.0.1 from a small range. */
+ * answers, sessions, streams and their RTP ports, device-auth's challenges, requests kept and
+ * sent again) driven by both sides of two control connections of one client at once, so that
+ * sessions held by both are exercised too, on each of two mappings: one plain, one with
+ * device-auth. The input is a series of chunks: a byte whose bit 0 is the direction (0: client ->
+ * device, 1: device -> client), bit 1 the connection and bit 2 the mapping (1: device-auth), a
+ * length byte, then that many bytes. Each side's unconsumed bytes are kept and offered again with
+ * the next chunk, as the relay does; what the filter writes is checked to fit and then dropped.
+ * A connection the filter ends is closed and its chunks are skipped. Streams bind real UDP ports
+ * on 127.0.0.1 from a small range. */
 #include <stddef.h>
 #include <stdint.h>
 #include <stdlib.h>
@@ -22,7 +24,7 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size);
 static struct loop *loop;
 static struct relay_ctx ctx;
 static struct rtsp_proxy_worker *sessions;
-static struct mapping *map;
+static struct mapping *maps[2]; /* plain, and with device-auth */
 
 static void setup(void)
 {
@@ -34,9 +36,17 @@ static void setup(void)
     sessions = rtsp_proxy_worker_new();
     struct config *c = config_new();
     config_add_spec(c, "rtsp:127.0.0.1:554=127.0.0.1:8554,rtp-ports=31000-31019,max-sessions=3", 1);
-    map = mapping_new(&c->maps[0], NULL, 1);
+    config_add_spec(c,
+                    "rtsp:127.0.0.1:1554=127.0.0.1:8554,rtp-ports=31020-31039,max-sessions=3,"
+                    "device-auth=admin:s3cret",
+                    2);
+    if (c->nmaps != 2 || c->nerrors != 0) {
+        abort();
+    }
+    maps[0] = mapping_new(&c->maps[0], NULL, 1);
+    maps[1] = mapping_new(&c->maps[1], NULL, 1);
     config_free(c);
-    if (map == NULL || sessions == NULL) {
+    if (maps[0] == NULL || maps[1] == NULL || sessions == NULL) {
         abort();
     }
 }
@@ -47,16 +57,16 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
         setup();
     }
     const struct tcp_filter *f = &rtsp_proxy_filter;
-    void *st[2];
-    static char in[2][2][1 << 16];
+    void *st[4]; /* connection c of mapping m: st[m * 2 + c] */
+    static char in[4][2][1 << 16];
     static char out[RELAY_BUF_SIZE];
-    size_t have[2][2] = {{0, 0}, {0, 0}};
-    for (int c = 0; c < 2; c++) {
-        struct tcp_filter_conn fc = {.ctx = &ctx, .state = sessions, .map = map};
+    size_t have[4][2] = {{0, 0}, {0, 0}, {0, 0}, {0, 0}};
+    for (int c = 0; c < 4; c++) {
+        struct tcp_filter_conn fc = {.ctx = &ctx, .state = sessions, .map = maps[c / 2]};
         addr_parse_ip("198.51.100.2", &fc.client);
         addr_set_port(&fc.client, (uint16_t)(40000 + c));
         addr_parse_ip("127.0.0.1", &fc.client_local);
-        addr_set_port(&fc.client_local, 554);
+        addr_set_port(&fc.client_local, c / 2 ? 1554 : 554);
         addr_parse_ip("127.0.0.1", &fc.target);
         addr_set_port(&fc.target, 8554);
         addr_parse_ip("127.0.0.1", &fc.target_local);
@@ -64,7 +74,7 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
     }
     size_t i = 0;
     while (i + 2 <= size) {
-        int c = (data[i] >> 1) & 1;
+        int c = (data[i] >> 1) & 3;
         enum tcp_dir d = (data[i] & 1) ? TCP_DOWN : TCP_UP;
         size_t n = data[i + 1];
         i += 2;
@@ -104,7 +114,7 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
             }
         }
     }
-    for (int c = 0; c < 2; c++) {
+    for (int c = 0; c < 4; c++) {
         if (st[c] != NULL) {
             f->close(st[c]);
         }

@@ -9,6 +9,7 @@
 
 #include "core/addr.h"
 #include "core/log.h"
+#include "message/digest.h"
 #include "proto/rtsp/rtsp.h"
 #include "proto/rtsp/rtsp_proto.h"
 #include "proto/rtsp/rtsp_stream.h"
@@ -21,11 +22,16 @@
 #define CSEQ_MAX 32 /* RFC 7826 18.20: 1*9DIGIT; longer requests are refused (400) */
 #define STR_(x) #x
 #define STR(x) STR_(x)
-#define REPLY_MAX 256
+#define REPLY_MAX 384 /* the gateway's own answer, with a line of text for a 502 */
 #define TRANSPORT_MAX 512
 /* RFC 2326 12.37: a session without a timeout= in its Session header times out after 60 s. */
 #define SESSION_TIMEOUT_DEFAULT_MS 60000u
 #define SESSION_TIMEOUT_MAX_MS 86400000u
+/* device-auth: the requests kept to be sent again if the device challenges them, in all, per
+ * connection. A request larger than that is sent, not kept: a challenge to it gets 502. */
+#define AUTH_COPY_MAX 16384
+#define AUTH_LINE_MAX (sizeof("Authorization: \r\n") + DIGEST_CRED_MAX)
+#define METHOD_MAX 16 /* of a request's method, for the log */
 
 enum req_kind { REQ_OTHER, REQ_SETUP, REQ_TEARDOWN };
 
@@ -40,8 +46,17 @@ struct pending {
     struct rtsp_stream *stream;       /* a SETUP over UDP: owned here until the answer */
     uint16_t client_port[2];          /* what the client announced */
     uint16_t out_port;                /* the outside pair the client is told */
+    char method[METHOD_MAX];          /* for the log, cut short */
     char reply[REPLY_MAX];
     size_t reply_len;
+    /* device-auth: the request as the device got it, without credentials, kept until its answer
+     * (NULL: too large to keep); the same with the credentials that answer the device's
+     * challenge, waiting to be sent again (NULL: none); how often it carried credentials, and
+     * whether a stale nonce was answered already. */
+    char *sent, *again;
+    size_t sent_len, again_len;
+    unsigned tries;
+    bool stale_answered;
 };
 
 struct proxy;
@@ -97,6 +112,19 @@ struct proxy {
     bool closing;          /* a 400 was queued: the client's input is dropped */
     bool close_now;        /* the 400 went out: end the connection */
     char close_reason[160];
+    /* device-auth (NULL: none): the device's challenge once one came, answered from then on in
+     * every request (nc: the uses of its nonce); the bytes of the requests kept (struct
+     * pending: sent); whether the client's next request waits for an answer; how many
+     * requests wait to be sent again, and the timer that runs the relay to send them. */
+    const struct digest_login *login;
+    struct tcp_conn *conn;
+    bool auth_known;
+    struct digest_challenge challenge;
+    uint32_t nc;
+    size_t copy_bytes;
+    bool auth_held;
+    size_t nagain;
+    struct loop_timer kick;
 };
 
 static void endpoint_of(const struct sockaddr_storage *ss, struct rtsp_endpoint *ep)
@@ -377,14 +405,25 @@ static ssize_t q_match(struct proxy *p, const struct msg *m)
     return cseq == NULL ? first : -1;
 }
 
-/* Formats the gateway's own answer into buf (room > 0). Returns its length, truncated to fit:
- * one snprintf, so a truncation cannot turn into a write past the end. */
+/* Formats the gateway's own answer into buf (room > 0), with body as a line of text when it is
+ * not NULL and fits. Returns its length, truncated to fit: one snprintf, so a truncation cannot
+ * turn into a write past the end. */
 static size_t format_reply(char *buf, size_t room, int major, int minor, int status,
-                           const char *text, const char *cseq)
+                           const char *text, const char *cseq, const char *body)
 {
     bool has_cseq = cseq[0] != '\0';
-    int n = snprintf(buf, room, "RTSP/%d.%d %d %s\r\n%s%s%sServer: portgate\r\n\r\n", major, minor,
+    int n = -1;
+    if (body != NULL) {
+        n = snprintf(buf, room,
+                     "RTSP/%d.%d %d %s\r\n%s%s%sServer: portgate\r\nContent-Type: "
+                     "text/plain\r\nContent-Length: %zu\r\n\r\n%s\n",
+                     major, minor, status, text, has_cseq ? "CSeq: " : "", cseq,
+                     has_cseq ? "\r\n" : "", strlen(body) + 1, body);
+    }
+    if (n < 0 || (size_t)n >= room) {
+        n = snprintf(buf, room, "RTSP/%d.%d %d %s\r\n%s%s%sServer: portgate\r\n\r\n", major, minor,
                      status, text, has_cseq ? "CSeq: " : "", cseq, has_cseq ? "\r\n" : "");
+    }
     if (n < 0) {
         buf[0] = '\0';
         return 0;
@@ -392,31 +431,38 @@ static size_t format_reply(char *buf, size_t room, int major, int minor, int sta
     return (size_t)n < room ? (size_t)n : room - 1;
 }
 
+/* Makes e the gateway's own answer, which goes out in its turn. */
+static void make_local(struct pending *e, int major, int minor, int status, const char *text,
+                       const char *body)
+{
+    e->local = true;
+    /* A copy: GCC's -Wrestrict cannot tell the two fields of *e apart once this is inlined. */
+    char cseq[sizeof(e->cseq)];
+    memcpy(cseq, e->cseq, sizeof(cseq));
+    e->reply_len = format_reply(e->reply, sizeof(e->reply), major, minor, status, text, cseq, body);
+}
+
 /* Queues the gateway's own answer to request m. */
-static void reply(struct proxy *p, const struct msg *m, int status, const char *text)
+static void reply(struct proxy *p, const struct msg *m, int status, const char *text,
+                  const char *body, enum rtsp_proto_stat stat)
 {
     struct pending *e = q_push(p, m);
     if (e == NULL) {
         return; /* cannot happen: requests are only read while the queue has room */
     }
-    e->local = true;
-    /* A copy: GCC's -Wrestrict cannot tell the two fields of *e apart once this is inlined. */
-    char cseq[sizeof(e->cseq)];
-    memcpy(cseq, e->cseq, sizeof(cseq));
-    e->reply_len = format_reply(e->reply, sizeof(e->reply), m ? m->major : 1, m ? m->minor : 0,
-                                status, text, cseq);
-    mapping_stat_add(&stats(p)->proto[RTSP_STAT_REFUSED], 1);
+    make_local(e, m ? m->major : 1, m ? m->minor : 0, status, text, body);
+    mapping_stat_add(&stats(p)->proto[stat], 1);
 }
 
-/* Logs a refusal: at most one line a second per mapping and worker, like other refusals, since
- * a client can repeat a SETUP at will. */
-static void log_refusal(struct proxy *p, const char *why)
+/* Logs a refusal ("SETUP refused: why"): at most one line a second per mapping and worker, like
+ * other refusals, since a client can repeat a request at will. */
+static void log_refusal(struct proxy *p, const char *what, const char *why)
 {
     uint64_t suppressed;
     if (mapping_log_ok(p->map, p->ctx->worker, MAPPING_LOG_PROTO, loop_now(p->ctx->loop),
                        &suppressed)) {
-        log_warn("map %s: rtsp %s: SETUP refused: %s (%llu more refusals not logged)",
-                 p->map->conf.name, p->client_str, why, (unsigned long long)suppressed);
+        log_warn("map %s: rtsp %s: %s: %s (%llu more refusals not logged)", p->map->conf.name,
+                 p->client_str, what, why, (unsigned long long)suppressed);
     }
 }
 
@@ -424,8 +470,8 @@ static void log_refusal(struct proxy *p, const char *why)
 static void refuse_setup(struct proxy *p, const struct msg *m, int status, const char *text,
                          const char *why)
 {
-    log_refusal(p, why);
-    reply(p, m, status, text);
+    log_refusal(p, "SETUP refused", why);
+    reply(p, m, status, text, NULL, RTSP_STAT_REFUSED);
 }
 
 /* Writes the gateway's answers now at the head of the queue (their turn has come). */
@@ -439,6 +485,269 @@ static void flush_local(struct proxy *p, char *out, size_t room, size_t *produce
     if (p->closing && p->qlen == 0) {
         p->close_now = true;
     }
+}
+
+/* ---- device-auth: the device's login, answered by the gateway ---- */
+
+/*
+ * With device-auth, the device's challenges are the gateway's to answer: a client's own
+ * Authorization never reaches the device, and a 401 never reaches the client (who would then
+ * try passwords on the device). Each request goes to the device without credentials until the
+ * device first challenges one; that request is sent again, the same CSeq (RFC 2326 12.17: a
+ * request sent again keeps its sequence number, and the client's answer matches it), with the
+ * Authorization that answers the challenge, and every later request carries one for the same
+ * challenge (Digest: the nonce's next nc). So that a request can be sent again, a copy of it as
+ * the device got it is kept until its answer (AUTH_COPY_MAX in all); until the device's first
+ * challenge is known, one request goes at a time, so that the one sent again goes before the
+ * next. A stale nonce is answered once more (RFC 7616 3.3); any other 401 to a request that
+ * carried credentials means the device does not take them: the client gets 502 with the
+ * reason. A 401 never changes the device's state, so a request sent again is not done twice.
+ */
+
+/* Forgets e's copies. */
+static void copy_drop(struct proxy *p, struct pending *e)
+{
+    if (e->sent != NULL) {
+        p->copy_bytes -= e->sent_len;
+        free(e->sent);
+        e->sent = NULL;
+    }
+    if (e->again != NULL) {
+        p->nagain--;
+        free(e->again);
+        e->again = NULL;
+    }
+}
+
+/* Whether the client's next request (about size bytes) waits for the device's answers: until
+ * the device's first challenge is known, while any request is at the device; then while the
+ * copies kept would exceed AUTH_COPY_MAX. */
+static bool auth_waits(const struct proxy *p, size_t size)
+{
+    if (p->login == NULL) {
+        return false;
+    }
+    if (!p->auth_known) {
+        for (size_t i = 0; i < p->qlen; i++) {
+            if (!p->q[i].local) {
+                return true;
+            }
+        }
+        return false;
+    }
+    return p->copy_bytes > 0 && p->copy_bytes + size > AUTH_COPY_MAX;
+}
+
+/* Removes every Authorization header from the request at buf (n bytes, as the gateway wrote
+ * it). Returns the new length, or 0 if it does not parse (cannot happen). */
+static size_t strip_authorization(char *buf, size_t n)
+{
+    struct msg m;
+    const char *why;
+    ssize_t head = rtsp_parse(buf, n, &m, &why);
+    if (head <= 0) {
+        return 0;
+    }
+    /* From the last, so that the slices of the earlier ones stay where they are. */
+    for (size_t k = m.nhdr; k-- > 0;) {
+        if (!msg_str_ieq(m.hdr[k].name, "Authorization")) {
+            continue;
+        }
+        char *start = buf + (m.hdr[k].name.p - buf);
+        const char *nl = memchr(start, '\n', (size_t)(buf + head - start));
+        assert(nl != NULL); /* a header line ends before the head does */
+        size_t cut = (size_t)(nl + 1 - start);
+        memmove(start, start + cut, n - (size_t)(start + cut - buf));
+        n -= cut;
+        head -= (ssize_t)cut;
+    }
+    return n;
+}
+
+/*
+ * The line "Authorization: ...\r\n" that answers challenge ch as login for the request at msg
+ * (n bytes, without one), as the nc-th use of its nonce, into line; *pos is where it goes: before
+ * the empty line that ends the head. Returns its length, or 0 when the credentials do not fit
+ * DIGEST_CRED_MAX (a challenge and a URL too long together).
+ */
+static size_t auth_line(const struct digest_challenge *ch, const struct digest_login *login,
+                        const char *msg, size_t n, uint32_t nc, char line[AUTH_LINE_MAX],
+                        size_t *pos)
+{
+    struct msg m;
+    const char *why;
+    ssize_t head = rtsp_parse(msg, n, &m, &why);
+    if (head <= 0) {
+        return 0;
+    }
+    *pos = (size_t)head - (head >= 2 && msg[head - 2] == '\r' ? 2 : 1);
+    static const char name[] = "Authorization: ";
+    memcpy(line, name, sizeof(name) - 1);
+    size_t c =
+        digest_credentials(ch, login->user, login->password, m.method.p, m.method.n, m.target.p,
+                           m.target.n, nc, line + sizeof(name) - 1, DIGEST_CRED_MAX);
+    if (c == 0) {
+        return 0;
+    }
+    memcpy(line + sizeof(name) - 1 + c, "\r\n", 2);
+    return sizeof(name) - 1 + c + 2;
+}
+
+static const char auth_too_long[] =
+    "the device's challenge and the request's URL are too long for device-auth's credentials";
+
+/*
+ * device-auth on a request the filter has written to buf (n bytes, room in all): the client's
+ * Authorization removed, a copy of what is left into *copy (*copy_len bytes; NULL when it does
+ * not fit AUTH_COPY_MAX, or memory is short), and the gateway's credentials added once it knows
+ * the device's challenge. Returns the new length, -2 when room is short (nothing kept), or -1
+ * when no credentials can be made for it.
+ */
+static ssize_t auth_request(struct proxy *p, char *buf, size_t n, size_t room, char **copy,
+                            size_t *copy_len)
+{
+    *copy = NULL;
+    n = strip_authorization(buf, n);
+    if (n == 0) {
+        return -1;
+    }
+    char line[AUTH_LINE_MAX];
+    size_t pos = 0, ln = 0;
+    if (p->auth_known) {
+        ln = auth_line(&p->challenge, p->login, buf, n, p->nc + 1, line, &pos);
+        if (ln == 0) {
+            return -1;
+        }
+        if (n + ln > room) {
+            return -2;
+        }
+    }
+    if (n <= AUTH_COPY_MAX - p->copy_bytes && (*copy = malloc(n)) != NULL) {
+        memcpy(*copy, buf, n);
+        *copy_len = n;
+        p->copy_bytes += n;
+    }
+    if (ln > 0) {
+        memmove(buf + pos + ln, buf + pos, n - pos);
+        memcpy(buf + pos, line, ln);
+        n += ln;
+        p->nc++;
+    }
+    return (ssize_t)n;
+}
+
+/* The gateway answers e 502 in its turn, with why, instead of the device's 401 (m). The log line
+ * names the user when the device refused the credentials, never the password. */
+static void auth_refuse(struct proxy *p, struct pending *e, const struct msg *m, const char *why,
+                        bool refused)
+{
+    char what[METHOD_MAX + 24], line[320];
+    snprintf(what, sizeof(what), "%s answered 502", e->method[0] ? e->method : "a request");
+    snprintf(line, sizeof(line), "%s%s%s%s", why, refused ? " (user \"" : "",
+             refused ? p->login->user : "", refused ? "\")" : "");
+    log_refusal(p, what, line);
+    mapping_stat_add(&stats(p)->proto[RTSP_STAT_AUTH_FAILED], 1);
+    pending_release(p, e, why);
+    copy_drop(p, e);
+    make_local(e, m->major, m->minor, 502, "Bad Gateway", why);
+}
+
+/* Runs the relay, which sends the requests waiting to be sent again: a 401 read from the device
+ * brings no event on the client's side. */
+static void auth_kick(struct loop_timer *t)
+{
+    struct proxy *p = container_of(t, struct proxy, kick);
+    tcp_conn_kick(p->conn); /* may close the connection, and free p */
+}
+
+/*
+ * The device answered e 401 (m). The best of its challenges (WWW-Authenticate headers) becomes
+ * the gateway's, and e is sent again with credentials for it; or e gets 502 (the device refused
+ * the credentials e carried, or e was too large to keep, or the challenge cannot be answered).
+ * Nothing is written for the client now.
+ */
+static void auth_challenged(struct proxy *p, struct pending *e, const struct msg *m)
+{
+    struct digest_challenge best, c;
+    bool found = false;
+    const char *cannot = "no WWW-Authenticate";
+    for (size_t k = 0; k < m->nhdr; k++) {
+        const char *w;
+        if (!msg_str_ieq(m->hdr[k].name, "WWW-Authenticate")) {
+            continue;
+        }
+        if (digest_parse(m->hdr[k].value.p, m->hdr[k].value.n, &c, &w) != 0) {
+            cannot = found ? cannot : w;
+            continue;
+        }
+        if (!found || digest_better(&c, &best)) {
+            best = c;
+        }
+        found = true;
+    }
+    char why[160];
+    if (!found) {
+        snprintf(why, sizeof(why), "the device asks for a login device-auth cannot give (%s)",
+                 cannot);
+        auth_refuse(p, e, m, why, false);
+        return;
+    }
+    bool stale = e->tries > 0 && best.stale && !e->stale_answered;
+    if (e->tries > 0 && !stale) {
+        auth_refuse(p, e, m, "the device refused device-auth's credentials", true);
+        return;
+    }
+    if (e->sent == NULL) {
+        auth_refuse(p, e, m,
+                    "the request is too large to send again with device-auth's credentials "
+                    "(over " STR(AUTH_COPY_MAX) " bytes)",
+                    false);
+        return;
+    }
+    char line[AUTH_LINE_MAX];
+    size_t pos = 0, ln = auth_line(&best, p->login, e->sent, e->sent_len, 1, line, &pos);
+    char *again = ln > 0 ? malloc(e->sent_len + ln) : NULL;
+    if (again == NULL) {
+        auth_refuse(p, e, m, ln > 0 ? "out of memory" : auth_too_long, false);
+        return;
+    }
+    memcpy(again, e->sent, pos);
+    memcpy(again + pos, line, ln);
+    memcpy(again + pos + ln, e->sent + pos, e->sent_len - pos);
+    /* The new nonce's first use; later requests take the next ones. */
+    p->challenge = best;
+    p->auth_known = true;
+    p->nc = 1;
+    e->again = again;
+    e->again_len = e->sent_len + ln;
+    e->tries++;
+    e->stale_answered = e->stale_answered || stale;
+    p->nagain++;
+    mapping_stat_add(&stats(p)->proto[RTSP_STAT_AUTH_ANSWERED], 1);
+    if (p->conn != NULL) {
+        loop_timer_start(p->ctx->loop, &p->kick, 0);
+    }
+}
+
+/* Writes the requests waiting to be sent again, in order, to out. Returns false when one is left
+ * for want of room (the client's next requests wait behind it). */
+static bool auth_send_again(struct proxy *p, char *out, size_t room, size_t *produced)
+{
+    for (size_t i = 0; i < p->qlen && p->nagain > 0; i++) {
+        struct pending *e = &p->q[i];
+        if (e->again == NULL) {
+            continue;
+        }
+        if (e->again_len > room - *produced) {
+            return false;
+        }
+        memcpy(out + *produced, e->again, e->again_len);
+        *produced += e->again_len;
+        free(e->again);
+        e->again = NULL;
+        p->nagain--;
+    }
+    return true;
 }
 
 /* ---- Transport ---- */
@@ -602,6 +911,7 @@ static ssize_t request(struct proxy *p, const char *msg, const struct msg *m, ch
                 : msg_str_ieq(m->method, "TEARDOWN") ? REQ_TEARDOWN
                                                      : REQ_OTHER;
     session_id(m, slot.session);
+    snprintf(slot.method, sizeof(slot.method), "%.*s", (int)m->method.n, m->method.p);
     char tbuf[TRANSPORT_MAX];
     bool have_transport = false;
     if (slot.kind == REQ_SETUP && setup_transport(p, m, &slot, tbuf, &have_transport) == 0) {
@@ -612,6 +922,22 @@ static ssize_t request(struct proxy *p, const char *msg, const struct msg *m, ch
     if (n < 0) {
         pending_release(p, &slot, "no room to forward the SETUP");
         return -2;
+    }
+    if (p->login != NULL) {
+        slot.tries = p->auth_known ? 1 : 0;
+        n = auth_request(p, out, (size_t)n, room, &slot.sent, &slot.sent_len);
+        if (n == -2) {
+            pending_release(p, &slot, "no room to forward the SETUP");
+            return -2;
+        }
+        if (n < 0) {
+            char what[METHOD_MAX + 24];
+            snprintf(what, sizeof(what), "%s answered 502", slot.method);
+            log_refusal(p, what, auth_too_long);
+            pending_release(p, &slot, auth_too_long);
+            reply(p, m, 502, "Bad Gateway", auth_too_long, RTSP_STAT_AUTH_FAILED);
+            return 0;
+        }
     }
     /* A request naming a session of this client's that another connection set up (a
      * keep-alive or a TEARDOWN sent on a new connection): this one holds it too, so the
@@ -715,11 +1041,11 @@ static ssize_t answer_setup(struct proxy *p, const char *msg, const struct msg *
         if (room < REPLY_MAX) {
             return -2;
         }
-        log_refusal(p, refusal);
+        log_refusal(p, "SETUP refused", refusal);
         mapping_stat_add(&stats(p)->proto[RTSP_STAT_REFUSED], 1);
         pending_release(p, e, refusal);
         return (ssize_t)format_reply(out, room, m->major, m->minor, 453, "Not Enough Bandwidth",
-                                     e->cseq);
+                                     e->cseq, NULL);
     }
     char tbuf[TRANSPORT_MAX];
     client_transport(p, e, t, tbuf);
@@ -784,6 +1110,10 @@ static ssize_t answer(struct proxy *p, const char *msg, const struct msg *m, cha
         return -1;
     }
     struct pending *e = &p->q[i];
+    if (p->login != NULL && m->status == 401) {
+        auth_challenged(p, e, m); /* sent again, or answered 502 in its turn */
+        return 0;
+    }
     bool ok = m->status >= 200 && m->status < 300;
     struct rtsp_transport t;
     ssize_t n;
@@ -805,6 +1135,7 @@ static ssize_t answer(struct proxy *p, const char *msg, const struct msg *m, cha
     if (e->kind == REQ_TEARDOWN && ok) {
         teardown(p, e->session);
     }
+    copy_drop(p, e);
     q_remove(p, (size_t)i);
     return n;
 }
@@ -823,6 +1154,7 @@ static void *proxy_open(const struct tcp_filter_conn *fc)
     p->client = fc->client;
     p->client_ip = fc->client;
     addr_unmap(&p->client_ip);
+    p->conn = fc->conn;
     p->client_local = fc->client_local;
     p->target = fc->target;
     p->target_local = fc->target_local;
@@ -840,6 +1172,9 @@ static void *proxy_open(const struct tcp_filter_conn *fc)
     }
     snprintf(p->down.to_ip, sizeof(p->down.to_ip), "%s", view.host);
     p->last_rtsp_ms = loop_now(p->ctx->loop);
+    const struct rtsp_proto_conf *conf = p->map->conf.pconf;
+    p->login = conf->auth.user[0] != '\0' ? &conf->auth : NULL;
+    loop_timer_init(&p->kick, auth_kick);
     return p;
 }
 
@@ -917,6 +1252,10 @@ static ssize_t pass_message(struct proxy *p, enum tcp_dir dir, const char *in, s
         if (p->qlen == MAX_PENDING) {
             return 0; /* wait for answers before reading more requests */
         }
+        if (auth_waits(p, (size_t)head + m.length)) {
+            p->auth_held = true;
+            return 0;
+        }
         n = request(p, in, &m, out + *produced, room - *produced);
     } else if (dir == TCP_DOWN && m.response) {
         n = answer(p, in, &m, out + *produced, room - *produced);
@@ -949,8 +1288,15 @@ static ssize_t proxy_data(void *st, enum tcp_dir dir, const char *in, size_t len
     (void)eof;
     struct proxy *p = st;
     size_t used = 0, produced = 0;
+    if (dir == TCP_UP) {
+        p->auth_held = false;
+        if (p->nagain > 0 && !auth_send_again(p, out, room, &produced)) {
+            *out_len = produced; /* the rest once this is written */
+            return 0;
+        }
+    }
     if (dir == TCP_UP && p->closing) {
-        *out_len = 0;
+        *out_len = produced;
         return (ssize_t)len; /* after a malformed request, the rest is not RTSP either */
     }
     if (dir == TCP_DOWN && p->close_now) {
@@ -992,24 +1338,32 @@ static ssize_t proxy_data(void *st, enum tcp_dir dir, const char *in, size_t len
     return (ssize_t)used;
 }
 
-/* The client's requests wait while MAX_PENDING await their answers. */
+/* The client's requests wait while MAX_PENDING await their answers, or device-auth waits for
+ * one (auth_waits). */
 static bool proxy_held(void *st, enum tcp_dir dir)
 {
     const struct proxy *p = st;
-    return dir == TCP_UP && p->qlen == MAX_PENDING;
+    return dir == TCP_UP && (p->qlen == MAX_PENDING || p->auth_held);
 }
 
+/* Output of the filter's own: its answers to the client whose turn has come, and the requests
+ * device-auth sends to the device again. */
 static bool proxy_pending(void *st, enum tcp_dir dir)
 {
     struct proxy *p = st;
-    return dir == TCP_DOWN && (p->close_now || (p->qlen > 0 && p->q[0].local));
+    if (dir == TCP_UP) {
+        return p->nagain > 0;
+    }
+    return p->close_now || (p->qlen > 0 && p->q[0].local);
 }
 
 static void proxy_close(void *st)
 {
     struct proxy *p = st;
+    loop_timer_stop(p->ctx->loop, &p->kick);
     for (size_t i = 0; i < p->qlen; i++) {
         pending_release(p, &p->q[i], "the control connection closed");
+        copy_drop(p, &p->q[i]);
     }
     while (p->nheld > 0) {
         session_release(p->held[p->nheld - 1], p);

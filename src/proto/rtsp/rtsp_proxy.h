@@ -9,7 +9,11 @@
  *   - what the gateway refuses it answers itself, in order with the device's answers: multicast
  *     or unknown transports (461), no RTP ports or max-sessions reached (453), malformed
  *     requests (400, then the connection closes). A device that sends malformed RTSP loses the
- *     connection.
+ *     connection;
+ *   - with device-auth (rtsp_proto.h), the device's login is the gateway's: the client's
+ *     Authorization is removed, and the device's 401 is answered by sending the request again
+ *     with credentials (message/digest.h), which every later request then carries; a 401 the
+ *     gateway cannot answer becomes its own 502, with the reason.
  * Streams belong to the device's session (its Session id), which every control connection of
  * the same client naming the id holds (RFC 2326 lets a session span connections). A session ends
  * with a TEARDOWN's answer on any of them, when the last one holding it closes, or when neither

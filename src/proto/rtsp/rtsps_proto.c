@@ -15,6 +15,11 @@ struct rtsps_conf {
     struct tls_conf tls;
 };
 
+/* TLS's keys (no ALPN: RTSP has no name there), then rtsp's that apply behind TLS. */
+static const char *const keys[] = {
+    "cert", "key",       "ocsp",       "min-tls", "ciphers",     "handshake-timeout",
+    "auth", "client-ca", "client-crl", "users",   "device-auth", NULL};
+
 static const char *const stat_names[] = {RTSP_STAT_NAMES, TLS_STAT_NAMES, NULL};
 _Static_assert(RTSP_STAT_COUNT + TLS_STAT_COUNT <= PROTO_MAX_STATS, "rtsps: too many counters");
 
@@ -27,12 +32,18 @@ static void conf_init(void *pconf)
 
 static int conf_set(void *pconf, const char *key, const char *val, char *why, size_t len)
 {
-    return tls_conf_set(&((struct rtsps_conf *)pconf)->tls, key, val, why, len);
+    struct rtsps_conf *c = pconf;
+    if (strcmp(key, "device-auth") == 0) {
+        return rtsp_proto_auth_set(&c->rtsp, val, why, len);
+    }
+    return tls_conf_set(&c->tls, key, val, why, len);
 }
 
 static void conf_format(const void *pconf, char *buf, size_t len)
 {
-    tls_conf_format(&((const struct rtsps_conf *)pconf)->tls, buf, len);
+    const struct rtsps_conf *c = pconf;
+    tls_conf_format(&c->tls, buf, len);
+    rtsp_proto_auth_format(&c->rtsp, buf, len);
 }
 
 static void *run_open(const void *pconf, const char *mapname, unsigned char id[32], char *why,
@@ -41,16 +52,23 @@ static void *run_open(const void *pconf, const char *mapname, unsigned char id[3
     return tls_run_open(&((const struct rtsps_conf *)pconf)->tls, mapname, id, why, len);
 }
 
+/* device-auth: every player is the device's user. */
+static bool opens_device(const void *pconf)
+{
+    return ((const struct rtsps_conf *)pconf)->rtsp.auth.user[0] != '\0';
+}
+
 const struct proto rtsps_proto = {
     .name = "rtsps",
     .transport = SOCK_STREAM,
     .filter = &rtsp_proxy_filter,
     .layer = &tls_layer,
+    .opens_device = opens_device,
     /* As rtsp: a session spans control connections (rtsp_proto.c). */
     .placement = PROTO_ONE_WORKER,
     .worker_new = rtsp_proxy_state_new,
     .worker_free = rtsp_proxy_state_free,
-    .keys = tls_keys_fixed_alpn,
+    .keys = keys,
     .conf_size = sizeof(struct rtsps_conf),
     .conf_init = conf_init,
     .conf_set = conf_set,

@@ -8,6 +8,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/stat.h>
 #include <unistd.h>
 
 #include "gateway/config.h"
@@ -293,6 +294,82 @@ static bool overlap(const struct map_conf *a, const struct map_conf *b)
 
 /* Random sets of listeners, crowded into few addresses and ports: config_finish reports
  * exactly the clashing pairs that comparing every pair finds. */
+/* device-auth (rtsp, rtsps): the inline and the file forms, listed back as given; its errors
+ * never repeat a password. */
+static void test_device_auth(void **state)
+{
+    (void)state;
+    const char *rtsp = "[map enc]\nproto = rtsp\nlisten = 0.0.0.0:554\ntarget = 192.0.2.10:8554\n";
+    char buf[512], own[PROTO_CONF_FORMAT_MAX];
+    snprintf(buf, sizeof(buf), "%sdevice-auth = admin:s3:cr\"et\n", rtsp);
+    struct config *c = load(buf, false);
+    assert_int_equal(c->nerrors, 0);
+    const struct rtsp_proto_conf *rc = c->maps[0].pconf;
+    assert_string_equal(rc->auth.user, "admin");
+    assert_string_equal(rc->auth.password, "s3:cr\"et");
+    rtsp_proto.conf_format(rc, own, sizeof(own));
+    assert_string_equal(own, "rtp-ports=16384-17407 device-auth=admin:s3:cr\"et");
+    config_free(c);
+    /* Off, and by default: nothing listed. */
+    snprintf(buf, sizeof(buf), "%sdevice-auth = off\n", rtsp);
+    c = load(buf, false);
+    assert_int_equal(c->nerrors, 0);
+    rtsp_proto.conf_format(c->maps[0].pconf, own, sizeof(own));
+    assert_string_equal(own, "rtp-ports=16384-17407");
+    config_free(c);
+
+    char path[] = "/tmp/portgate-test-login-XXXXXX";
+    int fd = mkstemp(path);
+    assert_true(fd >= 0);
+    assert_int_equal(write(fd, "cam:pass word\n", 14), 14);
+    close(fd);
+    snprintf(buf, sizeof(buf),
+             "[map tls]\nproto = rtsps\nlisten = 0.0.0.0:322\ntarget = 192.0.2.10:554\n"
+             "cert = /nonexistent.crt\ndevice-auth = file:%s\n",
+             path);
+    c = config_new();
+    config_load_buffer(c, "t.conf", buf, strlen(buf));
+    assert_int_equal(c->nerrors, 0);
+    rc = c->maps[0].pconf;
+    assert_string_equal(rc->auth.user, "cam");
+    assert_string_equal(rc->auth.password, "pass word");
+    c->maps[0].proto->conf_format(c->maps[0].pconf, own, sizeof(own));
+    char want[128];
+    snprintf(want, sizeof(want),
+             "cert=/nonexistent.crt min-tls=1.2 handshake-timeout=10s "
+             "device-auth=file:%s",
+             path);
+    assert_string_equal(own, want);
+    config_free(c);
+
+    chmod(path, 0644);
+    static const char *const bad[][2] = {
+        {"s3cret", "t.conf:5: [map enc] device-auth: \"(not shown)\": USER:PASSWORD, or "
+                   "file:/PATH of a file that holds it"},
+        {":s3cret", "t.conf:5: [map enc] device-auth: \"(not shown)\": USER:PASSWORD"},
+        {"admin:s3 cret", "t.conf:5: [map enc] device-auth: \"(not shown)\": a blank in it, "
+                          "which check cannot list"},
+        {"file:relative", "t.conf:5: [map enc] device-auth: \"file:relative\": an absolute path"},
+        {"file:/a b", "t.conf:5: [map enc] device-auth: \"file:/a b\": a path with a blank"},
+        {NULL, "readable by every user; chmod o-r it (the device's password)"},
+    };
+    for (size_t i = 0; i < sizeof(bad) / sizeof(bad[0]); i++) {
+        char val[128];
+        snprintf(val, sizeof(val), "file:%s", path);
+        snprintf(buf, sizeof(buf), "%sdevice-auth = %s\n", rtsp, bad[i][0] ? bad[i][0] : val);
+        expect_error(buf, bad[i][1]);
+        c = load(buf, false);
+        for (size_t k = 0; k < c->nerrors; k++) {
+            assert_null(strstr(c->errors[k], "cret"));
+            assert_null(strstr(c->errors[k], "pass word"));
+        }
+        config_free(c);
+    }
+    unlink(path);
+    expect_error(MAP_OK "device-auth = admin:s3cret\n",
+                 "t.conf:5: [map web] device-auth applies to http, https, rtsp and rtsps mappings only");
+}
+
 static void test_clashes_match_brute_force(void **state)
 {
     (void)state;
@@ -414,6 +491,7 @@ static void test_map_keys_round_trip(void **state)
                                    "trusted-proxies = 198.51.100.0/24, 2001:db8::1\n"
                                    "[map enc]\nproto = rtsp\nlisten = [::]:554\n"
                                    "target = 192.0.2.10:8554\nrtp-ports = 20000-20099\n"
+                                   "device-auth = admin:s3cret\n"
                                    "[map u]\nproto = udp\nlisten = 0.0.0.0:5000-5009\n"
                                    "target = 192.0.2.10:6000-6009\nmax-sessions = 9\n",
                             false);
@@ -844,6 +922,7 @@ int main(void)
         cmocka_unit_test(test_proxy_keys),
         cmocka_unit_test(test_admin_keys),
         cmocka_unit_test(test_map_keys_round_trip),
+        cmocka_unit_test(test_device_auth),
         cmocka_unit_test(test_clashes_match_brute_force),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
