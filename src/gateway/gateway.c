@@ -13,6 +13,7 @@
 #include <sys/signalfd.h>
 #include <unistd.h>
 
+#include "auth/login.h"
 #include "core/log.h"
 #include "core/loop.h"
 #include "core/sock.h"
@@ -717,6 +718,11 @@ static void commit(struct gateway *g, struct config *cfg, struct plan *p)
     config_free(g->cfg);
     g->cfg = cfg;
     config_warnings(cfg, log_config_warning, NULL);
+    /* auth = login mappings log in the users of the users file. */
+    int lrc = login_configure(cfg->gw.users_file);
+    if (lrc < 0) {
+        log_error("login: %s; auth = login mappings refuse every login", strerror(-lrc));
+    }
     /* The outcome is logged at the level in force when the reload was asked for. */
     log_info("configuration applied: %u mappings added, %u changed, %u removed, %u unchanged; %zu "
              "ports listening on %u workers",
@@ -1409,6 +1415,7 @@ void gateway_free(struct gateway *g)
     }
     free(g->workers);
     free(g->snaps);
+    login_shutdown(); /* after the workers: no connection waits for a login check now */
     free_slots(g->ls, g->nls, g->nworkers);
     free_maps(g->maps, g->nmaps);
     config_free(g->cfg);

@@ -776,3 +776,97 @@ def test_device_auth_basic_with_nginx(gateway, tmp_path):
         assert r.stdout == b"[401]"
     finally:
         servers.stop()
+
+
+def _passwd(g, user, password):
+    r = subprocess.run([BINARY, "passwd", "-c", str(g.conf), "--password-stdin", user],
+                       input=password + "\n", capture_output=True, text=True, timeout=60)
+    assert r.returncode == 0, r.stderr
+
+
+def test_login_in_front_of_the_device(gateway, device, tmp_path):
+    """auth = login: without a session every request gets the gateway's login page (the device
+    sees nothing), a login makes a session cookie for this mapping only, the cookie never reaches
+    the device, users limits who may use it, a wrong user and a wrong password look the same, five
+    failures ban the address, and logout ends the session."""
+    dev = device()
+    p = free_ports(2)
+    conf = (http_map("cam", p[0], dev.port, extra="auth = login\nusers = alice, bob\n")
+            + http_map("other", p[1], dev.port, extra="auth = login\n"))
+    g = gateway(config=conf)
+    for u in ("alice", "carol"):
+        _passwd(g, u, f"{u}-password-1")
+    url = f"http://127.0.0.1:{p[0]}"
+    jar = tmp_path / "jar"
+    # Not logged in: a redirect to the login page, which names where to come back.
+    r = curl("-D", "-", "-o", "/dev/null", f"{url}/echo?x=1")
+    h = headers_of(r.stdout.decode())
+    assert r.stdout.startswith(b"HTTP/1.1 303 "), r.stdout
+    assert h["location"] == ["/.portgate/login?next=/echo%3Fx%3D1"]
+    r = curl("-D", "-", f"{url}/.portgate/login?next=/echo%3Fx%3D1")
+    text = r.stdout.decode()
+    assert text.startswith("HTTP/1.1 200 ") and 'name="next" value="/echo?x=1"' in text
+    assert "Content-Security-Policy: default-src 'none'" in text and "X-Frame-Options: DENY" in text
+    assert dev.seen == []
+    # Log in; follow to the device; the cookie stays with the gateway.
+    r = curl("-c", str(jar), "-b", str(jar), "-L", "-D", "-", "-H", "Cookie: theirs=1",
+             "--data-urlencode", "user=alice", "--data-urlencode", "password=alice-password-1",
+             "--data-urlencode", "next=/echo?x=1", f"{url}/.portgate/login")
+    text = r.stdout.decode()
+    assert "303 See Other" in text and "Set-Cookie: portgate_login=" in text, text
+    assert "HttpOnly; SameSite=Lax" in text
+    assert text.rstrip().endswith("") and "GET /echo?x=1 " in text, text
+    assert len(dev.seen) == 1 and "portgate_login" not in str(dev.seen), dev.seen
+    r = curl("-b", str(jar), "-H", "Cookie: theirs=1", f"{url}/echo")
+    assert b"Cookie: theirs=1" in r.stdout and b"portgate_login" not in r.stdout, r.stdout
+    # The session is this mapping's only.
+    r = curl("-b", str(jar), "-o", "/dev/null", "-w", "%{http_code}",
+             f"http://127.0.0.1:{p[1]}/echo")
+    assert r.stdout == b"303"
+    # users: carol has a password but may not use cam.
+    r = curl("--data", "user=carol&password=carol-password-1", f"{url}/.portgate/login",
+             "-w", "[%{http_code}]")
+    assert b"carol may not use cam." in r.stdout and r.stdout.endswith(b"[403]"), r.stdout
+    # A wrong password and a user that does not exist: the same answer.
+    answers = set()
+    for form in ("user=alice&password=nope", "user=nobody&password=nope"):
+        r = curl("--data", form, f"{url}/.portgate/login", "-w", "[%{http_code}]")
+        answers.add(r.stdout)
+    assert len(answers) == 1 and b"Wrong user or password." in answers.pop()
+    g.wait_log("login: map cam: failed login for user alice from 127.0.0.1")
+    g.wait_log("login: map cam: failed login for a user name that does not exist from 127.0.0.1")
+    # Logout ends the session.
+    r = curl("-b", str(jar), f"{url}/.portgate/logout")
+    assert b"Logged in as alice" in r.stdout
+    r = curl("-b", str(jar), "-c", str(jar), "-X", "POST", "-D", "-", "-o", "/dev/null",
+             f"{url}/.portgate/logout")
+    assert b"303 " in r.stdout and b"Max-Age=0" in r.stdout
+    g.wait_log("login: map cam: user alice logged out from 127.0.0.1")
+    r = curl("-b", str(jar), "-o", "/dev/null", "-w", "%{http_code}", f"{url}/echo")
+    assert r.stdout == b"303"
+    # Five failures from one address: banned, even with the right password.
+    for _ in range(3):
+        curl("--data", "user=bob&password=nope", f"{url}/.portgate/login")
+    r = curl("--data", "user=alice&password=alice-password-1", f"{url}/.portgate/login", "-w",
+             "[%{http_code}]")
+    assert b"Too many failed logins" in r.stdout and r.stdout.endswith(b"[429]"), r.stdout
+    g.wait_log("failed logins within 5 minutes")
+    assert "alice-password-1" not in g.log() and "nope" not in g.log()
+    st = g.map_stats("cam")
+    assert st["http logins"] == 1 and st["http failed logins"] >= 6, st
+    assert len(dev.seen) == 2
+    # A client that has not logged in costs the device not even a connection.
+    quiet = socket.socket()
+    quiet.bind(("127.0.0.1", 0))
+    quiet.listen(8)
+    quiet.setblocking(False)
+    tail = g.reload(config=conf + http_map("shy", free_ports(), quiet.getsockname()[1],
+                                          extra="auth = login\n"))
+    assert "configuration applied" in tail, tail
+    shy = re.search(r"map shy: listening on http 127\.0\.0\.1:(\d+)", g.log()).group(1)
+    for path in ("/", "/.portgate/login?next=/x", "/anything"):
+        r = curl("-o", "/dev/null", "-w", "%{http_code}", f"http://127.0.0.1:{shy}{path}")
+        assert r.stdout in (b"200", b"303"), (path, r.stdout)
+    with pytest.raises(BlockingIOError):
+        quiet.accept()
+    quiet.close()

@@ -930,3 +930,72 @@ def _answers(api):
         return api.get(f"{API}/status").status == 200
     except OSError:
         return False
+
+
+# ---------------------------------------------------------------- the gateway's login
+
+def test_login_in_front_of_a_device_in_chromium(gateway, tmp_path):
+    """auth = login on an https mapping, in Chromium: the device's page asks for the gateway's
+    login first, the login brings the browser back to the page it asked for, the device's own
+    redirects stay on the gateway's name, logout ends it, and failures end in a ban. The pages
+    obey their Content-Security-Policy (no violation in the console)."""
+    dev = Device()
+    assert subprocess.run([BINARY, "cert", "-o", str(tmp_path / "c"), "localhost"],
+                          capture_output=True).returncode == 0
+    port = free_ports()
+    g = gateway(config=f"[map cam]\nproto = https\nlisten = 127.0.0.1:{port}\n"
+                       f"target = 127.0.0.1:{dev.port}\ncert = {tmp_path}/c.crt\n"
+                       f"key = {tmp_path}/c.key\nauth = login\nusers = alice\n")
+    passwd(g, "alice", "alice's long password")
+    opts = webdriver.ChromeOptions()
+    opts.binary_location = CHROMIUM
+    for arg in ("--headless=new", "--no-sandbox", "--disable-gpu", "--ignore-certificate-errors",
+                f"--user-data-dir={tmp_path / 'chromium-profile'}", "--no-first-run",
+                "--disable-extensions", "--disable-background-networking", "--lang=en-US"):
+        opts.add_argument(arg)
+    opts.set_capability("goog:loggingPrefs", {"browser": "ALL"})
+    driver = webdriver.Chrome(service=Service(CHROMEDRIVER), options=opts)
+    base = f"https://localhost:{port}"
+    try:
+        driver.set_page_load_timeout(30)
+        b = Browser(driver)
+        driver.get(f"{base}/echo?from=browser")
+        b.visible("#user")
+        assert driver.current_url == f"{base}/.portgate/login?next=/echo%3Ffrom%3Dbrowser"
+        assert dev.seen == []
+        b.type("#user", "alice")
+        b.type("#password", "alice's long password")
+        b.click("button[type=submit]")
+        b.until("the device's page", lambda: "GET /echo?from=browser" in driver.page_source)
+        assert driver.current_url == f"{base}/echo?from=browser"
+        assert "portgate_login" not in str(dev.seen)
+        cookie = driver.get_cookie("portgate_login")
+        assert cookie["secure"] and cookie["httpOnly"] and cookie["sameSite"] == "Lax", cookie
+        # The device redirects to its own address: the browser stays on the gateway.
+        driver.get(f"{base}/redirect")
+        b.until("the redirect followed", lambda: "/login?x=1" in driver.current_url)
+        assert driver.current_url.startswith(f"{base}/login?x=1"), driver.current_url
+        # Logout: the next request asks for the login again.
+        driver.get(f"{base}/.portgate/logout")
+        b.click("#logout")
+        b.visible("#user")
+        driver.get(f"{base}/echo")
+        b.visible("#user")
+        assert "/.portgate/login" in driver.current_url
+        # Five failures: refused for a while, the right password too.
+        for _ in range(5):
+            b.type("#user", "alice")
+            b.type("#password", "wrong password")
+            b.click("button[type=submit]")
+            b.visible("#error")
+        b.type("#user", "alice")
+        b.type("#password", "alice's long password")
+        b.click("button[type=submit]")
+        b.until("the ban", lambda: "Too many failed logins" in b.el("#error").text)
+        bad = [e for e in b.logs() if "Content Security Policy" in e["message"]
+               or e["level"] == "SEVERE" and "status of 4" not in e["message"]]
+        assert bad == [], bad
+    finally:
+        driver.quit()
+        dev.close()
+    assert "alice's long password" not in g.log()

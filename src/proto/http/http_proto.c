@@ -1,12 +1,14 @@
 #include "proto/http/http_proto.h"
 
 #include <errno.h>
+#include <openssl/crypto.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/socket.h>
 #include <sys/stat.h>
 
+#include "auth/users.h"
 #include "core/duration.h"
 #include "proto/http/http_proxy.h"
 
@@ -16,6 +18,8 @@ static const char *const stat_names[] = {
     [HTTP_STAT_UPGRADES] = "http upgrades",
     [HTTP_STAT_ACME] = "http acme challenges answered",
     [HTTP_STAT_DEVICE_AUTH] = "http device logins answered",
+    [HTTP_STAT_LOGINS] = "http logins",
+    [HTTP_STAT_LOGIN_FAILED] = "http failed logins",
     NULL,
 };
 static const char *const https_stat_names[] = {
@@ -24,15 +28,16 @@ static const char *const https_stat_names[] = {
     [HTTP_STAT_UPGRADES] = "http upgrades",
     [HTTP_STAT_ACME] = "http acme challenges answered",
     [HTTP_STAT_DEVICE_AUTH] = "http device logins answered",
+    [HTTP_STAT_LOGINS] = "http logins",
+    [HTTP_STAT_LOGIN_FAILED] = "http failed logins",
     [HTTP_STAT_COUNT] = TLS_STAT_NAMES,
     NULL,
 };
 _Static_assert(HTTP_STAT_COUNT + TLS_STAT_COUNT <= PROTO_MAX_STATS, "https: too many counters");
 
 static const char *const http_keys[] = {
-    "host",        "target-host",    "redirect-https",     "acme-webroot",
-    "device-auth", "header-timeout", "keep-alive-timeout", "max-header-size",
-    NULL};
+    "host",  "target-host",    "redirect-https",     "acme-webroot",    "device-auth", "auth",
+    "users", "header-timeout", "keep-alive-timeout", "max-header-size", NULL};
 /* https: TLS's keys (ALPN is http/1.1), then the filter's. */
 static const char *const https_keys[] = {"cert",
                                          "key",
@@ -114,6 +119,52 @@ static int http_conf_set(struct http_conf *c, const char *key, const char *val, 
     }
     if (strcmp(key, "device-auth") == 0) {
         return digest_login_set(&c->device_auth, val, why, len);
+    }
+    if (strcmp(key, "auth") == 0) {
+        if (strcmp(val, "login") != 0 && strcmp(val, "none") != 0) {
+            snprintf(why, len,
+                     "\"%s\": login (the gateway's login page before the device), or "
+                     "none%s",
+                     val, c->tls ? "; or client-cert" : "");
+            return -1;
+        }
+        c->login = val[0] == 'l';
+        return 0;
+    }
+    if (strcmp(key, "users") == 0) {
+        /* Names, commas between, blanks around them dropped (KEY=VALUE lists have none). */
+        char out[sizeof(c->users)];
+        size_t off = 0;
+        for (const char *p = val; *p != '\0';) {
+            p += strspn(p, " \t");
+            size_t n = strcspn(p, ",");
+            size_t e = n;
+            while (e > 0 && (p[e - 1] == ' ' || p[e - 1] == '\t')) {
+                e--;
+            }
+            char name[USERS_NAMELEN + 1];
+            if (e == 0 || e >= sizeof(name) || off + e + 2 > sizeof(out)) {
+                snprintf(why, len, "\"%.60s\": %s", val,
+                         e == 0 ? "an empty name" : "names of 1 to 63 characters, at most 1 KiB");
+                return -1;
+            }
+            memcpy(name, p, e);
+            name[e] = '\0';
+            if (strpbrk(name, " \t") != NULL || !users_valid_name(name)) {
+                snprintf(why, len, "\"%s\": a user name is letters, digits, '.', '_', '-' or '@'%s",
+                         name,
+                         c->tls ? " (a certificate's common name, with client-cert: no spaces)"
+                                : "");
+                if (!c->tls || strpbrk(name, " \t") != NULL) {
+                    return -1;
+                }
+            }
+            off += (size_t)snprintf(out + off, sizeof(out) - off, "%s%s", off ? "," : "", name);
+            p += n + (p[n] == ',');
+        }
+        out[off] = '\0';
+        memcpy(c->users, out, off + 1);
+        return 0;
     }
     if (strcmp(key, "acme-webroot") == 0) {
         /* Checked now, so that check, start, reload and the API say so; answered from at each
@@ -232,6 +283,13 @@ static size_t http_conf_format(const struct http_conf *c, char *buf, size_t len)
         char v[sizeof(c->device_auth)];
         digest_login_format(&c->device_auth, v, sizeof(v));
         item(buf, len, &off, "device-auth", v);
+        OPENSSL_cleanse(v, sizeof(v));
+    }
+    if (c->login) {
+        item(buf, len, &off, "auth", "login");
+    }
+    if (c->users[0]) {
+        item(buf, len, &off, "users", c->users);
     }
     item(buf, len, &off, "header-timeout", duration_format(c->header_timeout_ms, d, sizeof(d)));
     item(buf, len, &off, "keep-alive-timeout",
@@ -283,15 +341,18 @@ static bool http_can_share(const void *a, const void *b, char *why, size_t len)
     return true;
 }
 
-/* device-auth: every client is the device's user. */
+/* device-auth without the gateway's login: every client is the device's user. */
 static bool http_opens_device(const void *pconf)
 {
-    return ((const struct http_conf *)pconf)->device_auth.user[0] != '\0';
+    const struct http_conf *c = pconf;
+    return c->device_auth.user[0] != '\0' && !c->login;
 }
 
+/* Client certificates, too, say who may come. */
 static bool https_opens_device(const void *pconf)
 {
-    return http_opens_device(&((const struct https_conf *)pconf)->http);
+    const struct https_conf *c = pconf;
+    return http_opens_device(&c->http) && !c->tls.client_cert;
 }
 
 const struct proto http_proto = {
@@ -333,6 +394,17 @@ static void https_init(void *pconf)
 static int https_set(void *pconf, const char *key, const char *val, char *why, size_t len)
 {
     struct https_conf *c = pconf;
+    /* auth is TLS's (client-cert) or the filter's (login); users is either's list, kept here
+     * and given to TLS at run_open() when client certificates are asked for. */
+    if (strcmp(key, "auth") == 0) {
+        c->http.login = false;
+        c->tls.client_cert = false;
+        return strcmp(val, "client-cert") == 0 ? tls_conf_set(&c->tls, key, val, why, len)
+                                               : http_conf_set(&c->http, key, val, why, len);
+    }
+    if (strcmp(key, "users") == 0) {
+        return http_conf_set(&c->http, key, val, why, len);
+    }
     return is_tls_key(key) ? tls_conf_set(&c->tls, key, val, why, len)
                            : http_conf_set(&c->http, key, val, why, len);
 }
@@ -351,7 +423,15 @@ static void *https_run_open(const void *pconf, const char *mapname, unsigned cha
                             size_t len)
 {
     const struct https_conf *c = pconf;
-    void *run = tls_run_open(&c->tls, mapname, id, why, len);
+    if (c->http.users[0] != '\0' && !c->http.login && !c->tls.client_cert) {
+        snprintf(why, len, "users: applies with auth = login or auth = client-cert");
+        return NULL;
+    }
+    struct tls_conf tls = c->tls;
+    if (tls.client_cert) {
+        snprintf(tls.users, sizeof(tls.users), "%s", c->http.users);
+    }
+    void *run = tls_run_open(&tls, mapname, id, why, len);
     if (run != NULL && tls_run_set_hosts(run, c->http.hosts, why, len) != 0) {
         tls_run_close(run);
         return NULL;

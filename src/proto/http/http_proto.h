@@ -28,8 +28,11 @@ struct http_conf {
     char hosts[HTTP_HOSTS_LEN];      /* host: the names it answers for on a shared port; "": any */
     char target_host[256];           /* target-host: the Host the device gets; "": the client's */
     struct digest_login device_auth; /* the device's own login, answered by the gateway */
-    char redirect_https[64];         /* http: "PORT" or "HOST:PORT" of the https twin; "": none */
-    char hsts[128];                  /* https: the Strict-Transport-Security value; "": none */
+    bool login;       /* auth = login: the gateway's own login before the device (http_login.h) */
+    char users[1024]; /* users: who may log in (auth = login; https's client-cert: the common
+                       * names), commas between; "": every user */
+    char redirect_https[64]; /* http: "PORT" or "HOST:PORT" of the https twin; "": none */
+    char hsts[128];          /* https: the Strict-Transport-Security value; "": none */
     /* The directory an ACME client writes HTTP-01 challenges into (http_acme.h); "": none,
      * challenges go to the device like any request. */
     char acme_webroot[HTTP_WEBROOT_LEN];
@@ -55,6 +58,8 @@ enum http_proto_stat {
     HTTP_STAT_UPGRADES,
     HTTP_STAT_ACME,
     HTTP_STAT_DEVICE_AUTH,
+    HTTP_STAT_LOGINS,
+    HTTP_STAT_LOGIN_FAILED,
     HTTP_STAT_COUNT
 };
 

@@ -7,21 +7,53 @@
 #include <string.h>
 #include <strings.h>
 
+#include "auth/authhdr.h"
+#include "auth/login.h"
 #include "core/log.h"
 #include "message/digest.h"
 #include "message/msg.h"
 #include "proto/http/http_acme.h"
+#include "proto/http/http_login.h"
 #include "proto/http/http_proto.h"
 
 #define MAX_PENDING 16
 #define MAX_RESPONSE_HEAD 61440 /* a device's answer head, bounded by the relay's buffer */
 
-enum state { S_HEAD, S_LENGTH, S_CHUNKED, S_UNTIL_CLOSE, S_TUNNEL };
+enum state { S_HEAD, S_LENGTH, S_CHUNKED, S_UNTIL_CLOSE, S_TUNNEL, S_FORM };
 
 struct pending_req {
     bool head;    /* HEAD: the answer has no body */
     bool upgrade; /* it asked for a websocket */
     bool local;   /* an ACME challenge: the gateway answers it (struct hx: acme) */
+    bool gate;    /* auth = login: the gateway answers it (struct gate) */
+};
+
+/*
+ * auth = login (http_login.h, auth/login.h): a request with no live session of the mapping's
+ * users is the gateway's to answer (the login page, a redirect to it), as are its own pages
+ * under HTTP_LOGIN_PREFIX; the device sees only requests of logged-in users, without the
+ * gateway's cookie. A login form is read whole (S_FORM), its password checked on the login
+ * thread while the connection waits (a timer looks at the result), and its answer queued like
+ * a request's: one at a time, the requests after it held until it is out.
+ */
+#define GATE_POLL_MS 5
+
+struct gate {
+    bool queued;        /* an answer of the gateway's is in the queue (pending_req.gate) */
+    bool ready;         /* it is written in answer */
+    bool close;         /* the connection ends after it */
+    bool logout;        /* the form being read is a logout's */
+    uint32_t form_left; /* S_FORM: the body's bytes still to come */
+    size_t form_len;
+    struct login_job *job; /* a login being checked */
+    struct loop_timer poll;
+    bool polling;
+    char cookie[SESSION_IDLEN + 1]; /* the session a logout ends */
+    char next[HTTP_LOGIN_NEXT_MAX + 1];
+    char form[HTTP_LOGIN_FORM_MAX];
+    size_t answer_len;
+    char answer[HTTP_LOGIN_ANSWER_MAX];
+    struct hx *owner;
 };
 
 /*
@@ -83,6 +115,7 @@ struct hx {
     bool acme_http10;                         /* it was HTTP/1.0: keep-alive is said */
     char acme_token[HTTP_ACME_TOKEN_MAX + 1]; /* "": not a token (404) */
     struct devauth *da;                       /* with device-auth only */
+    struct gate *gate;                        /* with auth = login only */
 };
 
 /* ---- the gateway's answers ---- */
@@ -104,6 +137,8 @@ static const char *status_text(int status)
         return "Request Timeout";
     case 421:
         return "Misdirected Request";
+    case 413:
+        return "Content Too Large";
     case 414:
         return "URI Too Long";
     case 431:
@@ -327,6 +362,8 @@ static void put_credentials(struct hx *h, struct msg_str method, struct msg_str 
     OPENSSL_cleanse(cred, sizeof(cred));
 }
 
+static void put_cookies_but_ours(struct out *o, struct msg_str value);
+
 static void write_request(struct hx *h, const struct msg *m, struct out *o)
 {
     put_str(o, m->method);
@@ -351,6 +388,10 @@ static void write_request(struct hx *h, const struct msg *m, struct out *o)
         }
         if (h->da != NULL && msg_str_ieq(hd->name, "Authorization")) {
             continue; /* the device's login is the gateway's: no client tries passwords on it */
+        }
+        if (h->gate != NULL && msg_str_ieq(hd->name, "Cookie")) {
+            put_cookies_but_ours(o, hd->value); /* the gateway's session is not the device's */
+            continue;
         }
         put_header(o, hd->name, hd->value);
     }
@@ -968,6 +1009,250 @@ static bool da_challenged(struct hx *h, const struct msg *m)
     return true;
 }
 
+/* ---- auth = login ---- */
+
+/* True if name is one of the comma-separated list. */
+static bool in_list(const char *list, const char *name)
+{
+    size_t n = strlen(name);
+    for (const char *p = list; *p != '\0';) {
+        size_t k = strcspn(p, ",");
+        if (k == n && memcmp(p, name, n) == 0) {
+            return true;
+        }
+        p += k + (p[k] == ',');
+    }
+    return false;
+}
+
+/* The session cookie of the request's Cookie headers, in id; false if it has none. */
+static bool session_cookie(const struct msg *m, char id[SESSION_IDLEN + 1])
+{
+    for (size_t i = 0; i < m->nhdr; i++) {
+        const struct msg_header *hd = &m->hdr[i];
+        char v[4096];
+        if (!msg_str_ieq(hd->name, "Cookie") || hd->value.n >= sizeof(v)) {
+            continue;
+        }
+        memcpy(v, hd->value.p, hd->value.n);
+        v[hd->value.n] = '\0';
+        if (authhdr_cookie(v, LOGIN_COOKIE, id, SESSION_IDLEN + 1) == SESSION_IDLEN) {
+            return true;
+        }
+    }
+    return false;
+}
+
+bool http_login_user(const struct http_conf *c, const char *mapname, const struct msg *m,
+                     char *user)
+{
+    char id[SESSION_IDLEN + 1];
+    if (!session_cookie(m, id) || !login_session(id, mapname, user)) {
+        return false;
+    }
+    return c->users[0] == '\0' || in_list(c->users, user);
+}
+
+static bool session_user(struct hx *h, const struct msg *m, char user[USERS_NAMELEN])
+{
+    return http_login_user(h->conf, h->map->conf.name, m, user);
+}
+
+/* Queues the gateway's answer that gate->answer holds (ready) or will (a login being checked):
+ * it goes out in its turn, and the requests after it wait for it. */
+static void gate_queue(struct hx *h, const struct msg *m, bool ready)
+{
+    struct gate *g = h->gate;
+    h->q[h->qlen++] = (struct pending_req){.head = msg_str_ieq(m->method, "HEAD"), .gate = true};
+    g->queued = true;
+    g->ready = ready;
+    g->close = wants_close(m);
+}
+
+/*
+ * auth = login: what becomes of a parsed request. Returns 1 when it goes on to the device (a
+ * live session of a user the mapping lets in); 0 when the gateway took it: its answer queued,
+ * or its form to be read (S_FORM, then gate_form()); -1 with an answer() that ends the
+ * connection (a form the gateway will not read).
+ */
+static int gate_request(struct hx *h, const struct msg *m)
+{
+    struct gate *g = h->gate;
+    size_t plen = m->target.n;
+    const char *qm = memchr(m->target.p, '?', m->target.n);
+    if (qm != NULL) {
+        plen = (size_t)(qm - m->target.p);
+    }
+    bool head = msg_str_ieq(m->method, "HEAD");
+    bool get = head || msg_str_ieq(m->method, "GET");
+    bool post = msg_str_ieq(m->method, "POST");
+    bool close = wants_close(m);
+    char user[USERS_NAMELEN] = "";
+#define PATH_IS(lit) (plen == sizeof(lit) - 1 && memcmp(m->target.p, lit, plen) == 0)
+    if (plen >= sizeof(HTTP_LOGIN_PREFIX) - 1 &&
+        memcmp(m->target.p, HTTP_LOGIN_PREFIX, sizeof(HTTP_LOGIN_PREFIX) - 1) == 0) {
+        if ((PATH_IS(HTTP_LOGIN_PAGE) || PATH_IS(HTTP_LOGOUT_PAGE)) && post) {
+            if (m->chunked || m->length > HTTP_LOGIN_FORM_MAX) {
+                answer(h, 413, "a login form is at most 4 KiB, with a Content-Length", "");
+                return -1;
+            }
+            g->logout = PATH_IS(HTTP_LOGOUT_PAGE);
+            if (g->logout && !session_cookie(m, g->cookie)) {
+                g->cookie[0] = '\0';
+            }
+            g->form_len = 0;
+            g->form_left = (uint32_t)m->length;
+            gate_queue(h, m, false);
+            h->st[TCP_UP] = S_FORM;
+            return 0;
+        }
+        if (PATH_IS(HTTP_LOGIN_PAGE) && get) {
+            http_login_query_next(m->target.p, m->target.n, g->next);
+            g->answer_len = http_login_page(g->answer, sizeof(g->answer), 200, h->map->conf.name,
+                                            g->next, NULL, head, close);
+        } else if (PATH_IS(HTTP_LOGOUT_PAGE) && get) {
+            session_user(h, m, user);
+            g->answer_len = http_logout_page(g->answer, sizeof(g->answer), false, user,
+                                             h->conf->tls, head, close);
+        } else {
+            g->answer_len = http_login_unknown(g->answer, sizeof(g->answer), head, close);
+        }
+        gate_queue(h, m, true);
+        return 0;
+    }
+#undef PATH_IS
+    if (session_user(h, m, user)) {
+        return 1;
+    }
+    g->answer_len =
+        http_login_needed(g->answer, sizeof(g->answer), get, head, m->target.p, m->target.n, close);
+    gate_queue(h, m, true);
+    return 0;
+}
+
+static void gate_poll(struct loop_timer *t);
+
+/* The form is read: a logout ends its session now; a login's password goes to the login
+ * thread, and gate_poll() writes the answer once it is checked. */
+static void gate_form(struct hx *h)
+{
+    struct gate *g = h->gate;
+    if (g->logout) {
+        if (g->cookie[0] != '\0') {
+            login_logout(g->cookie, h->client_ip);
+        }
+        g->answer_len =
+            http_logout_page(g->answer, sizeof(g->answer), true, "", h->conf->tls, false, g->close);
+        g->ready = true;
+        return;
+    }
+    char user[USERS_NAMELEN + 1], password[USERS_MAX_PASSWORD + 1], next[HTTP_LOGIN_NEXT_MAX + 1];
+    int nn = http_form_get(g->form, g->form_len, "next", next, sizeof(next));
+    http_login_next(next, nn > 0 ? (size_t)nn : 0, g->next);
+    if (http_form_get(g->form, g->form_len, "user", user, sizeof(user)) <= 0 ||
+        http_form_get(g->form, g->form_len, "password", password, sizeof(password)) <= 0) {
+        g->answer_len = http_login_page(g->answer, sizeof(g->answer), 200, h->map->conf.name,
+                                        g->next, "Give a user and a password.", false, g->close);
+        g->ready = true;
+    } else {
+        g->job = login_start(user, password, h->client_ip, h->map->conf.name);
+        if (g->job == NULL) {
+            g->answer_len =
+                http_login_page(g->answer, sizeof(g->answer), 200, h->map->conf.name, g->next,
+                                "The gateway is busy: try again.", false, g->close);
+            g->ready = true;
+        } else {
+            loop_timer_start(h->ctx->loop, &g->poll, GATE_POLL_MS);
+            g->polling = true;
+        }
+    }
+    OPENSSL_cleanse(password, sizeof(password));
+    OPENSSL_cleanse(g->form, sizeof(g->form));
+}
+
+/* The login thread's verdict, once there is one: the answer is written and sent. */
+static void gate_poll(struct loop_timer *t)
+{
+    struct gate *g = container_of(t, struct gate, poll);
+    struct hx *h = g->owner;
+    char id[SESSION_IDLEN + 1];
+    uint64_t wait_s = 0;
+    enum login_result r = login_poll(g->job, id, &wait_s);
+    if (r == LOGIN_PENDING) {
+        loop_timer_start(h->ctx->loop, &g->poll, GATE_POLL_MS);
+        return;
+    }
+    g->polling = false;
+    login_job_free(g->job);
+    g->job = NULL;
+    const char *name = h->map->conf.name;
+    char err[160];
+    struct mapping_shard *sh = mapping_shard(h->map, h->ctx->worker);
+    if (r == LOGIN_OK) {
+        char user[USERS_NAMELEN];
+        if (login_session(id, name, user) && h->conf->users[0] != '\0' &&
+            !in_list(h->conf->users, user)) {
+            login_logout(id, h->client_ip);
+            snprintf(err, sizeof(err), "%s may not use %s.", user, name);
+            log_warn("login: map %s: user %s from %s may not use it (users)", name, user,
+                     h->client_ip);
+            g->answer_len = http_login_page(g->answer, sizeof(g->answer), 403, name, g->next, err,
+                                            false, g->close);
+            mapping_stat_add(&sh->stats.proto[HTTP_STAT_LOGIN_FAILED], 1);
+        } else {
+            g->answer_len =
+                http_login_done(g->answer, sizeof(g->answer), id, g->next, h->conf->tls, g->close);
+            mapping_stat_add(&sh->stats.proto[HTTP_STAT_LOGINS], 1);
+        }
+        OPENSSL_cleanse(id, sizeof(id));
+    } else if (r == LOGIN_BANNED) {
+        snprintf(err, sizeof(err), "Too many failed logins: try again in %llu minutes.",
+                 (unsigned long long)((wait_s + 59) / 60));
+        g->answer_len =
+            http_login_page(g->answer, sizeof(g->answer), 429, name, g->next, err, false, g->close);
+        mapping_stat_add(&sh->stats.proto[HTTP_STAT_LOGIN_FAILED], 1);
+    } else {
+        g->answer_len = http_login_page(g->answer, sizeof(g->answer), 200, name, g->next,
+                                        r == LOGIN_BUSY ? "The gateway is busy: try again."
+                                                        : "Wrong user or password.",
+                                        false, g->close);
+        mapping_stat_add(&sh->stats.proto[HTTP_STAT_LOGIN_FAILED], 1);
+    }
+    g->ready = true;
+    tcp_conn_kick(h->conn); /* may close the connection, and free h */
+}
+
+/* Writes a Cookie header without the gateway's own cookie (none at all if it was the only). */
+static void put_cookies_but_ours(struct out *o, struct msg_str value)
+{
+    bool any = false;
+    size_t i = 0;
+    while (i < value.n) {
+        while (i < value.n && (value.p[i] == ' ' || value.p[i] == ';')) {
+            i++;
+        }
+        size_t s = i;
+        while (i < value.n && value.p[i] != ';') {
+            i++;
+        }
+        size_t e = i;
+        while (e > s && value.p[e - 1] == ' ') {
+            e--;
+        }
+        size_t cn = sizeof(LOGIN_COOKIE) - 1;
+        if (e == s ||
+            (e - s > cn && memcmp(value.p + s, LOGIN_COOKIE, cn) == 0 && value.p[s + cn] == '=')) {
+            continue;
+        }
+        puts_(o, any ? "; " : "Cookie: ");
+        put(o, value.p + s, e - s);
+        any = true;
+    }
+    if (any) {
+        puts_(o, "\r\n");
+    }
+}
+
 /* Reads what the client sent: returns the input used, with *produced bytes written to out, or
  * -1 with *reason. */
 static ssize_t up_data(struct hx *h, const char *in, size_t len, char *out, size_t room,
@@ -981,7 +1266,7 @@ static ssize_t up_data(struct hx *h, const char *in, size_t len, char *out, size
         switch (h->st[TCP_UP]) {
         case S_HEAD: {
             if (h->upgrading || h->qlen == MAX_PENDING || h->acme_queued ||
-                (h->da != NULL && h->qlen > 0)) {
+                (h->da != NULL && h->qlen > 0) || (h->gate != NULL && h->gate->queued)) {
                 return (ssize_t)used; /* held until the answers come */
             }
             /* Empty lines before a request (some clients end a body with one more CRLF) are
@@ -1036,6 +1321,22 @@ static ssize_t up_data(struct hx *h, const char *in, size_t len, char *out, size
                 redirect(h, &m);
                 break;
             }
+            if (h->gate != NULL) {
+                int gr = gate_request(h, &m);
+                if (gr < 0) {
+                    break;
+                }
+                if (gr == 0) {
+                    used += (size_t)n;
+                    h->crlfs = 0;
+                    stop_timer(h);
+                    if (h->st[TCP_UP] == S_FORM && h->gate->form_left == 0) {
+                        h->st[TCP_UP] = S_HEAD;
+                        gate_form(h);
+                    }
+                    break;
+                }
+            }
             struct out o = {out + *produced, 0, room - *produced, false};
             write_request(h, &m, &o);
             if (o.full) {
@@ -1063,6 +1364,20 @@ static ssize_t up_data(struct hx *h, const char *in, size_t len, char *out, size
             } else if (m.length > 0) {
                 h->st[TCP_UP] = S_LENGTH;
                 h->left[TCP_UP] = m.length;
+            }
+            break;
+        }
+        case S_FORM: {
+            /* A login or logout form, read whole by the gateway (gate_form()). */
+            struct gate *g = h->gate;
+            size_t k = len - used < g->form_left ? len - used : g->form_left;
+            memcpy(g->form + g->form_len, in + used, k);
+            g->form_len += k;
+            g->form_left -= (uint32_t)k;
+            used += k;
+            if (g->form_left == 0) {
+                h->st[TCP_UP] = S_HEAD;
+                gate_form(h);
             }
             break;
         }
@@ -1118,6 +1433,24 @@ static ssize_t down_data(struct hx *h, const char *in, size_t len, char *out, si
             h->answered = true;
             *reason = h->close_reason;
             return TCP_FILTER_END; /* the answer, then the end; the device is done with */
+        }
+        if (h->qlen > 0 && h->q[0].gate && h->st[TCP_DOWN] == S_HEAD) {
+            struct gate *g = h->gate;
+            if (!g->ready || g->answer_len > room - *produced) {
+                return (ssize_t)used; /* the login thread has not answered, or no room yet */
+            }
+            memcpy(out + *produced, g->answer, g->answer_len);
+            *produced += g->answer_len;
+            g->queued = g->ready = false;
+            bool last = g->close;
+            pop(h);
+            if (last) {
+                h->answered = true;
+                h->close_reason = "the gateway answered, the client asked to close";
+                *reason = h->close_reason;
+                return TCP_FILTER_END;
+            }
+            continue;
         }
         if (h->qlen > 0 && h->q[0].local && h->st[TCP_DOWN] == S_HEAD) {
             if (!answer_challenge(h, out, room, produced)) {
@@ -1281,6 +1614,15 @@ static void *hx_open(const struct tcp_filter_conn *fc)
         free(h);
         return NULL;
     }
+    if (h->conf->login) {
+        if ((h->gate = calloc(1, sizeof(*h->gate))) == NULL) {
+            free(h->da);
+            free(h);
+            return NULL;
+        }
+        h->gate->owner = h;
+        loop_timer_init(&h->gate->poll, gate_poll);
+    }
     loop_timer_init(&h->timer, on_timeout);
     start_timer(h); /* the first request must come within header-timeout */
     return h;
@@ -1313,7 +1655,8 @@ static bool hx_pending(void *st, enum tcp_dir dir)
     if (dir != TCP_DOWN || h->answered || h->st[TCP_DOWN] != S_HEAD) {
         return false;
     }
-    return (h->answering && h->qlen == 0) || (h->qlen > 0 && h->q[0].local);
+    return (h->answering && h->qlen == 0) || (h->qlen > 0 && h->q[0].local) ||
+           (h->qlen > 0 && h->q[0].gate && h->gate->ready);
 }
 
 static bool hx_held(void *st, enum tcp_dir dir)
@@ -1321,7 +1664,7 @@ static bool hx_held(void *st, enum tcp_dir dir)
     const struct hx *h = st;
     return dir == TCP_UP && h->st[TCP_UP] == S_HEAD &&
            (h->upgrading || h->qlen == MAX_PENDING || h->acme_queued ||
-            (h->da != NULL && h->qlen > 0));
+            (h->da != NULL && h->qlen > 0) || (h->gate != NULL && h->gate->queued));
 }
 
 static void hx_close(void *st)
@@ -1333,6 +1676,14 @@ static void hx_close(void *st)
     if (h->da != NULL) {
         OPENSSL_cleanse(h->da, sizeof(*h->da)); /* the copies held the device's credentials */
         free(h->da);
+    }
+    if (h->gate != NULL) {
+        if (h->gate->polling) {
+            loop_timer_stop(h->ctx->loop, &h->gate->poll);
+        }
+        login_job_free(h->gate->job); /* a check not done goes on alone, then is dropped */
+        OPENSSL_cleanse(h->gate, sizeof(*h->gate)); /* a form held a password; answers, ids */
+        free(h->gate);
     }
     free(h);
 }

@@ -59,6 +59,10 @@ int http_request_refused(const struct msg *m, const char **why, const char **ext
 #define HTTP_REDIRECT_LOC_MAX 2400
 int http_redirect(const struct http_conf *c, const char *host, struct msg_str target, char *loc,
                   size_t len, const char **why);
+/* auth = login: true if m carries the cookie of a live session for mapname of a user c lets in
+ * (users), whose name is then in user (USERS_NAMELEN bytes). */
+bool http_login_user(const struct http_conf *c, const char *mapname, const struct msg *m,
+                     char *user);
 struct mapping;
 /* Counts an answered challenge in m's counters (200: http acme challenges answered; else
  * answered by the gateway, and logged, at most a line a second). */

@@ -5,9 +5,11 @@
 #include <string.h>
 #include <strings.h>
 
+#include "auth/users.h"
 #include "core/log.h"
 #include "forward/mapping.h"
 #include "message/msg.h"
+#include "proto/http/http_login.h"
 #include "proto/http/http_proto.h"
 #include "proto/http/http_proxy.h"
 
@@ -232,6 +234,43 @@ static ssize_t refuse(const struct tcp_route_conn *rc, int status, const char *w
     return refuse_with(rc, status, why, "", log_reason, out, room, out_len, reason);
 }
 
+/* The chosen mapping has the gateway's login before its device (auth = login): a first request
+ * without a live session, or for one of the gateway's pages, is answered now, the connection
+ * closed after, and no device connected to; but a login or logout form, which needs the login
+ * thread, goes to the filter. Else the mapping chosen. */
+static ssize_t gate(const struct tcp_route_conn *rc, ssize_t chosen, const struct msg *m, char *out,
+                    size_t room, size_t *out_len, const char **reason)
+{
+    const struct mapping *map = rc->group->maps[chosen];
+    const struct http_conf *c = map->conf.pconf;
+    if (!c->login || room < HTTP_LOGIN_ANSWER_MAX) {
+        return chosen;
+    }
+    bool head = msg_str_ieq(m->method, "HEAD"), get = head || msg_str_ieq(m->method, "GET");
+    size_t pn = sizeof(HTTP_LOGIN_PREFIX) - 1;
+    bool ours = m->target.n >= pn && memcmp(m->target.p, HTTP_LOGIN_PREFIX, pn) == 0;
+    char user[USERS_NAMELEN];
+    size_t path = m->target.n;
+    const char *qm = memchr(m->target.p, '?', m->target.n);
+    if (qm != NULL) {
+        path = (size_t)(qm - m->target.p);
+    }
+    if (ours && get && path == sizeof(HTTP_LOGIN_PAGE) - 1 &&
+        memcmp(m->target.p, HTTP_LOGIN_PAGE, path) == 0) {
+        char next[HTTP_LOGIN_NEXT_MAX + 1];
+        http_login_query_next(m->target.p, m->target.n, next);
+        *out_len = http_login_page(out, room, 200, map->conf.name, next, NULL, head, true);
+        *reason = "the gateway showed its login page";
+        return TCP_ROUTE_REFUSE;
+    }
+    if (ours || http_login_user(c, map->conf.name, m, user)) {
+        return chosen; /* a form, a logout page: the filter; a session: the device */
+    }
+    *out_len = http_login_needed(out, room, get, head, m->target.p, m->target.n, true);
+    *reason = "the gateway asked for its login";
+    return TCP_ROUTE_REFUSE;
+}
+
 /* The chosen mapping redirects every request to https (redirect-https): the gateway answers,
  * as its filter would, without a device; else the mapping chosen. A 308 is no refusal: it is
  * neither counted nor logged as one. */
@@ -241,7 +280,7 @@ static ssize_t redirect(const struct tcp_route_conn *rc, ssize_t chosen, const s
     const struct mapping *map = rc->group->maps[chosen];
     const struct http_conf *c = map->conf.pconf;
     if (c->redirect_https[0] == '\0') {
-        return chosen;
+        return gate(rc, chosen, m, out, room, out_len, reason);
     }
     char host[256], loc[HTTP_REDIRECT_LOC_MAX];
     snprintf(host, sizeof(host), "%.*s", (int)m->host.n, m->host.n ? m->host.p : "");

@@ -155,9 +155,8 @@ static void test_router_choice(void **state)
     /* What the filter refuses of a parsed request, refused before any device. */
     assert_int_equal(route(p, "TRACE / HTTP/1.1\r\nHost: cam1.example.org\r\n\r\n", NULL, 0, 0),
                      -405);
-    assert_int_equal(route(p, "GET http://x/ HTTP/1.1\r\nHost: cam1.example.org\r\n\r\n", NULL,
-                           0, 0),
-                     -400);
+    assert_int_equal(
+        route(p, "GET http://x/ HTTP/1.1\r\nHost: cam1.example.org\r\n\r\n", NULL, 0, 0), -400);
     assert_int_equal(route(p,
                            "GET / HTTP/1.1\r\nHost: cam1.example.org\r\nContent-Length: 1\r\n"
                            "\r\nx",

@@ -1,0 +1,391 @@
+#include "auth/login.h"
+
+#include <errno.h>
+#include <pthread.h>
+#include <sodium.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+
+#include "auth/regulate.h"
+#include "core/log.h"
+
+#define USERS_RECHECK_S 2 /* how often a session check looks whether the users file changed */
+
+struct login_job {
+    unsigned refs; /* atomic: the caller's and the queue's (the thread's) */
+    int result;    /* atomic: enum login_result */
+    uint64_t wait_s;
+    char user[USERS_NAMELEN];
+    char password[USERS_MAX_PASSWORD + 1];
+    char client[64];
+    char scope[LOGIN_SCOPE_LEN];
+    char id[SESSION_IDLEN + 1];
+    struct login_job *next;
+};
+
+/* The sessions of one mapping. */
+struct scope {
+    char name[LOGIN_SCOPE_LEN];
+    struct sessions *sessions;
+};
+
+static struct {
+    pthread_mutex_t lock; /* what follows, but users */
+    pthread_cond_t cond;
+    pthread_t thread;
+    bool running, stopping;
+    struct login_job *head, *tail;
+    size_t queued;
+    struct regulate *regulate;
+    struct scope *scopes;
+    size_t nscopes;
+    /* The users, read by the thread's checks and by session checks, re-read when the file
+     * changed: under their own lock, so that a password check does not hold the one above. */
+    pthread_rwlock_t users_lock;
+    struct users *users;
+    char path[4096];
+    uint64_t users_seen; /* when a session check last looked at the file */
+} L = {.lock = PTHREAD_MUTEX_INITIALIZER,
+       .cond = PTHREAD_COND_INITIALIZER,
+       .users_lock = PTHREAD_RWLOCK_INITIALIZER};
+
+static uint64_t now_s(void)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (uint64_t)ts.tv_sec;
+}
+
+static void job_unref(struct login_job *j)
+{
+    if (__atomic_sub_fetch(&j->refs, 1, __ATOMIC_ACQ_REL) == 0) {
+        sodium_memzero(j, sizeof(*j));
+        free(j);
+    }
+}
+
+/* The sessions of scope, made if needed (under L.lock). NULL when out of memory. */
+static struct sessions *scope_sessions(const char *name, bool make)
+{
+    for (size_t i = 0; i < L.nscopes; i++) {
+        if (strcmp(L.scopes[i].name, name) == 0) {
+            return L.scopes[i].sessions;
+        }
+    }
+    if (!make) {
+        return NULL;
+    }
+    struct scope *v = realloc(L.scopes, (L.nscopes + 1) * sizeof(*v));
+    if (v == NULL) {
+        return NULL;
+    }
+    L.scopes = v;
+    struct sessions *s = sessions_new();
+    if (s == NULL) {
+        return NULL;
+    }
+    snprintf(v[L.nscopes].name, sizeof(v[L.nscopes].name), "%s", name);
+    v[L.nscopes++].sessions = s;
+    return s;
+}
+
+/* Re-reads the users file if it changed (users_refresh() logs a broken one). */
+static void refresh_users(void)
+{
+    pthread_rwlock_wrlock(&L.users_lock);
+    if (L.users != NULL) {
+        users_refresh(L.users);
+    }
+    pthread_rwlock_unlock(&L.users_lock);
+}
+
+/* Checks one job: regulation, then the password (the slow part, under no lock but the users'
+ * read lock), then regulation again and a session. */
+static enum login_result check(struct login_job *j)
+{
+    char by_addr[REGULATE_KEYLEN], by_user[REGULATE_KEYLEN];
+    snprintf(by_addr, sizeof(by_addr), "addr %s", j->client);
+    snprintf(by_user, sizeof(by_user), "user %s", j->user);
+    uint64_t now = now_s(), left = 0, left2 = 0;
+    pthread_mutex_lock(&L.lock);
+    bool banned = regulate_banned(L.regulate, by_addr, now, &left) ||
+                  regulate_banned(L.regulate, by_user, now, &left2);
+    pthread_mutex_unlock(&L.lock);
+    if (banned) {
+        j->wait_s = left > left2 ? left : left2;
+        log_warn("login: map %s: refused a login from %s while it is banned", j->scope, j->client);
+        return LOGIN_BANNED;
+    }
+    refresh_users();
+    pthread_rwlock_rdlock(&L.users_lock);
+    bool ok = L.users != NULL && users_valid_name(j->user) &&
+              users_check_password(L.users, j->user, j->password);
+    bool known = L.users != NULL && users_valid_name(j->user) && users_exists(L.users, j->user);
+    unsigned char stamp[USERS_STAMP_LEN] = {0};
+    if (ok) {
+        users_stamp(L.users, j->user, stamp);
+    }
+    pthread_rwlock_unlock(&L.users_lock);
+    sodium_memzero(j->password, sizeof(j->password));
+    pthread_mutex_lock(&L.lock);
+    enum login_result r = LOGIN_REFUSED;
+    if (ok) {
+        regulate_success(L.regulate, by_user);
+        struct sessions *s = scope_sessions(j->scope, true);
+        const struct session *se = s != NULL ? sessions_create(s, j->user, stamp, now) : NULL;
+        if (se != NULL) {
+            memcpy(j->id, se->id, sizeof(j->id));
+            r = LOGIN_OK;
+        } else {
+            r = LOGIN_BUSY;
+        }
+    } else {
+        bool ban_addr = regulate_fail(L.regulate, by_addr, now);
+        bool ban_user = regulate_fail(L.regulate, by_user, now);
+        pthread_mutex_unlock(&L.lock);
+        /* The name only if it is a user's: one that is not may be a password typed there. */
+        log_warn("login: map %s: failed login for %s%s from %s", j->scope,
+                 known ? "user " : "a user name that does not exist", known ? j->user : "",
+                 j->client);
+        if (ban_addr || ban_user) {
+            char whom[USERS_NAMELEN + 96];
+            const char *name = known ? j->user : "(a name that is no user's)";
+            if (ban_addr && ban_user) {
+                snprintf(whom, sizeof(whom), "for user %s and from %s", name, j->client);
+            } else if (ban_user) {
+                snprintf(whom, sizeof(whom), "for user %s", name);
+            } else {
+                snprintf(whom, sizeof(whom), "from %s", j->client);
+            }
+            log_warn("login: %d failed logins within %d minutes %s; refusing %s for %d minutes",
+                     REGULATE_MAX_FAILURES, REGULATE_WINDOW_S / 60, whom,
+                     ban_addr && ban_user ? "both" : (ban_user ? "that user" : "that address"),
+                     REGULATE_BAN_S / 60);
+        }
+        return r;
+    }
+    pthread_mutex_unlock(&L.lock);
+    if (r == LOGIN_OK) {
+        log_info("login: map %s: user %s logged in from %s", j->scope, j->user, j->client);
+    }
+    return r;
+}
+
+static void *run(void *arg)
+{
+    (void)arg;
+    pthread_mutex_lock(&L.lock);
+    for (;;) {
+        while (L.head == NULL && !L.stopping) {
+            pthread_cond_wait(&L.cond, &L.lock);
+        }
+        if (L.stopping) {
+            break;
+        }
+        struct login_job *j = L.head;
+        L.head = j->next;
+        if (L.head == NULL) {
+            L.tail = NULL;
+        }
+        L.queued--;
+        bool abandoned = __atomic_load_n(&j->refs, __ATOMIC_ACQUIRE) == 1;
+        pthread_mutex_unlock(&L.lock);
+        /* A job whose client left is dropped unchecked: no one waits for it. */
+        enum login_result r = abandoned ? LOGIN_REFUSED : check(j);
+        __atomic_store_n(&j->result, (int)r, __ATOMIC_RELEASE);
+        job_unref(j);
+        pthread_mutex_lock(&L.lock);
+    }
+    /* Stopping: what waits ends refused. */
+    while (L.head != NULL) {
+        struct login_job *j = L.head;
+        L.head = j->next;
+        __atomic_store_n(&j->result, (int)LOGIN_BUSY, __ATOMIC_RELEASE);
+        job_unref(j);
+    }
+    L.tail = NULL;
+    L.queued = 0;
+    pthread_mutex_unlock(&L.lock);
+    return NULL;
+}
+
+int login_configure(const char *users_file)
+{
+    pthread_rwlock_rdlock(&L.users_lock);
+    bool same = L.users != NULL && strcmp(L.path, users_file) == 0;
+    pthread_rwlock_unlock(&L.users_lock);
+    if (same) {
+        return 0; /* re-read when it changes (users_refresh) */
+    }
+    struct users *u = users_open(users_file);
+    if (u == NULL) {
+        return -ENOMEM;
+    }
+    if (users_error(u) != NULL) {
+        log_warn("login: users-file %s: %s; nobody can log in through a mapping until it is "
+                 "fixed",
+                 users_file, users_error(u));
+    }
+    pthread_rwlock_wrlock(&L.users_lock);
+    struct users *old = L.users;
+    L.users = u;
+    snprintf(L.path, sizeof(L.path), "%s", users_file);
+    pthread_rwlock_unlock(&L.users_lock);
+    users_free(old);
+    pthread_mutex_lock(&L.lock);
+    int rc = 0;
+    if (L.regulate == NULL && (L.regulate = regulate_new()) == NULL) {
+        rc = -ENOMEM;
+    }
+    if (rc == 0 && !L.running) {
+        L.stopping = false;
+        rc = -pthread_create(&L.thread, NULL, run, NULL);
+        L.running = rc == 0;
+    }
+    pthread_mutex_unlock(&L.lock);
+    return rc;
+}
+
+void login_shutdown(void)
+{
+    pthread_mutex_lock(&L.lock);
+    bool running = L.running;
+    L.stopping = true;
+    pthread_cond_signal(&L.cond);
+    pthread_mutex_unlock(&L.lock);
+    if (running) {
+        pthread_join(L.thread, NULL);
+    }
+    pthread_mutex_lock(&L.lock);
+    L.running = false;
+    for (size_t i = 0; i < L.nscopes; i++) {
+        sessions_free(L.scopes[i].sessions);
+    }
+    free(L.scopes);
+    L.scopes = NULL;
+    L.nscopes = 0;
+    regulate_free(L.regulate);
+    L.regulate = NULL;
+    pthread_mutex_unlock(&L.lock);
+    pthread_rwlock_wrlock(&L.users_lock);
+    users_free(L.users);
+    L.users = NULL;
+    pthread_rwlock_unlock(&L.users_lock);
+}
+
+struct login_job *login_start(const char *user, const char *password, const char *client,
+                              const char *scope)
+{
+    if (strlen(password) > USERS_MAX_PASSWORD) {
+        return NULL;
+    }
+    struct login_job *j = calloc(1, sizeof(*j));
+    if (j == NULL) {
+        return NULL;
+    }
+    j->refs = 2;
+    j->result = LOGIN_PENDING;
+    snprintf(j->user, sizeof(j->user), "%s", user);
+    snprintf(j->password, sizeof(j->password), "%s", password);
+    snprintf(j->client, sizeof(j->client), "%s", client);
+    snprintf(j->scope, sizeof(j->scope), "%s", scope);
+    pthread_mutex_lock(&L.lock);
+    if (!L.running || L.stopping || L.queued >= LOGIN_QUEUE_MAX) {
+        pthread_mutex_unlock(&L.lock);
+        j->refs = 1;
+        j->result = LOGIN_BUSY; /* the caller polls it, then frees it */
+        sodium_memzero(j->password, sizeof(j->password));
+        return j;
+    }
+    if (L.tail != NULL) {
+        L.tail->next = j;
+    } else {
+        L.head = j;
+    }
+    L.tail = j;
+    L.queued++;
+    pthread_cond_signal(&L.cond);
+    pthread_mutex_unlock(&L.lock);
+    return j;
+}
+
+enum login_result login_poll(struct login_job *j, char id[SESSION_IDLEN + 1], uint64_t *wait_s)
+{
+    enum login_result r = (enum login_result)__atomic_load_n(&j->result, __ATOMIC_ACQUIRE);
+    if (r == LOGIN_OK) {
+        memcpy(id, j->id, SESSION_IDLEN + 1);
+    }
+    if (r == LOGIN_BANNED) {
+        *wait_s = j->wait_s;
+    }
+    return r;
+}
+
+void login_job_free(struct login_job *j)
+{
+    if (j != NULL) {
+        job_unref(j);
+    }
+}
+
+bool login_session(const char *id, const char *scope, char user[USERS_NAMELEN])
+{
+    uint64_t now = now_s();
+    if (now >= __atomic_load_n(&L.users_seen, __ATOMIC_RELAXED) + USERS_RECHECK_S) {
+        __atomic_store_n(&L.users_seen, now, __ATOMIC_RELAXED);
+        refresh_users();
+    }
+    pthread_mutex_lock(&L.lock);
+    struct sessions *s = scope_sessions(scope, false);
+    struct session *se = s != NULL ? sessions_find(s, id, now) : NULL;
+    char who[USERS_NAMELEN] = "";
+    unsigned char stamp[USERS_STAMP_LEN];
+    if (se != NULL) {
+        snprintf(who, sizeof(who), "%s", se->user);
+        memcpy(stamp, se->stamp, sizeof(stamp));
+    }
+    pthread_mutex_unlock(&L.lock);
+    if (se == NULL) {
+        return false;
+    }
+    /* A password changed since the login (by any means) ends the session. */
+    unsigned char now_stamp[USERS_STAMP_LEN];
+    pthread_rwlock_rdlock(&L.users_lock);
+    bool same = L.users != NULL && users_stamp(L.users, who, now_stamp) &&
+                sodium_memcmp(now_stamp, stamp, sizeof(stamp)) == 0;
+    pthread_rwlock_unlock(&L.users_lock);
+    if (!same) {
+        pthread_mutex_lock(&L.lock);
+        s = scope_sessions(scope, false);
+        if (s != NULL) {
+            sessions_end(s, id);
+        }
+        pthread_mutex_unlock(&L.lock);
+        log_info("login: map %s: the session of %s ended: the password changed or the user is "
+                 "gone",
+                 scope, who);
+        return false;
+    }
+    memcpy(user, who, USERS_NAMELEN);
+    return true;
+}
+
+void login_logout(const char *id, const char *client)
+{
+    pthread_mutex_lock(&L.lock);
+    char who[USERS_NAMELEN] = "", scope[LOGIN_SCOPE_LEN] = "";
+    for (size_t i = 0; i < L.nscopes && who[0] == '\0'; i++) {
+        struct session *se = sessions_find(L.scopes[i].sessions, id, now_s());
+        if (se != NULL) {
+            snprintf(who, sizeof(who), "%s", se->user);
+            snprintf(scope, sizeof(scope), "%s", L.scopes[i].name);
+            sessions_end(L.scopes[i].sessions, id);
+        }
+    }
+    pthread_mutex_unlock(&L.lock);
+    if (who[0] != '\0') {
+        log_info("login: map %s: user %s logged out from %s", scope, who, client);
+    }
+}

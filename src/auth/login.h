@@ -1,0 +1,63 @@
+/*
+ * login: the gateway's own login in front of devices (auth = login on http and https mappings).
+ * Its users are the admin interface's (the users file, auth/users.h), their passwords are
+ * checked by a thread of their own (argon2id takes tens of milliseconds, which a worker must not
+ * spend while its other connections wait), failures are regulated per client address and per
+ * user name as the admin login's are (auth/regulate.h), and a login makes a session (a random
+ * 256-bit id, the cookie LOGIN_COOKIE) for one mapping, its scope. One service per process,
+ * shared by every worker under its locks; the gateway points it at the users file at start and
+ * at every reload (login_configure) and stops it last (login_shutdown).
+ *
+ * A wrong user and a wrong password get the same result after the same work; a ban is said as
+ * such (the client learns nothing it did not know: it failed that often). Every login, failure,
+ * ban and logout is one log line ("login: ..."), never with a password.
+ */
+#ifndef PORTGATE_LOGIN_H
+#define PORTGATE_LOGIN_H
+
+#include <stdbool.h>
+#include <stdint.h>
+
+#include "auth/session.h"
+#include "auth/users.h"
+
+#define LOGIN_COOKIE "portgate_login" /* not the admin page's: both may be on one host */
+#define LOGIN_QUEUE_MAX 64            /* checks waiting at most; more are refused as busy */
+#define LOGIN_SCOPE_LEN 64            /* a mapping's name */
+
+/* Points the service at the users file (it may not exist yet: nobody can log in then), and
+ * starts its thread the first time. Returns 0, or a negative errno (the thread or memory). */
+int login_configure(const char *users_file);
+/* Stops the thread and frees everything; jobs not done end refused. */
+void login_shutdown(void);
+
+enum login_result {
+    LOGIN_PENDING, /* not checked yet */
+    LOGIN_OK,      /* a session was made: its id is given */
+    LOGIN_REFUSED, /* a wrong user or password */
+    LOGIN_BANNED,  /* too many failures from that address or for that user: *wait_s */
+    LOGIN_BUSY,    /* too many checks waiting, or no users file configured */
+};
+
+struct login_job;
+
+/*
+ * Starts checking user's password for a login to scope (a mapping's name) from client (its
+ * address, for regulation and the log). The job copies what it needs and wipes the password
+ * once checked. Returns NULL when out of memory or busy (LOGIN_QUEUE_MAX waiting).
+ */
+struct login_job *login_start(const char *user, const char *password, const char *client,
+                              const char *scope);
+/* The job's result; with LOGIN_OK the new session's id in id, with LOGIN_BANNED the seconds to
+ * wait in *wait_s. Any thread. */
+enum login_result login_poll(struct login_job *j, char id[SESSION_IDLEN + 1], uint64_t *wait_s);
+/* Drops the caller's hold on the job, done or not (a client that left while it waited). */
+void login_job_free(struct login_job *j);
+
+/* True if id (a cookie's value) is a live session for scope of a user who still has the
+ * password it logged in with; its user is then copied to user, and its idle time starts again. */
+bool login_session(const char *id, const char *scope, char user[USERS_NAMELEN]);
+/* Ends session id (logout), logged with who and from where; a no-op if there is none. */
+void login_logout(const char *id, const char *client);
+
+#endif
