@@ -51,6 +51,9 @@ struct admin_listener {
      * so that a web page whose name an attacker points at 127.0.0.1 (DNS rebinding) gets
      * nothing from it. */
     char hosts[2][ADDR_STRLEN + 16];
+    /* admin-origins: the https sites (a mapping of the gateway's own) the page may be used from,
+     * whose names it answers to as well. */
+    char origins[1024];
 };
 
 struct admin {
@@ -301,6 +304,36 @@ static bool host_ok(const struct admin_listener *l, const char *host)
     return false;
 }
 
+/* True if origin (an Origin header, or "https://" and a Host) is one of admin-origins. */
+static bool origin_listed(const struct admin_listener *l, const char *origin)
+{
+    size_t n = strlen(origin);
+    for (const char *p = l->origins; *p != '\0';) {
+        size_t k = strcspn(p, ",");
+        if (k == n && strncasecmp(p, origin, n) == 0) {
+            return true;
+        }
+        p += k + (p[k] == ',');
+    }
+    return false;
+}
+
+/* The Host of a request that came through an https mapping from one of admin-origins: its
+ * origin is "https://" and the Host (a Host with the default port may come without it). */
+static bool host_listed(const struct admin_listener *l, const char *host)
+{
+    char o[300];
+    if (host == NULL || strlen(host) > 280) {
+        return false;
+    }
+    snprintf(o, sizeof(o), "https://%s", host);
+    if (origin_listed(l, o)) {
+        return true;
+    }
+    size_t n = strlen(o);
+    return n > 4 && strcmp(o + n - 4, ":443") == 0 && (o[n - 4] = '\0', origin_listed(l, o));
+}
+
 /*
  * What is decided when the headers are in, before any body is read: the unix socket's peer,
  * the HTTP listener's Host and Origin, and whether the request carries a credential (a
@@ -318,13 +351,14 @@ static int refuse_early(struct admin_listener *l, struct MHD_Connection *c, cons
         return send_error(c, 403, "only root and the socket's group may use this socket");
     }
     const char *host = MHD_lookup_connection_value(c, MHD_HEADER_KIND, "Host");
-    if (!host_ok(l, host)) {
+    if (!host_ok(l, host) && !host_listed(l, host)) {
         return send_error(c, 421,
                           "this listener answers to the names of this host only "
-                          "(127.0.0.1 or localhost, with its port)");
+                          "(127.0.0.1 or localhost, with its port), and of admin-origins");
     }
     const char *origin = MHD_lookup_connection_value(c, MHD_HEADER_KIND, "Origin");
-    if (origin != NULL && (strncmp(origin, "http://", 7) != 0 || !host_ok(l, origin + 7))) {
+    if (origin != NULL && (strncmp(origin, "http://", 7) != 0 || !host_ok(l, origin + 7)) &&
+        !origin_listed(l, origin)) {
         return send_error(c, 403, "a request from another site's page");
     }
     if (strncmp(url, "/api/", 5) != 0 && strcmp(url, "/metrics") != 0) {
@@ -768,6 +802,7 @@ int admin_start(struct admin *a, struct gateway *g)
         struct admin_listener *l = &a->ls[a->nls - 1];
         snprintf(l->hosts[0], sizeof(l->hosts[0]), "%s", as);
         snprintf(l->hosts[1], sizeof(l->hosts[1]), "localhost:%u", addr_port(&gw->admin));
+        snprintf(l->origins, sizeof(l->origins), "%s", gw->admin_origins);
         log_info("admin: web page and API on http://%s/", as);
     }
     /* Before the first login can arrive (the loop has not run yet), and once the sockets are

@@ -1,6 +1,7 @@
 #include "gateway/config.h"
 
 #include <assert.h>
+#include <ctype.h>
 #include <errno.h>
 #include <fcntl.h>
 #include <ini.h>
@@ -176,6 +177,43 @@ static int parse_admin(const char *s, struct sockaddr_storage *out, char *err, s
         return -1;
     }
     addr_set_port(out, ep.port_lo);
+    return 0;
+}
+
+/* admin-origins: https://HOST or https://HOST:PORT, commas between (blanks around them dropped),
+ * kept lower case. */
+static int parse_origins(const char *s, char *out, size_t len, char *err, size_t errlen)
+{
+    size_t off = 0;
+    out[0] = '\0';
+    for (const char *p = s; *p != '\0';) {
+        p += strspn(p, " \t");
+        size_t n = strcspn(p, ","), e = n;
+        while (e > 0 && (p[e - 1] == ' ' || p[e - 1] == '\t')) {
+            e--;
+        }
+        char one[300];
+        if (e >= sizeof(one) || off + e + 2 > len) {
+            snprintf(err, errlen, "\"%.60s\": too long", s);
+            return -1;
+        }
+        for (size_t i = 0; i < e; i++) {
+            one[i] = (char)tolower((unsigned char)p[i]);
+        }
+        one[e] = '\0';
+        const char *host = one + 8;
+        bool ok = strncmp(one, "https://", 8) == 0 && host[0] != '\0' &&
+                  strspn(host, "abcdefghijklmnopqrstuvwxyz0123456789.-:[]") == strlen(host);
+        if (!ok) {
+            snprintf(err, errlen,
+                     "\"%s\": an https origin, https://HOST or https://HOST:PORT, as a browser "
+                     "sends it (no path); the page is used from elsewhere only over TLS",
+                     one);
+            return -1;
+        }
+        off += (size_t)snprintf(out + off, len - off, "%s%s", off ? "," : "", one);
+        p += n + (p[n] == ',');
+    }
     return 0;
 }
 
@@ -883,6 +921,10 @@ static int gateway_set(struct ini_state *st, const char *key, const char *val)
     } else if (strcmp(key, "users-file") == 0) {
         bit = 512;
         rc = parse_path(val, false, c->gw.users_file, sizeof(c->gw.users_file), why, sizeof(why));
+    } else if (strcmp(key, "admin-origins") == 0) {
+        bit = 1024;
+        rc = parse_origins(val, c->gw.admin_origins, sizeof(c->gw.admin_origins), why,
+                           sizeof(why));
     } else {
         add_error(c, "%s:%d: [gateway] unknown key \"%s\" (see docs/configuration.md)", st->source,
                   st->line, key);

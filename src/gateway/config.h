@@ -43,6 +43,9 @@ struct config_gateway {
     char admin_socket[108];          /* the unix socket (sun_path) */
     char state[CONFIG_PATHLEN];      /* the mappings made through it */
     char users_file[CONFIG_PATHLEN]; /* its users and API tokens */
+    /* The https sites the HTTP listener's page may also be used from, through a mapping of the
+     * gateway's own ("https://admin.example.org", commas between, lower case), or "". */
+    char admin_origins[1024];
 };
 
 #define CONFIG_MAX_WORKERS 256

@@ -999,3 +999,54 @@ def test_login_in_front_of_a_device_in_chromium(gateway, tmp_path):
         driver.quit()
         dev.close()
     assert "alice's long password" not in g.log()
+
+
+def test_admin_page_from_outside_through_an_https_mapping(gateway, tmp_path):
+    """Remote administration as docs/admin.md tells it: the admin listener stays on loopback, an
+    https mapping of the gateway's own is its way in, behind the gateway's login, and
+    admin-origins lets the page's requests come from that site. In Chromium: the gateway's
+    login, then the admin page's, then the mappings listed, one added."""
+    assert subprocess.run([BINARY, "cert", "-o", str(tmp_path / "c"), "localhost"],
+                          capture_output=True).returncode == 0
+    aport, gport = free_ports(2)
+    g = gateway(config=f"[gateway]\nadmin = 127.0.0.1:{aport}\n"
+                       f"admin-origins = https://localhost:{gport}\n"
+                       f"[map admin]\nproto = https\nlisten = 127.0.0.1:{gport}\n"
+                       f"target = 127.0.0.1:{aport}\ncert = {tmp_path}/c.crt\n"
+                       f"key = {tmp_path}/c.key\nauth = login\nusers = {USER}\n")
+    passwd(g, USER, PASSWORD)
+    opts = webdriver.ChromeOptions()
+    opts.binary_location = CHROMIUM
+    for arg in ("--headless=new", "--no-sandbox", "--disable-gpu", "--ignore-certificate-errors",
+                f"--user-data-dir={tmp_path / 'chromium-profile'}", "--no-first-run",
+                "--window-size=1280,900", "--disable-extensions",
+                "--disable-background-networking", "--lang=en-US"):
+        opts.add_argument(arg)
+    opts.set_capability("goog:loggingPrefs", {"browser": "ALL"})
+    driver = webdriver.Chrome(service=Service(CHROMEDRIVER), options=opts)
+    try:
+        driver.set_page_load_timeout(30)
+        b = Browser(driver)
+        driver.get(f"https://localhost:{gport}/")
+        b.visible("#user")  # the gateway's login first
+        b.type("#user", USER)
+        b.type("#password", PASSWORD)
+        b.click("button[type=submit]")
+        log_in_ok(b)  # then the admin page's own
+        b.until("the mapping listed", lambda: "admin" in row_names(b))
+        open_add_dialog(b)
+        fill_mapping(b, "web", "127.0.0.1", str(free_ports()), "127.0.0.1", "80")
+        b.click("#mapping-save")
+        b.until("the new mapping listed", lambda: "web" in row_names(b))
+        assert "web" in Admin(g.admin_socket).mappings()
+        bad = [e for e in b.logs() if "Content Security Policy" in e["message"]
+               or (e["level"] == "SEVERE" and "status of 401" not in e["message"])]
+        assert bad == [], bad
+    finally:
+        driver.quit()
+    # Without admin-origins, the same page's changes are refused (another site's page).
+    r = subprocess.run(["curl", "-sS", "-H", f"Origin: https://evil.example",
+                        "-H", f"Host: 127.0.0.1:{aport}", "-o", "/dev/null", "-w", "%{http_code}",
+                        "-X", "POST", f"http://127.0.0.1:{aport}/api/v1/session"],
+                       capture_output=True, text=True)
+    assert r.stdout == "403", r
