@@ -1,7 +1,8 @@
 """The admin web page end to end: the real gateway with its HTTP listener, driven by headless
 Chromium through Selenium the way a user would use it (the setup panel, logging in, adding,
 watching, disabling, editing, deleting and logging out), with the browser's console checked at
-the end; a tls and an https mapping through the same form, and the fields each protocol has.
+the end; two-factor authentication set up and used; a tls and an https mapping through the same
+form, and the fields each protocol has.
 Also the table's look: a screenshot for docs/admin-page.png (written only with
 PORTGATE_SCREENSHOT=1) and the table at a phone's width."""
 import http.client
