@@ -16,6 +16,7 @@
 
 struct api {
     struct gateway *g;
+    const struct api_auth_stats *auth_stats; /* admin/auth's, or NULL */
     /* The JSON text of each mapping's settings, source and status, without its closing brace,
      * for the running config of revision cache_rev. */
     uint64_t cache_rev;
@@ -30,6 +31,11 @@ struct api *api_new(struct gateway *g)
         api->g = g;
     }
     return api;
+}
+
+void api_set_auth_stats(struct api *api, const struct api_auth_stats *stats)
+{
+    api->auth_stats = stats;
 }
 
 static void cache_clear(struct api *api)
@@ -1019,7 +1025,7 @@ void api_handle(struct api *api, const struct api_request *rq, struct api_respon
         }
     } else if (strcmp(p, "/metrics") == 0) {
         if (is(rq, "GET")) {
-            rs->text = api_metrics(g);
+            rs->text = api_metrics(g, api->auth_stats);
             rs->text_type = "text/plain; version=0.0.4; charset=utf-8";
             rs->status = 200;
         } else {

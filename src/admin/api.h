@@ -35,11 +35,23 @@ struct api_response {
     unsigned long long etag; /* an ETag (the revision), or 0 */
 };
 
+/* The admin login's counters, which admin/auth keeps and /metrics shows. */
+struct api_auth_stats {
+    uint64_t logins;           /* logins that made a session */
+    uint64_t login_failures;   /* a wrong user, password or code */
+    uint64_t totp_enrolled;    /* second factors turned on */
+    uint64_t totp_disabled;    /* and off */
+    uint64_t totp_wrong_codes; /* wrong or replayed codes: at a login, a confirmation, a disable */
+    uint64_t recovery_used;    /* recovery codes used up */
+};
+
 /* The API of gateway g. It keeps the JSON of each mapping's settings between requests (made
  * again when the configuration's revision moves), so that listing thousands of mappings every
  * two seconds costs their counters, not their settings. NULL when out of memory. */
 struct api *api_new(struct gateway *g);
 void api_free(struct api *api);
+/* The login counters /metrics shows (valid while api lives), or NULL for none. */
+void api_set_auth_stats(struct api *api, const struct api_auth_stats *stats);
 /* Handles one request. Never fails: errors are responses. */
 void api_handle(struct api *api, const struct api_request *rq, struct api_response *rs);
 
@@ -50,7 +62,8 @@ void api_text_clean(char *s);
 /* Open file descriptors of the process. */
 size_t api_open_fds(void);
 
-/* Prometheus text exposition of g's counters (admin/metrics.c). NULL when out of memory. */
-char *api_metrics(struct gateway *g);
+/* Prometheus text exposition of g's counters, and of the login's (auth may be NULL)
+ * (admin/metrics.c). NULL when out of memory. */
+char *api_metrics(struct gateway *g, const struct api_auth_stats *auth);
 
 #endif

@@ -6,19 +6,27 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <time.h>
 
 #include "auth/authhdr.h"
 #include "auth/regulate.h"
 #include "auth/session.h"
+#include "auth/totp.h"
 #include "auth/users.h"
 #include "core/addr.h"
 #include "core/log.h"
+
+/* The issuer an authenticator app files the codes under. */
+#define TOTP_ISSUER "portgate"
+/* How long an enrolment waits for its confirmation. */
+#define TOTP_PENDING_S 600
 
 struct auth {
     char users_file[512];
     struct users *users;
     struct sessions *sessions;
     struct regulate *regulate;
+    struct api_auth_stats stats;
 };
 
 struct auth *auth_new(const char *users_file)
@@ -40,6 +48,11 @@ struct auth *auth_new(const char *users_file)
                   users_error(a->users));
     }
     return a;
+}
+
+const struct api_auth_stats *auth_stats(const struct auth *a)
+{
+    return &a->stats;
 }
 
 void auth_free(struct auth *a)
@@ -107,7 +120,8 @@ static struct session *cookie_session(struct auth *a, const char *cookie, uint64
     if (se != NULL && (!users_stamp(a->users, se->user, stamp) ||
                        sodium_memcmp(stamp, se->stamp, sizeof(stamp)) != 0)) {
         log_info("admin: user %s's session ended: %s", se->user,
-                 users_exists(a->users, se->user) ? "the password changed" : "no such user now");
+                 users_exists(a->users, se->user) ? "the password or the second factor changed"
+                                                  : "no such user now");
         sessions_end(a->sessions, se->id);
         return NULL;
     }
@@ -132,10 +146,9 @@ static bool changes(const struct auth_request *rq)
     return strcmp(rq->method, "GET") != 0 && strcmp(rq->method, "HEAD") != 0;
 }
 
-/* A password check under regulation: per address and per user. Returns true on a match;
- * otherwise the answer is set (401, or 429 when banned). */
-static bool check_password(struct auth *a, const struct auth_request *rq, const char *user,
-                           const char *password, struct api_response *rs)
+/* True if neither the client's address nor user is refused now; else the answer is 429. */
+static bool not_banned(struct auth *a, const struct auth_request *rq, const char *user,
+                       struct api_response *rs)
 {
     char by_addr[REGULATE_KEYLEN], by_user[REGULATE_KEYLEN];
     snprintf(by_addr, sizeof(by_addr), "addr %s", rq->client);
@@ -149,15 +162,18 @@ static bool check_password(struct auth *a, const struct auth_request *rq, const 
                (unsigned long long)((s + 59) / 60));
         return false;
     }
-    if (users_check_password(a->users, user, password)) {
-        regulate_success(a->regulate, by_user);
-        return true;
-    }
-    /* The name only if it is a user's: one that is not may be a password typed in the wrong
-     * field. */
+    return true;
+}
+
+/* A failure (a wrong password, a wrong code): counted per address and per user, the ban it may
+ * start logged; the answer is 401 msg. */
+static void failure(struct auth *a, const struct auth_request *rq, const char *user,
+                    const char *msg, struct api_response *rs)
+{
+    char by_addr[REGULATE_KEYLEN], by_user[REGULATE_KEYLEN];
+    snprintf(by_addr, sizeof(by_addr), "addr %s", rq->client);
+    snprintf(by_user, sizeof(by_user), "user %s", user);
     bool known = users_exists(a->users, user);
-    log_warn("admin: failed login for %s%s from %s",
-             known ? "user " : "a user name that does not exist", known ? user : "", rq->client);
     bool ban_addr = regulate_fail(a->regulate, by_addr, rq->now);
     bool ban_user = regulate_fail(a->regulate, by_user, rq->now);
     if (ban_addr || ban_user) {
@@ -175,8 +191,77 @@ static bool check_password(struct auth *a, const struct auth_request *rq, const 
                  ban_addr && ban_user ? "both" : (ban_user ? "that user" : "that address"),
                  REGULATE_BAN_S / 60);
     }
-    answer(rs, 401, "wrong user or password");
+    answer(rs, 401, "%s", msg);
+}
+
+/* Forgets user's failures, once they proved who they are. */
+static void settled(struct auth *a, const char *user)
+{
+    char by_user[REGULATE_KEYLEN];
+    snprintf(by_user, sizeof(by_user), "user %s", user);
+    regulate_success(a->regulate, by_user);
+}
+
+/* A password check, under regulation (not_banned() first). Returns true on a match; otherwise
+ * the failure is counted and the answer is 401 msg. */
+static bool password_ok(struct auth *a, const struct auth_request *rq, const char *user,
+                        const char *password, const char *msg, struct api_response *rs)
+{
+    if (users_check_password(a->users, user, password)) {
+        return true;
+    }
+    /* The name only if it is a user's: one that is not may be a password typed in the wrong
+     * field. */
+    bool known = users_exists(a->users, user);
+    log_warn("admin: failed login for %s%s from %s",
+             known ? "user " : "a user name that does not exist", known ? user : "", rq->client);
+    failure(a, rq, user, msg, rs);
     return false;
+}
+
+/* A password check under regulation: per address and per user. Returns true on a match;
+ * otherwise the answer is set (401, or 429 when banned). */
+static bool check_password(struct auth *a, const struct auth_request *rq, const char *user,
+                           const char *password, struct api_response *rs)
+{
+    if (!not_banned(a, rq, user, rs) ||
+        !password_ok(a, rq, user, password, "wrong user or password", rs)) {
+        return false;
+    }
+    settled(a, user);
+    return true;
+}
+
+/*
+ * A second-factor code of user (a TOTP code or a recovery code), under regulation (not_banned()
+ * first): used up in the users file if it is right. Returns what it was (USERS_FACTOR_TOTP or
+ * USERS_FACTOR_RECOVERY); otherwise 0, the wrong code logged, counted and counted as a failure,
+ * and the answer 401 msg (or 500 if the users file could not be written).
+ */
+static int code_ok(struct auth *a, const struct auth_request *rq, const char *user,
+                   const char *code, const char *msg, struct api_response *rs)
+{
+    char err[640];
+    int rc = users_second_factor(a->users_file, a->users, user, code, (int64_t)time(NULL), err,
+                                 sizeof(err));
+    if (rc == -EIO) {
+        log_error("admin: user %s's second factor: %s", user, err);
+        answer(rs, 500, "the users file could not be updated: the gateway's log says why");
+        return 0;
+    }
+    if (rc <= 0) {
+        a->stats.totp_wrong_codes++;
+        log_warn("admin: wrong second-factor code for user %s from %s: %s", user, rq->client, err);
+        failure(a, rq, user, msg, rs);
+        return 0;
+    }
+    users_refresh(a->users); /* the step or the recovery code used up */
+    if (rc == USERS_FACTOR_RECOVERY) {
+        a->stats.recovery_used++;
+        log_warn("admin: user %s used a recovery code from %s; %u left", user, rq->client,
+                 users_recovery_left(a->users, user));
+    }
+    return rc;
 }
 
 static void session_answer(struct api_response *rs, const struct session *se)
@@ -193,16 +278,34 @@ static void login(struct auth *a, const struct auth_request *rq, struct api_resp
         return;
     }
     const char *user = member(body, "user"), *password = member(body, "password");
-    if (user == NULL || password == NULL || !users_valid_name(user)) {
-        answer(rs, 400, "send {\"user\": ..., \"password\": ...}");
-    } else if (check_password(a, rq, user, password, rs)) {
+    const char *code = member(body, "code");
+    if (code != NULL && code[0] == '\0') {
+        code = NULL; /* the page's empty field */
+    }
+    /* The answer depends on what was sent, never on which part was wrong. */
+    const char *wrong = code != NULL ? "wrong user, password or code" : "wrong user or password";
+    if (user == NULL || password == NULL || !users_valid_name(user) ||
+        (json_object_get(body, "code") != NULL && !json_is_string(json_object_get(body, "code")))) {
+        answer(rs, 400, "send {\"user\": ..., \"password\": ...}, and \"code\" if asked for one");
+    } else if (!not_banned(a, rq, user, rs) || !password_ok(a, rq, user, password, wrong, rs)) {
+        /* answered */
+    } else if (users_totp_enabled(a->users, user) && code == NULL) {
+        /* The password is right: what is missing is said, so the page can ask for it. */
+        answer(rs, 401, "enter the code of your authenticator app (or a recovery code)");
+        json_object_set_new(rs->json, "code-needed", json_true());
+    } else if (!users_totp_enabled(a->users, user) || code_ok(a, rq, user, code, wrong, rs) > 0) {
+        settled(a, user);
         unsigned char stamp[USERS_STAMP_LEN];
         users_stamp(a->users, user, stamp);
         const struct session *se = sessions_create(a->sessions, user, stamp, rq->now);
         snprintf(set_cookie, len, "%s=%s; Path=/; HttpOnly; SameSite=Strict; Max-Age=%d",
                  SESSION_COOKIE, se->id, SESSION_MAX_AGE_S);
         session_answer(rs, se);
+        a->stats.logins++;
         log_info("admin: user %s logged in from %s", user, rq->client);
+    }
+    if (rs->status == 401) {
+        a->stats.login_failures += json_object_get(rs->json, "code-needed") == NULL;
     }
     json_decref(body);
 }
@@ -237,6 +340,168 @@ static void change_password(struct auth *a, const struct auth_request *rq, struc
         }
     }
     json_decref(body);
+}
+
+/* After a change of user's second factor: this session goes on (its stamp made again), the
+ * user's others end, as after a password change: they were opened under the old rules. */
+static void factor_changed(struct auth *a, struct session *se, const char *user)
+{
+    users_refresh(a->users);
+    users_stamp(a->users, user, se->stamp);
+    sessions_end_user(a->sessions, user, se);
+}
+
+static void forget_pending(struct session *se)
+{
+    sodium_memzero(se->totp_pending, sizeof(se->totp_pending));
+    se->totp_pending_at = 0;
+}
+
+/* POST /me/totp: a new secret, kept in the session until it is confirmed, and shown to the app
+ * (a URI and its QR code). */
+static void totp_begin(struct auth *a, const struct auth_request *rq, struct session *se,
+                       struct api_response *rs)
+{
+    char user[USERS_NAMELEN], err[512], secret[USERS_TOTP_SECRET_B32 + 1], uri[512];
+    snprintf(user, sizeof(user), "%s", se->user);
+    int rc = users_totp_begin(a->users, user, secret, err, sizeof(err));
+    if (rc != 0) {
+        answer(rs, rc == -EEXIST ? 409 : 500, "%s", err);
+        return;
+    }
+    unsigned size = 0;
+    char *path = NULL, *svg = NULL;
+    if (totp_uri(TOTP_ISSUER, user, secret, uri, sizeof(uri)) < 0 ||
+        (path = totp_qr_path(uri, &size)) == NULL || (svg = totp_qr_svg(uri)) == NULL) {
+        answer(rs, 500, "out of memory");
+    } else {
+        snprintf(se->totp_pending, sizeof(se->totp_pending), "%s", secret);
+        se->totp_pending_at = rq->now;
+        rs->status = 200;
+        rs->json = json_pack("{s:s,s:s,s:s,s:{s:i,s:s}}", "secret", secret, "uri", uri, "qr-svg",
+                             svg, "qr", "size", (int)size, "path", path);
+    }
+    free(path);
+    free(svg);
+    sodium_memzero(secret, sizeof(secret));
+    sodium_memzero(uri, sizeof(uri));
+}
+
+/* POST /me/totp/confirm {"code"}: turns the second factor on, and answers its recovery codes. */
+static void totp_confirm(struct auth *a, const struct auth_request *rq, struct session *se,
+                         struct api_response *rs)
+{
+    json_t *body = body_object(rq, rs);
+    if (body == NULL) {
+        return;
+    }
+    const char *code = member(body, "code");
+    char user[USERS_NAMELEN], err[640];
+    snprintf(user, sizeof(user), "%s", se->user);
+    if (se->totp_pending[0] != '\0' && rq->now - se->totp_pending_at >= TOTP_PENDING_S) {
+        forget_pending(se);
+    }
+    if (code == NULL) {
+        answer(rs, 400, "send {\"code\": ...}, the code the app shows");
+    } else if (se->totp_pending[0] == '\0') {
+        answer(rs, 409,
+               "no enrolment under way (or it took over %d minutes): begin with POST "
+               "/me/totp",
+               TOTP_PENDING_S / 60);
+    } else {
+        char rec[USERS_RECOVERY_CODES][USERS_RECOVERY_LEN + 1];
+        int rc = users_totp_confirm(a->users_file, user, se->totp_pending, code,
+                                    (int64_t)time(NULL), rec, err, sizeof(err));
+        if (rc == -EACCES) {
+            a->stats.totp_wrong_codes++;
+            log_warn("admin: wrong second-factor code for user %s from %s: %s, confirming a new "
+                     "one",
+                     user, rq->client, err);
+            answer(rs, 400, "wrong code: check the app's clock, and that it has the new key");
+            json_object_set_new(rs->json, "field", json_string("code"));
+        } else if (rc != 0) {
+            answer(rs, rc == -EEXIST ? 409 : 500, "%s", err);
+        } else {
+            forget_pending(se);
+            factor_changed(a, se, user);
+            json_t *list = json_array();
+            for (size_t k = 0; k < USERS_RECOVERY_CODES; k++) {
+                json_array_append_new(list, json_string(rec[k]));
+            }
+            sodium_memzero(rec, sizeof(rec));
+            rs->status = 200;
+            rs->json = json_pack("{s:o}", "recovery-codes", list);
+            a->stats.totp_enrolled++;
+            log_info("admin: user %s turned on two-factor authentication from %s", user,
+                     rq->client);
+        }
+    }
+    json_decref(body);
+}
+
+/* DELETE /me/totp {"password"} or {"code"}: turns the second factor off. */
+static void totp_disable(struct auth *a, const struct auth_request *rq, struct session *se,
+                         struct api_response *rs)
+{
+    json_t *body = body_object(rq, rs);
+    if (body == NULL) {
+        return;
+    }
+    const char *password = member(body, "password"), *code = member(body, "code");
+    char user[USERS_NAMELEN], err[640];
+    snprintf(user, sizeof(user), "%s", se->user);
+    static const char wrong[] = "wrong password or code";
+    int used = 0;
+    if ((password == NULL) == (code == NULL)) {
+        answer(rs, 400, "send {\"password\": ...} or {\"code\": ...}");
+    } else if (!users_totp_enabled(a->users, user)) {
+        answer(rs, 404, "two-factor authentication is off already");
+    } else if (!not_banned(a, rq, user, rs)) {
+        /* answered */
+    } else if (password != NULL ? password_ok(a, rq, user, password, wrong, rs)
+                                : (used = code_ok(a, rq, user, code, wrong, rs)) > 0) {
+        settled(a, user);
+        int rc = users_totp_disable(a->users_file, user, err, sizeof(err));
+        if (rc != 0) {
+            answer(rs, rc == -ENOENT ? 404 : 500, "%s", err);
+        } else {
+            factor_changed(a, se, user);
+            rs->status = 204;
+            a->stats.totp_disabled++;
+            log_info("admin: user %s turned off two-factor authentication from %s, with %s", user,
+                     rq->client,
+                     password != NULL                ? "the password"
+                     : used == USERS_FACTOR_RECOVERY ? "a recovery code"
+                                                     : "a code");
+        }
+    }
+    json_decref(body);
+}
+
+/* /me/totp and /me/totp/confirm: the session's user's second factor. */
+static void me_totp(struct auth *a, const struct auth_request *rq, struct session *se,
+                    struct api_response *rs)
+{
+    bool confirm = strcmp(rq->path, "/me/totp/confirm") == 0;
+    if (confirm) {
+        if (strcmp(rq->method, "POST") == 0) {
+            totp_confirm(a, rq, se, rs);
+        } else {
+            answer(rs, 405, "POST /me/totp/confirm with {\"code\": ...}");
+        }
+    } else if (strcmp(rq->method, "GET") == 0) {
+        rs->status = 200;
+        rs->json = json_pack(
+            "{s:b,s:i,s:b}", "enabled", users_totp_enabled(a->users, se->user),
+            "recovery-codes-left", (int)users_recovery_left(a->users, se->user), "pending",
+            se->totp_pending[0] != '\0' && rq->now - se->totp_pending_at < TOTP_PENDING_S);
+    } else if (strcmp(rq->method, "POST") == 0) {
+        totp_begin(a, rq, se, rs);
+    } else if (strcmp(rq->method, "DELETE") == 0) {
+        totp_disable(a, rq, se, rs);
+    } else {
+        answer(rs, 405, "use GET, POST or DELETE /me/totp, POST /me/totp/confirm");
+    }
 }
 
 static void add_token(void *arg, const char *name, int64_t created)
@@ -294,12 +559,13 @@ enum auth_verdict auth_handle(struct auth *a, const struct auth_request *rq,
     users_refresh(a->users);
     bool session_path = strcmp(rq->path, "/session") == 0;
     bool tokens_path = strcmp(rq->path, "/tokens") == 0 || strncmp(rq->path, "/tokens/", 8) == 0;
+    bool me_path = strcmp(rq->path, "/me") == 0 || strncmp(rq->path, "/me/", 4) == 0;
     if (rq->local) {
         if (tokens_path) {
             tokens(a, rq, "the unix socket", rs);
             return AUTH_ANSWERED;
         }
-        if (session_path || strcmp(rq->path, "/password") == 0) {
+        if (session_path || me_path || strcmp(rq->path, "/password") == 0) {
             answer(rs, 404, "no login on the unix socket: it is trusted by its permissions");
             return AUTH_ANSWERED;
         }
@@ -366,6 +632,16 @@ enum auth_verdict auth_handle(struct auth *a, const struct auth_request *rq,
     }
     if (tokens_path) {
         tokens(a, rq, who, rs);
+        return AUTH_ANSWERED;
+    }
+    if (me_path) {
+        if (se == NULL) {
+            answer(rs, 400, "a token has no user: /me is the page's session's");
+        } else if (strcmp(rq->path, "/me/totp") == 0 || strcmp(rq->path, "/me/totp/confirm") == 0) {
+            me_totp(a, rq, se, rs);
+        } else {
+            answer(rs, 404, "no such endpoint: %s (see docs/admin.md)", rq->path);
+        }
         return AUTH_ANSWERED;
     }
     return AUTH_PASS;

@@ -5,9 +5,11 @@
  * API request carries either an API token (Authorization: Bearer) or the page's session cookie,
  * and with the cookie, every request that changes something also its CSRF token.
  *
- * Logins are regulated per client address and per user name (auth/regulate.h); a wrong user
- * and a wrong password get the same answer after the same work. No password or token is ever
- * logged.
+ * A user with a second factor (TOTP, auth/users.h) logs in with a code too, and enrols or
+ * removes it at /me/totp. Logins are regulated per client address and per user name
+ * (auth/regulate.h); a wrong user, a wrong password and a wrong code get the same answer (after
+ * the same work, for the first two), and each counts as a failure. No password, token, secret
+ * or code is ever logged.
  */
 #ifndef PORTGATE_AUTH_H
 #define PORTGATE_AUTH_H
@@ -21,6 +23,8 @@ struct auth;
 /* Reads the users file at path (it may not exist yet). NULL when out of memory. */
 struct auth *auth_new(const char *users_file);
 void auth_free(struct auth *a);
+/* The counters of logins and second factors, for /metrics (valid while a lives). */
+const struct api_auth_stats *auth_stats(const struct auth *a);
 
 struct auth_request {
     const char *method;

@@ -130,7 +130,7 @@ static void proto_metric_name(const char *stat, char *buf, size_t len)
     }
 }
 
-char *api_metrics(struct gateway *g)
+char *api_metrics(struct gateway *g, const struct api_auth_stats *auth)
 {
     const struct config *run = gateway_config(g);
     struct gateway_map_stats *stats = calloc(run->nmaps + 1, sizeof(*stats));
@@ -219,6 +219,35 @@ char *api_metrics(struct gateway *g)
     for (size_t k = 0; k < sizeof(proc) / sizeof(proc[0]); k++) {
         family(out, proc[k].name, proc[k].type, proc[k].help);
         fprintf(out, "%s %llu\n", proc[k].name, proc[k].v);
+    }
+    /* The admin page's logins and second factors (the HTTP listener's; the unix socket has
+     * none). */
+    if (auth != NULL) {
+        family(out, "portgate_admin_logins_total", "counter",
+               "Logins to the admin interface, by result: success (a session made) or failure (a "
+               "wrong user, password or second-factor code).");
+        fprintf(out, "portgate_admin_logins_total{result=\"success\"} %llu\n",
+                (unsigned long long)auth->logins);
+        fprintf(out, "portgate_admin_logins_total{result=\"failure\"} %llu\n",
+                (unsigned long long)auth->login_failures);
+        const struct {
+            const char *name, *help;
+            uint64_t v;
+        } tfa[] = {
+            {"portgate_admin_totp_enrolled_total", "Second factors (TOTP) turned on.",
+             auth->totp_enrolled},
+            {"portgate_admin_totp_disabled_total", "Second factors (TOTP) turned off.",
+             auth->totp_disabled},
+            {"portgate_admin_totp_wrong_codes_total",
+             "Wrong or replayed second-factor codes: at a login, an enrolment or a disable.",
+             auth->totp_wrong_codes},
+            {"portgate_admin_recovery_codes_used_total", "Recovery codes used up.",
+             auth->recovery_used},
+        };
+        for (size_t k = 0; k < sizeof(tfa) / sizeof(tfa[0]); k++) {
+            family(out, tfa[k].name, "counter", tfa[k].help);
+            fprintf(out, "%s %llu\n", tfa[k].name, (unsigned long long)tfa[k].v);
+        }
     }
     family(out, "portgate_build_info", "gauge", "Always 1, labelled with the version.");
     fprintf(out, "portgate_build_info{version=\"%s\"} 1\n", PORTGATE_VERSION);

@@ -779,6 +779,7 @@ int admin_start(struct admin *a, struct gateway *g)
         log_error("admin: out of memory");
         return -1;
     }
+    api_set_auth_stats(a->api, auth_stats(a->auth));
     if (gw->admin_socket[0] != '\0') {
         int fd = unix_listen(gw->admin_socket);
         if (fd < 0 || start_listener(a, fd, true, gw->admin_socket) != 0) {

@@ -27,6 +27,10 @@ struct session {
     char user[USERS_NAMELEN];
     unsigned char stamp[USERS_STAMP_LEN]; /* users_stamp() at the login */
     uint64_t created, last;               /* seconds, monotonic */
+    /* A second factor being enrolled: its secret in base32 until it is confirmed (empty: none),
+     * and when it was made. Wiped with the session. */
+    char totp_pending[USERS_TOTP_SECRET_B32 + 1];
+    uint64_t totp_pending_at;
 };
 
 struct sessions;

@@ -12,11 +12,16 @@
 #include <time.h>
 #include <unistd.h>
 
+#include "auth/totp.h"
 #include "core/file.h"
 #include "core/log.h"
 
 #define USERS_MAX_FILE (4u << 20)
 #define TOKEN_PREFIX "pgt_"
+/* The most fields a line has: "recovery", the name and the hashes. */
+#define MAX_FIELDS (2 + USERS_RECOVERY_CODES)
+
+_Static_assert(USERS_TOTP_SECRET_B32 == (TOTP_SECRET_LEN * 8 + 4) / 5, "a secret's base32");
 
 struct entry {
     bool token;
@@ -24,6 +29,13 @@ struct entry {
     char hash[crypto_pwhash_STRBYTES];             /* user: the argon2id string */
     unsigned char thash[crypto_generichash_BYTES]; /* token */
     int64_t created;
+    /* A user's second factor, if totp. */
+    bool totp;
+    unsigned char secret_len;
+    unsigned char secret[TOTP_MAX_SECRET];
+    uint64_t last_step;
+    unsigned nrecovery;
+    unsigned char recovery[USERS_RECOVERY_CODES][crypto_generichash_BYTES];
 };
 
 struct users {
@@ -56,6 +68,93 @@ static void users_clear(struct users *u)
     u->n = 0;
 }
 
+/* The user entry called name among the n of v, or NULL. */
+static struct entry *user_entry(struct entry *v, size_t n, const char *name)
+{
+    for (size_t i = 0; i < n; i++) {
+        if (!v[i].token && strcmp(v[i].name, name) == 0) {
+            return &v[i];
+        }
+    }
+    return NULL;
+}
+
+/* True if s is a decimal number that fits in a uint64_t, into *out. */
+static bool parse_u64(const char *s, uint64_t *out)
+{
+    size_t n = strlen(s);
+    if (n == 0 || n > 20 || strspn(s, "0123456789") != n) {
+        return false;
+    }
+    errno = 0;
+    unsigned long long v = strtoull(s, NULL, 10);
+    if (errno != 0) {
+        return false;
+    }
+    *out = v;
+    return true;
+}
+
+/* A hex BLAKE2b-256, into out. */
+static bool parse_hash(const char *hex, unsigned char out[crypto_generichash_BYTES])
+{
+    size_t got = 0;
+    return strlen(hex) == 2 * crypto_generichash_BYTES &&
+           sodium_hex2bin(out, crypto_generichash_BYTES, hex, strlen(hex), NULL, &got, NULL) == 0 &&
+           got == crypto_generichash_BYTES;
+}
+
+/* The second factor's lines, totp and recovery, added to their user's entry among the n of v.
+ * Returns 0, or -1 with why in msg. */
+static int parse_factor(struct entry *v, size_t n, bool is_totp, char **f, size_t nf, char *msg,
+                        size_t len)
+{
+    struct entry *e = user_entry(v, n, f[1]);
+    if (e == NULL) {
+        snprintf(msg, len, "%s for %s, who has no user line above", f[0], f[1]);
+        return -1;
+    }
+    if (is_totp) {
+        uint64_t step;
+        ssize_t got;
+        if (e->totp) {
+            snprintf(msg, len, "totp %s appears twice", f[1]);
+            return -1;
+        }
+        if (nf != 4 || !parse_u64(f[3], &step) ||
+            (got = totp_base32_decode(f[2], strlen(f[2]), e->secret, sizeof(e->secret))) <
+                TOTP_MIN_SECRET) {
+            sodium_memzero(e->secret, sizeof(e->secret));
+            snprintf(msg, len, "a malformed totp entry");
+            return -1;
+        }
+        e->totp = true;
+        e->secret_len = (unsigned char)got;
+        e->last_step = step;
+        return 0;
+    }
+    if (!e->totp) {
+        snprintf(msg, len, "recovery codes for %s, who has no totp line above", f[1]);
+        return -1;
+    }
+    if (e->nrecovery > 0) {
+        snprintf(msg, len, "recovery %s appears twice", f[1]);
+        return -1;
+    }
+    if (nf < 3 || nf > 2 + USERS_RECOVERY_CODES) {
+        snprintf(msg, len, "a malformed recovery entry");
+        return -1;
+    }
+    for (size_t i = 2; i < nf; i++) {
+        if (!parse_hash(f[i], e->recovery[i - 2])) {
+            snprintf(msg, len, "a malformed recovery entry");
+            return -1;
+        }
+    }
+    e->nrecovery = (unsigned)(nf - 2);
+    return 0;
+}
+
 /* Parses buf into u's entries (replacing them only if it all parses). Returns 0, or -1 with
  * u->error set. */
 static int parse_into(struct users *u, const char *source, const char *buf, size_t len)
@@ -64,11 +163,12 @@ static int parse_into(struct users *u, const char *source, const char *buf, size
     size_t n = 0, cap = 0;
     int line = 0;
     const char *p = buf, *end = buf + len;
+    /* A line holds a TOTP secret: wiped once read. */
+    char text[1024];
     while (p < end) {
         const char *nl = memchr(p, '\n', (size_t)(end - p));
         size_t ll = nl != NULL ? (size_t)(nl - p) : (size_t)(end - p);
         line++;
-        char text[1024];
         if (ll >= sizeof(text)) {
             snprintf(u->error, sizeof(u->error), "%s:%d: line too long", source, line);
             goto bad;
@@ -80,30 +180,42 @@ static int parse_into(struct users *u, const char *source, const char *buf, size
             snprintf(u->error, sizeof(u->error), "%s:%d: NUL byte in line", source, line);
             goto bad;
         }
-        char *save = NULL;
-        char *kind = strtok_r(text, " \t\r", &save);
-        if (kind == NULL || kind[0] == '#') {
+        char *save = NULL, *f[MAX_FIELDS + 1];
+        size_t nf = 0;
+        for (char *t = strtok_r(text, " \t\r", &save); t != NULL && nf <= MAX_FIELDS;
+             t = strtok_r(NULL, " \t\r", &save)) {
+            f[nf++] = t;
+        }
+        if (nf == 0 || f[0][0] == '#') {
             continue;
         }
-        char *name = strtok_r(NULL, " \t\r", &save);
-        char *hash = strtok_r(NULL, " \t\r", &save);
-        char *created = strtok_r(NULL, " \t\r", &save);
-        char *extra = strtok_r(NULL, " \t\r", &save);
+        const char *kind = f[0];
+        char *name = nf > 1 ? f[1] : NULL, *hash = nf > 2 ? f[2] : NULL;
+        char *created = nf > 3 ? f[3] : NULL;
         bool is_user = strcmp(kind, "user") == 0, is_token = strcmp(kind, "token") == 0;
-        if (!is_user && !is_token) {
+        bool is_totp = strcmp(kind, "totp") == 0, is_recovery = strcmp(kind, "recovery") == 0;
+        if (!is_user && !is_token && !is_totp && !is_recovery) {
             snprintf(u->error, sizeof(u->error),
-                     "%s:%d: expected \"user NAME HASH\" or \"token NAME HASH TIME\"", source,
-                     line);
+                     "%s:%d: expected \"user NAME HASH\", \"token NAME HASH TIME\", \"totp NAME "
+                     "SECRET STEP\" or \"recovery NAME HASH...\"",
+                     source, line);
             goto bad;
         }
         if (name == NULL || hash == NULL || !users_valid_name(name) ||
-            (is_user && (created != NULL || strncmp(hash, "$argon2id$", 10) != 0 ||
+            (is_user && (nf != 3 || strncmp(hash, "$argon2id$", 10) != 0 ||
                          strlen(hash) >= crypto_pwhash_STRBYTES)) ||
-            (is_token &&
-             (created == NULL || extra != NULL || strlen(hash) != 2 * crypto_generichash_BYTES ||
-              strspn(created, "0123456789") != strlen(created)))) {
+            (is_token && (nf != 4 || strlen(hash) != 2 * crypto_generichash_BYTES ||
+                          strspn(created, "0123456789") != strlen(created)))) {
             snprintf(u->error, sizeof(u->error), "%s:%d: a malformed %s entry", source, line, kind);
             goto bad;
+        }
+        if (is_totp || is_recovery) {
+            char msg[200];
+            if (parse_factor(v, n, is_totp, f, nf, msg, sizeof(msg)) != 0) {
+                snprintf(u->error, sizeof(u->error), "%s:%d: %s", source, line, msg);
+                goto bad;
+            }
+            continue;
         }
         for (size_t i = 0; i < n; i++) {
             if (v[i].token == is_token && strcmp(v[i].name, name) == 0) {
@@ -119,10 +231,16 @@ static int parse_into(struct users *u, const char *source, const char *buf, size
         }
         if (n == cap) {
             cap = cap ? cap * 2 : 8;
-            struct entry *nv = realloc(v, cap * sizeof(*nv));
+            struct entry *nv = malloc(cap * sizeof(*nv));
             if (nv == NULL) {
                 snprintf(u->error, sizeof(u->error), "%s: out of memory", source);
                 goto bad;
+            }
+            /* Not realloc: the old array holds secrets, wiped before it is freed. */
+            if (v != NULL) {
+                memcpy(nv, v, n * sizeof(*v));
+                sodium_memzero(v, n * sizeof(*v));
+                free(v);
             }
             v = nv;
         }
@@ -133,10 +251,7 @@ static int parse_into(struct users *u, const char *source, const char *buf, size
         if (is_user) {
             snprintf(e->hash, sizeof(e->hash), "%s", hash);
         } else {
-            size_t got = 0;
-            if (sodium_hex2bin(e->thash, sizeof(e->thash), hash, strlen(hash), NULL, &got, NULL) !=
-                    0 ||
-                got != sizeof(e->thash)) {
+            if (!parse_hash(hash, e->thash)) {
                 snprintf(u->error, sizeof(u->error), "%s:%d: a malformed token entry", source,
                          line);
                 goto bad;
@@ -145,12 +260,14 @@ static int parse_into(struct users *u, const char *source, const char *buf, size
         }
         n++;
     }
+    sodium_memzero(text, sizeof(text));
     users_clear(u);
     u->v = v;
     u->n = n;
     u->error[0] = '\0';
     return 0;
 bad:
+    sodium_memzero(text, sizeof(text));
     if (v != NULL) {
         sodium_memzero(v, n * sizeof(*v));
     }
@@ -296,8 +413,16 @@ bool users_stamp(const struct users *u, const char *user, unsigned char stamp[US
     if (e == NULL) {
         return false;
     }
-    crypto_generichash(stamp, USERS_STAMP_LEN, (const unsigned char *)e->hash, strlen(e->hash),
-                       NULL, 0);
+    crypto_generichash_state st;
+    crypto_generichash_init(&st, NULL, 0, USERS_STAMP_LEN);
+    crypto_generichash_update(&st, (const unsigned char *)e->hash, strlen(e->hash));
+    if (e->totp) {
+        /* The secret, not the last step: a login with a code does not end the sessions. */
+        crypto_generichash_update(&st, (const unsigned char *)"\0totp", 5);
+        crypto_generichash_update(&st, e->secret, e->secret_len);
+    }
+    crypto_generichash_final(&st, stamp, USERS_STAMP_LEN);
+    sodium_memzero(&st, sizeof(st));
     return true;
 }
 
@@ -401,6 +526,9 @@ static int write_file(int dirfd, const char *dir, const char *base, const struct
         unlinkat(dirfd, tmp, 0);
         return -EIO;
     }
+    /* stdio's buffer is ours, to wipe the TOTP secrets that pass through it. */
+    char iobuf[BUFSIZ];
+    setvbuf(f, iobuf, _IOFBF, sizeof(iobuf));
     fprintf(f, "# portgate users and API tokens: see portgate passwd and portgate token.\n");
     for (size_t i = 0; i < u->n; i++) {
         const struct entry *e = &u->v[i];
@@ -408,17 +536,34 @@ static int write_file(int dirfd, const char *dir, const char *base, const struct
             char th[2 * crypto_generichash_BYTES + 1];
             sodium_bin2hex(th, sizeof(th), e->thash, sizeof(e->thash));
             fprintf(f, "token %s %s %lld\n", e->name, th, (long long)e->created);
-        } else {
-            fprintf(f, "user %s %s\n", e->name, e->hash);
+            continue;
+        }
+        fprintf(f, "user %s %s\n", e->name, e->hash);
+        if (e->totp) {
+            char b32[TOTP_MAX_SECRET_B32 + 1];
+            totp_base32_encode(e->secret, e->secret_len, false, b32, sizeof(b32));
+            fprintf(f, "totp %s %s %llu\n", e->name, b32, (unsigned long long)e->last_step);
+            sodium_memzero(b32, sizeof(b32));
+        }
+        if (e->nrecovery > 0) {
+            fprintf(f, "recovery %s", e->name);
+            for (unsigned k = 0; k < e->nrecovery; k++) {
+                char rh[2 * crypto_generichash_BYTES + 1];
+                sodium_bin2hex(rh, sizeof(rh), e->recovery[k], sizeof(e->recovery[k]));
+                fprintf(f, " %s", rh);
+            }
+            fputc('\n', f);
         }
     }
     if (fflush(f) != 0 || fsync(fd) != 0) {
         snprintf(err, errlen, "%s/%s: %s", dir, tmp, strerror(errno));
         fclose(f);
+        sodium_memzero(iobuf, sizeof(iobuf));
         unlinkat(dirfd, tmp, 0);
         return -EIO;
     }
     fclose(f);
+    sodium_memzero(iobuf, sizeof(iobuf));
     if (renameat(dirfd, tmp, dirfd, base) != 0) {
         snprintf(err, errlen, "%s/%s: %s", dir, base, strerror(errno));
         unlinkat(dirfd, tmp, 0);
@@ -482,10 +627,16 @@ static struct entry *add_entry(struct users *u, char *err, size_t errlen)
         snprintf(err, errlen, "%s: already %d entries", u->path, USERS_MAX_ENTRIES);
         return NULL;
     }
-    struct entry *v = realloc(u->v, (u->n + 1) * sizeof(*v));
+    /* Not realloc: the old array holds secrets, wiped before it is freed. */
+    struct entry *v = malloc((u->n + 1) * sizeof(*v));
     if (v == NULL) {
         snprintf(err, errlen, "out of memory");
         return NULL;
+    }
+    if (u->v != NULL) {
+        memcpy(v, u->v, u->n * sizeof(*v));
+        sodium_memzero(u->v, u->n * sizeof(*v));
+        free(u->v);
     }
     u->v = v;
     memset(&v[u->n], 0, sizeof(v[0]));
@@ -592,6 +743,7 @@ static int do_token_revoke(struct users *u, void *arg, char *err, size_t errlen)
         if (u->v[i].token && strcmp(u->v[i].name, name) == 0) {
             memmove(&u->v[i], &u->v[i + 1], (u->n - i - 1) * sizeof(*u->v));
             u->n--;
+            sodium_memzero(&u->v[u->n], sizeof(*u->v)); /* a copy of the last one */
             return 0;
         }
     }
@@ -602,4 +754,282 @@ static int do_token_revoke(struct users *u, void *arg, char *err, size_t errlen)
 int users_token_revoke(const char *path, const char *name, char *err, size_t errlen)
 {
     return edit(path, do_token_revoke, (void *)name, err, errlen);
+}
+
+/* ---- the second factor ---- */
+
+bool users_totp_enabled(const struct users *u, const char *user)
+{
+    const struct entry *e = find_user(u, user);
+    return e != NULL && e->totp;
+}
+
+unsigned users_recovery_left(const struct users *u, const char *user)
+{
+    const struct entry *e = find_user(u, user);
+    return e != NULL && e->totp ? e->nrecovery : 0;
+}
+
+static const char recovery_alphabet[] = "ABCDEFGHIJKLMNOPQRSTUVWXYZ234567";
+
+enum code_kind {
+    CODE_NONE,
+    CODE_TOTP,
+    CODE_RECOVERY,
+};
+
+/* What a code typed by a user is, written into out as it is compared: without spaces and
+ * dashes, in upper case. */
+static enum code_kind canonical_code(const char *code, char out[USERS_MAX_CODE + 1])
+{
+    size_t len = strnlen(code, USERS_MAX_CODE + 1), n = 0;
+    out[0] = '\0';
+    if (len > USERS_MAX_CODE) {
+        return CODE_NONE;
+    }
+    for (size_t i = 0; i < len; i++) {
+        char c = code[i];
+        if (c != ' ' && c != '-') {
+            out[n++] = c >= 'a' && c <= 'z' ? (char)(c - 'a' + 'A') : c;
+        }
+    }
+    out[n] = '\0';
+    if (n == TOTP_DIGITS && strspn(out, "0123456789") == n) {
+        return CODE_TOTP;
+    }
+    if (n == USERS_RECOVERY_LEN && strspn(out, recovery_alphabet) == n) {
+        return CODE_RECOVERY;
+    }
+    return CODE_NONE;
+}
+
+/* The hash a recovery code is kept as: BLAKE2b-256 of it, after a label and the user's name, so
+ * that a code hashes differently for every user. */
+static void recovery_hash(const char *user, const char *code,
+                          unsigned char out[crypto_generichash_BYTES])
+{
+    static const char label[] = "portgate recovery code";
+    crypto_generichash_state st;
+    crypto_generichash_init(&st, NULL, 0, crypto_generichash_BYTES);
+    crypto_generichash_update(&st, (const unsigned char *)label, sizeof(label));
+    crypto_generichash_update(&st, (const unsigned char *)user, strlen(user) + 1);
+    crypto_generichash_update(&st, (const unsigned char *)code, USERS_RECOVERY_LEN);
+    crypto_generichash_final(&st, out, crypto_generichash_BYTES);
+    sodium_memzero(&st, sizeof(st));
+}
+
+/* Checks a canonical code of kind against e's second factor at now: TOTP_OK with the step (a
+ * TOTP code) or the index (a recovery code) that matched, TOTP_REPLAYED or TOTP_WRONG. */
+static enum totp_verdict match_factor(const struct entry *e, enum code_kind kind, const char *code,
+                                      int64_t now, uint64_t *step, size_t *index)
+{
+    if (kind == CODE_TOTP) {
+        return totp_verify(e->secret, e->secret_len, code, now, e->last_step, step);
+    }
+    unsigned char h[crypto_generichash_BYTES];
+    recovery_hash(e->name, code, h);
+    /* Every code left is compared, in constant time: no early exit on a match. */
+    size_t at = 0;
+    unsigned found = 0;
+    for (size_t k = 0; k < e->nrecovery; k++) {
+        unsigned match = (unsigned)(sodium_memcmp(h, e->recovery[k], sizeof(h)) == 0);
+        size_t mask = 0 - (size_t)match;
+        at = (at & ~mask) | (k & mask);
+        found |= match;
+    }
+    sodium_memzero(h, sizeof(h));
+    *index = at;
+    return found ? TOTP_OK : TOTP_WRONG;
+}
+
+struct use_factor {
+    const char *user;
+    enum code_kind kind;
+    const char *code; /* canonical */
+    int64_t now;
+};
+
+static int do_use_factor(struct users *u, void *arg, char *err, size_t errlen)
+{
+    const struct use_factor *uf = arg;
+    struct entry *e = user_entry(u->v, u->n, uf->user);
+    if (e == NULL || !e->totp) {
+        snprintf(err, errlen, "user %s has no second factor now", uf->user);
+        return -ENOENT;
+    }
+    uint64_t step = 0;
+    size_t k = 0;
+    switch (match_factor(e, uf->kind, uf->code, uf->now, &step, &k)) {
+    case TOTP_WRONG:
+        snprintf(err, errlen, "a wrong code");
+        return -EACCES;
+    case TOTP_REPLAYED:
+        snprintf(err, errlen, "a code already used");
+        return -EALREADY;
+    case TOTP_OK:
+        break;
+    }
+    if (uf->kind == CODE_TOTP) {
+        e->last_step = step;
+    } else {
+        memmove(e->recovery[k], e->recovery[k + 1],
+                (e->nrecovery - k - 1) * sizeof(e->recovery[0]));
+        e->nrecovery--;
+        sodium_memzero(e->recovery[e->nrecovery], sizeof(e->recovery[0]));
+    }
+    return 0;
+}
+
+int users_second_factor(const char *path, const struct users *u, const char *user, const char *code,
+                        int64_t now, char *err, size_t errlen)
+{
+    const struct entry *e = find_user(u, user);
+    if (e == NULL || !e->totp) {
+        snprintf(err, errlen, "user %s has no second factor", user);
+        return -ENOENT;
+    }
+    char canon[USERS_MAX_CODE + 1];
+    enum code_kind kind = canonical_code(code, canon);
+    uint64_t step = 0;
+    size_t k = 0;
+    int rc = 0;
+    if (kind == CODE_NONE) {
+        snprintf(err, errlen, "not a code (%d digits, or a recovery code)", TOTP_DIGITS);
+        goto out;
+    }
+    /* First against what u holds, to spend no lock on a wrong code; then, if it matched, under
+     * the lock against the file, which may have used it meanwhile (another login, another
+     * process). */
+    enum totp_verdict v = match_factor(e, kind, canon, now, &step, &k);
+    if (v != TOTP_OK) {
+        snprintf(err, errlen, "%s", v == TOTP_REPLAYED ? "a code already used" : "a wrong code");
+        rc = v == TOTP_REPLAYED ? -EALREADY : 0;
+        goto out;
+    }
+    struct use_factor uf = {user, kind, canon, now};
+    rc = edit(path, do_use_factor, &uf, err, errlen);
+    if (rc == 0) {
+        rc = kind == CODE_TOTP ? USERS_FACTOR_TOTP : USERS_FACTOR_RECOVERY;
+    } else if (rc == -EACCES) {
+        rc = 0;
+    }
+out:
+    sodium_memzero(canon, sizeof(canon));
+    return rc;
+}
+
+bool users_check_second_factor(const char *path, const struct users *u, const char *user,
+                               const char *code, int64_t now, char *err, size_t errlen)
+{
+    return users_second_factor(path, u, user, code, now, err, errlen) > 0;
+}
+
+int users_totp_begin(const struct users *u, const char *user,
+                     char secret[USERS_TOTP_SECRET_B32 + 1], char *err, size_t errlen)
+{
+    const struct entry *e = find_user(u, user);
+    secret[0] = '\0';
+    if (e == NULL) {
+        snprintf(err, errlen, "no user %s", user);
+        return -ENOENT;
+    }
+    if (e->totp) {
+        snprintf(err, errlen, "user %s has two-factor authentication already (turn it off first)",
+                 user);
+        return -EEXIST;
+    }
+    unsigned char raw[TOTP_SECRET_LEN];
+    randombytes_buf(raw, sizeof(raw));
+    totp_base32_encode(raw, sizeof(raw), false, secret, USERS_TOTP_SECRET_B32 + 1);
+    sodium_memzero(raw, sizeof(raw));
+    return 0;
+}
+
+struct totp_confirm {
+    const char *user;
+    const unsigned char *secret;
+    size_t len;
+    uint64_t step;
+    char (*recovery)[USERS_RECOVERY_LEN + 1];
+};
+
+static int do_totp_confirm(struct users *u, void *arg, char *err, size_t errlen)
+{
+    const struct totp_confirm *tc = arg;
+    struct entry *e = user_entry(u->v, u->n, tc->user);
+    if (e == NULL) {
+        snprintf(err, errlen, "no user %s", tc->user);
+        return -ENOENT;
+    }
+    if (e->totp) {
+        snprintf(err, errlen, "user %s has two-factor authentication already (turn it off first)",
+                 tc->user);
+        return -EEXIST;
+    }
+    e->totp = true;
+    memcpy(e->secret, tc->secret, tc->len);
+    e->secret_len = (unsigned char)tc->len;
+    e->last_step = tc->step; /* the code that confirmed it is used */
+    for (size_t k = 0; k < USERS_RECOVERY_CODES; k++) {
+        for (size_t i = 0; i < USERS_RECOVERY_LEN; i++) {
+            tc->recovery[k][i] = recovery_alphabet[randombytes_uniform(32)];
+        }
+        tc->recovery[k][USERS_RECOVERY_LEN] = '\0';
+        recovery_hash(e->name, tc->recovery[k], e->recovery[k]);
+    }
+    e->nrecovery = USERS_RECOVERY_CODES;
+    return 0;
+}
+
+int users_totp_confirm(const char *path, const char *user, const char *secret, const char *code,
+                       int64_t now, char recovery[USERS_RECOVERY_CODES][USERS_RECOVERY_LEN + 1],
+                       char *err, size_t errlen)
+{
+    unsigned char key[TOTP_MAX_SECRET];
+    char canon[USERS_MAX_CODE + 1];
+    size_t slen = strnlen(secret, TOTP_MAX_SECRET_B32 + 1);
+    ssize_t n =
+        slen > TOTP_MAX_SECRET_B32 ? -1 : totp_base32_decode(secret, slen, key, sizeof(key));
+    uint64_t step = 0;
+    int rc;
+    if (n < TOTP_MIN_SECRET) {
+        snprintf(err, errlen, "not a TOTP secret: %d to %d bytes in base32", TOTP_MIN_SECRET,
+                 TOTP_MAX_SECRET);
+        rc = -EINVAL;
+    } else if (canonical_code(code, canon) != CODE_TOTP ||
+               totp_verify(key, (size_t)n, canon, now, 0, &step) != TOTP_OK) {
+        snprintf(err, errlen, "a wrong code");
+        rc = -EACCES;
+    } else {
+        struct totp_confirm tc = {user, key, (size_t)n, step, recovery};
+        rc = edit(path, do_totp_confirm, &tc, err, errlen);
+    }
+    if (rc != 0) {
+        sodium_memzero(recovery, USERS_RECOVERY_CODES * sizeof(recovery[0]));
+    }
+    sodium_memzero(key, sizeof(key));
+    sodium_memzero(canon, sizeof(canon));
+    return rc;
+}
+
+static int do_totp_disable(struct users *u, void *arg, char *err, size_t errlen)
+{
+    const char *user = arg;
+    struct entry *e = user_entry(u->v, u->n, user);
+    if (e == NULL || !e->totp) {
+        snprintf(err, errlen, "user %s has no two-factor authentication", user);
+        return -ENOENT;
+    }
+    e->totp = false;
+    e->secret_len = 0;
+    e->last_step = 0;
+    e->nrecovery = 0;
+    sodium_memzero(e->secret, sizeof(e->secret));
+    sodium_memzero(e->recovery, sizeof(e->recovery));
+    return 0;
+}
+
+int users_totp_disable(const char *path, const char *user, char *err, size_t errlen)
+{
+    return edit(path, do_totp_disable, (void *)user, err, errlen);
 }

@@ -1,12 +1,17 @@
 """The admin interface's REST API, on the running gateway: changes go through the same path as a
 reload (checked, bound, persisted, swapped whole), errors name the field with the messages of
 `portgate check`, and what was answered is on disk."""
+import base64
+import hashlib
+import hmac
+import http.client
 import json
 import os
 import re
 import shutil
 import signal
 import socket
+import struct
 import subprocess
 import tempfile
 import threading
@@ -475,7 +480,7 @@ def test_a_password_changed_anywhere_ends_the_sessions(gateway):
     assert s.get(f"{API}/mappings").status == 200
     passwd(g, "alice", "a new password")  # on the gateway, as after a leak
     assert s.get(f"{API}/mappings").status == 401
-    g.wait_log("admin: user alice's session ended: the password changed")
+    g.wait_log("admin: user alice's session ended: the password or the second factor changed")
 
 
 def test_bad_bytes_in_a_path_get_a_plain_404(admin_gateway):
@@ -967,3 +972,241 @@ def test_api_mapping_whose_target_does_not_resolve_is_kept_failed(tmp_path):
     finally:
         p.send_signal(signal.SIGTERM)
         p.wait(15)
+
+
+# ---------------------------------------------------------------- two-factor authentication
+
+def totp(secret, t=None, steps=0):
+    """RFC 6238's code of the base32 secret at Unix time t (now), steps steps later: HMAC-SHA1,
+    6 digits, 30-second steps, computed here independently of the gateway."""
+    key = base64.b32decode(secret + "=" * (-len(secret) % 8))
+    counter = int((time.time() if t is None else t) // 30) + steps
+    mac = hmac.new(key, struct.pack(">Q", counter), hashlib.sha1).digest()
+    off = mac[-1] & 0x0F
+    return "%06d" % ((struct.unpack(">I", mac[off:off + 4])[0] & 0x7FFFFFFF) % 1000000)
+
+
+def test_totp_matches_rfc6238():
+    """The helper the tests compute codes with, against RFC 6238 appendix B (its last 6 digits)."""
+    secret = base64.b32encode(b"12345678901234567890").decode()
+    for t, code in ((59, "94287082"), (1111111109, "07081804"), (1234567890, "89005924"),
+                    (20000000000, "65353130")):
+        assert totp(secret, t) == code[2:]
+
+
+class AdminFrom(Admin):
+    """The HTTP listener, from a given loopback source address (regulation counts per address)."""
+
+    def __init__(self, source, port, headers=None):
+        super().__init__(host="127.0.0.1", port=port, headers=headers)
+        self.source = source
+
+    def conn(self, timeout=10):
+        return http.client.HTTPConnection(self.host, self.port, timeout=timeout,
+                                          source_address=(self.source, 0))
+
+
+def session_of(g, r, source="127.0.0.1"):
+    """The page's session that login answer r made: a client that sends its cookie and its CSRF
+    token."""
+    assert r.status == 200, r
+    sid = re.match(r"portgate_session=([^;]+);", r.headers["Set-Cookie"])[1]
+    return AdminFrom(source, g.web_port, headers={"Cookie": f"portgate_session={sid}",
+                                                  "X-CSRF-Token": r.json["csrf"]})
+
+
+def enrol(s):
+    """Turns on alice's second factor through session s: returns the secret (read from the
+    otpauth URI the API answered), the time whose code confirmed it, and the recovery codes."""
+    r = s.post(f"{API}/me/totp")
+    assert r.status == 200, r
+    m = re.fullmatch(r"otpauth://totp/portgate:alice\?secret=([A-Z2-7]{32})&issuer=portgate"
+                     r"&algorithm=SHA1&digits=6&period=30", r.json["uri"])
+    assert m, r.json["uri"]
+    secret = m[1]
+    assert r.json["secret"] == secret
+    t0 = time.time()
+    r = s.post(f"{API}/me/totp/confirm", {"code": totp(secret, t0)})
+    assert r.status == 200, r
+    return secret, t0, r.json["recovery-codes"]
+
+
+def test_totp_enrol_login_replay_recovery_disable(gateway):
+    g = http_gateway(gateway)
+    passwd(g, "alice", "correct horse")
+    port = g.web_port
+    s = session_of(g, login(g.web, "alice", "correct horse"))
+    other = session_of(g, login(g.web, "alice", "correct horse"))
+    r = s.get(f"{API}/me/totp")
+    assert r.status == 200 and r.json == {"enabled": False, "recovery-codes-left": 0,
+                                          "pending": False}, r
+
+    # Begin: a secret, its URI and QR code; a change, so it needs the CSRF token.
+    no_csrf = AdminFrom("127.0.0.1", port, headers={"Cookie": s.headers["Cookie"]})
+    assert no_csrf.post(f"{API}/me/totp").status == 403
+    r = s.post(f"{API}/me/totp")
+    assert r.status == 200, r
+    secret = re.search(r"secret=([A-Z2-7]+)&", r.json["uri"])[1]
+    assert len(base64.b32decode(secret)) == 20
+    svg = r.json["qr-svg"]
+    assert svg.startswith('<svg xmlns="http://www.w3.org/2000/svg" viewBox="0 0 ')
+    assert svg.count("<path") == 1 and svg.endswith("</svg>")
+    size = r.json["qr"]["size"]
+    assert size >= 21 + 8 and (size - 8 - 17) % 4 == 0, size  # a QR version, and its quiet zone
+    assert f'viewBox="0 0 {size} {size}"' in svg and r.json["qr"]["path"] in svg
+    assert s.get(f"{API}/me/totp").json["pending"] is True
+    # Not on until confirmed: the password alone still logs in, the file has no secret.
+    assert login(g.web, "alice", "correct horse").status == 200
+    assert "totp" not in g.users.read_text()
+
+    # Confirm: a wrong code (the secret's, but far off) is refused, the right one turns it on
+    # and answers the recovery codes, once.
+    r = s.post(f"{API}/me/totp/confirm", {"code": totp(secret, steps=10)})
+    assert r.status == 400 and r.json["field"] == "code", r
+    t0 = time.time()  # the codes below are of this time's step and the next
+    r = s.post(f"{API}/me/totp/confirm", {"code": totp(secret, t0)})
+    assert r.status == 200, r
+    codes = r.json["recovery-codes"]
+    assert len(codes) == 10 and len(set(codes)) == 10
+    assert all(re.fullmatch(r"[A-Z2-7]{10}", c) for c in codes), codes
+    text = g.users.read_text()
+    assert re.search(rf"^totp alice {secret} \d+$", text, re.M), text
+    assert len(re.search(r"^recovery alice (.*)$", text, re.M)[1].split()) == 10
+    assert not any(c in text for c in codes)
+    assert oct(os.stat(g.users).st_mode & 0o777) == "0o600"
+    g.wait_log("admin: user alice turned on two-factor authentication from 127.0.0.1")
+    assert s.post(f"{API}/me/totp/confirm", {"code": totp(secret, t0)}).status == 409
+    assert s.post(f"{API}/me/totp").status == 409  # on already
+    r = s.get(f"{API}/me/totp")
+    assert r.json == {"enabled": True, "recovery-codes-left": 10, "pending": False}, r
+    # This session goes on; the one opened with the password alone ends.
+    assert other.get(f"{API}/mappings").status == 401
+    assert s.get(f"{API}/mappings").status == 200
+
+    # Logging in now takes a code. From 127.0.0.2, to count its failures apart.
+    web2 = AdminFrom("127.0.0.2", port)
+
+    def login2(password, code=None, web=web2):
+        body = {"user": "alice", "password": password}
+        if code is not None:
+            body["code"] = code
+        return web.post(f"{API}/session", body)
+
+    r = login2("correct horse")
+    assert r.status == 401 and r.json["code-needed"] is True and "Set-Cookie" not in r.headers, r
+    r = login2("wrong horse")
+    assert r.status == 401 and "code-needed" not in r.json, r
+    assert r.json["error"] == "wrong user or password"
+    # A wrong password and a wrong code: the same answer.
+    wrong_pw = login2("wrong horse", totp(secret, t0, steps=1))
+    wrong_code = login2("correct horse", totp(secret, t0, steps=-10))
+    assert wrong_pw.status == wrong_code.status == 401
+    assert wrong_pw.body == wrong_code.body, (wrong_pw, wrong_code)
+    assert wrong_pw.json["error"] == "wrong user, password or code"
+    # The code that confirmed is used; the next step's works, once.
+    assert login2("correct horse", totp(secret, t0)).body == wrong_code.body
+    code = totp(secret, t0, steps=1)
+    r = login2("correct horse", code)
+    assert r.status == 200 and r.json["user"] == "alice", r
+    r = login2("correct horse", code)
+    assert r.status == 401 and r.body == wrong_code.body, r
+    g.wait_log("admin: wrong second-factor code for user alice from 127.0.0.2: a code already used")
+    g.wait_log("admin: wrong second-factor code for user alice from 127.0.0.2: a wrong code")
+
+    # A recovery code works once, typed in lower case with a dash.
+    web3 = AdminFrom("127.0.0.3", port)
+    typed = codes[0][:5].lower() + "-" + codes[0][5:].lower()
+    r = login2("correct horse", typed, web=web3)
+    assert r.status == 200, r
+    g.wait_log("admin: user alice used a recovery code from 127.0.0.3; 9 left")
+    assert login2("correct horse", codes[0], web=web3).status == 401
+    assert s.get(f"{API}/me/totp").json["recovery-codes-left"] == 9
+    assert len(re.search(r"^recovery alice (.*)$", g.users.read_text(), re.M)[1].split()) == 9
+
+    # A password change, on the page or with portgate passwd, keeps the second factor.
+    r = s.post(f"{API}/password", {"old": "correct horse", "new": "battery staple"})
+    assert r.status == 204, r
+    passwd(g, "alice", "staple battery")
+    assert re.search(rf"^totp alice {secret} \d+$", g.users.read_text(), re.M)
+    assert login2("staple battery", web=AdminFrom("127.0.0.4", port)).json["code-needed"] is True
+    s = session_of(g, login2("staple battery", codes[1], web=AdminFrom("127.0.0.4", port)),
+                   "127.0.0.4")
+
+    # Disable: a wrong password is refused (a failure like any), the right one turns it off.
+    r = s.request("DELETE", f"{API}/me/totp", {"password": "wrong"})
+    assert r.status == 401 and r.json["error"] == "wrong password or code", r
+    assert s.request("DELETE", f"{API}/me/totp", {}).status == 400
+    r = s.request("DELETE", f"{API}/me/totp", {"password": "staple battery"})
+    assert r.status == 204, r
+    g.wait_log("admin: user alice turned off two-factor authentication from 127.0.0.4, with the "
+               "password")
+    text = g.users.read_text()
+    assert "totp" not in text and "recovery" not in text
+    assert s.request("DELETE", f"{API}/me/totp", {"password": "staple battery"}).status == 404
+    assert login(AdminFrom("127.0.0.5", port), "alice", "staple battery").status == 200
+
+    # Counted for /metrics, and no secret, code or recovery code in any log line.
+    metrics = s.get("/metrics").body
+    for line in ("portgate_admin_totp_enrolled_total 1", "portgate_admin_totp_disabled_total 1",
+                 "portgate_admin_recovery_codes_used_total 2",
+                 "portgate_admin_totp_wrong_codes_total 5",
+                 'portgate_admin_logins_total{result="failure"} 6'):
+        assert re.search(rf"^{re.escape(line)}$", metrics, re.M), (line, metrics)
+    log = g.log()
+    assert secret not in log and code not in log
+    assert not any(c in log or c.lower() in log for c in codes)
+
+
+def test_totp_wrong_codes_are_failures_and_disable_by_code(gateway):
+    g = http_gateway(gateway)
+    passwd(g, "alice", "correct horse")
+    s = session_of(g, login(g.web, "alice", "correct horse"))
+    secret, t0, codes = enrol(s)
+    # Five wrong codes for alice, each from its own address: alice is refused for a while,
+    # even with the right password and code (and the wrong codes are logged, never shown).
+    far = totp(secret, t0, steps=50)
+    assert far not in (totp(secret, t0, steps=k) for k in (-1, 0, 1, 2))
+    for i in range(5):
+        r = AdminFrom(f"127.0.1.{i + 1}", g.web_port).post(
+            f"{API}/session", {"user": "alice", "password": "correct horse", "code": far})
+        assert r.status == 401, r
+    g.wait_log("admin: 5 failed logins within 5 minutes for user alice; refusing that user")
+    r = AdminFrom("127.0.1.9", g.web_port).post(
+        f"{API}/session", {"user": "alice", "password": "correct horse",
+                           "code": totp(secret, t0, steps=1)})
+    assert r.status == 429, r
+    assert far not in g.log()
+    # The session goes on, but alice is banned: a disable by code waits too.
+    assert s.request("DELETE", f"{API}/me/totp", {"code": totp(secret, t0, steps=1)}).status == 429
+
+
+def test_totp_disable_by_code_and_endpoints(gateway):
+    g = http_gateway(gateway)
+    passwd(g, "alice", "correct horse")
+    s = session_of(g, login(g.web, "alice", "correct horse"))
+    secret, t0, codes = enrol(s)
+    # The step that confirmed is used: the same code cannot turn it off; the next one can.
+    r = s.request("DELETE", f"{API}/me/totp", {"code": totp(secret, t0)})
+    assert r.status == 401 and r.json["error"] == "wrong password or code", r
+    r = s.request("DELETE", f"{API}/me/totp", {"code": totp(secret, t0, steps=1)})
+    assert r.status == 204, r
+    g.wait_log("admin: user alice turned off two-factor authentication from 127.0.0.1, with a code")
+    assert "totp" not in g.users.read_text()
+    # The session, not a token nor the unix socket, has a user.
+    api = Admin(g.admin_socket)
+    assert api.get(f"{API}/me/totp").status == 404
+    token = subprocess.run([BINARY, "token", "-c", str(g.conf), "create", "ci"],
+                           capture_output=True, text=True).stdout.strip()
+    bearer = Admin(host="127.0.0.1", port=g.web_port,
+                   headers={"Authorization": f"Bearer {token}"})
+    r = bearer.post(f"{API}/me/totp")
+    assert r.status == 400 and "token has no user" in r.json["error"], r
+    assert s.get(f"{API}/me/nothing").status == 404
+    assert s.put(f"{API}/me/totp", {}).status == 405
+    assert s.get(f"{API}/me/totp/confirm").status == 405
+    # An enrolment begun is confirmed in this session only, and recovery codes are shown once.
+    secret2 = re.search(r"secret=([A-Z2-7]+)&", s.post(f"{API}/me/totp").json["uri"])[1]
+    assert secret2 != secret
+    s2 = session_of(g, login(g.web, "alice", "correct horse"))
+    r = s2.post(f"{API}/me/totp/confirm", {"code": totp(secret2)})
+    assert r.status == 409, r

@@ -1,7 +1,8 @@
 """The admin web page end to end: the real gateway with its HTTP listener, driven by headless
 Chromium through Selenium the way a user would use it (the setup panel, logging in, adding,
 watching, disabling, editing, deleting and logging out), with the browser's console checked at
-the end; a tls and an https mapping through the same form, and the fields each protocol has.
+the end; two-factor authentication set up and used; a tls and an https mapping through the same
+form, and the fields each protocol has.
 Also the table's look: a screenshot for docs/admin-page.png (written only with
 PORTGATE_SCREENSHOT=1) and the table at a phone's width."""
 import http.client
@@ -11,6 +12,7 @@ import shutil
 import socket
 import ssl
 import subprocess
+import time
 import urllib.parse
 
 import pytest
@@ -31,7 +33,7 @@ from adminclient import Admin  # noqa: E402
 from conftest import (BINARY, ROOT, connect, echo_roundtrip, free_ports,  # noqa: E402
                       is_refused, recv_all, recv_exactly)
 from httpdevice import Device  # noqa: E402
-from test_admin import file_map, passwd  # noqa: E402
+from test_admin import file_map, passwd, totp  # noqa: E402
 
 CHROMIUM = shutil.which("chromium") or shutil.which("chromium-browser")
 CHROMEDRIVER = shutil.which("chromedriver")
@@ -426,6 +428,144 @@ def test_page_story(gateway, tcp_echo, browser):
     # The console: nothing but the failed loads the story expects.
     network = assert_clean_console(b)
     assert (f"{API}/session", 401) in network, network  # the first look, without a session
+
+
+# ---------------------------------------------------------------- two-factor authentication
+
+def log_out(b):
+    b.click("#logout")
+    b.visible("#login-view")
+
+
+def log_in_with_code(b, code):
+    """The password first; the page then asks for the code."""
+    log_in(b, USER, PASSWORD)
+    b.visible("#login-code-field")
+    assert b.d.switch_to.active_element == b.el("#login-code")
+    b.type("#login-code", code)
+    b.click("#login-submit")
+
+
+def logged_in(b):
+    """In (the view is the one the address names: the account view, where this story is)."""
+    b.visible("#user-box")
+    b.until("the user's name in the top bar", lambda: b.el("#user-name").text == USER)
+    assert not b.shown("#login-view") and not b.shown("#login-code-field")
+
+
+def assert_login_refused(b):
+    err = b.visible("#login-error")
+    assert "wrong user, password or code" in err.text.lower(), err.text
+    assert b.el("#login-code").get_attribute("aria-invalid") == "true"
+    assert b.el("#login-code").get_attribute("value") == ""  # a code is typed anew
+    assert not b.shown("#list-view") and b.d.get_cookie("portgate_session") is None
+
+
+def test_page_two_factor(gateway, browser):
+    b = browser
+    g = web_gateway(gateway)
+    passwd(g, USER, PASSWORD)
+    b.d.get(g.url)
+    log_in_ok(b)
+
+    # 1. The account view has the panel; it is off.
+    b.click("#nav-account")
+    b.visible("#tfa-panel")
+    b.until("the state of the second factor", lambda: "Off" in b.el("#tfa-state").text)
+    assert not b.shown("#tfa-disable-form")
+
+    # 2. Set it up: a QR code drawn in the page (an <svg> made with DOM calls, which the CSP
+    # lets through), the key to type by hand, and the otpauth link the test reads it from.
+    b.click("#tfa-begin")
+    b.visible("#tfa-enrol")
+    assert b.d.switch_to.active_element == b.el("#tfa-code")
+    svg = b.el("#tfa-qr svg")
+    size = int(b.d.execute_script("return arguments[0].getAttribute('viewBox')", svg).split()[3])
+    assert size >= 29 and svg.size["width"] >= 150, (size, svg.size)
+    assert b.el("#tfa-qr svg path").get_attribute("d").startswith("M4 4h7v1h-7z")
+    uri = b.el("#tfa-uri").get_attribute("href")
+    m = re.fullmatch(r"otpauth://totp/portgate:admin\?secret=([A-Z2-7]{32})&issuer=portgate"
+                     r"&algorithm=SHA1&digits=6&period=30", uri)
+    assert m, uri
+    secret = m[1]
+    assert b.el("#tfa-secret").text.replace(" ", "") == secret
+    assert "totp" not in g.users.read_text(), "not on before it is confirmed"
+
+    # 3. Confirm: a wrong code is refused next to the field, the right one turns it on and
+    # shows the ten recovery codes, once.
+    t0 = time.time()
+    b.type("#tfa-code", totp(secret, t0, steps=-10))
+    b.click("#tfa-confirm")
+    assert "wrong code" in b.visible("#tfa-error").text.lower()
+    assert b.el("#tfa-code").get_attribute("aria-invalid") == "true"
+    b.type("#tfa-code", totp(secret, t0))
+    b.click("#tfa-confirm")
+    b.visible("#tfa-codes")
+    codes = [li.text for li in b.els("#tfa-codes-list li")]
+    assert len(codes) == 10 and all(re.fullmatch(r"[A-Z2-7]{5}-[A-Z2-7]{5}", c) for c in codes), codes
+    assert not b.shown("#tfa-enrol") and b.els("#tfa-qr svg") == [], "the key is gone"
+    b.click("#tfa-codes-done")
+    b.gone("#tfa-codes")
+    assert b.els("#tfa-codes-list li") == []
+    b.until("on, with 10 codes", lambda: "10 recovery codes left" in b.el("#tfa-state").text)
+    assert b.shown("#tfa-disable-form")
+    assert re.search(rf"^totp {USER} {secret} \d+$", g.users.read_text(), re.M)
+
+    # 4. Log out and in: the password, then the code the page asks for. A wrong code is
+    # refused; the right one gets in; the same one again (replayed) is refused.
+    log_out(b)
+    assert not b.shown("#login-code-field")
+    log_in_with_code(b, totp(secret, t0, steps=-10))
+    assert_login_refused(b)
+    code = totp(secret, t0, steps=1)  # the confirming step is used up
+    b.type("#login-code", code)
+    b.click("#login-submit")
+    logged_in(b)
+    log_out(b)
+    log_in_with_code(b, code)
+    assert_login_refused(b)
+    g.wait_log(f"admin: wrong second-factor code for user {USER} from 127.0.0.1: a code already "
+               "used")
+
+    # 5. A recovery code, as the page showed it, works once.
+    b.type("#login-code", codes[0])
+    b.click("#login-submit")
+    logged_in(b)
+    g.wait_log(f"admin: user {USER} used a recovery code from 127.0.0.1; 9 left")
+    log_out(b)
+    log_in_with_code(b, codes[0])
+    assert_login_refused(b)
+
+    # 6. Another user name needs no code: the field goes away when the name changes.
+    b.type("#login-user", "someone")
+    assert not b.shown("#login-code-field")
+
+    # 7. In with another recovery code; turn it off with the password; then the password alone
+    # logs in.
+    log_in_with_code(b, codes[1].lower())
+    logged_in(b)
+    b.click("#nav-account")
+    b.until("8 codes left", lambda: "8 recovery codes left" in b.el("#tfa-state").text)
+    b.type("#tfa-disable-secret", "not the password")
+    b.click("#tfa-disable")
+    assert "wrong password or code" in b.visible("#tfa-error").text.lower()
+    assert b.shown("#list-view") is False and b.shown("#account-view"), "still logged in"
+    b.type("#tfa-disable-secret", PASSWORD)
+    b.click("#tfa-disable")
+    b.banner("Two-factor authentication turned off.")
+    b.until("off", lambda: "Off" in b.el("#tfa-state").text)
+    assert b.shown("#tfa-off") and not b.shown("#tfa-disable-form")
+    assert "totp" not in g.users.read_text()
+    log_out(b)
+    log_in(b, USER, PASSWORD)
+    logged_in(b)
+
+    log = g.log()
+    assert secret not in log and code not in log
+    assert not any(c.replace("-", "") in log for c in codes)
+    network = assert_clean_console(b)
+    assert (f"{API}/me/totp/confirm", 400) in network, network
+    assert (f"{API}/session", 401) in network, network
 
 
 # ---------------------------------------------------------------- a tls mapping

@@ -284,29 +284,58 @@ async function login(ev) {
   ev.preventDefault();
   const user = $('login-user').value.trim();
   const password = $('login-password').value;
+  const withCode = !$('login-code-field').hidden;
+  const code = $('login-code').value.trim();
   const err = $('login-error');
   if (!user || !password) {
     setError(err, 'Enter the user and the password.');
     (user ? $('login-password') : $('login-user')).focus();
     return;
   }
+  if (withCode && !code) {
+    setError(err, 'Enter the code your authenticator app shows.');
+    $('login-code').focus();
+    return;
+  }
   setError(err, '');
   $('login-submit').disabled = true;
-  const r = await api('POST', '/session', { user, password }, { allow401: true });
+  const body = withCode ? { user, password, code } : { user, password };
+  const r = await api('POST', '/session', body, { allow401: true });
   $('login-submit').disabled = false;
   if (r.ok && r.data && typeof r.data.user === 'string') {
     $('login-password').value = '';
     $('login-password').removeAttribute('aria-invalid');
+    showLoginCode(false);
     loggedIn(r.data);
+    return;
+  }
+  // The password is right and the user has a second factor: ask for the code.
+  if (r.status === 401 && r.data && r.data['code-needed'] === true) {
+    showLoginCode(true);
+    $('login-password').removeAttribute('aria-invalid');
+    $('login-code').focus();
     return;
   }
   let msg = r.error;
   if (r.status === 401 && !(r.data && r.data.error)) msg = 'Wrong user or password.';
   if (r.status === 429 && !(r.data && r.data.error)) msg = 'Too many failed logins; try again later.';
   setError(err, msg);
-  $('login-password').setAttribute('aria-invalid', 'true');
-  $('login-password').select();
-  $('login-password').focus();
+  // A code is good once: a new one is typed whatever was wrong.
+  const at = withCode ? $('login-code') : $('login-password');
+  if (withCode) $('login-code').value = '';
+  at.setAttribute('aria-invalid', 'true');
+  at.select();
+  at.focus();
+}
+
+// The login form's code field: shown when the gateway asks for a code, hidden and emptied
+// otherwise (another user name may need none).
+function showLoginCode(show) {
+  $('login-code-field').hidden = !show;
+  if (!show) {
+    $('login-code').value = '';
+    $('login-code').removeAttribute('aria-invalid');
+  }
 }
 
 function loggedIn(data) {
@@ -348,6 +377,8 @@ function logoutLocal(notice) {
   samples.clear();
   $('token-created').hidden = true;
   $('token-value').value = '';
+  tfaReset();
+  showLoginCode(false);
   $('status-line').textContent = '';
   $('list-count').textContent = '';
   $('list-more').hidden = true;
@@ -1458,7 +1489,202 @@ function showAccount() {
   state.detailName = null;
   showView('account-view');
   loadTokens().catch(bug);
+  loadTfa().catch(bug);
   pollNow();
+}
+
+// ---------------------------------------------------------------- two-factor authentication
+
+// The panel shows one of: 'off' (a button to set it up), 'enrol' (the QR code and the code to
+// confirm it), 'codes' (the recovery codes, once) or 'on' (the form that turns it off).
+const tfa = { mode: null, left: 0 };
+
+function tfaRender() {
+  const m = tfa.mode;
+  $('tfa-off').hidden = m !== 'off';
+  $('tfa-enrol').hidden = m !== 'enrol';
+  $('tfa-codes').hidden = m !== 'codes';
+  $('tfa-disable-form').hidden = m !== 'on';
+  let text = '';
+  if (m === 'off' || m === 'enrol') text = 'Off: logging in takes the password alone.';
+  else if (m === 'on' || m === 'codes') {
+    text = `On: logging in takes the password and a code. ${tfa.left} recovery code${tfa.left === 1 ? '' : 's'} left.`;
+  }
+  $('tfa-state').textContent = text;
+}
+
+// Forgets what the panel showed (a key, recovery codes): at logout.
+function tfaReset() {
+  tfa.mode = null;
+  tfa.left = 0;
+  $('tfa-qr').replaceChildren();
+  $('tfa-secret').textContent = '';
+  $('tfa-uri').removeAttribute('href');
+  $('tfa-codes-list').replaceChildren();
+  for (const id of ['tfa-code', 'tfa-disable-secret']) {
+    $(id).value = '';
+    $(id).removeAttribute('aria-invalid');
+  }
+  setError($('tfa-error'), '');
+  tfaRender();
+}
+
+async function loadTfa() {
+  const r = await api('GET', '/me/totp');
+  if (r.stale || r.status === 401 || state.view !== 'account') return;
+  if (!r.ok || !r.data) {
+    setError($('tfa-error'), `Cannot load the two-factor state: ${r.error || 'not JSON'}`);
+    return;
+  }
+  tfa.left = num(r.data['recovery-codes-left']);
+  // An enrolment or the recovery codes on screen stay until the user is done with them.
+  if (tfa.mode !== 'enrol' && tfa.mode !== 'codes') tfa.mode = r.data.enabled === true ? 'on' : 'off';
+  tfaRender();
+}
+
+const SVG_NS = 'http://www.w3.org/2000/svg';
+
+// The QR code as an <svg> made with DOM calls (no markup parsed): a white square with the
+// quiet zone, and the dark modules as one path.
+function qrSvg(size, d) {
+  const svg = document.createElementNS(SVG_NS, 'svg');
+  svg.setAttribute('viewBox', `0 0 ${size} ${size}`);
+  svg.setAttribute('shape-rendering', 'crispEdges');
+  svg.setAttribute('role', 'img');
+  svg.setAttribute('aria-label', 'QR code of the key, for an authenticator app');
+  const bg = document.createElementNS(SVG_NS, 'rect');
+  bg.setAttribute('width', String(size));
+  bg.setAttribute('height', String(size));
+  bg.setAttribute('fill', '#fff');
+  const path = document.createElementNS(SVG_NS, 'path');
+  path.setAttribute('fill', '#000');
+  path.setAttribute('d', d);
+  svg.append(bg, path);
+  return svg;
+}
+
+async function tfaBegin() {
+  const err = $('tfa-error');
+  setError(err, '');
+  $('tfa-begin').disabled = true;
+  const r = await api('POST', '/me/totp');
+  $('tfa-begin').disabled = false;
+  if (r.stale || r.status === 401) return;
+  const d = r.data || {};
+  const qr = d.qr || {};
+  const ok =
+    r.ok &&
+    typeof d.secret === 'string' &&
+    typeof d.uri === 'string' &&
+    d.uri.startsWith('otpauth://totp/') &&
+    Number.isInteger(qr.size) &&
+    qr.size > 0 &&
+    qr.size <= 200 &&
+    typeof qr.path === 'string' &&
+    /^[Mhvz0-9 -]*$/.test(qr.path);
+  if (!ok) {
+    setError(err, r.error || 'The gateway did not answer a key.');
+    if (r.status === 409) await loadTfa();
+    return;
+  }
+  $('tfa-qr').replaceChildren(qrSvg(qr.size, qr.path));
+  $('tfa-secret').textContent = d.secret.replace(/(.{4})(?=.)/g, '$1 ');
+  $('tfa-uri').setAttribute('href', d.uri);
+  $('tfa-code').value = '';
+  $('tfa-code').removeAttribute('aria-invalid');
+  tfa.mode = 'enrol';
+  tfaRender();
+  $('tfa-code').focus();
+}
+
+function tfaCancel() {
+  $('tfa-qr').replaceChildren();
+  $('tfa-secret').textContent = '';
+  $('tfa-uri').removeAttribute('href');
+  setError($('tfa-error'), '');
+  tfa.mode = 'off';
+  tfaRender();
+  $('tfa-begin').focus();
+}
+
+function tfaFail(msg, input) {
+  setError($('tfa-error'), msg);
+  input.setAttribute('aria-invalid', 'true');
+  input.setAttribute('aria-describedby', 'tfa-error');
+  input.select();
+  input.focus();
+}
+
+async function tfaConfirm(ev) {
+  ev.preventDefault();
+  const input = $('tfa-code');
+  setError($('tfa-error'), '');
+  const code = input.value.replace(/\s+/g, '');
+  if (!/^\d{6}$/.test(code)) return tfaFail('Enter the 6 digits the app shows.', input);
+  $('tfa-confirm').disabled = true;
+  const r = await api('POST', '/me/totp/confirm', { code });
+  $('tfa-confirm').disabled = false;
+  if (r.stale || r.status === 401) return;
+  const codes = r.ok && r.data && Array.isArray(r.data['recovery-codes']) ? r.data['recovery-codes'] : null;
+  if (!codes) {
+    if (r.status === 409) {
+      // The enrolment was forgotten (too long) or it is on already: start from what is true.
+      tfaCancel();
+      setError($('tfa-error'), r.error);
+      await loadTfa();
+      return;
+    }
+    return tfaFail(r.error || 'The gateway did not answer the recovery codes.', input);
+  }
+  input.value = '';
+  input.removeAttribute('aria-invalid');
+  input.removeAttribute('aria-describedby');
+  $('tfa-qr').replaceChildren();
+  $('tfa-secret').textContent = '';
+  $('tfa-uri').removeAttribute('href');
+  const list = codes.filter((c) => typeof c === 'string');
+  $('tfa-codes-list').replaceChildren(...list.map((c) => h('li', { text: c.length === 10 ? `${c.slice(0, 5)}-${c.slice(5)}` : c })));
+  tfa.mode = 'codes';
+  tfa.left = list.length;
+  tfaRender();
+  $('tfa-codes-done').focus();
+}
+
+function tfaCodesDone() {
+  $('tfa-codes-list').replaceChildren();
+  tfa.mode = 'on';
+  tfaRender();
+  loadTfa().catch(bug);
+}
+
+async function tfaDisable(ev) {
+  ev.preventDefault();
+  const input = $('tfa-disable-secret');
+  setError($('tfa-error'), '');
+  const v = input.value;
+  if (!v) return tfaFail('Enter your password, or a code from the app.', input);
+  // Six digits are a code (a password has at least 8 characters); anything else a password.
+  const compact = v.replace(/[\s-]/g, '');
+  const body = /^\d{6}$/.test(compact) ? { code: compact } : { password: v };
+  $('tfa-disable').disabled = true;
+  const r = await api('DELETE', '/me/totp', body, { allow401: true });
+  $('tfa-disable').disabled = false;
+  if (r.stale) return;
+  if (r.ok) {
+    input.value = '';
+    input.removeAttribute('aria-invalid');
+    input.removeAttribute('aria-describedby');
+    tfa.mode = 'off';
+    tfa.left = 0;
+    tfaRender();
+    banner('Two-factor authentication turned off.', 'info');
+    await loadTfa();
+    return;
+  }
+  let msg = r.error;
+  if (r.status === 401 && !(r.data && r.data.error)) msg = 'The password or the code is wrong.';
+  input.value = '';
+  tfaFail(msg, input);
 }
 
 async function changePassword(ev) {
@@ -1700,6 +1926,13 @@ function wire() {
 
   // The account view.
   on($('password-form'), 'submit', changePassword);
+  on($('tfa-begin'), 'click', tfaBegin);
+  on($('tfa-cancel'), 'click', tfaCancel);
+  on($('tfa-confirm-form'), 'submit', tfaConfirm);
+  on($('tfa-codes-done'), 'click', tfaCodesDone);
+  on($('tfa-disable-form'), 'submit', tfaDisable);
+  // A code asked for one user is not asked for another.
+  on($('login-user'), 'input', () => showLoginCode(false));
   on($('token-form'), 'submit', createToken);
   on($('token-copy'), 'click', copyToken);
   on($('token-done'), 'click', tokenDone);

@@ -13,6 +13,7 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
+#include "auth/totp.h"
 #include "auth/users.h"
 #include "guard.h"
 
@@ -27,6 +28,8 @@ static struct users *parse(const char *text)
 
 #define HASH "$argon2id$v=19$m=65536,t=2,p=1$c29tZXNhbHQ$aGFzaGhhc2hoYXNoaGFzaA"
 #define THASH "00112233445566778899aabbccddeeff00112233445566778899aabbccddeeff"
+/* "12345678901234567890", RFC 6238's secret. */
+#define SECRET "GEZDGNBVGY3TQOJQGEZDGNBVGY3TQOJQ"
 
 static void test_parse(void **state)
 {
@@ -39,6 +42,19 @@ static void test_parse(void **state)
     u = parse("token ci " THASH " 1\n");
     assert_null(users_error(u));
     assert_false(users_any(u));
+    users_free(u);
+    /* A second factor, with its recovery codes: 1 to 10 of them. */
+    u = parse("user alice " HASH "\ntotp alice " SECRET " 37037036\nrecovery alice " THASH " " THASH
+              "\nuser bob " HASH "\ntotp bob " SECRET " 0\n");
+    assert_null(users_error(u));
+    assert_true(users_totp_enabled(u, "alice"));
+    assert_int_equal(users_recovery_left(u, "alice"), 2);
+    assert_true(users_totp_enabled(u, "bob"));
+    assert_int_equal(users_recovery_left(u, "bob"), 0);
+    assert_false(users_totp_enabled(u, "carol"));
+    users_free(u);
+    u = parse("user alice " HASH "\n");
+    assert_false(users_totp_enabled(u, "alice"));
     users_free(u);
     static const struct {
         const char *text, *msg;
@@ -54,6 +70,26 @@ static void test_parse(void **state)
         {"token ci zz112233445566778899aabbccddeeff00112233445566778899aabbccddeeff 1\n",
          "a malformed token entry"},
         {"user a " HASH "\nuser a " HASH "\n", "u:2: user a appears twice"},
+        /* The second factor's lines. */
+        {"totp a " SECRET " 0\n", "u:1: totp for a, who has no user line above"},
+        {"user a " HASH "\ntotp a " SECRET "\n", "u:2: a malformed totp entry"},
+        {"user a " HASH "\ntotp a " SECRET " 1 2\n", "u:2: a malformed totp entry"},
+        {"user a " HASH "\ntotp a " SECRET " -1\n", "a malformed totp entry"},
+        {"user a " HASH "\ntotp a " SECRET " 18446744073709551616\n", "a malformed totp entry"},
+        {"user a " HASH "\ntotp a gezdgnbvgy3tqojqgezdgnbvgy3tqojq 0\n", "a malformed totp entry"},
+        {"user a " HASH "\ntotp a GEZDGNBVGY3TQOJQ 0\n", "a malformed totp entry"}, /* 10 bytes */
+        {"user a " HASH "\ntotp a " SECRET " 0\ntotp a " SECRET " 0\n",
+         "u:3: totp a appears twice"},
+        {"user a " HASH "\nrecovery a " THASH "\n",
+         "u:2: recovery codes for a, who has no totp line above"},
+        {"user a " HASH "\ntotp a " SECRET " 0\nrecovery a\n", "u:3: a malformed recovery entry"},
+        {"user a " HASH "\ntotp a " SECRET " 0\nrecovery a abc\n", "a malformed recovery entry"},
+        {"user a " HASH "\ntotp a " SECRET " 0\nrecovery a " THASH " " THASH " " THASH " " THASH
+         " " THASH " " THASH " " THASH " " THASH " " THASH " " THASH " " THASH "\n",
+         "a malformed recovery entry"},
+        {"user a " HASH "\ntotp a " SECRET " 0\nrecovery a " THASH "\nrecovery a " THASH "\n",
+         "u:4: recovery a appears twice"},
+        {"token a " THASH " 1\ntotp a " SECRET " 0\n", "totp for a, who has no user line above"},
     };
     for (size_t i = 0; i < sizeof(bad) / sizeof(bad[0]); i++) {
         u = parse(bad[i].text);
@@ -166,6 +202,174 @@ static void test_passwords_and_tokens(void **state)
     assert_int_equal(system(cmd), 0);
 }
 
+static char *read_text(const char *path)
+{
+    static char text[8192];
+    FILE *f = fopen(path, "r");
+    assert_non_null(f);
+    size_t n = fread(text, 1, sizeof(text) - 1, f);
+    text[n] = '\0';
+    fclose(f);
+    return text;
+}
+
+/* The code of the base32 secret b32 at t. */
+static void code_at(const char *b32, int64_t t, char code[TOTP_DIGITS + 1])
+{
+    unsigned char key[TOTP_MAX_SECRET];
+    ssize_t n = totp_base32_decode(b32, strlen(b32), key, sizeof(key));
+    assert_true(n >= TOTP_MIN_SECRET);
+    assert_int_equal(totp_code(key, (size_t)n, t, TOTP_DIGITS, code), 0);
+}
+
+static void test_second_factor(void **state)
+{
+    (void)state;
+    char dir[] = "/tmp/portgate-totp-XXXXXX", path[128], err[768];
+    assert_non_null(mkdtemp(dir));
+    snprintf(path, sizeof(path), "%s/users", dir);
+    assert_int_equal(users_set_password(path, "alice", "correct horse", err, sizeof(err)), 0);
+    assert_int_equal(users_set_password(path, "bob", "battery staple", err, sizeof(err)), 0);
+    struct users *u = users_open(path);
+    unsigned char stamp0[USERS_STAMP_LEN], stamp1[USERS_STAMP_LEN], stamp2[USERS_STAMP_LEN];
+    assert_true(users_stamp(u, "alice", stamp0));
+    const int64_t t = 1700000000;
+    char code[TOTP_DIGITS + 1], code2[TOTP_DIGITS + 1];
+
+    /* Nothing to check yet. */
+    assert_int_equal(users_second_factor(path, u, "alice", "123456", t, err, sizeof(err)), -ENOENT);
+    assert_false(users_check_second_factor(path, u, "alice", "123456", t, err, sizeof(err)));
+
+    /* Begin: a secret, and nothing written. */
+    char secret[USERS_TOTP_SECRET_B32 + 1], other[USERS_TOTP_SECRET_B32 + 1];
+    assert_int_equal(users_totp_begin(u, "nobody", secret, err, sizeof(err)), -ENOENT);
+    assert_int_equal(users_totp_begin(u, "alice", secret, err, sizeof(err)), 0);
+    assert_int_equal(strlen(secret), USERS_TOTP_SECRET_B32);
+    unsigned char raw[TOTP_MAX_SECRET];
+    assert_int_equal(totp_base32_decode(secret, strlen(secret), raw, sizeof(raw)), TOTP_SECRET_LEN);
+    assert_int_equal(users_totp_begin(u, "alice", other, err, sizeof(err)), 0);
+    assert_string_not_equal(secret, other);
+    assert_null(strstr(read_text(path), "totp"));
+
+    /* Confirm: a wrong code, a bad secret, then the right code. */
+    char rec[USERS_RECOVERY_CODES][USERS_RECOVERY_LEN + 1];
+    code_at(secret, t, code);
+    code_at(secret, t + 90, code2);
+    assert_int_equal(users_totp_confirm(path, "alice", secret, code2, t, rec, err, sizeof(err)),
+                     -EACCES);
+    assert_string_equal(err, "a wrong code");
+    assert_int_equal(rec[0][0], '\0'); /* wiped */
+    assert_int_equal(users_totp_confirm(path, "alice", "GEZDGNBV", code, t, rec, err, sizeof(err)),
+                     -EINVAL);
+    assert_int_equal(users_totp_confirm(path, "nobody", secret, code, t, rec, err, sizeof(err)),
+                     -ENOENT);
+    assert_null(strstr(read_text(path), "totp"));
+    assert_int_equal(users_totp_confirm(path, "alice", secret, code, t, rec, err, sizeof(err)), 0);
+    for (size_t k = 0; k < USERS_RECOVERY_CODES; k++) {
+        assert_int_equal(strlen(rec[k]), USERS_RECOVERY_LEN);
+        assert_int_equal(strspn(rec[k], "ABCDEFGHIJKLMNOPQRSTUVWXYZ234567"), USERS_RECOVERY_LEN);
+        assert_null(strstr(read_text(path), rec[k])); /* hashes only */
+        for (size_t j = 0; j < k; j++) {
+            assert_string_not_equal(rec[j], rec[k]);
+        }
+    }
+    char line[128];
+    snprintf(line, sizeof(line), "totp alice %s %llu\n", secret, (unsigned long long)totp_step(t));
+    assert_non_null(strstr(read_text(path), line));
+    assert_non_null(strstr(read_text(path), "\nrecovery alice "));
+    char rec2[USERS_RECOVERY_CODES][USERS_RECOVERY_LEN + 1];
+    assert_int_equal(users_totp_confirm(path, "alice", secret, code, t, rec2, err, sizeof(err)),
+                     -EEXIST);
+    users_refresh(u);
+    assert_true(users_totp_enabled(u, "alice"));
+    assert_false(users_totp_enabled(u, "bob"));
+    assert_int_equal(users_recovery_left(u, "alice"), USERS_RECOVERY_CODES);
+    assert_int_equal(users_totp_begin(u, "alice", other, err, sizeof(err)), -EEXIST);
+    /* The stamp moved: the sessions opened with the password alone end. */
+    assert_true(users_stamp(u, "alice", stamp1));
+    assert_memory_not_equal(stamp0, stamp1, USERS_STAMP_LEN);
+
+    /* The code that confirmed it is used up; the next step's works once, and so the current
+     * one no longer does. */
+    assert_int_equal(users_second_factor(path, u, "alice", code, t, err, sizeof(err)), -EALREADY);
+    assert_string_equal(err, "a code already used");
+    char next[TOTP_DIGITS + 1];
+    code_at(secret, t + 30, next);
+    assert_int_equal(users_second_factor(path, u, "alice", next, t + 5, err, sizeof(err)),
+                     USERS_FACTOR_TOTP);
+    /* Replayed against a stale u: refused by the file, under its lock. */
+    assert_int_equal(users_second_factor(path, u, "alice", next, t + 5, err, sizeof(err)),
+                     -EALREADY);
+    users_refresh(u);
+    assert_int_equal(users_second_factor(path, u, "alice", next, t + 5, err, sizeof(err)),
+                     -EALREADY);
+    assert_false(users_check_second_factor(path, u, "alice", next, t + 35, err, sizeof(err)));
+    /* Typed with a space; then wrong ones. */
+    char spaced[16];
+    code_at(secret, t + 60, code2);
+    snprintf(spaced, sizeof(spaced), "%.3s %s", code2, code2 + 3);
+    assert_true(users_check_second_factor(path, u, "alice", spaced, t + 60, err, sizeof(err)));
+    code_at(secret, t + 150, code2);
+    assert_int_equal(users_second_factor(path, u, "alice", code2, t + 60, err, sizeof(err)), 0);
+    assert_string_equal(err, "a wrong code");
+    assert_int_equal(users_second_factor(path, u, "alice", "12345", t + 60, err, sizeof(err)), 0);
+    char huge[USERS_MAX_CODE + 2];
+    memset(huge, ' ', sizeof(huge) - 1);
+    huge[sizeof(huge) - 1] = '\0';
+    memcpy(huge, code2, TOTP_DIGITS);
+    assert_int_equal(users_second_factor(path, u, "alice", huge, t + 150, err, sizeof(err)), 0);
+    assert_int_equal(users_second_factor(path, u, "bob", code2, t + 150, err, sizeof(err)),
+                     -ENOENT);
+
+    /* A recovery code works once, in any case and with a dash. */
+    char typed[16];
+    snprintf(typed, sizeof(typed), "%.5s-%.5s", rec[3], rec[3] + 5);
+    for (char *c = typed; *c != '\0'; c++) {
+        *c = (char)(*c >= 'A' && *c <= 'Z' ? *c - 'A' + 'a' : *c);
+    }
+    users_refresh(u);
+    assert_int_equal(users_second_factor(path, u, "alice", typed, t, err, sizeof(err)),
+                     USERS_FACTOR_RECOVERY);
+    users_refresh(u);
+    assert_int_equal(users_recovery_left(u, "alice"), USERS_RECOVERY_CODES - 1);
+    assert_int_equal(users_second_factor(path, u, "alice", rec[3], t, err, sizeof(err)), 0);
+    assert_int_equal(users_second_factor(path, u, "alice", "AAAAAAAAAA", t, err, sizeof(err)), 0);
+    /* Another one works, once too. */
+    assert_int_equal(users_second_factor(path, u, "alice", rec[4], t, err, sizeof(err)),
+                     USERS_FACTOR_RECOVERY);
+
+    /* A password change, here or by portgate passwd, keeps the second factor; so do tokens. */
+    assert_int_equal(users_set_password(path, "alice", "new password", err, sizeof(err)), 0);
+    char token[USERS_TOKEN_LEN + 1];
+    assert_int_equal(users_token_create(path, "ci", token, err, sizeof(err)), 0);
+    assert_int_equal(users_token_revoke(path, "ci", err, sizeof(err)), 0);
+    users_refresh(u);
+    assert_true(users_totp_enabled(u, "alice"));
+    assert_int_equal(users_recovery_left(u, "alice"), USERS_RECOVERY_CODES - 2);
+    assert_true(users_check_password(u, "alice", "new password"));
+    code_at(secret, t + 300, code2);
+    assert_int_equal(users_second_factor(path, u, "alice", code2, t + 300, err, sizeof(err)),
+                     USERS_FACTOR_TOTP);
+
+    /* Disable: gone with its recovery codes; the stamp moves again. */
+    assert_int_equal(users_totp_disable(path, "bob", err, sizeof(err)), -ENOENT);
+    assert_int_equal(users_totp_disable(path, "alice", err, sizeof(err)), 0);
+    assert_int_equal(users_totp_disable(path, "alice", err, sizeof(err)), -ENOENT);
+    const char *text = read_text(path);
+    assert_null(strstr(text, "totp"));
+    assert_null(strstr(text, "recovery"));
+    users_refresh(u);
+    assert_false(users_totp_enabled(u, "alice"));
+    assert_int_equal(users_recovery_left(u, "alice"), 0);
+    assert_true(users_stamp(u, "alice", stamp2));
+    assert_memory_not_equal(stamp1, stamp2, USERS_STAMP_LEN);
+    assert_true(users_check_password(u, "alice", "new password"));
+    users_free(u);
+    char cmd[160];
+    snprintf(cmd, sizeof(cmd), "rm -rf %s", dir);
+    assert_int_equal(system(cmd), 0);
+}
+
 /* Run by root, the commands keep the file whose it was: the directory's for a new one, the old
  * file's owner afterwards; and they make a missing directory. */
 static void test_owner_kept(void **state)
@@ -227,6 +431,7 @@ int main(void)
         cmocka_unit_test(test_parse),
         cmocka_unit_test(test_names),
         cmocka_unit_test(test_passwords_and_tokens),
+        cmocka_unit_test(test_second_factor),
         cmocka_unit_test(test_owner_kept),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
