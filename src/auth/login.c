@@ -19,6 +19,7 @@ struct login_job {
     uint64_t wait_s;
     char user[USERS_NAMELEN];
     char password[USERS_MAX_PASSWORD + 1];
+    char code[USERS_MAX_CODE + 1];
     char client[64];
     char scope[LOGIN_SCOPE_LEN];
     char id[SESSION_IDLEN + 1];
@@ -123,12 +124,30 @@ static enum login_result check(struct login_job *j)
     bool ok = L.users != NULL && users_valid_name(j->user) &&
               users_check_password(L.users, j->user, j->password);
     bool known = L.users != NULL && users_valid_name(j->user) && users_exists(L.users, j->user);
+    bool factor = ok && users_totp_enabled(L.users, j->user);
+    char err[160] = "";
+    if (factor) {
+        /* The code is used up in the file (users_second_factor): a replay is wrong. */
+        ok = users_second_factor(L.path, L.users, j->user, j->code, (int64_t)time(NULL), err,
+                                 sizeof(err)) > 0;
+    }
     unsigned char stamp[USERS_STAMP_LEN] = {0};
     if (ok) {
         users_stamp(L.users, j->user, stamp);
     }
     pthread_rwlock_unlock(&L.users_lock);
+    if (factor && !ok) {
+        log_warn("login: map %s: user %s from %s: a wrong second factor (%s)", j->scope, j->user,
+                 j->client, err[0] ? err : "wrong code");
+    }
+    if (factor && ok) {
+        refresh_users(); /* the code was used up in the file: its stamp, its last step */
+        pthread_rwlock_rdlock(&L.users_lock);
+        users_stamp(L.users, j->user, stamp);
+        pthread_rwlock_unlock(&L.users_lock);
+    }
     sodium_memzero(j->password, sizeof(j->password));
+    sodium_memzero(j->code, sizeof(j->code));
     pthread_mutex_lock(&L.lock);
     enum login_result r = LOGIN_REFUSED;
     if (ok) {
@@ -275,10 +294,10 @@ void login_shutdown(void)
     pthread_rwlock_unlock(&L.users_lock);
 }
 
-struct login_job *login_start(const char *user, const char *password, const char *client,
-                              const char *scope)
+struct login_job *login_start(const char *user, const char *password, const char *code,
+                              const char *client, const char *scope)
 {
-    if (strlen(password) > USERS_MAX_PASSWORD) {
+    if (strlen(password) > USERS_MAX_PASSWORD || strlen(code) > USERS_MAX_CODE) {
         return NULL;
     }
     struct login_job *j = calloc(1, sizeof(*j));
@@ -289,6 +308,7 @@ struct login_job *login_start(const char *user, const char *password, const char
     j->result = LOGIN_PENDING;
     snprintf(j->user, sizeof(j->user), "%s", user);
     snprintf(j->password, sizeof(j->password), "%s", password);
+    snprintf(j->code, sizeof(j->code), "%s", code);
     snprintf(j->client, sizeof(j->client), "%s", client);
     snprintf(j->scope, sizeof(j->scope), "%s", scope);
     pthread_mutex_lock(&L.lock);
@@ -297,6 +317,7 @@ struct login_job *login_start(const char *user, const char *password, const char
         j->refs = 1;
         j->result = LOGIN_BUSY; /* the caller polls it, then frees it */
         sodium_memzero(j->password, sizeof(j->password));
+        sodium_memzero(j->code, sizeof(j->code));
         return j;
     }
     if (L.tail != NULL) {

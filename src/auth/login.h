@@ -42,12 +42,14 @@ enum login_result {
 struct login_job;
 
 /*
- * Starts checking user's password for a login to scope (a mapping's name) from client (its
- * address, for regulation and the log). The job copies what it needs and wipes the password
- * once checked. Returns NULL when out of memory or busy (LOGIN_QUEUE_MAX waiting).
+ * Starts checking user's password, and code when the user has a second factor (a TOTP code or
+ * a recovery code, used up by a good login; "" when none was given), for a login to scope (a
+ * mapping's name) from client (its address, for regulation and the log). A wrong user, password
+ * or code are one result, and one failure. The job copies what it needs and wipes the password
+ * and code once checked. Returns NULL when out of memory.
  */
-struct login_job *login_start(const char *user, const char *password, const char *client,
-                              const char *scope);
+struct login_job *login_start(const char *user, const char *password, const char *code,
+                              const char *client, const char *scope);
 /* The job's result; with LOGIN_OK the new session's id in id, with LOGIN_BANNED the seconds to
  * wait in *wait_s. Any thread. */
 enum login_result login_poll(struct login_job *j, char id[SESSION_IDLEN + 1], uint64_t *wait_s);

@@ -778,6 +778,17 @@ def test_device_auth_basic_with_nginx(gateway, tmp_path):
         servers.stop()
 
 
+def totp(secret, at=None):
+    """The RFC 6238 code of a base32 secret now (SHA-1, 6 digits, 30 s)."""
+    import base64
+    import hmac
+    import struct
+    key = base64.b32decode(secret + "=" * (-len(secret) % 8))
+    mac = hmac.new(key, struct.pack(">Q", int((at or time.time()) // 30)), "sha1").digest()
+    o = mac[-1] & 15
+    return "%06d" % ((struct.unpack(">I", mac[o:o + 4])[0] & 0x7fffffff) % 1000000)
+
+
 def _passwd(g, user, password):
     r = subprocess.run([BINARY, "passwd", "-c", str(g.conf), "--password-stdin", user],
                        input=password + "\n", capture_output=True, text=True, timeout=60)
@@ -832,7 +843,7 @@ def test_login_in_front_of_the_device(gateway, device, tmp_path):
     for form in ("user=alice&password=nope", "user=nobody&password=nope"):
         r = curl("--data", form, f"{url}/.portgate/login", "-w", "[%{http_code}]")
         answers.add(r.stdout)
-    assert len(answers) == 1 and b"Wrong user or password." in answers.pop()
+    assert len(answers) == 1 and b"Wrong user, password or code." in answers.pop()
     g.wait_log("login: map cam: failed login for user alice from 127.0.0.1")
     g.wait_log("login: map cam: failed login for a user name that does not exist from 127.0.0.1")
     # Logout ends the session.
@@ -844,6 +855,22 @@ def test_login_in_front_of_the_device(gateway, device, tmp_path):
     g.wait_log("login: map cam: user alice logged out from 127.0.0.1")
     r = curl("-b", str(jar), "-o", "/dev/null", "-w", "%{http_code}", f"{url}/echo")
     assert r.stdout == b"303"
+    # A second factor: with TOTP set up, the password alone fails the same way; the code from
+    # the authenticator logs in, once.
+    secret = "JBSWY3DPEHPK3PXPJBSWY3DPEHPK3PXP"  # 160 bits, as enrolment makes them
+    with open(g.users, "a") as f:
+        f.write(f"totp alice {secret} 0\n")
+    time.sleep(1.1)  # a new modification time: the file is read again
+    r = curl("--data", "user=alice&password=alice-password-1", f"{url}/.portgate/login",
+             "-w", "[%{http_code}]")
+    assert b"Wrong user, password or code." in r.stdout, r.stdout
+    code = totp(secret)
+    form = f"user=alice&password=alice-password-1&code={code}"
+    r = curl("--data", form, "-o", "/dev/null", "-w", "%{http_code}", f"{url}/.portgate/login")
+    assert r.stdout == b"303", r.stdout
+    r = curl("--data", form, f"{url}/.portgate/login", "-w", "[%{http_code}]")
+    assert b"Wrong user, password or code." in r.stdout, r.stdout  # a replay
+    g.wait_log("login: map cam: user alice from 127.0.0.1: a wrong second factor")
     # Five failures from one address: banned, even with the right password.
     for _ in range(3):
         curl("--data", "user=bob&password=nope", f"{url}/.portgate/login")
@@ -853,7 +880,7 @@ def test_login_in_front_of_the_device(gateway, device, tmp_path):
     g.wait_log("failed logins within 5 minutes")
     assert "alice-password-1" not in g.log() and "nope" not in g.log()
     st = g.map_stats("cam")
-    assert st["http logins"] == 1 and st["http failed logins"] >= 6, st
+    assert st["http logins"] == 2 and st["http failed logins"] >= 8, st
     assert len(dev.seen) == 2
     # A client that has not logged in costs the device not even a connection.
     quiet = socket.socket()

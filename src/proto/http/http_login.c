@@ -211,8 +211,11 @@ size_t http_login_page(char *out, size_t len, int status, const char *mapname, c
     put(&b, "\"><label for=\"user\">User</label><input id=\"user\" name=\"user\" "
             "autocomplete=\"username\" required autofocus><label for=\"password\">Password</label>"
             "<input id=\"password\" name=\"password\" type=\"password\" "
-            "autocomplete=\"current-password\" required><button type=\"submit\">Log in</button>"
-            "</form></main></body></html>\n");
+            "autocomplete=\"current-password\" required><label for=\"code\">Code "
+            "<small>(with two-factor authentication)</small></label><input id=\"code\" "
+            "name=\"code\" autocomplete=\"one-time-code\" inputmode=\"numeric\" "
+            "maxlength=\"64\"><button type=\"submit\">Log in</button></form></main></body>"
+            "</html>\n");
     return answer(out, len, status, "", body, b.off, true, head, close);
 }
 

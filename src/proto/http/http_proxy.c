@@ -1147,6 +1147,7 @@ static void gate_form(struct hx *h)
         return;
     }
     char user[USERS_NAMELEN + 1], password[USERS_MAX_PASSWORD + 1], next[HTTP_LOGIN_NEXT_MAX + 1];
+    char code[USERS_MAX_CODE + 1];
     int nn = http_form_get(g->form, g->form_len, "next", next, sizeof(next));
     http_login_next(next, nn > 0 ? (size_t)nn : 0, g->next);
     if (http_form_get(g->form, g->form_len, "user", user, sizeof(user)) <= 0 ||
@@ -1155,7 +1156,11 @@ static void gate_form(struct hx *h)
                                         g->next, "Give a user and a password.", false, g->close);
         g->ready = true;
     } else {
-        g->job = login_start(user, password, h->client_ip, h->map->conf.name);
+        if (http_form_get(g->form, g->form_len, "code", code, sizeof(code)) < 0) {
+            code[0] = '\0';
+        }
+        g->job = login_start(user, password, code, h->client_ip, h->map->conf.name);
+        OPENSSL_cleanse(code, sizeof(code));
         if (g->job == NULL) {
             g->answer_len =
                 http_login_page(g->answer, sizeof(g->answer), 200, h->map->conf.name, g->next,
@@ -1214,7 +1219,7 @@ static void gate_poll(struct loop_timer *t)
     } else {
         g->answer_len = http_login_page(g->answer, sizeof(g->answer), 200, name, g->next,
                                         r == LOGIN_BUSY ? "The gateway is busy: try again."
-                                                        : "Wrong user or password.",
+                                                        : "Wrong user, password or code.",
                                         false, g->close);
         mapping_stat_add(&sh->stats.proto[HTTP_STAT_LOGIN_FAILED], 1);
     }
