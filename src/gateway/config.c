@@ -923,8 +923,7 @@ static int gateway_set(struct ini_state *st, const char *key, const char *val)
         rc = parse_path(val, false, c->gw.users_file, sizeof(c->gw.users_file), why, sizeof(why));
     } else if (strcmp(key, "admin-origins") == 0) {
         bit = 1024;
-        rc = parse_origins(val, c->gw.admin_origins, sizeof(c->gw.admin_origins), why,
-                           sizeof(why));
+        rc = parse_origins(val, c->gw.admin_origins, sizeof(c->gw.admin_origins), why, sizeof(why));
     } else {
         add_error(c, "%s:%d: [gateway] unknown key \"%s\" (see docs/configuration.md)", st->source,
                   st->line, key);
