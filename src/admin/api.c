@@ -745,6 +745,9 @@ static json_t *gateway_view(const struct config *c)
                   "max-pipes", (json_int_t)c->gw.max_pipes, "busy-poll", busy, "admin", admin,
                   "admin-socket", c->gw.admin_socket[0] ? c->gw.admin_socket : "off", "state",
                   c->gw.state, "users-file", c->gw.users_file);
+    if (j != NULL && c->gw.admin_origins[0] != '\0') {
+        json_object_set_new(j, "admin-origins", json_string(c->gw.admin_origins));
+    }
     if (j != NULL) {
         if (c->gw.workers == 0) {
             json_object_set_new(j, "workers", json_string("auto"));
