@@ -13,12 +13,6 @@ static bool is_token_char(unsigned char c)
     return c > 32 && c < 127 && strchr("()<>@,;:\\\"/[]?={}", c) == NULL;
 }
 
-bool msg_str_ieq(struct msg_str s, const char *lit)
-{
-    size_t n = strlen(lit);
-    return s.n == n && strncasecmp(s.p, lit, n) == 0;
-}
-
 static bool is_blank(char c)
 {
     return c == ' ' || c == '\t';

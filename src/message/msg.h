@@ -30,6 +30,8 @@
 #include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
+#include <string.h>
+#include <strings.h>
 #include <sys/types.h>
 
 #define MSG_MAX_HEADERS 100
@@ -69,8 +71,14 @@ ssize_t msg_parse(const char *buf, size_t len, enum msg_kind kind, struct msg *m
                   int *status);
 /* The first header called name (case-insensitive), or NULL. */
 const struct msg_str *msg_header(const struct msg *m, const char *name);
-/* Compares s with a NUL-terminated string, case-insensitively. */
-bool msg_str_ieq(struct msg_str s, const char *lit);
+/* Compares s with a NUL-terminated string, case-insensitively. Inline: for a literal the
+ * length is known when compiling, and most names differ in length before any byte is read
+ * (the filters compare every header's name with a few). */
+static inline bool msg_str_ieq(struct msg_str s, const char *lit)
+{
+    size_t n = strlen(lit);
+    return s.n == n && strncasecmp(s.p, lit, n) == 0;
+}
 /* True if the comma-separated list value has the element tok (case-insensitive, blanks around
  * elements ignored): Connection: keep-alive, Upgrade. */
 bool msg_list_has(struct msg_str value, const char *tok);

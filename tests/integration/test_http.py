@@ -4,6 +4,7 @@ import hashlib
 import os
 import re
 import socket
+import ssl
 import subprocess
 import time
 
@@ -208,11 +209,21 @@ def test_slow_head_gets_408(gateway, device):
     g.wait_log("answered 408: the request's head did not come within 1000ms")
 
 
-def test_websocket_passes_through(gateway, device):
+@pytest.mark.parametrize("proto", ["http", "https"])
+def test_websocket_passes_through(gateway, device, tmp_path, proto):
+    """A websocket's upgrade, then its bytes both ways, on http and through TLS on https."""
     dev = device()
     port = free_ports()
-    g = gateway(config=http_map("web", port, dev.port))
+    extra = ""
+    if proto == "https":
+        assert subprocess.run([BINARY, "cert", "-o", str(tmp_path / "c"), "localhost"],
+                              capture_output=True).returncode == 0
+        extra = f"cert = {tmp_path}/c.crt\nkey = {tmp_path}/c.key\n"
+    g = gateway(config=http_map("web", port, dev.port, proto, extra))
     s = socket.create_connection(("127.0.0.1", port), timeout=5)
+    if proto == "https":
+        ctx = ssl.create_default_context(cafile=str(tmp_path / "c.crt"))
+        s = ctx.wrap_socket(s, server_hostname="localhost")
     s.sendall(b"GET /ws HTTP/1.1\r\nHost: a\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n"
               b"Sec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\nSec-WebSocket-Version: 13\r\n\r\n"
               b"\x81\x85early")  # a frame right behind the request waits for the 101
