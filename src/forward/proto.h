@@ -114,6 +114,9 @@ struct proto {
     void (*conf_init)(void *pconf);
     int (*conf_set)(void *pconf, const char *key, const char *val, char *why, size_t whylen);
     void (*conf_format)(const void *pconf, char *buf, size_t len);
+    /* Checks the settings together, once every key of the mapping is read (a key that needs
+     * another): 0, or -1 with "KEY: what is wrong" in why. NULL: none to check. */
+    int (*conf_check)(const void *pconf, char *why, size_t whylen);
     const char *(*own_udp_ports)(const void *pconf, uint16_t *lo, uint16_t *hi);
 
     /*

@@ -1153,15 +1153,20 @@ static bool may_share(const struct map_conf *a, const struct map_conf *b, char *
     return p->can_share(a->pconf, b->pconf, why, whylen);
 }
 
-/* Has m's protocol make what it needs to run (TLS: read the certificates). An API mapping that
- * cannot is kept, failed, like one whose target does not resolve; any other is an error. */
+/* Has m's protocol check its settings together, then make what it needs to run (TLS: read the
+ * certificates). An API mapping that cannot is kept, failed, like one whose target does not
+ * resolve; any other is an error. */
 static void open_run(struct config *c, struct map_conf *m)
 {
-    if (!map_conf_runs(m) || m->run != NULL || m->proto->run_open == NULL) {
+    char why[512];
+    int rc = 0;
+    if (m->pconf != NULL && m->proto->conf_check != NULL) {
+        rc = m->proto->conf_check(m->pconf, why, sizeof(why));
+    }
+    if (rc == 0 && (!map_conf_runs(m) || m->run != NULL || m->proto->run_open == NULL)) {
         return;
     }
-    char why[512];
-    if (map_conf_open_run(m, why, sizeof(why)) == 0) {
+    if (rc == 0 && map_conf_open_run(m, why, sizeof(why)) == 0) {
         return;
     }
     if (c->keep_failed && m->origin == MAP_ORIGIN_API) {

@@ -286,6 +286,8 @@ def test_check_refuses_bad_http_keys(tmp_path):
         ("max-header-size = 100\n", "from 1024 to 61440"),
         ("redirect-https = a/b\n", "the https twin's PORT"),
         ("hsts = forever\n", "hsts applies to https mappings only"),
+        ("users = alice\n", "users: applies with auth = login"),
+        ("auth = client-cert\n", "\"client-cert\": login (the gateway's login page"),
         ("acme-webroot = acme\n", 'acme-webroot: "acme": an absolute path'),
         (f"acme-webroot = {tmp_path}/none\n",
          f'acme-webroot: "{tmp_path}/none": No such file or directory'),

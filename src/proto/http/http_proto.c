@@ -355,6 +355,27 @@ static bool https_opens_device(const void *pconf)
     return http_opens_device(&c->http) && !c->tls.client_cert;
 }
 
+/* users says who may log in: it needs auth. */
+static int http_check(const void *pconf, char *why, size_t len)
+{
+    const struct http_conf *c = pconf;
+    if (c->users[0] != '\0' && !c->login) {
+        snprintf(why, len, "users: applies with auth = login");
+        return -1;
+    }
+    return 0;
+}
+
+static int https_check(const void *pconf, char *why, size_t len)
+{
+    const struct https_conf *c = pconf;
+    if (c->http.users[0] != '\0' && !c->http.login && !c->tls.client_cert) {
+        snprintf(why, len, "users: applies with auth = login or auth = client-cert");
+        return -1;
+    }
+    return 0;
+}
+
 const struct proto http_proto = {
     .name = "http",
     .transport = SOCK_STREAM,
@@ -369,6 +390,7 @@ const struct proto http_proto = {
     .conf_init = http_init,
     .conf_set = http_set,
     .conf_format = http_format,
+    .conf_check = http_check,
     .stat_names = stat_names,
 };
 
@@ -423,10 +445,6 @@ static void *https_run_open(const void *pconf, const char *mapname, unsigned cha
                             size_t len)
 {
     const struct https_conf *c = pconf;
-    if (c->http.users[0] != '\0' && !c->http.login && !c->tls.client_cert) {
-        snprintf(why, len, "users: applies with auth = login or auth = client-cert");
-        return NULL;
-    }
     struct tls_conf tls = c->tls;
     if (tls.client_cert) {
         snprintf(tls.users, sizeof(tls.users), "%s", c->http.users);
@@ -472,6 +490,7 @@ const struct proto https_proto = {
     .conf_init = https_init,
     .conf_set = https_set,
     .conf_format = https_format,
+    .conf_check = https_check,
     .run_open = https_run_open,
     .run_close = tls_run_close,
     .stat_names = https_stat_names,
