@@ -11,7 +11,7 @@
 #include "auth/regulate.h"
 #include "core/log.h"
 
-#define USERS_RECHECK_S 2 /* how often a session check looks whether the users file changed */
+#define USERS_RECHECK_S 2 /* how often the idle thread looks whether the users file changed */
 
 struct login_job {
     unsigned refs; /* atomic: the caller's and the queue's (the thread's) */
@@ -22,6 +22,7 @@ struct login_job {
     char code[USERS_MAX_CODE + 1];
     char client[64];
     char scope[LOGIN_SCOPE_LEN];
+    char allowed[1024];
     char id[SESSION_IDLEN + 1];
     struct login_job *next;
 };
@@ -47,7 +48,6 @@ static struct {
     pthread_rwlock_t users_lock;
     struct users *users;
     char path[4096];
-    uint64_t users_seen; /* when a session check last looked at the file */
 } L = {.lock = PTHREAD_MUTEX_INITIALIZER,
        .cond = PTHREAD_COND_INITIALIZER,
        .users_lock = PTHREAD_RWLOCK_INITIALIZER};
@@ -57,6 +57,20 @@ static uint64_t now_s(void)
     struct timespec ts;
     clock_gettime(CLOCK_MONOTONIC, &ts);
     return (uint64_t)ts.tv_sec;
+}
+
+/* True if name is one of the comma-separated list. */
+static bool in_list(const char *list, const char *name)
+{
+    size_t n = strlen(name);
+    for (const char *p = list; *p != '\0';) {
+        size_t k = strcspn(p, ",");
+        if (k == n && memcmp(p, name, n) == 0) {
+            return true;
+        }
+        p += k + (p[k] == ',');
+    }
+    return false;
 }
 
 static void job_unref(struct login_job *j)
@@ -124,6 +138,12 @@ static enum login_result check(struct login_job *j)
     bool ok = L.users != NULL && users_valid_name(j->user) &&
               users_check_password(L.users, j->user, j->password);
     bool known = L.users != NULL && users_valid_name(j->user) && users_exists(L.users, j->user);
+    bool other = ok && j->allowed[0] != '\0' && !in_list(j->allowed, j->user);
+    if (other) {
+        ok = false; /* its password is right: said only to the log */
+        log_warn("login: map %s: user %s from %s may not use it (users)", j->scope, j->user,
+                 j->client);
+    }
     bool factor = ok && users_totp_enabled(L.users, j->user);
     char err[160] = "";
     if (factor) {
@@ -195,10 +215,21 @@ static enum login_result check(struct login_job *j)
 static void *run(void *arg)
 {
     (void)arg;
+    users_prepare(); /* an unknown user's first check costs what the others do */
     pthread_mutex_lock(&L.lock);
     for (;;) {
+        /* Idle, the users file is looked at every USERS_RECHECK_S: a password changed ends
+         * the sessions it made (login_session() compares stamps, under the read lock only, so
+         * that a worker never waits while this thread hashes). */
         while (L.head == NULL && !L.stopping) {
-            pthread_cond_wait(&L.cond, &L.lock);
+            struct timespec until;
+            clock_gettime(CLOCK_REALTIME, &until);
+            until.tv_sec += USERS_RECHECK_S;
+            if (pthread_cond_timedwait(&L.cond, &L.lock, &until) == ETIMEDOUT) {
+                pthread_mutex_unlock(&L.lock);
+                refresh_users();
+                pthread_mutex_lock(&L.lock);
+            }
         }
         if (L.stopping) {
             break;
@@ -295,7 +326,7 @@ void login_shutdown(void)
 }
 
 struct login_job *login_start(const char *user, const char *password, const char *code,
-                              const char *client, const char *scope)
+                              const char *client, const char *scope, const char *allowed)
 {
     if (strlen(password) > USERS_MAX_PASSWORD || strlen(code) > USERS_MAX_CODE) {
         return NULL;
@@ -311,6 +342,7 @@ struct login_job *login_start(const char *user, const char *password, const char
     snprintf(j->code, sizeof(j->code), "%s", code);
     snprintf(j->client, sizeof(j->client), "%s", client);
     snprintf(j->scope, sizeof(j->scope), "%s", scope);
+    snprintf(j->allowed, sizeof(j->allowed), "%s", allowed);
     pthread_mutex_lock(&L.lock);
     if (!L.running || L.stopping || L.queued >= LOGIN_QUEUE_MAX) {
         pthread_mutex_unlock(&L.lock);
@@ -354,10 +386,6 @@ void login_job_free(struct login_job *j)
 bool login_session(const char *id, const char *scope, char user[USERS_NAMELEN])
 {
     uint64_t now = now_s();
-    if (now >= __atomic_load_n(&L.users_seen, __ATOMIC_RELAXED) + USERS_RECHECK_S) {
-        __atomic_store_n(&L.users_seen, now, __ATOMIC_RELAXED);
-        refresh_users();
-    }
     pthread_mutex_lock(&L.lock);
     struct sessions *s = scope_sessions(scope, false);
     struct session *se = s != NULL ? sessions_find(s, id, now) : NULL;

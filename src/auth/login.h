@@ -4,9 +4,9 @@
  * checked by a thread of their own (argon2id takes tens of milliseconds, which a worker must not
  * spend while its other connections wait), failures are regulated per client address and per
  * user name as the admin login's are (auth/regulate.h), and a login makes a session (a random
- * 256-bit id, the cookie LOGIN_COOKIE) for one mapping, its scope. One service per process,
- * shared by every worker under its locks; the gateway points it at the users file at start and
- * at every reload (login_configure) and stops it last (login_shutdown).
+ * 256-bit id, the cookie LOGIN_COOKIE and the mapping's name) for one mapping, its scope. One
+ * service per process, shared by every worker under its locks; the gateway points it at the users
+ * file at start and at every reload (login_configure) and stops it last (login_shutdown).
  *
  * A wrong user and a wrong password get the same result after the same work; a ban is said as
  * such (the client learns nothing it did not know: it failed that often). Every login, failure,
@@ -21,9 +21,12 @@
 #include "auth/session.h"
 #include "auth/users.h"
 
-#define LOGIN_COOKIE "portgate_login" /* not the admin page's: both may be on one host */
-#define LOGIN_QUEUE_MAX 64            /* checks waiting at most; more are refused as busy */
-#define LOGIN_SCOPE_LEN 64            /* a mapping's name */
+/* The session cookie's name is this and the mapping's name: a browser sends a host's cookies to
+ * every port of it, so each mapping has its own (and every http mapping removes them all from
+ * what its device gets). Not the admin page's: both may be on one host. */
+#define LOGIN_COOKIE "portgate_login_"
+#define LOGIN_QUEUE_MAX 64 /* checks waiting at most; more are refused as busy */
+#define LOGIN_SCOPE_LEN 64 /* a mapping's name */
 
 /* Points the service at the users file (it may not exist yet: nobody can log in then), and
  * starts its thread the first time. Returns 0, or a negative errno (the thread or memory). */
@@ -44,12 +47,14 @@ struct login_job;
 /*
  * Starts checking user's password, and code when the user has a second factor (a TOTP code or
  * a recovery code, used up by a good login; "" when none was given), for a login to scope (a
- * mapping's name) from client (its address, for regulation and the log). A wrong user, password
- * or code are one result, and one failure. The job copies what it needs and wipes the password
- * and code once checked. Returns NULL when out of memory.
+ * mapping's name) from client (its address, for regulation and the log). allowed lists the
+ * users scope lets in (commas between; "": all): another user's login fails as a wrong one
+ * does, after the same work, and uses up no code. A wrong user, password or code are one
+ * result, and one failure. The job copies what it needs and wipes the password and code once
+ * checked. Returns NULL when out of memory.
  */
 struct login_job *login_start(const char *user, const char *password, const char *code,
-                              const char *client, const char *scope);
+                              const char *client, const char *scope, const char *allowed);
 /* The job's result; with LOGIN_OK the new session's id in id, with LOGIN_BANNED the seconds to
  * wait in *wait_s. Any thread. */
 enum login_result login_poll(struct login_job *j, char id[SESSION_IDLEN + 1], uint64_t *wait_s);

@@ -3,6 +3,7 @@
 #include <errno.h>
 #include <fcntl.h>
 #include <libgen.h>
+#include <pthread.h>
 #include <sodium.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -372,19 +373,24 @@ bool users_any(const struct users *u)
 
 /* A hash of a random password with the cost real ones have, checked when the user does not
  * exist, so that an unknown user costs the same time as a wrong password. */
+static char dummy[crypto_pwhash_STRBYTES];
+static pthread_once_t dummy_once = PTHREAD_ONCE_INIT;
+
+static void dummy_make(void)
+{
+    unsigned char pw[16];
+    randombytes_buf(pw, sizeof(pw));
+    if (crypto_pwhash_str(dummy, (const char *)pw, sizeof(pw), crypto_pwhash_OPSLIMIT_INTERACTIVE,
+                          crypto_pwhash_MEMLIMIT_INTERACTIVE) != 0) {
+        dummy[0] = '\0';
+    }
+}
+
+/* Once, whichever thread asks first (the admin interface's, the gateway's login thread). */
 static const char *dummy_hash(void)
 {
-    static char hash[crypto_pwhash_STRBYTES];
-    if (hash[0] == '\0') {
-        unsigned char pw[16];
-        randombytes_buf(pw, sizeof(pw));
-        if (crypto_pwhash_str(hash, (const char *)pw, sizeof(pw),
-                              crypto_pwhash_OPSLIMIT_INTERACTIVE,
-                              crypto_pwhash_MEMLIMIT_INTERACTIVE) != 0) {
-            hash[0] = '\0';
-        }
-    }
-    return hash;
+    pthread_once(&dummy_once, dummy_make);
+    return dummy;
 }
 
 void users_prepare(void)

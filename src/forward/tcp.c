@@ -946,6 +946,23 @@ static void conn_route(struct tcp_conn *c, bool timeout)
         return;
     }
     struct mapping *m = c->group->maps[r];
+    if (c->layer != NULL && c->layer->admits != NULL && !c->layer->admits(c->lst, m)) {
+        uint64_t suppressed;
+        if (mapping_log_ok(m, c->ctx->worker, MAPPING_LOG_DENIED, loop_now(c->ctx->loop),
+                           &suppressed)) {
+            char cs[ADDR_STRLEN];
+            log_warn("map %s: tcp refused %s: what its %s handshake proved (a client "
+                     "certificate) is not for this mapping (%llu more refusals not logged)",
+                     m->conf.name, addr_format(&c->client, cs, sizeof(cs)), c->layer->name,
+                     (unsigned long long)suppressed);
+        }
+        mapping_stat_add(&mapping_shard(m, c->ctx->worker)->stats.refused_acl, 1);
+        sock_set_linger0(s->io.fd);
+        c->refused = true;
+        conn_close(c, "refused by map %s: its %s handshake does not admit this client",
+                   m->conf.name, c->layer->name);
+        return;
+    }
     if (!c->chosen) {
         /* The place held of the port's first mapping goes back; the chosen one admits. */
         if (c->counted) {

@@ -133,6 +133,10 @@ struct tcp_layer {
     void (*describe)(void *st, char *buf, size_t len);
     /* The server name the client asked for in its handshake (TLS's SNI), or NULL. */
     const char *(*servername)(void *st);
+    /* On a port several mappings share, once the router has chosen m: true if what the
+     * handshake proved lets the connection go to m (TLS: a client certificate m accepts), else
+     * it is refused. NULL: it always does. */
+    bool (*admits)(void *st, const struct mapping *m);
     void (*close)(void *st);
 };
 

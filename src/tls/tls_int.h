@@ -20,6 +20,11 @@ struct mapping_group;
  * host key names it (tls_run_set_hosts), then the first certificate that covers it. g outlives
  * s. A group of one changes nothing. */
 void tls_run_use_group(SSL *s, const struct mapping_group *g);
+/* True if the connection s may go to the mapping whose run object is run: it asks for no client
+ * certificate, or the client showed one that was verified and whose common name is one of its
+ * users. Checked again once a shared port's mapping is chosen: the handshake checked the names
+ * of the mapping its server name chose, or of the port's first. */
+bool tls_run_admits(const void *run, SSL *s);
 /* The common name of the client's certificate (auth = client-cert), printable, or "". */
 void tls_run_client_name(SSL *s, char *buf, size_t len);
 /* True if the kernel offers TLS (the "tls" ULP): connections then use OpenSSL's socket BIO,

@@ -277,6 +277,12 @@ static int layer_shutdown(void *st, enum tcp_want *want)
     return f == 0 ? 0 : f == 1 ? 1 : -1;
 }
 
+static bool layer_admits(void *st, const struct mapping *m)
+{
+    const struct tls_conn *t = st;
+    return tls_run_admits(map_conf_run(&m->conf), t->ssl);
+}
+
 static const char *layer_servername(void *st)
 {
     const struct tls_conn *t = st;
@@ -328,5 +334,6 @@ const struct tcp_layer tls_layer = {
     .shutdown = layer_shutdown,
     .describe = layer_describe,
     .servername = layer_servername,
+    .admits = layer_admits,
     .close = layer_close,
 };

@@ -54,6 +54,7 @@ struct tls_run {
     size_t ncerts;
     char hosts[1024]; /* the names its mapping answers for on a shared port, or "" */
     char users[1024]; /* auth = client-cert: the common names let in, or "": any */
+    bool client_cert; /* auth = client-cert */
     uint32_t handshake_ms;
     unsigned stat_base;
     unsigned char alpn[64]; /* wire format: a length byte before each name */
@@ -680,15 +681,28 @@ static bool in_list(const char *list, const char *name)
 }
 
 /* The common name of x's subject, printable, or "" (for the log and for users). */
+/* The common name of x's subject (users, the log), or "" when it has none, more than one, or
+ * one that is not printable ASCII (a NUL inside, a control character: nothing to compare). */
 static void common_name(X509 *x, char *buf, size_t len)
 {
     buf[0] = '\0';
-    if (X509_NAME_get_text_by_NID(X509_get_subject_name(x), NID_commonName, buf, (int)len) < 0) {
-        buf[0] = '\0';
+    const X509_NAME *name = X509_get_subject_name(x);
+    int i = X509_NAME_get_index_by_NID(name, NID_commonName, -1);
+    if (i < 0 || X509_NAME_get_index_by_NID(name, NID_commonName, i) >= 0) {
+        return;
     }
-    for (char *p = buf; *p != '\0'; p++) {
-        *p = *p > ' ' && *p <= '~' ? *p : '?';
+    unsigned char *utf8 = NULL;
+    int n = ASN1_STRING_to_UTF8(&utf8, X509_NAME_ENTRY_get_data(X509_NAME_get_entry(name, i)));
+    bool ok = n > 0 && (size_t)n < len;
+    for (int k = 0; ok && k < n; k++) {
+        ok = utf8[k] > ' ' && utf8[k] <= '~';
     }
+    if (ok) {
+        memcpy(buf, utf8, (size_t)n);
+        buf[n] = '\0';
+    }
+    OPENSSL_free(utf8);
+    ERR_clear_error();
 }
 
 /* Mutual TLS: a client's certificate, once it chains to client-ca (and is not revoked), must
@@ -850,6 +864,26 @@ static int clients_apply(const struct clients *cl, struct tls_run *run, SSL_CTX 
     return 0;
 }
 
+bool tls_run_admits(const void *obj, SSL *s)
+{
+    const struct tls_run *run = obj;
+    if (run == NULL || !run->client_cert) {
+        return true;
+    }
+    /* The chain was checked in the handshake against the port's CA and CRL, which every
+     * mapping sharing the port has the same (proto->can_share); the names may differ. */
+    X509 *peer = SSL_get0_peer_certificate(s);
+    if (peer == NULL || SSL_get_verify_result(s) != X509_V_OK) {
+        return false;
+    }
+    if (run->users[0] == '\0') {
+        return true;
+    }
+    char cn[256];
+    common_name(peer, cn, sizeof(cn));
+    return cn[0] != '\0' && in_list(run->users, cn);
+}
+
 void tls_run_client_name(SSL *s, char *buf, size_t len)
 {
     X509 *peer = SSL_get0_peer_certificate(s);
@@ -900,6 +934,7 @@ void *tls_run_open(const struct tls_conf *c, const char *mapname, unsigned char 
         return NULL;
     }
     snprintf(run->users, sizeof(run->users), "%s", c->users);
+    run->client_cert = c->client_cert;
     /* The session id context: a session resumes only on the mapping that made it, and, with
      * client certificates, under the same CA, revocation list and users (so that a revoked
      * client resumes nothing). */

@@ -837,7 +837,7 @@ def test_login_in_front_of_the_device(gateway, device, tmp_path):
              "--data-urlencode", "user=alice", "--data-urlencode", "password=alice-password-1",
              "--data-urlencode", "next=/echo?x=1", f"{url}/.portgate/login")
     text = r.stdout.decode()
-    assert "303 See Other" in text and "Set-Cookie: portgate_login=" in text, text
+    assert "303 See Other" in text and "Set-Cookie: portgate_login_cam=" in text, text
     assert "HttpOnly; SameSite=Lax" in text
     assert text.rstrip().endswith("") and "GET /echo?x=1 " in text, text
     assert len(dev.seen) == 1 and "portgate_login" not in str(dev.seen), dev.seen
@@ -847,10 +847,12 @@ def test_login_in_front_of_the_device(gateway, device, tmp_path):
     r = curl("-b", str(jar), "-o", "/dev/null", "-w", "%{http_code}",
              f"http://127.0.0.1:{p[1]}/echo")
     assert r.stdout == b"303"
-    # users: carol has a password but may not use cam.
+    # users: carol has a password but may not use cam; she is told no more than a wrong
+    # password would tell her.
     r = curl("--data", "user=carol&password=carol-password-1", f"{url}/.portgate/login",
              "-w", "[%{http_code}]")
-    assert b"carol may not use cam." in r.stdout and r.stdout.endswith(b"[403]"), r.stdout
+    assert b"Wrong user, password or code." in r.stdout and r.stdout.endswith(b"[200]"), r.stdout
+    g.wait_log("login: map cam: user carol from 127.0.0.1 may not use it (users)")
     # A wrong password and a user that does not exist: the same answer.
     answers = set()
     for form in ("user=alice&password=nope", "user=nobody&password=nope"):
@@ -910,3 +912,51 @@ def test_login_in_front_of_the_device(gateway, device, tmp_path):
     with pytest.raises(BlockingIOError):
         quiet.accept()
     quiet.close()
+
+
+def test_client_certificates_on_a_shared_port(gateway, device, tmp_path):
+    """Two https mappings share a port, each with its own users among the CA's clients: a
+    certificate that one mapping takes never reaches the other's device, whatever the server
+    name (none, an unknown one, the other's with a resumed session) and the Host say."""
+    from tlshelper import CA
+    ca = CA()
+    (tmp_path / "ca.pem").write_bytes(ca.pem())
+    crt, key, _ = ca.write_leaf(tmp_path, "gw", ["a.example.org", "b.example.org"])
+    alice = ca.write_client(tmp_path, "alice")
+    da, db = device(), device()
+    port = free_ports()
+    keys = (f"cert = {crt}\nkey = {key}\nauth = client-cert\nclient-ca = {tmp_path}/ca.pem\n")
+    g = gateway(config=http_map("a", port, da.port, "https",
+                                keys + "host = a.example.org\nusers = alice\n")
+                + http_map("b", port, db.port, "https",
+                           keys + "host = b.example.org\nusers = bob\n"))
+    ctx = ssl.create_default_context(cafile=str(tmp_path / "ca.pem"))
+    ctx.load_cert_chain(str(alice[0]), str(alice[1]))
+    loose = ssl.create_default_context(cafile=str(tmp_path / "ca.pem"))
+    loose.check_hostname = False
+    loose.load_cert_chain(str(alice[0]), str(alice[1]))
+
+    def get(c, sni, host, session=None):
+        s = c.wrap_socket(socket.create_connection(("127.0.0.1", port), timeout=5),
+                          server_hostname=sni, session=session)
+        try:
+            s.sendall(f"GET /echo HTTP/1.1\r\nHost: {host}\r\nConnection: close\r\n\r\n".encode())
+            out = b""
+            while (d := s.recv(65536)):
+                out += d
+        except (ConnectionResetError, ssl.SSLError):
+            pass
+        sess = s.session
+        s.close()
+        return out, sess
+    out, sess = get(ctx, "a.example.org", "a.example.org")
+    assert b" 200 " in out.split(b"\r\n")[0], out
+    for c, sni, host, session in [(loose, None, "b.example.org", None),
+                                  (loose, "zzz.example.org", "b.example.org", None),
+                                  (ctx, "b.example.org", "b.example.org", None),
+                                  (ctx, "b.example.org", "b.example.org", sess)]:
+        out, _ = get(c, sni, host, session)
+        assert b" 200 " not in out, (sni, host, out)
+    assert db.seen == [] and len(da.seen) == 1
+    g.wait_log("map b: tcp refused 127.0.0.1:")
+    assert "(a client certificate) is not for this mapping" in g.log()

@@ -1109,7 +1109,7 @@ def test_login_in_front_of_a_device_in_chromium(gateway, tmp_path):
         b.until("the device's page", lambda: "GET /echo?from=browser" in driver.page_source)
         assert driver.current_url == f"{base}/echo?from=browser"
         assert "portgate_login" not in str(dev.seen)
-        cookie = driver.get_cookie("portgate_login")
+        cookie = driver.get_cookie("portgate_login_cam")
         assert cookie["secure"] and cookie["httpOnly"] and cookie["sameSite"] == "Lax", cookie
         # The device redirects to its own address: the browser stays on the gateway.
         driver.get(f"{base}/redirect")

@@ -554,7 +554,7 @@ def test_client_certificates(gateway, tcp_echo, tmp_path, ca):
     assert st["accepted"] == 5 and st["bytes to targets"] == 4, st
     # openssl s_client without a certificate: the gateway's alert says what is missing.
     # (stdin held open a moment: TLS 1.3's alert comes after the client's handshake is done)
-    r = subprocess.run(["sh", "-c", f"sleep 1 | openssl s_client -connect 127.0.0.1:{port} "
+    r = subprocess.run(["sh", "-c", f"sleep 2 | openssl s_client -connect 127.0.0.1:{port} "
                         f"-servername localhost -CAfile {tmp_path}/ca.pem -no_ign_eof"],
                        capture_output=True, timeout=10)
     assert b"alert certificate required" in r.stderr, r

@@ -253,25 +253,27 @@ size_t http_login_needed(char *out, size_t len, bool get, bool head, const char 
     return answer(out, len, 303, loc, body, sizeof(body) - 1, false, head, close);
 }
 
-size_t http_login_done(char *out, size_t len, const char *id, const char *next, bool tls,
-                       bool close)
+size_t http_login_done(char *out, size_t len, const char *mapname, const char *id, const char *next,
+                       bool tls, bool close)
 {
-    char extra[HTTP_LOGIN_NEXT_MAX + 256];
-    snprintf(extra, sizeof(extra),
-             "Location: %s\r\nSet-Cookie: %s=%s; Path=/; HttpOnly; SameSite=Lax; Max-Age=%d%s\r\n",
-             next, LOGIN_COOKIE, id, SESSION_MAX_AGE_S, tls ? "; Secure" : "");
+    char extra[HTTP_LOGIN_NEXT_MAX + 320];
+    snprintf(
+        extra, sizeof(extra),
+        "Location: %s\r\nSet-Cookie: %s%s=%s; Path=/; HttpOnly; SameSite=Lax; Max-Age=%d%s\r\n",
+        next, LOGIN_COOKIE, mapname, id, SESSION_MAX_AGE_S, tls ? "; Secure" : "");
     static const char body[] = "303 See Other: logged in\n";
     return answer(out, len, 303, extra, body, sizeof(body) - 1, false, false, close);
 }
 
-size_t http_logout_page(char *out, size_t len, bool post, const char *who, bool tls, bool head,
-                        bool close)
+size_t http_logout_page(char *out, size_t len, const char *mapname, bool post, const char *who,
+                        bool tls, bool head, bool close)
 {
     if (post) {
-        char extra[256];
-        snprintf(extra, sizeof(extra),
-                 "Location: %s\r\nSet-Cookie: %s=; Path=/; HttpOnly; SameSite=Lax; Max-Age=0%s\r\n",
-                 HTTP_LOGIN_PAGE, LOGIN_COOKIE, tls ? "; Secure" : "");
+        char extra[320];
+        snprintf(
+            extra, sizeof(extra),
+            "Location: %s\r\nSet-Cookie: %s%s=; Path=/; HttpOnly; SameSite=Lax; Max-Age=0%s\r\n",
+            HTTP_LOGIN_PAGE, LOGIN_COOKIE, mapname, tls ? "; Secure" : "");
         static const char body[] = "303 See Other: logged out\n";
         return answer(out, len, 303, extra, body, sizeof(body) - 1, false, false, close);
     }

@@ -47,13 +47,13 @@ size_t http_login_page(char *out, size_t len, int status, const char *mapname, c
 /* a request without a session: 303 to the login page with next (GET, HEAD), or 401 (others) */
 size_t http_login_needed(char *out, size_t len, bool get, bool head, const char *target,
                          size_t tlen, bool close);
-/* a login that made session id: 303 to next, with the cookie (Secure when tls) */
-size_t http_login_done(char *out, size_t len, const char *id, const char *next, bool tls,
-                       bool close);
+/* a login to mapname that made session id: 303 to next, with the cookie (Secure when tls) */
+size_t http_login_done(char *out, size_t len, const char *mapname, const char *id, const char *next,
+                       bool tls, bool close);
 /* the logout page (GET: a button), or after a logout (POST): 303 to the login page, the cookie
  * expired; who: the user logged in, or "" */
-size_t http_logout_page(char *out, size_t len, bool post, const char *who, bool tls, bool head,
-                        bool close);
+size_t http_logout_page(char *out, size_t len, const char *mapname, bool post, const char *who,
+                        bool tls, bool head, bool close);
 /* a path under HTTP_LOGIN_PREFIX that is none of the above: 404 */
 size_t http_login_unknown(char *out, size_t len, bool head, bool close);
 

@@ -206,6 +206,15 @@ static void on_timeout(struct loop_timer *t)
 {
     struct hx *h = container_of(t, struct hx, timer);
     h->timing = false;
+    if (h->st[TCP_UP] == S_FORM && !h->answering) {
+        /* A login form whose body does not come: its queued answer gives way to a 408. */
+        h->qlen--;
+        h->gate->queued = false;
+        h->st[TCP_UP] = S_HEAD;
+        answer(h, 408, "the login form did not come in time", "");
+        tcp_conn_kick(h->conn); /* may close the connection, and free h */
+        return;
+    }
     if (h->st[TCP_UP] != S_HEAD || h->answering) {
         return;
     }
@@ -389,8 +398,8 @@ static void write_request(struct hx *h, const struct msg *m, struct out *o)
         if (h->da != NULL && msg_str_ieq(hd->name, "Authorization")) {
             continue; /* the device's login is the gateway's: no client tries passwords on it */
         }
-        if (h->gate != NULL && msg_str_ieq(hd->name, "Cookie")) {
-            put_cookies_but_ours(o, hd->value); /* the gateway's session is not the device's */
+        if (msg_str_ieq(hd->name, "Cookie")) {
+            put_cookies_but_ours(o, hd->value); /* the gateway's sessions are not the device's */
             continue;
         }
         put_header(o, hd->name, hd->value);
@@ -1025,9 +1034,12 @@ static bool in_list(const char *list, const char *name)
     return false;
 }
 
-/* The session cookie of the request's Cookie headers, in id; false if it has none. */
-static bool session_cookie(const struct msg *m, char id[SESSION_IDLEN + 1])
+/* The session cookie of mapping mapname in the request's Cookie headers, in id; false if it has
+ * none. */
+static bool session_cookie(const struct msg *m, const char *mapname, char id[SESSION_IDLEN + 1])
 {
+    char name[sizeof(LOGIN_COOKIE) + MAP_CONF_NAMELEN];
+    snprintf(name, sizeof(name), "%s%s", LOGIN_COOKIE, mapname);
     for (size_t i = 0; i < m->nhdr; i++) {
         const struct msg_header *hd = &m->hdr[i];
         char v[4096];
@@ -1036,7 +1048,7 @@ static bool session_cookie(const struct msg *m, char id[SESSION_IDLEN + 1])
         }
         memcpy(v, hd->value.p, hd->value.n);
         v[hd->value.n] = '\0';
-        if (authhdr_cookie(v, LOGIN_COOKIE, id, SESSION_IDLEN + 1) == SESSION_IDLEN) {
+        if (authhdr_cookie(v, name, id, SESSION_IDLEN + 1) == SESSION_IDLEN) {
             return true;
         }
     }
@@ -1047,7 +1059,7 @@ bool http_login_user(const struct http_conf *c, const char *mapname, const struc
                      char *user)
 {
     char id[SESSION_IDLEN + 1];
-    if (!session_cookie(m, id) || !login_session(id, mapname, user)) {
+    if (!session_cookie(m, mapname, id) || !login_session(id, mapname, user)) {
         return false;
     }
     return c->users[0] == '\0' || in_list(c->users, user);
@@ -1097,7 +1109,7 @@ static int gate_request(struct hx *h, const struct msg *m)
                 return -1;
             }
             g->logout = PATH_IS(HTTP_LOGOUT_PAGE);
-            if (g->logout && !session_cookie(m, g->cookie)) {
+            if (g->logout && !session_cookie(m, h->map->conf.name, g->cookie)) {
                 g->cookie[0] = '\0';
             }
             g->form_len = 0;
@@ -1112,8 +1124,8 @@ static int gate_request(struct hx *h, const struct msg *m)
                                             g->next, NULL, head, close);
         } else if (PATH_IS(HTTP_LOGOUT_PAGE) && get) {
             session_user(h, m, user);
-            g->answer_len = http_logout_page(g->answer, sizeof(g->answer), false, user,
-                                             h->conf->tls, head, close);
+            g->answer_len = http_logout_page(g->answer, sizeof(g->answer), h->map->conf.name, false,
+                                             user, h->conf->tls, head, close);
         } else {
             g->answer_len = http_login_unknown(g->answer, sizeof(g->answer), head, close);
         }
@@ -1141,8 +1153,8 @@ static void gate_form(struct hx *h)
         if (g->cookie[0] != '\0') {
             login_logout(g->cookie, h->client_ip);
         }
-        g->answer_len =
-            http_logout_page(g->answer, sizeof(g->answer), true, "", h->conf->tls, false, g->close);
+        g->answer_len = http_logout_page(g->answer, sizeof(g->answer), h->map->conf.name, true, "",
+                                         h->conf->tls, false, g->close);
         g->ready = true;
         return;
     }
@@ -1159,7 +1171,7 @@ static void gate_form(struct hx *h)
         if (http_form_get(g->form, g->form_len, "code", code, sizeof(code)) < 0) {
             code[0] = '\0';
         }
-        g->job = login_start(user, password, code, h->client_ip, h->map->conf.name);
+        g->job = login_start(user, password, code, h->client_ip, h->map->conf.name, h->conf->users);
         OPENSSL_cleanse(code, sizeof(code));
         if (g->job == NULL) {
             g->answer_len =
@@ -1194,21 +1206,10 @@ static void gate_poll(struct loop_timer *t)
     char err[160];
     struct mapping_shard *sh = mapping_shard(h->map, h->ctx->worker);
     if (r == LOGIN_OK) {
-        char user[USERS_NAMELEN];
-        if (login_session(id, name, user) && h->conf->users[0] != '\0' &&
-            !in_list(h->conf->users, user)) {
-            login_logout(id, h->client_ip);
-            snprintf(err, sizeof(err), "%s may not use %s.", user, name);
-            log_warn("login: map %s: user %s from %s may not use it (users)", name, user,
-                     h->client_ip);
-            g->answer_len = http_login_page(g->answer, sizeof(g->answer), 403, name, g->next, err,
-                                            false, g->close);
-            mapping_stat_add(&sh->stats.proto[HTTP_STAT_LOGIN_FAILED], 1);
-        } else {
-            g->answer_len =
-                http_login_done(g->answer, sizeof(g->answer), id, g->next, h->conf->tls, g->close);
-            mapping_stat_add(&sh->stats.proto[HTTP_STAT_LOGINS], 1);
-        }
+        /* users: the login thread let in only the mapping's (login_start()). */
+        g->answer_len = http_login_done(g->answer, sizeof(g->answer), h->map->conf.name, id,
+                                        g->next, h->conf->tls, g->close);
+        mapping_stat_add(&sh->stats.proto[HTTP_STAT_LOGINS], 1);
         OPENSSL_cleanse(id, sizeof(id));
     } else if (r == LOGIN_BANNED) {
         snprintf(err, sizeof(err), "Too many failed logins: try again in %llu minutes.",
@@ -1244,9 +1245,9 @@ static void put_cookies_but_ours(struct out *o, struct msg_str value)
         while (e > s && value.p[e - 1] == ' ') {
             e--;
         }
+        /* Every mapping's login cookie: a browser sends them to each port of the host. */
         size_t cn = sizeof(LOGIN_COOKIE) - 1;
-        if (e == s ||
-            (e - s > cn && memcmp(value.p + s, LOGIN_COOKIE, cn) == 0 && value.p[s + cn] == '=')) {
+        if (e == s || (e - s > cn && memcmp(value.p + s, LOGIN_COOKIE, cn) == 0)) {
             continue;
         }
         puts_(o, any ? "; " : "Cookie: ");
@@ -1334,8 +1335,11 @@ static ssize_t up_data(struct hx *h, const char *in, size_t len, char *out, size
                 if (gr == 0) {
                     used += (size_t)n;
                     h->crlfs = 0;
-                    stop_timer(h);
+                    if (h->st[TCP_UP] != S_FORM) {
+                        stop_timer(h); /* a form's body has header-timeout from the head on */
+                    }
                     if (h->st[TCP_UP] == S_FORM && h->gate->form_left == 0) {
+                        stop_timer(h);
                         h->st[TCP_UP] = S_HEAD;
                         gate_form(h);
                     }
@@ -1381,6 +1385,7 @@ static ssize_t up_data(struct hx *h, const char *in, size_t len, char *out, size
             g->form_left -= (uint32_t)k;
             used += k;
             if (g->form_left == 0) {
+                stop_timer(h);
                 h->st[TCP_UP] = S_HEAD;
                 gate_form(h);
             }

@@ -263,8 +263,21 @@ static ssize_t gate(const struct tcp_route_conn *rc, ssize_t chosen, const struc
         *reason = "the gateway showed its login page";
         return TCP_ROUTE_REFUSE;
     }
+    if (ours && get) {
+        /* The logout page (who is logged in), or none of the gateway's: 404. */
+        bool logout = path == sizeof(HTTP_LOGOUT_PAGE) - 1 &&
+                      memcmp(m->target.p, HTTP_LOGOUT_PAGE, path) == 0;
+        if (!logout || !http_login_user(c, map->conf.name, m, user)) {
+            user[0] = '\0';
+        }
+        *out_len =
+            logout ? http_logout_page(out, room, map->conf.name, false, user, c->tls, head, true)
+                   : http_login_unknown(out, room, head, true);
+        *reason = "the gateway showed one of its pages";
+        return TCP_ROUTE_REFUSE;
+    }
     if (ours || http_login_user(c, map->conf.name, m, user)) {
-        return chosen; /* a form, a logout page: the filter; a session: the device */
+        return chosen; /* a form: the filter reads it; a session: the device */
     }
     *out_len = http_login_needed(out, room, get, head, m->target.p, m->target.n, true);
     *reason = "the gateway asked for its login";

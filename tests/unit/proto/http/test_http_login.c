@@ -100,14 +100,14 @@ static void test_answers(void **state)
     n = http_login_needed(out, sizeof(out), false, false, "/x", 2, false);
     out[n] = '\0';
     assert_non_null(strstr(out, "HTTP/1.1 401 Unauthorized\r\n"));
-    n = http_login_done(out, sizeof(out), "IDIDID", "/cam", true, false);
+    n = http_login_done(out, sizeof(out), "cam", "IDIDID", "/cam", true, false);
     out[n] = '\0';
-    assert_non_null(strstr(out, "Set-Cookie: portgate_login=IDIDID; Path=/; HttpOnly; "
+    assert_non_null(strstr(out, "Set-Cookie: portgate_login_cam=IDIDID; Path=/; HttpOnly; "
                                 "SameSite=Lax; Max-Age=43200; Secure\r\n"));
     assert_non_null(strstr(out, "Location: /cam\r\n"));
-    n = http_logout_page(out, sizeof(out), true, "", false, false, false);
+    n = http_logout_page(out, sizeof(out), "cam", true, "", false, false, false);
     out[n] = '\0';
-    assert_non_null(strstr(out, "Set-Cookie: portgate_login=; Path=/; HttpOnly; SameSite=Lax; "
+    assert_non_null(strstr(out, "Set-Cookie: portgate_login_cam=; Path=/; HttpOnly; SameSite=Lax; "
                                 "Max-Age=0\r\n"));
     /* HEAD: the head only, its Content-Length the GET's. */
     n = http_login_page(out, sizeof(out), 200, "cam", "/", NULL, true, false);
