@@ -10,6 +10,7 @@
 
 #include "auth/regulate.h"
 #include "core/log.h"
+#include "core/names.h"
 
 #define USERS_RECHECK_S 2 /* how often the idle thread looks whether the users file changed */
 
@@ -57,20 +58,6 @@ static uint64_t now_s(void)
     struct timespec ts;
     clock_gettime(CLOCK_MONOTONIC, &ts);
     return (uint64_t)ts.tv_sec;
-}
-
-/* True if name is one of the comma-separated list. */
-static bool in_list(const char *list, const char *name)
-{
-    size_t n = strlen(name);
-    for (const char *p = list; *p != '\0';) {
-        size_t k = strcspn(p, ",");
-        if (k == n && memcmp(p, name, n) == 0) {
-            return true;
-        }
-        p += k + (p[k] == ',');
-    }
-    return false;
 }
 
 static void job_unref(struct login_job *j)
@@ -138,7 +125,7 @@ static enum login_result check(struct login_job *j)
     bool ok = L.users != NULL && users_valid_name(j->user) &&
               users_check_password(L.users, j->user, j->password);
     bool known = L.users != NULL && users_valid_name(j->user) && users_exists(L.users, j->user);
-    bool other = ok && j->allowed[0] != '\0' && !in_list(j->allowed, j->user);
+    bool other = ok && j->allowed[0] != '\0' && !names_has(j->allowed, j->user);
     if (other) {
         ok = false; /* its password is right: said only to the log */
         log_warn("login: map %s: user %s from %s may not use it (users)", j->scope, j->user,

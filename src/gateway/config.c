@@ -1582,6 +1582,18 @@ static char *format_target(const struct map_conf *m, char *buf, size_t len)
     return buf;
 }
 
+/* Warns that m faces the internet with no allow list, and why that matters (what). */
+static void warn_exposed(const struct map_conf *m, const char *at, const char *what,
+                         void (*fn)(void *arg, const char *msg), void *arg)
+{
+    char a[ADDR_STRLEN], msg[1024];
+    format_listen(m, a, sizeof(a));
+    snprintf(msg, sizeof(msg), "%s: [map %s] %s on %s%s faces the internet with no allow list%s",
+             at, m->name, m->proto->name, a, addr_is_any(&m->listen) ? " (every address)" : "",
+             what);
+    fn(arg, msg);
+}
+
 size_t config_warnings(const struct config *c, void (*fn)(void *arg, const char *msg), void *arg)
 {
     size_t n = 0;
@@ -1592,28 +1604,19 @@ size_t config_warnings(const struct config *c, void (*fn)(void *arg, const char 
         }
         char at[MAP_CONF_SOURCELEN + 16], msg[1024], a[ADDR_STRLEN];
         where(at, sizeof(at), m->source, m->line);
-        if (m->proto->cleartext_logins != NULL && m->proto->cleartext_logins(m->pconf) &&
-            m->allow.n == 0 && !addr_is_private(&m->listen)) {
-            format_listen(m, a, sizeof(a));
-            snprintf(msg, sizeof(msg),
-                     "%s: [map %s] %s on %s%s faces the internet with no allow list: the "
-                     "device's own login goes over it in the clear; set allow to who needs it, "
-                     "or serve it over TLS (https, rtsps)",
-                     at, m->name, m->proto->name, a,
-                     addr_is_any(&m->listen) ? " (every address)" : "");
-            fn(arg, msg);
+        bool exposed = m->allow.n == 0 && !addr_is_private(&m->listen);
+        if (exposed && m->proto->cleartext_logins != NULL && m->proto->cleartext_logins(m->pconf)) {
+            warn_exposed(m, at,
+                         ": the device's own login goes over it in the clear; set allow to "
+                         "who needs it, or serve it over TLS (https, rtsps)",
+                         fn, arg);
             n++;
         }
-        if (m->proto->opens_device != NULL && m->proto->opens_device(m->pconf) && m->allow.n == 0 &&
-            !addr_is_private(&m->listen)) {
-            format_listen(m, a, sizeof(a));
-            snprintf(msg, sizeof(msg),
-                     "%s: [map %s] %s on %s%s faces the internet with no allow list, and its "
-                     "device-auth logs every client in to the device as its user: set allow to "
-                     "who needs it",
-                     at, m->name, m->proto->name, a,
-                     addr_is_any(&m->listen) ? " (every address)" : "");
-            fn(arg, msg);
+        if (exposed && m->proto->opens_device != NULL && m->proto->opens_device(m->pconf)) {
+            warn_exposed(m, at,
+                         ", and its device-auth logs every client in to the device as its "
+                         "user: set allow to who needs it",
+                         fn, arg);
             n++;
         }
         if (m->proto->layer != NULL && m->target.ss_family != 0 && !addr_is_private(&m->target)) {

@@ -4,6 +4,7 @@
 #include <string.h>
 
 #include "core/duration.h"
+#include "core/names.h"
 #include "tls/tls.h"
 
 const char *const tls_keys[] = {
@@ -169,36 +170,7 @@ int tls_conf_set(struct tls_conf *c, const char *key, const char *val, char *why
                           sizeof(c->client_ca), val, why, whylen);
     }
     if (strcmp(key, "users") == 0) {
-        /* Common names, commas between (blanks around them dropped), kept without spaces so
-         * that check lists the settings as KEY=VALUE. */
-        char out[sizeof(c->users)];
-        size_t off = 0;
-        for (const char *p = val; *p != '\0';) {
-            p += strspn(p, " \t");
-            size_t n = strcspn(p, ",");
-            size_t e = n;
-            while (e > 0 && (p[e - 1] == ' ' || p[e - 1] == '\t')) {
-                e--;
-            }
-            for (size_t i = 0; i < e; i++) {
-                if ((unsigned char)p[i] <= 0x20 || p[i] == 0x7f) {
-                    snprintf(why, whylen,
-                             "\"%.60s\": a common name with a space or a control character", val);
-                    return -1;
-                }
-            }
-            if (e == 0 || off + e + 2 > sizeof(out)) {
-                snprintf(why, whylen, "\"%.60s\": %s", val,
-                         e == 0 ? "an empty name" : "too long in all");
-                return -1;
-            }
-            off +=
-                (size_t)snprintf(out + off, sizeof(out) - off, "%s%.*s", off ? "," : "", (int)e, p);
-            p += n + (p[n] == ',');
-        }
-        out[off] = '\0';
-        memcpy(c->users, out, off + 1);
-        return 0;
+        return names_parse(val, "a common name", 256, c->users, sizeof(c->users), why, whylen);
     }
     snprintf(why, whylen, "\"%s\": not a TLS key", key);
     return -1;

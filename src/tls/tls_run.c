@@ -22,6 +22,7 @@
 
 #include "core/file.h"
 #include "core/log.h"
+#include "core/names.h"
 #include "forward/mapping.h"
 #include "tls/tls.h"
 #include "tls/tls_int.h"
@@ -666,20 +667,6 @@ static void clients_free(struct clients *cl)
     cl->crls = NULL;
 }
 
-/* True if name is one of the comma-separated list. */
-static bool in_list(const char *list, const char *name)
-{
-    size_t n = strlen(name);
-    for (const char *p = list; *p != '\0';) {
-        size_t k = strcspn(p, ",");
-        if (k == n && memcmp(p, name, n) == 0) {
-            return true;
-        }
-        p += k + (p[k] == ',');
-    }
-    return false;
-}
-
 /* The common name of x's subject, printable, or "" (for the log and for users). */
 /* The common name of x's subject (users, the log), or "" when it has none, more than one, or
  * one that is not printable ASCII (a NUL inside, a control character: nothing to compare). */
@@ -719,7 +706,7 @@ static int verify_cb(int ok, X509_STORE_CTX *x)
     }
     char cn[256];
     common_name(X509_STORE_CTX_get_current_cert(x), cn, sizeof(cn));
-    if (cn[0] != '\0' && in_list(run->users, cn)) {
+    if (cn[0] != '\0' && names_has(run->users, cn)) {
         return 1;
     }
     X509_STORE_CTX_set_error(x, X509_V_ERR_APPLICATION_VERIFICATION);
@@ -881,7 +868,7 @@ bool tls_run_admits(const void *obj, SSL *s)
     }
     char cn[256];
     common_name(peer, cn, sizeof(cn));
-    return cn[0] != '\0' && in_list(run->users, cn);
+    return cn[0] != '\0' && names_has(run->users, cn);
 }
 
 void tls_run_client_name(SSL *s, char *buf, size_t len)

@@ -10,6 +10,7 @@
 
 #include "auth/users.h"
 #include "core/duration.h"
+#include "core/names.h"
 #include "proto/http/http_proxy.h"
 
 static const char *const stat_names[] = {
@@ -132,38 +133,23 @@ static int http_conf_set(struct http_conf *c, const char *key, const char *val, 
         return 0;
     }
     if (strcmp(key, "users") == 0) {
-        /* Names, commas between, blanks around them dropped (KEY=VALUE lists have none). */
-        char out[sizeof(c->users)];
-        size_t off = 0;
-        for (const char *p = val; *p != '\0';) {
-            p += strspn(p, " \t");
+        /* With auth = login, the users file's names; on https with client-cert, the
+         * certificates' common names, which may be any printable name. */
+        if (names_parse(val, c->tls ? "a common name" : "a user name", USERS_NAMELEN, c->users,
+                        sizeof(c->users), why, len) != 0) {
+            return -1;
+        }
+        for (const char *p = c->users; !c->tls && *p != '\0';) {
             size_t n = strcspn(p, ",");
-            size_t e = n;
-            while (e > 0 && (p[e - 1] == ' ' || p[e - 1] == '\t')) {
-                e--;
-            }
-            char name[USERS_NAMELEN + 1];
-            if (e == 0 || e >= sizeof(name) || off + e + 2 > sizeof(out)) {
-                snprintf(why, len, "\"%.60s\": %s", val,
-                         e == 0 ? "an empty name" : "names of 1 to 63 characters, at most 1 KiB");
+            char name[USERS_NAMELEN];
+            snprintf(name, sizeof(name), "%.*s", (int)n, p);
+            if (!users_valid_name(name)) {
+                snprintf(why, len, "\"%s\": a user name is letters, digits, '.', '_', '-' or '@'",
+                         name);
                 return -1;
             }
-            memcpy(name, p, e);
-            name[e] = '\0';
-            if (strpbrk(name, " \t") != NULL || !users_valid_name(name)) {
-                snprintf(why, len, "\"%s\": a user name is letters, digits, '.', '_', '-' or '@'%s",
-                         name,
-                         c->tls ? " (a certificate's common name, with client-cert: no spaces)"
-                                : "");
-                if (!c->tls || strpbrk(name, " \t") != NULL) {
-                    return -1;
-                }
-            }
-            off += (size_t)snprintf(out + off, sizeof(out) - off, "%s%s", off ? "," : "", name);
             p += n + (p[n] == ',');
         }
-        out[off] = '\0';
-        memcpy(c->users, out, off + 1);
         return 0;
     }
     if (strcmp(key, "acme-webroot") == 0) {

@@ -10,6 +10,7 @@
 #include "auth/authhdr.h"
 #include "auth/login.h"
 #include "core/log.h"
+#include "core/names.h"
 #include "message/digest.h"
 #include "message/msg.h"
 #include "proto/http/http_acme.h"
@@ -1020,20 +1021,6 @@ static bool da_challenged(struct hx *h, const struct msg *m)
 
 /* ---- auth = login ---- */
 
-/* True if name is one of the comma-separated list. */
-static bool in_list(const char *list, const char *name)
-{
-    size_t n = strlen(name);
-    for (const char *p = list; *p != '\0';) {
-        size_t k = strcspn(p, ",");
-        if (k == n && memcmp(p, name, n) == 0) {
-            return true;
-        }
-        p += k + (p[k] == ',');
-    }
-    return false;
-}
-
 /* The session cookie of mapping mapname in the request's Cookie headers, in id; false if it has
  * none. */
 static bool session_cookie(const struct msg *m, const char *mapname, char id[SESSION_IDLEN + 1])
@@ -1062,7 +1049,7 @@ bool http_login_user(const struct http_conf *c, const char *mapname, const struc
     if (!session_cookie(m, mapname, id) || !login_session(id, mapname, user)) {
         return false;
     }
-    return c->users[0] == '\0' || in_list(c->users, user);
+    return c->users[0] == '\0' || names_has(c->users, user);
 }
 
 static bool session_user(struct hx *h, const struct msg *m, char user[USERS_NAMELEN])

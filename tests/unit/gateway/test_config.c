@@ -366,8 +366,9 @@ static void test_device_auth(void **state)
         config_free(c);
     }
     unlink(path);
-    expect_error(MAP_OK "device-auth = admin:s3cret\n",
-                 "t.conf:5: [map web] device-auth applies to http, https, rtsp and rtsps mappings only");
+    expect_error(
+        MAP_OK "device-auth = admin:s3cret\n",
+        "t.conf:5: [map web] device-auth applies to http, https, rtsp and rtsps mappings only");
 }
 
 static void test_clashes_match_brute_force(void **state)
