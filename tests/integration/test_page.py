@@ -755,15 +755,25 @@ ADVANCED_FIELDS = {
     "alpn": {"tls"},
     "host": HTTP_SIDE, "target-host": HTTP_SIDE, "header-timeout": HTTP_SIDE,
     "device-auth": HTTP_SIDE, "acme-webroot": HTTP_SIDE, "keep-alive-timeout": HTTP_SIDE,
-    "auth": TLS_SIDE, "client-ca": TLS_SIDE, "client-crl": TLS_SIDE, "users": TLS_SIDE,
+    "auth": TLS_SIDE | HTTP_SIDE, "client-ca": TLS_SIDE, "client-crl": TLS_SIDE,
+    "users": TLS_SIDE | HTTP_SIDE,
     "max-header-size": HTTP_SIDE, "redirect-https": {"http"}, "hsts": {"https"},
     "idle-timeout": TCP_BASED | {"udp"}, "allow": TCP_BASED | {"udp"},
 }
 
 
+# The choices of auth each protocol has (docs/configuration.md).
+AUTH_CHOICES = {"tls": {"none", "client-cert"}, "rtsps": {"none", "client-cert"},
+                "http": {"none", "login"}, "https": {"none", "login", "client-cert"}}
+
+
 def assert_fields_of(b, proto):
-    """With proto chosen in the dialog, exactly the fields proto has are on each tab."""
+    """With proto chosen in the dialog, exactly the fields proto has are on each tab, and the
+    auth choices it has."""
     Select(b.el("#f-proto")).select_by_value(proto)
+    if proto in AUTH_CHOICES:
+        enabled = {o.get_attribute("value") for o in b.els("#f-auth option") if o.is_enabled()}
+        assert enabled == AUTH_CHOICES[proto], (proto, enabled)
     for tab, fields in (("general", GENERAL_FIELDS), ("advanced", ADVANCED_FIELDS)):
         b.click(f"#tab-{tab}")
         shown = {k for k in fields if b.shown(f"#f-{k}")}

@@ -869,9 +869,12 @@ function tabKeys(ev) {
 
 function updateProtoFields() {
   const proto = f('proto').value;
-  for (const el of $('mapping-form').querySelectorAll('.field[data-protos]')) {
+  for (const el of $('mapping-form').querySelectorAll('.field[data-protos], option[data-protos]')) {
     el.hidden = !el.dataset.protos.split(' ').includes(proto);
+    if (el.tagName === 'OPTION') el.disabled = el.hidden;
   }
+  // A choice the protocol does not have falls back to none.
+  if (f('auth').selectedOptions[0]?.disabled) f('auth').value = 'none';
   f('idle-timeout').placeholder = proto === 'udp' ? '60s' : '1h';
   f('max-sessions').placeholder = proto === 'rtsp' ? '64' : '4096';
 }
