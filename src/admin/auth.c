@@ -323,7 +323,7 @@ static void change_password(struct auth *a, const struct auth_request *rq, struc
     if (old == NULL || new == NULL) {
         answer(rs, 400, "send {\"old\": ..., \"new\": ...}");
     } else if (check_password(a, rq, user, old, rs)) {
-        int rc = users_set_password(a->users_file, user, new, err, sizeof(err));
+        int rc = users_set_password(a->users_file, user, new, USERS_DIGEST_KEEP, err, sizeof(err));
         if (rc != 0) {
             answer(rs, rc == -EINVAL ? 400 : 500, "%s", err);
             if (rs->json != NULL && rs->status == 400) {

@@ -81,23 +81,32 @@ static int prompt(const char *what, char *buf, size_t len)
 }
 
 static const char usage_passwd[] =
-    "Usage: portgate passwd [-c FILE] [--password-stdin] USER\n"
+    "Usage: portgate passwd [-c FILE] [--password-stdin] [--digest | --no-digest] USER\n"
     "\n"
-    "Sets USER's password for the admin interface's web page (adding the user if new), in the\n"
-    "users file that FILE names (users-file in [gateway]; without -c, the one "
-    "of\n" CLI_DEFAULT_CONFIG " if it exists, else " CONFIG_USERS_FILE ").\n"
+    "Sets USER's password for the admin interface's web page and the gateway's login (adding\n"
+    "the user if new), in the users file that FILE names (users-file in [gateway]; without -c,\n"
+    "the one of " CLI_DEFAULT_CONFIG " if it exists, else " CONFIG_USERS_FILE ").\n"
     "On a terminal it asks for the password twice; otherwise, or with --password-stdin, it reads\n"
     "one line from standard input. A password is 8 to 1024 characters. A running gateway sees\n"
-    "the change at once.\n";
+    "the change at once.\n"
+    "\n"
+    "  --digest     also keep the keys a player's Digest login checks against (rtsps mappings\n"
+    "               with auth = login): MD5 and SHA-256 of USER:" USERS_DIGEST_REALM
+    ":PASSWORD, which\n"
+    "               are as good as the password to whoever reads the file, and quick to\n"
+    "               guess from: only for the users who play streams\n"
+    "  --no-digest  remove them\n"
+    "Without either, a user who has the keys gets them for the new password.\n";
 
 int cli_passwd(int argc, char **argv)
 {
-    static const struct option opts[] = {{"config", required_argument, NULL, 'c'},
-                                         {"password-stdin", no_argument, NULL, 's'},
-                                         {"help", no_argument, NULL, 'h'},
-                                         {NULL, 0, NULL, 0}};
+    static const struct option opts[] = {
+        {"config", required_argument, NULL, 'c'}, {"password-stdin", no_argument, NULL, 's'},
+        {"digest", no_argument, NULL, 'd'},       {"no-digest", no_argument, NULL, 'n'},
+        {"help", no_argument, NULL, 'h'},         {NULL, 0, NULL, 0}};
     const char *config = NULL;
     bool from_stdin = false;
+    enum users_digest digest = USERS_DIGEST_KEEP;
     int ch;
     opterr = 0;
     optind = 1;
@@ -108,6 +117,15 @@ int cli_passwd(int argc, char **argv)
             break;
         case 's':
             from_stdin = true;
+            break;
+        case 'd':
+        case 'n':
+            if (digest != USERS_DIGEST_KEEP &&
+                digest != (ch == 'd' ? USERS_DIGEST_ON : USERS_DIGEST_OFF)) {
+                fprintf(stderr, "portgate passwd: --digest or --no-digest, not both\n");
+                return 2;
+            }
+            digest = ch == 'd' ? USERS_DIGEST_ON : USERS_DIGEST_OFF;
             break;
         case 'h':
             fputs(usage_passwd, stdout);
@@ -153,11 +171,14 @@ int cli_passwd(int argc, char **argv)
         goto out;
     }
     char err[768];
-    if (users_set_password(gw.users_file, user, pw, err, sizeof(err)) != 0) {
+    if (users_set_password(gw.users_file, user, pw, digest, err, sizeof(err)) != 0) {
         fprintf(stderr, "portgate passwd: %s\n", err);
         goto out;
     }
-    fprintf(stderr, "password set for %s in %s\n", user, gw.users_file);
+    fprintf(stderr, "password set for %s in %s%s\n", user, gw.users_file,
+            digest == USERS_DIGEST_ON    ? ", with the keys for players' Digest logins"
+            : digest == USERS_DIGEST_OFF ? ", without keys for players' Digest logins"
+                                         : "");
     rc = 0;
 out:
     sodium_memzero(pw, sizeof(pw));

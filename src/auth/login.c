@@ -25,6 +25,11 @@ struct login_job {
     char scope[LOGIN_SCOPE_LEN];
     char allowed[1024];
     char id[SESSION_IDLEN + 1];
+    /* A player's login (login_start_player()): no second factor can come; by Digest when
+     * digest, with its answer and the request's method. */
+    bool player, digest;
+    struct digest_answer answer;
+    char method[32];
     struct login_job *next;
 };
 
@@ -122,9 +127,22 @@ static enum login_result check(struct login_job *j)
     }
     refresh_users();
     pthread_rwlock_rdlock(&L.users_lock);
-    bool ok = L.users != NULL && users_valid_name(j->user) &&
-              users_check_password(L.users, j->user, j->password);
     bool known = L.users != NULL && users_valid_name(j->user) && users_exists(L.users, j->user);
+    bool ok;
+    if (j->digest) {
+        int d = L.users != NULL
+                    ? users_check_digest(L.users, &j->answer, j->method, strlen(j->method))
+                    : -ENOENT;
+        ok = d == 1 && users_valid_name(j->user);
+        if (d == -ENOENT && known) {
+            log_warn("login: map %s: user %s from %s answered Digest, but has no Digest keys: "
+                     "portgate passwd --digest %s makes them",
+                     j->scope, j->user, j->client, j->user);
+        }
+    } else {
+        ok = L.users != NULL && users_valid_name(j->user) &&
+             users_check_password(L.users, j->user, j->password);
+    }
     bool other = ok && j->allowed[0] != '\0' && !names_has(j->allowed, j->user);
     if (other) {
         ok = false; /* its password is right: said only to the log */
@@ -133,7 +151,14 @@ static enum login_result check(struct login_job *j)
     }
     bool factor = ok && users_totp_enabled(L.users, j->user);
     char err[160] = "";
-    if (factor) {
+    if (factor && j->player) {
+        /* A player cannot give a code: a password alone must not get past the second factor. */
+        ok = false;
+        factor = false;
+        log_warn("login: map %s: user %s from %s has a second factor, which a player cannot "
+                 "give: use a user without one for players, or auth = client-cert",
+                 j->scope, j->user, j->client);
+    } else if (factor) {
         /* The code is used up in the file (users_second_factor): a replay is wrong. */
         ok = users_second_factor(L.path, L.users, j->user, j->code, (int64_t)time(NULL), err,
                                  sizeof(err)) > 0;
@@ -155,6 +180,7 @@ static enum login_result check(struct login_job *j)
     }
     sodium_memzero(j->password, sizeof(j->password));
     sodium_memzero(j->code, sizeof(j->code));
+    sodium_memzero(&j->answer, sizeof(j->answer));
     pthread_mutex_lock(&L.lock);
     enum login_result r = LOGIN_REFUSED;
     if (ok) {
@@ -194,7 +220,10 @@ static enum login_result check(struct login_job *j)
     }
     pthread_mutex_unlock(&L.lock);
     if (r == LOGIN_OK) {
-        log_info("login: map %s: user %s logged in from %s", j->scope, j->user, j->client);
+        log_info("login: map %s: user %s logged in from %s%s", j->scope, j->user, j->client,
+                 !j->player  ? ""
+                 : j->digest ? " (a player, by Digest)"
+                             : " (a player, by Basic)");
     }
     return r;
 }
@@ -312,12 +341,10 @@ void login_shutdown(void)
     pthread_rwlock_unlock(&L.users_lock);
 }
 
-struct login_job *login_start(const char *user, const char *password, const char *code,
-                              const char *client, const char *scope, const char *allowed)
+/* A new job for user from client to scope, not queued yet. NULL when out of memory. */
+static struct login_job *job_new(const char *user, const char *client, const char *scope,
+                                 const char *allowed)
 {
-    if (strlen(password) > USERS_MAX_PASSWORD || strlen(code) > USERS_MAX_CODE) {
-        return NULL;
-    }
     struct login_job *j = calloc(1, sizeof(*j));
     if (j == NULL) {
         return NULL;
@@ -325,11 +352,15 @@ struct login_job *login_start(const char *user, const char *password, const char
     j->refs = 2;
     j->result = LOGIN_PENDING;
     snprintf(j->user, sizeof(j->user), "%s", user);
-    snprintf(j->password, sizeof(j->password), "%s", password);
-    snprintf(j->code, sizeof(j->code), "%s", code);
     snprintf(j->client, sizeof(j->client), "%s", client);
     snprintf(j->scope, sizeof(j->scope), "%s", scope);
     snprintf(j->allowed, sizeof(j->allowed), "%s", allowed);
+    return j;
+}
+
+/* Queues j for the thread, or ends it LOGIN_BUSY at once. Returns j. */
+static struct login_job *job_queue(struct login_job *j)
+{
     pthread_mutex_lock(&L.lock);
     if (!L.running || L.stopping || L.queued >= LOGIN_QUEUE_MAX) {
         pthread_mutex_unlock(&L.lock);
@@ -337,6 +368,7 @@ struct login_job *login_start(const char *user, const char *password, const char
         j->result = LOGIN_BUSY; /* the caller polls it, then frees it */
         sodium_memzero(j->password, sizeof(j->password));
         sodium_memzero(j->code, sizeof(j->code));
+        sodium_memzero(&j->answer, sizeof(j->answer));
         return j;
     }
     if (L.tail != NULL) {
@@ -349,6 +381,43 @@ struct login_job *login_start(const char *user, const char *password, const char
     pthread_cond_signal(&L.cond);
     pthread_mutex_unlock(&L.lock);
     return j;
+}
+
+struct login_job *login_start(const char *user, const char *password, const char *code,
+                              const char *client, const char *scope, const char *allowed)
+{
+    if (strlen(password) > USERS_MAX_PASSWORD || strlen(code) > USERS_MAX_CODE) {
+        return NULL;
+    }
+    struct login_job *j = job_new(user, client, scope, allowed);
+    if (j == NULL) {
+        return NULL;
+    }
+    snprintf(j->password, sizeof(j->password), "%s", password);
+    snprintf(j->code, sizeof(j->code), "%s", code);
+    return job_queue(j);
+}
+
+struct login_job *login_start_player(const struct digest_answer *a, const char *method,
+                                     const char *client, const char *scope, const char *allowed)
+{
+    if (strlen(a->password) > USERS_MAX_PASSWORD ||
+        strlen(method) >= sizeof(((struct login_job *)0)->method)) {
+        return NULL;
+    }
+    struct login_job *j = job_new(a->user, client, scope, allowed);
+    if (j == NULL) {
+        return NULL;
+    }
+    j->player = true;
+    if (a->scheme == DIGEST_BASIC) {
+        snprintf(j->password, sizeof(j->password), "%s", a->password);
+    } else {
+        j->digest = true;
+        j->answer = *a;
+        snprintf(j->method, sizeof(j->method), "%s", method);
+    }
+    return job_queue(j);
 }
 
 enum login_result login_poll(struct login_job *j, char id[SESSION_IDLEN + 1], uint64_t *wait_s)
@@ -424,4 +493,76 @@ void login_logout(const char *id, const char *client)
     if (who[0] != '\0') {
         log_info("login: map %s: user %s logged out from %s", scope, who, client);
     }
+}
+
+void login_session_end(const char *id, const char *scope)
+{
+    pthread_mutex_lock(&L.lock);
+    struct sessions *s = scope_sessions(scope, false);
+    if (s != NULL) {
+        sessions_end(s, id);
+    }
+    pthread_mutex_unlock(&L.lock);
+}
+
+/* ---- Digest nonces ---- */
+
+/* The key nonces are made with: random, made once per process (a restart makes every nonce
+ * stale, which a player answers again without asking anyone). */
+static unsigned char nonce_key[crypto_auth_hmacsha256_KEYBYTES];
+static pthread_once_t nonce_once = PTHREAD_ONCE_INIT;
+
+static void nonce_key_make(void)
+{
+    randombytes_buf(nonce_key, sizeof(nonce_key));
+}
+
+#define NONCE_MAC 16
+
+/* The MAC of a nonce's time for scope. */
+static void nonce_mac(const unsigned char t[8], const char *scope, unsigned char mac[NONCE_MAC])
+{
+    pthread_once(&nonce_once, nonce_key_make);
+    crypto_auth_hmacsha256_state st;
+    unsigned char full[crypto_auth_hmacsha256_BYTES];
+    crypto_auth_hmacsha256_init(&st, nonce_key, sizeof(nonce_key));
+    crypto_auth_hmacsha256_update(&st, t, 8);
+    crypto_auth_hmacsha256_update(&st, (const unsigned char *)scope, strlen(scope) + 1);
+    crypto_auth_hmacsha256_final(&st, full);
+    memcpy(mac, full, NONCE_MAC);
+    sodium_memzero(&st, sizeof(st));
+}
+
+void login_nonce(const char *scope, char nonce[LOGIN_NONCE_LEN + 1])
+{
+    unsigned char raw[8 + NONCE_MAC];
+    uint64_t now = now_s();
+    for (int i = 0; i < 8; i++) {
+        raw[i] = (unsigned char)(now >> (56 - 8 * i));
+    }
+    nonce_mac(raw, scope, raw + 8);
+    sodium_bin2base64(nonce, LOGIN_NONCE_LEN + 1, raw, sizeof(raw),
+                      sodium_base64_VARIANT_URLSAFE_NO_PADDING);
+}
+
+int login_nonce_check(const char *nonce, const char *scope)
+{
+    unsigned char raw[8 + NONCE_MAC], mac[NONCE_MAC];
+    size_t got = 0;
+    if (strlen(nonce) != LOGIN_NONCE_LEN ||
+        sodium_base642bin(raw, sizeof(raw), nonce, LOGIN_NONCE_LEN, NULL, &got, NULL,
+                          sodium_base64_VARIANT_URLSAFE_NO_PADDING) != 0 ||
+        got != sizeof(raw)) {
+        return -1;
+    }
+    nonce_mac(raw, scope, mac);
+    if (sodium_memcmp(mac, raw + 8, NONCE_MAC) != 0) {
+        return -1;
+    }
+    uint64_t t = 0;
+    for (int i = 0; i < 8; i++) {
+        t = t << 8 | raw[i];
+    }
+    uint64_t now = now_s();
+    return t <= now && now - t < LOGIN_NONCE_TTL_S ? 1 : 0;
 }

@@ -66,5 +66,28 @@ void login_job_free(struct login_job *j);
 bool login_session(const char *id, const char *scope, char user[USERS_NAMELEN]);
 /* Ends session id (logout), logged with who and from where; a no-op if there is none. */
 void login_logout(const char *id, const char *client);
+/* Ends session id of scope without a log line: the connection it was made for has closed. */
+void login_session_end(const char *id, const char *scope);
+
+/*
+ * Players (auth = login on rtsps): an RTSP player logs in with Basic or Digest (message/digest.h)
+ * on each connection, whose session then lasts as long as it (login_session_end()).
+ * login_start_player() checks answer a as login_start() checks a password: Basic against the
+ * password, Digest against the user's Digest keys (auth/users.h; method is the request's) with
+ * the same work for a user without them, who is refused (the log says how to make them). A user
+ * with a second factor is refused: a player cannot give a code, and a password alone must not
+ * get past it. The caller checks a Digest answer's nonce first (login_nonce_check()).
+ */
+struct login_job *login_start_player(const struct digest_answer *a, const char *method,
+                                     const char *client, const char *scope, const char *allowed);
+
+/* Digest nonces: the time they were made and a MAC of it and the scope, under a key made at
+ * start, base64url; good for LOGIN_NONCE_TTL_S seconds, and for their scope only. */
+#define LOGIN_NONCE_LEN 32
+#define LOGIN_NONCE_TTL_S 300
+void login_nonce(const char *scope, char nonce[LOGIN_NONCE_LEN + 1]);
+/* 1: a fresh nonce of scope's; 0: one of scope's, but stale (the player answers again with a
+ * new one); -1: none of the gateway's. */
+int login_nonce_check(const char *nonce, const char *scope);
 
 #endif

@@ -16,6 +16,7 @@
 #include "auth/totp.h"
 #include "core/file.h"
 #include "core/log.h"
+#include "message/digest.h"
 
 #define USERS_MAX_FILE (4u << 20)
 #define TOKEN_PREFIX "pgt_"
@@ -37,6 +38,9 @@ struct entry {
     uint64_t last_step;
     unsigned nrecovery;
     unsigned char recovery[USERS_RECOVERY_CODES][crypto_generichash_BYTES];
+    /* A user's Digest keys, if digest: H(user:USERS_DIGEST_REALM:password), in hex. */
+    bool digest;
+    char ha1_md5[33], ha1_sha256[65];
 };
 
 struct users {
@@ -156,6 +160,30 @@ static int parse_factor(struct entry *v, size_t n, bool is_totp, char **f, size_
     return 0;
 }
 
+/* A user's Digest keys (a digest line) added to its entry among the n of v. Returns 0, or -1
+ * with why in msg. */
+static int parse_digest(struct entry *v, size_t n, char **f, size_t nf, char *msg, size_t len)
+{
+    struct entry *e = user_entry(v, n, f[1]);
+    if (e == NULL) {
+        snprintf(msg, len, "digest for %s, who has no user line above", f[1]);
+        return -1;
+    }
+    if (e->digest) {
+        snprintf(msg, len, "digest %s appears twice", f[1]);
+        return -1;
+    }
+    if (nf != 4 || strlen(f[2]) != 32 || strlen(f[3]) != 64 ||
+        strspn(f[2], "0123456789abcdef") != 32 || strspn(f[3], "0123456789abcdef") != 64) {
+        snprintf(msg, len, "a malformed digest entry (digest NAME MD5 SHA256, in lower-case hex)");
+        return -1;
+    }
+    memcpy(e->ha1_md5, f[2], 33);
+    memcpy(e->ha1_sha256, f[3], 65);
+    e->digest = true;
+    return 0;
+}
+
 /* Parses buf into u's entries (replacing them only if it all parses). Returns 0, or -1 with
  * u->error set. */
 static int parse_into(struct users *u, const char *source, const char *buf, size_t len)
@@ -195,10 +223,11 @@ static int parse_into(struct users *u, const char *source, const char *buf, size
         char *created = nf > 3 ? f[3] : NULL;
         bool is_user = strcmp(kind, "user") == 0, is_token = strcmp(kind, "token") == 0;
         bool is_totp = strcmp(kind, "totp") == 0, is_recovery = strcmp(kind, "recovery") == 0;
-        if (!is_user && !is_token && !is_totp && !is_recovery) {
+        bool is_digest = strcmp(kind, "digest") == 0;
+        if (!is_user && !is_token && !is_totp && !is_recovery && !is_digest) {
             snprintf(u->error, sizeof(u->error),
-                     "%s:%d: expected \"user NAME HASH\", \"token NAME HASH TIME\", \"totp NAME "
-                     "SECRET STEP\" or \"recovery NAME HASH...\"",
+                     "%s:%d: expected \"user NAME HASH\", \"token NAME HASH TIME\", \"digest "
+                     "NAME MD5 SHA256\", \"totp NAME SECRET STEP\" or \"recovery NAME HASH...\"",
                      source, line);
             goto bad;
         }
@@ -209,6 +238,14 @@ static int parse_into(struct users *u, const char *source, const char *buf, size
                           strspn(created, "0123456789") != strlen(created)))) {
             snprintf(u->error, sizeof(u->error), "%s:%d: a malformed %s entry", source, line, kind);
             goto bad;
+        }
+        if (is_digest) {
+            char msg[200];
+            if (parse_digest(v, n, f, nf, msg, sizeof(msg)) != 0) {
+                snprintf(u->error, sizeof(u->error), "%s:%d: %s", source, line, msg);
+                goto bad;
+            }
+            continue;
         }
         if (is_totp || is_recovery) {
             char msg[200];
@@ -455,6 +492,31 @@ bool users_check_password(const struct users *u, const char *user, const char *p
            strlen(password) <= USERS_MAX_PASSWORD;
 }
 
+bool users_digest_enabled(const struct users *u, const char *user)
+{
+    const struct entry *e = find_user(u, user);
+    return e != NULL && e->digest;
+}
+
+int users_check_digest(const struct users *u, const struct digest_answer *a, const char *method,
+                       size_t mlen)
+{
+    const struct entry *e = find_user(u, a->user);
+    bool has = e != NULL && e->digest;
+    char key[65];
+    if (has) {
+        snprintf(key, sizeof(key), "%s", a->scheme == DIGEST_SHA256 ? e->ha1_sha256 : e->ha1_md5);
+    } else {
+        /* A key nobody has, checked all the same: the work says nothing of who exists. */
+        unsigned char r[32];
+        randombytes_buf(r, sizeof(r));
+        sodium_bin2hex(key, sizeof(key), r, a->scheme == DIGEST_SHA256 ? 32 : 16);
+    }
+    bool ok = digest_answer_ok(a, key, method, mlen);
+    sodium_memzero(key, sizeof(key));
+    return !has ? -ENOENT : ok ? 1 : 0;
+}
+
 const char *users_check_token(const struct users *u, const char *token)
 {
     if (strlen(token) != USERS_TOKEN_LEN || strncmp(token, TOKEN_PREFIX, 4) != 0) {
@@ -545,6 +607,9 @@ static int write_file(int dirfd, const char *dir, const char *base, const struct
             continue;
         }
         fprintf(f, "user %s %s\n", e->name, e->hash);
+        if (e->digest) {
+            fprintf(f, "digest %s %s %s\n", e->name, e->ha1_md5, e->ha1_sha256);
+        }
         if (e->totp) {
             char b32[TOTP_MAX_SECRET_B32 + 1];
             totp_base32_encode(e->secret, e->secret_len, false, b32, sizeof(b32));
@@ -651,6 +716,7 @@ static struct entry *add_entry(struct users *u, char *err, size_t errlen)
 
 struct set_password {
     const char *user, *password;
+    enum users_digest digest;
 };
 
 static int do_set_password(struct users *u, void *arg, char *err, size_t errlen)
@@ -666,6 +732,17 @@ static int do_set_password(struct users *u, void *arg, char *err, size_t errlen)
         return -EIO;
     }
     snprintf(e->name, sizeof(e->name), "%s", sp->user);
+    /* Keys made of the old password would still let it in: they follow the new one, or go. */
+    e->digest = sp->digest == USERS_DIGEST_ON || (sp->digest == USERS_DIGEST_KEEP && e->digest);
+    sodium_memzero(e->ha1_md5, sizeof(e->ha1_md5));
+    sodium_memzero(e->ha1_sha256, sizeof(e->ha1_sha256));
+    if (e->digest) {
+        char md5[65];
+        digest_ha1(DIGEST_MD5, sp->user, USERS_DIGEST_REALM, sp->password, md5);
+        memcpy(e->ha1_md5, md5, sizeof(e->ha1_md5)); /* 32 digits and the NUL */
+        sodium_memzero(md5, sizeof(md5));
+        digest_ha1(DIGEST_SHA256, sp->user, USERS_DIGEST_REALM, sp->password, e->ha1_sha256);
+    }
     if (crypto_pwhash_str(e->hash, sp->password, strlen(sp->password),
                           crypto_pwhash_OPSLIMIT_INTERACTIVE,
                           crypto_pwhash_MEMLIMIT_INTERACTIVE) != 0) {
@@ -675,8 +752,8 @@ static int do_set_password(struct users *u, void *arg, char *err, size_t errlen)
     return 0;
 }
 
-int users_set_password(const char *path, const char *user, const char *password, char *err,
-                       size_t errlen)
+int users_set_password(const char *path, const char *user, const char *password,
+                       enum users_digest digest, char *err, size_t errlen)
 {
     if (!users_valid_name(user)) {
         snprintf(err, errlen,
@@ -690,7 +767,7 @@ int users_set_password(const char *path, const char *user, const char *password,
                  USERS_MAX_PASSWORD);
         return -EINVAL;
     }
-    struct set_password sp = {user, password};
+    struct set_password sp = {user, password, digest};
     return edit(path, do_set_password, &sp, err, errlen);
 }
 

@@ -3,6 +3,10 @@
  * users-file). One entry per line, '#' starts a comment:
  *
  *   user NAME $argon2id$v=19$m=65536,t=2,p=1$...       a password, hashed with argon2id
+ *   digest NAME MD5 SHA256                             the user's keys for players' Digest
+ *                                                      logins (H(NAME:portgate:PASSWORD), by
+ *                                                      MD5 and SHA-256, in hex); only for users
+ *                                                      made with portgate passwd --digest
  *   token NAME HASH CREATED                            an API token: BLAKE2b-256 of it, in hex,
  *                                                      and the Unix time it was made
  *   totp NAME SECRET LASTSTEP                          the user's second factor (auth/totp.h):
@@ -11,7 +15,11 @@
  *   recovery NAME HASH...                              the user's unused recovery codes, 1 to 10:
  *                                                      a BLAKE2b-256 of each, in hex
  *
- * A totp line follows its user's line, and a recovery line its totp line.
+ * A digest or totp line follows its user's line, and a recovery line its totp line.
+ * A Digest key is as good as the password for logging in (RFC 7616 5.2), and a fast hash: one
+ * who reads the file can try passwords against it at MD5's speed, not argon2id's. So the keys are
+ * kept only for the users who need them (RTSP players, which do Digest: auth = login on rtsps),
+ * and follow every change of the password (users_set_password()).
  * Passwords are hashed with libsodium's crypto_pwhash_str (argon2id, the "interactive" limits).
  * A token is 32 random bytes, shown once as "pgt_" and 43 base64url characters; only its hash is
  * kept, which is enough since it cannot be guessed (no slow hash needed), and it is compared in
@@ -33,6 +41,8 @@
 #include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
+
+#include "message/digest.h"
 
 #define USERS_NAMELEN 64
 #define USERS_MIN_PASSWORD 8
@@ -70,6 +80,16 @@ bool users_exists(const struct users *u, const char *user);
  * second factor turned on or off, by any means). A code used up changes nothing here. */
 #define USERS_STAMP_LEN 16
 bool users_stamp(const struct users *u, const char *user, unsigned char stamp[USERS_STAMP_LEN]);
+/* The realm of the Digest keys: what players are told, and part of what they hash. */
+#define USERS_DIGEST_REALM "portgate"
+/* True if user has Digest keys. */
+bool users_digest_enabled(const struct users *u, const char *user);
+/* Checks Digest answer a, to a request of method (mlen bytes), against its user's key for its
+ * algorithm, in constant time. A user without keys (or no user) is checked against a random key,
+ * so the work is the same. Returns 1 on a match, 0 on none, -ENOENT when the user has no keys. */
+int users_check_digest(const struct users *u, const struct digest_answer *a, const char *method,
+                       size_t mlen);
+
 /* The name of the token given (a "pgt_..." string), or NULL if it is none of the file's. */
 const char *users_check_token(const struct users *u, const char *token);
 
@@ -85,12 +105,14 @@ bool users_valid_name(const char *name);
  * with a reason in err: -EINVAL (a bad name or password), -EEXIST (a token of that name
  * exists), -ENOENT (no token of that name), -EIO (the file could not be read or written).
  * users_set_password() adds the user or changes its password (at least USERS_MIN_PASSWORD
- * characters); users_token_create() makes a token named name (which must be new) and writes it
- * into token (USERS_TOKEN_LEN + 1 bytes); users_token_revoke() removes one (-1 if none has that
- * name).
+ * characters), and makes its Digest keys from it (USERS_DIGEST_ON), removes them
+ * (USERS_DIGEST_OFF), or makes them again only if it had them (USERS_DIGEST_KEEP);
+ * users_token_create() makes a token named name (which must be new) and writes it into token
+ * (USERS_TOKEN_LEN + 1 bytes); users_token_revoke() removes one (-1 if none has that name).
  */
-int users_set_password(const char *path, const char *user, const char *password, char *err,
-                       size_t errlen);
+enum users_digest { USERS_DIGEST_KEEP, USERS_DIGEST_ON, USERS_DIGEST_OFF };
+int users_set_password(const char *path, const char *user, const char *password,
+                       enum users_digest digest, char *err, size_t errlen);
 int users_token_create(const char *path, const char *name, char *token, char *err, size_t errlen);
 int users_token_revoke(const char *path, const char *name, char *err, size_t errlen);
 

@@ -42,7 +42,7 @@ struct proto_session_info {
 };
 typedef void (*proto_session_fn)(void *arg, const struct proto_session_info *si);
 
-#define PROTO_MAX_STATS 12
+#define PROTO_MAX_STATS 16
 #define PROTO_CONF_FORMAT_MAX 8192 /* conf_format()'s buffer */
 
 /*

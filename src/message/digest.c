@@ -118,6 +118,66 @@ static bool param(struct reading *r, const char *name, size_t nn, const char *v,
 #undef IS
 }
 
+/*
+ * The next auth-param at s[*p..n) (RFC 7235 2.1): blanks and commas before it skipped, then
+ * name=token or name="quoted-string", which is unescaped into unq (unqlen bytes). Returns 1 with
+ * the name and value (*v points into s or unq) and *p past it; 0 when no parameter follows (a
+ * name without '=' starts the next challenge; *p is where that name, or the end, is); -1 with
+ * *why when the value is malformed or does not fit unq (*p = n).
+ */
+static int next_param(const char *s, size_t n, size_t *p, const char **name, size_t *nn,
+                      const char **v, size_t *vn, char *unq, size_t unqlen, const char **why)
+{
+    size_t i = skip_ws(s, *p, n);
+    while (i < n && s[i] == ',') {
+        i = skip_ws(s, i + 1, n);
+    }
+    size_t ns = i;
+    while (i < n && is_tchar(s[i])) {
+        i++;
+    }
+    size_t ne = i, q = skip_ws(s, i, n);
+    if (ne == ns || q >= n || s[q] != '=') {
+        *p = ns;
+        return 0;
+    }
+    *name = s + ns;
+    *nn = ne - ns;
+    q = skip_ws(s, q + 1, n);
+    if (q < n && s[q] == '"') {
+        size_t k = 0;
+        for (q++; q < n && s[q] != '"'; q++) {
+            if (s[q] == '\\' && q + 1 < n) {
+                q++;
+            }
+            if (k + 1 >= unqlen) {
+                *why = "a parameter's value too long";
+                *p = n;
+                return -1;
+            }
+            unq[k++] = s[q];
+        }
+        if (q >= n) {
+            *why = "a quoted value without its end";
+            *p = n;
+            return -1;
+        }
+        unq[k] = '\0';
+        *v = unq;
+        *vn = k;
+        *p = q + 1;
+        return 1;
+    }
+    size_t vs = q;
+    while (q < n && is_tchar(s[q])) {
+        q++;
+    }
+    *v = s + vs;
+    *vn = q - vs;
+    *p = q;
+    return 1;
+}
+
 /* Reads the challenge at s[*i..n): a scheme and its parameters, up to the next scheme. Returns
  * true with r filled, false (r->why) if it is refused; *i is past it either way. */
 static bool read_challenge(const char *s, size_t n, size_t *i, struct reading *r,
@@ -137,58 +197,19 @@ static bool read_challenge(const char *s, size_t n, size_t *i, struct reading *r
         r->why = "no Basic or Digest challenge";
     }
     p = t;
-    /* Parameters: name=token or name="quoted", commas between; a name not followed by '='
-     * starts the next challenge. */
-    for (;;) {
-        p = skip_ws(s, p, n);
-        while (p < n && s[p] == ',') {
-            p = skip_ws(s, p + 1, n);
-        }
-        size_t ns = p;
-        while (p < n && is_tchar(s[p])) {
-            p++;
-        }
-        size_t ne = p;
-        size_t q = skip_ws(s, p, n);
-        if (ne == ns || q >= n || s[q] != '=') {
-            *i = ns; /* the next challenge's scheme, or the end */
-            break;
-        }
-        q = skip_ws(s, q + 1, n);
-        const char *v;
-        size_t vn = 0;
-        if (q < n && s[q] == '"') {
-            q++;
-            while (q < n && s[q] != '"') {
-                if (s[q] == '\\' && q + 1 < n) {
-                    q++;
-                }
-                if (vn + 1 >= DIGEST_FIELD_MAX) {
-                    r->why = "a realm, nonce or opaque too long";
-                    *i = n;
-                    return false;
-                }
-                (*unq)[vn++] = s[q++];
-            }
-            if (q >= n) {
-                r->why = "a quoted value without its end";
-                *i = n;
-                return false;
-            }
-            q++;
-            v = *unq;
-        } else {
-            size_t vs = q;
-            while (q < n && is_tchar(s[q])) {
-                q++;
-            }
-            v = s + vs;
-            vn = q - vs;
-        }
-        p = q;
-        if (ok && !param(r, s + ns, ne - ns, v, vn)) {
+    /* Parameters, commas between; a name not followed by '=' starts the next challenge. */
+    const char *name, *v, *why;
+    size_t nn, vn;
+    int got;
+    while ((got = next_param(s, n, &p, &name, &nn, &v, &vn, *unq, sizeof(*unq), &why)) == 1) {
+        if (ok && !param(r, name, nn, v, vn)) {
             ok = false;
         }
+    }
+    *i = p;
+    if (got < 0) {
+        r->why = why;
+        return false;
     }
     if (!ok) {
         return false;
@@ -484,4 +505,250 @@ void digest_login_format(const struct digest_login *l, char *buf, size_t len)
     } else {
         snprintf(buf, len, "off");
     }
+}
+
+/* ---- the gateway as the server ---- */
+
+/* Copies v (vn bytes) into dst (size bytes) unless it does not fit or holds a control
+ * character. */
+static bool take_into(char *dst, size_t size, const char *v, size_t vn)
+{
+    if (vn >= size) {
+        return false;
+    }
+    for (size_t i = 0; i < vn; i++) {
+        if ((unsigned char)v[i] < 0x20 || v[i] == 0x7f) {
+            return false;
+        }
+    }
+    memcpy(dst, v, vn);
+    dst[vn] = '\0';
+    return true;
+}
+
+static bool is_hex(const char *s, size_t n)
+{
+    for (size_t i = 0; i < n; i++) {
+        if (!((s[i] >= '0' && s[i] <= '9') || (s[i] >= 'a' && s[i] <= 'f') ||
+              (s[i] >= 'A' && s[i] <= 'F'))) {
+            return false;
+        }
+    }
+    return true;
+}
+
+/* "Basic" and its token68 at s[i..n), decoded into a's user and password. */
+static int basic_answer(const char *s, size_t i, size_t n, struct digest_answer *a,
+                        const char **why)
+{
+    i = skip_ws(s, i, n);
+    size_t start = i;
+    while (i < n && ((s[i] >= 'A' && s[i] <= 'Z') || (s[i] >= 'a' && s[i] <= 'z') ||
+                     (s[i] >= '0' && s[i] <= '9') || s[i] == '+' || s[i] == '/')) {
+        i++;
+    }
+    size_t pad = 0;
+    while (i < n && s[i] == '=' && pad < 2) {
+        i++;
+        pad++;
+    }
+    size_t len = i - start;
+    if (skip_ws(s, i, n) != n || len == 0 || len % 4 != 0) {
+        *why = "Basic credentials that are not base64";
+        return -1;
+    }
+    if (len / 4 * 3 > DIGEST_FIELD_MAX + DIGEST_PASSWORD_MAX) {
+        *why = "Basic credentials too long";
+        return -1;
+    }
+    unsigned char plain[(DIGEST_FIELD_MAX + DIGEST_PASSWORD_MAX) + 4];
+    int got = EVP_DecodeBlock(plain, (const unsigned char *)s + start, (int)len);
+    int rc = -1;
+    if (got < 0 || (size_t)got < pad) {
+        *why = "Basic credentials that are not base64";
+        goto out;
+    }
+    size_t pn = (size_t)got - pad; /* EVP_DecodeBlock counts the padding's bytes */
+    const unsigned char *colon = memchr(plain, ':', pn);
+    if (colon == NULL) {
+        *why = "Basic credentials without a ':' between user and password";
+        goto out;
+    }
+    size_t un = (size_t)(colon - plain);
+    if (un == 0 || !take_into(a->user, sizeof(a->user), (const char *)plain, un) ||
+        !take_into(a->password, sizeof(a->password), (const char *)colon + 1, pn - un - 1)) {
+        *why = "a Basic user or password empty, too long or with a control character";
+        goto out;
+    }
+    a->scheme = DIGEST_BASIC;
+    rc = 0;
+out:
+    OPENSSL_cleanse(plain, sizeof(plain));
+    if (rc != 0) {
+        OPENSSL_cleanse(a->password, sizeof(a->password));
+    }
+    return rc;
+}
+
+/* One parameter of a Digest answer. Returns false with *why when it is refused. */
+static bool answer_param(struct digest_answer *a, unsigned *seen, const char *name, size_t nn,
+                         const char *v, size_t vn, const char **why)
+{
+    static const char *const names[] = {"username", "realm",     "nonce",    "uri",
+                                        "response", "algorithm", "qop",      "nc",
+                                        "cnonce",   "opaque",    "userhash", "username*"};
+    size_t k = 0;
+    while (k < sizeof(names) / sizeof(names[0]) &&
+           !(strlen(names[k]) == nn && strncasecmp(names[k], name, nn) == 0)) {
+        k++;
+    }
+    if (k == sizeof(names) / sizeof(names[0])) {
+        return true; /* an extension: ignored */
+    }
+    if (*seen & (1u << k)) {
+        *why = "a Digest parameter given twice";
+        return false;
+    }
+    *seen |= 1u << k;
+    const char *name_k = names[k];
+    bool ok = true;
+    if (strcmp(name_k, "username") == 0) {
+        ok = take_into(a->user, sizeof(a->user), v, vn);
+    } else if (strcmp(name_k, "realm") == 0) {
+        ok = take_into(a->realm, sizeof(a->realm), v, vn);
+    } else if (strcmp(name_k, "nonce") == 0) {
+        ok = take_into(a->nonce, sizeof(a->nonce), v, vn);
+    } else if (strcmp(name_k, "uri") == 0) {
+        ok = take_into(a->uri, sizeof(a->uri), v, vn);
+    } else if (strcmp(name_k, "cnonce") == 0) {
+        ok = take_into(a->cnonce, sizeof(a->cnonce), v, vn);
+    } else if (strcmp(name_k, "response") == 0) {
+        ok = (vn == 32 || vn == 64) && is_hex(v, vn) && take_into(a->response, 65, v, vn);
+        for (size_t i = 0; ok && i < vn; i++) {
+            a->response[i] = (char)(a->response[i] | 0x20); /* lower case */
+        }
+    } else if (strcmp(name_k, "algorithm") == 0) {
+        if (vn == 3 && strncasecmp(v, "MD5", 3) == 0) {
+            a->scheme = DIGEST_MD5;
+        } else if (vn == 7 && strncasecmp(v, "SHA-256", 7) == 0) {
+            a->scheme = DIGEST_SHA256;
+        } else {
+            *why = "a Digest algorithm other than MD5 and SHA-256";
+            return false;
+        }
+    } else if (strcmp(name_k, "qop") == 0) {
+        if (!(vn == 4 && strncasecmp(v, "auth", 4) == 0)) {
+            *why = "a Digest qop other than auth";
+            return false;
+        }
+        a->qop_auth = true;
+    } else if (strcmp(name_k, "nc") == 0) {
+        ok = vn == 8 && is_hex(v, vn) && take_into(a->nc, sizeof(a->nc), v, vn);
+    } else if (strcmp(name_k, "userhash") == 0 || strcmp(name_k, "username*") == 0) {
+        if (strcmp(name_k, "username*") == 0 || (vn == 4 && strncasecmp(v, "true", 4) == 0)) {
+            *why = "a Digest user name given as userhash or username*";
+            return false;
+        }
+    }
+    if (!ok) {
+        *why = "a Digest parameter malformed, too long or with a control character";
+    }
+    return ok;
+}
+
+int digest_answer_parse(const char *value, size_t n, struct digest_answer *a, const char **why)
+{
+    memset(a, 0, sizeof(*a));
+    size_t p = skip_ws(value, 0, n), t = p;
+    while (t < n && is_tchar(value[t])) {
+        t++;
+    }
+    if (t - p == 5 && strncasecmp(value + p, "Basic", 5) == 0) {
+        return basic_answer(value, t, n, a, why);
+    }
+    if (!(t - p == 6 && strncasecmp(value + p, "Digest", 6) == 0)) {
+        *why = "no Basic or Digest credentials";
+        return -1;
+    }
+    a->scheme = DIGEST_MD5; /* without algorithm= */
+    unsigned seen = 0;
+    const char *name, *v;
+    size_t nn, vn;
+    int got;
+    char unq[DIGEST_URI_MAX];
+    p = t;
+    while ((got = next_param(value, n, &p, &name, &nn, &v, &vn, unq, sizeof(unq), why)) == 1) {
+        if (!answer_param(a, &seen, name, nn, v, vn, why)) {
+            return -1;
+        }
+    }
+    if (got < 0) {
+        return -1;
+    }
+    if (skip_ws(value, p, n) != n) {
+        *why = "junk after the Digest parameters";
+        return -1;
+    }
+    if (a->user[0] == '\0' || !(seen & (1u << 1)) || a->nonce[0] == '\0' || a->uri[0] == '\0' ||
+        a->response[0] == '\0') {
+        *why = "a Digest answer without its username, realm, nonce, uri or response";
+        return -1;
+    }
+    if (strlen(a->response) != (a->scheme == DIGEST_SHA256 ? 64u : 32u)) {
+        *why = "a Digest response of the wrong length for its algorithm";
+        return -1;
+    }
+    if (a->qop_auth && (a->nc[0] == '\0' || a->cnonce[0] == '\0')) {
+        *why = "a Digest answer with qop=auth but no nc or cnonce";
+        return -1;
+    }
+    return 0;
+}
+
+void digest_ha1(enum digest_scheme s, const char *user, const char *realm, const char *password,
+                char hex[65])
+{
+    const char *p[] = {user, ":", realm, ":", password};
+    size_t l[] = {strlen(user), 1, strlen(realm), 1, strlen(password)};
+    hash_hex(s, p, l, 5, hex);
+}
+
+bool digest_answer_ok(const struct digest_answer *a, const char *ha1, const char *method,
+                      size_t mlen)
+{
+    if (a->scheme != DIGEST_MD5 && a->scheme != DIGEST_SHA256) {
+        return false;
+    }
+    char ha2[65], want[65];
+    const char *p2[] = {method, ":", a->uri};
+    size_t l2[] = {mlen, 1, strlen(a->uri)};
+    hash_hex(a->scheme, p2, l2, 3, ha2);
+    if (a->qop_auth) {
+        const char *p[] = {ha1, ":", a->nonce, ":", a->nc, ":", a->cnonce, ":auth:", ha2};
+        size_t l[] = {strlen(ha1),       1, strlen(a->nonce), 1, strlen(a->nc), 1,
+                      strlen(a->cnonce), 6, strlen(ha2)};
+        hash_hex(a->scheme, p, l, 9, want);
+    } else {
+        const char *p[] = {ha1, ":", a->nonce, ":", ha2};
+        size_t l[] = {strlen(ha1), 1, strlen(a->nonce), 1, strlen(ha2)};
+        hash_hex(a->scheme, p, l, 5, want);
+    }
+    size_t n = strlen(want);
+    bool ok = strlen(a->response) == n && CRYPTO_memcmp(want, a->response, n) == 0;
+    OPENSSL_cleanse(want, sizeof(want));
+    return ok;
+}
+
+size_t digest_challenges_write(char *out, size_t len, const char *realm, const char *nonce,
+                               bool stale)
+{
+    int n = snprintf(out, len,
+                     "WWW-Authenticate: Digest realm=\"%s\", nonce=\"%s\", algorithm=SHA-256, "
+                     "qop=\"auth\"%s\r\n"
+                     "WWW-Authenticate: Digest realm=\"%s\", nonce=\"%s\", algorithm=MD5, "
+                     "qop=\"auth\"%s\r\n"
+                     "WWW-Authenticate: Basic realm=\"%s\"\r\n",
+                     realm, nonce, stale ? ", stale=true" : "", realm, nonce,
+                     stale ? ", stale=true" : "", realm);
+    return n > 0 && (size_t)n < len ? (size_t)n : 0;
 }

@@ -76,4 +76,56 @@ size_t digest_credentials_cnonce(const struct digest_challenge *c, const char *u
                                  const char *uri, size_t ulen, uint32_t nc, const char *cnonce,
                                  char *out, size_t len);
 
+/* ---- the gateway as the server: a player's credentials (auth = login on rtsps) ---- */
+
+#define DIGEST_PASSWORD_MAX 1024 /* of a Basic password */
+#define DIGEST_URI_MAX 1024      /* of a Digest answer's uri */
+/* The WWW-Authenticate lines digest_challenges_write() makes fit this (a realm and a nonce of
+ * at most 64 bytes each). */
+#define DIGEST_CHALLENGES_MAX 384
+
+/*
+ * A client's Authorization, read: Basic (RFC 7617: user and password) or Digest (RFC 7616: MD5
+ * or SHA-256, qop=auth or the RFC 2069 form without qop, as live555 players send). Refused:
+ * another scheme, a -sess algorithm, userhash, username*, qop=auth-int, a parameter given twice
+ * or missing, a Basic user or password with a control character, anything over its field's size.
+ */
+struct digest_answer {
+    enum digest_scheme scheme;
+    char user[DIGEST_FIELD_MAX];
+    char password[DIGEST_PASSWORD_MAX + 1]; /* Basic */
+    /* Digest */
+    char realm[DIGEST_FIELD_MAX];
+    char nonce[DIGEST_FIELD_MAX];
+    char uri[DIGEST_URI_MAX];
+    char response[65]; /* lower-case hex, as long as the algorithm's digest */
+    char cnonce[DIGEST_FIELD_MAX];
+    char nc[9]; /* 8 hex digits */
+    bool qop_auth;
+};
+
+/* Reads an Authorization value (n bytes) into a. Returns 0, or -1 with a static reason in *why
+ * (never a password). */
+int digest_answer_parse(const char *value, size_t n, struct digest_answer *a, const char **why);
+
+/* The hex of H(user:realm:password) by scheme s (DIGEST_MD5 or DIGEST_SHA256): what a server
+ * keeps to check Digest answers without the password (and as good as the password to anyone who
+ * reads it, for that realm). */
+void digest_ha1(enum digest_scheme s, const char *user, const char *realm, const char *password,
+                char hex[65]);
+
+/* True if Digest answer a, to a request of method (mlen bytes), carries the response that ha1
+ * (digest_ha1()'s hex for a's scheme) gives. Compared in constant time. */
+bool digest_answer_ok(const struct digest_answer *a, const char *ha1, const char *method,
+                      size_t mlen);
+
+/*
+ * Writes the challenges a server offers into out (len bytes), as header lines each ending in
+ * CRLF: Digest SHA-256, Digest MD5 (both qop="auth", with nonce, stale=true when asked), then
+ * Basic, all for realm. Players that understand one Digest take the last (ffmpeg, live555): MD5,
+ * which all of them know. Returns the length, or 0 if it does not fit.
+ */
+size_t digest_challenges_write(char *out, size_t len, const char *realm, const char *nonce,
+                               bool stale);
+
 #endif

@@ -913,3 +913,226 @@ def test_device_auth_check_lists_it_and_never_prints_a_password(tmp_path):
     r = subprocess.run([BINARY, "check", "-c", str(conf)], capture_output=True, text=True)
     assert r.returncode == 1 and "device-auth applies to " in r.stderr
     assert "s3cret" not in r.stdout + r.stderr
+
+
+# ---- auth = login: players log in to the gateway ----
+
+def _passwd(g, user, password, *opts):
+    from conftest import BINARY
+    r = subprocess.run([BINARY, "passwd", "-c", str(g.conf), "--password-stdin", *opts, user],
+                       input=password + "\n", capture_output=True, text=True, timeout=60)
+    assert r.returncode == 0, r.stderr
+
+
+def login_gateway(gateway, tmp_path, device_port, extra=""):
+    """An rtsps mapping "enc" with auth = login before device_port; its port and the gateway."""
+    from conftest import BINARY
+    if not (tmp_path / "c.crt").exists():
+        assert subprocess.run([BINARY, "cert", "-o", str(tmp_path / "c"), "localhost"],
+                              capture_output=True).returncode == 0
+    port = free_ports()
+    conf = (f"[map enc]\nproto = rtsps\nlisten = 127.0.0.1:{port}\n"
+            f"target = 127.0.0.1:{device_port}\ncert = {tmp_path}/c.crt\n"
+            f"key = {tmp_path}/c.key\nauth = login\n{extra}")
+    return gateway(config=conf), port
+
+
+def tls_rtsp(tmp_path, port):
+    """A raw RTSP client over TLS to the gateway at port."""
+    import ssl
+    ctx = ssl.create_default_context(cafile=str(tmp_path / "c.crt"))
+    c = Rtsp.__new__(Rtsp)
+    c.s = ctx.wrap_socket(socket.create_connection(("127.0.0.1", port), timeout=10),
+                          server_hostname="localhost")
+    c.buf, c.cseq = b"", 0
+    return c
+
+
+def challenges(headers_text):
+    return re.findall(r"(?im)^www-authenticate:[ \t]*(.*?)\r?$", headers_text)
+
+
+def digest_for(user, password, method, uri, challenge, alg="MD5", nc="00000001"):
+    """The Authorization a Digest player sends, answering challenge (a WWW-Authenticate value)."""
+    import hashlib
+    h = (lambda s: hashlib.new("md5" if alg == "MD5" else "sha256", s.encode()).hexdigest())
+    fields = dict(re.findall(r'(\w+)="?([^",]*)"?', challenge[len("Digest "):]))
+    realm, nonce = fields["realm"], fields["nonce"]
+    resp = h(f"{h(f'{user}:{realm}:{password}')}:{nonce}:{nc}:cn:auth:{h(f'{method}:{uri}')}")
+    return (f'Digest username="{user}", realm="{realm}", nonce="{nonce}", uri="{uri}", '
+            f'algorithm={alg}, qop=auth, nc={nc}, cnonce="cn", response="{resp}"')
+
+
+def test_login_players_digest_ffprobe_and_gstreamer(gateway, gst_device, tmp_path):
+    """auth = login on rtsps: ffprobe and GStreamer play rtsps:// as a gateway user by Digest
+    (the device has no login of its own); without the password, with a wrong one, or as a user
+    without Digest keys, they do not play; each login and failure is a log line and counted."""
+    dev = gst_device()
+    g, port = login_gateway(gateway, tmp_path, dev)
+    _passwd(g, "alice", "alice-password-1", "--digest")
+    _passwd(g, "bob", "bob-password-1")  # no Digest keys
+    url = f"rtsps://localhost:{port}/test"
+    assert frames(f"rtsps://alice:alice-password-1@localhost:{port}/test", "tcp") >= 25
+    g.wait_log("login: map enc: user alice logged in from 127.0.0.1 (a player, by Digest)")
+    r = subprocess.run(["gst-launch-1.0", "-q", "rtspsrc", f"location={url}", "user-id=alice",
+                        "user-pw=alice-password-1", "protocols=tcp", "tls-validation-flags=0",
+                        "!", "fakesink", "num-buffers=40", "signal-handoffs=false"],
+                       capture_output=True, text=True, timeout=60)
+    g.wait_log("user alice logged in from 127.0.0.1 (a player, by Digest)", count=2)
+    st = g.map_stats("enc")
+    assert st["rtsp logins"] == 2, (st, r.stderr)
+    assert frames(url, "tcp") == 0  # no credentials
+    assert frames(f"rtsps://alice:wrong-password@localhost:{port}/test", "tcp") == 0
+    assert frames(f"rtsps://bob:bob-password-1@localhost:{port}/test", "tcp") == 0
+    g.wait_log("user bob from 127.0.0.1 answered Digest, but has no Digest keys: portgate "
+               "passwd --digest bob makes them")
+    st = g.map_stats("enc")
+    assert st["rtsp logins"] == 2 and st["rtsp failed logins"] >= 2, st
+    assert "alice-password" not in g.log() and "wrong-password" not in g.log()
+
+
+def test_login_players_raw(gateway, tcp_echo, tmp_path):
+    """The gateway's side, request by request: the device sees nothing before a login, and never
+    the player's Authorization; a 401 carries Digest SHA-256, Digest MD5 and Basic; Basic and
+    both Digests log in; users limits who may; a nonce not the gateway's, one for another URL, a
+    malformed Authorization and an answer before the login are refused; a changed password ends
+    the session; five failures get 403."""
+    import base64
+    seen = []
+
+    def handler(c):
+        buf = b""
+        while True:
+            d = c.recv(65536)
+            if not d:
+                return
+            buf += d
+            while b"\r\n\r\n" in buf:
+                head, buf = buf.split(b"\r\n\r\n", 1)
+                seen.append(head.decode())
+                c.sendall(f"RTSP/1.0 200 OK\r\nCSeq: {cseq_of(head.decode())}\r\n\r\n".encode())
+    dev = tcp_echo(handler=handler)
+    g, port = login_gateway(gateway, tmp_path, dev.port, extra="users = alice, carol\n")
+    for u in ("alice", "bob", "carol"):
+        _passwd(g, u, f"{u}-password-1", "--digest")
+    # carol has a second factor, which a player cannot give.
+    lines = g.users.read_text().splitlines()
+    i = next(k for k, l in enumerate(lines) if l.startswith("user carol "))
+    lines.insert(i + 1, "totp carol JBSWY3DPEHPK3PXPJBSWY3DPEHPK3PXP 0")
+    g.users.write_text("\n".join(lines) + "\n")
+    url = f"rtsps://localhost:{port}/x"
+    c = tls_rtsp(tmp_path, port)
+    # No credentials: 401 with the three challenges, the device asked nothing.
+    head = first_challenge(c, url)
+    assert head.startswith("RTSP/1.0 401 Unauthorized\r\nCSeq: 1\r\n"), head
+    ch = challenges(head)
+    assert [x.split(",")[0] for x in ch] == ['Digest realm="portgate"'] * 2 + [
+        'Basic realm="portgate"'], ch
+    assert "algorithm=SHA-256" in ch[0] and "algorithm=MD5" in ch[1] and 'qop="auth"' in ch[1]
+    c.cseq = 1
+    # A malformed Authorization, a nonce not the gateway's, an answer for another URL: 401.
+    assert c.ask("OPTIONS", url, Authorization="Digest username=alice")[0] == 401
+    forged = ch[1].replace("nonce=\"", "nonce=\"A")
+    assert c.ask("OPTIONS", url, Authorization=digest_for(
+        "alice", "alice-password-1", "OPTIONS", url, forged))[0] == 401
+    assert c.ask("OPTIONS", url, Authorization=digest_for(
+        "alice", "alice-password-1", "OPTIONS", url + "/other", ch[1]))[0] == 401
+    assert seen == []
+    # (One refusal line a second: the first is logged.)
+    g.wait_log("OPTIONS answered 401: a Digest answer without its username, realm, nonce, uri or "
+               "response")
+    # Digest SHA-256 logs in; the device gets the request without any Authorization.
+    status, h, _ = c.ask("DESCRIBE", url, Authorization=digest_for(
+        "alice", "alice-password-1", "DESCRIBE", url, ch[0], alg="SHA-256"))
+    assert status == 200 and h["cseq"] == str(c.cseq), h
+    assert len(seen) == 1 and "DESCRIBE " in seen[0] and not auth_header(seen[0]), seen
+    # Later requests on the connection go on (the player's credentials removed, or none).
+    assert c.ask("OPTIONS", url, Authorization="Basic Z3Vlc3M6Z3Vlc3M=")[0] == 200
+    assert c.ask("OPTIONS", url)[0] == 200
+    assert len(seen) == 3 and not any(auth_header(r) for r in seen)
+    # A changed password ends the session: the next request must log in again.
+    _passwd(g, "alice", "alice-password-2")
+    deadline = time.time() + 10
+    while c.ask("OPTIONS", url)[0] == 200:
+        assert time.time() < deadline, "the session outlived the password"
+        time.sleep(0.5)
+    g.wait_log("login: map enc: the session of alice ended")
+    c.close()
+    # Basic, and Digest MD5, each on a connection of its own.
+    basic = "Basic " + base64.b64encode(b"alice:alice-password-2").decode()
+    c = tls_rtsp(tmp_path, port)
+    assert c.ask("OPTIONS", url, Authorization=basic)[0] == 200
+    c.close()
+    g.wait_log("user alice logged in from 127.0.0.1 (a player, by Basic)")
+    c = tls_rtsp(tmp_path, port)
+    md5 = challenges(first_challenge(c, url))[1]
+    assert c.ask("OPTIONS", url, Authorization=digest_for(
+        "alice", "alice-password-2", "OPTIONS", url, md5))[0] == 200
+    c.close()
+    g.wait_log("user alice logged in from 127.0.0.1 (a player, by Digest)")
+    # An answer (not a request) before a login: 400, and the connection ends.
+    c = tls_rtsp(tmp_path, port)
+    c.s.sendall(b"RTSP/1.0 200 OK\r\nCSeq: 1\r\n\r\n")
+    assert c.read_answer()[0] == 400
+    c.close()
+    # users: bob's password is right, but he may not; carol's second factor: refused.
+    before = len(seen)
+    c = tls_rtsp(tmp_path, port)
+    assert c.ask("OPTIONS", url, Authorization="Basic " + base64.b64encode(
+        b"bob:bob-password-1").decode())[0] == 401
+    assert c.ask("OPTIONS", url, Authorization="Basic " + base64.b64encode(
+        b"carol:carol-password-1").decode())[0] == 401
+    g.wait_log("login: map enc: user bob from 127.0.0.1 may not use it (users)")
+    g.wait_log("user carol from 127.0.0.1 has a second factor, which a player cannot give")
+    # Wrong passwords: the fifth failure from the address bans it (403), whatever comes next.
+    status = None
+    for _ in range(5):
+        status = c.ask("OPTIONS", url, Authorization="Basic " + base64.b64encode(
+            b"alice:nope-nope-nope").decode())[0]
+        if status == 403:
+            break
+    assert c.ask("OPTIONS", url, Authorization=basic)[0] == 403
+    c.close()
+    assert len(seen) == before
+    g.wait_log("failed logins within 5 minutes")
+    st = g.map_stats("enc")
+    assert st["rtsp logins"] == 3 and st["rtsp failed logins"] >= 6, st
+    assert "password-1" not in g.log() and "nope-nope" not in g.log()
+
+
+def first_challenge(c, url):
+    """Sends OPTIONS without credentials as c's first request: the head of the answer (text),
+    every WWW-Authenticate line kept."""
+    c.s.sendall(f"OPTIONS {url} RTSP/1.0\r\nCSeq: 1\r\n\r\n".encode())
+    while b"\r\n\r\n" not in c.buf:
+        c.buf += c.s.recv(65536)
+    head, c.buf = c.buf.split(b"\r\n\r\n", 1)
+    c.cseq = 1
+    return head.decode()
+
+
+def test_login_check_refusals(tmp_path):
+    """check: users needs auth; with auth = login its names are users' names; a plain rtsp
+    mapping has no auth (its passwords would cross the network in the clear)."""
+    from conftest import BINARY
+    assert subprocess.run([BINARY, "cert", "-o", str(tmp_path / "c"), "localhost"],
+                          capture_output=True).returncode == 0
+    head = (f"[map enc]\nproto = rtsps\nlisten = 127.0.0.1:{free_ports()}\n"
+            f"target = 192.0.2.10:554\ncert = {tmp_path}/c.crt\nkey = {tmp_path}/c.key\n")
+    conf = tmp_path / "p.conf"
+    for extra, want in (("users = alice\n", "users: applies with auth = login or auth = "
+                         "client-cert"),
+                        ("auth = login\nusers = al ice\n", "users"),
+                        ("auth = login\nusers = a/b\n", "a user's name"),
+                        ("auth = password\n", "login (players log in to the gateway")):
+        conf.write_text(head + extra)
+        r = subprocess.run([BINARY, "check", "-c", str(conf)], capture_output=True, text=True)
+        assert r.returncode == 1 and want in r.stderr, (extra, r.stderr)
+    conf.write_text(head + "auth = login\nusers = alice, bob\n")
+    r = subprocess.run([BINARY, "check", "-c", str(conf)], capture_output=True, text=True)
+    assert r.returncode == 0 and "auth=login users=alice,bob" in r.stdout, r.stdout + r.stderr
+    conf.write_text(head.replace("rtsps", "rtsp").replace(f"cert = {tmp_path}/c.crt\nkey = "
+                                                          f"{tmp_path}/c.key\n", "")
+                    + "auth = login\n")
+    r = subprocess.run([BINARY, "check", "-c", str(conf)], capture_output=True, text=True)
+    assert r.returncode == 1 and "auth" in r.stderr, r.stderr

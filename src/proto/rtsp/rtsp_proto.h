@@ -25,6 +25,10 @@ struct rtsp_proto_conf {
     /* device-auth: the device's login, which the gateway answers the device's challenges with
      * (rtsp_proxy.h); user[0] == '\0' when none. */
     struct digest_login auth;
+    /* auth = login (rtsps): players log in to the gateway first (rtsp_proxy.h), as one of users
+     * when given (commas between; with auth = client-cert, the certificates' names). */
+    bool login;
+    char users[1024];
 };
 
 /* The key device-auth of rtsp and rtsps: "USER:PASSWORD", "file:/PATH" or "off", as
@@ -48,13 +52,15 @@ enum rtsp_proto_stat {
     RTSP_STAT_RTP_DROPPED_SEND,
     RTSP_STAT_AUTH_ANSWERED,
     RTSP_STAT_AUTH_FAILED,
+    RTSP_STAT_LOGINS,
+    RTSP_STAT_LOGIN_FAILED,
     RTSP_STAT_COUNT
 };
 /* Their names, in that order (rtsp's stat_names, and rtsps's before TLS's). */
 #define RTSP_STAT_NAMES                                                                            \
     "rtsp sessions", "rtsp requests refused", "rtp bytes to targets", "rtp bytes to clients",      \
         "rtp datagrams from strangers", "rtp datagrams not sent", "rtsp device-auth answers",      \
-        "rtsp device-auth failures"
+        "rtsp device-auth failures", "rtsp logins", "rtsp failed logins"
 
 extern const struct proto rtsp_proto;
 extern const struct proto rtsps_proto;

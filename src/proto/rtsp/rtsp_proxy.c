@@ -2,11 +2,13 @@
 
 #include <assert.h>
 #include <errno.h>
+#include <openssl/crypto.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <strings.h>
 
+#include "auth/login.h"
 #include "core/addr.h"
 #include "core/log.h"
 #include "message/digest.h"
@@ -22,7 +24,8 @@
 #define CSEQ_MAX 32 /* RFC 7826 18.20: 1*9DIGIT; longer requests are refused (400) */
 #define STR_(x) #x
 #define STR(x) STR_(x)
-#define REPLY_MAX 384 /* the gateway's own answer, with a line of text for a 502 */
+/* The gateway's own answer: with a line of text for a 502, or a 401's challenges. */
+#define REPLY_MAX 512
 #define TRANSPORT_MAX 512
 /* RFC 2326 12.37: a session without a timeout= in its Session header times out after 60 s. */
 #define SESSION_TIMEOUT_DEFAULT_MS 60000u
@@ -31,7 +34,8 @@
  * connection. A request larger than that is sent, not kept: a challenge to it gets 502. */
 #define AUTH_COPY_MAX 16384
 #define AUTH_LINE_MAX (sizeof("Authorization: \r\n") + DIGEST_CRED_MAX)
-#define METHOD_MAX 16 /* of a request's method, for the log */
+#define METHOD_MAX 16  /* of a request's method, for the log */
+#define GATE_POLL_MS 5 /* how often a connection looks whether its login is checked */
 
 enum req_kind { REQ_OTHER, REQ_SETUP, REQ_TEARDOWN };
 
@@ -125,6 +129,20 @@ struct proxy {
     bool auth_held;
     size_t nagain;
     struct loop_timer kick;
+    /* auth = login (NULL: none): the player's login to the gateway (struct gate). */
+    struct gate *gate;
+    bool gate_held; /* the client's next request waits for its login to be checked */
+};
+
+/* auth = login: the connection's login, being checked (job) or made (session, until the
+ * connection closes). */
+struct gate {
+    struct login_job *job;
+    struct loop_timer poll;
+    struct proxy *owner;
+    char session[SESSION_IDLEN + 1]; /* "" until a login */
+    char user[USERS_NAMELEN];
+    char client[ADDR_STRLEN]; /* the client's address, without its port: regulation's key */
 };
 
 static void endpoint_of(const struct sockaddr_storage *ss, struct rtsp_endpoint *ep)
@@ -405,24 +423,27 @@ static ssize_t q_match(struct proxy *p, const struct msg *m)
     return cseq == NULL ? first : -1;
 }
 
-/* Formats the gateway's own answer into buf (room > 0), with body as a line of text when it is
- * not NULL and fits. Returns its length, truncated to fit: one snprintf, so a truncation cannot
- * turn into a write past the end. */
+/* Formats the gateway's own answer into buf (room > 0), with the header lines extra (each
+ * ending in CRLF; NULL: none) and body as a line of text when it is not NULL and fits. Returns
+ * its length, truncated to fit: one snprintf, so a truncation cannot turn into a write past the
+ * end. */
 static size_t format_reply(char *buf, size_t room, int major, int minor, int status,
-                           const char *text, const char *cseq, const char *body)
+                           const char *text, const char *cseq, const char *extra, const char *body)
 {
     bool has_cseq = cseq[0] != '\0';
+    extra = extra != NULL ? extra : "";
     int n = -1;
     if (body != NULL) {
         n = snprintf(buf, room,
-                     "RTSP/%d.%d %d %s\r\n%s%s%sServer: portgate\r\nContent-Type: "
+                     "RTSP/%d.%d %d %s\r\n%s%s%s%sServer: portgate\r\nContent-Type: "
                      "text/plain\r\nContent-Length: %zu\r\n\r\n%s\n",
                      major, minor, status, text, has_cseq ? "CSeq: " : "", cseq,
-                     has_cseq ? "\r\n" : "", strlen(body) + 1, body);
+                     has_cseq ? "\r\n" : "", extra, strlen(body) + 1, body);
     }
     if (n < 0 || (size_t)n >= room) {
-        n = snprintf(buf, room, "RTSP/%d.%d %d %s\r\n%s%s%sServer: portgate\r\n\r\n", major, minor,
-                     status, text, has_cseq ? "CSeq: " : "", cseq, has_cseq ? "\r\n" : "");
+        n = snprintf(buf, room, "RTSP/%d.%d %d %s\r\n%s%s%s%sServer: portgate\r\n\r\n", major,
+                     minor, status, text, has_cseq ? "CSeq: " : "", cseq, has_cseq ? "\r\n" : "",
+                     extra);
     }
     if (n < 0) {
         buf[0] = '\0';
@@ -433,25 +454,35 @@ static size_t format_reply(char *buf, size_t room, int major, int minor, int sta
 
 /* Makes e the gateway's own answer, which goes out in its turn. */
 static void make_local(struct pending *e, int major, int minor, int status, const char *text,
-                       const char *body)
+                       const char *extra, const char *body)
 {
     e->local = true;
     /* A copy: GCC's -Wrestrict cannot tell the two fields of *e apart once this is inlined. */
     char cseq[sizeof(e->cseq)];
     memcpy(cseq, e->cseq, sizeof(cseq));
-    e->reply_len = format_reply(e->reply, sizeof(e->reply), major, minor, status, text, cseq, body);
+    e->reply_len =
+        format_reply(e->reply, sizeof(e->reply), major, minor, status, text, cseq, extra, body);
 }
 
-/* Queues the gateway's own answer to request m. */
-static void reply(struct proxy *p, const struct msg *m, int status, const char *text,
-                  const char *body, enum rtsp_proto_stat stat)
+/* Queues the gateway's own answer to request m, with the header lines extra (NULL: none), and
+ * counts it under stat (RTSP_STAT_COUNT: under none). */
+static void reply_with(struct proxy *p, const struct msg *m, int status, const char *text,
+                       const char *extra, const char *body, enum rtsp_proto_stat stat)
 {
     struct pending *e = q_push(p, m);
     if (e == NULL) {
         return; /* cannot happen: requests are only read while the queue has room */
     }
-    make_local(e, m ? m->major : 1, m ? m->minor : 0, status, text, body);
-    mapping_stat_add(&stats(p)->proto[stat], 1);
+    make_local(e, m ? m->major : 1, m ? m->minor : 0, status, text, extra, body);
+    if (stat != RTSP_STAT_COUNT) {
+        mapping_stat_add(&stats(p)->proto[stat], 1);
+    }
+}
+
+static void reply(struct proxy *p, const struct msg *m, int status, const char *text,
+                  const char *body, enum rtsp_proto_stat stat)
+{
+    reply_with(p, m, status, text, NULL, body, stat);
 }
 
 /* Logs a refusal ("SETUP refused: why"): at most one line a second per mapping and worker, like
@@ -649,7 +680,7 @@ static void auth_refuse(struct proxy *p, struct pending *e, const struct msg *m,
     mapping_stat_add(&stats(p)->proto[RTSP_STAT_AUTH_FAILED], 1);
     pending_release(p, e, why);
     copy_drop(p, e);
-    make_local(e, m->major, m->minor, 502, "Bad Gateway", why);
+    make_local(e, m->major, m->minor, 502, "Bad Gateway", NULL, why);
 }
 
 /* Runs the relay, which sends the requests waiting to be sent again: a 401 read from the device
@@ -748,6 +779,152 @@ static bool auth_send_again(struct proxy *p, char *out, size_t room, size_t *pro
         p->nagain--;
     }
     return true;
+}
+
+/* ---- auth = login: the player's login to the gateway ---- */
+
+/*
+ * With auth = login, no request reaches the device before the player has logged in on its
+ * connection: a request without credentials, or with wrong ones, is answered 401 with the
+ * gateway's challenges (Digest SHA-256 and MD5 with a nonce of the gateway's, and Basic: the
+ * connection is TLS), and the player answers on the same connection, as RTSP players do. Its
+ * Authorization is checked on the login thread (auth/login.h), while the request waits; a good
+ * one makes a session that lasts as long as the connection, and every later request goes on
+ * while the session lives (a password changed ends it: the next request gets 401). The player's
+ * Authorization never reaches the device, and an answer or an interleaved frame from a player
+ * that has not logged in is not RTSP the device gets.
+ */
+
+/* Queues a 401 with the gateway's challenges (stale: the nonce was stale, answer again; failed:
+ * the request's credentials were refused, which counts). */
+static void gate_challenge(struct proxy *p, const struct msg *m, bool stale, bool failed)
+{
+    char nonce[LOGIN_NONCE_LEN + 1], lines[DIGEST_CHALLENGES_MAX];
+    login_nonce(p->map->conf.name, nonce);
+    if (digest_challenges_write(lines, sizeof(lines), USERS_DIGEST_REALM, nonce, stale) == 0) {
+        lines[0] = '\0'; /* cannot happen: a realm and a nonce of known sizes */
+    }
+    reply_with(p, m, 401, "Unauthorized", lines, NULL,
+               failed ? RTSP_STAT_LOGIN_FAILED : RTSP_STAT_COUNT);
+}
+
+/* The login thread's verdict: the connection runs again, and its held request with it. */
+static void gate_poll(struct loop_timer *t)
+{
+    struct gate *g = container_of(t, struct gate, poll);
+    char id[SESSION_IDLEN + 1];
+    uint64_t wait_s;
+    if (g->job == NULL) {
+        return; /* taken already, by a request the client's bytes brought first */
+    }
+    if (login_poll(g->job, id, &wait_s) == LOGIN_PENDING) {
+        loop_timer_start(g->owner->ctx->loop, &g->poll, GATE_POLL_MS);
+        return;
+    }
+    OPENSSL_cleanse(id, sizeof(id));
+    tcp_conn_kick(g->owner->conn); /* may close the connection, and free g */
+}
+
+/* The verdict on the request at m, whose login was being checked. Returns 1 (it goes on), 0 (it
+ * still waits) or -1 (answered). */
+static int gate_verdict(struct proxy *p, const struct msg *m)
+{
+    struct gate *g = p->gate;
+    char id[SESSION_IDLEN + 1];
+    uint64_t wait_s = 0;
+    enum login_result r = login_poll(g->job, id, &wait_s);
+    if (r == LOGIN_PENDING) {
+        return 0;
+    }
+    login_job_free(g->job);
+    g->job = NULL;
+    loop_timer_stop(p->ctx->loop, &g->poll);
+    char text[96];
+    switch (r) {
+    case LOGIN_OK:
+        memcpy(g->session, id, sizeof(g->session));
+        OPENSSL_cleanse(id, sizeof(id));
+        mapping_stat_add(&stats(p)->proto[RTSP_STAT_LOGINS], 1);
+        return 1;
+    case LOGIN_BANNED:
+        /* RTSP has no 429: a 403 says stop, with the wait in its text. */
+        snprintf(text, sizeof(text), "too many failed logins: try again in %llu minutes",
+                 (unsigned long long)((wait_s + 59) / 60));
+        reply(p, m, 403, "Forbidden", text, RTSP_STAT_LOGIN_FAILED);
+        return -1;
+    case LOGIN_BUSY:
+        reply(p, m, 503, "Service Unavailable", "the gateway's login is busy: try again",
+              RTSP_STAT_LOGIN_FAILED);
+        return -1;
+    default:
+        gate_challenge(p, m, false, true); /* the login thread logged why */
+        return -1;
+    }
+}
+
+/*
+ * auth = login on request m: returns 1 when it goes on (the connection's player has logged in),
+ * 0 when it waits for its login to be checked (the connection runs again then), or -1 when the
+ * gateway answered it (401, 403 or 503, queued in its turn).
+ */
+static int gate(struct proxy *p, const struct msg *m)
+{
+    struct gate *g = p->gate;
+    const char *scope = p->map->conf.name;
+    if (g->job != NULL) {
+        return gate_verdict(p, m);
+    }
+    if (g->session[0] != '\0') {
+        if (login_session(g->session, scope, g->user)) {
+            return 1;
+        }
+        login_session_end(g->session, scope);
+        g->session[0] = '\0'; /* its password changed, or it was idle too long: log in again */
+    }
+    const struct msg_str *auth = msg_header(m, "Authorization");
+    if (auth == NULL) {
+        gate_challenge(p, m, false, false);
+        return -1;
+    }
+    struct digest_answer a;
+    const char *why = NULL;
+    char what[METHOD_MAX + 32];
+    snprintf(what, sizeof(what), "%.*s answered 401",
+             (int)(m->method.n < METHOD_MAX ? m->method.n : METHOD_MAX), m->method.p);
+    if (digest_answer_parse(auth->p, auth->n, &a, &why) != 0) {
+        log_refusal(p, what, why);
+        gate_challenge(p, m, false, true);
+        return -1;
+    }
+    if (a.scheme != DIGEST_BASIC) {
+        int fresh = login_nonce_check(a.nonce, scope);
+        if (fresh == 0) {
+            gate_challenge(p, m, true, false); /* the player answers again, asking no one */
+            return -1;
+        }
+        why = fresh < 0 ? "a Digest nonce that is not the gateway's"
+              : strcmp(a.realm, USERS_DIGEST_REALM) != 0 ? "a Digest answer for another realm"
+              : m->target.n != strlen(a.uri) || memcmp(m->target.p, a.uri, m->target.n) != 0
+                  ? "a Digest answer for another URL than the request's"
+                  : NULL;
+        if (why != NULL) {
+            log_refusal(p, what, why);
+            gate_challenge(p, m, false, true);
+            return -1;
+        }
+    }
+    const struct rtsp_proto_conf *conf = p->map->conf.pconf;
+    char method[32];
+    snprintf(method, sizeof(method), "%.*s", (int)(m->method.n < 31 ? m->method.n : 31),
+             m->method.p);
+    g->job = login_start_player(&a, method, g->client, scope, conf->users);
+    OPENSSL_cleanse(&a, sizeof(a));
+    if (g->job == NULL) {
+        reply(p, m, 503, "Service Unavailable", "out of memory", RTSP_STAT_LOGIN_FAILED);
+        return -1;
+    }
+    loop_timer_start(p->ctx->loop, &g->poll, GATE_POLL_MS);
+    return 0;
 }
 
 /* ---- Transport ---- */
@@ -938,6 +1115,9 @@ static ssize_t request(struct proxy *p, const char *msg, const struct msg *m, ch
             reply(p, m, 502, "Bad Gateway", auth_too_long, RTSP_STAT_AUTH_FAILED);
             return 0;
         }
+    } else if (p->gate != NULL) {
+        n = (ssize_t)strip_authorization(out,
+                                         (size_t)n); /* the gateway's login, not the device's */
     }
     /* A request naming a session of this client's that another connection set up (a
      * keep-alive or a TEARDOWN sent on a new connection): this one holds it too, so the
@@ -1045,7 +1225,7 @@ static ssize_t answer_setup(struct proxy *p, const char *msg, const struct msg *
         mapping_stat_add(&stats(p)->proto[RTSP_STAT_REFUSED], 1);
         pending_release(p, e, refusal);
         return (ssize_t)format_reply(out, room, m->major, m->minor, 453, "Not Enough Bandwidth",
-                                     e->cseq, NULL);
+                                     e->cseq, NULL, NULL);
     }
     char tbuf[TRANSPORT_MAX];
     client_transport(p, e, t, tbuf);
@@ -1175,6 +1355,15 @@ static void *proxy_open(const struct tcp_filter_conn *fc)
     const struct rtsp_proto_conf *conf = p->map->conf.pconf;
     p->login = conf->auth.user[0] != '\0' ? &conf->auth : NULL;
     loop_timer_init(&p->kick, auth_kick);
+    if (conf->login) {
+        if ((p->gate = calloc(1, sizeof(*p->gate))) == NULL) {
+            free(p);
+            return NULL;
+        }
+        p->gate->owner = p;
+        loop_timer_init(&p->gate->poll, gate_poll);
+        addr_format_ip(&p->client_ip, p->gate->client, sizeof(p->gate->client));
+    }
     return p;
 }
 
@@ -1252,6 +1441,15 @@ static ssize_t pass_message(struct proxy *p, enum tcp_dir dir, const char *in, s
         if (p->qlen == MAX_PENDING) {
             return 0; /* wait for answers before reading more requests */
         }
+        int g = p->gate != NULL ? gate(p, &m) : 1;
+        if (g == 0) {
+            p->gate_held = true;
+            return 0;
+        }
+        if (g < 0) {
+            p->last_rtsp_ms = loop_now(p->ctx->loop);
+            return head + (ssize_t)m.length; /* answered by the gateway */
+        }
         if (auth_waits(p, (size_t)head + m.length)) {
             p->auth_held = true;
             return 0;
@@ -1259,6 +1457,9 @@ static ssize_t pass_message(struct proxy *p, enum tcp_dir dir, const char *in, s
         n = request(p, in, &m, out + *produced, room - *produced);
     } else if (dir == TCP_DOWN && m.response) {
         n = answer(p, in, &m, out + *produced, room - *produced);
+    } else if (dir == TCP_UP && p->gate != NULL && p->gate->session[0] == '\0') {
+        bad_request(p, "an answer from a player that has not logged in");
+        return (ssize_t)len;
     } else {
         /* A request of the device to the client (RTSP allows them), or the client's answer to
          * one: rewritten, not matched. */
@@ -1290,6 +1491,7 @@ static ssize_t proxy_data(void *st, enum tcp_dir dir, const char *in, size_t len
     size_t used = 0, produced = 0;
     if (dir == TCP_UP) {
         p->auth_held = false;
+        p->gate_held = false;
         if (p->nagain > 0 && !auth_send_again(p, out, room, &produced)) {
             *out_len = produced; /* the rest once this is written */
             return 0;
@@ -1338,12 +1540,12 @@ static ssize_t proxy_data(void *st, enum tcp_dir dir, const char *in, size_t len
     return (ssize_t)used;
 }
 
-/* The client's requests wait while MAX_PENDING await their answers, or device-auth waits for
- * one (auth_waits). */
+/* The client's requests wait while MAX_PENDING await their answers, device-auth waits for one
+ * (auth_waits), or a login is being checked (gate). */
 static bool proxy_held(void *st, enum tcp_dir dir)
 {
     const struct proxy *p = st;
-    return dir == TCP_UP && (p->qlen == MAX_PENDING || p->auth_held);
+    return dir == TCP_UP && (p->qlen == MAX_PENDING || p->auth_held || p->gate_held);
 }
 
 /* Output of the filter's own: its answers to the client whose turn has come, and the requests
@@ -1361,6 +1563,15 @@ static void proxy_close(void *st)
 {
     struct proxy *p = st;
     loop_timer_stop(p->ctx->loop, &p->kick);
+    if (p->gate != NULL) {
+        loop_timer_stop(p->ctx->loop, &p->gate->poll);
+        login_job_free(p->gate->job); /* a check not done goes on alone, then is dropped */
+        if (p->gate->session[0] != '\0') {
+            login_session_end(p->gate->session, p->map->conf.name);
+        }
+        OPENSSL_cleanse(p->gate, sizeof(*p->gate));
+        free(p->gate);
+    }
     for (size_t i = 0; i < p->qlen; i++) {
         pending_release(p, &p->q[i], "the control connection closed");
         copy_drop(p, &p->q[i]);

@@ -6,6 +6,8 @@
 #include <string.h>
 #include <sys/socket.h>
 
+#include "auth/users.h"
+#include "core/names.h"
 #include "proto/rtsp/rtsp_proto.h"
 #include "proto/rtsp/rtsp_proxy.h"
 #include "tls/tls.h"
@@ -30,11 +32,33 @@ static void conf_init(void *pconf)
     tls_conf_init(&c->tls, NULL, RTSP_STAT_COUNT);
 }
 
+/* auth is TLS's (client-cert) or the filter's (login: the players' login to the gateway); users
+ * is either's list, kept here and given to TLS at run_open() when client certificates are
+ * asked for. */
 static int conf_set(void *pconf, const char *key, const char *val, char *why, size_t len)
 {
     struct rtsps_conf *c = pconf;
     if (strcmp(key, "device-auth") == 0) {
         return rtsp_proto_auth_set(&c->rtsp, val, why, len);
+    }
+    if (strcmp(key, "auth") == 0) {
+        if (strcmp(val, "login") == 0) {
+            c->tls.client_cert = false;
+            c->rtsp.login = true;
+            return 0;
+        }
+        if (strcmp(val, "client-cert") != 0 && strcmp(val, "none") != 0) {
+            snprintf(why, len,
+                     "\"%s\": login (players log in to the gateway, by Digest or Basic), "
+                     "client-cert (players show a certificate of client-ca), or none",
+                     val);
+            return -1;
+        }
+        c->rtsp.login = false;
+        return tls_conf_set(&c->tls, key, val, why, len);
+    }
+    if (strcmp(key, "users") == 0) {
+        return names_parse(val, "a name", 256, c->rtsp.users, sizeof(c->rtsp.users), why, len);
     }
     return tls_conf_set(&c->tls, key, val, why, len);
 }
@@ -43,19 +67,56 @@ static void conf_format(const void *pconf, char *buf, size_t len)
 {
     const struct rtsps_conf *c = pconf;
     tls_conf_format(&c->tls, buf, len);
+    size_t off = strlen(buf);
+    if (c->rtsp.login && off + 1 < len) {
+        off += (size_t)snprintf(buf + off, len - off, "%sauth=login", off > 0 ? " " : "");
+    }
+    if (c->rtsp.users[0] != '\0' && off + 1 < len) {
+        snprintf(buf + off, len - off, "%susers=%s", off > 0 ? " " : "", c->rtsp.users);
+    }
     rtsp_proto_auth_format(&c->rtsp, buf, len);
 }
 
 static void *run_open(const void *pconf, const char *mapname, unsigned char id[32], char *why,
                       size_t len)
 {
-    return tls_run_open(&((const struct rtsps_conf *)pconf)->tls, mapname, id, why, len);
+    const struct rtsps_conf *c = pconf;
+    struct tls_conf tls = c->tls;
+    if (tls.client_cert) {
+        snprintf(tls.users, sizeof(tls.users), "%s", c->rtsp.users);
+    }
+    return tls_run_open(&tls, mapname, id, why, len);
 }
 
-/* device-auth: every player is the device's user. */
+/* users says who may come: it needs auth; with login, it names the users file's users. */
+static int conf_check(const void *pconf, char *why, size_t len)
+{
+    const struct rtsps_conf *c = pconf;
+    if (c->rtsp.users[0] != '\0' && !c->rtsp.login && !c->tls.client_cert) {
+        snprintf(why, len, "users: applies with auth = login or auth = client-cert");
+        return -1;
+    }
+    for (const char *p = c->rtsp.users; c->rtsp.login && *p != '\0';) {
+        size_t n = strcspn(p, ",");
+        char name[USERS_NAMELEN];
+        snprintf(name, sizeof(name), "%.*s", (int)n, p);
+        if (n >= USERS_NAMELEN || !users_valid_name(name)) {
+            snprintf(why, len,
+                     "users: \"%.*s\": with auth = login, a user's name (letters, digits, '.', "
+                     "'_', '-' or '@')",
+                     (int)(n < 80 ? n : 80), p);
+            return -1;
+        }
+        p += n + (p[n] == ',');
+    }
+    return 0;
+}
+
+/* device-auth with no login and no client certificates: every player is the device's user. */
 static bool opens_device(const void *pconf)
 {
-    return ((const struct rtsps_conf *)pconf)->rtsp.auth.user[0] != '\0';
+    const struct rtsps_conf *c = pconf;
+    return c->rtsp.auth.user[0] != '\0' && !c->rtsp.login && !c->tls.client_cert;
 }
 
 const struct proto rtsps_proto = {
@@ -73,6 +134,7 @@ const struct proto rtsps_proto = {
     .conf_init = conf_init,
     .conf_set = conf_set,
     .conf_format = conf_format,
+    .conf_check = conf_check,
     .run_open = run_open,
     .run_close = tls_run_close,
     .stat_names = stat_names,

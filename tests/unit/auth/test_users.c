@@ -133,10 +133,14 @@ static void test_passwords_and_tokens(void **state)
     assert_false(users_any(u));
     assert_false(users_check_password(u, "alice", "whatever"));
 
-    assert_int_equal(users_set_password(path, "alice", "short", err, sizeof(err)), -EINVAL);
+    assert_int_equal(
+        users_set_password(path, "alice", "short", USERS_DIGEST_KEEP, err, sizeof(err)), -EINVAL);
     assert_non_null(strstr(err, "8 to 1024 characters"));
-    assert_int_equal(users_set_password(path, "a b", "long enough", err, sizeof(err)), -EINVAL);
-    assert_int_equal(users_set_password(path, "alice", "correct horse", err, sizeof(err)), 0);
+    assert_int_equal(
+        users_set_password(path, "a b", "long enough", USERS_DIGEST_KEEP, err, sizeof(err)),
+        -EINVAL);
+    assert_int_equal(
+        users_set_password(path, "alice", "correct horse", USERS_DIGEST_KEEP, err, sizeof(err)), 0);
     struct stat sb;
     assert_int_equal(stat(path, &sb), 0);
     assert_int_equal(sb.st_mode & 0777, 0600);
@@ -146,8 +150,10 @@ static void test_passwords_and_tokens(void **state)
     assert_false(users_check_password(u, "alice", "correct horsE"));
     assert_false(users_check_password(u, "bob", "correct horse"));
     /* A second user, and a new password for the first: both kept. */
-    assert_int_equal(users_set_password(path, "bob", "battery staple", err, sizeof(err)), 0);
-    assert_int_equal(users_set_password(path, "alice", "new password", err, sizeof(err)), 0);
+    assert_int_equal(
+        users_set_password(path, "bob", "battery staple", USERS_DIGEST_KEEP, err, sizeof(err)), 0);
+    assert_int_equal(
+        users_set_password(path, "alice", "new password", USERS_DIGEST_KEEP, err, sizeof(err)), 0);
     users_refresh(u);
     assert_true(users_check_password(u, "bob", "battery staple"));
     assert_true(users_check_password(u, "alice", "new password"));
@@ -194,7 +200,9 @@ static void test_passwords_and_tokens(void **state)
     assert_non_null(users_error(u));
     assert_true(users_check_password(u, "bob", "battery staple"));
     /* and a change refuses to write over it */
-    assert_int_equal(users_set_password(path, "carol", "long enough", err, sizeof(err)), -EIO);
+    assert_int_equal(
+        users_set_password(path, "carol", "long enough", USERS_DIGEST_KEEP, err, sizeof(err)),
+        -EIO);
     assert_non_null(strstr(err, "fix or remove it first"));
     users_free(u);
     char cmd[160];
@@ -228,8 +236,10 @@ static void test_second_factor(void **state)
     char dir[] = "/tmp/portgate-totp-XXXXXX", path[128], err[768];
     assert_non_null(mkdtemp(dir));
     snprintf(path, sizeof(path), "%s/users", dir);
-    assert_int_equal(users_set_password(path, "alice", "correct horse", err, sizeof(err)), 0);
-    assert_int_equal(users_set_password(path, "bob", "battery staple", err, sizeof(err)), 0);
+    assert_int_equal(
+        users_set_password(path, "alice", "correct horse", USERS_DIGEST_KEEP, err, sizeof(err)), 0);
+    assert_int_equal(
+        users_set_password(path, "bob", "battery staple", USERS_DIGEST_KEEP, err, sizeof(err)), 0);
     struct users *u = users_open(path);
     unsigned char stamp0[USERS_STAMP_LEN], stamp1[USERS_STAMP_LEN], stamp2[USERS_STAMP_LEN];
     assert_true(users_stamp(u, "alice", stamp0));
@@ -339,7 +349,8 @@ static void test_second_factor(void **state)
                      USERS_FACTOR_RECOVERY);
 
     /* A password change, here or by portgate passwd, keeps the second factor; so do tokens. */
-    assert_int_equal(users_set_password(path, "alice", "new password", err, sizeof(err)), 0);
+    assert_int_equal(
+        users_set_password(path, "alice", "new password", USERS_DIGEST_KEEP, err, sizeof(err)), 0);
     char token[USERS_TOKEN_LEN + 1];
     assert_int_equal(users_token_create(path, "ci", token, err, sizeof(err)), 0);
     assert_int_equal(users_token_revoke(path, "ci", err, sizeof(err)), 0);
@@ -382,7 +393,8 @@ static void test_owner_kept(void **state)
     assert_non_null(mkdtemp(dir));
     assert_int_equal(chown(dir, 65534, 65534), 0);
     snprintf(path, sizeof(path), "%s/users", dir);
-    assert_int_equal(users_set_password(path, "alice", "correct horse", err, sizeof(err)), 0);
+    assert_int_equal(
+        users_set_password(path, "alice", "correct horse", USERS_DIGEST_KEEP, err, sizeof(err)), 0);
     struct stat sb;
     assert_int_equal(stat(path, &sb), 0);
     assert_int_equal(sb.st_uid, 65534);
@@ -395,7 +407,8 @@ static void test_owner_kept(void **state)
     assert_int_equal(sb.st_gid, 65533);
     char sub[160];
     snprintf(sub, sizeof(sub), "%s/new/users", dir);
-    assert_int_equal(users_set_password(sub, "bob", "long enough", err, sizeof(err)), 0);
+    assert_int_equal(
+        users_set_password(sub, "bob", "long enough", USERS_DIGEST_KEEP, err, sizeof(err)), 0);
 
     /* Links planted by the directory's owner (the gateway's user) make root write or give away
      * nothing else: not as the temporary file (its name is random, and made exclusively), not
@@ -407,14 +420,17 @@ static void test_owner_kept(void **state)
     fclose(f);
     snprintf(link, sizeof(link), "%s/users.tmp", dir);
     assert_int_equal(symlink(canary, link), 0);
-    assert_int_equal(users_set_password(path, "alice", "another one", err, sizeof(err)), 0);
+    assert_int_equal(
+        users_set_password(path, "alice", "another one", USERS_DIGEST_KEEP, err, sizeof(err)), 0);
     struct stat cs;
     assert_int_equal(stat(canary, &cs), 0);
     assert_int_equal(cs.st_uid, 0);
     assert_int_equal(cs.st_size, 7);
     assert_int_equal(unlink(path), 0);
     assert_int_equal(symlink(canary, path), 0);
-    assert_int_equal(users_set_password(path, "alice", "another one", err, sizeof(err)), -EIO);
+    assert_int_equal(
+        users_set_password(path, "alice", "another one", USERS_DIGEST_KEEP, err, sizeof(err)),
+        -EIO);
     assert_non_null(strstr(err, "a symbolic link"));
     assert_int_equal(stat(canary, &cs), 0);
     assert_int_equal(cs.st_uid, 0);
@@ -422,6 +438,92 @@ static void test_owner_kept(void **state)
     char cmd[160];
     snprintf(cmd, sizeof(cmd), "rm -rf %s", dir);
     assert_int_equal(system(cmd), 0);
+}
+
+/* A Digest answer of user with password, as a player would make it for our realm. */
+static void answer_of(const char *user, const char *password, enum digest_scheme alg,
+                      struct digest_answer *a)
+{
+    struct digest_challenge c = {.scheme = alg, .qop_auth = true};
+    strcpy(c.realm, USERS_DIGEST_REALM);
+    strcpy(c.nonce, "n0nce");
+    char cred[DIGEST_CRED_MAX];
+    const char *why;
+    assert_true(digest_credentials_cnonce(&c, user, password, "PLAY", 4, "rtsps://h/s", 11, 1, "c",
+                                          cred, sizeof(cred)) > 0);
+    assert_int_equal(digest_answer_parse(cred, strlen(cred), a, &why), 0);
+}
+
+static void test_digest_keys(void **state)
+{
+    (void)state;
+    char dir[] = "/tmp/portgate-users-XXXXXX", path[128], err[768];
+    assert_non_null(mkdtemp(dir));
+    snprintf(path, sizeof(path), "%s/users", dir);
+    struct digest_answer md5, sha, wrong;
+    answer_of("alice", "correct horse", DIGEST_MD5, &md5);
+    answer_of("alice", "correct horse", DIGEST_SHA256, &sha);
+    answer_of("alice", "correct horsE", DIGEST_MD5, &wrong);
+    /* Without --digest: no keys, whatever the answer. */
+    assert_int_equal(
+        users_set_password(path, "alice", "correct horse", USERS_DIGEST_KEEP, err, sizeof(err)), 0);
+    struct users *u = users_open(path);
+    assert_false(users_digest_enabled(u, "alice"));
+    assert_int_equal(users_check_digest(u, &md5, "PLAY", 4), -ENOENT);
+    /* --digest: MD5 and SHA-256 keys, in the file as a digest line. */
+    assert_int_equal(
+        users_set_password(path, "alice", "correct horse", USERS_DIGEST_ON, err, sizeof(err)), 0);
+    users_refresh(u);
+    assert_true(users_digest_enabled(u, "alice"));
+    assert_int_equal(users_check_digest(u, &md5, "PLAY", 4), 1);
+    assert_int_equal(users_check_digest(u, &sha, "PLAY", 4), 1);
+    assert_int_equal(users_check_digest(u, &md5, "PAUSE", 5), 0);
+    assert_int_equal(users_check_digest(u, &wrong, "PLAY", 4), 0);
+    struct digest_answer bob;
+    answer_of("bob", "correct horse", DIGEST_MD5, &bob);
+    assert_int_equal(users_check_digest(u, &bob, "PLAY", 4), -ENOENT);
+    /* A new password without either option: the keys follow it. */
+    assert_int_equal(
+        users_set_password(path, "alice", "correct horsE", USERS_DIGEST_KEEP, err, sizeof(err)), 0);
+    users_refresh(u);
+    assert_int_equal(users_check_digest(u, &md5, "PLAY", 4), 0);
+    assert_int_equal(users_check_digest(u, &wrong, "PLAY", 4), 1);
+    assert_true(users_check_password(u, "alice", "correct horsE"));
+    /* --no-digest: gone. */
+    assert_int_equal(
+        users_set_password(path, "alice", "correct horsE", USERS_DIGEST_OFF, err, sizeof(err)), 0);
+    users_refresh(u);
+    assert_false(users_digest_enabled(u, "alice"));
+    assert_int_equal(users_check_digest(u, &wrong, "PLAY", 4), -ENOENT);
+    users_free(u);
+
+    /* The file's digest lines: each refusal. */
+    static const struct {
+        const char *text, *why;
+    } bad[] = {
+        {"digest alice 0123456789abcdef0123456789abcdef "
+         "0123456789abcdef0123456789abcdef0123456789abcdef0123456789abcdef\n",
+         "no user line above"},
+        {"user alice $argon2id$x\ndigest alice 0123\n", "malformed digest"},
+        {"user alice $argon2id$x\ndigest alice 0123456789ABCDEF0123456789abcdef "
+         "0123456789abcdef0123456789abcdef0123456789abcdef0123456789abcdef\n",
+         "malformed digest"},
+        {"user alice $argon2id$x\ndigest alice 0123456789abcdef0123456789abcdef "
+         "0123456789abcdef0123456789abcdef0123456789abcdef0123456789abcdef\n"
+         "digest alice 0123456789abcdef0123456789abcdef "
+         "0123456789abcdef0123456789abcdef0123456789abcdef0123456789abcdef\n",
+         "appears twice"},
+    };
+    for (size_t i = 0; i < sizeof(bad) / sizeof(bad[0]); i++) {
+        struct users *b = users_parse("f", bad[i].text, strlen(bad[i].text));
+        assert_non_null(users_error(b));
+        if (strstr(users_error(b), bad[i].why) == NULL) {
+            fail_msg("case %zu: %s", i, users_error(b));
+        }
+        users_free(b);
+    }
+    unlink(path);
+    rmdir(dir);
 }
 
 int main(void)
@@ -433,6 +535,7 @@ int main(void)
         cmocka_unit_test(test_passwords_and_tokens),
         cmocka_unit_test(test_second_factor),
         cmocka_unit_test(test_owner_kept),
+        cmocka_unit_test(test_digest_keys),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
