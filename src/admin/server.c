@@ -219,7 +219,38 @@ static bool peer_allowed(struct admin_listener *l, struct MHD_Connection *c)
 
 /* ---- requests ---- */
 
-/* The client's address as text ("unix" on the unix socket). */
+static bool host_listed(const struct admin_listener *l, const char *host);
+
+/* The last address of an X-Forwarded-For value into buf, if it is one (else false). */
+static bool last_forwarded(const char *xff, char *buf, size_t len)
+{
+    const char *last = strrchr(xff, ',');
+    last = last != NULL ? last + 1 : xff;
+    while (*last == ' ' || *last == '\t') {
+        last++;
+    }
+    size_t n = strcspn(last, " \t");
+    char ip[ADDR_STRLEN];
+    struct sockaddr_storage ss;
+    if (n == 0 || n >= sizeof(ip) || last[n] != '\0') {
+        return false;
+    }
+    memcpy(ip, last, n);
+    ip[n] = '\0';
+    if (addr_parse_ip(ip, &ss) != 0) {
+        return false;
+    }
+    addr_format_ip(&ss, buf, len);
+    return true;
+}
+
+/*
+ * The client's address as text ("unix" on the unix socket). A request that came through the
+ * gateway's own https mapping (from loopback, its Host one of admin-origins) is the client's
+ * that the mapping names last in X-Forwarded-For (the mapping removes what a client sent there
+ * itself, and appends the address it saw): so the login's regulation and the log lines are
+ * about the remote client, not the gateway's loopback address that all of them share.
+ */
 static void client_address(struct admin_listener *l, struct MHD_Connection *c, char *buf,
                            size_t len)
 {
@@ -234,6 +265,12 @@ static void client_address(struct admin_listener *l, struct MHD_Connection *c, c
            ci->client_addr->sa_family == AF_INET6 ? sizeof(struct sockaddr_in6)
                                                   : sizeof(struct sockaddr_in));
     addr_format_ip(&ss, buf, len);
+    const char *xff = MHD_lookup_connection_value(c, MHD_HEADER_KIND, "X-Forwarded-For");
+    addr_unmap(&ss);
+    if (xff != NULL && addr_is_loopback(&ss) &&
+        host_listed(l, MHD_lookup_connection_value(c, MHD_HEADER_KIND, "Host"))) {
+        last_forwarded(xff, buf, len);
+    }
 }
 
 /* Logins and the check of every API request (admin/auth.h). Returns MHD_YES/MHD_NO when it

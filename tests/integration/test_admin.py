@@ -1210,3 +1210,44 @@ def test_totp_disable_by_code_and_endpoints(gateway):
     s2 = session_of(g, login(g.web, "alice", "correct horse"))
     r = s2.post(f"{API}/me/totp/confirm", {"code": totp(secret2)})
     assert r.status == 409, r
+
+
+def test_login_through_the_gateways_https_mapping_sees_the_remote_client(gateway, tmp_path):
+    """From outside (docs/admin.md): a login that comes through the gateway's own https mapping
+    (its Host one of admin-origins) is the remote client's, whom the mapping names last in
+    X-Forwarded-For: its failures are regulated and logged by that address, so one client's
+    ban does not lock out the others, who all reach the listener from the gateway's loopback
+    address. A forwarded address is not taken from a request without such a Host."""
+    assert subprocess.run([BINARY, "cert", "-o", str(tmp_path / "c"), "localhost"],
+                          capture_output=True).returncode == 0
+    aport, gport = free_ports(2)
+    g = gateway(config=f"[gateway]\nadmin = 127.0.0.1:{aport}\n"
+                       f"admin-origins = https://localhost:{gport}\n"
+                       f"[map admin]\nproto = https\nlisten = 127.0.0.1:{gport}\n"
+                       f"target = 127.0.0.1:{aport}\ncert = {tmp_path}/c.crt\n"
+                       f"key = {tmp_path}/c.key\n")
+    passwd(g, "alice", "correct horse")
+
+    def login_from(source, password, direct=False, user="alice"):
+        url = (f"http://127.0.0.1:{aport}" if direct else f"https://localhost:{gport}")
+        r = subprocess.run(["curl", "-s", "--cacert", f"{tmp_path}/c.crt", "--interface", source,
+                            "-o", "/dev/null", "-w", "%{http_code}", "-H",
+                            "Content-Type: application/json", "-H",
+                            "X-Forwarded-For: 203.0.113.9", "--data",
+                            json.dumps({"user": user, "password": password}),
+                            f"{url}/api/v1/session"], capture_output=True, text=True, timeout=30)
+        return r.stdout
+
+    for _ in range(5):  # (not alice: her name would be banned too)
+        assert login_from("127.0.0.2", "wrong one", user="mallory") == "401"
+    g.wait_log("admin: failed login for a user name that does not exist from 127.0.0.2")
+    g.wait_log("admin: 5 failed logins within 5 minutes for user (a name that is no user's) and "
+               "from 127.0.0.2; refusing both")
+    assert login_from("127.0.0.2", "correct horse") == "429"
+    # Another remote client, through the same mapping (the same loopback peer): let in.
+    assert login_from("127.0.0.3", "correct horse") == "200"
+    g.wait_log("admin: user alice logged in from 127.0.0.3")
+    # Straight to the listener, the X-Forwarded-For a client sends is not believed.
+    assert login_from("127.0.0.4", "wrong one", direct=True) == "401"
+    g.wait_log("admin: failed login for user alice from 127.0.0.4")
+    assert "203.0.113.9" not in g.log()
