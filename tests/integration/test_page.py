@@ -1086,9 +1086,11 @@ def _answers(api):
 
 def test_login_in_front_of_a_device_in_chromium(gateway, tmp_path):
     """auth = login on an https mapping, in Chromium: the device's page asks for the gateway's
-    login first, the login brings the browser back to the page it asked for, the device's own
-    redirects stay on the gateway's name, logout ends it, and failures end in a ban. The pages
-    obey their Content-Security-Policy (no violation in the console)."""
+    login first, with a TOTP code for a user who has a second factor (a code used once is
+    refused the second time), the login brings the browser back to the page it asked for, the
+    device's own redirects stay on the gateway's name, logout ends it, and failures end in a
+    ban. The pages obey their Content-Security-Policy (no violation in the console)."""
+    from test_http import totp
     dev = Device()
     assert subprocess.run([BINARY, "cert", "-o", str(tmp_path / "c"), "localhost"],
                           capture_output=True).returncode == 0
@@ -1097,6 +1099,12 @@ def test_login_in_front_of_a_device_in_chromium(gateway, tmp_path):
                        f"target = 127.0.0.1:{dev.port}\ncert = {tmp_path}/c.crt\n"
                        f"key = {tmp_path}/c.key\nauth = login\nusers = alice\n")
     passwd(g, "alice", "alice's long password")
+    # alice's second factor, as the admin page's enrolment leaves it (test_page_two_factor).
+    secret = "JBSWY3DPEHPK3PXPJBSWY3DPEHPK3PXP"
+    lines = g.users.read_text().splitlines()
+    lines.insert(next(i for i, l in enumerate(lines) if l.startswith("user alice ")) + 1,
+                 f"totp alice {secret} 0")
+    g.users.write_text("\n".join(lines) + "\n")
     opts = webdriver.ChromeOptions()
     opts.binary_location = CHROMIUM
     for arg in ("--headless=new", "--no-sandbox", "--disable-gpu", "--ignore-certificate-errors",
@@ -1113,8 +1121,16 @@ def test_login_in_front_of_a_device_in_chromium(gateway, tmp_path):
         b.visible("#user")
         assert driver.current_url == f"{base}/.portgate/login?next=/echo%3Ffrom%3Dbrowser"
         assert dev.seen == []
+        # The password alone is not enough; with the code, in.
         b.type("#user", "alice")
         b.type("#password", "alice's long password")
+        b.click("button[type=submit]")
+        b.until("the refusal", lambda: "Wrong user, password or code" in b.el("#error").text)
+        assert dev.seen == []
+        code = totp(secret)
+        b.type("#user", "alice")
+        b.type("#password", "alice's long password")
+        b.type("#code", code)
         b.click("button[type=submit]")
         b.until("the device's page", lambda: "GET /echo?from=browser" in driver.page_source)
         assert driver.current_url == f"{base}/echo?from=browser"
@@ -1132,8 +1148,16 @@ def test_login_in_front_of_a_device_in_chromium(gateway, tmp_path):
         driver.get(f"{base}/echo")
         b.visible("#user")
         assert "/.portgate/login" in driver.current_url
+        # The same code again: used up.
+        b.type("#user", "alice")
+        b.type("#password", "alice's long password")
+        b.type("#code", code)
+        b.click("button[type=submit]")
+        b.until("the replay refused", lambda: "Wrong user, password or code" in
+                b.el("#error").text)
+        g.wait_log("login: map cam: user alice from 127.0.0.1: a wrong second factor")
         # Five failures: refused for a while, the right password too.
-        for _ in range(5):
+        for _ in range(3):
             b.type("#user", "alice")
             b.type("#password", "wrong password")
             b.click("button[type=submit]")
