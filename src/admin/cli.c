@@ -81,7 +81,8 @@ static int prompt(const char *what, char *buf, size_t len)
 }
 
 static const char usage_passwd[] =
-    "Usage: portgate passwd [-c FILE] [--password-stdin] [--digest | --no-digest] USER\n"
+    "Usage: portgate passwd [-c FILE] [--password-stdin] [--digest | --no-digest] [--no-totp]\n"
+    "                       USER\n"
     "\n"
     "Sets USER's password for the admin interface's web page and the gateway's login (adding\n"
     "the user if new), in the users file that FILE names (users-file in [gateway]; without -c,\n"
@@ -96,17 +97,24 @@ static const char usage_passwd[] =
     "               are as good as the password to whoever reads the file, and quick to\n"
     "               guess from: only for the users who play streams\n"
     "  --no-digest  remove them\n"
-    "Without either, a user who has the keys gets them for the new password.\n";
+    "Without either, a user who has the keys gets them for the new password.\n"
+    "  --no-totp    also turn off the user's second factor (TOTP and its recovery codes), for\n"
+    "               a user who lost them; the user turns it on again from the web page\n"
+    "A second factor is otherwise kept.\n";
 
 int cli_passwd(int argc, char **argv)
 {
-    static const struct option opts[] = {
-        {"config", required_argument, NULL, 'c'}, {"password-stdin", no_argument, NULL, 's'},
-        {"digest", no_argument, NULL, 'd'},       {"no-digest", no_argument, NULL, 'n'},
-        {"help", no_argument, NULL, 'h'},         {NULL, 0, NULL, 0}};
+    static const struct option opts[] = {{"config", required_argument, NULL, 'c'},
+                                         {"password-stdin", no_argument, NULL, 's'},
+                                         {"digest", no_argument, NULL, 'd'},
+                                         {"no-digest", no_argument, NULL, 'n'},
+                                         {"no-totp", no_argument, NULL, 't'},
+                                         {"help", no_argument, NULL, 'h'},
+                                         {NULL, 0, NULL, 0}};
     const char *config = NULL;
     bool from_stdin = false;
     enum users_digest digest = USERS_DIGEST_KEEP;
+    bool no_totp = false;
     int ch;
     opterr = 0;
     optind = 1;
@@ -117,6 +125,9 @@ int cli_passwd(int argc, char **argv)
             break;
         case 's':
             from_stdin = true;
+            break;
+        case 't':
+            no_totp = true;
             break;
         case 'd':
         case 'n':
@@ -179,6 +190,17 @@ int cli_passwd(int argc, char **argv)
             digest == USERS_DIGEST_ON    ? ", with the keys for players' Digest logins"
             : digest == USERS_DIGEST_OFF ? ", without keys for players' Digest logins"
                                          : "");
+    if (no_totp) {
+        int trc = users_totp_disable(gw.users_file, user, err, sizeof(err));
+        if (trc != 0 && trc != -ENOENT) {
+            fprintf(stderr, "portgate passwd: %s\n", err);
+            goto out;
+        }
+        fprintf(stderr, "%s\n",
+                trc == 0 ? "second factor turned off: the user may turn it on "
+                           "again from the web page"
+                         : "the user had no second factor");
+    }
     rc = 0;
 out:
     sodium_memzero(pw, sizeof(pw));

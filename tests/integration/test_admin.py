@@ -1251,3 +1251,27 @@ def test_login_through_the_gateways_https_mapping_sees_the_remote_client(gateway
     assert login_from("127.0.0.4", "wrong one", direct=True) == "401"
     g.wait_log("admin: failed login for user alice from 127.0.0.4")
     assert "203.0.113.9" not in g.log()
+
+
+def test_passwd_no_totp_takes_a_lost_second_factor_away(gateway):
+    """portgate passwd --no-totp: a user who lost the phone and the recovery codes gets a new
+    password and no second factor (the password alone logs in again); without the option a
+    second factor is kept; a user without one is told so."""
+    g = http_gateway(gateway)
+    passwd(g, "alice", "correct horse")
+    s = session_of(g, login(g.web, "alice", "correct horse"))
+    enrol(s)
+    assert login(g.web, "alice", "correct horse").status == 401  # a code is needed now
+    passwd(g, "alice", "battery staple")
+    assert "totp alice " in g.users.read_text()
+    r = subprocess.run([BINARY, "passwd", "-c", str(g.conf), "--password-stdin", "--no-totp",
+                        "alice"], input="staple battery\n", capture_output=True, text=True,
+                       timeout=60)
+    assert r.returncode == 0 and "second factor turned off" in r.stderr, r.stderr
+    text = g.users.read_text()
+    assert "totp alice" not in text and "recovery alice" not in text, text
+    assert login(g.web, "alice", "staple battery").status == 200
+    r = subprocess.run([BINARY, "passwd", "-c", str(g.conf), "--password-stdin", "--no-totp",
+                        "alice"], input="staple battery\n", capture_output=True, text=True,
+                       timeout=60)
+    assert r.returncode == 0 and "the user had no second factor" in r.stderr, r.stderr
