@@ -751,8 +751,8 @@ def cseq_of(request):
 
 def auth_device(tcp_echo, challenge):
     """A device that wants a login: a request without Authorization is answered 401 with the
-    challenge given (WWW-Authenticate lines), one with it 200. The heads of the requests it got
-    are in .requests."""
+    challenge given (WWW-Authenticate lines), one with it 200 (challenge None: every request
+    200). The heads of the requests it got are in .requests."""
     requests = []
 
     def handler(c):
@@ -766,7 +766,7 @@ def auth_device(tcp_echo, challenge):
                 head, buf = buf.split(b"\r\n\r\n", 1)
                 text = head.decode()
                 requests.append(text)
-                if auth_header(text):
+                if challenge is None or auth_header(text):
                     c.sendall(f"RTSP/1.0 200 OK\r\nCSeq: {cseq_of(text)}\r\n\r\n".encode())
                 else:
                     c.sendall(f"RTSP/1.0 401 Unauthorized\r\nCSeq: {cseq_of(text)}\r\n"
@@ -998,20 +998,8 @@ def test_login_players_raw(gateway, tcp_echo, tmp_path):
     malformed Authorization and an answer before the login are refused; a changed password ends
     the session; five failures get 403."""
     import base64
-    seen = []
-
-    def handler(c):
-        buf = b""
-        while True:
-            d = c.recv(65536)
-            if not d:
-                return
-            buf += d
-            while b"\r\n\r\n" in buf:
-                head, buf = buf.split(b"\r\n\r\n", 1)
-                seen.append(head.decode())
-                c.sendall(f"RTSP/1.0 200 OK\r\nCSeq: {cseq_of(head.decode())}\r\n\r\n".encode())
-    dev = tcp_echo(handler=handler)
+    dev = auth_device(tcp_echo, None)
+    seen = dev.requests
     g, port = login_gateway(gateway, tmp_path, dev.port, extra="users = alice, carol\n")
     for u in ("alice", "bob", "carol"):
         _passwd(g, u, f"{u}-password-1", "--digest")
