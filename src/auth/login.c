@@ -15,8 +15,9 @@
 #define USERS_RECHECK_S 2 /* how often the idle thread looks whether the users file changed */
 
 struct login_job {
-    unsigned refs; /* atomic: the caller's and the queue's (the thread's) */
-    int result;    /* atomic: enum login_result */
+    unsigned refs;  /* atomic: the caller's and the queue's (the thread's) */
+    int result;     /* atomic: enum login_result */
+    bool abandoned; /* atomic: the caller left (login_job_abandon()) */
     uint64_t wait_s;
     char user[USERS_NAMELEN];
     char password[USERS_MAX_PASSWORD + 1];
@@ -47,6 +48,8 @@ static struct {
     struct login_job *head, *tail;
     size_t queued;
     struct regulate *regulate;
+    uint64_t banned_logged_s,
+        banned_quiet; /* the last "while it is banned" line, and those since */
     struct scope *scopes;
     size_t nscopes;
     /* The users, read by the thread's checks and by session checks, re-read when the file
@@ -122,7 +125,22 @@ static enum login_result check(struct login_job *j)
     pthread_mutex_unlock(&L.lock);
     if (banned) {
         j->wait_s = left > left2 ? left : left2;
-        log_warn("login: map %s: refused a login from %s while it is banned", j->scope, j->client);
+        /* No argon2id stands between these and the log: one line a second, with a count. */
+        pthread_mutex_lock(&L.lock);
+        bool say = now != L.banned_logged_s;
+        uint64_t quiet = say ? L.banned_quiet : 0;
+        if (say) {
+            L.banned_logged_s = now;
+            L.banned_quiet = 0;
+        } else {
+            L.banned_quiet++;
+        }
+        pthread_mutex_unlock(&L.lock);
+        if (say) {
+            log_warn("login: map %s: refused a login from %s while it is banned (%llu more "
+                     "refusals of banned logins not logged)",
+                     j->scope, j->client, (unsigned long long)quiet);
+        }
         return LOGIN_BANNED;
     }
     refresh_users();
@@ -228,6 +246,17 @@ static enum login_result check(struct login_job *j)
     return r;
 }
 
+/* Ends the session job j made (under L.lock: the caller holds none of the service's locks). */
+static void end_session(const struct login_job *j)
+{
+    pthread_mutex_lock(&L.lock);
+    struct sessions *s = scope_sessions(j->scope, false);
+    if (s != NULL) {
+        sessions_end(s, j->id);
+    }
+    pthread_mutex_unlock(&L.lock);
+}
+
 static void *run(void *arg)
 {
     (void)arg;
@@ -260,7 +289,10 @@ static void *run(void *arg)
         pthread_mutex_unlock(&L.lock);
         /* A job whose client left is dropped unchecked: no one waits for it. */
         enum login_result r = abandoned ? LOGIN_REFUSED : check(j);
-        __atomic_store_n(&j->result, (int)r, __ATOMIC_RELEASE);
+        __atomic_store_n(&j->result, (int)r, __ATOMIC_SEQ_CST);
+        if (r == LOGIN_OK && __atomic_load_n(&j->abandoned, __ATOMIC_SEQ_CST)) {
+            end_session(j); /* its client left while it was checked: nobody will use it */
+        }
         job_unref(j);
         pthread_mutex_lock(&L.lock);
     }
@@ -439,6 +471,21 @@ void login_job_free(struct login_job *j)
     }
 }
 
+void login_job_abandon(struct login_job *j)
+{
+    if (j == NULL) {
+        return;
+    }
+    /* The thread publishes its result, then looks for this flag; this sets the flag, then looks
+     * for a result (both sequentially consistent): one of the two sees the other, so a session
+     * made for a client that left is ended by one of them (or both: ending twice is nothing). */
+    __atomic_store_n(&j->abandoned, true, __ATOMIC_SEQ_CST);
+    if (__atomic_load_n(&j->result, __ATOMIC_SEQ_CST) == LOGIN_OK) {
+        end_session(j);
+    }
+    job_unref(j);
+}
+
 bool login_session(const char *id, const char *scope, char user[USERS_NAMELEN])
 {
     uint64_t now = now_s();
@@ -507,8 +554,7 @@ void login_session_end(const char *id, const char *scope)
 
 /* ---- Digest nonces ---- */
 
-/* The key nonces are made with: random, made once per process (a restart makes every nonce
- * stale, which a player answers again without asking anyone). */
+/* The key nonces are made with: random, made once per process. */
 static unsigned char nonce_key[crypto_auth_hmacsha256_KEYBYTES];
 static pthread_once_t nonce_once = PTHREAD_ONCE_INIT;
 
@@ -519,33 +565,48 @@ static void nonce_key_make(void)
 
 #define NONCE_MAC 16
 
-/* The MAC of a nonce's time for scope. */
-static void nonce_mac(const unsigned char t[8], const char *scope, unsigned char mac[NONCE_MAC])
+/* The MAC of a nonce's time for scope and the connection's conn. */
+static void nonce_mac(const unsigned char t[8], const char *scope,
+                      const unsigned char conn[LOGIN_CONN_KEY], unsigned char mac[NONCE_MAC])
 {
     pthread_once(&nonce_once, nonce_key_make);
     crypto_auth_hmacsha256_state st;
     unsigned char full[crypto_auth_hmacsha256_BYTES];
     crypto_auth_hmacsha256_init(&st, nonce_key, sizeof(nonce_key));
     crypto_auth_hmacsha256_update(&st, t, 8);
+    crypto_auth_hmacsha256_update(&st, conn, LOGIN_CONN_KEY);
     crypto_auth_hmacsha256_update(&st, (const unsigned char *)scope, strlen(scope) + 1);
     crypto_auth_hmacsha256_final(&st, full);
     memcpy(mac, full, NONCE_MAC);
     sodium_memzero(&st, sizeof(st));
 }
 
-void login_nonce(const char *scope, char nonce[LOGIN_NONCE_LEN + 1])
+void login_nonce(const char *scope, const unsigned char conn[LOGIN_CONN_KEY],
+                 char nonce[LOGIN_NONCE_LEN + 1])
+{
+    login_nonce_at(scope, conn, now_s(), nonce);
+}
+
+void login_nonce_at(const char *scope, const unsigned char conn[LOGIN_CONN_KEY], uint64_t now,
+                    char nonce[LOGIN_NONCE_LEN + 1])
 {
     unsigned char raw[8 + NONCE_MAC];
-    uint64_t now = now_s();
     for (int i = 0; i < 8; i++) {
         raw[i] = (unsigned char)(now >> (56 - 8 * i));
     }
-    nonce_mac(raw, scope, raw + 8);
+    nonce_mac(raw, scope, conn, raw + 8);
     sodium_bin2base64(nonce, LOGIN_NONCE_LEN + 1, raw, sizeof(raw),
                       sodium_base64_VARIANT_URLSAFE_NO_PADDING);
 }
 
-int login_nonce_check(const char *nonce, const char *scope)
+int login_nonce_check(const char *nonce, const char *scope,
+                      const unsigned char conn[LOGIN_CONN_KEY])
+{
+    return login_nonce_check_at(nonce, scope, conn, now_s());
+}
+
+int login_nonce_check_at(const char *nonce, const char *scope,
+                         const unsigned char conn[LOGIN_CONN_KEY], uint64_t now)
 {
     unsigned char raw[8 + NONCE_MAC], mac[NONCE_MAC];
     size_t got = 0;
@@ -555,7 +616,7 @@ int login_nonce_check(const char *nonce, const char *scope)
         got != sizeof(raw)) {
         return -1;
     }
-    nonce_mac(raw, scope, mac);
+    nonce_mac(raw, scope, conn, mac);
     if (sodium_memcmp(mac, raw + 8, NONCE_MAC) != 0) {
         return -1;
     }
@@ -563,6 +624,5 @@ int login_nonce_check(const char *nonce, const char *scope)
     for (int i = 0; i < 8; i++) {
         t = t << 8 | raw[i];
     }
-    uint64_t now = now_s();
     return t <= now && now - t < LOGIN_NONCE_TTL_S ? 1 : 0;
 }

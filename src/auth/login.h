@@ -58,8 +58,11 @@ struct login_job *login_start(const char *user, const char *password, const char
 /* The job's result; with LOGIN_OK the new session's id in id, with LOGIN_BANNED the seconds to
  * wait in *wait_s. Any thread. */
 enum login_result login_poll(struct login_job *j, char id[SESSION_IDLEN + 1], uint64_t *wait_s);
-/* Drops the caller's hold on the job, done or not (a client that left while it waited). */
+/* Drops the caller's hold on the job, once its result is taken. */
 void login_job_free(struct login_job *j);
+/* The same for a client that left, its job done or not: a session the job made, or makes
+ * still, is ended, since nobody will use it. NULL is a no-op. */
+void login_job_abandon(struct login_job *j);
 
 /* True if id (a cookie's value) is a live session for scope of a user who still has the
  * password it logged in with; its user is then copied to user, and its idle time starts again. */
@@ -81,13 +84,23 @@ void login_session_end(const char *id, const char *scope);
 struct login_job *login_start_player(const struct digest_answer *a, const char *method,
                                      const char *client, const char *scope, const char *allowed);
 
-/* Digest nonces: the time they were made and a MAC of it and the scope, under a key made at
- * start, base64url; good for LOGIN_NONCE_TTL_S seconds, and for their scope only. */
+/* Digest nonces: the time they were made and a MAC of it, the scope and the connection's key
+ * (LOGIN_CONN_KEY random bytes it keeps), under a key made at start, base64url; good for
+ * LOGIN_NONCE_TTL_S seconds, on their connection only: an answer seen elsewhere (a player's
+ * debug log) logs in nowhere else. */
 #define LOGIN_NONCE_LEN 32
 #define LOGIN_NONCE_TTL_S 300
-void login_nonce(const char *scope, char nonce[LOGIN_NONCE_LEN + 1]);
-/* 1: a fresh nonce of scope's; 0: one of scope's, but stale (the player answers again with a
- * new one); -1: none of the gateway's. */
-int login_nonce_check(const char *nonce, const char *scope);
+#define LOGIN_CONN_KEY 16
+void login_nonce(const char *scope, const unsigned char conn[LOGIN_CONN_KEY],
+                 char nonce[LOGIN_NONCE_LEN + 1]);
+/* 1: a fresh nonce of this scope and connection; 0: one of theirs, but stale (the player
+ * answers again with a new one); -1: none of theirs. */
+int login_nonce_check(const char *nonce, const char *scope,
+                      const unsigned char conn[LOGIN_CONN_KEY]);
+/* The same at the time now (seconds of the monotonic clock), for tests. */
+void login_nonce_at(const char *scope, const unsigned char conn[LOGIN_CONN_KEY], uint64_t now,
+                    char nonce[LOGIN_NONCE_LEN + 1]);
+int login_nonce_check_at(const char *nonce, const char *scope,
+                         const unsigned char conn[LOGIN_CONN_KEY], uint64_t now);
 
 #endif

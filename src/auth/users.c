@@ -39,7 +39,7 @@ struct entry {
     unsigned nrecovery;
     unsigned char recovery[USERS_RECOVERY_CODES][crypto_generichash_BYTES];
     /* A user's Digest keys, if digest: H(user:USERS_DIGEST_REALM:password), in hex. */
-    bool digest;
+    bool digest, digest_read; /* digest_read: a digest line was read, good or not */
     char ha1_md5[33], ha1_sha256[65];
 };
 
@@ -160,6 +160,16 @@ static int parse_factor(struct entry *v, size_t n, bool is_totp, char **f, size_
     return 0;
 }
 
+/* What binds a user's Digest keys to the password hash they were made with (the hex of a
+ * BLAKE2b of it, DIGEST_BOUND bytes), into hex. */
+#define DIGEST_BOUND 8
+static void digest_bound(const struct entry *e, char hex[2 * DIGEST_BOUND + 1])
+{
+    unsigned char h[DIGEST_BOUND];
+    crypto_generichash(h, sizeof(h), (const unsigned char *)e->hash, strlen(e->hash), NULL, 0);
+    sodium_bin2hex(hex, 2 * DIGEST_BOUND + 1, h, sizeof(h));
+}
+
 /* A user's Digest keys (a digest line) added to its entry among the n of v. Returns 0, or -1
  * with why in msg. */
 static int parse_digest(struct entry *v, size_t n, char **f, size_t nf, char *msg, size_t len)
@@ -169,18 +179,27 @@ static int parse_digest(struct entry *v, size_t n, char **f, size_t nf, char *ms
         snprintf(msg, len, "digest for %s, who has no user line above", f[1]);
         return -1;
     }
-    if (e->digest) {
+    if (e->digest_read) {
         snprintf(msg, len, "digest %s appears twice", f[1]);
         return -1;
     }
-    if (nf != 4 || strlen(f[2]) != 32 || strlen(f[3]) != 64 ||
-        strspn(f[2], "0123456789abcdef") != 32 || strspn(f[3], "0123456789abcdef") != 64) {
-        snprintf(msg, len, "a malformed digest entry (digest NAME MD5 SHA256, in lower-case hex)");
+    e->digest_read = true;
+    if (nf != 5 || strlen(f[2]) != 32 || strlen(f[3]) != 64 || strlen(f[4]) != 2 * DIGEST_BOUND ||
+        strspn(f[2], "0123456789abcdef") != 32 || strspn(f[3], "0123456789abcdef") != 64 ||
+        strspn(f[4], "0123456789abcdef") != 2 * DIGEST_BOUND) {
+        snprintf(msg, len,
+                 "a malformed digest entry (digest NAME MD5 SHA256 BOUND, in lower-case hex)");
         return -1;
     }
-    memcpy(e->ha1_md5, f[2], 33);
-    memcpy(e->ha1_sha256, f[3], 65);
-    e->digest = true;
+    /* Keys made with another password than the user line's (a line replaced by hand) are not
+     * the user's: left out, as if there were none. */
+    char bound[2 * DIGEST_BOUND + 1];
+    digest_bound(e, bound);
+    e->digest = sodium_memcmp(bound, f[4], sizeof(bound) - 1) == 0;
+    if (e->digest) {
+        memcpy(e->ha1_md5, f[2], 33);
+        memcpy(e->ha1_sha256, f[3], 65);
+    }
     return 0;
 }
 
@@ -608,7 +627,9 @@ static int write_file(int dirfd, const char *dir, const char *base, const struct
         }
         fprintf(f, "user %s %s\n", e->name, e->hash);
         if (e->digest) {
-            fprintf(f, "digest %s %s %s\n", e->name, e->ha1_md5, e->ha1_sha256);
+            char bound[2 * DIGEST_BOUND + 1];
+            digest_bound(e, bound);
+            fprintf(f, "digest %s %s %s %s\n", e->name, e->ha1_md5, e->ha1_sha256, bound);
         }
         if (e->totp) {
             char b32[TOTP_MAX_SECRET_B32 + 1];

@@ -3,10 +3,12 @@
  * users-file). One entry per line, '#' starts a comment:
  *
  *   user NAME $argon2id$v=19$m=65536,t=2,p=1$...       a password, hashed with argon2id
- *   digest NAME MD5 SHA256                             the user's keys for players' Digest
+ *   digest NAME MD5 SHA256 BOUND                       the user's keys for players' Digest
  *                                                      logins (H(NAME:portgate:PASSWORD), by
- *                                                      MD5 and SHA-256, in hex); only for users
- *                                                      made with portgate passwd --digest
+ *                                                      MD5 and SHA-256, in hex), and a BLAKE2b
+ *                                                      of the hash they were made with (keys
+ *                                                      of another one count as none); only
+ *                                                      for users made with passwd --digest
  *   token NAME HASH CREATED                            an API token: BLAKE2b-256 of it, in hex,
  *                                                      and the Unix time it was made
  *   totp NAME SECRET LASTSTEP                          the user's second factor (auth/totp.h):

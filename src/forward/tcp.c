@@ -573,6 +573,11 @@ static int pump(struct tcp_conn *c, enum tcp_dir d)
             }
         }
         if (src->eof) {
+            /* Input the filter holds (a request waiting for a login's check, or for answers)
+             * goes on before the end of the stream: the FIN waits for it. */
+            if (c->filter != NULL && filter_holds(c, d)) {
+                return 0;
+            }
             return pass_fin(c, src, dst);
         }
         if (layered(c, src) ? src->rd_wants_out || !(src->r.readable || c->layer->pending(c->lst))

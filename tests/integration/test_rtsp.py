@@ -994,9 +994,12 @@ def test_login_players_digest_ffprobe_and_gstreamer(gateway, gst_device, tmp_pat
 def test_login_players_raw(gateway, tcp_echo, tmp_path):
     """The gateway's side, request by request: the device sees nothing before a login, and never
     the player's Authorization; a 401 carries Digest SHA-256, Digest MD5 and Basic; Basic and
-    both Digests log in; users limits who may; a nonce not the gateway's, one for another URL, a
-    malformed Authorization and an answer before the login are refused; a changed password ends
-    the session; five failures get 403."""
+    both Digests log in; users limits who may; a nonce not the gateway's (or another
+    connection's: a seen answer logs in nowhere else) gets a new one marked stale, an answer
+    for another URL or realm, a malformed Authorization, an over-long user name and an answer
+    before the login are refused; a changed password ends the connection, even one that sends
+    nothing; a request whose login is being checked when the player half-closes still goes on;
+    five failures get 403."""
     import base64
     dev = auth_device(tcp_echo, None)
     seen = dev.requests
@@ -1018,19 +1021,36 @@ def test_login_players_raw(gateway, tcp_echo, tmp_path):
         'Basic realm="portgate"'], ch
     assert "algorithm=SHA-256" in ch[0] and "algorithm=MD5" in ch[1] and 'qop="auth"' in ch[1]
     c.cseq = 1
-    # A malformed Authorization, a nonce not the gateway's, an answer for another URL: 401.
+    # A malformed Authorization, an answer for another URL or realm, an over-long user: 401.
     assert c.ask("OPTIONS", url, Authorization="Digest username=alice")[0] == 401
+    assert c.ask("OPTIONS", url, Authorization=digest_for(
+        "alice", "alice-password-1", "OPTIONS", url + "x", ch[1]))[0] == 401
+    assert c.ask("OPTIONS", url, Authorization=digest_for(
+        "alice", "alice-password-1", "OPTIONS", url,
+        ch[1].replace('realm="portgate"', 'realm="other"')))[0] == 401
+    assert c.ask("OPTIONS", url, Authorization="Basic " + base64.b64encode(
+        b"a" * 64 + b":alice-password-1").decode())[0] == 401
+    # A nonce not the gateway's, and one of another connection's: a new one, stale=true.
     forged = ch[1].replace("nonce=\"", "nonce=\"A")
+    c.s.sendall(f"OPTIONS {url} RTSP/1.0\r\nCSeq: 9\r\nAuthorization: "
+                f"{digest_for('alice', 'alice-password-1', 'OPTIONS', url, forged)}\r\n\r\n"
+                .encode())
+    while b"\r\n\r\n" not in c.buf:
+        c.buf += c.s.recv(65536)
+    head, c.buf = c.buf.split(b"\r\n\r\n", 1)
+    assert head.startswith(b"RTSP/1.0 401 ") and b"stale=true" in head, head
+    other = tls_rtsp(tmp_path, port)
+    theirs = challenges(first_challenge(other, url))[1]
     assert c.ask("OPTIONS", url, Authorization=digest_for(
-        "alice", "alice-password-1", "OPTIONS", url, forged))[0] == 401
-    assert c.ask("OPTIONS", url, Authorization=digest_for(
-        "alice", "alice-password-1", "OPTIONS", url + "/other", ch[1]))[0] == 401
+        "alice", "alice-password-1", "OPTIONS", url, theirs))[0] == 401
+    other.close()
     assert seen == []
     # (One refusal line a second: the first is logged.)
     g.wait_log("OPTIONS answered 401: a Digest answer without its username, realm, nonce, uri or "
                "response")
-    # Digest SHA-256 logs in; the device gets the request without any Authorization.
-    status, h, _ = c.ask("DESCRIBE", url, Authorization=digest_for(
+    # Digest SHA-256 logs in (the uri may be a URL the request's lies under, as live555 sends
+    # its base URL); the device gets the request without any Authorization.
+    status, h, _ = c.ask("DESCRIBE", url + "/track1", Authorization=digest_for(
         "alice", "alice-password-1", "DESCRIBE", url, ch[0], alg="SHA-256"))
     assert status == 200 and h["cseq"] == str(c.cseq), h
     assert len(seen) == 1 and "DESCRIBE " in seen[0] and not auth_header(seen[0]), seen
@@ -1038,14 +1058,21 @@ def test_login_players_raw(gateway, tcp_echo, tmp_path):
     assert c.ask("OPTIONS", url, Authorization="Basic Z3Vlc3M6Z3Vlc3M=")[0] == 200
     assert c.ask("OPTIONS", url)[0] == 200
     assert len(seen) == 3 and not any(auth_header(r) for r in seen)
-    # A changed password ends the session: the next request must log in again.
+    # A changed password ends the connection, which sends nothing meanwhile (a playing stream):
+    # the player must connect and log in again.
     _passwd(g, "alice", "alice-password-2")
-    deadline = time.time() + 10
-    while c.ask("OPTIONS", url)[0] == 200:
-        assert time.time() < deadline, "the session outlived the password"
-        time.sleep(0.5)
-    g.wait_log("login: map enc: the session of alice ended")
+    c.s.settimeout(10)
+    assert c.s.recv(65536) == b"", "the connection outlived the password"
     c.close()
+    g.wait_log("the login of alice ended (a password changed, the user is gone, or 12 hours "
+               "passed)")
+    # A login being checked when the player half-closes: its request still goes on.
+    n = len(seen)
+    got = tls_half_closed(tmp_path, port, f"OPTIONS {url} RTSP/1.0\r\nCSeq: 5\r\nAuthorization: "
+                          f"Basic {base64.b64encode(b'alice:alice-password-2').decode()}\r\n\r\n"
+                          .encode())
+    assert got.startswith(b"RTSP/1.0 200 OK\r\nCSeq: 5\r\n"), got
+    assert len(seen) == n + 1
     # Basic, and Digest MD5, each on a connection of its own.
     basic = "Basic " + base64.b64encode(b"alice:alice-password-2").decode()
     c = tls_rtsp(tmp_path, port)
@@ -1084,8 +1111,39 @@ def test_login_players_raw(gateway, tcp_echo, tmp_path):
     assert len(seen) == before
     g.wait_log("failed logins within 5 minutes")
     st = g.map_stats("enc")
-    assert st["rtsp logins"] == 3 and st["rtsp failed logins"] >= 6, st
+    assert st["rtsp logins"] == 4 and st["rtsp failed logins"] >= 6, st
     assert "password-1" not in g.log() and "nope-nope" not in g.log()
+
+
+def tls_half_closed(tmp_path, port, request):
+    """Sends request over TLS to the gateway at port, then ends its half of the TCP stream (a FIN,
+    which the gateway takes as the end of the client's stream), and returns all it gets."""
+    import ssl
+    ctx = ssl.create_default_context(cafile=str(tmp_path / "c.crt"))
+    inc, out = ssl.MemoryBIO(), ssl.MemoryBIO()
+    tls = ctx.wrap_bio(inc, out, server_hostname="localhost")
+    with socket.create_connection(("127.0.0.1", port), timeout=10) as s:
+        while True:
+            try:
+                tls.do_handshake()
+                break
+            except ssl.SSLWantReadError:
+                s.sendall(out.read())
+                d = s.recv(65536)
+                assert d, "the gateway closed in the handshake"
+                inc.write(d)
+        tls.write(request)
+        s.sendall(out.read())
+        s.shutdown(socket.SHUT_WR)
+        got = b""
+        while (d := s.recv(65536)):
+            inc.write(d)
+            try:
+                while (r := tls.read(65536)):
+                    got += r
+            except (ssl.SSLWantReadError, ssl.SSLZeroReturnError):
+                pass
+        return got
 
 
 def first_challenge(c, url):

@@ -1678,7 +1678,7 @@ static void hx_close(void *st)
         if (h->gate->polling) {
             loop_timer_stop(h->ctx->loop, &h->gate->poll);
         }
-        login_job_free(h->gate->job); /* a check not done goes on alone, then is dropped */
+        login_job_abandon(h->gate->job); /* a check not done goes on alone, then is dropped */
         OPENSSL_cleanse(h->gate, sizeof(*h->gate)); /* a form held a password; answers, ids */
         free(h->gate);
     }

@@ -3,6 +3,7 @@
 #include <assert.h>
 #include <errno.h>
 #include <openssl/crypto.h>
+#include <openssl/rand.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -34,8 +35,9 @@
  * connection. A request larger than that is sent, not kept: a challenge to it gets 502. */
 #define AUTH_COPY_MAX 16384
 #define AUTH_LINE_MAX (sizeof("Authorization: \r\n") + DIGEST_CRED_MAX)
-#define METHOD_MAX 16  /* of a request's method, for the log */
-#define GATE_POLL_MS 5 /* how often a connection looks whether its login is checked */
+#define METHOD_MAX 16         /* of a request's method, for the log */
+#define GATE_POLL_MS 5        /* how often a connection looks whether its login is checked */
+#define GATE_RECHECK_MS 2000u /* and whether its session still lives, once logged in */
 
 enum req_kind { REQ_OTHER, REQ_SETUP, REQ_TEARDOWN };
 
@@ -138,11 +140,12 @@ struct proxy {
  * connection closes). */
 struct gate {
     struct login_job *job;
-    struct loop_timer poll;
+    struct loop_timer poll; /* the job's result, then the session's life */
     struct proxy *owner;
     char session[SESSION_IDLEN + 1]; /* "" until a login */
     char user[USERS_NAMELEN];
     char client[ADDR_STRLEN]; /* the client's address, without its port: regulation's key */
+    unsigned char key[LOGIN_CONN_KEY]; /* the connection's, in its Digest nonces */
 };
 
 static void endpoint_of(const struct sockaddr_storage *ss, struct rtsp_endpoint *ep)
@@ -800,7 +803,7 @@ static bool auth_send_again(struct proxy *p, char *out, size_t room, size_t *pro
 static void gate_challenge(struct proxy *p, const struct msg *m, bool stale, bool failed)
 {
     char nonce[LOGIN_NONCE_LEN + 1], lines[DIGEST_CHALLENGES_MAX];
-    login_nonce(p->map->conf.name, nonce);
+    login_nonce(p->map->conf.name, p->gate->key, nonce);
     if (digest_challenges_write(lines, sizeof(lines), USERS_DIGEST_REALM, nonce, stale) == 0) {
         lines[0] = '\0'; /* cannot happen: a realm and a nonce of known sizes */
     }
@@ -808,21 +811,51 @@ static void gate_challenge(struct proxy *p, const struct msg *m, bool stale, boo
                failed ? RTSP_STAT_LOGIN_FAILED : RTSP_STAT_COUNT);
 }
 
-/* The login thread's verdict: the connection runs again, and its held request with it. */
+/* Ends the connection: its player's session ended (a password changed, the user is gone, or
+ * the session is past its 12 hours): whatever the player sends or gets from now on would be
+ * without a login. The player connects and logs in again. */
+static void gate_ended(struct proxy *p)
+{
+    struct gate *g = p->gate;
+    login_session_end(g->session, p->map->conf.name);
+    g->session[0] = '\0';
+    snprintf(p->close_reason, sizeof(p->close_reason),
+             "the login of %s ended (a password changed, the user is gone, or 12 hours passed)",
+             g->user);
+    p->closing = true;
+    p->close_now = true; /* the relay asks for output (proxy_pending) and gets the end */
+}
+
+/*
+ * The gate's timer: while a login is checked, whether the login thread is done (then the
+ * connection runs again, and its held request with it); once logged in, every GATE_RECHECK_MS,
+ * whether the session still lives, which keeps it from going idle while the connection is open
+ * (a playing stream sends no request for long) and ends the connection when it does not.
+ */
 static void gate_poll(struct loop_timer *t)
 {
     struct gate *g = container_of(t, struct gate, poll);
+    struct proxy *p = g->owner;
     char id[SESSION_IDLEN + 1];
     uint64_t wait_s;
     if (g->job == NULL) {
-        return; /* taken already, by a request the client's bytes brought first */
+        if (g->session[0] == '\0') {
+            return; /* the job's result was taken by a request the client's bytes brought */
+        }
+        if (login_session(g->session, p->map->conf.name, g->user)) {
+            loop_timer_start(p->ctx->loop, &g->poll, GATE_RECHECK_MS);
+            return;
+        }
+        gate_ended(p);
+        tcp_conn_kick(p->conn); /* closes the connection, and frees g */
+        return;
     }
     if (login_poll(g->job, id, &wait_s) == LOGIN_PENDING) {
-        loop_timer_start(g->owner->ctx->loop, &g->poll, GATE_POLL_MS);
+        loop_timer_start(p->ctx->loop, &g->poll, GATE_POLL_MS);
         return;
     }
     OPENSSL_cleanse(id, sizeof(id));
-    tcp_conn_kick(g->owner->conn); /* may close the connection, and free g */
+    tcp_conn_kick(p->conn); /* may close the connection, and free g */
 }
 
 /* The verdict on the request at m, whose login was being checked. Returns 1 (it goes on), 0 (it
@@ -845,6 +878,7 @@ static int gate_verdict(struct proxy *p, const struct msg *m)
         memcpy(g->session, id, sizeof(g->session));
         OPENSSL_cleanse(id, sizeof(id));
         mapping_stat_add(&stats(p)->proto[RTSP_STAT_LOGINS], 1);
+        loop_timer_start(p->ctx->loop, &g->poll, GATE_RECHECK_MS);
         return 1;
     case LOGIN_BANNED:
         /* RTSP has no 429: a 403 says stop, with the wait in its text. */
@@ -860,6 +894,15 @@ static int gate_verdict(struct proxy *p, const struct msg *m)
         gate_challenge(p, m, false, true); /* the login thread logged why */
         return -1;
     }
+}
+
+/* Whether a Digest answer's uri is for the request's target: the same, or a URL the target
+ * lies under (live555's players, VLC's, answer every request with their base URL). */
+static bool uri_ok(struct msg_str target, const char *uri)
+{
+    size_t n = strlen(uri);
+    return n > 0 && n <= target.n && memcmp(target.p, uri, n) == 0 &&
+           (n == target.n || uri[n - 1] == '/' || target.p[n] == '/');
 }
 
 /*
@@ -878,8 +921,8 @@ static int gate(struct proxy *p, const struct msg *m)
         if (login_session(g->session, scope, g->user)) {
             return 1;
         }
-        login_session_end(g->session, scope);
-        g->session[0] = '\0'; /* its password changed, or it was idle too long: log in again */
+        gate_ended(p);
+        return -1;
     }
     const struct msg_str *auth = msg_header(m, "Authorization");
     if (auth == NULL) {
@@ -896,17 +939,23 @@ static int gate(struct proxy *p, const struct msg *m)
         gate_challenge(p, m, false, true);
         return -1;
     }
+    if (strlen(a.user) >= USERS_NAMELEN) {
+        OPENSSL_cleanse(&a, sizeof(a));
+        log_refusal(p, what, "a user name longer than any user's");
+        gate_challenge(p, m, false, true);
+        return -1;
+    }
     if (a.scheme != DIGEST_BASIC) {
-        int fresh = login_nonce_check(a.nonce, scope);
-        if (fresh == 0) {
-            gate_challenge(p, m, true, false); /* the player answers again, asking no one */
+        if (login_nonce_check(a.nonce, scope, g->key) != 1) {
+            /* Stale, or not this connection's (a player that answers a new connection with an
+             * old nonce): a new one, which players answer again without asking anyone
+             * (RFC 7616 3.3: stale for an invalid nonce). No password was tried. */
+            gate_challenge(p, m, true, false);
             return -1;
         }
-        why = fresh < 0 ? "a Digest nonce that is not the gateway's"
-              : strcmp(a.realm, USERS_DIGEST_REALM) != 0 ? "a Digest answer for another realm"
-              : m->target.n != strlen(a.uri) || memcmp(m->target.p, a.uri, m->target.n) != 0
-                  ? "a Digest answer for another URL than the request's"
-                  : NULL;
+        why = strcmp(a.realm, USERS_DIGEST_REALM) != 0 ? "a Digest answer for another realm"
+              : !uri_ok(m->target, a.uri) ? "a Digest answer for another URL than the request's"
+                                          : NULL;
         if (why != NULL) {
             log_refusal(p, what, why);
             gate_challenge(p, m, false, true);
@@ -1362,6 +1411,11 @@ static void *proxy_open(const struct tcp_filter_conn *fc)
         }
         p->gate->owner = p;
         loop_timer_init(&p->gate->poll, gate_poll);
+        if (RAND_bytes(p->gate->key, sizeof(p->gate->key)) != 1) {
+            free(p->gate);
+            free(p);
+            return NULL;
+        }
         addr_format_ip(&p->client_ip, p->gate->client, sizeof(p->gate->client));
     }
     return p;
@@ -1565,7 +1619,7 @@ static void proxy_close(void *st)
     loop_timer_stop(p->ctx->loop, &p->kick);
     if (p->gate != NULL) {
         loop_timer_stop(p->ctx->loop, &p->gate->poll);
-        login_job_free(p->gate->job); /* a check not done goes on alone, then is dropped */
+        login_job_abandon(p->gate->job); /* a check not done goes on alone, then is dropped */
         if (p->gate->session[0] != '\0') {
             login_session_end(p->gate->session, p->map->conf.name);
         }

@@ -497,27 +497,61 @@ static void test_digest_keys(void **state)
     assert_int_equal(users_check_digest(u, &wrong, "PLAY", 4), -ENOENT);
     users_free(u);
 
+    /* A digest line made with another password than the user line's (one replaced by hand):
+     * no keys, and no error. */
+    assert_int_equal(
+        users_set_password(path, "alice", "correct horse", USERS_DIGEST_ON, err, sizeof(err)), 0);
+    struct users *v = users_open(path);
+    assert_int_equal(users_check_digest(v, &md5, "PLAY", 4), 1);
+    users_free(v);
+    char other[] = "/tmp/portgate-users-XXXXXX", opath[160];
+    assert_non_null(mkdtemp(other));
+    snprintf(opath, sizeof(opath), "%s/users", other);
+    assert_int_equal(
+        users_set_password(opath, "alice", "battery staple", USERS_DIGEST_KEEP, err, sizeof(err)),
+        0);
+    char text[4096], otext[4096];
+    FILE *fp = fopen(path, "r");
+    size_t tn = fread(text, 1, sizeof(text) - 1, fp);
+    fclose(fp);
+    text[tn] = '\0';
+    fp = fopen(opath, "r");
+    size_t on = fread(otext, 1, sizeof(otext) - 1, fp);
+    fclose(fp);
+    otext[on] = '\0';
+    char mixed[8192];
+    const char *uline = strstr(otext, "user alice "), *dline = strstr(text, "digest alice ");
+    assert_non_null(uline);
+    assert_non_null(dline);
+    snprintf(mixed, sizeof(mixed), "%.*s%.*s", (int)(strchr(uline, '\n') + 1 - uline), uline,
+             (int)(strchr(dline, '\n') + 1 - dline), dline);
+    v = users_parse("mixed", mixed, strlen(mixed));
+    assert_null(users_error(v));
+    assert_false(users_digest_enabled(v, "alice"));
+    assert_int_equal(users_check_digest(v, &md5, "PLAY", 4), -ENOENT);
+    users_free(v);
+    unlink(opath);
+    rmdir(other);
+
     /* The file's digest lines: each refusal. */
-    static const struct {
-        const char *text, *why;
-    } bad[] = {
-        {"digest alice 0123456789abcdef0123456789abcdef "
-         "0123456789abcdef0123456789abcdef0123456789abcdef0123456789abcdef\n",
-         "no user line above"},
-        {"user alice $argon2id$x\ndigest alice 0123\n", "malformed digest"},
-        {"user alice $argon2id$x\ndigest alice 0123456789ABCDEF0123456789abcdef "
-         "0123456789abcdef0123456789abcdef0123456789abcdef0123456789abcdef\n",
-         "malformed digest"},
-        {"user alice $argon2id$x\ndigest alice 0123456789abcdef0123456789abcdef "
-         "0123456789abcdef0123456789abcdef0123456789abcdef0123456789abcdef\n"
-         "digest alice 0123456789abcdef0123456789abcdef "
-         "0123456789abcdef0123456789abcdef0123456789abcdef0123456789abcdef\n",
-         "appears twice"},
-    };
-    for (size_t i = 0; i < sizeof(bad) / sizeof(bad[0]); i++) {
-        struct users *b = users_parse("f", bad[i].text, strlen(bad[i].text));
+    static const char *const keys =
+        "0123456789abcdef0123456789abcdef "
+        "0123456789abcdef0123456789abcdef0123456789abcdef0123456789abcdef 0123456789abcdef\n";
+    char bad[4][512];
+    snprintf(bad[0], sizeof(bad[0]), "digest alice %s", keys);
+    snprintf(bad[1], sizeof(bad[1]), "user alice $argon2id$x\ndigest alice 0123\n");
+    snprintf(bad[2], sizeof(bad[2]),
+             "user alice $argon2id$x\ndigest alice 0123456789ABCDEF0123456789abcdef "
+             "0123456789abcdef0123456789abcdef0123456789abcdef0123456789abcdef "
+             "0123456789abcdef\n");
+    snprintf(bad[3], sizeof(bad[3]), "user alice $argon2id$x\ndigest alice %sdigest alice %s", keys,
+             keys);
+    static const char *const why[] = {"no user line above", "malformed digest", "malformed digest",
+                                      "appears twice"};
+    for (size_t i = 0; i < 4; i++) {
+        struct users *b = users_parse("f", bad[i], strlen(bad[i]));
         assert_non_null(users_error(b));
-        if (strstr(users_error(b), bad[i].why) == NULL) {
+        if (strstr(users_error(b), why[i]) == NULL) {
             fail_msg("case %zu: %s", i, users_error(b));
         }
         users_free(b);
