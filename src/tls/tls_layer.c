@@ -65,9 +65,9 @@ struct tls_conn {
     bool ktls;          /* on OpenSSL's socket BIO (the kernel may do the records), not ours */
 
     /* Until the takeover: what the keylog and message callbacks learn. */
-    bool stay;       /* on OpenSSL to the end */
-    bool wpending;   /* OpenSSL holds a record it has not sent whole (SSL_write wants to) */
-    bool have[2];    /* the application traffic secret of each direction came */
+    bool stay;     /* on OpenSSL to the end */
+    bool wpending; /* OpenSSL holds a record it has not sent whole (SSL_write wants to) */
+    bool have[2];  /* the application traffic secret of each direction came */
     uint8_t secret_len;
     uint64_t seq[2]; /* records under it since */
     unsigned char secret[2][TLS_REC_MAX_SECRET];
@@ -78,12 +78,12 @@ struct tls_conn {
     uint32_t roff, rlen; /* records, whole or not, at rbuf + roff */
     uint32_t poff, plen; /* a record's content (decrypted) at rbuf + poff */
     enum rd_end rd_end;
-    int rd_errno;         /* RD_ERROR: EPROTO (rec.why says why) or the socket's */
-    unsigned char *wbuf;  /* sealed, not sent yet; NULL when empty */
-    uint32_t woff, wlen;  /* at wbuf + woff */
-    uint32_t wplain;      /* bytes of the relay's in it that write() has not counted yet */
-    int wr_errno;         /* a write failed: every later one does */
-    bool sealed_end;      /* close_notify or an error alert is sealed: nothing may follow */
+    int rd_errno;        /* RD_ERROR: EPROTO (rec.why says why) or the socket's */
+    unsigned char *wbuf; /* sealed, not sent yet; NULL when empty */
+    uint32_t woff, wlen; /* at wbuf + woff */
+    uint32_t wplain;     /* bytes of the relay's in it that write() has not counted yet */
+    int wr_errno;        /* a write failed: every later one does */
+    bool sealed_end;     /* close_notify or an error alert is sealed: nothing may follow */
     bool resumed, verified, has_sni;
     char *names; /* the server name, then the client certificate's common name, each
                   * NUL-terminated: what describe(), servername() and admits() need */
@@ -227,8 +227,8 @@ void tls_layer_keylog(const SSL *s, const char *line)
 /* SSL_set_msg_callback: counts the records under the application keys, each way; a KeyUpdate
  * either way (OpenSSL's keys then move on without telling us) keeps the connection on
  * OpenSSL. */
-static void msg_cb(int write_p, int version, int content_type, const void *buf, size_t len,
-                   SSL *s, void *arg)
+static void msg_cb(int write_p, int version, int content_type, const void *buf, size_t len, SSL *s,
+                   void *arg)
 {
     (void)version;
     (void)s;
@@ -331,9 +331,8 @@ static void take_over(struct tls_conn *t)
     if (sl + cl > 0 && (names = malloc(sl + cl + 2)) == NULL) {
         return; /* out of memory: OpenSSL goes on, and a later call tries again */
     }
-    if (tls_rec_init(&t->rec, SSL_CIPHER_get_protocol_id(SSL_get_current_cipher(s)),
-                     t->secret[RD], t->secret[WR], t->secret_len, t->seq[RD],
-                     t->seq[WR]) != 0) {
+    if (tls_rec_init(&t->rec, SSL_CIPHER_get_protocol_id(SSL_get_current_cipher(s)), t->secret[RD],
+                     t->secret[WR], t->secret_len, t->seq[RD], t->seq[WR]) != 0) {
         free(names);
         stay(t); /* a suite the record layer does not know; or out of memory */
         return;
@@ -710,7 +709,7 @@ static ssize_t rec_read(struct tls_conn *t, char *out, size_t len, enum tcp_want
     for (;;) {
         bool progress = false;
         size_t n = t->plen > 0 || len < TLS_REC_MAX_WIRE ? read_kept(t, buf, len, &progress)
-                                                          : read_direct(t, buf, len, &progress);
+                                                         : read_direct(t, buf, len, &progress);
         send_key_update(t);
         if (n > 0) {
             return (ssize_t)n;
@@ -920,8 +919,7 @@ static bool layer_pending(void *st)
     /* A whole record kept (or one whose header is refused already). */
     const unsigned char *p = t->rbuf != NULL ? t->rbuf + t->roff : NULL;
     return t->rlen >= TLS_REC_HEADER &&
-           (p[0] != TLS_REC_CT_APPDATA ||
-            t->rlen >= TLS_REC_HEADER + ((size_t)p[3] << 8 | p[4]) ||
+           (p[0] != TLS_REC_CT_APPDATA || t->rlen >= TLS_REC_HEADER + ((size_t)p[3] << 8 | p[4]) ||
             ((size_t)p[3] << 8 | p[4]) > TLS_REC_MAX_CIPHER);
 }
 
