@@ -566,8 +566,10 @@ static size_t open_records(struct tls_conn *t, unsigned char *buf, size_t have, 
         }
         /* The content lies past every byte moved before it: a move down never overwrites a
          * record not read yet. */
-        memmove(buf + *out, data, dlen);
-        *out += dlen;
+        if (dlen > 0) {
+            memmove(buf + *out, data, dlen);
+            *out += dlen;
+        }
         off += (size_t)used;
         if (t->rec.eof) {
             t->rd_end = RD_EOF; /* what follows close_notify is ignored */
@@ -674,8 +676,10 @@ static size_t read_kept(struct tls_conn *t, unsigned char *buf, size_t len, bool
             *progress = true;
             t->roff += (uint32_t)used;
             t->rlen -= (uint32_t)used;
-            t->poff = (uint32_t)(data - t->rbuf);
-            t->plen = (uint32_t)dlen;
+            if (dlen > 0) {
+                t->poff = (uint32_t)(data - t->rbuf);
+                t->plen = (uint32_t)dlen;
+            }
             if (t->rec.eof) {
                 t->rd_end = RD_EOF;
             }
