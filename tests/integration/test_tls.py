@@ -88,6 +88,7 @@ def test_echo_upload_download(gateway, tcp_echo, tmp_path, ca):
     assert re.search(r"\[TLSv1\.3 TLS_AES_128_GCM_SHA256 sni=localhost\]$", line), line
     st = g.map_stats("echo")
     assert st["tls handshakes"] == 1 and st["tls handshake failures"] == 0, st
+    assert st["tls records taken over"] == 1, st  # TLS 1.3: portgate's record layer
     assert st["bytes spliced"] == 0
     assert g.stop() == 0
 
@@ -828,3 +829,47 @@ def test_close_notify_both_ways_after_takeover(gateway, tcp_echo, tmp_path, ca):
     for name in ("echo", "down", "up"):
         st = g.map_stats(name)
         assert st["tls records taken over"] == 1, (name, st)
+
+
+def test_records_under_a_filter_with_little_room(gateway, tcp_echo, tmp_path, ca):
+    """https: while a slow device reads a large upload, the HTTP filter holds what it has not
+    passed on, and the relay's buffer has less room than a record: the record layer then reads
+    records into a buffer of its own and hands their content out as room allows. Every byte
+    arrives, in order; the answer comes back; the connection was taken over."""
+    crt, key, _ = ca.write_leaf(tmp_path, "gw", ["localhost"])
+    (tmp_path / "ca.pem").write_bytes(ca.pem())
+    body = os.urandom(6 << 20)
+
+    def slow_device(c):
+        head = b""
+        while b"\r\n\r\n" not in head:
+            head += c.recv(1)
+        n = int(re.search(rb"content-length: *(\d+)", head, re.I).group(1))
+        h = hashlib.sha256()
+        while n > 0:
+            d = c.recv(min(n, 7000))
+            if not d:
+                break
+            h.update(d)
+            n -= len(d)
+            time.sleep(0.001)
+        digest = h.hexdigest().encode()
+        c.sendall(b"HTTP/1.1 200 OK\r\nContent-Length: 64\r\n\r\n" + digest)
+        recv_all(c)
+    dev = tcp_echo(handler=slow_device)
+    port = free_ports()
+    g = gateway(config=f"[map up]\nproto = https\nlisten = 127.0.0.1:{port}\n"
+                       f"target = 127.0.0.1:{dev.port}\ncert = {crt}\nkey = {key}\n")
+    s = tls_connect(port, client_context(tmp_path / "ca.pem", minimum=ssl.TLSVersion.TLSv1_3),
+                    timeout=60)
+    s.sendall(b"POST /upload HTTP/1.1\r\nHost: localhost\r\nContent-Length: %d\r\n\r\n"
+              % len(body) + body)
+    answer = b""
+    while not answer.endswith(hashlib.sha256(body).hexdigest().encode()):
+        d = s.recv(4096)
+        assert d, answer
+        answer += d
+    assert answer.startswith(b"HTTP/1.1 200 OK\r\n"), answer
+    s.close()
+    st = g.map_stats("up")
+    assert st["tls records taken over"] == 1 and st["http requests"] == 1, st
