@@ -578,16 +578,16 @@ static size_t open_records(struct tls_conn *t, unsigned char *buf, size_t have, 
     return off;
 }
 
-/* The socket said the stream ended (n == 0) or failed (n < 0, errno), with rlen bytes of an
+/* The socket said the stream ended (n == 0) or failed (n < 0, with err), with rlen bytes of an
  * unfinished record kept. */
-static void socket_ended(struct tls_conn *t, ssize_t n)
+static void socket_ended(struct tls_conn *t, ssize_t n, int err)
 {
     if (t->rd_end != RD_OPEN) {
         return;
     }
     if (n < 0) {
         t->rd_end = RD_ERROR;
-        t->rd_errno = errno;
+        t->rd_errno = err;
     } else if (t->rlen > 0) {
         /* A FIN at a record's boundary ends the stream, as OpenSSL ends it here (the client's
          * close_notify is not required: SSL_OP_IGNORE_UNEXPECTED_EOF); inside one, the
@@ -636,8 +636,10 @@ static size_t read_direct(struct tls_conn *t, unsigned char *buf, size_t len, bo
         drop_rbuf(t);
     }
     ssize_t n = 1;
+    int err = 0; /* the recv's, before the records' calls change errno */
     if (t->ready->readable) {
         n = sock_recv(t, buf + have, len - have);
+        err = errno;
         if (n > 0) {
             have += (size_t)n;
             *progress = true;
@@ -649,8 +651,8 @@ static size_t read_direct(struct tls_conn *t, unsigned char *buf, size_t len, bo
     if (t->rd_end == RD_OPEN && !keep_partial(t, buf + used, have - used)) {
         return out;
     }
-    if (n <= 0 && !(n < 0 && errno == EAGAIN)) {
-        socket_ended(t, n);
+    if (n <= 0 && !(n < 0 && err == EAGAIN)) {
+        socket_ended(t, n, err);
     }
     return out;
 }
@@ -695,7 +697,7 @@ static size_t read_kept(struct tls_conn *t, unsigned char *buf, size_t len, bool
             *progress = true;
             t->rlen += (uint32_t)n;
         } else if (n == 0 || errno != EAGAIN) {
-            socket_ended(t, n);
+            socket_ended(t, n, errno);
         }
     }
     size_t k = t->plen < len ? t->plen : len;
