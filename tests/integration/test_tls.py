@@ -699,7 +699,8 @@ def test_records_taken_over_with_data_in_the_finished_flight(gateway, tcp_echo, 
 def test_records_refused_with_their_alert(gateway, tcp_echo, tmp_path, ca):
     """After the takeover, a record that does not authenticate, one in the clear and one longer
     than TLS allows each end the connection with the alert RFC 8446 names, which the client
-    reads under the gateway's keys; the log says what the client sent."""
+    reads under the gateway's keys; the log says what the client sent. So does a stream cut
+    inside a record."""
     crt, key, _ = ca.write_leaf(tmp_path, "gw", ["localhost"])
     (tmp_path / "ca.pem").write_bytes(ca.pem())
     echo = tcp_echo()
@@ -730,8 +731,20 @@ def test_records_refused_with_their_alert(gateway, tcp_echo, tmp_path, ca):
         assert err is not None and alert in str(err).lower().replace("_", " "), (alert, err)
         c.close()
         g.wait_log(f"tls from client: {why}", 1)
+    # A FIN inside a record: a truncation, not the end of the stream (at a record's boundary,
+    # a FIN ends the stream as it does on OpenSSL, as the half-close tests show).
+    c = RawTLS(port, ctx)
+    c.handshake()
+    c.obj.write(b"ping")
+    c.flush()
+    assert c.recv_exactly(4) == b"ping"
+    c.obj.write(b"cut short")
+    c.sock.sendall(c.out.read()[:-3])
+    c.sock.shutdown(socket.SHUT_WR)
+    g.wait_log("tls from client: the client's stream ended inside a record", 1)
+    c.close()
     st = g.map_stats("echo")
-    assert st["tls records taken over"] == 3 and st["bytes to targets"] == 12, st
+    assert st["tls records taken over"] == 4 and st["bytes to targets"] == 16, st
 
 
 def test_key_update_both_ways(gateway, tcp_echo, tmp_path, ca):
