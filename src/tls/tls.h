@@ -80,9 +80,11 @@ enum {
     TLS_STAT_HANDSHAKES, /* handshakes completed, resumed ones included */
     TLS_STAT_RESUMED,    /* of which resumed a session (a ticket) */
     TLS_STAT_FAILED,     /* handshakes that failed or timed out */
+    TLS_STAT_TAKEN_OVER, /* TLS 1.3 connections whose records portgate's own layer carries */
     TLS_STAT_COUNT
 };
-#define TLS_STAT_NAMES "tls handshakes", "tls resumed", "tls handshake failures"
+#define TLS_STAT_NAMES                                                                             \
+    "tls handshakes", "tls resumed", "tls handshake failures", "tls records taken over"
 
 /* The layer (forward/tcp.h) over a mapping whose run object tls_run_open() made. */
 extern const struct tcp_layer tls_layer;

@@ -25,10 +25,17 @@ void tls_run_use_group(SSL *s, const struct mapping_group *g);
  * users. Checked again once a shared port's mapping is chosen: the handshake checked the names
  * of the mapping its server name chose, or of the port's first. */
 bool tls_run_admits(const void *run, SSL *s);
+/* tls_run_admits() for a connection whose SSL is gone (taken over by the layer's record layer):
+ * verified says the client showed a certificate that was verified, cn is its common name (as
+ * tls_run_client_name() gives it, or ""). */
+bool tls_run_admits_peer(const void *run, bool verified, const char *cn);
 /* The common name of the client's certificate (auth = client-cert), printable, or "". */
 void tls_run_client_name(SSL *s, char *buf, size_t len);
 /* True if the kernel offers TLS (the "tls" ULP): connections then use OpenSSL's socket BIO,
  * which hands the records to the kernel, instead of ours. Read once, logged once. */
 bool tls_ktls_available(void);
+/* The keylog callback every context sets (SSL_CTX_set_keylog_callback): gives the layer a TLS 1.3
+ * connection's traffic secrets, for its own record layer (tls_layer.c). Logs nothing. */
+void tls_layer_keylog(const SSL *s, const char *line);
 
 #endif

@@ -509,6 +509,8 @@ static int setup_ctx(SSL_CTX *ctx, const struct tls_conf *c, struct tls_run *run
     SSL_CTX_set_tlsext_servername_callback(ctx, servername_cb);
     SSL_CTX_set_tlsext_servername_arg(ctx, run);
     SSL_CTX_set_alpn_select_cb(ctx, alpn_cb, run);
+    /* The layer takes TLS 1.3 connections over with these secrets (tls_layer.c). */
+    SSL_CTX_set_keylog_callback(ctx, tls_layer_keylog);
     return 0;
 }
 
@@ -857,17 +859,28 @@ bool tls_run_admits(const void *obj, SSL *s)
     if (run == NULL || !run->client_cert) {
         return true;
     }
+    X509 *peer = SSL_get0_peer_certificate(s);
+    char cn[256] = "";
+    if (peer != NULL) {
+        common_name(peer, cn, sizeof(cn));
+    }
+    return tls_run_admits_peer(obj, peer != NULL && SSL_get_verify_result(s) == X509_V_OK, cn);
+}
+
+bool tls_run_admits_peer(const void *obj, bool verified, const char *cn)
+{
+    const struct tls_run *run = obj;
+    if (run == NULL || !run->client_cert) {
+        return true;
+    }
     /* The chain was checked in the handshake against the port's CA and CRL, which every
      * mapping sharing the port has the same (proto->can_share); the names may differ. */
-    X509 *peer = SSL_get0_peer_certificate(s);
-    if (peer == NULL || SSL_get_verify_result(s) != X509_V_OK) {
+    if (!verified) {
         return false;
     }
     if (run->users[0] == '\0') {
         return true;
     }
-    char cn[256];
-    common_name(peer, cn, sizeof(cn));
     return cn[0] != '\0' && names_has(run->users, cn);
 }
 

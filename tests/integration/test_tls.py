@@ -88,6 +88,7 @@ def test_echo_upload_download(gateway, tcp_echo, tmp_path, ca):
     assert re.search(r"\[TLSv1\.3 TLS_AES_128_GCM_SHA256 sni=localhost\]$", line), line
     st = g.map_stats("echo")
     assert st["tls handshakes"] == 1 and st["tls handshake failures"] == 0, st
+    assert st["tls records taken over"] == 1, st  # TLS 1.3: portgate's record layer
     assert st["bytes spliced"] == 0
     assert g.stop() == 0
 
@@ -127,7 +128,9 @@ def test_curl_keepalive_and_many_clients(gateway, tmp_path, ca):
         for pr in procs:
             body, _ = pr.communicate(timeout=60)
             assert hashlib.sha256(body).hexdigest() == want
-        assert g.map_stats("web")["tls handshakes"] == 51
+        st = g.map_stats("web")
+        # curl sends its request with its Finished: each was taken over all the same.
+        assert st["tls handshakes"] == 51 and st["tls records taken over"] == 51, st
     finally:
         web.kill()
         web.wait()
@@ -203,6 +206,7 @@ def test_resumption_with_tickets(gateway, tcp_echo, tmp_path, ca):
         s.close()
     st = g.map_stats("one")
     assert st["tls handshakes"] == 4 and st["tls resumed"] == 2, st
+    assert st["tls records taken over"] == 2, st  # TLS 1.3's; TLS 1.2 stays on OpenSSL
     # openssl s_client says the same. A TLS 1.3 ticket comes after the handshake: the client
     # reads until the target closes, then saves the session.
     hello = tcp_echo(handler=lambda c: (c.sendall(b"hello"), c.shutdown(socket.SHUT_WR),
@@ -594,3 +598,291 @@ def test_check_refuses_client_cert_settings(tmp_path, ca):
         conf.write_text("[gateway]\nadmin = off\n" + tls_map("m", 8443, 80, crt, key, extra))
         out = subprocess.run([BINARY, "check", "-c", str(conf)], capture_output=True, text=True)
         assert out.returncode == 1 and want in out.stderr, (extra, out.stderr)
+
+
+# ---- TLS 1.3 connections carried by portgate's own record layer (tls/tls_rec.h) ----
+
+class RawTLS:
+    """A TLS client over memory BIOs: the test chooses what leaves in each write (the client's
+    Finished and its first data in one segment), and may put records of its own on the wire."""
+
+    def __init__(self, port, ctx, server_hostname="localhost"):
+        self.sock = socket.create_connection(("127.0.0.1", port), timeout=5)
+        self.inc, self.out = ssl.MemoryBIO(), ssl.MemoryBIO()
+        self.obj = ctx.wrap_bio(self.inc, self.out, server_hostname=server_hostname)
+
+    def flush(self):
+        data = self.out.read()
+        if data:
+            self.sock.sendall(data)
+
+    def feed(self):
+        data = self.sock.recv(262144)
+        if not data:
+            self.inc.write_eof()
+        self.inc.write(data) if data else None
+        return data
+
+    def handshake(self, then=b""):
+        """Completes the handshake; then goes in the same write as the client's Finished."""
+        while True:
+            try:
+                self.obj.do_handshake()
+                break
+            except ssl.SSLWantReadError:
+                self.flush()
+                if not self.feed():
+                    raise ConnectionError("closed during the handshake")
+        if then:
+            self.obj.write(then)
+        self.flush()
+
+    def recv_exactly(self, n):
+        got = bytearray()
+        while len(got) < n:
+            try:
+                got += self.obj.read(n - len(got))
+            except ssl.SSLWantReadError:
+                if not self.feed():
+                    break
+        return bytes(got)
+
+    def read_error(self):
+        """Reads until the gateway's alert: the ssl.SSLError it raises (None at EOF)."""
+        while True:
+            try:
+                self.obj.read(65536)
+            except ssl.SSLWantReadError:
+                if not self.feed():
+                    return None
+            except ssl.SSLError as e:
+                return e
+
+    def close(self):
+        self.sock.close()
+
+
+def test_records_taken_over_with_data_in_the_finished_flight(gateway, tcp_echo, tmp_path, ca):
+    """A TLS 1.3 connection whose client sends data in the same segment as its Finished (as
+    Python's ssl, curl and s_client may): OpenSSL reads both, gives the data, and the record
+    layer takes over only once OpenSSL holds nothing, at the sequence numbers OpenSSL reached:
+    every byte goes through unchanged either way, records pipelined before and after. TLS 1.2
+    stays on OpenSSL."""
+    crt, key, _ = ca.write_leaf(tmp_path, "gw", ["localhost"])
+    (tmp_path / "ca.pem").write_bytes(ca.pem())
+    echo = tcp_echo()
+    port = free_ports()
+    g = gateway(config=tls_map("echo", port, echo.port, crt, key))
+    ctx = client_context(tmp_path / "ca.pem", minimum=ssl.TLSVersion.TLSv1_3)
+    for first in (b"ping", os.urandom(40000)):  # one record; three, the last cut by the recv
+        c = RawTLS(port, ctx)
+        c.handshake(then=first)
+        assert c.recv_exactly(len(first)) == first
+        for msg in (b"x", os.urandom(70000), b"after"):
+            c.obj.write(msg)
+            c.flush()
+            assert c.recv_exactly(len(msg)) == msg
+        c.close()
+    st = g.map_stats("echo")
+    assert st["tls handshakes"] == 2 and st["tls records taken over"] == 2, st
+
+    # TLS 1.2: OpenSSL to the end.
+    s = tls_connect(port, client_context(tmp_path / "ca.pem", maximum=ssl.TLSVersion.TLSv1_2))
+    assert s.version() == "TLSv1.2"
+    s.sendall(b"twelve")
+    assert recv_exactly(s, 6) == b"twelve"
+    s.close()
+    st = g.map_stats("echo")
+    assert st["tls handshakes"] == 3 and st["tls records taken over"] == 2, st
+
+
+def test_records_refused_with_their_alert(gateway, tcp_echo, tmp_path, ca):
+    """After the takeover, a record that does not authenticate, one in the clear and one longer
+    than TLS allows each end the connection with the alert RFC 8446 names, which the client
+    reads under the gateway's keys; the log says what the client sent. So does a stream cut
+    inside a record."""
+    crt, key, _ = ca.write_leaf(tmp_path, "gw", ["localhost"])
+    (tmp_path / "ca.pem").write_bytes(ca.pem())
+    echo = tcp_echo()
+    port = free_ports()
+    g = gateway(config=tls_map("echo", port, echo.port, crt, key))
+    ctx = client_context(tmp_path / "ca.pem", minimum=ssl.TLSVersion.TLSv1_3)
+
+    def forged(rec):
+        rec = bytearray(rec)
+        rec[-1] ^= 1  # the tag
+        return bytes(rec)
+    cases = [
+        (forged, "bad record mac", "a record that does not authenticate (bad_record_mac)"),
+        (lambda rec: b"\x16\x03\x03\x00\x05\x18\x00\x00\x01\x00", "unexpected message",
+         "a record in the clear after the handshake"),
+        (lambda rec: b"\x17\x03\x03\x41\x01" + b"\0" * 100, "record overflow",
+         "a record longer than 2^14 + 256 bytes"),
+    ]
+    for i, (make, alert, why) in enumerate(cases):
+        c = RawTLS(port, ctx)
+        c.handshake()
+        c.obj.write(b"ping")
+        c.flush()
+        assert c.recv_exactly(4) == b"ping"  # taken over by now
+        c.obj.write(b"pong")
+        c.sock.sendall(make(c.out.read()))
+        err = c.read_error()
+        assert err is not None and alert in str(err).lower().replace("_", " "), (alert, err)
+        c.close()
+        g.wait_log(f"tls from client: {why}", 1)
+    # A FIN inside a record: a truncation, not the end of the stream (at a record's boundary,
+    # a FIN ends the stream as it does on OpenSSL, as the half-close tests show).
+    c = RawTLS(port, ctx)
+    c.handshake()
+    c.obj.write(b"ping")
+    c.flush()
+    assert c.recv_exactly(4) == b"ping"
+    c.obj.write(b"cut short")
+    c.sock.sendall(c.out.read()[:-3])
+    c.sock.shutdown(socket.SHUT_WR)
+    g.wait_log("tls from client: the client's stream ended inside a record", 1)
+    c.close()
+    st = g.map_stats("echo")
+    assert st["tls records taken over"] == 4 and st["bytes to targets"] == 16, st
+
+
+def test_key_update_both_ways(gateway, tcp_echo, tmp_path, ca):
+    """openssl s_client's k and K (RFC 8446 4.6.3): the client's KeyUpdate moves the gateway's
+    read key on, and with update_requested the gateway sends its own before its next data; the
+    echo goes through under each new key. A KeyUpdate not asked for gets none back."""
+    crt, key, _ = ca.write_leaf(tmp_path, "gw", ["localhost"])
+    (tmp_path / "ca.pem").write_bytes(ca.pem())
+    echo = tcp_echo()
+    port = free_ports()
+    g = gateway(config=tls_map("echo", port, echo.port, crt, key))
+    p = subprocess.Popen(["openssl", "s_client", "-connect", f"127.0.0.1:{port}", "-servername",
+                          "localhost", "-CAfile", str(tmp_path / "ca.pem"), "-msg"],
+                         stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+    out = []
+    reader = threading.Thread(target=lambda: out.extend(iter(p.stdout.readline, b"")),
+                              daemon=True)
+    reader.start()
+
+    def text():
+        return b"".join(out).decode(errors="replace")
+
+    def wait_for(s, count=1):
+        deadline = time.time() + 10
+        while text().count(s) < count:
+            assert time.time() < deadline and p.poll() is None, text()
+            time.sleep(0.02)
+
+    def line(s):
+        p.stdin.write(s)
+        p.stdin.flush()
+        time.sleep(0.3)  # each on a read of its own: s_client takes k and K at a line's start
+
+    received = "<<< TLS 1.3, Handshake [length 0005], KeyUpdate"
+    try:
+        line(b"hello portgate\n")
+        wait_for("hello portgate")
+        assert text().count(received) == 0
+        for n, (cmd, back) in enumerate(((b"K\n", 1), (b"k\n", 1), (b"K\n", 2), (b"K\n", 3))):
+            line(cmd)
+            line(b"after key update %d\n" % n)
+            wait_for("after key update %d" % n)  # the echo
+            assert text().count(received) == back, text()
+            assert text().count(">>> TLS 1.3, Handshake [length 0005], KeyUpdate") == n + 1
+    finally:
+        p.stdin.close()
+        p.wait(10)
+    st = g.map_stats("echo")
+    assert st["tls handshakes"] == 1 and st["tls records taken over"] == 1, st
+    assert "tls from client" not in g.log()
+
+
+def test_close_notify_both_ways_after_takeover(gateway, tcp_echo, tmp_path, ca):
+    """The client's close_notify ends its stream (the target gets the FIN); the target's FIN
+    comes to the client as close_notify, then the FIN: a client that refuses a truncated
+    stream reads a clean end. A slow reader gets every byte all the same (the gateway's sends
+    come back short and what is sealed waits), and so does a target slow to read the client's
+    upload (the relay's buffer fills, the layer reads records into its own)."""
+    crt, key, _ = ca.write_leaf(tmp_path, "gw", ["localhost"])
+    (tmp_path / "ca.pem").write_bytes(ca.pem())
+    ctx = client_context(tmp_path / "ca.pem", minimum=ssl.TLSVersion.TLSv1_3)
+    data, src_handler = source(8 << 20)
+
+    def slow_sink(c):
+        time.sleep(1.0)
+        hash_sink(c)
+    echo, src, sink = tcp_echo(), tcp_echo(handler=src_handler), tcp_echo(handler=slow_sink)
+    p = free_ports(3)
+    g = gateway(config=tls_map("echo", p[0], echo.port, crt, key)
+                + tls_map("down", p[1], src.port, crt, key)
+                + tls_map("up", p[2], sink.port, crt, key))
+    # unwrap(): our close_notify, then the gateway's once the target has closed.
+    s = tls_connect(p[0], ctx)
+    s.sendall(b"bye")
+    assert recv_exactly(s, 3) == b"bye"
+    plain = s.unwrap()
+    assert plain.recv(16) == b""
+    plain.close()
+    g.wait_log("map echo: tcp", 1)
+    assert "closed by client, then by target" in g.log()
+
+    raw = socket.create_connection(("127.0.0.1", p[1]), timeout=10)
+    s = ctx.wrap_socket(raw, server_hostname="localhost", suppress_ragged_eofs=False)
+    time.sleep(1.0)  # the gateway fills the socket, and keeps the rest
+    got = recv_all(s)  # SSLEOFError if the FIN came without close_notify
+    assert hashlib.sha256(got).hexdigest() == hashlib.sha256(data).hexdigest()
+    s.close()
+
+    up = os.urandom(8 << 20)
+    s = tls_connect(p[2], ctx)
+    s.sendall(up)
+    socket.socket.shutdown(s, socket.SHUT_WR)
+    assert recv_all(s).decode() == hashlib.sha256(up).hexdigest()
+    s.close()
+    for name in ("echo", "down", "up"):
+        st = g.map_stats(name)
+        assert st["tls records taken over"] == 1, (name, st)
+
+
+def test_records_under_a_filter_with_little_room(gateway, tcp_echo, tmp_path, ca):
+    """https: while a slow device reads a large upload, the HTTP filter holds what it has not
+    passed on, and the relay's buffer has less room than a record: the record layer then reads
+    records into a buffer of its own and hands their content out as room allows. Every byte
+    arrives, in order; the answer comes back; the connection was taken over."""
+    crt, key, _ = ca.write_leaf(tmp_path, "gw", ["localhost"])
+    (tmp_path / "ca.pem").write_bytes(ca.pem())
+    body = os.urandom(6 << 20)
+
+    def slow_device(c):
+        head = b""
+        while b"\r\n\r\n" not in head:
+            head += c.recv(1)
+        n = int(re.search(rb"content-length: *(\d+)", head, re.I).group(1))
+        h = hashlib.sha256()
+        while n > 0:
+            d = c.recv(min(n, 7000))
+            if not d:
+                break
+            h.update(d)
+            n -= len(d)
+            time.sleep(0.001)
+        digest = h.hexdigest().encode()
+        c.sendall(b"HTTP/1.1 200 OK\r\nContent-Length: 64\r\n\r\n" + digest)
+        recv_all(c)
+    dev = tcp_echo(handler=slow_device)
+    port = free_ports()
+    g = gateway(config=f"[map up]\nproto = https\nlisten = 127.0.0.1:{port}\n"
+                       f"target = 127.0.0.1:{dev.port}\ncert = {crt}\nkey = {key}\n")
+    s = tls_connect(port, client_context(tmp_path / "ca.pem", minimum=ssl.TLSVersion.TLSv1_3),
+                    timeout=60)
+    s.sendall(b"POST /upload HTTP/1.1\r\nHost: localhost\r\nContent-Length: %d\r\n\r\n"
+              % len(body) + body)
+    answer = b""
+    while not answer.endswith(hashlib.sha256(body).hexdigest().encode()):
+        d = s.recv(4096)
+        assert d, answer
+        answer += d
+    assert answer.startswith(b"HTTP/1.1 200 OK\r\n"), answer
+    s.close()
+    st = g.map_stats("up")
+    assert st["tls records taken over"] == 1 and st["http requests"] == 1, st
