@@ -114,7 +114,6 @@ static int current_key(struct ticket_key *out)
 static int ticket_cb(SSL *s, unsigned char name[16], unsigned char *iv, EVP_CIPHER_CTX *cctx,
                      EVP_MAC_CTX *hctx, int enc)
 {
-    (void)s;
     struct ticket_key k;
     int rc = 1;
     pthread_mutex_lock(&ticket_lock);
@@ -128,7 +127,12 @@ static int ticket_cb(SSL *s, unsigned char name[16], unsigned char *iv, EVP_CIPH
             if (ticket_keys[i].set && memcmp(ticket_keys[i].name, name, 16) == 0 &&
                 mono_s() - ticket_keys[i].born < TICKET_KEYS * TICKET_ROTATE_S) {
                 k = ticket_keys[i];
-                rc = i == 0 ? 1 : 2; /* 2: good, and the client gets a ticket under [0] */
+                /* 2: good, and the client gets a new ticket (under [0]). Always in TLS 1.3:
+                 * clients use a ticket once (RFC 8446 C.4; browsers, OpenSSL's with a session
+                 * cache), so without a new one every other connection would be a full
+                 * handshake (OpenSSL renews the tickets of its own keys alike). In TLS 1.2,
+                 * where a ticket is used again, when the key is an older one. */
+                rc = i == 0 && SSL_version(s) != TLS1_3_VERSION ? 1 : 2;
                 break;
             }
         }
