@@ -111,10 +111,21 @@ static int current_key(struct ticket_key *out)
     return 0;
 }
 
+/* AES-256-CBC for the tickets, fetched once (ticket_setup) and kept for the process's life: a
+ * cipher without a provider, such as EVP_aes_256_cbc(), is fetched again by every
+ * EVP_EncryptInit_ex(). NULL if the fetch failed: then that one is used. */
+static EVP_CIPHER *ticket_cipher;
+static pthread_once_t ticket_once = PTHREAD_ONCE_INIT;
+
+static void ticket_setup(void)
+{
+    ticket_cipher = EVP_CIPHER_fetch(NULL, "AES-256-CBC", NULL);
+    ERR_clear_error();
+}
+
 static int ticket_cb(SSL *s, unsigned char name[16], unsigned char *iv, EVP_CIPHER_CTX *cctx,
                      EVP_MAC_CTX *hctx, int enc)
 {
-    (void)s;
     struct ticket_key k;
     int rc = 1;
     pthread_mutex_lock(&ticket_lock);
@@ -128,7 +139,12 @@ static int ticket_cb(SSL *s, unsigned char name[16], unsigned char *iv, EVP_CIPH
             if (ticket_keys[i].set && memcmp(ticket_keys[i].name, name, 16) == 0 &&
                 mono_s() - ticket_keys[i].born < TICKET_KEYS * TICKET_ROTATE_S) {
                 k = ticket_keys[i];
-                rc = i == 0 ? 1 : 2; /* 2: good, and the client gets a ticket under [0] */
+                /* 2: good, and the client gets a new ticket (under [0]). Always in TLS 1.3:
+                 * clients use a ticket once (RFC 8446 C.4; browsers, OpenSSL's with a session
+                 * cache), so without a new one every other connection would be a full
+                 * handshake (OpenSSL renews the tickets of its own keys alike). In TLS 1.2,
+                 * where a ticket is used again, when the key is an older one. */
+                rc = i == 0 && SSL_version(s) != TLS1_3_VERSION ? 1 : 2;
                 break;
             }
         }
@@ -142,13 +158,14 @@ static int ticket_cb(SSL *s, unsigned char name[16], unsigned char *iv, EVP_CIPH
         OSSL_PARAM_construct_utf8_string("digest", (char *)"SHA256", 0),
         OSSL_PARAM_construct_end(),
     };
+    const EVP_CIPHER *cipher = ticket_cipher != NULL ? ticket_cipher : EVP_aes_256_cbc();
     if (enc) {
         memcpy(name, k.name, 16);
         if (RAND_bytes(iv, EVP_MAX_IV_LENGTH) != 1 ||
-            EVP_EncryptInit_ex(cctx, EVP_aes_256_cbc(), NULL, k.aes, iv) != 1) {
+            EVP_EncryptInit_ex(cctx, cipher, NULL, k.aes, iv) != 1) {
             rc = -1;
         }
-    } else if (EVP_DecryptInit_ex(cctx, EVP_aes_256_cbc(), NULL, k.aes, iv) != 1) {
+    } else if (EVP_DecryptInit_ex(cctx, cipher, NULL, k.aes, iv) != 1) {
         rc = -1;
     }
     if (rc > 0 && EVP_MAC_CTX_set_params(hctx, params) != 1) {
@@ -853,6 +870,26 @@ static int clients_apply(const struct clients *cl, struct tls_run *run, SSL_CTX 
     return 0;
 }
 
+/*
+ * The chain a handshake sends: the certificates after the leaf in its file; with none there,
+ * OpenSSL would build one from the context's store (client-ca's certificates) in every
+ * handshake, a certificate verification each time. It is built here once instead, as it would
+ * be then: whatever the store has of the leaf's issuers (usually nothing), errors ignored.
+ */
+static int fix_chain(SSL_CTX *ctx, const char *cert_path, char *why, size_t whylen)
+{
+    STACK_OF(X509) *chain = NULL;
+    if (SSL_CTX_get0_chain_certs(ctx, &chain) == 1 && chain != NULL) {
+        return 0;
+    }
+    if (SSL_CTX_build_cert_chain(ctx, SSL_BUILD_CHAIN_FLAG_IGNORE_ERROR |
+                                          SSL_BUILD_CHAIN_FLAG_CLEAR_ERROR) <= 0) {
+        snprintf(why, whylen, "cert: %s: its chain: %s", cert_path, tls_err_reason());
+        return -1;
+    }
+    return 0;
+}
+
 bool tls_run_admits(const void *obj, SSL *s)
 {
     const struct tls_run *run = obj;
@@ -922,7 +959,8 @@ void *tls_run_open(const struct tls_conf *c, const char *mapname, unsigned char 
         EVP_MD_CTX_free(md);
         return NULL;
     }
-    pthread_once(&group_once, group_setup); /* before any worker reads group_idx */
+    pthread_once(&group_once, group_setup);   /* before any worker reads group_idx */
+    pthread_once(&ticket_once, ticket_setup); /* and ticket_cipher */
     run->handshake_ms = c->handshake_ms;
     run->stat_base = c->stat_base;
     run->alpn_len = alpn_wire(c->alpn, run->alpn, sizeof(run->alpn));
@@ -961,7 +999,8 @@ void *tls_run_open(const struct tls_conf *c, const char *mapname, unsigned char 
         list_item(c->ocsp, i, op, sizeof(op));
         run->ncerts++;
         if (load_cert(run, &run->certs[i], md, c, cp, kp, op, sid, why, whylen) != 0 ||
-            clients_apply(&cl, run, run->certs[i].ctx, why, whylen) != 0) {
+            clients_apply(&cl, run, run->certs[i].ctx, why, whylen) != 0 ||
+            fix_chain(run->certs[i].ctx, cp, why, whylen) != 0) {
             clients_free(&cl);
             EVP_MD_CTX_free(md);
             tls_run_close(run);

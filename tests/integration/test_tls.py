@@ -199,14 +199,28 @@ def test_resumption_with_tickets(gateway, tcp_echo, tmp_path, ca):
         assert sess is not None and sess.has_ticket
         s = tls_connect(p[0], ctx, session=sess)
         assert s.session_reused, maxv
+        if maxv == ssl.TLSVersion.TLSv1_3:
+            # A TLS 1.3 client should use a ticket once (RFC 8446 C.4; browsers do, and
+            # OpenSSL's with a session cache, as curl's, offers a used one no more): the
+            # resumed connection brings a new one (its session id is the ticket's digest),
+            # which resumes the next.
+            s.sendall(b"ping")
+            assert recv_exactly(s, 4) == b"ping"
+            again = s.session
+            s.close()
+            assert again.has_ticket and again.id != sess.id, "no new ticket when resumed"
+            s = tls_connect(p[0], ctx, session=again)
+            assert s.session_reused, "a ticket from a resumed connection"
         s.close()
         # The other mapping does not take it: a full handshake.
         s = tls_connect(p[1], ctx, session=sess)
         assert not s.session_reused
         s.close()
     st = g.map_stats("one")
-    assert st["tls handshakes"] == 4 and st["tls resumed"] == 2, st
-    assert st["tls records taken over"] == 2, st  # TLS 1.3's; TLS 1.2 stays on OpenSSL
+    assert st["tls handshakes"] == 5 and st["tls resumed"] == 3, st
+    # TLS 1.3's connections, TLS 1.2's staying on OpenSSL: the two that sent data, and the one
+    # closed at once after its handshake if its close_notify came after the takeover.
+    assert 2 <= st["tls records taken over"] <= 3, st
     # openssl s_client says the same. A TLS 1.3 ticket comes after the handshake: the client
     # reads until the target closes, then saves the session.
     hello = tcp_echo(handler=lambda c: (c.sendall(b"hello"), c.shutdown(socket.SHUT_WR),
