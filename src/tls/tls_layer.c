@@ -542,6 +542,9 @@ static void send_key_update(struct tls_conn *t)
     unsigned char rec[TLS_REC_KEYUPDATE_LEN];
     ssize_t n = tls_rec_seal_key_update(&t->rec, rec);
     if (n < 0) {
+        /* Our next key could not be made: nothing more is sealed, either way. */
+        t->wr_errno = EPROTO;
+        t->sealed_end = true;
         read_failed(t, EPROTO, 0);
         return;
     }
@@ -761,7 +764,12 @@ static ssize_t rec_write(struct tls_conn *t, const char *in, size_t len, enum tc
         return write_failed(t, reason);
     }
     if (t->sealed_end) {
-        errno = EPIPE; /* after our close_notify, or an alert */
+        if (t->rd_end == RD_ERROR && t->rd_errno == EPROTO) {
+            errno = EPROTO; /* our alert for the client's bad record: say which */
+            *reason = t->rec.why;
+            return -1;
+        }
+        errno = EPIPE; /* after our close_notify */
         return -1;
     }
     if (t->wlen > 0) {

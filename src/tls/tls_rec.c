@@ -123,13 +123,17 @@ static int set_keys(const struct tls_rec *r, struct tls_rec_dir *d, bool enc)
 static int update_keys(struct tls_rec *r, struct tls_rec_dir *d, bool enc)
 {
     unsigned char next[TLS_REC_MAX_SECRET];
-    if (tls_rec_expand_label(r->suite, d->secret, "traffic upd", next, r->secret_len) != 0) {
-        return -1;
+    int rc = tls_rec_expand_label(r->suite, d->secret, "traffic upd", next, r->secret_len);
+    if (rc == 0) {
+        memcpy(d->secret, next, r->secret_len);
+        rc = set_keys(r, d, enc);
     }
-    memcpy(d->secret, next, r->secret_len);
     OPENSSL_cleanse(next, sizeof(next));
-    d->seq = 0;
-    return set_keys(r, d, enc);
+    /* A direction whose new keys could not be made is done for: its context may still hold the
+     * old key, and a sequence number back at 0 would use a nonce again. UINT64_MAX: every later
+     * seal or open is refused. */
+    d->seq = rc == 0 ? 0 : UINT64_MAX;
+    return rc;
 }
 
 int tls_rec_init(struct tls_rec *r, uint16_t id, const unsigned char *rsecret,

@@ -8,6 +8,7 @@
 #include <stdint.h>
 
 #include <cmocka.h>
+#include <openssl/crypto.h>
 #include <openssl/evp.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -538,13 +539,84 @@ static void test_unhex(void **state)
     }
 }
 
+/* OpenSSL's allocations, made to fail on demand: budget allocations more succeed, then none
+ * (-1: all succeed). */
+static long budget = -1, allocs;
+
+static void *hook_malloc(size_t n, const char *file, int line)
+{
+    (void)file;
+    (void)line;
+    allocs++;
+    if (budget == 0) {
+        return NULL;
+    }
+    budget -= budget > 0;
+    return malloc(n);
+}
+
+static void *hook_realloc(void *p, size_t n, const char *file, int line)
+{
+    (void)file;
+    (void)line;
+    allocs++;
+    if (budget == 0) {
+        return NULL;
+    }
+    budget -= budget > 0;
+    return realloc(p, n);
+}
+
+static void hook_free(void *p, const char *file, int line)
+{
+    (void)file;
+    (void)line;
+    free(p);
+}
+
+/* Our KeyUpdate whose new keys cannot be made (OpenSSL short of memory at each step of the
+ * derivation in turn): the KeyUpdate is refused, and nothing is sealed after it, which would
+ * otherwise go under the old key with its sequence number back at 0 (a nonce used twice). */
+static void test_key_update_failure(void **state)
+{
+    (void)state;
+    unsigned char rs[32], ws[32], probe[32];
+    memset(rs, 1, sizeof(rs));
+    memset(ws, 2, sizeof(ws));
+    allocs = 0;
+    assert_int_equal(tls_rec_expand_label(0x1301, ws, "key", probe, 16), 0);
+    long per = allocs; /* what one HKDF-Expand-Label allocates */
+    for (long fail_at = 0; fail_at < 3 * per + 4; fail_at++) {
+        struct tls_rec r;
+        assert_int_equal(tls_rec_init(&r, 0x1301, rs, ws, 32, 0, 0), 0);
+        unsigned char rec[64], ku[TLS_REC_KEYUPDATE_LEN];
+        assert_true(tls_rec_seal(&r, TLS_REC_CT_APPDATA, (const unsigned char *)"data", 4, rec) >
+                    0);
+        budget = fail_at;
+        ssize_t k = tls_rec_seal_key_update(&r, ku);
+        budget = -1;
+        if (k < 0) {
+            assert_int_equal(
+                tls_rec_seal(&r, TLS_REC_CT_APPDATA, (const unsigned char *)"more", 4, rec), -1);
+            assert_int_equal(tls_rec_seal_alert(&r, TLS_REC_CLOSE_NOTIFY, rec), -1);
+        } else {
+            assert_int_equal(r.wr.seq, 0); /* the new key's first record is next */
+        }
+        tls_rec_free(&r);
+    }
+}
+
 int main(void)
 {
+    /* Before OpenSSL allocates anything. */
+    if (CRYPTO_set_mem_functions(hook_malloc, hook_realloc, hook_free) != 1) {
+        return 1;
+    }
     const struct CMUnitTest tests[] = {
-        cmocka_unit_test(test_rfc8448_keys), cmocka_unit_test(test_rfc8448_records),
-        cmocka_unit_test(test_other_suites), cmocka_unit_test(test_key_update),
-        cmocka_unit_test(test_limits),       cmocka_unit_test(test_refusals),
-        cmocka_unit_test(test_unhex),
+        cmocka_unit_test(test_key_update_failure), cmocka_unit_test(test_rfc8448_keys),
+        cmocka_unit_test(test_rfc8448_records),    cmocka_unit_test(test_other_suites),
+        cmocka_unit_test(test_key_update),         cmocka_unit_test(test_limits),
+        cmocka_unit_test(test_refusals),           cmocka_unit_test(test_unhex),
     };
     return cmocka_run_group_tests(tests, setup, NULL);
 }
