@@ -1,4 +1,5 @@
 """Shared fixtures: the real portgate binary, echo servers, and helpers to talk to them."""
+import fcntl
 import os
 import random
 import re
@@ -16,16 +17,96 @@ ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__)
 BINARY = os.environ.get("PORTGATE") or os.path.join(ROOT, "build", "portgate")
 
 
-def free_ports(n=1, host="127.0.0.1", family=socket.AF_INET):
-    """n consecutive ports free for both TCP and UDP on host (and on 0.0.0.0 for IPv4, since
-    tests also listen on the wildcard). Drawn below the kernel's ephemeral range, where client
-    sockets of earlier tests cannot be holding them."""
-    if family == socket.AF_INET:
-        host = "0.0.0.0"
+# Run side by side with pytest-xdist (-n N --dist loadgroup), tests that share something built
+# once per process run on one worker, rather than each worker building its own: the namespaces,
+# encoders and players of test_topology.py (a module fixture), and the fresh build and install
+# of test_install.py (a session fixture).
+XDIST_GROUPS = {"test_topology.py": "topology", "test_install.py": "install"}
+
+
+def pytest_configure(config):
+    config.addinivalue_line("markers", "xdist_group(name): run on the same pytest-xdist worker "
+                                       "as the other tests of the group (--dist loadgroup)")
+    # A directory that the run's processes share (the clip): made by the process that starts
+    # the workers, or by pytest alone without them. World-readable: VLC runs as nobody.
+    if not hasattr(config, "workerinput"):
+        config.portgate_shared = tempfile.mkdtemp(prefix="portgate-tests-")
+        os.chmod(config.portgate_shared, 0o755)
+        os.environ["PORTGATE_TEST_SHARED"] = config.portgate_shared
+
+
+def pytest_unconfigure(config):
+    if hasattr(config, "portgate_shared"):
+        shutil.rmtree(config.portgate_shared, ignore_errors=True)
+
+
+# The longest tests (tens of seconds each, in a browser, a scanner or an ACME exchange), with
+# the groups: pytest-xdist hands out work in collection order, and one of them started last
+# would run alone at the end while the other workers sit idle.
+LONGEST = ("test_tls.py::test_testssl", "test_acme.py::", "test_page.py::")
+
+
+# tryfirst: pytest-xdist reads the group marks in its own hook.
+@pytest.hookimpl(tryfirst=True)
+def pytest_collection_modifyitems(config, items):
+    for item in items:
+        group = XDIST_GROUPS.get(item.path.name)
+        if group:
+            item.add_marker(pytest.mark.xdist_group(group))
+
+    def later(item):
+        name = f"{item.path.name}::{item.name}"
+        return (item.path.name not in XDIST_GROUPS, not name.startswith(LONGEST))
+    items.sort(key=later)
+
+
+# Ports that tests bind on purpose, which free_ports never hands out: the default rtp-ports of
+# an rtsp mapping (16384-17407), the rtp-ports the tests give theirs (20000-20999), and the UDP
+# port the page test prefers for a realistic picture (27015, test_page.py).
+RESERVED_PORTS = [(16384, 17407), (20000, 20999), (27015, 27015)]
+
+
+def _worker_ports():
+    """The ports free_ports draws from in this process: those from 10000 up to the kernel's
+    ephemeral range (where client sockets of earlier tests cannot be holding them), less
+    RESERVED_PORTS. Under pytest-xdist each worker gets its own slice of them, so that two
+    workers never pick the same port between one's look and its gateway's bind."""
     with open("/proc/sys/net/ipv4/ip_local_port_range") as f:
         ephemeral_low = int(f.read().split()[0])
-    for _ in range(200):
-        base = random.randint(10000, ephemeral_low - n - 1)
+    ports = [p for p in range(10000, ephemeral_low)
+             if not any(lo <= p <= hi for lo, hi in RESERVED_PORTS)]
+    worker = os.environ.get("PYTEST_XDIST_WORKER", "")  # "gw0", "gw1"... or unset
+    count = int(os.environ.get("PYTEST_XDIST_WORKER_COUNT", "1"))
+    if worker.startswith("gw") and count > 1:
+        size = len(ports) // count
+        i = int(worker[2:]) % count
+        ports = ports[i * size:(i + 1) * size]
+    if len(ports) < 1000:
+        raise RuntimeError(f"{len(ports)} ports for free_ports below the ephemeral range "
+                           f"({ephemeral_low}): too few for the tests")
+    return ports
+
+
+_PORTS = _worker_ports()
+# Where the next free_ports call starts looking: it walks its slice rather than drawing at
+# random, so that a port it returned is not handed out again (to the same test, before its
+# gateway binds the first) until the slice has gone round. Starting at random keeps runs
+# side by side (on a shared machine) apart.
+_next_port = random.randrange(len(_PORTS))
+
+
+def free_ports(n=1, host="127.0.0.1", family=socket.AF_INET):
+    """n consecutive ports free for both TCP and UDP on host (and on 0.0.0.0 for IPv4, since
+    tests also listen on the wildcard), from this process's slice (_worker_ports)."""
+    global _next_port
+    if family == socket.AF_INET:
+        host = "0.0.0.0"
+    for _ in range(len(_PORTS)):
+        i = _next_port
+        _next_port = (i + n) % len(_PORTS)
+        if i + n > len(_PORTS) or _PORTS[i + n - 1] != _PORTS[i] + n - 1:
+            continue  # runs over the end of the slice or across a reserved range
+        base = _PORTS[i]
         socks = []
         try:
             for p in range(base, base + n):
@@ -479,16 +560,21 @@ def is_refused(port, **kw):
 def clip():
     """A 5-minute H.264 test pattern, readable by the unprivileged user VLC runs as. Longer than
     the tests: VLC renumbers its tracks when a looped clip starts over, and a SETUP for the old
-    track then gets 404."""
-    d = tempfile.mkdtemp(prefix="portgate-rtsp-")
-    os.chmod(d, 0o755)
-    path = os.path.join(d, "clip.mp4")
-    subprocess.run(["ffmpeg", "-hide_banner", "-loglevel", "error", "-y", "-f", "lavfi", "-i",
-                    "testsrc=size=320x240:rate=25", "-t", "300", "-c:v", "libx264", "-preset",
-                    "ultrafast", "-g", "25", "-pix_fmt", "yuv420p", path], check=True, timeout=300)
-    os.chmod(path, 0o644)
-    yield path
-    shutil.rmtree(d, ignore_errors=True)
+    track then gets 404. Made once per run, in the directory pytest-xdist's workers share: the
+    first worker to need it makes it while the others wait."""
+    shared = os.environ["PORTGATE_TEST_SHARED"]
+    path = os.path.join(shared, "clip.mp4")
+    with open(os.path.join(shared, "clip.lock"), "w") as lock:
+        fcntl.flock(lock, fcntl.LOCK_EX)
+        if not os.path.exists(path):
+            part = os.path.join(shared, "clip-part.mp4")
+            subprocess.run(["ffmpeg", "-hide_banner", "-loglevel", "error", "-y", "-f", "lavfi",
+                            "-i", "testsrc=size=320x240:rate=25", "-t", "300", "-c:v", "libx264",
+                            "-preset", "ultrafast", "-g", "25", "-pix_fmt", "yuv420p", part],
+                           check=True, timeout=300)
+            os.chmod(part, 0o644)
+            os.rename(part, path)
+    return path
 
 
 def vlc_command(clip, host, port):

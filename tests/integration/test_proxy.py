@@ -15,7 +15,7 @@ import pytest
 
 from adminclient import Admin
 from conftest import (BINARY, BULK, assert_spliced, connect, free_ports, recv_all,
-                      recv_exactly)
+                      recv_exactly, roundtrip)
 from httpdevice import Device
 from tlshelper import CA, client_context
 
@@ -249,9 +249,10 @@ def test_send_proxy_then_bulk(gateway, tcp_echo, variant):
         s = connect(port, source="127.0.0.3")
         me = s.getsockname()
         assert read_line(s) == f"127.0.0.3:{me[1]} 127.0.0.1:{port}"
-        s.sendall(data)
-        s.shutdown(socket.SHUT_WR)
-        assert recv_all(s) == data
+        # Sent while the echo is read (roundtrip): a sender that read nothing until it had sent
+        # it all could fill the buffers on the way and stall the flow, which then goes on in
+        # pieces too small to splice.
+        assert roundtrip(s, data, shut=True) == data
         s.close()
         assert_spliced(g, name, variant, more_than=BULK)
     assert [v for v, _, _ in seen] == [1, 2]
@@ -316,8 +317,7 @@ def test_accept_proxy_behind_haproxy(gateway, servers, tcp_echo, variant):
         r = api.get("/api/v1/connections?mapping=chain")
         assert [c["client"] for c in r.json["connections"]] == [f"127.0.0.3:{me[1]}"], r
         data = os.urandom(BULK)
-        a.sendall(data)
-        assert recv_exactly(a, BULK) == data
+        assert roundtrip(a, data) == data  # read while sent, as above
         # max-conns-per-ip counts 127.0.0.3, not HAProxy (all of whose connections come from
         # 127.0.0.1): a second from 127.0.0.3 is refused, one from 127.0.0.5 goes through.
         b = connect(f2, source="127.0.0.3")

@@ -133,7 +133,11 @@ def test_target_name_that_stops_resolving(tmp_path, tcp_echo):
     hosts = tmp_path / "hosts"
     hosts.write_text("127.0.0.1 localhost\n127.0.0.1 encoder.portgate.test\n")
     conf = tmp_path / "portgate.conf"
-    conf.write_text(f"[map m]\nproto = tcp\nlisten = 127.0.0.1:{port}\n"
+    # No admin interface: by default it would listen on 127.0.0.1:8088 and
+    # /run/portgate/admin.sock and keep /var/lib/portgate/state.json, which a test running
+    # beside this one (or the machine's own gateway) may hold.
+    conf.write_text(f"[gateway]\nadmin = off\nadmin-socket = off\n"
+                    f"[map m]\nproto = tcp\nlisten = 127.0.0.1:{port}\n"
                     f"target = encoder.portgate.test:{srv.port}\n")
     log = tmp_path / "portgate.log"
     with open(log, "w") as logf:

@@ -99,6 +99,15 @@ def track_url(c, port):
     return re.findall(r"a=control:(\S+)", sdp)[-1]
 
 
+def free_rtp_ports(n):
+    """rtp-ports of n ports (an even start, an odd end) that nothing holds now, for a range so
+    small that a port of it taken elsewhere (by a test running beside this one) would exhaust
+    it: from free_ports, which hands them to no other test."""
+    ports = free_ports(n + 1)
+    lo = ports[0] + ports[0] % 2
+    return f"{lo}-{lo + n - 1}"
+
+
 def rtsp_gateway(gateway, device_port, extra="", rtp="20000-20199"):
     port = free_ports()
     g = gateway("--map", f"rtsp:127.0.0.1:{port}=127.0.0.1:{device_port},rtp-ports={rtp},"
@@ -240,7 +249,8 @@ def test_max_sessions_and_rtp_ports_exhausted(gateway, vlc):
     dev = vlc()
     port, tiny = free_ports(2)
     g = gateway("--map", f"rtsp:127.0.0.1:{port}=127.0.0.1:{dev},max-sessions=1,name=one",
-                "--map", f"rtsp:127.0.0.1:{tiny}=127.0.0.1:{dev},rtp-ports=20300-20303,name=tiny")
+                "--map", f"rtsp:127.0.0.1:{tiny}=127.0.0.1:{dev},rtp-ports={free_rtp_ports(4)},"
+                "name=tiny")
     a, b = Rtsp(port), Rtsp(port)
     url = track_url(a, port)
     assert a.ask("SETUP", url, Transport="RTP/AVP;unicast;client_port=5000-5001")[0] == 200
@@ -348,7 +358,8 @@ def session_of(headers):
 
 def test_thousands_of_sessions_leak_nothing(gateway, tcp_echo):
     dev = fake_device(tcp_echo)
-    g, port = rtsp_gateway(gateway, dev.port, rtp="20400-20419")  # 5 streams at a time at most
+    # 5 streams at a time at most.
+    g, port = rtsp_gateway(gateway, dev.port, rtp=free_rtp_ports(20))
     base = g.fds()
     url = f"rtsp://127.0.0.1:{port}/x"
     n = 1500

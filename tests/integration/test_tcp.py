@@ -356,7 +356,9 @@ def test_target_refuses(gateway):
     c = connect(port)
     t0 = time.time()
     assert c.recv(10) == b""  # closed promptly
-    assert time.time() - t0 < 1
+    # Not after connect-timeout (10 s by default); on a machine busy with other tests, maybe
+    # not within the first second either.
+    assert time.time() - t0 < 3
     g.wait_log(f"connect to 127.0.0.1:{dead}: Connection refused")
 
 

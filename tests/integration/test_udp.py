@@ -1,5 +1,6 @@
 """UDP mappings through the real binary over loopback sockets."""
 import os
+import select
 import shutil
 import signal
 import socket
@@ -164,19 +165,29 @@ def test_max_sessions_across_workers(gateway, udp_echo, variant):
     g = gateway("--map", f"udp:127.0.0.1:{port}=127.0.0.1:{srv.port},max-sessions=3,name=u")
     clients = [udp_client(timeout=0.5) for _ in range(12)]
     answered = 0
+    unanswered = []
     for c in clients:
         c.sendto(b"hi", ("127.0.0.1", port))
         try:
             answered += c.recvfrom(10)[0] == b"hi"
         except socket.timeout:
-            pass
+            unanswered.append(c)
         assert g.map_stats("u")["open"] <= 3
     st = g.map_stats("u")
     assert st["open"] == 3
     # Each new client beyond 3 either evicted an idle session on its worker, or (its worker
     # having none) was dropped and counted.
     assert st["evicted"] + st["refused by limits"] == 12 - 3
-    assert answered == 12 - st["refused by limits"]
+    # Every client not dropped is answered: on a machine busy with other tests, maybe later
+    # than the 0.5 s each waited above.
+    want = 12 - st["refused by limits"]
+    deadline = time.time() + 5
+    while answered < want and unanswered and time.time() < deadline:
+        ready, _, _ = select.select(unanswered, [], [], deadline - time.time())
+        for c in ready:
+            answered += c.recvfrom(10)[0] == b"hi"
+            unanswered.remove(c)
+    assert answered == want
     assert st["accepted"] == answered
 
 
@@ -318,15 +329,18 @@ def test_segmentation_refused_for_one_batch_only(tmp_path, variant):
         subprocess.run(["ip", "netns", "del", ns], check=False)
 
 
-def test_eviction_flood_is_logged_once_a_second(gateway, udp_echo, variant):
+def test_eviction_flood_is_logged_once_a_second(gateway, variant):
     """10,000 clients, one datagram each, through a mapping of 100 sessions: every new client
     evicts the session idle the longest (or, on a worker with none, is dropped). The log says so
     at most once a second per worker and reason, with how many it did not say, rather than a
     line per datagram."""
-    srv = udp_echo()
+    # The target answers nothing: an answer to a session the gateway has just evicted would go
+    # to that session's port, which a test running beside this one may have taken since.
+    srv = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+    srv.bind(("127.0.0.1", 0))
     port = free_ports()
-    g = gateway("--map", f"udp:127.0.0.1:{port}=127.0.0.1:{srv.port},max-sessions=100,"
-                "name=flood")
+    g = gateway("--map", f"udp:127.0.0.1:{port}=127.0.0.1:{srv.getsockname()[1]},"
+                "max-sessions=100,name=flood")
     start = time.time()
     for i in range(10000):
         with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as s:
@@ -346,3 +360,4 @@ def test_eviction_flood_is_logged_once_a_second(gateway, udp_echo, variant):
     evictions = log.count("evicted: max-sessions (100) reached")
     assert evictions <= (elapsed + 2) * variant.workers, (evictions, elapsed)
     assert "more evictions not logged" in log
+    srv.close()
