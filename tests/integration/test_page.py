@@ -763,7 +763,7 @@ ADVANCED_FIELDS = {
 
 
 # The choices of auth each protocol has (docs/configuration.md).
-AUTH_CHOICES = {"tls": {"none", "client-cert"}, "rtsps": {"none", "client-cert"},
+AUTH_CHOICES = {"tls": {"none", "client-cert"}, "rtsps": {"none", "login", "client-cert"},
                 "http": {"none", "login"}, "https": {"none", "login", "client-cert"}}
 
 
