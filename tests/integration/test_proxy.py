@@ -338,7 +338,9 @@ def test_accept_proxy_behind_haproxy(gateway, servers, tcp_echo, variant):
         assert recv_all(a) == b""
         a.close()
         g.wait_log(f"map chain: tcp 127.0.0.3:{me[1]} -> 127.0.0.1:{srv.port} ended after")
-        assert_spliced(g, "chain", variant, more_than=BULK)
+        # After the header (copied), the flow went by splice: most of it. Not all of both ways:
+        # a splice that brings little, as a loaded machine makes them, goes back to copying.
+        assert_spliced(g, "chain", variant, more_than=BULK // 2)
         st = g.map_stats("chain")
         assert st["refused by allow/deny"] == 1 and st["accepted"] == 2, st
         # A refused client ends with no line of its own beyond the refusal.
