@@ -793,9 +793,10 @@ static bool auth_send_again(struct proxy *p, char *out, size_t room, size_t *pro
  * connection is TLS), and the player answers on the same connection, as RTSP players do. Its
  * Authorization is checked on the login thread (auth/login.h), while the request waits; a good
  * one makes a session that lasts as long as the connection, and every later request goes on
- * while the session lives (a password changed ends it: the next request gets 401). The player's
- * Authorization never reaches the device, and an answer or an interleaved frame from a player
- * that has not logged in is not RTSP the device gets.
+ * while the session lives; when it ends (a password changed, the user gone, 12 hours), so does
+ * the connection, at its next request or within GATE_RECHECK_MS. The player's Authorization
+ * never reaches the device, and an answer or an interleaved frame from a player that has not
+ * logged in is not RTSP the device gets.
  */
 
 /* Queues a 401 with the gateway's challenges (stale: the nonce was stale, answer again; failed:
@@ -877,6 +878,10 @@ static int gate_verdict(struct proxy *p, const struct msg *m)
     case LOGIN_OK:
         memcpy(g->session, id, sizeof(g->session));
         OPENSSL_cleanse(id, sizeof(id));
+        if (!login_session(g->session, p->map->conf.name, g->user)) {
+            gate_ended(p); /* its password changed since it was checked */
+            return -1;
+        }
         mapping_stat_add(&stats(p)->proto[RTSP_STAT_LOGINS], 1);
         loop_timer_start(p->ctx->loop, &g->poll, GATE_RECHECK_MS);
         return 1;
