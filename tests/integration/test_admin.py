@@ -588,11 +588,14 @@ def test_login_regulation(gateway):
     passwd(g, "alice", "correct horse")
     # A wrong user and a wrong password: the same answer, after the same work (an argon2id
     # check each; without it a wrong user would answer a hundred times faster).
-    ru, tu = zip(*(timed_login(g.web, "nobody", "whatever1") for _ in range(2)))
-    rp, tp = zip(*(timed_login(g.web, "alice", "whatever1") for _ in range(2)))
+    # One of each in turn, so that a load that comes and goes (other tests beside this one)
+    # weighs on both alike; a factor of 10 still tells one check from none.
+    pairs = [(timed_login(g.web, "nobody", "whatever1"), timed_login(g.web, "alice", "whatever1"))
+             for _ in range(2)]
+    (ru, tu), (rp, tp) = [tuple(zip(*side)) for side in zip(*pairs)]
     assert {r.status for r in ru + rp} == {401}
     assert {r.body for r in ru + rp} == {ru[0].body}
-    assert min(tu) > min(tp) / 4 and min(tp) > min(tu) / 4, (tu, tp)
+    assert min(tu) > min(tp) / 10 and min(tp) > min(tu) / 10, (tu, tp)
     # Per address: five failures from 127.0.0.1 (four made above), then refused, even with the
     # right password; another address still gets in.
     assert login(g.web, "carol", "whatever1").status == 401
